@@ -1,0 +1,302 @@
+"""Analyze weight tensors: arrays in, :class:`LayerMetrics` out.
+
+The public entry points are :func:`analyze_matrix` (one tensor) and :func:`analyze_model` (an iterable of
+``(name, tensor)``, consumed lazily so that a caller can stream shards through it).
+"""
+
+from __future__ import annotations
+
+import math
+import zlib
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, fields
+
+import numpy as np
+from scipy.special import logsumexp
+from threadpoolctl import threadpool_limits
+
+from . import powerlaw
+from .eigen import DEVICES, PRECISIONS, gram_eigenvalues
+from .marchenko_pastur import marchenko_pastur_fit, random_matrix_edge
+from .matrices import LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
+from .norms import detx_condition, jensen_shannon_distance, matrix_entropy, matrix_rank
+from .records import (
+    FIT_FAILED,
+    FIT_SKIPPED,
+    OVER_TRAINED,
+    OVER_TRAINED_ALPHA,
+    UNDER_TRAINED,
+    UNDER_TRAINED_ALPHA,
+    LayerMetrics,
+)
+
+FIX_FINGERS = (None, "clip_xmax", "xmin_peak")
+FITS = ("PL", "TPL")
+# A randomized ESD whose largest eigenvalue lies this many Tracy-Widom widths right of the MP edge is a trap.
+# The TW1 law puts less than 1e-4 of its mass beyond +4 (Tracy & Widom 1996).
+TRAP_TW_WIDTHS = 4.0
+# WeightWatcher draws 5 randomized copies when a layer has fewer than 100 eigenvalues, for a steadier estimate.
+_FEW_EVALS = 100
+_FEW_EVALS_REPLICAS = 5
+
+
+@dataclass(frozen=True)
+class AnalysisOptions:
+    """The switches of WeightWatcher's ``analyze()`` that change the numbers, plus where and how to compute.
+
+    ``max_evals=None`` analyzes every layer whatever its size; WeightWatcher's defaults (8, 15000) are kept, but a
+    layer outside them becomes a ``skipped`` row with its reason instead of vanishing. There is no ``max_N``: the
+    Gram matrix is M x M, so embeddings and lm_heads with N > 50 000 cost little and are always analyzed.
+    """
+
+    min_evals: int = 8
+    max_evals: int | None = 15000
+    randomize: bool = False
+    mp_fit: bool = False
+    detX: bool = False
+    fix_fingers: str | None = None
+    xmin_max: float | None = None
+    max_fingers: int = 10
+    finger_thresh: float = 1.0
+    pool: bool = True
+    fit: str = "PL"
+    seed: int = 0
+    device: str = "cpu"
+    precision: str = "float64"
+    blas_threads: int | None = 1
+    keep_evals: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fix_fingers not in FIX_FINGERS:
+            raise ValueError(f"fix_fingers={self.fix_fingers!r}: expected one of {FIX_FINGERS}")
+        if self.fit not in FITS:
+            raise ValueError(f"fit={self.fit!r}: expected one of {FITS}")
+        if self.fit == "TPL" and self.fix_fingers is not None:
+            raise ValueError("fit='TPL' cannot be combined with fix_fingers")
+        if self.device not in DEVICES:
+            raise ValueError(f"device={self.device!r}: expected one of {DEVICES}")
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
+        if self.min_evals < 2:
+            raise ValueError(f"min_evals={self.min_evals}: a fit needs at least 2 eigenvalues")
+        if self.max_evals is not None and self.max_evals < self.min_evals:
+            raise ValueError(f"max_evals={self.max_evals} is below min_evals={self.min_evals}")
+        if self.max_fingers < 2:
+            raise ValueError(f"max_fingers={self.max_fingers}: must be at least 2")
+        if self.blas_threads is not None and self.blas_threads < 1:
+            raise ValueError(f"blas_threads={self.blas_threads}: must be >= 1 or None (library default)")
+
+    @classmethod
+    def from_kwargs(cls, **options) -> AnalysisOptions:
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown analysis option(s) {unknown}; known: {sorted(known)}")
+        return cls(**options)
+
+
+def _numpy_dtype(options: AnalysisOptions):
+    return np.float64 if options.precision == "float64" else np.float32
+
+
+def _layer_seed(seed: int, name: str, slice_id: int) -> np.random.Generator:
+    # Seeded by name, not position, so a layer gets the same randomized copy whatever shard order or worker.
+    return np.random.default_rng([seed, zlib.crc32(name.encode()), slice_id + 1])
+
+
+def _fit_power_law(positive: np.ndarray, options: AnalysisOptions) -> powerlaw.PowerLawFit:
+    if options.fit == "TPL":
+        return powerlaw.fit_truncated_power_law(positive)
+    if options.fix_fingers == "clip_xmax":
+        return powerlaw.fit_power_law_clip_xmax(positive, options.max_fingers, options.finger_thresh)
+    if options.fix_fingers == "xmin_peak":
+        return powerlaw.fit_power_law_xmin_peak(positive, options.xmin_max)
+    return powerlaw.fit_power_law(positive)
+
+
+def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
+    lambda_max = float(evals[-1])
+    total = float(np.sum(evals))
+    row.lambda_max = lambda_max
+    row.norm = total
+    row.log_norm = math.log10(total)
+    row.spectral_norm = lambda_max
+    row.log_spectral_norm = math.log10(lambda_max)
+    row.stable_rank = total / lambda_max
+    row.matrix_rank = matrix_rank(evals, row.N)
+    row.entropy = matrix_entropy(evals, row.matrix_rank)
+
+
+def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOptions) -> None:
+    positive = evals[evals > powerlaw.EVALS_THRESHOLD]
+    try:
+        fit = _fit_power_law(positive, options)
+    except powerlaw.PowerLawFitError as err:
+        row.fit_status = FIT_FAILED
+        row.reason = f"power-law fit failed: {err}"
+        return
+    row.alpha = fit.alpha
+    row.xmin = fit.xmin
+    row.xmax = fit.xmax
+    row.D = fit.D
+    row.sigma = fit.sigma
+    row.Lambda = fit.Lambda
+    row.num_fingers = fit.num_fingers
+    row.raw_alpha = fit.raw_alpha
+    row.num_pl_spikes = int(np.count_nonzero(evals >= fit.xmin))
+    row.alpha_weighted = fit.alpha * row.log_spectral_norm
+    with np.errstate(divide="ignore"):
+        row.log_alpha_norm = float(logsumexp(fit.alpha * np.log(evals)) / math.log(10))
+    if fit.alpha < OVER_TRAINED_ALPHA:
+        row.warning = OVER_TRAINED
+    elif fit.alpha > UNDER_TRAINED_ALPHA:
+        row.warning = UNDER_TRAINED
+
+
+def _note(row: LayerMetrics, message: str) -> None:
+    row.reason = f"{row.reason}; {message}" if row.reason else message
+
+
+def _apply_marchenko_pastur(row: LayerMetrics, evals: np.ndarray) -> None:
+    try:
+        mp = marchenko_pastur_fit(evals, row.N, row.M)
+    except (ValueError, FloatingPointError) as err:
+        _note(row, f"MP fit failed: {err}")
+        return
+    row.num_spikes = mp.num_spikes
+    row.sigma_mp = mp.sigma_mp
+    row.mp_softrank = mp.mp_softrank
+    row.bulk_min = mp.bulk_min
+    row.bulk_max = mp.bulk_max
+
+
+def _apply_randomization(
+    row: LayerMetrics, layer: LayerMatrices, evals: np.ndarray, options: AnalysisOptions
+) -> np.ndarray:
+    """Shuffle W's elements (destroying correlations, keeping the element distribution) and compare ESDs.
+
+    ``correlation_trap`` compares each shuffled matrix's largest eigenvalue with the MP edge that its i.i.d.
+    entries imply, ``var(w) (sqrt N + sqrt M)^2``, in Tracy-Widom widths: no fitted sigma is involved, so a
+    Gaussian layer is not flagged by fitting noise, and a few huge elements are.
+    """
+    rng = _layer_seed(options.seed, row.name, row.slice_id)
+    replicas = _FEW_EVALS_REPLICAS if evals.size < _FEW_EVALS else 1
+    draws = []
+    trap_score = -math.inf
+    for replica in range(replicas):
+        per_matrix = []
+        for matrix in layer.matrices:
+            shuffled = rng.permutation(matrix.ravel()).reshape(matrix.shape)
+            slice_evals = gram_eigenvalues([shuffled], layer.scale, options.device)
+            per_matrix.append(slice_evals)
+            if replica == 0:
+                variance = float(np.var(matrix, dtype=np.float64)) * layer.scale**2
+                edge, width = random_matrix_edge(variance, max(matrix.shape), min(matrix.shape))
+                row.rand_bulk_max = edge if math.isnan(row.rand_bulk_max) else max(edge, row.rand_bulk_max)
+                if width > 0:
+                    trap_score = max(trap_score, (float(slice_evals[-1]) - edge) / width)
+        draws.append(np.sort(np.concatenate(per_matrix)))
+    rand_evals = np.sort(np.concatenate(draws))
+    first = draws[0]
+    row.rand_lambda_max = float(rand_evals[-1])
+    row.ww_softrank = float(first[-1] / evals[-1])
+    row.rand_distance = jensen_shannon_distance(evals, first)
+    try:
+        row.rand_num_spikes = marchenko_pastur_fit(rand_evals, row.N, row.M).num_spikes
+    except (ValueError, FloatingPointError) as err:
+        _note(row, f"MP fit of the randomized ESD failed: {err}")
+    row.correlation_trap = bool(trap_score > TRAP_TW_WIDTHS)
+    return rand_evals
+
+
+def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
+    num_evals = layer.M * (len(layer.matrices))
+    row.num_evals = num_evals
+    if num_evals == 0 or layer.N == 0:
+        row.fit_status, row.reason = FIT_SKIPPED, f"empty matrix {layer.N}x{layer.M}"
+        return row
+    if num_evals < options.min_evals:
+        row.fit_status = FIT_SKIPPED
+        row.reason = f"{num_evals} eigenvalues < min_evals={options.min_evals}"
+        return row
+    if options.max_evals is not None and num_evals > options.max_evals:
+        row.fit_status = FIT_SKIPPED
+        row.reason = f"{num_evals} eigenvalues > max_evals={options.max_evals} (pass max_evals=None to analyze it)"
+        return row
+    bad = sum(int(np.count_nonzero(~np.isfinite(m))) for m in layer.matrices)
+    if bad:
+        row.fit_status = FIT_FAILED
+        row.reason = f"{bad} NaN/Inf values in the weights"
+        return row
+    evals = gram_eigenvalues(layer.matrices, layer.scale, options.device)
+    if evals[-1] <= 0.0:
+        row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
+        return row
+    _apply_norms(row, evals)
+    _apply_power_law(row, evals, options)
+    if options.mp_fit:
+        _apply_marchenko_pastur(row, evals)
+    if options.detX:
+        row.detX_num, row.detX_val = detx_condition(evals)
+    rand_evals = _apply_randomization(row, layer, evals, options) if options.randomize else None
+    if options.keep_evals:
+        row.evals = evals
+        row.rand_evals = rand_evals
+    return row
+
+
+def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) -> list[LayerMetrics]:
+    shape = tuple(int(d) for d in tensor.shape)
+    N, M, rf = tensor_dims(shape)
+    base = dict(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)), N=N, M=M, rf=rf)
+    try:
+        layers = layer_matrices(name, tensor, pool=options.pool, dtype=_numpy_dtype(options))
+    except NotAWeightMatrix as err:
+        return [LayerMetrics(**base, fit_status=FIT_SKIPPED, reason=str(err))]
+    if isinstance(layers, LayerMatrices):
+        return [_analyze_layer(LayerMetrics(**base), layers, options)]
+    return [
+        _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options)
+        for slice_id, layer in enumerate(layers)
+    ]
+
+
+def _blas_limit(options: AnalysisOptions):
+    # OpenBLAS with 2 threads on 2 cores turned a 384x384 eigvalsh from 15 ms into 1.3 s here (thread spin
+    # contention); one thread per eigensolve is the measured best, and callers parallelize across layers.
+    return threadpool_limits(limits=options.blas_threads, user_api="blas")
+
+
+def is_layer_tensor(tensor) -> bool:
+    """A tensor that becomes a row: 2-D or more with no empty dimension check (biases and norms are 1-D)."""
+    return len(getattr(tensor, "shape", ())) >= 2
+
+
+def analyze_model(named_tensors: Iterable[tuple[str, object]], **options) -> Iterator[LayerMetrics]:
+    """Analyze every layer of a model, one tensor at a time, yielding one :class:`LayerMetrics` per layer.
+
+    ``named_tensors`` is consumed lazily: pass a generator over a safetensors shard and only the current tensor is
+    held in memory. 1-D tensors (biases, norms) and 0-D scalars are not layers and produce no row; every other
+    tensor produces a row, ``skipped`` or ``failed`` with a ``reason`` when it cannot be analyzed.
+    Options: see :class:`AnalysisOptions`.
+    """
+    opts = options.pop("options", None) or AnalysisOptions.from_kwargs(**options)
+    layer_id = 0
+    for name, tensor in named_tensors:
+        if not is_layer_tensor(tensor):
+            continue
+        with _blas_limit(opts):
+            rows = _analyze_tensor(layer_id, name, tensor, opts)
+        yield from rows
+        layer_id += 1
+
+
+def analyze_matrix(W, name: str = "W", layer_id: int = 0, **options) -> LayerMetrics | list[LayerMetrics]:
+    """Analyze one weight tensor. Returns one :class:`LayerMetrics`, or one per kernel position when
+    ``pool=False`` and W is a convolution kernel."""
+    opts = AnalysisOptions.from_kwargs(**options)
+    if not is_layer_tensor(W):
+        raise ValueError(f"{name}: a {len(getattr(W, 'shape', ()))}-D tensor is not a weight matrix")
+    with _blas_limit(opts):
+        rows = _analyze_tensor(layer_id, name, W, opts)
+    return rows[0] if len(rows) == 1 else rows

@@ -1,0 +1,104 @@
+"""Turn a weight tensor into the matrices whose eigenvalues form its ESD.
+
+This is the one place that knows tensor layouts and dtypes: 2-D (Linear, Embedding, lm_head, HF GPT-2 ``Conv1D``
+stored ``(in, out)``: the ESD of W and W^T is the same), 3-D ``(out, in, k)`` Conv1d and 4-D ``(out, in, kh, kw)``
+Conv2D, any float dtype (fp8, fp16 and bf16 are upcast exactly; integers are quantized data, not weights).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+LAYER_DENSE = "dense"
+LAYER_EMBEDDING = "embedding"
+LAYER_LM_HEAD = "lm_head"
+LAYER_CONV1D = "conv1d"
+LAYER_CONV2D = "conv2d"
+
+_EMBEDDING_NAME = re.compile(r"(embed|wte|wpe|shared\.weight$|tok_embeddings)", re.IGNORECASE)
+_LM_HEAD_NAME = re.compile(r"(lm_head|output\.weight$|embed_out)", re.IGNORECASE)
+
+
+class NotAWeightMatrix(ValueError):
+    """The tensor is not a layer weight (1-D bias or norm, integer or boolean data, a scalar)."""
+
+
+@dataclass
+class LayerMatrices:
+    """The matrices of one layer, float32 or float64 numpy, each of shape (n, m) with its own orientation."""
+
+    layer_type: str
+    matrices: list[np.ndarray]
+    N: int
+    M: int
+    rf: int
+    # Multiplies W before the eigensolve; 1 except for Conv2D (WeightWatcher's conv2d normalization).
+    scale: float = 1.0
+
+
+def to_numpy_float(tensor, dtype=np.float64) -> np.ndarray:
+    """Upcast any float tensor (numpy, ml_dtypes bf16/fp8, torch incl. bf16/fp8) to a numpy array of ``dtype``."""
+    if hasattr(tensor, "detach") and hasattr(tensor, "dtype") and tensor.__class__.__module__.startswith("torch"):
+        import torch
+
+        if not (tensor.is_floating_point()):
+            raise NotAWeightMatrix(f"dtype {tensor.dtype} is not a float type")
+        tensor = tensor.detach()
+        if tensor.device.type != "cpu":
+            tensor = tensor.cpu()
+        target = torch.float64 if dtype == np.float64 else torch.float32
+        return tensor.to(target).numpy()
+    array = np.asarray(tensor)
+    kind = array.dtype.kind
+    # ml_dtypes' bfloat16 / float8 types report kind 'V' with a name; they upcast exactly with astype.
+    if kind == "f" or (kind == "V" and any(k in array.dtype.name for k in ("bfloat16", "float8"))):
+        return array.astype(dtype, copy=False)
+    raise NotAWeightMatrix(f"dtype {array.dtype} is not a float type")
+
+
+def layer_type_for(name: str, ndim: int) -> str:
+    if ndim == 4:
+        return LAYER_CONV2D
+    if ndim == 3:
+        return LAYER_CONV1D
+    if _LM_HEAD_NAME.search(name):
+        return LAYER_LM_HEAD
+    if _EMBEDDING_NAME.search(name):
+        return LAYER_EMBEDDING
+    return LAYER_DENSE
+
+
+def tensor_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
+    """(N, M, rf) of a weight tensor's shape: N >= M the matrix dimensions, rf the receptive field (kernel size)."""
+    if len(shape) == 2:
+        return max(shape), min(shape), 1
+    if len(shape) in (3, 4):
+        rf = int(math.prod(shape[2:]))
+        return max(shape[:2]), min(shape[:2]), rf
+    raise NotAWeightMatrix(f"a {len(shape)}-D tensor is not a layer weight")
+
+
+def layer_matrices(name: str, tensor, pool: bool = True, dtype=np.float64) -> LayerMatrices | list[LayerMatrices]:
+    """Split a weight tensor into its matrices. Conv kernels give one matrix per kernel position.
+
+    With ``pool=False`` a Conv layer gives one :class:`LayerMatrices` per kernel position (a list).
+    Conv2D matrices are scaled by ``sqrt(rf / 2)`` per slice and ``sqrt(1 / 2)`` pooled: WeightWatcher's default
+    ``conv2d_norm``, kept so that our numbers are comparable with what users know.
+    """
+    shape = tuple(int(d) for d in getattr(tensor, "shape", ()))
+    if len(shape) < 2:
+        raise NotAWeightMatrix(f"a {len(shape)}-D tensor is a bias or norm, not a layer weight")
+    N, M, rf = tensor_dims(shape)
+    layer_type = layer_type_for(name, len(shape))
+    array = to_numpy_float(tensor, dtype)
+    if array.ndim == 2:
+        return LayerMatrices(layer_type, [array], N, M, 1)
+    slices = array.reshape(shape[0], shape[1], rf)
+    matrices = [slices[:, :, k] for k in range(rf)]
+    if pool:
+        return LayerMatrices(layer_type, matrices, N, M, rf, scale=math.sqrt(0.5))
+    return [LayerMatrices(layer_type, [m], N, M, rf, scale=math.sqrt(rf / 2.0)) for m in matrices]

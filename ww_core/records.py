@@ -1,0 +1,140 @@
+"""Records that cross the ww_core boundary: one per layer, one per model.
+
+Column names follow WeightWatcher 0.7.7 so that users can read our tables with what they already know.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+
+FIT_OK = "ok"
+FIT_FAILED = "failed"
+FIT_SKIPPED = "skipped"
+
+OVER_TRAINED = "over-trained"
+UNDER_TRAINED = "under-trained"
+OVER_TRAINED_ALPHA = 2.0
+UNDER_TRAINED_ALPHA = 6.0
+
+NAN = math.nan
+
+
+@dataclass
+class LayerMetrics:
+    """Spectral metrics of one weight tensor (or one Conv2D slice when ``pool=False``).
+
+    Floats are NaN when a metric was not computed (an option switched off, or a failed fit);
+    ``fit_status`` and ``reason`` say why.
+    """
+
+    layer_id: int
+    name: str
+    layer_type: str = ""
+    N: int = 0
+    M: int = 0
+    rf: int = 1
+    slice_id: int = -1
+    num_evals: int = 0
+    lambda_max: float = NAN
+    norm: float = NAN
+    log_norm: float = NAN
+    spectral_norm: float = NAN
+    log_spectral_norm: float = NAN
+    stable_rank: float = NAN
+    matrix_rank: int = -1
+    entropy: float = NAN
+    alpha: float = NAN
+    alpha_weighted: float = NAN
+    log_alpha_norm: float = NAN
+    xmin: float = NAN
+    xmax: float = NAN
+    D: float = NAN
+    sigma: float = NAN
+    num_pl_spikes: int = -1
+    Lambda: float = NAN
+    num_fingers: int = 0
+    raw_alpha: float = NAN
+    warning: str = ""
+    num_spikes: int = -1
+    sigma_mp: float = NAN
+    mp_softrank: float = NAN
+    bulk_min: float = NAN
+    bulk_max: float = NAN
+    rand_lambda_max: float = NAN
+    rand_distance: float = NAN
+    rand_num_spikes: int = -1
+    rand_bulk_max: float = NAN
+    ww_softrank: float = NAN
+    correlation_trap: bool | None = None
+    detX_num: int = -1
+    detX_val: float = NAN
+    fit_status: str = FIT_OK
+    reason: str = ""
+    evals: object = field(default=None, repr=False, compare=False)
+    rand_evals: object = field(default=None, repr=False, compare=False)
+
+    def as_row(self) -> dict:
+        """The record as a flat dict of plain Python values (eigenvalue arrays left out)."""
+        return {name: getattr(self, name) for name in LAYER_COLUMNS}
+
+
+LAYER_COLUMNS: tuple[str, ...] = tuple(
+    f.name for f in dataclasses.fields(LayerMetrics) if f.name not in ("evals", "rand_evals")
+)
+
+SUMMARY_METRICS: tuple[str, ...] = (
+    "alpha",
+    "alpha_weighted",
+    "log_alpha_norm",
+    "log_norm",
+    "log_spectral_norm",
+    "stable_rank",
+    "mp_softrank",
+)
+
+
+@dataclass
+class ModelSummary:
+    """Model averages over the layers whose fit is ``ok`` (WeightWatcher's ``get_summary()`` plus counts)."""
+
+    alpha: float = NAN
+    alpha_weighted: float = NAN
+    log_alpha_norm: float = NAN
+    log_norm: float = NAN
+    log_spectral_norm: float = NAN
+    stable_rank: float = NAN
+    mp_softrank: float = NAN
+    num_layers: int = 0
+    num_ok: int = 0
+    num_failed: int = 0
+    num_skipped: int = 0
+    num_over_trained: int = 0
+    num_under_trained: int = 0
+    num_traps: int = 0
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def summarize(layers: list[LayerMetrics]) -> ModelSummary:
+    """Average the summary metrics over ``ok`` layers; a failed or skipped layer never enters a mean.
+
+    WeightWatcher averages every row, including failed fits reported as alpha = -1; we do not.
+    """
+    ok = [layer for layer in layers if layer.fit_status == FIT_OK]
+    summary = ModelSummary(
+        num_layers=len(layers),
+        num_ok=len(ok),
+        num_failed=sum(layer.fit_status == FIT_FAILED for layer in layers),
+        num_skipped=sum(layer.fit_status == FIT_SKIPPED for layer in layers),
+        num_over_trained=sum(layer.warning == OVER_TRAINED for layer in ok),
+        num_under_trained=sum(layer.warning == UNDER_TRAINED for layer in ok),
+        num_traps=sum(bool(layer.correlation_trap) for layer in layers),
+    )
+    for metric in SUMMARY_METRICS:
+        values = [getattr(layer, metric) for layer in ok]
+        finite = [v for v in values if v is not None and math.isfinite(v)]
+        setattr(summary, metric, sum(finite) / len(finite) if finite else NAN)
+    return summary
