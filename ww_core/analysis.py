@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -268,27 +268,31 @@ def _blas_limit(options: AnalysisOptions):
 
 
 def is_layer_tensor(tensor) -> bool:
-    """A tensor that becomes a row: 2-D or more with no empty dimension check (biases and norms are 1-D)."""
+    """A tensor that becomes a row: 2-D or more (biases and norms are 1-D)."""
     return len(getattr(tensor, "shape", ())) >= 2
 
 
-def analyze_model(named_tensors: Iterable[tuple[str, object]], **options) -> Iterator[LayerMetrics]:
+def analyze_model(
+    named_tensors: Iterable[tuple[str, object]], layer_ids: Mapping[str, int] | None = None, **options
+) -> Iterator[LayerMetrics]:
     """Analyze every layer of a model, one tensor at a time, yielding one :class:`LayerMetrics` per layer.
 
     ``named_tensors`` is consumed lazily: pass a generator over a safetensors shard and only the current tensor is
     held in memory. 1-D tensors (biases, norms) and 0-D scalars are not layers and produce no row; every other
     tensor produces a row, ``skipped`` or ``failed`` with a ``reason`` when it cannot be analyzed.
-    Options: see :class:`AnalysisOptions`.
+    ``layer_ids`` fixes each tensor's ``layer_id`` (e.g. from a model's index when shards arrive out of order);
+    by default layers are numbered in arrival order. Options: see :class:`AnalysisOptions`.
     """
-    opts = options.pop("options", None) or AnalysisOptions.from_kwargs(**options)
-    layer_id = 0
+    opts = AnalysisOptions.from_kwargs(**options)
+    position = 0
     for name, tensor in named_tensors:
         if not is_layer_tensor(tensor):
             continue
+        layer_id = layer_ids.get(name, position) if layer_ids is not None else position
         with _blas_limit(opts):
             rows = _analyze_tensor(layer_id, name, tensor, opts)
         yield from rows
-        layer_id += 1
+        position += 1
 
 
 def analyze_matrix(W, name: str = "W", layer_id: int = 0, **options) -> LayerMetrics | list[LayerMetrics]:

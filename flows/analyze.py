@@ -1,0 +1,65 @@
+"""Analyze one local model shard by shard: the plain function behind ``wwhub analyze`` (and the scan's inner loop)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import ww_core
+from ww_core import FIT_FAILED, LayerMetrics
+
+from .weights import ModelPlan, Shard, WeightsError, iter_shard_tensors, plan_local
+
+
+@dataclass
+class ShardRows:
+    shard: str
+    rows: list[LayerMetrics]
+    error: str | None = None
+
+
+def failed_shard_rows(shard: Shard, layer_ids: dict[str, int], error: str) -> list[LayerMetrics]:
+    """One ``failed`` row per tensor the index promised in a shard that could not be read."""
+    rows = []
+    for position, info in enumerate(shard.tensors):
+        if info.shape and len(info.shape) < 2:
+            continue
+        rows.append(
+            LayerMetrics(
+                layer_id=layer_ids.get(info.name, -1 - position), name=info.name, fit_status=FIT_FAILED, reason=error
+            )
+        )
+    return rows
+
+
+def analyze_shards(
+    folder: Path,
+    plan: ModelPlan,
+    options: dict,
+    on_layer: Callable[[str], None] | None = None,
+) -> Iterator[ShardRows]:
+    """Analyze a planned model one shard at a time. A shard that cannot be read yields failed rows, never raises."""
+    layer_ids = plan.layer_ids()
+    for shard in plan.shards:
+        path = folder / shard.filename
+        names = [t.name for t in shard.tensors] or None
+        rows: list[LayerMetrics] = []
+        try:
+            tensors = iter_shard_tensors(path, names, plan.fmt)
+            for row in ww_core.analyze_model(tensors, layer_ids=layer_ids or None, **options):
+                rows.append(row)
+                if on_layer is not None:
+                    on_layer(row.name)
+        except WeightsError as err:
+            done = {r.name for r in rows}
+            missing = Shard(shard.filename, [t for t in shard.tensors if t.name not in done])
+            yield ShardRows(shard.filename, rows + failed_shard_rows(missing, layer_ids, str(err)), str(err))
+            continue
+        yield ShardRows(shard.filename, rows)
+
+
+def analyze_path(path: Path, options: dict, on_layer: Callable[[str], None] | None = None) -> list[ShardRows]:
+    """Plan and analyze a local model (folder or single file). Raises WeightsError if nothing can be planned."""
+    folder, plan = plan_local(Path(path))
+    return list(analyze_shards(folder, plan, options, on_layer))

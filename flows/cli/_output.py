@@ -1,0 +1,83 @@
+"""Write rows (dicts with the same keys) as a table, CSV, JSON or Parquet, to stdout or a file."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import sys
+from pathlib import Path
+
+from ._errors import CliError
+
+FORMATS = ("table", "csv", "json", "parquet")
+
+
+def _plain(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if hasattr(value, "item"):
+        return _plain(value.item())
+    return value
+
+
+def _cell(value) -> str:
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        if math.isnan(value):
+            return ""
+        return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
+    return str(value)
+
+
+def render_table(rows: list[dict], columns: list[str] | None = None) -> str:
+    if not rows:
+        return "(no rows)\n"
+    columns = columns or list(rows[0])
+    cells = [[_cell(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    out = io.StringIO()
+    out.write("  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True)).rstrip() + "\n")
+    out.write("  ".join("-" * w for w in widths) + "\n")
+    for line in cells:
+        out.write("  ".join(v.ljust(w) for v, w in zip(line, widths, strict=True)).rstrip() + "\n")
+    return out.getvalue()
+
+
+def render_csv(rows: list[dict]) -> str:
+    out = io.StringIO()
+    if rows:
+        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+        writer.writeheader()
+        for row in rows:
+            writer.writerow({k: "" if _plain(v) is None else _plain(v) for k, v in row.items()})
+    return out.getvalue()
+
+
+def render_json(rows: list[dict]) -> str:
+    return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=1) + "\n"
+
+
+def write_rows(rows: list[dict], fmt: str, out: str | None, table_columns: list[str] | None = None) -> None:
+    """Write ``rows`` in ``fmt``; Parquet needs ``out``. Text goes to stdout when ``out`` is None."""
+    if fmt not in FORMATS:
+        raise CliError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
+    if fmt == "parquet":
+        if not out:
+            raise CliError("--format parquet needs --out FILE")
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        pq.write_table(pa.Table.from_pylist([{k: _plain(v) for k, v in r.items()} for r in rows]), out)
+        return
+    text = {
+        "table": lambda: render_table(rows, table_columns),
+        "csv": lambda: render_csv(rows),
+        "json": lambda: render_json(rows),
+    }[fmt]()
+    if out:
+        Path(out).write_text(text)
+    else:
+        sys.stdout.write(text)

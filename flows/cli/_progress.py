@@ -1,0 +1,9 @@
+"""Progress bars on stderr (tqdm); silent when stderr is not a terminal, so logs and pipes stay clean."""
+
+from __future__ import annotations
+
+from tqdm.auto import tqdm
+
+
+def progress_bar(total: int | None, desc: str, unit: str = "it"):
+    return tqdm(total=total, desc=desc, unit=unit, disable=None, leave=False, dynamic_ncols=True)

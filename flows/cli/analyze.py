@@ -1,0 +1,68 @@
+"""``wwhub analyze PATH``: one local model or weight file, no lake."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import ww_core
+
+from ..analyze import analyze_path
+from ..examples import EXAMPLES, example_path
+from ..weights import WeightsError, plan_local
+from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
+from ._options import add_analysis_arguments, analysis_options
+from ._output import FORMATS, render_table, write_rows
+from ._progress import progress_bar
+
+TABLE_COLUMNS = [
+    "layer_id", "name", "N", "M", "alpha", "alpha_weighted", "log_spectral_norm", "log_norm",
+    "stable_rank", "D", "num_spikes", "correlation_trap", "warning", "fit_status", "reason",
+]
+
+
+def register(sub) -> None:
+    parser = sub.add_parser(
+        "analyze",
+        help="analyze one local model (folder of *.safetensors or one file)",
+        description="Analyze one local model: a folder with model*.safetensors (layer order from "
+        "model.safetensors.index.json when present), a single .safetensors file, or pytorch_model*.bin pickles "
+        "(loaded with weights_only=True).",
+    )
+    parser.add_argument("path", nargs="?", help="model folder or weight file")
+    parser.add_argument("--example", choices=sorted(EXAMPLES), help="analyze a packaged example model instead")
+    add_analysis_arguments(parser)
+    parser.add_argument("--format", choices=FORMATS, default="table")
+    parser.add_argument("--out", help="write to FILE instead of stdout")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    if bool(args.path) == bool(args.example):
+        raise CliError("give exactly one of PATH or --example NAME")
+    try:
+        path = example_path(args.example) if args.example else args.path
+        _, plan = plan_local(path)
+    except WeightsError as err:
+        raise CliError(str(err)) from err
+    options = analysis_options(args)
+    try:
+        ww_core.AnalysisOptions.from_kwargs(**options)
+    except (TypeError, ValueError) as err:
+        raise CliError(str(err)) from err
+    total = len(plan.layer_ids()) or None
+    with progress_bar(total=total, desc=f"analyze {path}", unit="layer") as bar:
+        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1))
+    rows = [row for shard in shards for row in shard.rows]
+    for shard in shards:
+        if shard.error:
+            print(f"wwhub analyze: {shard.error}", file=sys.stderr)
+    if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
+        raise CliError(shards[0].error)
+    records = [{"shard": shard.shard, **row.as_row()} for shard in shards for row in shard.rows]
+    write_rows(records, args.format, args.out, TABLE_COLUMNS)
+    if args.format == "table" and not args.out:
+        summary = ww_core.summarize(rows).as_dict()
+        sys.stdout.write("\nmodel summary (mean over ok layers)\n")
+        sys.stdout.write(render_table([summary], list(summary)))
+    return EXIT_PARTIAL if any(shard.error for shard in shards) else EXIT_OK
