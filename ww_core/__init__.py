@@ -1,6 +1,7 @@
 """ww_core: WeightWatcher-style spectral analysis of weight matrices. Arrays in, metrics out; no I/O."""
 
 from .analysis import AnalysisOptions, analyze_matrix, analyze_model
+from .frame import Watcher
 from .records import (
     FIT_FAILED,
     FIT_OK,
@@ -17,6 +18,7 @@ __all__ = [
     "analyze_matrix",
     "analyze_model",
     "summarize",
+    "Watcher",
     "LayerMetrics",
     "ModelSummary",
     "LAYER_COLUMNS",

@@ -1,0 +1,193 @@
+"""analyze_matrix / analyze_model: metric definitions, statistical sanity, seeds, dtypes, bad input."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+import ww_core
+from ww_core import FIT_FAILED, FIT_OK, FIT_SKIPPED
+
+
+def heavy_tailed(n, m, df=3.0, seed=0):
+    return np.random.default_rng(seed).standard_t(df, size=(n, m)).astype(np.float32) / np.sqrt(n)
+
+
+def test_metric_definitions_follow_weightwatcher_conventions():
+    W = heavy_tailed(300, 120)
+    row = ww_core.analyze_matrix(W, keep_evals=True)
+    sv = np.linalg.svd(W.astype(np.float64), compute_uv=False)
+    evals = np.sort(sv**2)
+    # Eigenvalues are squared singular values, no 1/N; the Gram route agrees with an SVD to rounding.
+    assert row.lambda_max == pytest.approx(evals[-1], rel=1e-12)
+    assert row.norm == pytest.approx(evals.sum(), rel=1e-12)
+    assert row.log_norm == pytest.approx(np.log10(evals.sum()), rel=1e-12)
+    assert row.log_spectral_norm == pytest.approx(np.log10(evals[-1]), rel=1e-12)
+    assert row.stable_rank == pytest.approx(evals.sum() / evals[-1], rel=1e-12)
+    assert row.alpha_weighted == pytest.approx(row.alpha * np.log10(evals[-1]), rel=1e-12)
+    assert row.log_alpha_norm == pytest.approx(np.log10(np.sum(evals**row.alpha)), rel=1e-9)
+    assert row.matrix_rank == 120
+    assert (row.N, row.M, row.num_evals) == (300, 120, 120)
+    assert row.num_pl_spikes == np.count_nonzero(row.evals >= row.xmin)
+    np.testing.assert_allclose(row.evals, evals, rtol=1e-9, atol=1e-12 * evals[-1])
+    assert row.fit_status == FIT_OK
+
+
+def test_transpose_gives_the_same_esd():
+    W = heavy_tailed(200, 80, seed=1)
+    a, b = ww_core.analyze_matrix(W), ww_core.analyze_matrix(W.T)
+    assert (a.N, a.M) == (b.N, b.M) == (200, 80)
+    assert a.alpha == pytest.approx(b.alpha, rel=1e-9)
+    assert a.lambda_max == pytest.approx(b.lambda_max, rel=1e-12)
+
+
+def test_warnings_for_over_and_under_trained():
+    rows = {
+        r.name: r
+        for r in ww_core.analyze_model([("g", heavy_tailed(500, 250, df=50)), ("t", heavy_tailed(500, 250, df=1.2))])
+    }
+    assert rows["g"].alpha > 6 and rows["g"].warning == "under-trained"
+    assert rows["t"].alpha < 2 and rows["t"].warning == "over-trained"
+
+
+def test_gaussian_layer_has_no_spikes_and_no_trap():
+    W = np.random.default_rng(5).standard_normal((800, 400)) / np.sqrt(800)
+    row = ww_core.analyze_matrix(W, mp_fit=True, randomize=True)
+    assert row.num_spikes == 0
+    assert row.correlation_trap is False
+
+
+def test_planted_huge_elements_make_a_correlation_trap():
+    rng = np.random.default_rng(6)
+    W = rng.standard_normal((800, 400)) / np.sqrt(800)
+    W.flat[rng.choice(W.size, 4, replace=False)] = 40 * W.std()
+    row = ww_core.analyze_matrix(W, randomize=True)
+    assert row.correlation_trap is True
+    assert row.rand_lambda_max > row.rand_bulk_max
+
+
+def test_same_seed_same_numbers_other_seed_other_draw():
+    W = heavy_tailed(400, 200, seed=2)
+    a = ww_core.analyze_matrix(W, randomize=True, mp_fit=True, seed=11)
+    b = ww_core.analyze_matrix(W, randomize=True, mp_fit=True, seed=11)
+    c = ww_core.analyze_matrix(W, randomize=True, mp_fit=True, seed=12)
+    assert a.as_row() == b.as_row()
+    assert a.rand_lambda_max != c.rand_lambda_max
+    assert a.alpha == c.alpha
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float8_e4m3fn, torch.float32])
+def test_low_precision_dtypes_are_upcast_exactly(dtype):
+    W = torch.from_numpy(heavy_tailed(256, 128, seed=3) * 4).to(dtype)
+    row = ww_core.analyze_matrix(W)
+    reference = ww_core.analyze_matrix(W.to(torch.float64).numpy())
+    # Upcasting is exact, so the numbers are identical to analyzing the float64 copy.
+    assert row.alpha == reference.alpha
+    assert row.lambda_max == reference.lambda_max
+
+
+def test_float32_precision_keeps_alpha_within_one_percent():
+    W = heavy_tailed(1024, 512, seed=4)
+    a = ww_core.analyze_matrix(W)
+    b = ww_core.analyze_matrix(W, precision="float32")
+    assert b.alpha == pytest.approx(a.alpha, rel=0.01)
+    assert b.lambda_max == pytest.approx(a.lambda_max, rel=1e-5)
+
+
+def test_conv2d_pooled_and_per_slice():
+    K = np.random.default_rng(7).standard_t(4, size=(64, 32, 3, 3)).astype(np.float32)
+    pooled = ww_core.analyze_matrix(K, name="conv.weight")
+    assert (pooled.layer_type, pooled.N, pooled.M, pooled.rf, pooled.num_evals) == ("conv2d", 64, 32, 9, 288)
+    slice_evals = np.concatenate(
+        [np.linalg.svd(K[:, :, i, j], compute_uv=False) ** 2 for i in range(3) for j in range(3)]
+    )
+    # WeightWatcher's conv2d normalization halves the pooled eigenvalues.
+    assert pooled.lambda_max == pytest.approx(slice_evals.max() / 2, rel=1e-10)
+    slices = ww_core.analyze_matrix(K, name="conv.weight", pool=False)
+    assert len(slices) == 9 and [s.slice_id for s in slices] == list(range(9))
+    assert slices[0].lambda_max == pytest.approx(
+        np.linalg.svd(K[:, :, 0, 0], compute_uv=False)[0] ** 2 * 9 / 2, rel=1e-10
+    )
+
+
+def test_bad_layers_are_recorded_and_the_rest_analyzed():
+    good = heavy_tailed(200, 100, seed=8)
+    nan = good.copy()
+    nan[3, 4] = np.nan
+    tensors = [
+        ("nan.weight", nan),
+        ("tiny.weight", np.ones((3, 3), np.float32)),
+        ("zero.weight", np.zeros((100, 50), np.float32)),
+        ("empty.weight", np.zeros((0, 10), np.float32)),
+        ("quantized.weight", np.ones((64, 64), np.int8)),
+        ("norm.bias", np.ones(100, np.float32)),
+        ("good.weight", good),
+    ]
+    rows = {r.name: r for r in ww_core.analyze_model(tensors)}
+    assert "norm.bias" not in rows
+    assert rows["nan.weight"].fit_status == FIT_FAILED and "NaN" in rows["nan.weight"].reason
+    assert rows["tiny.weight"].fit_status == FIT_SKIPPED and "min_evals" in rows["tiny.weight"].reason
+    assert rows["zero.weight"].fit_status == FIT_FAILED and "zero" in rows["zero.weight"].reason
+    assert rows["empty.weight"].fit_status == FIT_SKIPPED
+    assert rows["quantized.weight"].fit_status == FIT_SKIPPED and "float" in rows["quantized.weight"].reason
+    assert rows["good.weight"].fit_status == FIT_OK
+    for name in ("nan.weight", "zero.weight", "tiny.weight"):
+        # A failed fit is never reported as alpha = -1.
+        assert math.isnan(rows[name].alpha)
+
+
+def test_summary_averages_only_ok_layers():
+    rows = list(ww_core.analyze_model([("a", heavy_tailed(300, 100, seed=9)), ("z", np.zeros((50, 50)))]))
+    summary = ww_core.summarize(rows)
+    assert summary.num_layers == 2 and summary.num_ok == 1 and summary.num_failed == 1
+    assert summary.alpha == pytest.approx(rows[0].alpha)
+
+
+def test_analyze_model_is_lazy():
+    consumed = []
+
+    def tensors():
+        for i in range(3):
+            consumed.append(i)
+            yield f"l{i}", heavy_tailed(100, 50, seed=i)
+
+    it = ww_core.analyze_model(tensors())
+    next(it)
+    assert consumed == [0]
+
+
+def test_embeddings_are_analyzed_whatever_n():
+    W = np.random.default_rng(10).standard_normal((60000, 16)).astype(np.float32)
+    row = ww_core.analyze_matrix(W, name="model.embed_tokens.weight")
+    assert row.layer_type == "embedding" and row.N == 60000 and row.fit_status == FIT_OK
+
+
+def test_max_evals_skips_with_a_reason_and_none_analyzes():
+    W = heavy_tailed(300, 200, seed=11)
+    assert ww_core.analyze_matrix(W, max_evals=100).fit_status == FIT_SKIPPED
+    assert ww_core.analyze_matrix(W, max_evals=None).fit_status == FIT_OK
+
+
+def test_invalid_options_name_the_parameter():
+    with pytest.raises(ValueError, match="fix_fingers"):
+        ww_core.analyze_matrix(np.eye(10), fix_fingers="bogus")
+    with pytest.raises(TypeError, match="unknown analysis option"):
+        ww_core.analyze_matrix(np.eye(10), min_eval=3)
+
+
+def test_detx_counts_the_tail_whose_product_reaches_one():
+    W = heavy_tailed(300, 100, seed=12)
+    row = ww_core.analyze_matrix(W, detX=True, keep_evals=True)
+    evals = row.evals
+    rescaled = evals * len(evals) / evals.sum()
+    tail = rescaled[-row.detX_num :]
+    assert np.prod(tail) < 1.0 <= np.prod(tail[1:])
+    assert row.detX_val == evals[-row.detX_num]
+
+
+def test_watcher_frame_mirrors_weightwatcher_api():
+    watcher = ww_core.Watcher({"a.weight": heavy_tailed(200, 100), "b.weight": heavy_tailed(300, 100, seed=1)})
+    details = watcher.analyze()
+    assert list(details["name"]) == ["a.weight", "b.weight"]
+    assert set(ww_core.SUMMARY_METRICS) <= set(watcher.get_summary())
