@@ -1,0 +1,215 @@
+"""The lake: Parquet files, one per (table, repo, commit), and a DuckDB catalog of views over them.
+
+Layout (``LAKE`` defaults to ``./wwhub-lake``)::
+
+    LAKE/layers/<org>__<name>@<sha>.parquet    one row per layer (ww_core columns + repo_id, revision, family, shard)
+    LAKE/esd/<org>__<name>@<sha>.parquet       eigenvalues per layer, for plots without re-downloading
+    LAKE/evals/<org>__<name>@<sha>.parquet     accuracies reported by the card (or imported)
+    LAKE/models/<org>__<name>@<sha>.parquet    one row per scanned revision; written last: the commit marker
+    LAKE/scans/<scan_id>.parquet               one row per scan run
+    LAKE/wwhub.duckdb                          views over all of the above and over queries/*.sql
+
+Every file is written to a temporary name in the same folder and renamed, so concurrent tasks never share a file
+and a killed scan leaves no half file; a rerun of the same model replaces its files, so rows are never duplicated.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import types
+import typing
+import uuid
+from collections.abc import Iterable
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from ww_core import LayerMetrics, ModelSummary
+
+DEFAULT_LAKE = "wwhub-lake"
+CATALOG = "wwhub.duckdb"
+TABLES = ("layers", "esd", "evals", "models", "scans")
+
+_KEY_FIELDS = [pa.field("repo_id", pa.string()), pa.field("revision", pa.string()), pa.field("family", pa.string())]
+
+
+def _arrow_type(annotation) -> pa.DataType:
+    """pyarrow type of a dataclass field annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"__builtins__": __builtins__}, {})  # noqa: S307 - our own annotations
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return {int: pa.int64(), float: pa.float64(), str: pa.string(), bool: pa.bool_()}[annotation]
+
+
+def _dataclass_fields(cls, skip: tuple[str, ...] = ()) -> list[pa.Field]:
+    return [pa.field(f.name, _arrow_type(f.type)) for f in dataclasses.fields(cls) if f.name not in skip]
+
+
+LAYERS_SCHEMA = pa.schema(
+    _KEY_FIELDS + [pa.field("shard", pa.string())] + _dataclass_fields(LayerMetrics, skip=("evals", "rand_evals"))
+)
+ESD_SCHEMA = pa.schema(
+    _KEY_FIELDS
+    + [
+        pa.field("layer_id", pa.int64()),
+        pa.field("name", pa.string()),
+        pa.field("slice_id", pa.int64()),
+        pa.field("evals", pa.list_(pa.float64())),
+        pa.field("rand_evals", pa.list_(pa.float64())),
+    ]
+)
+EVALS_SCHEMA = pa.schema(
+    _KEY_FIELDS
+    + [
+        pa.field("source", pa.string()),
+        pa.field("task", pa.string()),
+        pa.field("dataset", pa.string()),
+        pa.field("split", pa.string()),
+        pa.field("metric", pa.string()),
+        pa.field("value", pa.float64()),
+    ]
+)
+MODELS_SCHEMA = pa.schema(
+    _KEY_FIELDS
+    + [
+        pa.field("status", pa.string()),
+        pa.field("reason", pa.string()),
+        pa.field("scanned_at", pa.timestamp("us", tz="UTC")),
+        pa.field("scan_id", pa.string()),
+        pa.field("wwhub_version", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("options", pa.string()),
+        pa.field("num_shards", pa.int64()),
+        pa.field("bytes_read", pa.int64()),
+        pa.field("seconds", pa.float64()),
+        pa.field("card_status", pa.string()),
+        pa.field("library_name", pa.string()),
+        pa.field("pipeline_tag", pa.string()),
+        pa.field("base_model", pa.string()),
+        pa.field("downloads", pa.int64()),
+        pa.field("likes", pa.int64()),
+        pa.field("last_modified", pa.string()),
+    ]
+    + _dataclass_fields(ModelSummary)
+)
+SCANS_SCHEMA = pa.schema(
+    [
+        pa.field("scan_id", pa.string()),
+        pa.field("started_at", pa.timestamp("us", tz="UTC")),
+        pa.field("ended_at", pa.timestamp("us", tz="UTC")),
+        pa.field("families", pa.string()),
+        pa.field("source", pa.string()),
+        pa.field("listed", pa.int64()),
+        pa.field("scanned", pa.int64()),
+        pa.field("skipped", pa.int64()),
+        pa.field("failed", pa.int64()),
+        pa.field("errors", pa.string()),
+        pa.field("wwhub_version", pa.string()),
+        pa.field("seconds", pa.float64()),
+    ]
+)
+SCHEMAS = {"layers": LAYERS_SCHEMA, "esd": ESD_SCHEMA, "evals": EVALS_SCHEMA, "models": MODELS_SCHEMA,
+           "scans": SCANS_SCHEMA}
+
+
+def lake_path(lake: str | os.PathLike | None = None) -> Path:
+    """The lake folder: the argument, else ``WWHUB_LAKE``, else ``./wwhub-lake``."""
+    return Path(lake or os.environ.get("WWHUB_LAKE") or DEFAULT_LAKE).resolve()
+
+
+def model_file_stem(repo_id: str, revision: str) -> str:
+    return f"{repo_id.replace('/', '__')}@{revision}"
+
+
+class Lake:
+    """Writes Parquet files atomically and answers "is this commit already here?"."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = lake_path(root)
+        for table, schema in SCHEMAS.items():
+            folder = self.root / table
+            folder.mkdir(parents=True, exist_ok=True)
+            # A zero-row file per table keeps every view valid (and typed) before the first scan lands.
+            empty = folder / "_schema.parquet"
+            if not empty.exists():
+                self._write(empty, schema.empty_table())
+            for stale in folder.glob(".*.tmp"):
+                stale.unlink(missing_ok=True)
+
+    def _write(self, path: Path, table: pa.Table) -> None:
+        tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+
+    def file(self, table: str, repo_id: str, revision: str) -> Path:
+        return self.root / table / f"{model_file_stem(repo_id, revision)}.parquet"
+
+    def write_rows(self, table: str, repo_id: str, revision: str, rows: Iterable[dict]) -> Path:
+        """Replace the (table, repo, commit) file with ``rows`` (dicts keyed by the table's column names)."""
+        schema = SCHEMAS[table]
+        arrow = pa.Table.from_pylist([_plain_row(r, schema) for r in rows], schema=schema)
+        path = self.file(table, repo_id, revision)
+        self._write(path, arrow)
+        return path
+
+    def write_scan(self, row: dict) -> Path:
+        path = self.root / "scans" / f"{row['scan_id']}.parquet"
+        self._write(path, pa.Table.from_pylist([_plain_row(row, SCANS_SCHEMA)], schema=SCANS_SCHEMA))
+        return path
+
+    def has_model(self, repo_id: str, revision: str) -> bool:
+        """True when this commit was scanned (the models file is written last, after layers, esd and evals)."""
+        return self.file("models", repo_id, revision).exists()
+
+    def glob(self, table: str) -> str:
+        return str(self.root / table / "*.parquet")
+
+
+def _plain_row(row: dict, schema: pa.Schema) -> dict:
+    out = {}
+    for field in schema:
+        value = row.get(field.name)
+        if isinstance(value, float) and value != value and not pa.types.is_floating(field.type):
+            value = None
+        out[field.name] = value
+    return out
+
+
+QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
+
+
+def _sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def build_catalog(root: str | os.PathLike | None = None, queries_dir: Path | None = None) -> Path:
+    """(Re)create ``LAKE/wwhub.duckdb``: one view per table over its Parquet files, ``models_latest`` (each repo's
+    newest scanned revision), and one view per ``queries/*.sql`` file, named after the file.
+
+    DuckDB allows one writing process per database file, so only this step writes it; scan tasks write Parquet.
+    """
+    import duckdb
+
+    lake = Lake(root)
+    path = lake.root / CATALOG
+    tmp = path.with_name(f".{CATALOG}.{uuid.uuid4().hex}.tmp")
+    con = duckdb.connect(str(tmp))
+    try:
+        for table in TABLES:
+            con.execute(
+                f"CREATE OR REPLACE VIEW {table} AS SELECT * FROM read_parquet("
+                f"{_sql_literal(lake.glob(table))}, union_by_name = true)"
+            )
+        con.execute(
+            "CREATE OR REPLACE VIEW models_latest AS SELECT * FROM models "
+            "QUALIFY row_number() OVER (PARTITION BY repo_id ORDER BY scanned_at DESC) = 1"
+        )
+        for sql_file in sorted((queries_dir or QUERIES_DIR).glob("*.sql")):
+            con.execute(f"CREATE OR REPLACE VIEW {sql_file.stem} AS {sql_file.read_text().strip().rstrip(';')}")
+    finally:
+        con.close()
+    os.replace(tmp, path)
+    return path
