@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import time
 import types
 import typing
 import uuid
@@ -31,6 +32,7 @@ from ww_core import LayerMetrics, ModelSummary
 DEFAULT_LAKE = "wwhub-lake"
 CATALOG = "wwhub.duckdb"
 TABLES = ("layers", "esd", "evals", "models", "scans")
+_STALE_TMP_SECONDS = 3600
 
 _KEY_FIELDS = [pa.field("repo_id", pa.string()), pa.field("revision", pa.string()), pa.field("family", pa.string())]
 
@@ -136,8 +138,10 @@ class Lake:
             empty = folder / "_schema.parquet"
             if not empty.exists():
                 self._write(empty, schema.empty_table())
+            # A killed writer leaves a hidden .tmp file that no view reads; tidy those up once they are old.
             for stale in folder.glob(".*.tmp"):
-                stale.unlink(missing_ok=True)
+                if time.time() - stale.stat().st_mtime > _STALE_TMP_SECONDS:
+                    stale.unlink(missing_ok=True)
 
     def _write(self, path: Path, table: pa.Table) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analyze
+from . import analyze, query, scan
 from ._errors import EXIT_BAD_INPUT, CliError
 
-COMMANDS = [analyze]
+COMMANDS = [analyze, scan, query]
 
 
 def build_parser() -> argparse.ArgumentParser:
