@@ -25,7 +25,6 @@ EVALS_THRESHOLD = 1e-5
 # Below this many eigenvalues WeightWatcher 0.7.7 switches to a bias-corrected, tail-size-encouraging objective.
 SMALL_N_CUTOFF = 20
 _SMALL_N_MIN_TAIL = 8
-_SMALL_N_TAIL_BONUS = 0.868
 # Candidates x tail elements evaluated per block: bounds the temporary memory to ~32 MB.
 _BLOCK_ELEMENTS = 4_000_000
 
@@ -87,9 +86,10 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
     """Fit ``p(x) ~ x^-alpha`` on ``x >= xmin`` to positive eigenvalues, xmin by minimum KS distance.
 
     ``evals`` must be positive and finite (callers drop eigenvalues below :data:`EVALS_THRESHOLD`).
-    With fewer than 20 eigenvalues the objective is WeightWatcher 0.7.7's small-sample variant: the
-    bias-corrected MLE ``1 + (n - 1) / sum(ln(x / xmin))`` and xmin minimizing ``D - 0.868 / sqrt(n)``
-    over tails of at least 8 eigenvalues.
+    With fewer than 20 eigenvalues, as in WeightWatcher 0.7.7, the exponent is the bias-corrected MLE
+    ``1 + (n - 1) / sum(ln(x / xmin))`` and only tails of at least 8 eigenvalues are candidates. (WeightWatcher's
+    small-sample code also computes an objective ``D - 0.868 / sqrt(n)``, but its caller then overrides the choice
+    with the minimum-D candidate; we reproduce what it computes, not the unused objective.)
     """
     x = np.sort(np.asarray(evals, dtype=np.float64))
     n = x.size
@@ -99,14 +99,10 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
     alphas, distances = _candidate_statistics(x, small_n)
     tail_sizes = n - np.arange(n - 1)
     if small_n:
-        objective = np.where(
-            np.isfinite(alphas) & (alphas > 1.0) & (tail_sizes >= _SMALL_N_MIN_TAIL),
-            distances - _SMALL_N_TAIL_BONUS / np.sqrt(tail_sizes),
-            np.inf,
-        )
-        if not np.isfinite(objective).any():
+        valid = np.isfinite(alphas) & (alphas > 1.0) & (tail_sizes >= _SMALL_N_MIN_TAIL)
+        if not valid.any():
             raise PowerLawFitError(f"no tail of at least {_SMALL_N_MIN_TAIL} eigenvalues has a finite exponent")
-        best = int(np.argmin(objective))
+        best = int(np.argmin(np.where(valid, distances, np.inf)))
     else:
         if not (np.isfinite(alphas) & (alphas > 1.0)).any():
             raise PowerLawFitError("all eigenvalues are equal: the tail has no power law")

@@ -1,0 +1,37 @@
+"""Deterministic synthetic weight tensors shared by the conformance tests and scripts/ww_reference.py.
+
+Pure numpy, seeded: the script that runs weightwatcher and the tests that compare with it see the same numbers.
+Each case exercises one part of the analysis: shapes (tall, wide, square), tails (Gaussian, Student-t), a planted
+spike, low-precision storage, a Conv2D kernel, and a layer small enough for WeightWatcher's small-sample fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def _bf16_round(x: np.ndarray) -> np.ndarray:
+    """Round float32 to the nearest bfloat16 and back (ml_dtypes), as a bf16 checkpoint would store it."""
+    import ml_dtypes
+
+    return x.astype(ml_dtypes.bfloat16).astype(np.float32)
+
+
+def synthetic_cases() -> dict[str, np.ndarray]:
+    rng = lambda seed: np.random.default_rng(seed)  # noqa: E731
+    cases = {
+        "gauss_300x100": rng(1).standard_normal((300, 100)) / np.sqrt(300),
+        "gauss_100x300": rng(2).standard_normal((100, 300)) / np.sqrt(300),
+        "gauss_square_256": rng(3).standard_normal((256, 256)) / 16.0,
+        "student_t3_500x200": rng(4).standard_t(3, (500, 200)) / np.sqrt(500),
+        "student_t2p5_1000x400": rng(5).standard_t(2.5, (1000, 400)) / np.sqrt(1000),
+        "gauss_fp16_300x150": (rng(7).standard_normal((300, 150)) / np.sqrt(300)).astype(np.float16),
+        "student_t4_bf16_512x256": _bf16_round((rng(8).standard_t(4, (512, 256)) / np.sqrt(512)).astype(np.float32)),
+        "conv_64x32x3x3": rng(9).standard_t(4, (64, 32, 3, 3)) / np.sqrt(32 * 9),
+        "small_60x12": rng(10).standard_t(3, (60, 12)) / np.sqrt(60),
+    }
+    spike_rng = rng(6)
+    noise = spike_rng.standard_normal((400, 200)) / np.sqrt(400)
+    u, v = spike_rng.standard_normal(400), spike_rng.standard_normal(200)
+    cases["spike_rank1_400x200"] = noise + 4 * np.outer(u, v) / np.sqrt(400 * 200)
+    return {name: (a if a.dtype == np.float16 else a.astype(np.float32)) for name, a in cases.items()}
