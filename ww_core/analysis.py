@@ -13,7 +13,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 from scipy.special import logsumexp
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from . import powerlaw
 from .eigen import DEVICES, PRECISIONS, gram_eigenvalues
@@ -261,10 +261,17 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
     ]
 
 
+_controller: ThreadpoolController | None = None
+
+
 def _blas_limit(options: AnalysisOptions):
     # OpenBLAS with 2 threads on 2 cores turned a 384x384 eigvalsh from 15 ms into 1.3 s here (thread spin
     # contention); one thread per eigensolve is the measured best, and callers parallelize across layers.
-    return threadpool_limits(limits=options.blas_threads, user_api="blas")
+    # The controller is built once: building it scans every loaded library (~2 ms), limiting is ~10 us.
+    global _controller
+    if _controller is None:
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=options.blas_threads, user_api="blas")
 
 
 def is_layer_tensor(tensor) -> bool:
