@@ -212,6 +212,12 @@ class LocalSource:
             digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
         return digest.hexdigest()
 
+    def resolve(self, ref: ModelRef) -> ModelRef:
+        """Local refs are pinned when listed (the fingerprint is the revision)."""
+        if ref.revision == "missing":
+            raise HubError(f"{ref.repo_id}: not found in the {self.kind} source")
+        return ref
+
     def describe(self, ref: ModelRef) -> ModelDescription:
         folder = self._repo_dir(ref.repo_id)
         if not folder.is_dir():
@@ -304,6 +310,7 @@ class HubSource:
         self.retries = retries
         self.backoff = backoff
         self.allow_pickle = allow_pickle
+        self._infos: dict[tuple[str, str], object] = {}
 
     def _call(self, what: str, fn: Callable):
         for attempt in range(self.retries + 1):
@@ -330,14 +337,18 @@ class HubSource:
         models = self._call("list models", lambda: list(self.api.list_models(**kwargs)))
         return [ModelRef(m.id, m.sha or "main", family or infer_family(m.id)) for m in models]
 
-    def resolve(self, ref: ModelRef):
-        """Pin a ref to its commit sha (model_info at the requested revision)."""
+    def resolve(self, ref: ModelRef) -> ModelRef:
+        """Pin a ref to its commit sha (one model_info call, kept for ``describe``)."""
         info = self._call(f"{ref.repo_id}@{ref.revision}",
                           lambda: self.api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True))
-        return ModelRef(ref.repo_id, info.sha, ref.family), info
+        pinned = ModelRef(ref.repo_id, info.sha, ref.family)
+        self._infos[(pinned.repo_id, pinned.revision)] = info
+        return pinned
 
     def describe(self, ref: ModelRef) -> ModelDescription:
-        pinned, info = self.resolve(ref)
+        """Card facts, eval results and shard plan of a pinned ref (headers only: no weights are downloaded)."""
+        pinned = ref if (ref.repo_id, ref.revision) in self._infos else self.resolve(ref)
+        info = self._infos.pop((pinned.repo_id, pinned.revision))
         files = {s.rfilename: s.size for s in info.siblings or []}
         card_text = self._text(pinned, "README.md") if "README.md" in files else None
         status, facts, evals = parse_card(card_text)

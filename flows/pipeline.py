@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import shutil
 import tempfile
 import time
@@ -139,6 +140,9 @@ def scan_model(
     source = spec.open()
     lake = Lake(lake_root)
     try:
+        ref = source.resolve(ref)
+        if lake.has_model(ref.repo_id, ref.revision) and not force:
+            return ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake")
         description = source.describe(ref)
     except (HubError, WeightsError) as err:
         outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_FAILED, str(err),
@@ -147,8 +151,6 @@ def scan_model(
                         [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)])
         return outcome
     ref = description.ref
-    if lake.has_model(ref.repo_id, ref.revision) and not force:
-        return ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake")
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
     reason = quantized_reason(plan)
@@ -167,7 +169,7 @@ def scan_model(
     metrics: list[ww_core.LayerMetrics] = []
     shard_errors: list[str] = []
     bytes_read = 0
-    workdir = Path(tempfile.mkdtemp(prefix="wwhub-shards-"))
+    workdir = Path(tempfile.mkdtemp(prefix="wwhub-shards-", dir=os.environ.get("WWHUB_WORKDIR")))
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wwhub-prefetch") as prefetch:
             pending = prefetch.submit(source.fetch_shard, ref, plan.shards[0], workdir) if plan.shards else None

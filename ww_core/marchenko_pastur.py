@@ -57,20 +57,6 @@ def _linear_kde(samples: np.ndarray, grid: np.ndarray, bandwidth: float) -> np.n
     return np.maximum(kernel_sum, 0.0) / (s.size * bandwidth * bandwidth)
 
 
-def _mp_density(x: np.ndarray, q: float, sigma: float) -> np.ndarray:
-    lam_plus = (sigma * (1 + 1 / math.sqrt(q))) ** 2
-    lam_minus = (sigma * (1 - 1 / math.sqrt(q))) ** 2
-    with np.errstate(divide="ignore", invalid="ignore"):
-        value = q / (2 * np.pi * sigma * sigma * x) * np.sqrt((lam_plus - x) * (x - lam_minus))
-    return np.nan_to_num(value)
-
-
-def _quarter_circle_density(x: np.ndarray, sigma: float) -> np.ndarray:
-    # WeightWatcher's quarter-circle residual keeps sigma out of the square root; we keep its convention.
-    with np.errstate(invalid="ignore"):
-        return np.nan_to_num(1 / (np.pi * sigma * sigma) * np.sqrt(4 - x**2))
-
-
 class _Residual:
     """Sum of squared differences between the MP (or quarter-circle) density and the smoothed ESD."""
 
@@ -85,15 +71,25 @@ class _Residual:
         self.x_last = self.x[-1] if self.x.size else 0.0
 
     def __call__(self, sigma) -> float:
-        sigma = float(np.atleast_1d(sigma)[0])
-        if self.q == 1.0:
-            return float(np.sum((_quarter_circle_density(self.x, sigma) - self.density) ** 2))
-        lam_plus = (sigma * (1 + 1 / math.sqrt(self.q))) ** 2
-        lam_minus = (sigma * (1 - 1 / math.sqrt(self.q))) ** 2
+        return float(self.on_grid(np.atleast_1d(np.asarray(sigma, dtype=np.float64))[:1])[0])
+
+    def on_grid(self, sigmas: np.ndarray) -> np.ndarray:
+        """The residual for many sigmas at once (one row of the density matrix per sigma)."""
+        s = sigmas[:, None]
+        x = self.x[None, :]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            if self.q == 1.0:
+                model = np.nan_to_num(1 / (np.pi * s * s) * np.sqrt(4 - x**2))
+                return np.sum((model - self.density[None, :]) ** 2, axis=1)
+            lam_plus = (sigmas * (1 + 1 / math.sqrt(self.q))) ** 2
+            lam_minus = (sigmas * (1 - 1 / math.sqrt(self.q))) ** 2
+            model = np.nan_to_num(
+                self.q / (2 * np.pi * s * s * x) * np.sqrt((lam_plus[:, None] - x) * (x - lam_minus[:, None]))
+            )
+        residual = np.sum((model - self.density[None, :]) ** 2, axis=1)
         # An MP edge left of the ESD's peak, or right of all its mass, is not a fit of the bulk.
-        if lam_plus < self.x_at_peak or lam_plus > self.x_last or lam_minus > self.x_at_peak:
-            return _PENALTY * _PENALTY * self.x.size
-        return float(np.sum((_mp_density(self.x, self.q, sigma) - self.density) ** 2))
+        outside = (lam_plus < self.x_at_peak) | (lam_plus > self.x_last) | (lam_minus > self.x_at_peak)
+        return np.where(outside, _PENALTY * _PENALTY * self.x.size, residual)
 
 
 def marchenko_pastur_fit(evals: np.ndarray, N: int, M: int) -> MarchenkoPasturFit:
@@ -108,7 +104,7 @@ def marchenko_pastur_fit(evals: np.ndarray, N: int, M: int) -> MarchenkoPasturFi
     # WeightWatcher's search range: 0.05 .. 2 times the sigma that puts lambda_+ on the largest eigenvalue.
     sigma_at_max = math.sqrt(float(np.max(scaled)) / (1 + 1 / math.sqrt(q)) ** 2)
     grid = np.arange(0.05 * sigma_at_max, 2.0 * sigma_at_max, 0.01 * sigma_at_max)
-    values = np.array([residual(s) for s in grid])
+    values = residual.on_grid(grid)
     start = grid[int(np.argmin(values))]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)

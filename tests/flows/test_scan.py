@@ -1,0 +1,174 @@
+"""The scan pipeline against the fake hub with the real huggingface_hub client: lake contents, failures,
+reruns, and agreement with `wwhub analyze` on the same files."""
+
+import json
+
+import duckdb
+import numpy as np
+import pytest
+
+from flows.cli import main
+from flows.lake import CATALOG
+from tests.fakehub import model_index, write_model
+
+
+def tensors(seed: int, width: int = 64) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        "embed.weight": rng.standard_t(4, (300, width)).astype(np.float32),
+        "block.0.attn.weight": rng.standard_t(3, (width, width)).astype(np.float32),
+        "block.0.attn.bias": np.zeros(width, np.float32),
+        "block.0.mlp.weight": rng.standard_t(5, (4 * width, width)).astype(np.float32),
+        "head.weight": rng.standard_t(3, (10, width)).astype(np.float32),
+    }
+
+
+@pytest.fixture
+def family(fake_hub, tmp_path):
+    """acme/tiny-{1,2,3}m: single-file fp32, 2-shard bf16, 3-shard fp32; all with a model-index accuracy."""
+    specs = [
+        ("acme/tiny-1m", 1, "float32", 0.71),
+        ("acme/tiny-2m", 2, "bfloat16", 0.82),
+        ("acme/tiny-3m", 3, "float32", 0.90),
+    ]
+    folders = {}
+    for seed, (repo_id, shards, dtype, accuracy) in enumerate(specs):
+        folder = write_model(
+            tmp_path / "repos" / repo_id,
+            tensors(seed),
+            shards=shards,
+            dtype=dtype,
+            card={"library_name": "pytorch", "model-index": model_index(repo_id, accuracy)},
+        )
+        fake_hub.add_folder(repo_id, folder)
+        folders[repo_id] = folder
+    return folders
+
+
+def lake_rows(lake, sql):
+    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    try:
+        cursor = con.execute(sql)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
+    finally:
+        con.close()
+
+
+def scan(fake_hub, lake, *extra):
+    return main(["scan", "--endpoint", fake_hub.endpoint, "--lake", str(lake), *extra])
+
+
+def test_scan_matches_analyze_row_for_row(fake_hub, family, tmp_path, capsys):
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, "--author", "acme") == 0
+    for repo_id, folder in family.items():
+        capsys.readouterr()
+        assert main(["analyze", str(folder), "--format", "json"]) == 0
+        expected = json.loads(capsys.readouterr().out)
+        got = lake_rows(lake, f"SELECT * FROM layers WHERE repo_id = '{repo_id}' ORDER BY layer_id, slice_id")
+        assert [r["name"] for r in got] == [r["name"] for r in expected]
+        for ours, theirs in zip(got, expected, strict=True):
+            for column in ("layer_id", "N", "M", "num_evals", "fit_status", "shard"):
+                assert ours[column] == theirs[column], (repo_id, column)
+            for column in ("alpha", "lambda_max", "log_norm", "D", "xmin", "stable_rank"):
+                # The same bytes through the same code: identical, not merely close.
+                assert ours[column] == theirs[column] or (ours[column] is None and theirs[column] is None)
+    evals = lake_rows(lake, "SELECT repo_id, metric, value, dataset, split FROM evals ORDER BY repo_id")
+    assert [(e["repo_id"], e["metric"], e["value"]) for e in evals] == [
+        ("acme/tiny-1m", "accuracy", 0.71),
+        ("acme/tiny-2m", "accuracy", 0.82),
+        ("acme/tiny-3m", "accuracy", 0.90),
+    ]
+    models = lake_rows(lake, "SELECT repo_id, family, status, num_shards, alpha, revision FROM models ORDER BY 1")
+    assert [m["family"] for m in models] == ["tiny"] * 3
+    assert [m["num_shards"] for m in models] == [1, 2, 3]
+    assert all(m["status"] == "scanned" and len(m["revision"]) == 40 for m in models)
+
+
+def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsys):
+    rng = np.random.default_rng(9)
+    bad_shard = write_model(tmp_path / "bad", tensors(5), shards=2)
+    shard = bad_shard / "model-00002-of-00002.safetensors"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])
+    fake_hub.add_folder("acme/tiny-corrupt", bad_shard)
+    malformed = write_model(
+        tmp_path / "malformed",
+        {"w.weight": rng.standard_normal((80, 40))},
+        card_text="---\nmodel-index: [unclosed\n  - : :\n---\nhello\n",
+    )
+    fake_hub.add_folder("acme/tiny-malformed", malformed)
+    repos = ["acme/tiny-1m", "acme/tiny-2m", "acme/tiny-corrupt", "acme/tiny-malformed", "acme/tiny-missing"]
+    lake = tmp_path / "lake"
+
+    assert scan(fake_hub, lake, *repos) == 1
+    out = capsys.readouterr().out
+    assert "acme/tiny-missing" in out and "not found" in out
+    models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
+    assert models["acme/tiny-1m"]["status"] == "scanned" and models["acme/tiny-2m"]["status"] == "scanned"
+    assert models["acme/tiny-corrupt"]["status"] == "partial"
+    assert "model-00002-of-00002.safetensors" in models["acme/tiny-corrupt"]["reason"]
+    assert models["acme/tiny-missing"]["status"] == "failed" and "not found" in models["acme/tiny-missing"]["reason"]
+    assert models["acme/tiny-malformed"]["card_status"].startswith("malformed")
+    assert models["acme/tiny-malformed"]["num_ok"] == 1  # the weights were still scanned
+    corrupt_layers = lake_rows(lake, "SELECT name, fit_status, reason FROM layers WHERE repo_id = 'acme/tiny-corrupt'")
+    assert {r["fit_status"] for r in corrupt_layers} == {"ok", "failed"}
+    scans = lake_rows(lake, "SELECT * FROM scans")
+    assert len(scans) == 1 and scans[0]["listed"] == 5 and scans[0]["failed"] == 1
+    assert any("tiny-missing" in e for e in json.loads(scans[0]["errors"]))
+    layer_count = lake_rows(lake, "SELECT count(*) AS n FROM layers")[0]["n"]
+
+    def weight_reads():
+        return sum(1 for m, p, _ in fake_hub.requests if m == "GET" and p.endswith(".safetensors"))
+
+    downloads_before = weight_reads()
+    assert scan(fake_hub, lake, *repos) == 1  # the missing repo is still missing
+    assert "scanned 0" in capsys.readouterr().out
+    # Only the model_info calls that pin each commit; not one byte of weights (nor a header) is read again.
+    assert weight_reads() == downloads_before
+    assert lake_rows(lake, "SELECT count(*) AS n FROM layers")[0]["n"] == layer_count
+
+    assert scan(fake_hub, lake, "--force", "acme/tiny-1m") == 0
+    assert "scanned 1" in capsys.readouterr().out
+    assert lake_rows(lake, "SELECT count(*) AS n FROM layers")[0]["n"] == layer_count
+
+
+def test_new_commit_is_scanned_and_both_stay_queryable(fake_hub, family, tmp_path, capsys):
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, "acme/tiny-1m") == 0
+    fake_hub.commit(
+        "acme/tiny-1m", {"model.safetensors": write_model(tmp_path / "v2", tensors(42)) / "model.safetensors"}
+    )
+    assert scan(fake_hub, lake, "acme/tiny-1m") == 0
+    revisions = lake_rows(lake, "SELECT DISTINCT revision FROM layers WHERE repo_id = 'acme/tiny-1m'")
+    assert len(revisions) == 2
+    latest = lake_rows(lake, "SELECT revision FROM models_latest WHERE repo_id = 'acme/tiny-1m'")
+    assert latest[0]["revision"] == fake_hub.repos["acme/tiny-1m"].head.sha
+
+
+def test_transient_5xx_burst_is_retried(fake_hub, family, tmp_path, capsys):
+    fake_hub.fail_5xx(count=2, match="model-00001-of-00002")
+    assert scan(fake_hub, tmp_path / "lake", "acme/tiny-2m") == 0
+    assert "scanned 1" in capsys.readouterr().out
+
+
+def test_families_file_and_query_command(fake_hub, family, tmp_path, capsys):
+    families = tmp_path / "families.yaml"
+    families.write_text("families:\n  tinies:\n    author: acme\n    search: tiny\n    limit: 2\n")
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, "--families", str(families)) == 0
+    capsys.readouterr()
+    assert (
+        main(
+            [
+                "query",
+                "SELECT family, count(*) AS n FROM models GROUP BY family",
+                "--lake",
+                str(lake),
+                "--format",
+                "json",
+            ]
+        )
+        == 0
+    )
+    assert json.loads(capsys.readouterr().out) == [{"family": "tinies", "n": 2}]
