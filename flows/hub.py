@@ -151,8 +151,11 @@ def quantized_reason(plan: ModelPlan) -> str | None:
     """Why a model is quantized (packed integer weights with scales), or None."""
     names = {t.name for shard in plan.shards for t in shard.tensors}
     packed = [t for shard in plan.shards for t in shard.tensors if t.dtype in INTEGER_DTYPES and len(t.shape) >= 2]
-    scaled = [t.name for t in packed if any(t.name.rsplit(".", 1)[0] + s in names for s in (".scales", ".qzeros",
-                                                                                            ".SCB", ".weight_scale"))]
+    scaled = [
+        t.name
+        for t in packed
+        if any(t.name.rsplit(".", 1)[0] + s in names for s in (".scales", ".qzeros", ".SCB", ".weight_scale"))
+    ]
     if packed and (scaled or len(packed) > len(names) // 4):
         return f"quantized weights ({len(packed)} packed {packed[0].dtype} tensors, e.g. {packed[0].name})"
     return None
@@ -300,8 +303,14 @@ class HubSource:
     kind = "hub"
     deletes_shards = True
 
-    def __init__(self, endpoint: str | None = None, token: str | None = None, retries: int = 4,
-                 backoff: float = 0.5, allow_pickle: bool = True):
+    def __init__(
+        self,
+        endpoint: str | None = None,
+        token: str | None = None,
+        retries: int = 4,
+        backoff: float = 0.5,
+        allow_pickle: bool = True,
+    ):
         from huggingface_hub import HfApi
 
         self.endpoint = hub_endpoint(endpoint)
@@ -339,8 +348,10 @@ class HubSource:
 
     def resolve(self, ref: ModelRef) -> ModelRef:
         """Pin a ref to its commit sha (one model_info call, kept for ``describe``)."""
-        info = self._call(f"{ref.repo_id}@{ref.revision}",
-                          lambda: self.api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True))
+        info = self._call(
+            f"{ref.repo_id}@{ref.revision}",
+            lambda: self.api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True),
+        )
         pinned = ModelRef(ref.repo_id, info.sha, ref.family)
         self._infos[(pinned.repo_id, pinned.revision)] = info
         return pinned
@@ -361,8 +372,16 @@ class HubSource:
         )
         for entry in getattr(info, "eval_results", None) or []:
             try:
-                evals.append(EvalResult("eval_results", str(entry.task_id), str(entry.dataset_id), "",
-                                        str(entry.task_id), float(entry.value)))
+                evals.append(
+                    EvalResult(
+                        "eval_results",
+                        str(entry.task_id),
+                        str(entry.dataset_id),
+                        "",
+                        str(entry.task_id),
+                        float(entry.value),
+                    )
+                )
             except (TypeError, ValueError):
                 continue
         plan = self._plan(pinned, files)
@@ -371,10 +390,17 @@ class HubSource:
     def _text(self, ref: ModelRef, filename: str) -> str:
         from huggingface_hub import hf_hub_download
 
-        path = self._call(f"{ref.repo_id}/{filename}", lambda: hf_hub_download(
-            ref.repo_id, filename, revision=ref.revision, endpoint=self.endpoint, token=self.token,
-            cache_dir=_metadata_cache(),
-        ))
+        path = self._call(
+            f"{ref.repo_id}/{filename}",
+            lambda: hf_hub_download(
+                ref.repo_id,
+                filename,
+                revision=ref.revision,
+                endpoint=self.endpoint,
+                token=self.token,
+                cache_dir=_metadata_cache(),
+            ),
+        )
         return Path(path).read_text(errors="replace")
 
     def _plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
@@ -405,8 +431,10 @@ class HubSource:
 
     def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
-        meta = self._call(f"{ref.repo_id} safetensors headers",
-                          lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision))
+        meta = self._call(
+            f"{ref.repo_id} safetensors headers",
+            lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
+        )
         headers: dict[str, list[TensorInfo]] = {}
         for filename, file_meta in meta.files_metadata.items():
             headers[filename] = [TensorInfo(name, t.dtype, tuple(t.shape)) for name, t in file_meta.tensors.items()]
@@ -416,10 +444,17 @@ class HubSource:
         """Download one shard into ``workdir`` (resumable), pinned to the commit sha."""
         from huggingface_hub import hf_hub_download
 
-        path = self._call(f"{ref.repo_id}@{ref.revision[:12]}/{shard.filename}", lambda: hf_hub_download(
-            ref.repo_id, shard.filename, revision=ref.revision, endpoint=self.endpoint, token=self.token,
-            local_dir=workdir,
-        ))
+        path = self._call(
+            f"{ref.repo_id}@{ref.revision[:12]}/{shard.filename}",
+            lambda: hf_hub_download(
+                ref.repo_id,
+                shard.filename,
+                revision=ref.revision,
+                endpoint=self.endpoint,
+                token=self.token,
+                local_dir=workdir,
+            ),
+        )
         return Path(path)
 
     def release_shard(self, path: Path) -> None:
@@ -447,8 +482,15 @@ def classify_hub_error(what: str, err: Exception) -> HubError:
     if isinstance(err, WeightsError | HubError):
         return err if isinstance(err, HubError) else HubError(str(err))
     status = getattr(getattr(err, "response", None), "status_code", None)
-    transient_names = ("Timeout", "ConnectError", "RemoteProtocolError", "ReadError", "ConnectionError",
-                       "IncompleteRead", "ChunkedEncodingError")
+    transient_names = (
+        "Timeout",
+        "ConnectError",
+        "RemoteProtocolError",
+        "ReadError",
+        "ConnectionError",
+        "IncompleteRead",
+        "ChunkedEncodingError",
+    )
     if status is not None and (status >= 500 or status == 429):
         return HubError(f"{what}: hub answered HTTP {status}", transient=True)
     if any(t in name for t in transient_names) or isinstance(err, TimeoutError | ConnectionError):

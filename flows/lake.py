@@ -113,8 +113,13 @@ SCANS_SCHEMA = pa.schema(
         pa.field("seconds", pa.float64()),
     ]
 )
-SCHEMAS = {"layers": LAYERS_SCHEMA, "esd": ESD_SCHEMA, "evals": EVALS_SCHEMA, "models": MODELS_SCHEMA,
-           "scans": SCANS_SCHEMA}
+SCHEMAS = {
+    "layers": LAYERS_SCHEMA,
+    "esd": ESD_SCHEMA,
+    "evals": EVALS_SCHEMA,
+    "models": MODELS_SCHEMA,
+    "scans": SCANS_SCHEMA,
+}
 
 
 def lake_path(lake: str | os.PathLike | None = None) -> Path:

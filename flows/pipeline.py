@@ -111,13 +111,32 @@ def _evals_rows(ref: ModelRef, evals) -> list[dict]:
     return [dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family, **asdict(e)) for e in evals]
 
 
-def _model_row(ref: ModelRef, outcome: ModelOutcome, scan_id: str, source: str, options: dict,
-               facts: dict, card_status: str, summary: ww_core.ModelSummary | None) -> dict:
+def _model_row(
+    ref: ModelRef,
+    outcome: ModelOutcome,
+    scan_id: str,
+    source: str,
+    options: dict,
+    facts: dict,
+    card_status: str,
+    summary: ww_core.ModelSummary | None,
+) -> dict:
     row = dict(
-        repo_id=ref.repo_id, revision=ref.revision, family=ref.family, status=outcome.status,
-        reason=outcome.reason, scanned_at=dt.datetime.now(dt.UTC), scan_id=scan_id, wwhub_version=__version__,
-        source=source, options=json.dumps(options, sort_keys=True), num_shards=outcome.num_shards,
-        bytes_read=outcome.bytes_read, seconds=outcome.seconds, card_status=card_status, **facts,
+        repo_id=ref.repo_id,
+        revision=ref.revision,
+        family=ref.family,
+        status=outcome.status,
+        reason=outcome.reason,
+        scanned_at=dt.datetime.now(dt.UTC),
+        scan_id=scan_id,
+        wwhub_version=__version__,
+        source=source,
+        options=json.dumps(options, sort_keys=True),
+        num_shards=outcome.num_shards,
+        bytes_read=outcome.bytes_read,
+        seconds=outcome.seconds,
+        card_status=card_status,
+        **facts,
     )
     if summary is not None:
         row.update(summary.as_dict())
@@ -145,21 +164,37 @@ def scan_model(
             return ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake")
         description = source.describe(ref)
     except (HubError, WeightsError) as err:
-        outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_FAILED, str(err),
-                               seconds=time.perf_counter() - started)
-        lake.write_rows("models", ref.repo_id, ref.revision,
-                        [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)])
+        outcome = ModelOutcome(
+            ref.repo_id, ref.revision, ref.family, STATUS_FAILED, str(err), seconds=time.perf_counter() - started
+        )
+        lake.write_rows(
+            "models",
+            ref.repo_id,
+            ref.revision,
+            [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)],
+        )
         return outcome
     ref = description.ref
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
     reason = quantized_reason(plan)
     if reason:
-        outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, reason,
-                               num_shards=len(plan.shards), seconds=time.perf_counter() - started)
+        outcome = ModelOutcome(
+            ref.repo_id,
+            ref.revision,
+            ref.family,
+            STATUS_UNSUPPORTED,
+            reason,
+            num_shards=len(plan.shards),
+            seconds=time.perf_counter() - started,
+        )
         lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-        lake.write_rows("models", ref.repo_id, ref.revision, [_model_row(
-            ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)])
+        lake.write_rows(
+            "models",
+            ref.repo_id,
+            ref.revision,
+            [_model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)],
+        )
         return outcome
 
     layer_ids = plan.layer_ids()
@@ -197,13 +232,28 @@ def scan_model(
                     if path is not None and source.deletes_shards:
                         source.release_shard(path)
                 for row in rows:
-                    layers.append(dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family,
-                                       shard=shard.filename, **row.as_row()))
+                    layers.append(
+                        dict(
+                            repo_id=ref.repo_id,
+                            revision=ref.revision,
+                            family=ref.family,
+                            shard=shard.filename,
+                            **row.as_row(),
+                        )
+                    )
                     if keep_esd and row.evals is not None:
-                        esd.append(dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family,
-                                        layer_id=row.layer_id, name=row.name, slice_id=row.slice_id,
-                                        evals=row.evals.tolist(),
-                                        rand_evals=None if row.rand_evals is None else row.rand_evals.tolist()))
+                        esd.append(
+                            dict(
+                                repo_id=ref.repo_id,
+                                revision=ref.revision,
+                                family=ref.family,
+                                layer_id=row.layer_id,
+                                name=row.name,
+                                slice_id=row.slice_id,
+                                evals=row.evals.tolist(),
+                                rand_evals=None if row.rand_evals is None else row.rand_evals.tolist(),
+                            )
+                        )
                     row.evals = row.rand_evals = None
                 metrics.extend(rows)
                 if on_shard is not None:
@@ -218,15 +268,31 @@ def scan_model(
     reasons = list(shard_errors)
     if description.card_status != "ok" and description.card_status != "missing":
         reasons.append(f"card {description.card_status}")
-    outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, status, "; ".join(reasons),
-                           num_layers=len(metrics), num_shards=len(plan.shards), bytes_read=bytes_read,
-                           seconds=time.perf_counter() - started)
+    outcome = ModelOutcome(
+        ref.repo_id,
+        ref.revision,
+        ref.family,
+        status,
+        "; ".join(reasons),
+        num_layers=len(metrics),
+        num_shards=len(plan.shards),
+        bytes_read=bytes_read,
+        seconds=time.perf_counter() - started,
+    )
     # Order matters: the models file is the commit marker, so it is written last.
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)
     lake.write_rows("esd", ref.repo_id, ref.revision, esd)
     lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-    lake.write_rows("models", ref.repo_id, ref.revision, [_model_row(
-        ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics))])
+    lake.write_rows(
+        "models",
+        ref.repo_id,
+        ref.revision,
+        [
+            _model_row(
+                ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics)
+            )
+        ],
+    )
     return outcome
 
 
@@ -234,18 +300,27 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
     """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file)."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     errors = list(report.list_errors) + [
-        f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}" for o in report.outcomes
+        f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
+        for o in report.outcomes
         if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED)
     ]
     lake = Lake(lake_root)
-    lake.write_scan(dict(
-        scan_id=report.scan_id, started_at=report.started_at, ended_at=report.ended_at,
-        families=",".join(families), source=source, listed=report.listed,
-        scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL), skipped=report.count(STATUS_SKIPPED),
-        failed=report.count(STATUS_FAILED, STATUS_UNSUPPORTED) + len(report.list_errors),
-        errors=json.dumps(errors), wwhub_version=__version__,
-        seconds=(report.ended_at - report.started_at).total_seconds(),
-    ))
+    lake.write_scan(
+        dict(
+            scan_id=report.scan_id,
+            started_at=report.started_at,
+            ended_at=report.ended_at,
+            families=",".join(families),
+            source=source,
+            listed=report.listed,
+            scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
+            skipped=report.count(STATUS_SKIPPED),
+            failed=report.count(STATUS_FAILED, STATUS_UNSUPPORTED) + len(report.list_errors),
+            errors=json.dumps(errors),
+            wwhub_version=__version__,
+            seconds=(report.ended_at - report.started_at).total_seconds(),
+        )
+    )
     build_catalog(lake_root)
 
 
@@ -277,8 +352,9 @@ def run_scan(
     if on_listed is not None:
         on_listed(len(refs))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="wwhub-model") as pool:
-        futures = [pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard)
-                   for ref in refs]
+        futures = [
+            pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard) for ref in refs
+        ]
         for future in futures:
             outcome = future.result()
             report.outcomes.append(outcome)

@@ -31,10 +31,16 @@ def list_family_task(spec: SourceSpec, query: dict, family: str | None) -> list[
     return list_models(spec, query, family)
 
 
-@task(name="scan-model", retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE,
-      task_run_name="scan {ref.repo_id}@{ref.revision:.12}")
-def scan_model_task(spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool,
-                    scan_id: str) -> ModelOutcome:
+@task(
+    name="scan-model",
+    retries=2,
+    retry_delay_seconds=[5, 30],
+    cache_policy=NO_CACHE,
+    task_run_name="scan {ref.repo_id}@{ref.revision:.12}",
+)
+def scan_model_task(
+    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str
+) -> ModelOutcome:
     # The lake is the ledger: scan_model skips a commit already there, so a retried or repeated task is harmless.
     return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id)
 
@@ -62,20 +68,31 @@ def _scan(spec: SourceSpec, families: dict[str, dict], lake: str, options: dict,
         except Exception as err:  # noqa: BLE001 - retries exhausted: recorded as failed, the scan completes
             report.outcomes.append(ModelOutcome(ref.repo_id, ref.revision, ref.family, "failed", str(err)))
     record_scan_task(lake, report, list(families), spec.kind)
-    logger.info("scanned %d, skipped %d, failed %d", report.count("scanned", "partial"), report.count("skipped"),
-                report.count("failed", "unsupported") + len(report.list_errors))
+    logger.info(
+        "scanned %d, skipped %d, failed %d",
+        report.count("scanned", "partial"),
+        report.count("skipped"),
+        report.count("failed", "unsupported") + len(report.list_errors),
+    )
     return report
 
 
 @flow(name="scan-family", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
-def scan_family(family: str, query: dict, lake: str, source: SourceSpec | None = None,
-                options: dict | None = None, force: bool = False) -> ScanReport:
+def scan_family(
+    family: str,
+    query: dict,
+    lake: str,
+    source: SourceSpec | None = None,
+    options: dict | None = None,
+    force: bool = False,
+) -> ScanReport:
     """Scan one family (a hub query: author, search, filter, sort, limit, or explicit repos) into the lake."""
     return _scan(source or SourceSpec(), {family: query}, lake, options or {}, force)
 
 
 @flow(name="scan-models", task_runner=ThreadPoolTaskRunner(max_workers=DEFAULT_WORKERS))
-def scan_models(repos: list[str], lake: str, source: SourceSpec | None = None, options: dict | None = None,
-                force: bool = False) -> ScanReport:
+def scan_models(
+    repos: list[str], lake: str, source: SourceSpec | None = None, options: dict | None = None, force: bool = False
+) -> ScanReport:
     """Scan explicit repo ids (``org/name[@revision]``); families are inferred from the names."""
     return _scan(source or SourceSpec(), {"*": {"repos": repos}}, lake, options or {}, force)

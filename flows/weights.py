@@ -200,4 +200,3 @@ def _iter_pickle(path: Path) -> Iterator[tuple]:
     for name, tensor in state.items():
         if isinstance(tensor, torch.Tensor):
             yield name, tensor
-

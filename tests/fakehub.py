@@ -4,6 +4,7 @@ It serves repos that tests generate, with the routes and headers the real ``hugg
 
 * ``GET /api/models`` (``author``, ``search``, ``filter``, ``sort``, ``limit``), paginated with an absolute
   ``Link: <url>; rel="next"`` header;
+* ``GET /api/models/{org}/{name}/tree/{rev}`` (the file list ``snapshot_download`` asks for);
 * ``GET /api/models/{org}/{name}[/revision/{rev}]``: ``id, sha, siblings, cardData, tags, ...``; 404 with
   ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``;
 * ``HEAD``/``GET /{org}/{name}/resolve/{rev}/{path}``: ``X-Repo-Commit``, quoted ``ETag``, ``Content-Length``,
@@ -269,6 +270,10 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/models":
             self._list_models(query)
             return
+        match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
+        if match:
+            self._tree(match.group(1), urllib.parse.unquote(match.group(2)))
+            return
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if match:
             self._model_info(match.group(1), match.group(2) or "main")
@@ -348,6 +353,19 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return
         self._json(self.hub.model_payload(repo, commit))
+
+    def _tree(self, repo_id: str, revision: str) -> None:
+        repo = self._visible(repo_id)
+        commit = repo.commit_at(revision) if repo else None
+        if commit is None:
+            self._error(404, "RepoNotFound" if repo is None else "RevisionNotFound", f"{repo_id}@{revision}")
+            return
+        self._json(
+            [
+                {"type": "file", "path": name, "size": len(data), "oid": hashlib.sha1(data).hexdigest()}
+                for name, data in sorted(commit.files.items())
+            ]
+        )
 
     def _resolve(self, method: str, repo_id: str, revision: str, filename: str, path: str) -> None:
         head = method == "HEAD"

@@ -16,8 +16,21 @@ from ._output import FORMATS, render_table, write_rows
 from ._progress import progress_bar
 
 TABLE_COLUMNS = [
-    "layer_id", "name", "N", "M", "alpha", "alpha_weighted", "log_spectral_norm", "log_norm",
-    "stable_rank", "D", "num_spikes", "correlation_trap", "warning", "fit_status", "reason",
+    "layer_id",
+    "name",
+    "N",
+    "M",
+    "alpha",
+    "alpha_weighted",
+    "log_spectral_norm",
+    "log_norm",
+    "stable_rank",
+    "D",
+    "num_spikes",
+    "correlation_trap",
+    "warning",
+    "fit_status",
+    "reason",
 ]
 
 

@@ -17,8 +17,13 @@ from ._progress import progress_bar
 
 
 def add_source_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--source", nargs="+", metavar=("hub|local|cache", "DIR"), default=["hub"],
-                        help="hub (default), 'local DIR' (ROOT/org/name folders) or 'cache [DIR]' (HF cache)")
+    parser.add_argument(
+        "--source",
+        nargs="+",
+        metavar=("hub|local|cache", "DIR"),
+        default=["hub"],
+        help="hub (default), 'local DIR' (ROOT/org/name folders) or 'cache [DIR]' (HF cache)",
+    )
     parser.add_argument("--endpoint", help="Hub endpoint URL (default: HF_ENDPOINT or https://huggingface.co)")
     parser.add_argument("--no-pickle", action="store_true", help="never load pytorch_model*.bin pickles")
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
@@ -34,7 +39,8 @@ def source_spec(args: argparse.Namespace) -> SourceSpec:
     return SourceSpec(kind, location, allow_pickle=not args.no_pickle)
 
 
-def families_from_args(args: argparse.Namespace) -> dict[str, dict]:
+def families_from_args(args: argparse.Namespace, everything_allowed: bool) -> dict[str, dict]:
+    """The families to scan. A local folder or cache with no query means every model in it."""
     if args.families:
         try:
             families = load_families(args.families)
@@ -45,20 +51,28 @@ def families_from_args(args: argparse.Namespace) -> dict[str, dict]:
                 raise CliError(f"family {args.family!r} is not in {args.families}; known: {', '.join(families)}")
             families = {args.family: families[args.family]}
         return families
-    query = {k: v for k, v in dict(author=args.author, search=args.search, filter=args.filter or None,
-                                   sort=args.sort, limit=args.limit).items() if v is not None}
+    query = {
+        k: v
+        for k, v in dict(
+            author=args.author, search=args.search, filter=args.filter or None, sort=args.sort, limit=args.limit
+        ).items()
+        if v is not None
+    }
     if args.repos:
         query = {"repos": args.repos}
-    if not query:
+    if not query and not everything_allowed:
         raise CliError("nothing to scan: give REPO_ID..., --families FILE, or a query (--author/--search/--filter)")
     # Without --family, each model's family is inferred from its name ("*").
     return {args.family or "*": query}
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("scan", help="scan models into the lake (hub, local folder or HF cache)",
-                            description="Scan models shard by shard into the lake. A model already in the lake "
-                            "at the same commit is skipped unless --force.")
+    parser = sub.add_parser(
+        "scan",
+        help="scan models into the lake (hub, local folder or HF cache)",
+        description="Scan models shard by shard into the lake. A model already in the lake "
+        "at the same commit is skipped unless --force.",
+    )
     parser.add_argument("repos", nargs="*", metavar="REPO_ID", help="org/name[@revision]")
     parser.add_argument("--family", help="family name for the models (or pick one from --families)")
     parser.add_argument("--families", help="families.yaml")
@@ -68,8 +82,12 @@ def register(sub) -> None:
     parser.add_argument("--sort")
     parser.add_argument("--limit", type=int)
     add_source_arguments(parser)
-    parser.add_argument("--workers", type=int, default=min(2, os.cpu_count() or 1),
-                        help="models scanned at once (default: min(2, cores))")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=min(2, os.cpu_count() or 1),
+        help="models scanned at once (default: min(2, cores))",
+    )
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
     parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
     add_analysis_arguments(parser)
@@ -78,7 +96,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     spec = source_spec(args)
-    families = families_from_args(args)
+    families = families_from_args(args, everything_allowed=spec.kind != "hub")
     options = analysis_options(args)
     try:
         ww_core.AnalysisOptions.from_kwargs(**options)
@@ -94,13 +112,23 @@ def run(args: argparse.Namespace) -> int:
         models_bar.set_postfix_str(f"{outcome.repo_id}: {outcome.status}")
 
     with models_bar, shards_bar:
-        report = run_scan(spec, families, lake, options, force=args.force, workers=args.workers,
-                          on_listed=lambda n: models_bar.reset(total=n), on_model=on_model,
-                          on_shard=lambda repo, shard: shards_bar.update(1))
+        report = run_scan(
+            spec,
+            families,
+            lake,
+            options,
+            force=args.force,
+            workers=args.workers,
+            on_listed=lambda n: models_bar.reset(total=n),
+            on_model=on_model,
+            on_shard=lambda repo, shard: shards_bar.update(1),
+        )
     scanned = report.count("scanned", "partial")
-    print(f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
-          f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), "
-          f"failed {report.count('failed', 'unsupported') + len(report.list_errors)}  → lake {lake}")
+    print(
+        f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
+        f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), "
+        f"failed {report.count('failed', 'unsupported') + len(report.list_errors)}  → lake {lake}"
+    )
     for error in report.list_errors:
         print(f"  failed: {error}")
     for o in report.outcomes:

@@ -1,0 +1,5 @@
+"""``python -m flows`` is ``wwhub``."""
+
+from flows.cli import run
+
+run()

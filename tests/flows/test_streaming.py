@@ -1,0 +1,146 @@
+"""Streaming guarantees, measured on a real `wwhub scan` process: one shard (plus one prefetched) on disk and in
+memory at a time; SIGKILL mid-scan leaves no partial or duplicate rows; the HF cache scans offline."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pytest
+from huggingface_hub import snapshot_download
+
+from flows.lake import CATALOG
+from tests.fakehub import model_index, write_model
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def spawn(args, env_extra):
+    env = dict(os.environ, PYTHONPATH=str(ROOT), **env_extra)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows", *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def folder_bytes(folder: Path) -> int:
+    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+
+
+def rss_bytes(pid: int) -> int:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    except FileNotFoundError:
+        pass
+    return 0
+
+
+def watch(proc, workdir: Path) -> tuple[int, int]:
+    """Peak bytes under ``workdir`` and peak RSS of ``proc``, sampled every 10 ms until it exits."""
+    peak_disk = peak_rss = 0
+    while proc.poll() is None:
+        peak_disk = max(peak_disk, folder_bytes(workdir))
+        peak_rss = max(peak_rss, rss_bytes(proc.pid))
+        time.sleep(0.01)
+    return peak_disk, peak_rss
+
+
+def big_tensors(seed: int, count: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {f"layers.{i}.weight": rng.standard_normal((1536, 1024), dtype=np.float32) for i in range(count)}
+
+
+@pytest.mark.slow
+def test_one_shard_at_a_time_on_disk_and_in_memory(fake_hub, tmp_path):
+    """Two models with the same shard size, 2 and 6 shards: the 6-shard one (3x the bytes) needs no more disk and
+    (within one shard) no more memory, so what a scan holds is bounded by a shard, not by the model."""
+    peaks, shard_sizes = {}, {}
+    for shards in (2, 6):
+        repo = f"acme/stream-{shards}b"
+        folder = write_model(tmp_path / repo, big_tensors(shards, 6 * shards), shards=shards)
+        fake_hub.add_folder(repo, folder)
+        shard_sizes[shards] = max(p.stat().st_size for p in folder.glob("model-*.safetensors"))
+        workdir = tmp_path / f"work-{shards}"
+        workdir.mkdir()
+        # Slow shard downloads a little so the sampler sees every state of the work folder.
+        fake_hub.slow(0.2, match=".safetensors")
+        proc = spawn(
+            ["scan", repo, "--endpoint", fake_hub.endpoint, "--lake", str(tmp_path / "lake"), "--workers", "1"],
+            {"WWHUB_WORKDIR": str(workdir)},
+        )
+        peaks[shards] = watch(proc, workdir)
+        fake_hub.clear_faults()
+        assert proc.returncode == 0, proc.stderr.read()
+        assert folder_bytes(workdir) == 0  # every shard deleted after analysis
+
+    shard_size = max(shard_sizes.values())
+    for shards, (disk, _) in peaks.items():
+        # Disk: the shard being analyzed plus the one being prefetched, never the whole model.
+        assert shard_size <= disk <= 2 * shard_size + 1_000_000, (shards, disk, shard_size)
+    # Memory: 4 more shards (~150 MB more weights) cost less than one shard of extra resident memory.
+    growth = peaks[6][1] - peaks[2][1]
+    assert growth < shard_size, (growth / 1e6, shard_size / 1e6)
+    con = duckdb.connect(str(tmp_path / "lake" / CATALOG), read_only=True)
+    assert con.execute("SELECT count(*) FROM layers WHERE repo_id = 'acme/stream-6b'").fetchall()[0][0] == 36
+
+
+@pytest.mark.slow
+def test_sigkill_mid_scan_leaves_no_partial_or_duplicate_rows(fake_hub, tmp_path):
+    repos = []
+    for i in range(4):
+        folder = write_model(
+            tmp_path / f"m{i}", big_tensors(i, 4), shards=2, card={"model-index": model_index(f"m{i}", 0.5 + i / 10)}
+        )
+        fake_hub.add_folder(f"acme/kill-{i}m", folder)
+        repos.append(f"acme/kill-{i}m")
+    lake = tmp_path / "lake"
+    fake_hub.slow(0.3, match=".safetensors")
+    proc = spawn(["scan", *repos, "--endpoint", fake_hub.endpoint, "--lake", str(lake), "--workers", "1"], {})
+    deadline = time.time() + 120
+    # Kill as soon as the first model has landed: the second is then mid-flight.
+    while time.time() < deadline and not list((lake / "models").glob("acme__*.parquet")):
+        time.sleep(0.02)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    fake_hub.clear_faults()
+    landed = len(list((lake / "models").glob("acme__*.parquet")))
+    assert 1 <= landed < 4
+
+    rerun = spawn(["scan", *repos, "--endpoint", fake_hub.endpoint, "--lake", str(lake)], {})
+    out, err = rerun.communicate(timeout=300)
+    assert rerun.returncode == 0, err
+    assert f"skipped {landed}" in out
+    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    duplicates = con.execute("SELECT repo_id, name, count(*) FROM layers GROUP BY ALL HAVING count(*) > 1").fetchall()
+    assert duplicates == []
+    assert con.execute("SELECT count(*) FROM layers").fetchall()[0][0] == 16
+    assert con.execute("SELECT count(*) FROM models").fetchall()[0][0] == 4
+    assert con.execute("SELECT count(*) FROM evals").fetchall()[0][0] == 4
+
+
+def test_cache_source_scans_offline(fake_hub, tmp_path, monkeypatch):
+    folder = write_model(
+        tmp_path / "c",
+        {"a.weight": np.random.default_rng(1).standard_t(3, (200, 80))},
+        card={"model-index": model_index("cached", 0.77)},
+    )
+    sha = fake_hub.add_folder("acme/cached-7m", folder)
+    cache = tmp_path / "hf-cache"
+    snapshot_download("acme/cached-7m", cache_dir=cache, endpoint=fake_hub.endpoint)
+    fake_hub.stop()  # the network is gone
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from flows.cli import main
+
+    lake = tmp_path / "lake"
+    assert main(["scan", "--source", "cache", str(cache), "--lake", str(lake)]) == 0
+    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    rows = con.execute("SELECT repo_id, revision, family, status FROM models").fetchall()
+    assert rows == [("acme/cached-7m", sha, "cached", "scanned")]
+    assert con.execute("SELECT value FROM evals").fetchall() == [(0.77,)]
+    assert (cache / "models--acme--cached-7m").exists()  # the user's cache is left alone
