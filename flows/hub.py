@@ -312,7 +312,10 @@ class HubSource:
         allow_pickle: bool = True,
     ):
         from huggingface_hub import HfApi
+        from huggingface_hub.utils import disable_progress_bars
 
+        # wwhub draws its own progress bars (per model and per shard); the client's would interleave with them.
+        disable_progress_bars()
         self.endpoint = hub_endpoint(endpoint)
         self.token = token
         self.api = HfApi(endpoint=self.endpoint, token=token)
