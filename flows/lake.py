@@ -216,9 +216,28 @@ def build_catalog(root: str | os.PathLike | None = None, queries_dir: Path | Non
             "CREATE OR REPLACE VIEW models_latest AS SELECT * FROM models "
             "QUALIFY row_number() OVER (PARTITION BY repo_id ORDER BY scanned_at DESC) = 1"
         )
-        for sql_file in sorted((queries_dir or QUERIES_DIR).glob("*.sql")):
-            con.execute(f"CREATE OR REPLACE VIEW {sql_file.stem} AS {sql_file.read_text().strip().rstrip(';')}")
+        _create_query_views(con, sorted((queries_dir or QUERIES_DIR).glob("*.sql")))
     finally:
         con.close()
     os.replace(tmp, path)
     return path
+
+
+def _create_query_views(con, sql_files: list[Path]) -> None:
+    """One view per query file. Queries may read each other's views, so create them in dependency order by
+    retrying those whose dependencies do not exist yet; a query that never binds is a bug and raises."""
+    import duckdb
+
+    pending = {f.stem: f.read_text().strip().rstrip(";") for f in sql_files}
+    while pending:
+        attempted = len(pending)
+        errors = {}
+        for name, sql in list(pending.items()):
+            try:
+                con.execute(f"CREATE OR REPLACE VIEW {name} AS {sql}")
+                del pending[name]
+            except duckdb.Error as err:
+                errors[name] = err
+        if len(errors) == attempted:
+            detail = "\n".join(f"queries/{name}.sql: {err}" for name, err in errors.items())
+            raise ValueError(f"queries that do not bind:\n{detail}")
