@@ -169,6 +169,13 @@ class Lake:
         self._write(path, pa.Table.from_pylist([_plain_row(row, SCANS_SCHEMA)], schema=SCANS_SCHEMA))
         return path
 
+    def write_imported_evals(self, name: str, rows: list[dict]) -> Path:
+        """Reported metrics from a file (no commit: they apply to every scanned revision of the repo)."""
+        arrow = pa.Table.from_pylist([_plain_row(r, EVALS_SCHEMA) for r in rows], schema=EVALS_SCHEMA)
+        path = self.root / "evals" / f"import__{name}.parquet"
+        self._write(path, arrow)
+        return path
+
     def has_model(self, repo_id: str, revision: str) -> bool:
         """True when this commit was scanned (the models file is written last, after layers, esd and evals)."""
         return self.file("models", repo_id, revision).exists()

@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analyze, query, scan
+from . import analyze, demo, evals, leaderboard, plot, query, scan
 from ._errors import EXIT_BAD_INPUT, CliError
 
-COMMANDS = [analyze, scan, query]
+COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals]
 
 
 def build_parser() -> argparse.ArgumentParser:

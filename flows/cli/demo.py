@@ -1,0 +1,64 @@
+"""``wwhub demo``: the embedded default. Scans the demo families shipped in the package into a local lake (no hub,
+no server), prints the leaderboard and the correlation table, and writes the plots and the HTML page."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from ..lake import lake_path
+from ..pipeline import SourceSpec, load_families, run_scan
+from ..report import leaderboard_data, render_html, write_esd_plot, write_plots
+from ._errors import EXIT_OK, CliError
+from ._progress import progress_bar
+from .leaderboard import export
+
+DEMO_ROOT = Path(__file__).resolve().parents[1] / "demo"
+DEMO_OPTIONS = {"mp_fit": True, "randomize": True, "seed": 0}
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("demo", help="scan the bundled demo families and show the leaderboard (no setup)")
+    parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
+    parser.add_argument("--out", default="wwhub-report", help="plots and index.html (default: ./wwhub-report)")
+    parser.add_argument("--force", action="store_true", help="rescan even if the demo models are in the lake")
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    started = time.perf_counter()
+    lake = str(lake_path(args.lake))
+    families = load_families(DEMO_ROOT / "families.yaml")
+    spec = SourceSpec("local", str(DEMO_ROOT / "repos"))
+    with progress_bar(total=None, desc="demo models", unit="model") as bar:
+        report = run_scan(
+            spec,
+            families,
+            lake,
+            DEMO_OPTIONS,
+            force=args.force,
+            workers=2,
+            on_listed=lambda n: bar.reset(total=n),
+            on_model=lambda outcome: bar.update(1),
+        )
+    if report.exit_code != EXIT_OK:
+        raise CliError(f"the demo scan failed: {[o.reason for o in report.outcomes if o.reason]}", exit_code=1)
+    board, correlations = leaderboard_data(lake)
+    print(
+        f"wwhub demo: {report.listed} models in {len(families)} families "
+        f"(scanned {report.count('scanned')}, already in the lake {report.count('skipped')}) → {lake}\n"
+    )
+    sys.stdout.write(export(board, correlations, "table"))
+    out = Path(args.out)
+    plots = write_plots(lake, out)
+    first = board[0]
+    plots += write_esd_plot(lake, first["repo_id"], "1", out)
+    page = out / "index.html"
+    page.write_text(render_html(board, correlations, plots, title="wwhub demo: digits MLP families"))
+    print(f"\nplots: {', '.join(p.name for p in plots if p.suffix == '.png')} in {out}/")
+    print(f"page:  {page}  (open it in a browser; no server needed)")
+    print(f'query: wwhub query "SELECT * FROM layer_outliers" --lake {lake}')
+    print(f"done in {time.perf_counter() - started:.1f} s")
+    return EXIT_OK

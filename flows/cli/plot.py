@@ -1,0 +1,37 @@
+"""``wwhub plot``: family trend plots and correlation flow (PNG + SVG), or one layer's ESD with ``--esd``."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..report import write_esd_plot, write_plots
+from ._errors import CliError
+from .leaderboard import add_board_arguments
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("plot", help="family trend plots, correlation flow, or a layer's ESD (--esd)")
+    add_board_arguments(parser)
+    parser.add_argument("--out", default="wwhub-plots", help="output folder (default: ./wwhub-plots)")
+    parser.add_argument(
+        "--esd",
+        nargs=2,
+        metavar=("REPO", "LAYER"),
+        help="plot one layer's ESD (tensor name or layer_id) from the lake, no download",
+    )
+    parser.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = Path(args.out)
+    try:
+        if args.esd:
+            paths = write_esd_plot(args.lake, args.esd[0], args.esd[1], out)
+        else:
+            paths = write_plots(args.lake, out, args.family, args.metric, args.prefer_import)
+    except (ValueError, OSError) as err:
+        raise CliError(str(err)) from err
+    for path in paths:
+        print(path)
+    return 0
