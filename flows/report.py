@@ -13,6 +13,7 @@ from pathlib import Path
 from . import __version__
 from .lake import build_catalog, lake_path
 from .query import run_query
+from .values import plain_value
 
 BOARD_COLUMNS = [
     "family",
@@ -89,7 +90,7 @@ def board_csv(rows: list[dict]) -> str:
     if rows:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
-        writer.writerows({k: ("" if v is None else v) for k, v in r.items()} for r in rows)
+        writer.writerows({k: ("" if v is None else plain_value(v)) for k, v in r.items()} for r in rows)
     return out.getvalue()
 
 

@@ -9,17 +9,10 @@ import math
 import sys
 from pathlib import Path
 
+from ..values import plain_value as _plain
 from ._errors import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")
-
-
-def _plain(value):
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if hasattr(value, "item"):
-        return _plain(value.item())
-    return value
 
 
 def _cell(value) -> str:
