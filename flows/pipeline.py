@@ -65,6 +65,7 @@ class ModelOutcome:
     num_shards: int = 0
     bytes_read: int = 0
     seconds: float = 0.0
+    scan_id: str = ""
 
 
 @dataclass
@@ -155,6 +156,21 @@ def scan_model(
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
     after it is analyzed. Never raises for a bad model: the outcome (and the lake's models row) says why."""
+    outcome = _scan_model(spec, ref, lake_root, options, force, scan_id, on_shard, keep_esd)
+    outcome.scan_id = scan_id
+    return outcome
+
+
+def _scan_model(
+    spec: SourceSpec,
+    ref: ModelRef,
+    lake_root: str,
+    options: dict,
+    force: bool = False,
+    scan_id: str = "",
+    on_shard: Callable[[str, str], None] | None = None,
+    keep_esd: bool = True,
+) -> ModelOutcome:
     started = time.perf_counter()
     source = spec.open()
     lake = Lake(lake_root)

@@ -9,21 +9,49 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import re
 
 from prefect import flow, get_run_logger, task
+from prefect.artifacts import (
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from . import __version__
 from .hub import ModelRef
-from .pipeline import ModelOutcome, ScanReport, SourceSpec, list_models, new_scan_id, record_scan, scan_model
+from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
+from .pipeline import (
+    STATUS_SKIPPED,
+    ModelOutcome,
+    ScanReport,
+    SourceSpec,
+    list_models,
+    load_families,
+    new_scan_id,
+    record_scan,
+    scan_model,
+)
+from .report import leaderboard_data
+
+_SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Models scanned at once by the default runner: one per core, each eigensolve on one BLAS thread.
 DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 
 
-def model_task_key(context, parameters) -> str:
-    ref = parameters["ref"]
-    return f"{ref.repo_id}@{ref.revision}"
+def model_task_key(context, parameters) -> str | None:
+    """Prefect's cache key for a model scan: ``repo_id@commit`` (a second guard behind the lake ledger).
+
+    Only a pinned commit sha is a key (a branch name moves), and the lake path is part of it so that two lakes
+    do not share results; ``force`` disables the cache."""
+    ref, lake = parameters["ref"], parameters["lake"]
+    if parameters.get("force") or not _SHA.match(ref.revision):
+        return None
+    return f"{ref.repo_id}@{ref.revision}:{lake}"
 
 
 @task(name="list-family", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NO_CACHE)
@@ -50,7 +78,9 @@ def record_scan_task(lake: str, report: ScanReport, families: list[str], source:
     record_scan(lake, report, families, source)
 
 
-def _scan(spec: SourceSpec, families: dict[str, dict], lake: str, options: dict, force: bool) -> ScanReport:
+def _scan(
+    spec: SourceSpec, families: dict[str, dict], lake: str, options: dict, force: bool, progress: bool = False
+) -> ScanReport:
     logger = get_run_logger()
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     refs: list[ModelRef] = []
@@ -61,12 +91,23 @@ def _scan(spec: SourceSpec, families: dict[str, dict], lake: str, options: dict,
             report.list_errors.append(f"family {family}: {err}")
     report.listed = len(refs)
     logger.info("listed %d models in %d families", len(refs), len(families))
+    progress_id = (
+        create_progress_artifact(0.0, key="wwhub-scan-progress", description=f"models scanned of {len(refs)}")
+        if progress
+        else None
+    )
     futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id) for ref in refs]
-    for ref, future in zip(refs, futures, strict=True):
+    for done, (ref, future) in enumerate(zip(refs, futures, strict=True), start=1):
         try:
-            report.outcomes.append(future.result())
+            outcome = future.result()
+            if outcome.scan_id and outcome.scan_id != report.scan_id:
+                # A Prefect cache hit: an earlier run scanned this commit; nothing was done now.
+                outcome.status, outcome.reason = STATUS_SKIPPED, f"cached result of scan {outcome.scan_id}"
+            report.outcomes.append(outcome)
         except Exception as err:  # noqa: BLE001 - retries exhausted: recorded as failed, the scan completes
             report.outcomes.append(ModelOutcome(ref.repo_id, ref.revision, ref.family, "failed", str(err)))
+        if progress_id is not None:
+            update_progress_artifact(progress_id, 100.0 * done / len(refs))
     record_scan_task(lake, report, list(families), spec.kind)
     logger.info(
         "scanned %d, skipped %d, failed %d",
@@ -96,3 +137,90 @@ def scan_models(
 ) -> ScanReport:
     """Scan explicit repo ids (``org/name[@revision]``); families are inferred from the names."""
     return _scan(source or SourceSpec(), {"*": {"repos": repos}}, lake, options or {}, force)
+
+
+def make_task_runner(task_runner: str = "threads", dask_address: str | None = None, workers: int = DEFAULT_WORKERS):
+    """``threads`` (bounded ThreadPoolTaskRunner) or ``dask`` (prefect-dask against an existing cluster)."""
+    if task_runner == "threads":
+        return ThreadPoolTaskRunner(max_workers=max(1, workers))
+    if task_runner == "dask":
+        if not dask_address:
+            raise ValueError("task_runner='dask' needs dask_address (tcp://HOST:PORT of an existing scheduler)")
+        from prefect_dask import DaskTaskRunner
+
+        return DaskTaskRunner(address=dask_address)
+    raise ValueError(f"task_runner={task_runner!r}: expected 'threads' or 'dask'")
+
+
+@flow(name="scan-families")
+def scan_families(
+    families: dict[str, dict],
+    lake: str,
+    source: SourceSpec | None = None,
+    options: dict | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> ScanReport:
+    """Scan several families in one run (the runner is chosen by the caller with ``with_options``)."""
+    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress)
+
+
+@flow(name="nightly-scan", log_prints=True)
+def nightly_scan(
+    families_file: str = "families.yaml",
+    lake: str = "wwhub-lake",
+    metric: str = "accuracy",
+    source: str = "hub",
+    endpoint: str | None = None,
+    task_runner: str = "threads",
+    dask_address: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    force: bool = False,
+    options: dict | None = None,
+) -> dict:
+    """Every night: scan new commits of every family in ``families_file``, refresh the leaderboard exports and
+    plots in LAKE/reports, and publish artifacts (progress, leaderboard table, what changed since last night)."""
+    families = load_families(families_file)
+    spec = SourceSpec(source, endpoint)
+    before = lake_snapshot(lake)
+    runner = make_task_runner(task_runner, dask_address, workers)
+    report = scan_families.with_options(task_runner=runner)(families, lake, spec, options or {}, force)
+    after = lake_snapshot(lake)
+    changes = compare_snapshots(before, after)
+    exports = refresh_exports(lake, metric)
+    board, _ = leaderboard_data(lake, metric=metric)
+    columns = [
+        "family",
+        "repo_id",
+        "accuracy",
+        "rank_by_accuracy",
+        "alpha",
+        "alpha_weighted",
+        "log_spectral_norm",
+        "num_traps",
+    ]
+    create_table_artifact(
+        [{c: row.get(c) for c in columns} for row in board],
+        key="wwhub-leaderboard",
+        description=f"family leaderboards ({metric})",
+    )
+    failed = [
+        f"{o.repo_id}: {o.status}: {o.reason}"
+        for o in report.outcomes
+        if o.status in ("failed", "partial", "unsupported")
+    ] + report.list_errors
+    create_markdown_artifact(
+        changes_markdown(changes, report.count("scanned", "partial"), report.count(STATUS_SKIPPED), failed),
+        key="wwhub-nightly-changes",
+        description="what changed since the previous night",
+    )
+    return {
+        "scan_id": report.scan_id,
+        "listed": report.listed,
+        "scanned": report.count("scanned", "partial"),
+        "skipped": report.count(STATUS_SKIPPED),
+        "failed": len(failed),
+        "changed": changes.scanned_repos,
+        "exports": [str(p) for p in exports],
+        "wwhub_version": __version__,
+    }

@@ -17,6 +17,18 @@ def prefect_harness():
         yield
 
 
+def read_artifacts(api_url: str | None = None) -> list[dict]:
+    """All artifacts, newest first, straight from the REST API: Prefect 3.8's client sends null filters that its
+    own server rejects (422), and empty filters match nothing."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    url = (api_url or PREFECT_API_URL.value()).rstrip("/")
+    response = httpx.post(f"{url}/artifacts/filter", json={"limit": 200, "offset": 0, "sort": "CREATED_DESC"})
+    response.raise_for_status()
+    return response.json()
+
+
 @pytest.mark.slow
 def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
     from flows.scan import scan_family
@@ -39,3 +51,40 @@ def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
     assert con.execute("SELECT count(*) FROM scans").fetchall() == [(1,)]
     again = scan_family("flows", {"author": "acme"}, lake, source=SourceSpec("hub", fake_hub.endpoint))
     assert again.count("skipped") == 3
+
+
+@pytest.mark.slow
+def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_harness, fake_hub, tmp_path):
+    from flows.scan import nightly_scan
+
+    rng = np.random.default_rng(1)
+
+    def add(repo_id, accuracy):
+        folder = write_model(
+            tmp_path / repo_id / str(rng.integers(1 << 30)),
+            {"w.weight": rng.standard_t(3, (150, 60)).astype(np.float32)},
+            card={"model-index": model_index(repo_id, accuracy)},
+        )
+        return fake_hub.add_folder(repo_id, folder)
+
+    for i in range(3):
+        add(f"acme/night-{i}m", 0.6 + i / 10)
+    families = tmp_path / "families.yaml"
+    families.write_text("families:\n  night:\n    author: acme\n")
+    lake = str(tmp_path / "lake")
+    params = dict(families_file=str(families), lake=lake, source="hub", endpoint=fake_hub.endpoint, workers=2)
+    first = nightly_scan(**params)
+    assert first["scanned"] == 3 and first["failed"] == 0
+    assert (tmp_path / "lake" / "reports" / "leaderboard.html").exists()
+
+    add("acme/night-9m", 0.95)  # a new model
+    add("acme/night-1m", 0.72)  # a new commit of an old one
+    second = nightly_scan(**params)
+    assert second["scanned"] == 2 and second["skipped"] == 2
+    assert sorted(second["changed"]) == ["acme/night-1m", "acme/night-9m"]
+
+    found = read_artifacts()
+    keys = {a["key"] for a in found}
+    assert {"wwhub-scan-progress", "wwhub-leaderboard", "wwhub-nightly-changes"} <= keys
+    latest_md = next(a for a in found if a["key"] == "wwhub-nightly-changes")
+    assert "acme/night-9m" in latest_md["data"] and "acme/night-1m" in latest_md["data"]

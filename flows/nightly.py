@@ -1,0 +1,110 @@
+"""What changed between two nights, and the exports refreshed after a scan (plain functions, no Prefect)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .lake import build_catalog, lake_path
+from .query import run_query
+from .report import leaderboard_data, render_html, write_plots
+
+# An average that moves by more than this between two scans of a repo is reported as moved.
+MOVED_ALPHA = 0.05
+
+
+def lake_snapshot(lake: str | Path) -> dict[str, dict]:
+    """Each repo's latest scanned revision and averages, keyed by repo_id ({} for an empty lake)."""
+    root = lake_path(lake)
+    if not (root / "models").is_dir():
+        return {}
+    build_catalog(root)
+    rows = run_query(
+        root,
+        "SELECT repo_id, revision, family, alpha, alpha_weighted, log_spectral_norm, num_traps, "
+        "status FROM models_latest WHERE status IN ('scanned', 'partial')",
+    )
+    return {row["repo_id"]: row for row in rows}
+
+
+@dataclass
+class Changes:
+    new_models: list[dict] = field(default_factory=list)
+    new_commits: list[tuple[dict, dict]] = field(default_factory=list)
+    moved: list[tuple[dict, dict]] = field(default_factory=list)
+    new_traps: list[tuple[dict | None, dict]] = field(default_factory=list)
+
+    @property
+    def scanned_repos(self) -> list[str]:
+        return [m["repo_id"] for m in self.new_models] + [new["repo_id"] for _, new in self.new_commits]
+
+
+def compare_snapshots(before: dict[str, dict], after: dict[str, dict]) -> Changes:
+    changes = Changes()
+    for repo_id, new in sorted(after.items()):
+        old = before.get(repo_id)
+        if old is None:
+            changes.new_models.append(new)
+        elif old["revision"] != new["revision"]:
+            changes.new_commits.append((old, new))
+            if None not in (old["alpha"], new["alpha"]) and abs(new["alpha"] - old["alpha"]) > MOVED_ALPHA:
+                changes.moved.append((old, new))
+        if (new.get("num_traps") or 0) > ((old or {}).get("num_traps") or 0):
+            changes.new_traps.append((old, new))
+    return changes
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def changes_markdown(changes: Changes, scanned: int, skipped: int, failed: list[str]) -> str:
+    """The nightly summary: what is new since the previous night, for a Prefect markdown artifact."""
+    lines = [
+        "# wwhub nightly scan",
+        "",
+        f"scanned **{scanned}**, skipped {skipped} (already in the lake), failed {len(failed)}",
+        "",
+    ]
+    lines.append(f"## New models ({len(changes.new_models)})")
+    lines += [
+        f"- `{m['repo_id']}` ({m['family']}) at `{m['revision'][:12]}`: alpha {_fmt(m['alpha'])}"
+        for m in changes.new_models
+    ] or ["- none"]
+    lines.append(f"\n## New commits ({len(changes.new_commits)})")
+    lines += [
+        f"- `{new['repo_id']}`: `{old['revision'][:12]}` → `{new['revision'][:12]}`, alpha "
+        f"{_fmt(old['alpha'])} → {_fmt(new['alpha'])}"
+        for old, new in changes.new_commits
+    ] or ["- none"]
+    lines.append(f"\n## Averages that moved (|Δalpha| > {MOVED_ALPHA}) ({len(changes.moved)})")
+    lines += [
+        f"- `{new['repo_id']}`: Δalpha {new['alpha'] - old['alpha']:+.3f}, Δalpha_weighted "
+        f"{(new['alpha_weighted'] or 0) - (old['alpha_weighted'] or 0):+.3f}"
+        for old, new in changes.moved
+    ]
+    lines += [] if changes.moved else ["- none"]
+    lines.append(f"\n## New correlation traps ({len(changes.new_traps)})")
+    lines += [
+        f"- `{new['repo_id']}`: {((old or {}).get('num_traps') or 0)} → {new['num_traps']} trapped layers"
+        for old, new in changes.new_traps
+    ] or ["- none"]
+    if failed:
+        lines.append("\n## Failures")
+        lines += [f"- {reason}" for reason in failed]
+    return "\n".join(lines) + "\n"
+
+
+def refresh_exports(lake: str | Path, metric: str = "accuracy") -> list[Path]:
+    """Rewrite LAKE/reports/: leaderboard.html (plots inlined), leaderboard.csv, and the PNG/SVG plots."""
+    from .report import board_csv
+
+    root = lake_path(lake)
+    out = root / "reports"
+    board, correlations = leaderboard_data(root, metric=metric)
+    if not board:
+        return []
+    plots = write_plots(root, out, metric=metric)
+    (out / "leaderboard.csv").write_text(board_csv(board))
+    (out / "leaderboard.html").write_text(render_html(board, correlations, plots))
+    return [out / "leaderboard.html", out / "leaderboard.csv", *plots]
