@@ -354,6 +354,7 @@ def run_scan(
     on_listed: Callable[[int], None] | None = None,
     on_model: Callable[[ModelOutcome], None] | None = None,
     on_shard: Callable[[str, str], None] | None = None,
+    keep_esd: bool = True,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
     keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``."""

@@ -88,6 +88,13 @@ def register(sub) -> None:
         default=min(2, os.cpu_count() or 1),
         help="models scanned at once (default: min(2, cores))",
     )
+    parser.add_argument(
+        "--task-runner",
+        choices=["threads", "dask"],
+        default="threads",
+        help="threads (default, no Prefect server) or dask: a Prefect flow on an existing cluster",
+    )
+    parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
     parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
     add_analysis_arguments(parser)
@@ -111,18 +118,23 @@ def run(args: argparse.Namespace) -> int:
         models_bar.update(1)
         models_bar.set_postfix_str(f"{outcome.repo_id}: {outcome.status}")
 
-    with models_bar, shards_bar:
-        report = run_scan(
-            spec,
-            families,
-            lake,
-            options,
-            force=args.force,
-            workers=args.workers,
-            on_listed=lambda n: models_bar.reset(total=n),
-            on_model=on_model,
-            on_shard=lambda repo, shard: shards_bar.update(1),
-        )
+    if args.task_runner == "dask":
+        report = _run_on_dask(args, spec, families, lake, options)
+        models_bar.close()
+        shards_bar.close()
+    else:
+        with models_bar, shards_bar:
+            report = run_scan(
+                spec,
+                families,
+                lake,
+                options,
+                force=args.force,
+                workers=args.workers,
+                on_listed=lambda n: models_bar.reset(total=n),
+                on_model=on_model,
+                on_shard=lambda repo, shard: shards_bar.update(1),
+            )
     scanned = report.count("scanned", "partial")
     print(
         f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
@@ -136,3 +148,13 @@ def run(args: argparse.Namespace) -> int:
             print(f"  {o.status}: {o.repo_id}@{o.revision[:12]}: {o.reason}")
     sys.stdout.flush()
     return report.exit_code
+
+
+def _run_on_dask(args, spec, families, lake, options):
+    """The same scan as a Prefect flow whose per-model tasks run on an existing Dask cluster (prefect-dask)."""
+    if not args.dask_address:
+        raise CliError("--task-runner dask needs --dask-address tcp://HOST:PORT (an existing Dask scheduler)")
+    from ..scan import make_task_runner, scan_families
+
+    runner = make_task_runner("dask", args.dask_address)
+    return scan_families.with_options(task_runner=runner)(families, lake, spec, options, args.force)

@@ -22,9 +22,12 @@ def nightly_schedule(path: str = PREFECT_YAML) -> tuple[str, str]:
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("serve", help="serve the nightly scan on its schedule (needs a Prefect server)",
-                            description="Serve the nightly flow with the cron of prefect.yaml. Needs a running "
-                            "Prefect server: `prefect server start` and PREFECT_API_URL=http://127.0.0.1:4200/api.")
+    parser = sub.add_parser(
+        "serve",
+        help="serve the nightly scan on its schedule (needs a Prefect server)",
+        description="Serve the nightly flow with the cron of prefect.yaml. Needs a running "
+        "Prefect server: `prefect server start` and PREFECT_API_URL=http://127.0.0.1:4200/api.",
+    )
     parser.add_argument("--families", default="families.yaml")
     parser.add_argument("--lake", default="wwhub-lake")
     parser.add_argument("--metric", default="accuracy")
@@ -39,16 +42,26 @@ def run(args: argparse.Namespace) -> int:
     from prefect.settings import PREFECT_API_URL
 
     if not PREFECT_API_URL.value():
-        raise CliError("wwhub serve needs a Prefect server: run `prefect server start` and set "
-                       "PREFECT_API_URL=http://127.0.0.1:4200/api")
+        raise CliError(
+            "wwhub serve needs a Prefect server: run `prefect server start` and set "
+            "PREFECT_API_URL=http://127.0.0.1:4200/api"
+        )
     from prefect.schedules import Cron
 
     from ..scan import nightly_scan
 
     cron, timezone = nightly_schedule(args.prefect_yaml)
     nightly_scan.serve(
-        name="nightly-serve", schedule=Cron(cron, timezone=timezone), global_limit=1,
-        parameters={"families_file": args.families, "lake": args.lake, "metric": args.metric,
-                    "endpoint": args.endpoint, "task_runner": args.task_runner, "dask_address": args.dask_address},
+        name="nightly-serve",
+        schedule=Cron(cron, timezone=timezone),
+        global_limit=1,
+        parameters={
+            "families_file": args.families,
+            "lake": args.lake,
+            "metric": args.metric,
+            "endpoint": args.endpoint,
+            "task_runner": args.task_runner,
+            "dask_address": args.dask_address,
+        },
     )
     return 0
