@@ -35,9 +35,9 @@ def make_family(hub: FakeHub, root: Path, models: int) -> dict:
     return {"scale": {"author": "bench"}}
 
 
-def timed(fn) -> float:
+def timed(fn, *args, **kwargs) -> float:
     start_time = time.perf_counter()
-    fn()
+    fn(*args, **kwargs)
     return time.perf_counter() - start_time
 
 
@@ -53,7 +53,7 @@ def main() -> None:
         spec = SourceSpec("hub", hub.endpoint)
         for workers in (1, 2):
             lake = tmp / f"threads-{workers}"
-            results[f"threads x{workers}"] = timed(lambda: run_scan(spec, families, str(lake), {}, workers=workers))
+            results[f"threads x{workers}"] = timed(run_scan, spec, families, str(lake), {}, workers=workers)
 
         import httpx
         from prefect.settings import PREFECT_API_URL, temporary_settings
@@ -84,7 +84,7 @@ def main() -> None:
                     lake = tmp / f"dask-{workers}"
                     with temporary_settings({PREFECT_API_URL: api}):
                         flow = scan_families.with_options(task_runner=make_task_runner("dask", address))
-                        results[f"dask x{workers}"] = timed(lambda: flow(families, str(lake), spec, {}, False, False))
+                        results[f"dask x{workers}"] = timed(flow, families, str(lake), spec, {}, False, False)
                 finally:
                     for proc in procs:
                         stop(proc)

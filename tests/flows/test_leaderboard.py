@@ -242,3 +242,19 @@ def test_drift_between_two_commits(tmp_path):
 
     rows = run_query(lake.root, "drift")
     assert [(r["previous_revision"], r["revision"], r["delta_alpha"]) for r in rows] == [("old", "new", -0.5)]
+
+
+@pytest.mark.skipif(not __import__("shutil").which("chromium"), reason="Debian's chromium is not installed")
+def test_html_page_renders_in_headless_chromium(demo_lake, tmp_path):
+    import subprocess
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_html.sh"
+    shot = tmp_path / "page.png"
+    subprocess.run(
+        [str(script), str(demo_lake / "report" / "index.html"), str(shot), "1400x2600"], check=True, timeout=120
+    )
+    from PIL import Image
+
+    image = Image.open(shot).convert("RGB")
+    # A rendered page with tables and plots is far from blank: many distinct colours, not one background.
+    assert image.size == (1400, 2600) and len(set(image.resize((140, 260)).getdata())) > 200
