@@ -29,6 +29,7 @@ from .weights import (
     ModelPlan,
     Shard,
     TensorInfo,
+    UnsupportedWeights,
     WeightsError,
     plan_local,
     shards_from_index,
@@ -37,7 +38,9 @@ from .weights import (
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # Families are queries; these are the keys a families.yaml entry (or the CLI) may use.
 QUERY_KEYS = ("repos", "author", "search", "filter", "sort", "limit")
-_SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]?|\d+x\d+[kmbt]?|v\d+(\.\d+)*)$", re.IGNORECASE)
+# A size ("160m", "1.4b", "8x7b") or a variant version ("v2") ends the family part of a name; a bare version
+# ("3.2" in Llama-3.2-1B) belongs to the family.
+_SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]|\d+x\d+(\.\d+)?[kmbt]?|v\d+(\.\d+)*)$", re.IGNORECASE)
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -49,7 +52,8 @@ def infer_family(repo_id: str) -> str:
     """Family of a repo from its name: the leading name tokens before the first size or version token.
 
     ``EleutherAI/pythia-160m`` → ``pythia``; ``EleutherAI/pythia-1.4b-deduped`` → ``pythia``;
-    ``Qwen/Qwen2.5-0.5B-Instruct`` → ``qwen2.5``; ``openai-community/gpt2`` → ``gpt2``. A name without such a
+    ``Qwen/Qwen2.5-0.5B-Instruct`` → ``qwen2.5``; ``meta-llama/Llama-3.2-1B`` → ``llama-3.2``;
+    ``openai-community/gpt2`` → ``gpt2``. A name without such a
     token is its own family (``bert-base-uncased``). Name families explicitly in families.yaml to override.
     """
     name = repo_id.split("/")[-1].lower()
@@ -148,17 +152,21 @@ def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] |
 
 
 def quantized_reason(plan: ModelPlan) -> str | None:
-    """Why a model is quantized (packed integer weights with scales), or None."""
+    """Why a model is quantized (packed integer weights next to their scales or zero points), or None.
+
+    Integer tensors alone are not enough: index buffers such as ``position_ids`` are integers too."""
     names = {t.name for shard in plan.shards for t in shard.tensors}
     packed = [t for shard in plan.shards for t in shard.tensors if t.dtype in INTEGER_DTYPES and len(t.shape) >= 2]
-    scaled = [
-        t.name
-        for t in packed
-        if any(t.name.rsplit(".", 1)[0] + s in names for s in (".scales", ".qzeros", ".SCB", ".weight_scale"))
-    ]
-    if packed and (scaled or len(packed) > len(names) // 4):
-        return f"quantized weights ({len(packed)} packed {packed[0].dtype} tensors, e.g. {packed[0].name})"
+    scaled = [t for t in packed if any(t.name.rsplit(".", 1)[0] + suffix in names for suffix in _QUANT_SIDECARS)]
+    if scaled:
+        return (
+            f"quantized weights ({len(scaled)} packed {scaled[0].dtype} tensors with scales, "
+            f"e.g. {scaled[0].name}): not analyzable as float matrices"
+        )
     return None
+
+
+_QUANT_SIDECARS = (".scales", ".qzeros", ".SCB", ".weight_scale", ".g_idx", ".absmax")
 
 
 class LocalSource:
@@ -426,7 +434,7 @@ class HubSource:
         if not pickles:
             raise WeightsError(f"{ref.repo_id}@{ref.revision}: no *.safetensors or pytorch_model*.bin weights")
         if not self.allow_pickle:
-            raise WeightsError(f"{ref.repo_id}: only pickled .bin weights and --no-pickle was given")
+            raise UnsupportedWeights(f"{ref.repo_id}: only pickled .bin weights, and --no-pickle was given")
         if PICKLE_INDEX in files:
             order = shards_from_index(json.loads(self._text(ref, PICKLE_INDEX)), f"{ref.repo_id}/{PICKLE_INDEX}")
             return ModelPlan(order, fmt="pickle")

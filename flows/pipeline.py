@@ -27,13 +27,13 @@ from . import __version__
 from .analyze import failed_shard_rows
 from .hub import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef, quantized_reason
 from .lake import Lake, build_catalog
-from .weights import WeightsError, iter_shard_tensors
+from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"
 STATUS_SKIPPED = "skipped"  # already in the lake at this commit
 STATUS_FAILED = "failed"
-STATUS_UNSUPPORTED = "unsupported"  # recorded with its reason (quantized, pickle refused)
+STATUS_UNSUPPORTED = "unsupported"  # nothing analyzable (e.g. only pickles and --no-pickle)
 
 
 @dataclass(frozen=True)
@@ -82,7 +82,8 @@ class ScanReport:
 
     @property
     def exit_code(self) -> int:
-        bad = self.count(STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED) + len(self.list_errors)
+        # A model skipped as asked (e.g. --no-pickle) is recorded with its reason but is not a failure.
+        bad = self.count(STATUS_FAILED, STATUS_PARTIAL) + len(self.list_errors)
         return 1 if bad else 0
 
 
@@ -180,8 +181,9 @@ def _scan_model(
             return ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake")
         description = source.describe(ref)
     except (HubError, WeightsError) as err:
+        status = STATUS_UNSUPPORTED if isinstance(err, UnsupportedWeights) else STATUS_FAILED
         outcome = ModelOutcome(
-            ref.repo_id, ref.revision, ref.family, STATUS_FAILED, str(err), seconds=time.perf_counter() - started
+            ref.repo_id, ref.revision, ref.family, status, str(err), seconds=time.perf_counter() - started
         )
         lake.write_rows(
             "models",
@@ -193,26 +195,8 @@ def _scan_model(
     ref = description.ref
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
-    reason = quantized_reason(plan)
-    if reason:
-        outcome = ModelOutcome(
-            ref.repo_id,
-            ref.revision,
-            ref.family,
-            STATUS_UNSUPPORTED,
-            reason,
-            num_shards=len(plan.shards),
-            seconds=time.perf_counter() - started,
-        )
-        lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-        lake.write_rows(
-            "models",
-            ref.repo_id,
-            ref.revision,
-            [_model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)],
-        )
-        return outcome
-
+    # Quantized blocks become skipped rows (with their reason); float tensors beside them are still analyzed.
+    quantized = quantized_reason(plan)
     layer_ids = plan.layer_ids()
     analysis = dict(options, keep_evals=keep_esd)
     layers: list[dict] = []
@@ -281,7 +265,7 @@ def _scan_model(
     status = STATUS_SCANNED if not shard_errors else STATUS_PARTIAL
     if shard_errors and ok == 0:
         status = STATUS_FAILED
-    reasons = list(shard_errors)
+    reasons = list(shard_errors) + ([quantized] if quantized else [])
     if description.card_status != "ok" and description.card_status != "missing":
         reasons.append(f"card {description.card_status}")
     outcome = ModelOutcome(
@@ -330,8 +314,8 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
             source=source,
             listed=report.listed,
             scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
-            skipped=report.count(STATUS_SKIPPED),
-            failed=report.count(STATUS_FAILED, STATUS_UNSUPPORTED) + len(report.list_errors),
+            skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
+            failed=report.count(STATUS_FAILED) + len(report.list_errors),
             errors=json.dumps(errors),
             wwhub_version=__version__,
             seconds=(report.ended_at - report.started_at).total_seconds(),
@@ -370,7 +354,8 @@ def run_scan(
         on_listed(len(refs))
     with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="wwhub-model") as pool:
         futures = [
-            pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard) for ref in refs
+            pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd)
+            for ref in refs
         ]
         for future in futures:
             outcome = future.result()

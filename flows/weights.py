@@ -25,6 +25,10 @@ class WeightsError(Exception):
     """A weight file is missing, corrupt or truncated. The message names the file."""
 
 
+class UnsupportedWeights(WeightsError):
+    """The model has weights, but none that may be analyzed as asked (e.g. only pickles and --no-pickle)."""
+
+
 @dataclass
 class TensorInfo:
     name: str

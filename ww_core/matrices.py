@@ -46,7 +46,7 @@ def to_numpy_float(tensor, dtype=np.float64) -> np.ndarray:
         import torch
 
         if not (tensor.is_floating_point()):
-            raise NotAWeightMatrix(f"dtype {tensor.dtype} is not a float type")
+            raise NotAWeightMatrix(_not_float(tensor.dtype))
         tensor = tensor.detach()
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
@@ -57,7 +57,11 @@ def to_numpy_float(tensor, dtype=np.float64) -> np.ndarray:
     # ml_dtypes' bfloat16 / float8 types report kind 'V' with a name; they upcast exactly with astype.
     if kind == "f" or (kind == "V" and any(k in array.dtype.name for k in ("bfloat16", "float8"))):
         return array.astype(dtype, copy=False)
-    raise NotAWeightMatrix(f"dtype {array.dtype} is not a float type")
+    raise NotAWeightMatrix(_not_float(array.dtype))
+
+
+def _not_float(dtype) -> str:
+    return f"dtype {dtype} is not a float type (quantized blocks or an index buffer, not a weight matrix)"
 
 
 def layer_type_for(name: str, ndim: int) -> str:

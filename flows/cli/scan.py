@@ -134,12 +134,13 @@ def run(args: argparse.Namespace) -> int:
                 on_listed=lambda n: models_bar.reset(total=n),
                 on_model=on_model,
                 on_shard=lambda repo, shard: shards_bar.update(1),
+                keep_esd=not args.no_esd,
             )
     scanned = report.count("scanned", "partial")
     print(
         f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
-        f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), "
-        f"failed {report.count('failed', 'unsupported') + len(report.list_errors)}  → lake {lake}"
+        f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), unsupported {report.count('unsupported')}, "
+        f"failed {report.count('failed') + len(report.list_errors)}  → lake {lake}"
     )
     for error in report.list_errors:
         print(f"  failed: {error}")

@@ -132,11 +132,12 @@ def test_ties_use_average_ranks_like_scipy(tmp_path):
 
 def test_lower_is_better_metrics_rank_ascending(tmp_path):
     lake = make_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.1), ("fam", "org/b", 3.0, 0.3)])
+    errors = [("org/a", 0.1), ("org/b", 0.3)]
     Lake(lake).write_imported_evals(
         "errors",
         [
             dict(
-                repo_id="org/a",
+                repo_id=repo_id,
                 revision=None,
                 family="fam",
                 source="import:x",
@@ -144,19 +145,9 @@ def test_lower_is_better_metrics_rank_ascending(tmp_path):
                 dataset="",
                 split="",
                 metric="error_rate",
-                value=0.1,
-            ),
-            dict(
-                repo_id="org/b",
-                revision=None,
-                family="fam",
-                source="import:x",
-                task="",
-                dataset="",
-                split="",
-                metric="error_rate",
-                value=0.3,
-            ),
+                value=value,
+            )
+            for repo_id, value in errors
         ],
     )
     board, _ = leaderboard_data(lake, metric="error_rate")

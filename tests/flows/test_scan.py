@@ -172,3 +172,38 @@ def test_families_file_and_query_command(fake_hub, family, tmp_path, capsys):
         == 0
     )
     assert json.loads(capsys.readouterr().out) == [{"family": "tinies", "n": 2}]
+
+
+def test_quantized_blocks_are_skipped_rows_and_pickles_respect_no_pickle(fake_hub, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    quant = tmp_path / "quant"
+    quant.mkdir()
+    save_file(
+        {
+            "l.qweight": torch.randint(0, 2**31 - 1, (128, 64), dtype=torch.int32),
+            "l.scales": torch.ones(16, 128, dtype=torch.float16),
+            "l.qzeros": torch.zeros(16, 8, dtype=torch.int32),
+            "lm_head.weight": torch.randn(300, 64),
+        },
+        str(quant / "model.safetensors"),
+    )
+    fake_hub.add_folder("acme/quant-4bit", quant)
+    pickled = tmp_path / "pickled"
+    pickled.mkdir()
+    torch.save({"w.weight": torch.randn(120, 60)}, pickled / "pytorch_model.bin")
+    fake_hub.add_folder("acme/old-pickle", pickled)
+    lake = tmp_path / "lake"
+
+    assert scan(fake_hub, lake, "acme/quant-4bit", "acme/old-pickle", "--no-pickle") == 0
+    models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
+    assert models["acme/quant-4bit"]["status"] == "scanned" and "quantized" in models["acme/quant-4bit"]["reason"]
+    layers = {r["name"]: r for r in lake_rows(lake, "SELECT * FROM layers WHERE repo_id = 'acme/quant-4bit'")}
+    assert layers["l.qweight"]["fit_status"] == "skipped" and "quantized" in layers["l.qweight"]["reason"]
+    assert layers["lm_head.weight"]["fit_status"] == "ok"  # float tensors beside the blocks are analyzed
+    assert models["acme/old-pickle"]["status"] == "unsupported" and "--no-pickle" in models["acme/old-pickle"]["reason"]
+
+    assert scan(fake_hub, lake, "acme/old-pickle") == 0  # without --no-pickle: loaded with weights_only=True
+    rows = lake_rows(lake, "SELECT fit_status FROM layers WHERE repo_id = 'acme/old-pickle'")
+    assert rows == [{"fit_status": "ok"}]

@@ -1,0 +1,83 @@
+"""Source adapters: family inference, card parsing, quantized plans, families files, local fingerprints."""
+
+import numpy as np
+import pytest
+
+from flows.hub import LocalSource, infer_family, parse_card, quantized_reason
+from flows.pipeline import load_families
+from flows.weights import ModelPlan, Shard, TensorInfo
+from tests.fakehub import model_index, write_model
+
+
+@pytest.mark.parametrize(
+    ("repo_id", "family"),
+    [
+        ("EleutherAI/pythia-160m", "pythia"),
+        ("EleutherAI/pythia-1.4b-deduped", "pythia"),
+        ("Qwen/Qwen2.5-0.5B-Instruct", "qwen2.5"),
+        ("openai-community/gpt2", "gpt2"),
+        ("google-bert/bert-base-uncased", "bert-base-uncased"),
+        ("meta-llama/Llama-3.2-1B", "llama-3.2"),
+    ],
+)
+def test_family_is_inferred_from_the_name(repo_id, family):
+    assert infer_family(repo_id) == family
+
+
+def test_card_parsing_ok_missing_and_malformed():
+    text = (
+        "---\nlibrary_name: pytorch\nbase_model: org/base\n"
+        + "model-index:\n"
+        + "\n".join("  " + line for line in __import__("yaml").safe_dump(model_index("m", 0.91)).splitlines())
+        + "\n---\n# card\n"
+    )
+    status, facts, evals = parse_card(text)
+    assert status == "ok" and facts["base_model"] == "org/base" and facts["library_name"] == "pytorch"
+    assert [(e.metric, e.value, e.split, e.source) for e in evals] == [("accuracy", 0.91, "test", "model-index")]
+    assert parse_card(None) == ("missing", {}, [])
+    status, facts, evals = parse_card("---\nmodel-index: [unclosed\n---\n")
+    assert status.startswith("malformed") and evals == []
+
+
+def test_quantized_plans_are_recognized():
+    packed = ModelPlan(
+        [
+            Shard(
+                "model.safetensors",
+                [
+                    TensorInfo("l.qweight", "I32", (512, 128)),
+                    TensorInfo("l.scales", "F16", (32, 512)),
+                    TensorInfo("l.qzeros", "I32", (32, 64)),
+                    TensorInfo("norm.weight", "F16", (512,)),
+                ],
+            )
+        ]
+    )
+    assert "quantized" in quantized_reason(packed)
+    plain = ModelPlan(
+        [Shard("model.safetensors", [TensorInfo("w.weight", "BF16", (64, 64)), TensorInfo("pos_ids", "I64", (1, 512))])]
+    )
+    assert quantized_reason(plain) is None
+
+
+def test_families_file_is_validated(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("families:\n  a: {author: x, limit: 3}\n  b: {repos: [o/n@v1]}\n")
+    assert load_families(good) == {"a": {"author": "x", "limit": 3}, "b": {"repos": ["o/n@v1"]}}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("families:\n  a: {autor: x}\n")
+    with pytest.raises(ValueError, match="unknown keys"):
+        load_families(bad)
+    with pytest.raises(ValueError, match="expected a mapping"):
+        bad.write_text("- just a list\n")
+        load_families(bad)
+
+
+def test_local_source_fingerprint_changes_with_the_files(tmp_path):
+    folder = write_model(tmp_path / "root" / "org" / "m-1m", {"w.weight": np.ones((20, 10), np.float32)})
+    source = LocalSource(tmp_path / "root")
+    first = source.list_family({}, None)[0]
+    assert (first.repo_id, first.family) == ("org/m-1m", "m")
+    assert source.list_family({}, None)[0].revision == first.revision
+    write_model(folder, {"w.weight": np.zeros((20, 10), np.float32)})
+    assert source.list_family({}, None)[0].revision != first.revision
