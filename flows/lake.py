@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import sys
 import time
 import types
 import typing
@@ -201,7 +202,13 @@ def _plain_row(row: dict, schema: pa.Schema) -> dict:
     return out
 
 
-QUERIES_DIR = Path(__file__).resolve().parent.parent / "queries"
+def _queries_dir() -> Path:
+    """queries/ of the checkout (editable installs, CI), else the copy a wheel installs under share/wwhub."""
+    checkout = Path(__file__).resolve().parent.parent / "queries"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "wwhub" / "queries"
+
+
+QUERIES_DIR = _queries_dir()
 
 
 def _sql_literal(text: str) -> str:

@@ -75,6 +75,11 @@ class AnalysisOptions:
             raise ValueError("fit='TPL' cannot be combined with fix_fingers")
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r}: expected one of {DEVICES}")
+        if self.device == "cuda":
+            import torch
+
+            if not torch.cuda.is_available():
+                raise ValueError("device='cuda': torch sees no CUDA device (install a CUDA build of torch, or use cpu)")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision={self.precision!r}: expected one of {PRECISIONS}")
         if self.min_evals < 2:

@@ -169,6 +169,21 @@ def test_max_evals_skips_with_a_reason_and_none_analyzes():
     assert ww_core.analyze_matrix(W, max_evals=None).fit_status == FIT_OK
 
 
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error on a machine without a GPU")
+def test_cuda_without_a_gpu_is_a_clear_error():
+    with pytest.raises(ValueError, match="no CUDA device"):
+        ww_core.analyze_matrix(np.eye(10), device="cuda")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_matches_cpu():
+    W = heavy_tailed(1024, 512, seed=13)
+    cpu, gpu = ww_core.analyze_matrix(W), ww_core.analyze_matrix(W, device="cuda")
+    # Same float64 arithmetic on another device: eigenvalues agree to ~1e-12, so the fit lands on the same xmin.
+    assert gpu.lambda_max == pytest.approx(cpu.lambda_max, rel=1e-10)
+    assert gpu.alpha == pytest.approx(cpu.alpha, rel=1e-6)
+
+
 def test_invalid_options_name_the_parameter():
     with pytest.raises(ValueError, match="fix_fingers"):
         ww_core.analyze_matrix(np.eye(10), fix_fingers="bogus")
