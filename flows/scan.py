@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from . import __version__
 from .hub import ModelRef
+from .lake import Lake
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
 from .pipeline import (
     STATUS_SKIPPED,
@@ -46,10 +47,13 @@ DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
 def model_task_key(context, parameters) -> str | None:
     """Prefect's cache key for a model scan: ``repo_id@commit`` (a second guard behind the lake ledger).
 
-    Only a pinned commit sha is a key (a branch name moves), and the lake path is part of it so that two lakes
-    do not share results; ``force`` disables the cache."""
+    Only a pinned commit sha is a key (a branch name moves), the lake path is part of it so that two lakes do not
+    share results, and ``force`` disables the cache."""
     ref, lake = parameters["ref"], parameters["lake"]
     if parameters.get("force") or not _SHA.match(ref.revision):
+        return None
+    # Only a commit the ledger holds is cached: a wiped or new lake must never be answered from Prefect's cache.
+    if not Lake(lake).has_model(ref.repo_id, ref.revision):
         return None
     return f"{ref.repo_id}@{ref.revision}:{lake}"
 
@@ -63,7 +67,8 @@ def list_family_task(spec: SourceSpec, query: dict, family: str | None) -> list[
     name="scan-model",
     retries=2,
     retry_delay_seconds=[5, 30],
-    cache_policy=NO_CACHE,
+    cache_key_fn=model_task_key,
+    persist_result=True,
     task_run_name="scan {ref.repo_id}@{ref.revision:.12}",
 )
 def scan_model_task(

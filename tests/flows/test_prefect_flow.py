@@ -83,8 +83,20 @@ def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_ha
     assert second["scanned"] == 2 and second["skipped"] == 2
     assert sorted(second["changed"]) == ["acme/night-1m", "acme/night-9m"]
 
+    # Third night, nothing new: the models the ledger holds are answered from Prefect's cache (repo@commit).
+    third = nightly_scan(**params)
+    assert third["scanned"] == 0 and third["skipped"] == 4
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    runs = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json={"limit": 200, "offset": 0}).json()
+    assert any(r["state_name"] == "Cached" and r["name"].startswith("scan acme/night-0m") for r in runs)
+
     found = read_artifacts()
     keys = {a["key"] for a in found}
     assert {"wwhub-scan-progress", "wwhub-leaderboard", "wwhub-nightly-changes"} <= keys
-    latest_md = next(a for a in found if a["key"] == "wwhub-nightly-changes")
-    assert "acme/night-9m" in latest_md["data"] and "acme/night-1m" in latest_md["data"]
+    summaries = [a["data"] for a in found if a["key"] == "wwhub-nightly-changes"]  # newest first
+    assert len(summaries) == 3
+    assert "## New models (1)\n- `acme/night-9m`" in summaries[1]
+    assert "## New commits (1)\n- `acme/night-1m`" in summaries[1]
+    assert "## New models (0)" in summaries[0] and "## New commits (0)" in summaries[0]
