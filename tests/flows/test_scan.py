@@ -207,3 +207,15 @@ def test_quantized_blocks_are_skipped_rows_and_pickles_respect_no_pickle(fake_hu
     assert scan(fake_hub, lake, "acme/old-pickle") == 0  # without --no-pickle: loaded with weights_only=True
     rows = lake_rows(lake, "SELECT fit_status FROM layers WHERE repo_id = 'acme/old-pickle'")
     assert rows == [{"fit_status": "ok"}]
+
+
+def test_wrong_etag_and_ignored_range_still_give_the_same_rows(fake_hub, family, tmp_path):
+    clean, faulty = tmp_path / "clean", tmp_path / "faulty"
+    assert scan(fake_hub, clean, "acme/tiny-3m") == 0
+    # The client keys its cache by ETag but does not trust it for content; a server that ignores Range requests
+    # makes header reads fetch whole files. Neither may change a single number.
+    fake_hub.wrong_etag(match=".safetensors")
+    fake_hub.ignore_range(match=".safetensors")
+    assert scan(fake_hub, faulty, "acme/tiny-3m") == 0
+    query = "SELECT name, alpha, lambda_max, D FROM layers ORDER BY layer_id"
+    assert lake_rows(faulty, query) == lake_rows(clean, query)

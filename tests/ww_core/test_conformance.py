@@ -175,3 +175,10 @@ def test_xmin_peak_is_broken_in_weightwatcher_and_works_here(minilm):
         counts, edges = np.histogram(np.log10(positive), bins=100)
         peak = 10 ** edges[np.argmax(counts)]
         assert row.alpha > 1 and 0.95 * peak <= row.xmin <= 1.5 * peak, row.name
+
+
+def test_float32_precision_keeps_minilm_alpha_within_one_percent(minilm, minilm_default):
+    rows = ours(minilm, precision="float32")
+    for name, reference_row in minilm_default.items():
+        if reference_row.fit_status == ww_core.FIT_OK:
+            assert close(rows[name].alpha, reference_row.alpha, 0.01), name
