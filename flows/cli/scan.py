@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from pathlib import Path
 
 import ww_core
 
@@ -30,12 +31,23 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def source_spec(args: argparse.Namespace) -> SourceSpec:
+    """The source from ``--source hub | local DIR | cache [DIR]``.
+
+    ``--source`` takes several values, so repo ids written after it land there too; they are handed back to
+    ``args.repos`` (for ``cache``, a first value that is not an existing folder is a repo id)."""
     kind, *rest = args.source
     if kind not in ("hub", "local", "cache"):
         raise CliError(f"--source {kind!r}: expected hub, local DIR or cache [DIR]")
-    if kind == "local" and len(rest) != 1:
-        raise CliError("--source local needs a folder: --source local DIR")
-    location = args.endpoint if kind == "hub" else (rest[0] if rest else None)
+    location = None
+    if kind == "local":
+        if not rest:
+            raise CliError("--source local needs a folder: --source local DIR")
+        location, *rest = rest
+    elif kind == "cache" and rest and Path(rest[0]).is_dir():
+        location, *rest = rest
+    args.repos = list(args.repos) + rest
+    if kind == "hub":
+        location = args.endpoint
     return SourceSpec(kind, location, allow_pickle=not args.no_pickle)
 
 

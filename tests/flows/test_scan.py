@@ -219,3 +219,11 @@ def test_wrong_etag_and_ignored_range_still_give_the_same_rows(fake_hub, family,
     assert scan(fake_hub, faulty, "acme/tiny-3m") == 0
     query = "SELECT name, alpha, lambda_max, D FROM layers ORDER BY layer_id"
     assert lake_rows(faulty, query) == lake_rows(clean, query)
+
+
+def test_repo_ids_after_source_local_are_repos_not_folders(tmp_path, capsys):
+    root = tmp_path / "repos"
+    for name in ("a-1m", "b-1m"):
+        write_model(root / "org" / name, {"w.weight": np.random.default_rng(0).standard_t(3, (80, 40))})
+    assert main(["scan", "--source", "local", str(root), "org/b-1m", "--lake", str(tmp_path / "lake")]) == 0
+    assert "listed 1, scanned 1" in capsys.readouterr().out
