@@ -146,8 +146,12 @@ class Lake:
                 self._write(empty, schema.empty_table())
             # A killed writer leaves a hidden .tmp file that no view reads; tidy those up once they are old.
             for stale in folder.glob(".*.tmp"):
-                if time.time() - stale.stat().st_mtime > _STALE_TMP_SECONDS:
-                    stale.unlink(missing_ok=True)
+                try:
+                    if time.time() - stale.stat().st_mtime > _STALE_TMP_SECONDS:
+                        stale.unlink(missing_ok=True)
+                except FileNotFoundError:
+                    # Another task's write finished (renamed its temp file) between glob and stat.
+                    continue
 
     def _write(self, path: Path, table: pa.Table) -> None:
         tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")

@@ -30,6 +30,7 @@ def read_artifacts(api_url: str | None = None) -> list[dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
     from flows.scan import scan_family
 
@@ -54,6 +55,7 @@ def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.e2e
 def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_harness, fake_hub, tmp_path):
     from flows.scan import nightly_scan
 
