@@ -4,17 +4,18 @@ worker killed mid-scan loses nothing and duplicates nothing."""
 from __future__ import annotations
 
 import os
+import re
 import signal
+import subprocess
 import threading
 import time
 
 import duckdb
 import numpy as np
 import pytest
-from prefect.settings import PREFECT_API_URL, temporary_settings
-
 from flows.lake import CATALOG
 from flows.pipeline import SourceSpec, run_scan
+from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
 
 pytestmark = pytest.mark.e2e
@@ -40,13 +41,10 @@ def family(fake_hub, tmp_path):
 
 
 def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, dask_cluster, fake_hub, family, tmp_path):
-    from flows.scan import make_task_runner, scan_families
-
     address, workers = dask_cluster
     spec = SourceSpec("hub", fake_hub.endpoint)
-    options = {"randomize": True, "seed": 3}
     local = tmp_path / "local"
-    assert run_scan(spec, family, str(local), options, workers=2).count("scanned") == 8
+    assert run_scan(spec, family, str(local), {"randomize": True, "seed": 3}, workers=2).count("scanned") == 8
 
     remote = tmp_path / "remote"
     fake_hub.slow(0.3, match=".safetensors")  # long enough to kill a worker while models are in flight
@@ -59,13 +57,22 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
 
     killer = threading.Thread(target=kill_one_worker_when_the_first_model_lands)
     killer.start()
-    with temporary_settings({PREFECT_API_URL: prefect_server["PREFECT_API_URL"]}):
-        report = scan_families.with_options(task_runner=make_task_runner("dask", address))(
-            family, str(remote), spec, options, False, False
-        )
+    # The CLI in its own process, as a user runs it: Prefect's client services (events, logs) are per process,
+    # so an in-process flow against this server would leave them pointed at it for the tests that follow.
+    scan = subprocess.run(
+        [
+            str(BIN / "wwhub"), "scan", "--author", "acme", "--family", "dask", "--endpoint", fake_hub.endpoint,
+            "--lake", str(remote), "--randomize", "--seed", "3", "--task-runner", "dask", "--dask-address", address,
+        ],
+        env=prefect_server, cwd=ROOT, capture_output=True, text=True, timeout=400,
+    )
     killer.join()
     fake_hub.clear_faults()
+    assert scan.returncode == 0, scan.stdout[-3000:] + scan.stderr[-3000:]
     assert workers[0].poll() is not None  # the worker really died mid-scan
-    assert report.count("scanned") + report.count("skipped") == 8 and report.count("failed") == 0
+    summary = re.search(r"listed (\d+), scanned (\d+), skipped (\d+) .* failed (\d+)", scan.stdout)
+    listed, scanned, skipped, failed = (int(v) for v in summary.groups())
+    # A model whose worker died is rerun elsewhere; if it had landed already, the ledger skips it.
+    assert (listed, scanned + skipped, failed) == (8, 8, 0), scan.stdout
     assert len(list((remote / "models").glob("acme__*.parquet"))) == 8
     assert lake_layers(remote) == lake_layers(local)  # identical rows: seeded per layer, whichever worker ran it

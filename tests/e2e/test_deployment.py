@@ -4,6 +4,7 @@ flow against the fake hub, and the lake, the flow run state and the artifacts ar
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import time
 
@@ -63,23 +64,30 @@ def test_nightly_deployment_runs_on_a_process_worker(prefect_server, fake_hub, t
     args = ["deployment", "run", "nightly-scan/nightly"]
     for key, value in params.items():
         args += ["--param", f"{key}={value}"]
-    prefect(args, env)
+    # The server's scheduler also creates the next nights' runs (Scheduled, in the future): follow ours by id.
+    run_id = re.search(r"UUID: ([0-9a-f-]{36})", prefect(args, env)).group(1)
     prefect(["worker", "start", "--pool", "wwhub-process", "--run-once"], env, timeout=300)
 
-    runs = api(
+    run = api(env, f"/flow_runs/{run_id}")
+    assert run["deployment_id"] == nightly["id"]
+    deadline = time.time() + 60
+    while run["state_type"] not in ("COMPLETED", "FAILED", "CRASHED") and time.time() < deadline:
+        time.sleep(1)
+        run = api(env, f"/flow_runs/{run_id}")
+    assert run["state_type"] == "COMPLETED", run["state"]
+    scheduled = api(
         env, "/flow_runs/filter", {"limit": 10, "offset": 0, "flow_runs": {"deployment_id": {"any_": [nightly["id"]]}}}
     )
-    assert len(runs) == 1
-    deadline = time.time() + 60
-    while runs[0]["state_type"] not in ("COMPLETED", "FAILED", "CRASHED") and time.time() < deadline:
-        time.sleep(1)
-        runs = [api(env, f"/flow_runs/{runs[0]['id']}")]
-    assert runs[0]["state_type"] == "COMPLETED", runs[0]["state"]
+    assert all(r["state_type"] == "SCHEDULED" for r in scheduled if r["id"] != run_id)
 
     assert len(list((lake / "models").glob("acme__e2e-*.parquet"))) == 3
     assert (lake / "reports" / "leaderboard.html").exists()
     artifacts = api(env, "/artifacts/filter", {"limit": 50, "offset": 0, "sort": "CREATED_DESC"})
-    by_key = {a["key"]: a for a in artifacts if a["flow_run_id"] == runs[0]["id"] or a["key"]}
+    subflows = api(
+        env, "/flow_runs/filter", {"limit": 10, "offset": 0, "flow_runs": {"parent_flow_run_id": {"any_": [run_id]}}}
+    )
+    ours = {run_id, *(r["id"] for r in subflows)}
+    by_key = {a["key"]: a for a in artifacts if a["flow_run_id"] in ours}
     assert {"wwhub-scan-progress", "wwhub-leaderboard", "wwhub-nightly-changes"} <= set(by_key)
     table = by_key["wwhub-leaderboard"]["data"]
     rows = json.loads(table) if isinstance(table, str) else table
