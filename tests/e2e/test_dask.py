@@ -13,6 +13,7 @@ import time
 import duckdb
 import numpy as np
 import pytest
+
 from flows.lake import CATALOG
 from flows.pipeline import SourceSpec, run_scan
 from tests.e2e.conftest import BIN, ROOT
