@@ -178,8 +178,10 @@ def main() -> None:
         finally:
             for burner in burners:
                 burner.kill()
-        print(f"384x384 eigvalsh, {label}: 1 BLAS thread {one * 1e3:.1f} ms, {os.cpu_count()} threads "
-              f"{many * 1e3:.1f} ms ({many / one:.2f}x)")
+        print(
+            f"384x384 eigvalsh, {label}: 1 BLAS thread {one * 1e3:.1f} ms, {os.cpu_count()} threads "
+            f"{many * 1e3:.1f} ms ({many / one:.2f}x)"
+        )
 
 
 if __name__ == "__main__":

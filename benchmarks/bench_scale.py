@@ -29,8 +29,9 @@ def make_family(hub: FakeHub, root: Path, models: int) -> dict:
     rng = np.random.default_rng(0)
     for i in range(models):
         tensors = {f"layers.{k}.weight": (rng.standard_t(4, (1536, 768)) / 40).astype(np.float32) for k in range(6)}
-        folder = write_model(root / f"m{i}", tensors, shards=2, dtype="bfloat16",
-                             card={"model-index": model_index(f"m{i}", 0.5)})
+        folder = write_model(
+            root / f"m{i}", tensors, shards=2, dtype="bfloat16", card={"model-index": model_index(f"m{i}", 0.5)}
+        )
         hub.add_folder(f"bench/scale-{i}m", folder)
     return {"scale": {"author": "bench"}}
 
@@ -62,20 +63,41 @@ def main() -> None:
 
         port = free_port()
         api = f"http://127.0.0.1:{port}/api"
-        env = dict(os.environ, PREFECT_HOME=str(tmp / "prefect"), PREFECT_API_URL=api,
-                   PREFECT_SERVER_ANALYTICS_ENABLED="false", OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1",
-                   PYTHONPATH=str(Path(__file__).resolve().parents[1]), PREFECT_LOGGING_LEVEL="WARNING")
-        server = start([str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)], env,
-                       tmp / "server.log")
+        env = dict(
+            os.environ,
+            PREFECT_HOME=str(tmp / "prefect"),
+            PREFECT_API_URL=api,
+            PREFECT_SERVER_ANALYTICS_ENABLED="false",
+            OPENBLAS_NUM_THREADS="1",
+            OMP_NUM_THREADS="1",
+            PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+            PREFECT_LOGGING_LEVEL="WARNING",
+        )
+        server = start(
+            [str(BIN / "prefect"), "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            env,
+            tmp / "server.log",
+        )
         try:
             wait_until(lambda: httpx.get(f"{api}/health").status_code == 200, 180, "prefect server", tmp / "server.log")
             for workers in (1, 2):
                 dport = free_port()
                 address = f"tcp://127.0.0.1:{dport}"
-                procs = [start([str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(dport),
-                                "--no-dashboard"], env, tmp / f"sched{workers}.log")]
-                procs += [start([str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"], env,
-                                tmp / f"worker{workers}-{i}.log") for i in range(workers)]
+                procs = [
+                    start(
+                        [str(BIN / "dask"), "scheduler", "--host", "127.0.0.1", "--port", str(dport), "--no-dashboard"],
+                        env,
+                        tmp / f"sched{workers}.log",
+                    )
+                ]
+                procs += [
+                    start(
+                        [str(BIN / "dask"), "worker", address, "--nthreads", "1", "--no-dashboard"],
+                        env,
+                        tmp / f"worker{workers}-{i}.log",
+                    )
+                    for i in range(workers)
+                ]
                 try:
                     from distributed import Client
 

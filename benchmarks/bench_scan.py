@@ -32,11 +32,14 @@ def main() -> None:
         tmp = Path(tmp)
         os.environ["HF_HOME"] = str(tmp / "hf-home")
         rng = np.random.default_rng(0)
-        tensors = {f"layers.{i}.{kind}.weight": (rng.standard_t(4, shape) / np.sqrt(shape[0])).astype(np.float32)
-                   for i in range(4) for kind, shape in (("attn", (1024, 1024)), ("up", (2816, 1024)),
-                                                         ("down", (1024, 2816)))}
-        folder = write_model(tmp / "model", tensors, shards=4, dtype="bfloat16",
-                             card={"model-index": model_index("bench", 0.5)})
+        tensors = {
+            f"layers.{i}.{kind}.weight": (rng.standard_t(4, shape) / np.sqrt(shape[0])).astype(np.float32)
+            for i in range(4)
+            for kind, shape in (("attn", (1024, 1024)), ("up", (2816, 1024)), ("down", (1024, 2816)))
+        }
+        folder = write_model(
+            tmp / "model", tensors, shards=4, dtype="bfloat16", card={"model-index": model_index("bench", 0.5)}
+        )
         size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
         print(f"model: {len(tensors)} layers, 4 bf16 shards, {size / 1e6:.0f} MB")
         analyze, scan = [], []
@@ -48,8 +51,9 @@ def main() -> None:
                 analyze_path(folder, {})
                 analyze.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                report = run_scan(spec, {"bench": {"repos": ["bench/model-4shards"]}}, str(tmp / f"lake{attempt}"),
-                                  {}, workers=1)
+                report = run_scan(
+                    spec, {"bench": {"repos": ["bench/model-4shards"]}}, str(tmp / f"lake{attempt}"), {}, workers=1
+                )
                 scan.append(time.perf_counter() - start)
                 assert report.count("scanned") == 1, report.outcomes
         a, s = min(analyze), min(scan)

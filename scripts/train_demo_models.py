@@ -31,16 +31,23 @@ LEARNING_RATE = 0.02
 def data(seed: int = 0):
     digits = load_digits()
     x = (digits.data / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(x, digits.target, test_size=0.3, random_state=seed,
-                                                        stratify=digits.target)
-    return (torch.from_numpy(x_train), torch.from_numpy(y_train).long(),
-            torch.from_numpy(x_test), torch.from_numpy(y_test).long())
+    x_train, x_test, y_train, y_test = train_test_split(
+        x, digits.target, test_size=0.3, random_state=seed, stratify=digits.target
+    )
+    return (
+        torch.from_numpy(x_train),
+        torch.from_numpy(y_train).long(),
+        torch.from_numpy(x_test),
+        torch.from_numpy(y_test).long(),
+    )
 
 
 def mlp(hidden: int) -> torch.nn.Sequential:
     return torch.nn.Sequential(
-        torch.nn.Linear(64, hidden), torch.nn.ReLU(),
-        torch.nn.Linear(hidden, hidden), torch.nn.ReLU(),
+        torch.nn.Linear(64, hidden),
+        torch.nn.ReLU(),
+        torch.nn.Linear(hidden, hidden),
+        torch.nn.ReLU(),
         torch.nn.Linear(hidden, 10),
     )
 
@@ -74,16 +81,25 @@ def write(name: str, model: torch.nn.Module, accuracy: float, description: str, 
         "pipeline_tag": "image-classification",
         "tags": ["wwhub-demo", "digits"],
         "datasets": ["sklearn-digits"],
-        "model-index": [{"name": name, "results": [{
-            "task": {"type": "image-classification", "name": "Image Classification"},
-            "dataset": {"name": "sklearn-digits", "type": "sklearn-digits", "split": "test"},
-            "metrics": [{"type": "accuracy", "value": round(accuracy, 4), "name": "Test accuracy"}],
-        }]}],
+        "model-index": [
+            {
+                "name": name,
+                "results": [
+                    {
+                        "task": {"type": "image-classification", "name": "Image Classification"},
+                        "dataset": {"name": "sklearn-digits", "type": "sklearn-digits", "split": "test"},
+                        "metrics": [{"type": "accuracy", "value": round(accuracy, 4), "name": "Test accuracy"}],
+                    }
+                ],
+            }
+        ],
     }
-    text = (f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n\n# {name}\n\n{description}\n\n"
-            f"MLP 64-{hidden}-{hidden}-10, SGD (lr {LEARNING_RATE}, momentum 0.9), batch size {batch}, "
-            f"{EPOCHS} epochs, trained by `scripts/train_demo_models.py` on 70% of scikit-learn's digits; "
-            f"accuracy measured on the held-out 30%.\n")
+    text = (
+        f"---\n{yaml.safe_dump(card, sort_keys=False)}---\n\n# {name}\n\n{description}\n\n"
+        f"MLP 64-{hidden}-{hidden}-10, SGD (lr {LEARNING_RATE}, momentum 0.9), batch size {batch}, "
+        f"{EPOCHS} epochs, trained by `scripts/train_demo_models.py` on 70% of scikit-learn's digits; "
+        f"accuracy measured on the held-out 30%.\n"
+    )
     (folder / "README.md").write_text(text)
 
 

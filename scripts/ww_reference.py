@@ -90,8 +90,11 @@ def main() -> None:
     for name, options in MINILM_CONFIGS.items():
         configs[name] = run(state, options)
         result = configs[name]
-        print(f"{name:28s} {result.get('seconds', 0):7.2f} s  rows={len(result.get('layers', []))} "
-              f"{result.get('error', '')}", flush=True)
+        print(
+            f"{name:28s} {result.get('seconds', 0):7.2f} s  rows={len(result.get('layers', []))} "
+            f"{result.get('error', '')}",
+            flush=True,
+        )
     cases = synthetic_cases()
     for name, options in SYNTHETIC_CONFIGS.items():
         layers, seconds = [], 0.0
@@ -106,12 +109,17 @@ def main() -> None:
     conv = {"conv_64x32x3x3.weight": torch.from_numpy(cases["conv_64x32x3x3"])}
     configs["synthetic/conv_nopool"] = run(conv, {"pool": False})
     OUT.parent.mkdir(parents=True, exist_ok=True)
-    OUT.write_text(json.dumps({
-        "weightwatcher_version": weightwatcher.__version__,
-        "generated_by": "scripts/ww_reference.py",
-        "minilm_tensors": {k: list(v.shape) for k, v in minilm_state().items()},
-        "configs": configs,
-    }, indent=1))
+    OUT.write_text(
+        json.dumps(
+            {
+                "weightwatcher_version": weightwatcher.__version__,
+                "generated_by": "scripts/ww_reference.py",
+                "minilm_tensors": {k: list(v.shape) for k, v in minilm_state().items()},
+                "configs": configs,
+            },
+            indent=1,
+        )
+    )
     print(f"wrote {OUT.relative_to(ROOT)}")
 
 

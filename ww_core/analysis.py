@@ -261,8 +261,7 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
     if isinstance(layers, LayerMatrices):
         return [_analyze_layer(LayerMetrics(**base), layers, options)]
     return [
-        _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options)
-        for slice_id, layer in enumerate(layers)
+        _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options) for slice_id, layer in enumerate(layers)
     ]
 
 

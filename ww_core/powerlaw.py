@@ -137,14 +137,26 @@ def fit_power_law_clip_xmax(
         fit = fit_power_law(x[:-clipped])
         if fit.alpha + finger_thresh < first.alpha:
             return PowerLawFit(
-                alpha=fit.alpha, xmin=fit.xmin, xmax=fit.xmax, D=fit.D, sigma=fit.sigma, n_tail=fit.n_tail,
-                num_fingers=clipped, raw_alpha=first.alpha,
+                alpha=fit.alpha,
+                xmin=fit.xmin,
+                xmax=fit.xmax,
+                D=fit.D,
+                sigma=fit.sigma,
+                n_tail=fit.n_tail,
+                num_fingers=clipped,
+                raw_alpha=first.alpha,
             )
         if fit.alpha <= min_alpha:
             break
     return PowerLawFit(
-        alpha=first.alpha, xmin=first.xmin, xmax=first.xmax, D=first.D, sigma=first.sigma, n_tail=first.n_tail,
-        num_fingers=0, raw_alpha=first.alpha,
+        alpha=first.alpha,
+        xmin=first.xmin,
+        xmax=first.xmax,
+        D=first.D,
+        sigma=first.sigma,
+        n_tail=first.n_tail,
+        num_fingers=0,
+        raw_alpha=first.alpha,
     )
 
 
@@ -178,8 +190,12 @@ def fit_power_law_xmin_peak(evals: np.ndarray, xmin_max: float | None = None) ->
     tail = n - best
     alpha = float(alphas[best])
     return PowerLawFit(
-        alpha=alpha, xmin=float(x[best]), xmax=float(x[-1]), D=float(distances[best]),
-        sigma=float((alpha - 1.0) / math.sqrt(tail)), n_tail=int(tail),
+        alpha=alpha,
+        xmin=float(x[best]),
+        xmax=float(x[-1]),
+        D=float(distances[best]),
+        sigma=float((alpha - 1.0) / math.sqrt(tail)),
+        n_tail=int(tail),
     )
 
 
@@ -226,13 +242,20 @@ def fit_truncated_power_law(evals: np.ndarray) -> PowerLawFit:
 
     start = np.array([max(pl.alpha, 1.05), math.log(1.0 / max(sum_x / n, 1.0) + 1e-3)])
     result = optimize.minimize(
-        negative_log_likelihood, start, method="Nelder-Mead",
+        negative_log_likelihood,
+        start,
+        method="Nelder-Mead",
         options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000},
     )
     if not result.success or not np.all(np.isfinite(result.x)):
         raise PowerLawFitError(f"truncated power-law likelihood did not converge: {result.message}")
     alpha, log_lambda = (float(v) for v in result.x)
     return PowerLawFit(
-        alpha=alpha, xmin=pl.xmin, xmax=pl.xmax, D=pl.D, sigma=pl.sigma, n_tail=n,
+        alpha=alpha,
+        xmin=pl.xmin,
+        xmax=pl.xmax,
+        D=pl.D,
+        sigma=pl.sigma,
+        n_tail=n,
         Lambda=math.exp(log_lambda) / pl.xmin,
     )

@@ -62,10 +62,29 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
     # so an in-process flow against this server would leave them pointed at it for the tests that follow.
     scan = subprocess.run(
         [
-            str(BIN / "wwhub"), "scan", "--author", "acme", "--family", "dask", "--endpoint", fake_hub.endpoint,
-            "--lake", str(remote), "--randomize", "--seed", "3", "--task-runner", "dask", "--dask-address", address,
+            str(BIN / "wwhub"),
+            "scan",
+            "--author",
+            "acme",
+            "--family",
+            "dask",
+            "--endpoint",
+            fake_hub.endpoint,
+            "--lake",
+            str(remote),
+            "--randomize",
+            "--seed",
+            "3",
+            "--task-runner",
+            "dask",
+            "--dask-address",
+            address,
         ],
-        env=prefect_server, cwd=ROOT, capture_output=True, text=True, timeout=400,
+        env=prefect_server,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=400,
     )
     killer.join()
     fake_hub.clear_faults()
