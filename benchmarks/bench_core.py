@@ -9,8 +9,11 @@ Cases (issue #2):
 
 WeightWatcher runs in a subprocess of ``--ww-python`` (an interpreter with weightwatcher==0.7.7, e.g. a venv made
 with ``pip install -e ".[conformance]"``) with OPENBLAS_NUM_THREADS=1, its best setting on these machines; only its
-``analyze()`` call is timed. Everything else runs here with BLAS pinned to one thread. Machines are noisy: each
-timing is the best of ``--repeat`` runs, and only ratios from the same run are meaningful.
+``analyze()`` call is timed (with more BLAS threads it is slower here: 27 s instead of 3.7 s for MiniLM once).
+Everything else runs here with BLAS pinned to one thread per eigensolve; wwhub runs with 1 layer worker and with
+the default of ``wwhub analyze`` (the cores, up to 4), and the floor is measured with the same number of threads,
+so each wwhub/floor ratio compares like with like. Machines are noisy: each timing is the best of ``--repeat``
+runs, and only ratios from the same run are meaningful.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -33,7 +37,7 @@ from threadpoolctl import threadpool_limits
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ww_core  # noqa: E402
-from flows.analyze import analyze_path  # noqa: E402
+from flows.analyze import analyze_path, default_layer_workers  # noqa: E402
 from flows.examples import example_path  # noqa: E402
 
 LLM_SHAPES = {
@@ -71,15 +75,23 @@ def best_of(repeat: int, fn) -> float:
     return min(times)
 
 
-def floor_seconds(tensors: dict[str, torch.Tensor], repeat: int) -> float:
-    """The bare floor: float64 Gram matrix of the smaller side + numpy.linalg.eigvalsh, for every 2-D layer."""
+def floor_seconds(tensors: dict[str, torch.Tensor], repeat: int, workers: int = 1) -> float:
+    """The bare floor: float64 Gram matrix of the smaller side + numpy.linalg.eigvalsh, for every 2-D layer, on
+    ``workers`` threads (layers side by side, one BLAS thread each) - the same parallelism wwhub gets."""
     matrices = [t for t in tensors.values() if t.ndim == 2 and t.is_floating_point() and min(t.shape) >= 8]
 
+    def eigvalsh(t: torch.Tensor) -> np.ndarray:
+        w = t.to(torch.float64).numpy()
+        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
+        return np.linalg.eigvalsh(gram)
+
     def run():
-        for t in matrices:
-            w = t.to(torch.float64).numpy()
-            gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
-            np.linalg.eigvalsh(gram)
+        if workers == 1:
+            for t in matrices:
+                eigvalsh(t)
+        else:
+            with ThreadPoolExecutor(workers) as pool:
+                list(pool.map(eigvalsh, matrices))
 
     with threadpool_limits(1, user_api="blas"):
         return best_of(repeat, run)
@@ -123,7 +135,7 @@ def make_llm_shards(folder: Path) -> dict[str, torch.Tensor]:
 
 
 def report(label: str, wwhub: float, floor: float | None, ww: float | None) -> None:
-    parts = [f"{label:<38} wwhub {wwhub:7.3f} s"]
+    parts = [f"{label:<46} wwhub {wwhub:7.3f} s"]
     if floor is not None:
         parts.append(f"floor {floor:7.3f} s  wwhub/floor {wwhub / floor:5.2f}x")
     if ww is not None:
@@ -143,26 +155,35 @@ def main() -> None:
 
     minilm = example_path("minilm")
     state = load_file(str(minilm / "model.safetensors"))
+    workers = default_layer_workers()
     print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, numpy {np.__version__}")
+    print(f"wwhub runs 1 layer at a time, then {workers} (the default of `wwhub analyze`); each floor runs alike")
 
-    floor = floor_seconds(state, args.repeat)
-    ours = best_of(args.repeat, lambda: list(ww_core.analyze_model(state.items())))
-    report("a. MiniLM default", ours, floor, weightwatcher_seconds(ww_python, minilm, {}))
+    def analyze_in_memory(tensors, n, **options):
+        return lambda: list(ww_core.analyze_model(tensors.items(), workers=n, **options))
 
-    ours = best_of(1, lambda: list(ww_core.analyze_model(state.items(), randomize=True, mp_fit=True)))
+    ww = weightwatcher_seconds(ww_python, minilm, {})
+    for n in sorted({1, workers}):
+        floor = floor_seconds(state, args.repeat, n)
+        report(f"a. MiniLM default, {n} worker(s)", best_of(args.repeat, analyze_in_memory(state, n)), floor, ww)
+
     ww = None if args.skip_slow_ww else weightwatcher_seconds(ww_python, minilm, {"randomize": True, "mp_fit": True})
-    report("b. MiniLM randomize+mp_fit", ours, None, ww)
+    for n in sorted({1, workers}):
+        ours = best_of(1, analyze_in_memory(state, n, randomize=True, mp_fit=True))
+        report(f"b. MiniLM randomize+mp_fit, {n} worker(s)", ours, None, ww)
 
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         tensors = make_llm_shards(folder)
-        floor = floor_seconds(tensors, args.repeat)
-        ours = best_of(args.repeat, lambda: analyze_path(folder, {}))
-        in_memory = best_of(args.repeat, lambda: list(ww_core.analyze_model(tensors.items())))
-        report("c. LLM-shaped bf16, 2 shards (files)", ours, floor, weightwatcher_seconds(ww_python, folder, {}))
-        report("c. LLM-shaped bf16 (in memory)", in_memory, floor, None)
-        f32 = best_of(args.repeat, lambda: analyze_path(folder, {"precision": "float32"}))
-        report("c. LLM-shaped bf16 (files, float32)", f32, floor, None)
+        ww = weightwatcher_seconds(ww_python, folder, {})
+        for n in sorted({1, workers}):
+            floor = floor_seconds(tensors, args.repeat, n)
+            ours = best_of(args.repeat, lambda n=n: analyze_path(folder, {}, workers=n))
+            report(f"c. LLM bf16, 2 shards (files), {n} worker(s)", ours, floor, ww)
+            in_memory = best_of(args.repeat, analyze_in_memory(tensors, n))
+            report(f"c. LLM bf16 (in memory), {n} worker(s)", in_memory, floor, None)
+            f32 = best_of(args.repeat, lambda n=n: analyze_path(folder, {"precision": "float32"}, workers=n))
+            report(f"c. LLM bf16 (files, float32), {n} worker(s)", f32, floor, None)
 
     # Why BLAS is pinned: one eigensolve of a MiniLM-sized Gram matrix with 1 vs all threads, on an idle machine and
     # with every other core busy (as when workers scan models side by side).

@@ -3,7 +3,8 @@
 
     python benchmarks/bench_scan.py [--repeat 3]
 
-Target (issue #3): scan / analyze <= 1.3. Both run in this process with BLAS pinned to one thread.
+Target (issue #3): scan / analyze <= 1.3. Both run in this process with BLAS pinned to one thread per eigensolve
+and the same number of layer workers (`wwhub analyze`'s default; a scan of one model gives it all the cores).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.analyze import analyze_path  # noqa: E402
+from flows.analyze import analyze_path, default_layer_workers  # noqa: E402
 from flows.pipeline import SourceSpec, run_scan  # noqa: E402
 from tests.fakehub import FakeHub, model_index, write_model  # noqa: E402
 
@@ -41,14 +42,15 @@ def main() -> None:
             tmp / "model", tensors, shards=4, dtype="bfloat16", card={"model-index": model_index("bench", 0.5)}
         )
         size = sum(p.stat().st_size for p in folder.glob("*.safetensors"))
-        print(f"model: {len(tensors)} layers, 4 bf16 shards, {size / 1e6:.0f} MB")
+        workers = default_layer_workers()
+        print(f"model: {len(tensors)} layers, 4 bf16 shards, {size / 1e6:.0f} MB; {workers} layer workers")
         analyze, scan = [], []
         with FakeHub() as hub:
             hub.add_folder("bench/model-4shards", folder)
             spec = SourceSpec("hub", hub.endpoint)
             for attempt in range(args.repeat):
                 start = time.perf_counter()
-                analyze_path(folder, {})
+                analyze_path(folder, {}, workers=workers)
                 analyze.append(time.perf_counter() - start)
                 start = time.perf_counter()
                 report = run_scan(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +11,18 @@ import ww_core
 from ww_core import FIT_FAILED, LayerMetrics
 
 from .weights import ModelPlan, Shard, WeightsError, iter_shard_tensors, plan_local
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, which containers and taskset narrow), at least 1."""
+    if hasattr(os, "sched_getaffinity"):
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def default_layer_workers() -> int:
+    # Beyond ~4 threads one model's layers rarely keep more cores busy (reading and small layers serialize).
+    return min(4, usable_cores())
 
 
 @dataclass
@@ -38,8 +51,10 @@ def analyze_shards(
     plan: ModelPlan,
     options: dict,
     on_layer: Callable[[str], None] | None = None,
+    workers: int = 1,
 ) -> Iterator[ShardRows]:
-    """Analyze a planned model one shard at a time. A shard that cannot be read yields failed rows, never raises."""
+    """Analyze a planned model one shard at a time (``workers`` layers at once). A shard that cannot be read
+    yields failed rows, never raises."""
     layer_ids = plan.layer_ids()
     for shard in plan.shards:
         path = folder / shard.filename
@@ -47,7 +62,7 @@ def analyze_shards(
         rows: list[LayerMetrics] = []
         try:
             tensors = iter_shard_tensors(path, names, plan.fmt)
-            for row in ww_core.analyze_model(tensors, layer_ids=layer_ids or None, **options):
+            for row in ww_core.analyze_model(tensors, layer_ids=layer_ids or None, workers=workers, **options):
                 rows.append(row)
                 if on_layer is not None:
                     on_layer(row.name)
@@ -59,7 +74,9 @@ def analyze_shards(
         yield ShardRows(shard.filename, rows)
 
 
-def analyze_path(path: Path, options: dict, on_layer: Callable[[str], None] | None = None) -> list[ShardRows]:
+def analyze_path(
+    path: Path, options: dict, on_layer: Callable[[str], None] | None = None, workers: int = 1
+) -> list[ShardRows]:
     """Plan and analyze a local model (folder or single file). Raises WeightsError if nothing can be planned."""
     folder, plan = plan_local(Path(path))
-    return list(analyze_shards(folder, plan, options, on_layer))
+    return list(analyze_shards(folder, plan, options, on_layer, workers))

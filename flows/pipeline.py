@@ -24,7 +24,7 @@ import ww_core
 from ww_core import FIT_OK
 
 from . import __version__
-from .analyze import failed_shard_rows
+from .analyze import default_layer_workers, failed_shard_rows, usable_cores
 from .hub import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef, quantized_reason
 from .lake import Lake, build_catalog
 from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors
@@ -154,10 +154,12 @@ def scan_model(
     scan_id: str = "",
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
+    layer_workers: int = 1,
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
-    after it is analyzed. Never raises for a bad model: the outcome (and the lake's models row) says why."""
-    outcome = _scan_model(spec, ref, lake_root, options, force, scan_id, on_shard, keep_esd)
+    after it is analyzed, ``layer_workers`` layers at once. Never raises for a bad model: the outcome (and the
+    lake's models row) says why."""
+    outcome = _scan_model(spec, ref, lake_root, options, force, scan_id, on_shard, keep_esd, layer_workers)
     outcome.scan_id = scan_id
     return outcome
 
@@ -171,6 +173,7 @@ def _scan_model(
     scan_id: str = "",
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
+    layer_workers: int = 1,
 ) -> ModelOutcome:
     started = time.perf_counter()
     source = spec.open()
@@ -220,7 +223,9 @@ def _scan_model(
                     bytes_read += path.stat().st_size
                     names = [t.name for t in shard.tensors] or None
                     tensors = iter_shard_tensors(path, names, plan.fmt)
-                    for row in ww_core.analyze_model(tensors, layer_ids=layer_ids or None, **analysis):
+                    for row in ww_core.analyze_model(
+                        tensors, layer_ids=layer_ids or None, workers=layer_workers, **analysis
+                    ):
                         rows.append(row)
                 except (HubError, WeightsError, OSError) as err:
                     message = f"shard {shard.filename}: {err}"
@@ -352,9 +357,14 @@ def run_scan(
     report.listed = len(refs)
     if on_listed is not None:
         on_listed(len(refs))
-    with ThreadPoolExecutor(max_workers=max(1, workers), thread_name_prefix="wwhub-model") as pool:
+    model_workers = max(1, min(workers, len(refs)))
+    # Cores left over by the models scanned side by side go to their layers (one model alone gets them all).
+    layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
+    with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
         futures = [
-            pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd)
+            pool.submit(
+                scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd, layer_workers
+            )
             for ref in refs
         ]
         for future in futures:

@@ -8,7 +8,6 @@ DuckDB catalog. Importing this module imports Prefect; the CLI's default path do
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 
 from prefect import flow, get_run_logger, task
@@ -22,6 +21,7 @@ from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
 from . import __version__
+from .analyze import usable_cores
 from .hub import ModelRef
 from .lake import Lake
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
@@ -41,7 +41,7 @@ from .report import leaderboard_data
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
 # Models scanned at once by the default runner: one per core, each eigensolve on one BLAS thread.
-DEFAULT_WORKERS = max(1, min(4, os.cpu_count() or 1))
+DEFAULT_WORKERS = min(4, usable_cores())
 
 
 def model_task_key(context, parameters) -> str | None:

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import math
 import zlib
+from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -266,6 +268,8 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
 
 
 _controller: ThreadpoolController | None = None
+# Layers queued behind a slow one, at most (so that a model of many tiny tensors keeps a short queue).
+_MAX_QUEUED_LAYERS = 64
 
 
 def _blas_limit(options: AnalysisOptions):
@@ -283,8 +287,22 @@ def is_layer_tensor(tensor) -> bool:
     return len(getattr(tensor, "shape", ())) >= 2
 
 
+def _numbered_layers(
+    named_tensors: Iterable[tuple[str, object]], layer_ids: Mapping[str, int] | None
+) -> Iterator[tuple[int, str, object]]:
+    position = 0
+    for name, tensor in named_tensors:
+        if not is_layer_tensor(tensor):
+            continue
+        yield (layer_ids.get(name, position) if layer_ids is not None else position), name, tensor
+        position += 1
+
+
 def analyze_model(
-    named_tensors: Iterable[tuple[str, object]], layer_ids: Mapping[str, int] | None = None, **options
+    named_tensors: Iterable[tuple[str, object]],
+    layer_ids: Mapping[str, int] | None = None,
+    workers: int = 1,
+    **options,
 ) -> Iterator[LayerMetrics]:
     """Analyze every layer of a model, one tensor at a time, yielding one :class:`LayerMetrics` per layer.
 
@@ -293,17 +311,46 @@ def analyze_model(
     tensor produces a row, ``skipped`` or ``failed`` with a ``reason`` when it cannot be analyzed.
     ``layer_ids`` fixes each tensor's ``layer_id`` (e.g. from a model's index when shards arrive out of order);
     by default layers are numbered in arrival order. Options: see :class:`AnalysisOptions`.
+
+    ``workers > 1`` analyzes that many layers at once on threads (LAPACK and numpy release the GIL), each
+    eigensolve on ``blas_threads`` BLAS threads; rows still come in input order. Tensors are read ahead only
+    while the ones waiting behind the oldest unfinished layer add up to no more bytes than it holds, so memory
+    stays near ``max(workers, 2)`` times the largest tensor. While the generator is open, the process's BLAS
+    thread limit stays set (the limit is global to the process, so it cannot be set per thread).
     """
     opts = AnalysisOptions.from_kwargs(**options)
-    position = 0
-    for name, tensor in named_tensors:
-        if not is_layer_tensor(tensor):
-            continue
-        layer_id = layer_ids.get(name, position) if layer_ids is not None else position
-        with _blas_limit(opts):
-            rows = _analyze_tensor(layer_id, name, tensor, opts)
-        yield from rows
-        position += 1
+    if workers < 1:
+        raise ValueError(f"workers={workers}: must be at least 1")
+    layers = _numbered_layers(named_tensors, layer_ids)
+    if workers == 1:
+        for layer_id, name, tensor in layers:
+            with _blas_limit(opts):
+                rows = _analyze_tensor(layer_id, name, tensor, opts)
+            yield from rows
+        return
+    with _blas_limit(opts), ThreadPoolExecutor(workers, thread_name_prefix="ww-layer") as pool:
+        in_flight: deque[tuple[Future, int]] = deque()
+        queued_bytes = 0
+        for layer_id, name, tensor in layers:
+            size = _nbytes(tensor)
+            in_flight.append((pool.submit(_analyze_tensor, layer_id, name, tensor, opts), size))
+            queued_bytes += size
+            del tensor  # the future holds it until analyzed, no longer
+            # Rows leave in input order. A large head (an embedding) would stall the other workers, so smaller
+            # layers may queue behind it, up to its own size in bytes: memory stays within ~2x the largest tensor.
+            while len(in_flight) >= workers and (
+                queued_bytes - in_flight[0][1] >= in_flight[0][1] or len(in_flight) >= _MAX_QUEUED_LAYERS
+            ):
+                future, head_size = in_flight.popleft()
+                queued_bytes -= head_size
+                yield from future.result()
+        while in_flight:
+            yield from in_flight.popleft()[0].result()
+
+
+def _nbytes(tensor) -> int:
+    size = getattr(tensor, "nbytes", None)
+    return int(size) if size is not None else 4 * math.prod(int(d) for d in tensor.shape)
 
 
 def analyze_matrix(W, name: str = "W", layer_id: int = 0, **options) -> LayerMetrics | list[LayerMetrics]:

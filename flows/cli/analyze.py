@@ -7,7 +7,7 @@ import sys
 
 import ww_core
 
-from ..analyze import analyze_path
+from ..analyze import analyze_path, default_layer_workers
 from ..examples import EXAMPLES, example_path
 from ..weights import WeightsError, plan_local
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
@@ -45,6 +45,12 @@ def register(sub) -> None:
     parser.add_argument("path", nargs="?", help="model folder or weight file")
     parser.add_argument("--example", choices=sorted(EXAMPLES), help="analyze a packaged example model instead")
     add_analysis_arguments(parser)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_layer_workers(),
+        help="layers analyzed at once, each eigensolve on --blas-threads threads (default: the cores, up to 4)",
+    )
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--out", help="write to FILE instead of stdout")
     parser.set_defaults(run=run)
@@ -59,13 +65,15 @@ def run(args: argparse.Namespace) -> int:
     except WeightsError as err:
         raise CliError(str(err)) from err
     options = analysis_options(args)
+    if args.workers < 1:
+        raise CliError(f"--workers {args.workers}: must be at least 1")
     try:
         ww_core.AnalysisOptions.from_kwargs(**options)
     except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
     total = len(plan.layer_ids()) or None
     with progress_bar(total=total, desc=f"analyze {path}", unit="layer") as bar:
-        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1))
+        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1), workers=args.workers)
     rows = [row for shard in shards for row in shard.rows]
     for shard in shards:
         if shard.error:

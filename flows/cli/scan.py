@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 import ww_core
 
+from ..analyze import usable_cores
 from ..hub import HubError
 from ..lake import lake_path
 from ..pipeline import STATUS_SKIPPED, SourceSpec, load_families, run_scan
@@ -97,7 +97,7 @@ def register(sub) -> None:
     parser.add_argument(
         "--workers",
         type=int,
-        default=min(2, os.cpu_count() or 1),
+        default=min(2, usable_cores()),
         help="models scanned at once (default: min(2, cores))",
     )
     parser.add_argument(

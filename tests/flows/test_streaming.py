@@ -27,7 +27,15 @@ def spawn(args, env_extra):
 
 
 def folder_bytes(folder: Path) -> int:
-    return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file()) if folder.exists() else 0
+    total = 0
+    # The scan creates and deletes files while we walk: whatever vanished under us counts as 0 bytes.
+    for parent, _, names in os.walk(folder):
+        for name in names:
+            try:
+                total += os.stat(os.path.join(parent, name)).st_size
+            except FileNotFoundError:
+                pass
+    return total
 
 
 def rss_bytes(pid: int) -> int:
@@ -57,10 +65,10 @@ def big_tensors(seed: int, count: int) -> dict[str, np.ndarray]:
 
 @pytest.mark.slow
 def test_one_shard_at_a_time_on_disk_and_in_memory(fake_hub, tmp_path):
-    """Two models with the same shard size, 2 and 6 shards: the 6-shard one (3x the bytes) needs no more disk and
-    (within one shard) no more memory, so what a scan holds is bounded by a shard, not by the model."""
+    """Two models with the same shard size, 2 and 8 shards: the 8-shard one (4x the bytes) needs no more disk and
+    (within the noise of a peak RSS) no more memory, so what a scan holds is bounded by a shard, not the model."""
     peaks, shard_sizes = {}, {}
-    for shards in (2, 6):
+    for shards in (2, 8):
         repo = f"acme/stream-{shards}b"
         folder = write_model(tmp_path / repo, big_tensors(shards, 6 * shards), shards=shards)
         fake_hub.add_folder(repo, folder)
@@ -82,11 +90,13 @@ def test_one_shard_at_a_time_on_disk_and_in_memory(fake_hub, tmp_path):
     for shards, (disk, _) in peaks.items():
         # Disk: the shard being analyzed plus the one being prefetched, never the whole model.
         assert shard_size <= disk <= 2 * shard_size + 1_000_000, (shards, disk, shard_size)
-    # Memory: 4 more shards (~150 MB more weights) cost less than one shard of extra resident memory.
-    growth = peaks[6][1] - peaks[2][1]
-    assert growth < shard_size, (growth / 1e6, shard_size / 1e6)
+    # Memory: 6 more shards (~225 MB more weights) cost less than two shards (75 MB) of extra resident memory. The
+    # peak RSS of one scan process varies by about one shard from run to run (malloc arenas of the layer and
+    # download threads), so one shard of margin would be flaky; holding the model would add all 225 MB.
+    growth = peaks[8][1] - peaks[2][1]
+    assert growth < 2 * shard_size, (growth / 1e6, shard_size / 1e6)
     con = duckdb.connect(str(tmp_path / "lake" / CATALOG), read_only=True)
-    assert con.execute("SELECT count(*) FROM layers WHERE repo_id = 'acme/stream-6b'").fetchall()[0][0] == 36
+    assert con.execute("SELECT count(*) FROM layers WHERE repo_id = 'acme/stream-8b'").fetchall()[0][0] == 48
 
 
 @pytest.mark.slow

@@ -157,6 +157,54 @@ def test_analyze_model_is_lazy():
     assert consumed == [0]
 
 
+def test_layer_workers_give_the_same_rows_in_order_and_stay_lazy():
+    consumed = []
+
+    def tensors():
+        for i in range(6):
+            consumed.append(i)
+            yield f"l{i}", heavy_tailed(200 + 10 * i, 80, seed=i)
+            yield f"l{i}.bias", np.ones(80, dtype=np.float32)  # not a layer: no row, no layer_id
+
+    options = dict(randomize=True, mp_fit=True, seed=5)
+    sequential = [row.as_row() for row in ww_core.analyze_model(tensors(), **options)]
+    consumed.clear()
+    parallel = ww_core.analyze_model(tensors(), workers=3, **options)
+    first = next(parallel)
+    # Bounded read-ahead: 3 tensors in flight when the first row is ready, nothing more has been read.
+    assert consumed == [0, 1, 2]
+    rows = [first.as_row(), *(row.as_row() for row in parallel)]
+    # Same numbers to the last bit (each layer's randomization is seeded by its name, not by who runs it).
+    assert [r["layer_id"] for r in rows] == list(range(6))
+    assert rows == sequential
+
+
+def test_small_layers_queue_behind_a_large_one_up_to_its_size():
+    consumed = []
+
+    def tensors(small: int):
+        consumed.append("embedding")
+        yield "embed.weight", heavy_tailed(2000, 80)  # 640 kB: the head every other layer waits behind
+        for i in range(small):
+            consumed.append(i)
+            yield f"l{i}", heavy_tailed(100, 20, seed=i)  # 8 kB each
+
+    rows = ww_core.analyze_model(tensors(10), workers=2)
+    next(rows)
+    assert len(consumed) == 11  # 80 kB of small layers fit behind the head: all read ahead
+    list(rows)
+    consumed.clear()
+    rows = ww_core.analyze_model(tensors(100), workers=2)
+    next(rows)
+    # 100 small layers (800 kB) do not: read-ahead stops at the head's size (or the queue cap).
+    assert len(consumed) <= 1 + 640_000 // 8_000 + 1
+
+
+def test_layer_workers_must_be_positive():
+    with pytest.raises(ValueError, match="workers=0"):
+        list(ww_core.analyze_model([("a", heavy_tailed(50, 20))], workers=0))
+
+
 def test_embeddings_are_analyzed_whatever_n():
     W = np.random.default_rng(10).standard_normal((60000, 16)).astype(np.float32)
     row = ww_core.analyze_matrix(W, name="model.embed_tokens.weight")
