@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import re
 import time
@@ -35,7 +36,11 @@ from .weights import (
     shards_from_index,
 )
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_ENDPOINT = "https://huggingface.co"
+# The Hub's newer evaluation results live in this folder of a repo (https://huggingface.co/docs/hub/eval-results).
+EVAL_RESULTS_DIR = ".eval_results/"
 # Families are queries; these are the keys a families.yaml entry (or the CLI) may use.
 QUERY_KEYS = ("repos", "author", "search", "filter", "sort", "limit")
 # A size ("160m", "1.4b", "8x7b") or a variant version ("v2") ends the family part of a name; a bare version
@@ -381,22 +386,34 @@ class HubSource:
             likes=getattr(info, "likes", None),
             last_modified=str(info.last_modified) if getattr(info, "last_modified", None) else None,
         )
-        for entry in getattr(info, "eval_results", None) or []:
-            try:
-                evals.append(
-                    EvalResult(
-                        "eval_results",
-                        str(entry.task_id),
-                        str(entry.dataset_id),
-                        "",
-                        str(entry.task_id),
-                        float(entry.value),
-                    )
-                )
-            except (TypeError, ValueError):
-                continue
+        if any(name.startswith(EVAL_RESULTS_DIR) for name in files):
+            evals += self._eval_results(pinned)
         plan = self._plan(pinned, files)
         return ModelDescription(pinned, plan, status, facts, evals)
+
+    def _eval_results(self, ref: ModelRef) -> list[EvalResult]:
+        """The newer ``.eval_results/*.yaml`` results. The Hub returns them only when asked (``expand``, which
+        cannot be combined with the file sizes ``resolve`` needs), so this is one more small request, made only
+        for repos that have such files. A failure loses the results, not the model: it is logged and skipped."""
+        try:
+            info = self._call(
+                f"{ref.repo_id}@{ref.revision[:12]} eval results",
+                lambda: self.api.model_info(ref.repo_id, revision=ref.revision, expand=["evalResults"]),
+            )
+        except HubError as err:
+            logger.warning("%s; the card's model-index results are still used", err)
+            return []
+        results = []
+        for entry in getattr(info, "eval_results", None) or []:
+            try:
+                value = float(entry.value)
+            except (TypeError, ValueError):
+                continue
+            # An entry names a benchmark task, not a metric type: the task id is the metric to ask for.
+            results.append(
+                EvalResult("eval_results", str(entry.task_id), str(entry.dataset_id), "", str(entry.task_id), value)
+            )
+        return results
 
     def _text(self, ref: ModelRef, filename: str) -> str:
         from huggingface_hub import hf_hub_download

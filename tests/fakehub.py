@@ -6,7 +6,8 @@ It serves repos that tests generate, with the routes and headers the real ``hugg
   ``Link: <url>; rel="next"`` header;
 * ``GET /api/models/{org}/{name}/tree/{rev}`` (the file list ``snapshot_download`` asks for);
 * ``GET /api/models/{org}/{name}[/revision/{rev}]``: ``id, sha, siblings, cardData, tags, ...``; 404 with
-  ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``;
+  ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``; with ``expand=...`` only those properties, and
+  ``evalResults`` (from the repo's ``.eval_results/*.yaml``) only when expanded, as the Hub does;
 * ``HEAD``/``GET /{org}/{name}/resolve/{rev}/{path}``: ``X-Repo-Commit``, quoted ``ETag``, ``Content-Length``,
   ``Range`` → 206; missing file → 404 ``EntryNotFound``.
 
@@ -276,7 +277,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if match:
-            self._model_info(match.group(1), match.group(2) or "main")
+            self._model_info(match.group(1), match.group(2) or "main", query.get("expand") or [])
             return
         match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if match:
@@ -343,7 +344,7 @@ class _Handler(BaseHTTPRequestHandler):
             headers,
         )
 
-    def _model_info(self, repo_id: str, revision: str) -> None:
+    def _model_info(self, repo_id: str, revision: str, expand: list[str]) -> None:
         repo = self._visible(repo_id)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
@@ -352,7 +353,13 @@ class _Handler(BaseHTTPRequestHandler):
         if commit is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return
-        self._json(self.hub.model_payload(repo, commit))
+        payload = self.hub.model_payload(repo, commit)
+        if expand:
+            # Like the Hub: only the expanded properties (plus the ids), and evalResults only when expanded.
+            payload = {k: v for k, v in payload.items() if k in ("_id", "id") or k in expand}
+            if "evalResults" in expand:
+                payload["evalResults"] = eval_results_payload(commit.files)
+        self._json(payload)
 
     def _tree(self, repo_id: str, revision: str) -> None:
         repo = self._visible(repo_id)
@@ -419,6 +426,24 @@ class _Handler(BaseHTTPRequestHandler):
             self.close_connection = True
             return
         self._send(status, body, headers, head=head)
+
+
+def eval_results_payload(files: dict[str, bytes]) -> list[dict]:
+    """``evalResults`` as the Hub's API returns them: one item per entry of each ``.eval_results/*.yaml`` file, or
+    an ``error`` item for a file that does not parse."""
+    items = []
+    for name, data in sorted(files.items()):
+        if not (name.startswith(".eval_results/") and name.endswith((".yaml", ".yml"))):
+            continue
+        try:
+            entries = yaml.safe_load(data)
+            if not isinstance(entries, list):
+                raise ValueError("expected a list of results")
+        except (yaml.YAMLError, ValueError) as err:
+            items.append({"filename": name, "error": str(err)})
+            continue
+        items += [{"filename": name, "data": entry} for entry in entries]
+    return items
 
 
 def write_model(

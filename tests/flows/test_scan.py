@@ -227,3 +227,29 @@ def test_repo_ids_after_source_local_are_repos_not_folders(tmp_path, capsys):
         write_model(root / "org" / name, {"w.weight": np.random.default_rng(0).standard_t(3, (80, 40))})
     assert main(["scan", "--source", "local", str(root), "org/b-1m", "--lake", str(tmp_path / "lake")]) == 0
     assert "listed 1, scanned 1" in capsys.readouterr().out
+
+
+def test_newer_eval_results_files_land_beside_the_model_index(fake_hub, tmp_path, caplog):
+    folder = write_model(tmp_path / "evals", tensors(7), card={"model-index": model_index("acme/evals-1m", 0.8)})
+    (folder / ".eval_results").mkdir()
+    (folder / ".eval_results" / "digits.yaml").write_text(
+        "- dataset: {id: acme/digits-bench, task_id: digits_top1}\n  value: 0.93\n"
+        "- dataset: {id: acme/digits-bench, task_id: digits_top5}\n  value: 0.99\n"
+    )
+    (folder / ".eval_results" / "broken.yaml").write_text("dataset: [unclosed\n")
+    fake_hub.add_folder("acme/evals-1m", folder)
+    plain = write_model(tmp_path / "plain", tensors(8), card={"model-index": model_index("acme/plain-1m", 0.7)})
+    fake_hub.add_folder("acme/plain-1m", plain)
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, "acme/evals-1m", "acme/plain-1m") == 0
+    evals = lake_rows(lake, "SELECT repo_id, source, metric, dataset, value FROM evals ORDER BY repo_id, source, 3")
+    assert [tuple(e.values()) for e in evals] == [
+        ("acme/evals-1m", "eval_results", "digits_top1", "acme/digits-bench", 0.93),
+        ("acme/evals-1m", "eval_results", "digits_top5", "acme/digits-bench", 0.99),
+        ("acme/evals-1m", "model-index", "accuracy", "digits", 0.8),
+        ("acme/plain-1m", "model-index", "accuracy", "digits", 0.7),
+    ]
+    # The Hub returns them only when asked: one extra request, and only for the repo that has such files.
+    expanded = [p for m, p, _ in fake_hub.requests if m == "GET" and "/api/models/" in p]
+    assert sum("evals-1m" in p for p in expanded) == 2 and sum("plain-1m" in p for p in expanded) == 1
+    assert "broken.yaml" in caplog.text  # the client names the file it skipped
