@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -28,6 +29,8 @@ from .analyze import default_layer_workers, failed_shard_rows, usable_cores
 from .hub import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef, quantized_reason
 from .lake import Lake, build_catalog
 from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors
+
+logger = logging.getLogger(__name__)
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"
@@ -158,35 +161,28 @@ def scan_model(
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
     after it is analyzed, ``layer_workers`` layers at once. Never raises for a bad model: the outcome (and the
-    lake's models row) says why."""
-    outcome = _scan_model(spec, ref, lake_root, options, force, scan_id, on_shard, keep_esd, layer_workers)
-    outcome.scan_id = scan_id
-    return outcome
-
-
-def _scan_model(
-    spec: SourceSpec,
-    ref: ModelRef,
-    lake_root: str,
-    options: dict,
-    force: bool = False,
-    scan_id: str = "",
-    on_shard: Callable[[str, str], None] | None = None,
-    keep_esd: bool = True,
-    layer_workers: int = 1,
-) -> ModelOutcome:
+    lake's models row) says why. The outcome carries ``scan_id``, so a caller can tell a fresh result from one
+    cached by an earlier run."""
     started = time.perf_counter()
     source = spec.open()
     lake = Lake(lake_root)
     try:
         ref = source.resolve(ref)
         if lake.has_model(ref.repo_id, ref.revision) and not force:
-            return ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake")
+            return ModelOutcome(
+                ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake", scan_id=scan_id
+            )
         description = source.describe(ref)
     except (HubError, WeightsError) as err:
         status = STATUS_UNSUPPORTED if isinstance(err, UnsupportedWeights) else STATUS_FAILED
         outcome = ModelOutcome(
-            ref.repo_id, ref.revision, ref.family, status, str(err), seconds=time.perf_counter() - started
+            ref.repo_id,
+            ref.revision,
+            ref.family,
+            status,
+            str(err),
+            seconds=time.perf_counter() - started,
+            scan_id=scan_id,
         )
         lake.write_rows(
             "models",
@@ -227,8 +223,12 @@ def _scan_model(
                         tensors, layer_ids=layer_ids or None, workers=layer_workers, **analysis
                     ):
                         rows.append(row)
-                except (HubError, WeightsError, OSError) as err:
-                    message = f"shard {shard.filename}: {err}"
+                except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
+                    if isinstance(err, HubError | WeightsError | OSError):
+                        message = f"shard {shard.filename}: {err}"
+                    else:  # a bug or a resource failure: say what it was, keep the traceback in the log
+                        logger.exception("%s@%s shard %s", ref.repo_id, ref.revision[:12], shard.filename)
+                        message = f"shard {shard.filename}: unexpected {err.__class__.__name__}: {err}"
                     shard_errors.append(message)
                     done = {r.name for r in rows}
                     missing = type(shard)(shard.filename, [t for t in shard.tensors if t.name not in done])
@@ -283,6 +283,7 @@ def _scan_model(
         num_shards=len(plan.shards),
         bytes_read=bytes_read,
         seconds=time.perf_counter() - started,
+        scan_id=scan_id,
     )
     # Order matters: the models file is the commit marker, so it is written last.
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)

@@ -235,7 +235,14 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
         row.fit_status = FIT_FAILED
         row.reason = f"{bad} NaN/Inf values in the weights"
         return row
-    evals = gram_eigenvalues(layer.matrices, layer.scale, options.device)
+    try:
+        evals = gram_eigenvalues(layer.matrices, layer.scale, options.device)
+    except FloatingPointError as err:
+        row.fit_status, row.reason = FIT_FAILED, str(err)
+        return row
+    except np.linalg.LinAlgError as err:
+        row.fit_status, row.reason = FIT_FAILED, f"the eigensolver failed: {err}"
+        return row
     if evals[-1] <= 0.0:
         row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
         return row
@@ -245,7 +252,12 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
         _apply_marchenko_pastur(row, evals)
     if options.detX:
         row.detX_num, row.detX_val = detx_condition(evals)
-    rand_evals = _apply_randomization(row, layer, evals, options) if options.randomize else None
+    rand_evals = None
+    if options.randomize:
+        try:
+            rand_evals = _apply_randomization(row, layer, evals, options)
+        except (FloatingPointError, np.linalg.LinAlgError) as err:
+            _note(row, f"randomization failed: {err}")
     if options.keep_evals:
         row.evals = evals
         row.rand_evals = rand_evals
@@ -254,17 +266,23 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
 
 def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) -> list[LayerMetrics]:
     shape = tuple(int(d) for d in tensor.shape)
-    N, M, rf = tensor_dims(shape)
-    base = dict(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)), N=N, M=M, rf=rf)
+    base = dict(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)))
     try:
+        N, M, rf = tensor_dims(shape)
+        base.update(N=N, M=M, rf=rf)
         layers = layer_matrices(name, tensor, pool=options.pool, dtype=_numpy_dtype(options))
+        if isinstance(layers, LayerMatrices):
+            return [_analyze_layer(LayerMetrics(**base), layers, options)]
+        return [
+            _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options)
+            for slice_id, layer in enumerate(layers)
+        ]
     except NotAWeightMatrix as err:
         return [LayerMetrics(**base, fit_status=FIT_SKIPPED, reason=str(err))]
-    if isinstance(layers, LayerMatrices):
-        return [_analyze_layer(LayerMetrics(**base), layers, options)]
-    return [
-        _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options) for slice_id, layer in enumerate(layers)
-    ]
+    except MemoryError:
+        # One layer too large for this machine (e.g. a float64 copy of a huge lm_head) fails alone.
+        reason = f"out of memory analyzing a {'x'.join(map(str, shape))} tensor in {options.precision}"
+        return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=reason)]
 
 
 _controller: ThreadpoolController | None = None

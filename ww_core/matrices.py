@@ -83,7 +83,9 @@ def tensor_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
     if len(shape) in (3, 4):
         rf = int(math.prod(shape[2:]))
         return max(shape[:2]), min(shape[:2]), rf
-    raise NotAWeightMatrix(f"a {len(shape)}-D tensor is not a layer weight")
+    raise NotAWeightMatrix(
+        f"a {len(shape)}-D tensor is not analyzed: only 2-D (Linear, Embedding), 3-D (Conv1d) and 4-D (Conv2D) weights"
+    )
 
 
 def layer_matrices(name: str, tensor, pool: bool = True, dtype=np.float64) -> LayerMatrices | list[LayerMatrices]:

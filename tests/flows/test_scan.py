@@ -253,3 +253,28 @@ def test_newer_eval_results_files_land_beside_the_model_index(fake_hub, tmp_path
     expanded = [p for m, p, _ in fake_hub.requests if m == "GET" and "/api/models/" in p]
     assert sum("evals-1m" in p for p in expanded) == 2 and sum("plain-1m" in p for p in expanded) == 1
     assert "broken.yaml" in caplog.text  # the client names the file it skipped
+
+
+def test_an_unexpected_error_in_one_shard_is_recorded_and_the_scan_goes_on(fake_hub, family, tmp_path, monkeypatch):
+    import flows.pipeline
+
+    real = flows.pipeline.iter_shard_tensors
+
+    def iter_shard_tensors(path, names=None, fmt="safetensors"):
+        if path.name == "model-00002-of-00003.safetensors":
+            raise RuntimeError("a bug we did not foresee")
+        return real(path, names, fmt)
+
+    monkeypatch.setattr(flows.pipeline, "iter_shard_tensors", iter_shard_tensors)
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, "--author", "acme") == 1
+    models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT repo_id, status, reason FROM models")}
+    assert models["acme/tiny-1m"]["status"] == models["acme/tiny-2m"]["status"] == "scanned"
+    assert models["acme/tiny-3m"]["status"] == "partial"
+    assert "model-00002-of-00003.safetensors: unexpected RuntimeError: a bug" in models["acme/tiny-3m"]["reason"]
+    statuses = lake_rows(lake, "SELECT shard, fit_status FROM layers WHERE repo_id = 'acme/tiny-3m'")
+    assert {(r["shard"][6:11], r["fit_status"]) for r in statuses} == {
+        ("00001", "ok"),
+        ("00002", "failed"),
+        ("00003", "ok"),
+    }

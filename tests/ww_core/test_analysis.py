@@ -122,10 +122,14 @@ def test_bad_layers_are_recorded_and_the_rest_analyzed():
         ("empty.weight", np.zeros((0, 10), np.float32)),
         ("quantized.weight", np.ones((64, 64), np.int8)),
         ("norm.bias", np.ones(100, np.float32)),
+        ("conv3d.weight", np.ones((8, 4, 3, 3, 3), np.float32)),
+        ("huge.weight", np.full((40, 20), 1e25, np.float32)),  # squares overflow float32
         ("good.weight", good),
     ]
-    rows = {r.name: r for r in ww_core.analyze_model(tensors)}
+    rows = {r.name: r for r in ww_core.analyze_model(tensors, precision="float32")}
     assert "norm.bias" not in rows
+    assert rows["conv3d.weight"].fit_status == FIT_SKIPPED and "5-D" in rows["conv3d.weight"].reason
+    assert rows["huge.weight"].fit_status == FIT_FAILED and "overflow" in rows["huge.weight"].reason
     assert rows["nan.weight"].fit_status == FIT_FAILED and "NaN" in rows["nan.weight"].reason
     assert rows["tiny.weight"].fit_status == FIT_SKIPPED and "min_evals" in rows["tiny.weight"].reason
     assert rows["zero.weight"].fit_status == FIT_FAILED and "zero" in rows["zero.weight"].reason
@@ -135,6 +139,22 @@ def test_bad_layers_are_recorded_and_the_rest_analyzed():
     for name in ("nan.weight", "zero.weight", "tiny.weight"):
         # A failed fit is never reported as alpha = -1.
         assert math.isnan(rows[name].alpha)
+
+
+def test_an_eigensolver_failure_fails_that_layer_only(monkeypatch):
+    import ww_core.eigen
+
+    real = np.linalg.eigvalsh
+
+    def eigvalsh(gram):
+        if gram.shape[-1] == 50:
+            raise np.linalg.LinAlgError("Eigenvalues did not converge")
+        return real(gram)
+
+    monkeypatch.setattr(ww_core.eigen.np.linalg, "eigvalsh", eigvalsh)
+    rows = list(ww_core.analyze_model([("a", heavy_tailed(200, 50)), ("b", heavy_tailed(200, 60))]))
+    assert rows[0].fit_status == FIT_FAILED and "did not converge" in rows[0].reason
+    assert rows[1].fit_status == FIT_OK
 
 
 def test_summary_averages_only_ok_layers():
