@@ -122,6 +122,7 @@ th { background: #f0f3f8; cursor: pointer; user-select: none; }
 th[data-sort=asc]::after { content: ' ▲'; } th[data-sort=desc]::after { content: ' ▼'; }
 td.text { text-align: left; } tr.paradox td { background: #fff2cc; }
 .plots img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
+.scroll { overflow-x: auto; max-width: 100%; }
 """
 
 
@@ -136,7 +137,9 @@ def _html_table(rows: list[dict], columns: list[str], row_class=None) -> str:
             cells.append(f'<td class="{kind}" data-v="{html.escape(_fmt(value))}">{html.escape(_fmt(value))}</td>')
         cls = f' class="{row_class(row)}"' if row_class and row_class(row) else ""
         body.append(f"<tr{cls}>{''.join(cells)}</tr>")
-    return f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    table = f'<table class="sortable"><thead><tr>{head}</tr></thead><tbody>{"".join(body)}</tbody></table>'
+    # A wide leaderboard scrolls inside its box instead of pushing the page (and the plots) sideways.
+    return f'<div class="scroll">{table}</div>'
 
 
 def render_html(
