@@ -72,10 +72,10 @@ def list_family_task(spec: SourceSpec, query: dict, family: str | None) -> list[
     task_run_name="scan {ref.repo_id}@{ref.revision:.12}",
 )
 def scan_model_task(
-    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str
+    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str, keep_esd: bool = True
 ) -> ModelOutcome:
     # The lake is the ledger: scan_model skips a commit already there, so a retried or repeated task is harmless.
-    return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id)
+    return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id, keep_esd=keep_esd)
 
 
 @task(name="record-scan", cache_policy=NO_CACHE)
@@ -84,7 +84,13 @@ def record_scan_task(lake: str, report: ScanReport, families: list[str], source:
 
 
 def _scan(
-    spec: SourceSpec, families: dict[str, dict], lake: str, options: dict, force: bool, progress: bool = False
+    spec: SourceSpec,
+    families: dict[str, dict],
+    lake: str,
+    options: dict,
+    force: bool,
+    progress: bool = False,
+    keep_esd: bool = True,
 ) -> ScanReport:
     logger = get_run_logger()
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
@@ -101,7 +107,7 @@ def _scan(
         if progress
         else None
     )
-    futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id) for ref in refs]
+    futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id, keep_esd) for ref in refs]
     for done, (ref, future) in enumerate(zip(refs, futures, strict=True), start=1):
         try:
             outcome = future.result()
@@ -165,9 +171,10 @@ def scan_families(
     options: dict | None = None,
     force: bool = False,
     progress: bool = True,
+    keep_esd: bool = True,
 ) -> ScanReport:
     """Scan several families in one run (the runner is chosen by the caller with ``with_options``)."""
-    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress)
+    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress, keep_esd=keep_esd)
 
 
 @flow(name="nightly-scan", log_prints=True)

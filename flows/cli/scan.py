@@ -170,4 +170,6 @@ def _run_on_dask(args, spec, families, lake, options):
     from ..scan import make_task_runner, scan_families
 
     runner = make_task_runner("dask", args.dask_address)
-    return scan_families.with_options(task_runner=runner)(families, lake, spec, options, args.force)
+    return scan_families.with_options(task_runner=runner)(
+        families, lake, spec, options, args.force, keep_esd=not args.no_esd
+    )
