@@ -12,6 +12,7 @@ import time
 
 import duckdb
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 from flows.lake import CATALOG
@@ -75,6 +76,7 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
             "--randomize",
             "--seed",
             "3",
+            "--no-esd",
             "--task-runner",
             "dask",
             "--dask-address",
@@ -96,3 +98,6 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
     assert (listed, scanned + skipped, failed) == (8, 8, 0), scan.stdout
     assert len(list((remote / "models").glob("acme__*.parquet"))) == 8
     assert lake_layers(remote) == lake_layers(local)  # identical rows: seeded per layer, whichever worker ran it
+    # --no-esd reaches the workers: no eigenvalues stored remotely (an empty esd file per model at most).
+    assert sum(pq.read_metadata(f).num_rows for f in (remote / "esd").glob("acme__*.parquet")) == 0
+    assert sum(pq.read_metadata(f).num_rows for f in (local / "esd").glob("acme__*.parquet")) > 0
