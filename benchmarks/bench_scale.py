@@ -54,7 +54,10 @@ def main() -> None:
         spec = SourceSpec("hub", hub.endpoint)
         for workers in (1, 2):
             lake = tmp / f"threads-{workers}"
-            results[f"threads x{workers}"] = timed(run_scan, spec, families, str(lake), {}, workers=workers)
+            # One layer at a time per model, so that 1 vs 2 compares models side by side, as Dask does below.
+            results[f"threads x{workers}"] = timed(
+                run_scan, spec, families, str(lake), {}, workers=workers, layer_workers=1
+            )
 
         import httpx
         from prefect.settings import PREFECT_API_URL, temporary_settings

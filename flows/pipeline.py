@@ -345,9 +345,13 @@ def run_scan(
     on_model: Callable[[ModelOutcome], None] | None = None,
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
+    layer_workers: int | None = None,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
-    keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``."""
+    keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``.
+
+    ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
+    cores the models leave over go to their layers (a single model gets them all)."""
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     refs: list[ModelRef] = []
     for family, query in families.items():
@@ -360,7 +364,8 @@ def run_scan(
         on_listed(len(refs))
     model_workers = max(1, min(workers, len(refs)))
     # Cores left over by the models scanned side by side go to their layers (one model alone gets them all).
-    layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
+    if layer_workers is None:
+        layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
     with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
         futures = [
             pool.submit(
