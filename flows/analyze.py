@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -10,7 +11,10 @@ from pathlib import Path
 import ww_core
 from ww_core import FIT_FAILED, LayerMetrics
 
+from .hub import HubError
 from .weights import ModelPlan, Shard, WeightsError, iter_shard_tensors, plan_local
+
+logger = logging.getLogger(__name__)
 
 
 def usable_cores() -> int:
@@ -46,6 +50,28 @@ def failed_shard_rows(shard: Shard, layer_ids: dict[str, int], error: str) -> li
     return rows
 
 
+def shard_failure(
+    shard: Shard,
+    rows: list[LayerMetrics],
+    layer_ids: dict[str, int],
+    err: Exception,
+    prefix: str = "",
+    model: str = "",
+) -> ShardRows:
+    """A shard that could not be fetched, read or analyzed in full: the rows it gave, then a ``failed`` row for
+    each tensor it did not deliver, all with the reason (``prefix`` + what went wrong). Call it while handling
+    ``err``: an error that is not about the input (a bug, a resource) is named by its type and logged with its
+    traceback and ``model``."""
+    if isinstance(err, HubError | WeightsError | OSError):
+        error = f"{prefix}{err}"
+    else:
+        logger.exception("%s shard %s: unexpected error", model, shard.filename)
+        error = f"{prefix}unexpected {err.__class__.__name__}: {err}"
+    done = {r.name for r in rows}
+    missing = Shard(shard.filename, [t for t in shard.tensors if t.name not in done])
+    return ShardRows(shard.filename, rows + failed_shard_rows(missing, layer_ids, error), error)
+
+
 def analyze_shards(
     folder: Path,
     plan: ModelPlan,
@@ -66,10 +92,8 @@ def analyze_shards(
                 rows.append(row)
                 if on_layer is not None:
                     on_layer(row.name)
-        except WeightsError as err:
-            done = {r.name for r in rows}
-            missing = Shard(shard.filename, [t for t in shard.tensors if t.name not in done])
-            yield ShardRows(shard.filename, rows + failed_shard_rows(missing, layer_ids, str(err)), str(err))
+        except Exception as err:  # noqa: BLE001 - one bad shard never stops the model: recorded with its reason
+            yield shard_failure(shard, rows, layer_ids, err)
             continue
         yield ShardRows(shard.filename, rows)
 

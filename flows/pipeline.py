@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import logging
 import os
 import shutil
 import tempfile
@@ -25,12 +24,10 @@ import ww_core
 from ww_core import FIT_OK
 
 from . import __version__
-from .analyze import default_layer_workers, failed_shard_rows, usable_cores
+from .analyze import default_layer_workers, shard_failure, usable_cores
 from .hub import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef, quantized_reason
 from .lake import Lake, build_catalog
 from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors
-
-logger = logging.getLogger(__name__)
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"
@@ -224,15 +221,10 @@ def scan_model(
                     ):
                         rows.append(row)
                 except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
-                    if isinstance(err, HubError | WeightsError | OSError):
-                        message = f"shard {shard.filename}: {err}"
-                    else:  # a bug or a resource failure: say what it was, keep the traceback in the log
-                        logger.exception("%s@%s shard %s", ref.repo_id, ref.revision[:12], shard.filename)
-                        message = f"shard {shard.filename}: unexpected {err.__class__.__name__}: {err}"
-                    shard_errors.append(message)
-                    done = {r.name for r in rows}
-                    missing = type(shard)(shard.filename, [t for t in shard.tensors if t.name not in done])
-                    rows += failed_shard_rows(missing, layer_ids, message)
+                    model = f"{ref.repo_id}@{ref.revision[:12]}"
+                    failure = shard_failure(shard, rows, layer_ids, err, f"shard {shard.filename}: ", model)
+                    shard_errors.append(failure.error)
+                    rows = failure.rows
                 finally:
                     if path is not None and source.deletes_shards:
                         source.release_shard(path)

@@ -40,6 +40,8 @@ TRAP_TW_WIDTHS = 4.0
 # WeightWatcher draws 5 randomized copies when a layer has fewer than 100 eigenvalues, for a steadier estimate.
 _FEW_EVALS = 100
 _FEW_EVALS_REPLICAS = 5
+# Layers queued behind a slow one, at most (so that a model of many tiny tensors keeps a short queue).
+_MAX_QUEUED_LAYERS = 64
 
 
 @dataclass(frozen=True)
@@ -286,8 +288,6 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
 
 
 _controller: ThreadpoolController | None = None
-# Layers queued behind a slow one, at most (so that a model of many tiny tensors keeps a short queue).
-_MAX_QUEUED_LAYERS = 64
 
 
 def _blas_limit(options: AnalysisOptions):

@@ -14,6 +14,7 @@ import numpy as np
 
 DEVICES = ("cpu", "cuda")
 PRECISIONS = ("float64", "float32")
+_OVERFLOW = "the Gram matrix overflowed (weights too large for this precision)"
 
 
 def _gram(matrix: np.ndarray) -> np.ndarray:
@@ -37,7 +38,7 @@ def gram_eigenvalues(matrices: list[np.ndarray], scale: float = 1.0, device: str
         grams = [_gram(m) for m in matrices]
     # |G_ij| <= sqrt(G_ii G_jj): a finite diagonal means a finite Gram matrix, checked in O(M).
     if not all(np.isfinite(np.diagonal(g)).all() for g in grams):
-        raise FloatingPointError("the Gram matrix overflowed (weights too large for this precision)")
+        raise FloatingPointError(_OVERFLOW)
     evals = np.linalg.eigvalsh(grams[0] if len(grams) == 1 else np.stack(grams)).ravel()
     evals = np.sort(evals.astype(np.float64, copy=False)) * (scale * scale)
     np.maximum(evals, 0.0, out=evals)
@@ -56,7 +57,7 @@ def _gram_eigenvalues_torch(matrices: list[np.ndarray], scale: float, device: st
             w = torch.as_tensor(matrix).to(device)
             gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
             if not bool(torch.isfinite(torch.diagonal(gram)).all()):
-                raise FloatingPointError("the Gram matrix overflowed (weights too large for this precision)")
+                raise FloatingPointError(_OVERFLOW)
             try:
                 evals.append(torch.linalg.eigvalsh(gram).double().cpu().numpy())
             except torch.linalg.LinAlgError as err:

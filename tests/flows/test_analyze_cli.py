@@ -98,6 +98,26 @@ def test_one_bad_shard_keeps_the_rest_and_exits_1(sharded_model, capsys):
         assert by_name[name]["fit_status"] == "failed" and "truncated" in by_name[name]["reason"]
 
 
+def test_an_unexpected_error_in_one_shard_is_a_reason_not_a_crash(sharded_model, capsys, monkeypatch):
+    import flows.analyze
+
+    real = flows.analyze.iter_shard_tensors
+
+    def iter_shard_tensors(path, names=None, fmt="safetensors"):
+        if path.name == "model-00002-of-00002.safetensors":
+            raise RuntimeError("a bug we did not foresee")
+        return real(path, names, fmt)
+
+    monkeypatch.setattr(flows.analyze, "iter_shard_tensors", iter_shard_tensors)
+    code, rows = run_json(capsys, str(sharded_model))
+    assert code == 1
+    by_name = {r["name"]: r for r in rows}
+    assert by_name["b.weight"]["fit_status"] == "ok"
+    for name in ("a.weight", "c.weight"):
+        assert by_name[name]["fit_status"] == "failed"
+        assert by_name[name]["reason"] == "unexpected RuntimeError: a bug we did not foresee"
+
+
 def test_nan_layer_is_a_failed_row_not_a_crash(tmp_path, capsys):
     bad = heavy(100, 50, 6)
     bad[0, 0] = np.inf
