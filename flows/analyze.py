@@ -11,7 +11,7 @@ from pathlib import Path
 import ww_core
 from ww_core import FIT_FAILED, LayerMetrics
 
-from .hub import HubError
+from .sources import HubError
 from .weights import ModelPlan, Shard, WeightsError, iter_shard_tensors, plan_local
 
 logger = logging.getLogger(__name__)

@@ -25,9 +25,9 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import default_layer_workers, shard_failure, usable_cores
-from .hub import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef, quantized_reason
 from .lake import Lake, build_catalog
-from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors
+from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
+from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"

@@ -22,7 +22,6 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from . import __version__
 from .analyze import usable_cores
-from .hub import ModelRef
 from .lake import Lake
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
 from .pipeline import (
@@ -37,6 +36,7 @@ from .pipeline import (
     scan_model,
 )
 from .report import leaderboard_data
+from .sources import ModelRef
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 

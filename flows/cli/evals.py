@@ -6,8 +6,8 @@ import argparse
 import csv
 from pathlib import Path
 
-from ..hub import infer_family
 from ..lake import Lake, build_catalog, lake_path
+from ..sources import infer_family
 from ._errors import CliError
 
 REQUIRED = ("repo_id", "metric", "value")

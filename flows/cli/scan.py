@@ -9,9 +9,9 @@ from pathlib import Path
 import ww_core
 
 from ..analyze import usable_cores
-from ..hub import HubError
 from ..lake import lake_path
 from ..pipeline import STATUS_SKIPPED, SourceSpec, load_families, run_scan
+from ..sources import HubError
 from ._errors import CliError
 from ._options import add_analysis_arguments, analysis_options
 from ._progress import progress_bar

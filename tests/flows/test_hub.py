@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from flows.hub import LocalSource, infer_family, parse_card, quantized_reason
 from flows.pipeline import load_families
-from flows.weights import ModelPlan, Shard, TensorInfo
+from flows.sources import LocalSource, infer_family, parse_card
+from flows.weights import ModelPlan, Shard, TensorInfo, quantized_reason
 from tests.fakehub import model_index, write_model
 
 

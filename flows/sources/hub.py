@@ -1,30 +1,19 @@
-"""Where models come from: the Hugging Face Hub, a local folder of repos, or the local Hugging Face cache.
-
-Every source answers the same three questions, so the scan does not care which one it talks to:
-
-* ``list_family(family)``: which models (repo id pinned to a commit) a family holds;
-* ``describe(ref)``: the card facts, reported evaluation results, and the shard plan (from the index or the
-  safetensors headers, read with Range requests: a few KB, no weights);
-* ``fetch_shard(ref, shard, workdir)``: one shard on local disk; ``release_shard`` deletes it again (the hub
-  source), or leaves it alone (the user's own folders and cache).
-
-The hub client is the real ``huggingface_hub``, always called with an explicit ``endpoint``.
+"""The Hugging Face Hub (or any Hub-compatible server), through the real ``huggingface_hub`` client, always called
+with an explicit ``endpoint``. Metadata (cards, indexes, safetensors headers by Range requests) is read before any
+weight; shards are downloaded one at a time into a work folder and deleted after analysis.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
-from .weights import (
-    INTEGER_DTYPES,
+from ..weights import (
     PICKLE_INDEX,
     SAFETENSORS_INDEX,
     ModelPlan,
@@ -32,118 +21,21 @@ from .weights import (
     TensorInfo,
     UnsupportedWeights,
     WeightsError,
-    plan_local,
     shards_from_index,
 )
+from .base import EvalResult, HubError, ModelDescription, ModelRef, _as_list, infer_family
+from .cards import parse_card
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # The Hub's newer evaluation results live in this folder of a repo (https://huggingface.co/docs/hub/eval-results).
 EVAL_RESULTS_DIR = ".eval_results/"
-# Families are queries; these are the keys a families.yaml entry (or the CLI) may use.
-QUERY_KEYS = ("repos", "author", "search", "filter", "sort", "limit")
-# A size ("160m", "1.4b", "8x7b") or a variant version ("v2") ends the family part of a name; a bare version
-# ("3.2" in Llama-3.2-1B) belongs to the family.
-_SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]|\d+x\d+(\.\d+)?[kmbt]?|v\d+(\.\d+)*)$", re.IGNORECASE)
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
     """The one place that reads ``HF_ENDPOINT``: the argument, else the variable, else the public Hub."""
     return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
-
-
-def infer_family(repo_id: str) -> str:
-    """Family of a repo from its name: the leading name tokens before the first size or version token.
-
-    ``EleutherAI/pythia-160m`` → ``pythia``; ``EleutherAI/pythia-1.4b-deduped`` → ``pythia``;
-    ``Qwen/Qwen2.5-0.5B-Instruct`` → ``qwen2.5``; ``meta-llama/Llama-3.2-1B`` → ``llama-3.2``;
-    ``openai-community/gpt2`` → ``gpt2``. A name without such a
-    token is its own family (``bert-base-uncased``). Name families explicitly in families.yaml to override.
-    """
-    name = repo_id.split("/")[-1].lower()
-    tokens = re.split(r"[-_]", name)
-    kept = []
-    for token in tokens:
-        if _SIZE_TOKEN.match(token) and kept:
-            break
-        kept.append(token)
-    return "-".join(kept) or name
-
-
-class HubError(Exception):
-    """A hub call failed; ``transient`` says whether retrying may help (5xx, timeouts, broken connections)."""
-
-    def __init__(self, message: str, transient: bool = False):
-        super().__init__(message)
-        self.transient = transient
-
-
-@dataclass(frozen=True)
-class ModelRef:
-    repo_id: str
-    revision: str  # the commit sha when resolved; a branch/tag/sha request otherwise
-    family: str
-
-
-@dataclass
-class EvalResult:
-    source: str
-    task: str
-    dataset: str
-    split: str
-    metric: str
-    value: float
-
-
-@dataclass
-class ModelDescription:
-    ref: ModelRef
-    plan: ModelPlan
-    card_status: str = "ok"  # ok | missing | malformed: ...
-    facts: dict = field(default_factory=dict)
-    evals: list[EvalResult] = field(default_factory=list)
-
-
-def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
-    """(card_status, metadata facts, model-index eval results) of a README.md. Never raises."""
-    if text is None:
-        return "missing", {}, []
-    from huggingface_hub import ModelCard
-
-    try:
-        card = ModelCard(text, ignore_metadata_errors=False)
-        data = card.data
-    except Exception as err:  # noqa: BLE001 - any parse failure of user-written YAML is "malformed"
-        return f"malformed: {err.__class__.__name__}: {str(err).splitlines()[0][:200]}", {}, []
-    facts = {
-        "library_name": getattr(data, "library_name", None),
-        "pipeline_tag": getattr(data, "pipeline_tag", None),
-        "base_model": _first(getattr(data, "base_model", None)),
-    }
-    evals = []
-    for result in getattr(data, "eval_results", None) or []:
-        try:
-            value = float(result.metric_value)
-        except (TypeError, ValueError):
-            continue
-        evals.append(
-            EvalResult(
-                source="model-index",
-                task=str(result.task_type or ""),
-                dataset=str(result.dataset_name or result.dataset_type or ""),
-                split=str(result.dataset_split or ""),
-                metric=str(result.metric_type or result.metric_name or ""),
-                value=value,
-            )
-        )
-    return "ok", facts, evals
-
-
-def _first(value):
-    if isinstance(value, list | tuple):
-        return value[0] if value else None
-    return value
 
 
 def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] | None) -> ModelPlan:
@@ -154,156 +46,6 @@ def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] |
             shard.tensors = [known.get(t.name, t) for t in shard.tensors]
         return ModelPlan(order)
     return ModelPlan([Shard(name, tensors) for name, tensors in headers.items()])
-
-
-def quantized_reason(plan: ModelPlan) -> str | None:
-    """Why a model is quantized (packed integer weights next to their scales or zero points), or None.
-
-    Integer tensors alone are not enough: index buffers such as ``position_ids`` are integers too."""
-    names = {t.name for shard in plan.shards for t in shard.tensors}
-    packed = [t for shard in plan.shards for t in shard.tensors if t.dtype in INTEGER_DTYPES and len(t.shape) >= 2]
-    scaled = [t for t in packed if any(t.name.rsplit(".", 1)[0] + suffix in names for suffix in _QUANT_SIDECARS)]
-    if scaled:
-        return (
-            f"quantized weights ({len(scaled)} packed {scaled[0].dtype} tensors with scales, "
-            f"e.g. {scaled[0].name}): not analyzable as float matrices"
-        )
-    return None
-
-
-_QUANT_SIDECARS = (".scales", ".qzeros", ".SCB", ".weight_scale", ".g_idx", ".absmax")
-
-
-class LocalSource:
-    """A folder of repos, ``ROOT/org/name/`` with ``README.md`` and weights: the demo and air-gapped scans.
-
-    A local repo has no commit; its revision is a fingerprint (sha1 of file names, sizes and modification times),
-    so an edited folder is scanned again and an untouched one is skipped.
-    """
-
-    kind = "local"
-    deletes_shards = False
-
-    def __init__(self, root: str | os.PathLike):
-        self.root = Path(root)
-        if not self.root.is_dir():
-            raise HubError(f"local source {self.root} is not a folder")
-
-    def _repo_dir(self, repo_id: str) -> Path:
-        return self.root / repo_id
-
-    def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
-        repos = [r.split("@")[0] for r in query.get("repos") or []]
-        if not repos:
-            repos = sorted(f"{p.parent.name}/{p.name}" for p in self.root.glob("*/*") if p.is_dir())
-            author, search = query.get("author"), (query.get("search") or "").lower()
-            repos = [r for r in repos if (not author or r.split("/")[0] == author) and search in r.lower()]
-            tags = _as_list(query.get("filter"))
-            if tags:
-                repos = [r for r in repos if set(tags) <= set(self._tags(r))]
-            if query.get("limit"):
-                repos = repos[: int(query["limit"])]
-        return [ModelRef(r, self._fingerprint(r), family or infer_family(r)) for r in repos]
-
-    def _tags(self, repo_id: str) -> list[str]:
-        readme = self._repo_dir(repo_id) / "README.md"
-        status, facts, _ = parse_card(readme.read_text() if readme.exists() else None)
-        tags = []
-        if status == "ok":
-            from huggingface_hub import ModelCard
-
-            data = ModelCard(readme.read_text()).data
-            tags = list(getattr(data, "tags", None) or [])
-            if facts.get("base_model"):
-                tags.append(f"base_model:{facts['base_model']}")
-        return tags
-
-    def _fingerprint(self, repo_id: str) -> str:
-        folder = self._repo_dir(repo_id)
-        if not folder.is_dir():
-            return "missing"
-        digest = hashlib.sha1()
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            stat = path.stat()
-            digest.update(f"{path.relative_to(folder)}\0{stat.st_size}\0{stat.st_mtime_ns}\n".encode())
-        return digest.hexdigest()
-
-    def resolve(self, ref: ModelRef) -> ModelRef:
-        """Local refs are pinned when listed (the fingerprint is the revision)."""
-        if ref.revision == "missing":
-            raise HubError(f"{ref.repo_id}: not found in the {self.kind} source")
-        return ref
-
-    def describe(self, ref: ModelRef) -> ModelDescription:
-        folder = self._repo_dir(ref.repo_id)
-        if not folder.is_dir():
-            raise HubError(f"{ref.repo_id}: no folder {folder} in the local source")
-        _, plan = plan_local(folder)
-        readme = folder / "README.md"
-        status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
-        return ModelDescription(ref, plan, status, facts, evals)
-
-    def fetch_shard(self, ref: ModelRef, shard: Shard, workdir: Path) -> Path:
-        return self._repo_dir(ref.repo_id) / shard.filename
-
-    def release_shard(self, path: Path) -> None:
-        """Local files belong to the user: nothing is deleted."""
-
-
-class CacheSource(LocalSource):
-    """What a user already downloaded: ``huggingface_hub.scan_cache_dir``, no network. Revisions are real shas."""
-
-    kind = "cache"
-
-    def __init__(self, cache_dir: str | os.PathLike | None = None):
-        from huggingface_hub import scan_cache_dir
-
-        try:
-            info = scan_cache_dir(cache_dir)
-        except Exception as err:  # noqa: BLE001 - CacheNotFound and corrupt caches alike
-            raise HubError(f"cannot read the Hugging Face cache {cache_dir or '(default)'}: {err}") from err
-        self.snapshots: dict[tuple[str, str], Path] = {}
-        self.latest: dict[str, str] = {}
-        for repo in info.repos:
-            if repo.repo_type != "model":
-                continue
-            for revision in sorted(repo.revisions, key=lambda r: r.last_modified):
-                self.snapshots[(repo.repo_id, revision.commit_hash)] = Path(revision.snapshot_path)
-                self.latest[repo.repo_id] = revision.commit_hash
-
-    def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
-        requested = [r.split("@")[0] for r in query.get("repos") or []]
-        repos = requested or sorted(self.latest)
-        if not requested:
-            author, search = query.get("author"), (query.get("search") or "").lower()
-            repos = [r for r in repos if (not author or r.split("/")[0] == author) and search in r.lower()]
-        refs = []
-        for repo_id in repos:
-            sha = self.latest.get(repo_id, "missing")
-            refs.append(ModelRef(repo_id, sha, family or infer_family(repo_id)))
-        return refs
-
-    def _snapshot(self, ref: ModelRef) -> Path:
-        try:
-            return self.snapshots[(ref.repo_id, ref.revision)]
-        except KeyError:
-            raise HubError(f"{ref.repo_id}@{ref.revision} is not in the Hugging Face cache") from None
-
-    def describe(self, ref: ModelRef) -> ModelDescription:
-        folder = self._snapshot(ref)
-        _, plan = plan_local(folder)
-        readme = folder / "README.md"
-        status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
-        return ModelDescription(ref, plan, status, facts, evals)
-
-    def fetch_shard(self, ref: ModelRef, shard: Shard, workdir: Path) -> Path:
-        return self._snapshot(ref) / shard.filename
-
-
-def _as_list(value) -> list[str]:
-    if value is None:
-        return []
-    return [value] if isinstance(value, str) else list(value)
 
 
 class HubSource:
