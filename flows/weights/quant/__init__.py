@@ -1,0 +1,10 @@
+"""Quantized storage schemes, one module each; every module's decoder dequantizes exactly as the format's
+reference code does, into float32 (never the checkpoint's compute dtype).
+
+``DECODERS`` lists them in the order they claim tensors (see :mod:`flows.weights.decoding`)."""
+
+from __future__ import annotations
+
+from ..decoding import Decoder
+
+DECODERS: list[Decoder] = []
