@@ -25,7 +25,8 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import default_layer_workers, shard_failure, usable_cores
-from .lake import Lake, build_catalog
+from .lake import Lake
+from .lake.esd import DEFAULT_ESD, esd_row
 from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
 from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
 
@@ -153,13 +154,13 @@ def scan_model(
     force: bool = False,
     scan_id: str = "",
     on_shard: Callable[[str, str], None] | None = None,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
     layer_workers: int = 1,
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
-    after it is analyzed, ``layer_workers`` layers at once. Never raises for a bad model: the outcome (and the
-    lake's models row) says why. The outcome carries ``scan_id``, so a caller can tell a fresh result from one
-    cached by an earlier run."""
+    after it is analyzed, ``layer_workers`` layers at once; ``esd`` says what of the eigenvalues is kept
+    (flows/lake/esd.py). Never raises for a bad model: the outcome (and the lake's models row) says why. The
+    outcome carries ``scan_id``, so a caller can tell a fresh result from one cached by an earlier run."""
     started = time.perf_counter()
     source = spec.open()
     lake = Lake(lake_root)
@@ -181,11 +182,10 @@ def scan_model(
             seconds=time.perf_counter() - started,
             scan_id=scan_id,
         )
-        lake.write_rows(
-            "models",
+        lake.commit_model(
             ref.repo_id,
             ref.revision,
-            [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)],
+            {"models": [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)]},
         )
         return outcome
     ref = description.ref
@@ -194,9 +194,10 @@ def scan_model(
     # Quantized blocks become skipped rows (with their reason); float tensors beside them are still analyzed.
     quantized = quantized_reason(plan)
     layer_ids = plan.layer_ids()
-    analysis = dict(options, keep_evals=keep_esd)
+    analysis = dict(options, keep_evals=esd != "none")
+    key = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
     layers: list[dict] = []
-    esd: list[dict] = []
+    esd_rows: list[dict] = []
     metrics: list[ww_core.LayerMetrics] = []
     shard_errors: list[str] = []
     bytes_read = 0
@@ -238,19 +239,8 @@ def scan_model(
                             **row.as_row(),
                         )
                     )
-                    if keep_esd and row.evals is not None:
-                        esd.append(
-                            dict(
-                                repo_id=ref.repo_id,
-                                revision=ref.revision,
-                                family=ref.family,
-                                layer_id=row.layer_id,
-                                name=row.name,
-                                slice_id=row.slice_id,
-                                evals=row.evals.tolist(),
-                                rand_evals=None if row.rand_evals is None else row.rand_evals.tolist(),
-                            )
-                        )
+                    if (stored := esd_row(key, row, esd)) is not None:
+                        esd_rows.append(stored)
                     row.evals = row.rand_evals = None
                 metrics.extend(rows)
                 if on_shard is not None:
@@ -277,49 +267,41 @@ def scan_model(
         seconds=time.perf_counter() - started,
         scan_id=scan_id,
     )
-    # Order matters: the models file is the commit marker, so it is written last.
-    lake.write_rows("layers", ref.repo_id, ref.revision, layers)
-    lake.write_rows("esd", ref.repo_id, ref.revision, esd)
-    lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-    lake.write_rows(
-        "models",
+    # One atomic commit: readers see the whole model (layers, esd, evals, models row) or none of it.
+    model_row = _model_row(
+        ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics)
+    )
+    lake.commit_model(
         ref.repo_id,
         ref.revision,
-        [
-            _model_row(
-                ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics)
-            )
-        ],
+        {"layers": layers, "esd": esd_rows, "evals": _evals_rows(ref, description.evals), "models": [model_row]},
     )
     return outcome
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
-    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file)."""
+    """One ``scans`` row per run."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
         for o in report.outcomes
         if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED)
     ]
-    lake = Lake(lake_root)
-    lake.write_scan(
-        dict(
-            scan_id=report.scan_id,
-            started_at=report.started_at,
-            ended_at=report.ended_at,
-            families=",".join(families),
-            source=source,
-            listed=report.listed,
-            scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
-            skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
-            failed=report.count(STATUS_FAILED) + len(report.list_errors),
-            errors=json.dumps(errors),
-            wwhub_version=__version__,
-            seconds=(report.ended_at - report.started_at).total_seconds(),
-        )
+    row = dict(
+        scan_id=report.scan_id,
+        started_at=report.started_at,
+        ended_at=report.ended_at,
+        families=",".join(families),
+        source=source,
+        listed=report.listed,
+        scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
+        skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
+        failed=report.count(STATUS_FAILED) + len(report.list_errors),
+        errors=json.dumps(errors),
+        wwhub_version=__version__,
+        seconds=(report.ended_at - report.started_at).total_seconds(),
     )
-    build_catalog(lake_root)
+    Lake(lake_root).commit({"scans": [row]})
 
 
 def new_scan_id() -> str:
@@ -336,7 +318,7 @@ def run_scan(
     on_listed: Callable[[int], None] | None = None,
     on_model: Callable[[ModelOutcome], None] | None = None,
     on_shard: Callable[[str, str], None] | None = None,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
     layer_workers: int | None = None,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
@@ -344,6 +326,7 @@ def run_scan(
 
     ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
     cores the models leave over go to their layers (a single model gets them all)."""
+    Lake.for_writing(lake_root)  # a read-only or misplaced lake fails here, before anything is analyzed
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     refs: list[ModelRef] = []
     for family, query in families.items():
@@ -360,9 +343,7 @@ def run_scan(
         layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
     with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
         futures = [
-            pool.submit(
-                scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd, layer_workers
-            )
+            pool.submit(scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, esd, layer_workers)
             for ref in refs
         ]
         for future in futures:

@@ -11,7 +11,6 @@ import math
 from pathlib import Path
 
 from . import __version__
-from .lake import build_catalog, lake_path
 from .query import run_query
 from .values import plain_value
 
@@ -53,12 +52,13 @@ CORRELATION_COLUMNS = [
 def leaderboard_data(
     lake: str | Path | None, family: str | None = None, metric: str = "accuracy", prefer_import: bool = False
 ) -> tuple[list[dict], list[dict]]:
-    """(leaderboard rows, correlation rows) for one family or all, for the chosen reported metric."""
-    root = lake_path(lake)
-    build_catalog(root)
+    """(leaderboard rows, correlation rows) for one family or all, for the chosen reported metric. With a family,
+    the queries read only that family's models (the variable ``family``)."""
     variables = {"metric": metric, "prefer_import": prefer_import}
-    board = run_query(root, "leaderboard", variables)
-    correlations = run_query(root, "correlations", variables)
+    if family:
+        variables["family"] = family
+    board = run_query(lake, "leaderboard", variables)
+    correlations = run_query(lake, "correlations", variables)
     if family:
         board = [r for r in board if r["family"] == family]
         correlations = [r for r in correlations if r["family"] == family]
@@ -182,7 +182,7 @@ def write_plots(
     from .plots import plot_correlation_flow, plot_family_trends
 
     board, correlations = leaderboard_data(lake, family, metric, prefer_import)
-    flow = run_query(lake_path(lake), "correlation_flow")
+    flow = run_query(lake, "correlation_flow")
     if family:
         flow = [r for r in flow if r["family"] == family]
     return plot_family_trends(board, correlations, out) + plot_correlation_flow(flow, out)
@@ -192,8 +192,6 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
     """The ESD plot of one layer (by tensor name or layer_id) of a repo's latest scan, from the lake alone."""
     from .plots import plot_esd
 
-    root = lake_path(lake)
-    build_catalog(root)
     key = "layer_id = ?" if layer.isdigit() else "name = ?"
     value = int(layer) if layer.isdigit() else layer
     sql = (
@@ -202,15 +200,7 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
         "JOIN layers l ON l.repo_id = e.repo_id AND l.revision = e.revision AND l.name = e.name "
         f"AND l.slice_id = e.slice_id WHERE e.repo_id = ? AND e.{key} ORDER BY e.slice_id LIMIT 1"
     )
-    import duckdb
-
-    con = duckdb.connect(str(root / "wwhub.duckdb"), read_only=True)
-    try:
-        cursor = con.execute(sql, [repo_id, value])
-        columns = [d[0] for d in cursor.description]
-        rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
-    finally:
-        con.close()
+    rows = run_query(lake, sql, parameters=[repo_id, value])
     if not rows:
-        raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --no-esd?)")
+        raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --esd none?)")
     return plot_esd(rows[0], rows[0], out)

@@ -1,6 +1,7 @@
 -- leaderboard: per family, each model's weight-metric averages (over layers whose fit is ok) next to its
 -- reported accuracy (see reported_accuracy.sql; variable `metric`), ranked within the family by the reported
--- value (1 = best, respecting lower-is-better metrics) and by alpha (1 = smallest average alpha).
+-- value (1 = best, respecting lower-is-better metrics) and by alpha (1 = smallest average alpha). With the
+-- variable `family` set, only that family is read.
 -- Columns: family, repo_id, revision, metric, accuracy, accuracy_source, higher_is_better, rank_by_accuracy,
 --   rank_by_alpha, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm, log_norm, stable_rank, mp_softrank,
 --   num_layers, num_ok, num_failed, num_over_trained, num_under_trained, num_traps, status, scanned_at
@@ -16,5 +17,5 @@ SELECT m.family, m.repo_id, m.revision, r.metric, r.value AS accuracy, r.source 
        m.num_traps, m.status, m.scanned_at
 FROM models_latest m
 LEFT JOIN reported_accuracy r USING (repo_id)
-WHERE m.status IN ('scanned', 'partial')
+WHERE m.status IN ('scanned', 'partial') AND (getvariable('family') IS NULL OR m.family = getvariable('family'))
 ORDER BY m.family, rank_by_accuracy NULLS LAST, m.repo_id

@@ -17,11 +17,13 @@ from .leaderboard import export
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "demo"
 DEMO_OPTIONS = {"mp_fit": True, "randomize": True, "seed": 0}
+# The demo's own lake, so its models never enter the pooled correlations of the user's lake.
+DEMO_LAKE = "wwhub-demo-lake"
 
 
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="scan the bundled demo families and show the leaderboard (no setup)")
-    parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
+    parser.add_argument("--lake", default=DEMO_LAKE, help=f"lake folder (default: ./{DEMO_LAKE}, apart from yours)")
     parser.add_argument("--out", default="wwhub-report", help="plots and index.html (default: ./wwhub-report)")
     parser.add_argument("--force", action="store_true", help="rescan even if the demo models are in the lake")
     parser.set_defaults(run=run)

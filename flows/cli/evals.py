@@ -6,7 +6,7 @@ import argparse
 import csv
 from pathlib import Path
 
-from ..lake import Lake, build_catalog, lake_path
+from ..lake import Lake, LakeError
 from ..sources import infer_family
 from ._errors import CliError
 
@@ -59,8 +59,10 @@ def read_evals_csv(path: Path) -> list[dict]:
 def run_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     rows = read_evals_csv(path)
-    root = lake_path(args.lake)
-    written = Lake(root).write_imported_evals(path.stem, rows)
-    build_catalog(root)
-    print(f"imported {len(rows)} rows from {path} into {written}")
+    try:
+        lake = Lake.for_writing(args.lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    lake.commit({"evals": rows})
+    print(f"imported {len(rows)} rows from {path} into {lake.root}")
     return 0

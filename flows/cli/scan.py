@@ -9,7 +9,8 @@ from pathlib import Path
 import ww_core
 
 from ..analyze import usable_cores
-from ..lake import lake_path
+from ..lake import Lake, LakeError, lake_path
+from ..lake.esd import DEFAULT_ESD, ESD_MODES
 from ..pipeline import STATUS_SKIPPED, SourceSpec, load_families, run_scan
 from ..sources import HubError
 from ._errors import CliError
@@ -108,7 +109,13 @@ def register(sub) -> None:
     )
     parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
-    parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
+    parser.add_argument(
+        "--esd",
+        choices=ESD_MODES,
+        default=DEFAULT_ESD,
+        help="eigenvalues kept per layer: tail (default: the fitted tail exactly + a quantile sketch of the bulk), "
+        "full (every eigenvalue), none",
+    )
     add_analysis_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -123,6 +130,10 @@ def run(args: argparse.Namespace) -> int:
     except (TypeError, ValueError, HubError) as err:
         raise CliError(str(err)) from err
     lake = str(lake_path(args.lake))
+    try:
+        Lake.for_writing(lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
     models_bar = progress_bar(total=None, desc="models", unit="model")
     shards_bar = progress_bar(total=None, desc="shards", unit="shard")
 
@@ -146,7 +157,7 @@ def run(args: argparse.Namespace) -> int:
                 on_listed=lambda n: models_bar.reset(total=n),
                 on_model=on_model,
                 on_shard=lambda repo, shard: shards_bar.update(1),
-                keep_esd=not args.no_esd,
+                esd=args.esd,
             )
     scanned = report.count("scanned", "partial")
     print(
@@ -170,6 +181,4 @@ def _run_on_dask(args, spec, families, lake, options):
     from ..scan import make_task_runner, scan_families
 
     runner = make_task_runner("dask", args.dask_address)
-    return scan_families.with_options(task_runner=runner)(
-        families, lake, spec, options, args.force, keep_esd=not args.no_esd
-    )
+    return scan_families.with_options(task_runner=runner)(families, lake, spec, options, args.force, esd=args.esd)

@@ -1,0 +1,227 @@
+"""Every table of the lake, declared once: its Arrow schema and the columns whose values identify a batch of rows.
+
+A write names the key values it replaces (``KEYS``): rows already in the lake with the same key are hidden by the
+commit that brings the new ones, so a rescan, a re-import or a merge never doubles a model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import types
+import typing
+
+from ww_core.records import LayerMetrics, ModelSummary
+
+# Column types are DuckDB's names; Arrow schemas are derived on demand (readers never import pyarrow).
+STRING, INT, FLOAT, BOOL, TIMESTAMP, FLOATS = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ", "DOUBLE[]"
+_KEY_FIELDS = [("repo_id", STRING), ("revision", STRING), ("family", STRING)]
+
+
+def _column_type(annotation) -> str:
+    """Lake type of a dataclass field annotation (``int``, ``float``, ``str``, ``bool``, ``X | None``)."""
+    if isinstance(annotation, str):
+        annotation = eval(annotation, {"__builtins__": __builtins__}, {})  # noqa: S307 - our own annotations
+    if isinstance(annotation, types.UnionType) or typing.get_origin(annotation) is typing.Union:
+        annotation = next(a for a in typing.get_args(annotation) if a is not type(None))
+    return {int: INT, float: FLOAT, str: STRING, bool: BOOL}[annotation]
+
+
+def _dataclass_fields(cls, skip: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    return [(f.name, _column_type(f.type)) for f in dataclasses.fields(cls) if f.name not in skip]
+
+
+LAYERS_SCHEMA = (
+    _KEY_FIELDS
+    + [
+        ("shard", STRING),
+        # Filled by the decoding pipeline: the expert index of a fused MoE matrix (null otherwise), the
+        # quantization scheme the matrix was decoded from ('' for plain weights), the stored tensors it came from.
+        ("expert", INT),
+        ("quantization", STRING),
+        ("source_tensors", STRING),
+    ]
+    + _dataclass_fields(LayerMetrics, skip=("evals", "rand_evals"))
+)
+# What the ESD plots and refits need, bounded per layer (flows/lake/esd.py): ``storage`` 'full' keeps every
+# eigenvalue in ``evals``; 'tail' keeps the fitted tail exactly (up to a cap) in ``evals`` and a fixed-size
+# quantile sketch of the rest in ``bulk_quantiles``. ``rand_*`` hold the same for the shuffled matrix.
+ESD_SCHEMA = _KEY_FIELDS + [
+    ("layer_id", INT),
+    ("name", STRING),
+    ("slice_id", INT),
+    ("storage", STRING),
+    ("num_evals", INT),
+    ("evals", FLOATS),
+    ("bulk_quantiles", FLOATS),
+    ("rand_num_evals", INT),
+    ("rand_evals", FLOATS),
+    ("rand_bulk_quantiles", FLOATS),
+]
+EVALS_SCHEMA = _KEY_FIELDS + [
+    ("source", STRING),
+    ("task", STRING),
+    ("dataset", STRING),
+    ("split", STRING),
+    ("metric", STRING),
+    ("value", FLOAT),
+    ("scale", STRING),  # 'percent' | 'fraction'
+    ("n_shot", INT),
+    ("raw_metric", STRING),  # the name as reported; `metric` holds the normalized one
+    ("stderr", FLOAT),
+]
+MODELS_SCHEMA = (
+    _KEY_FIELDS
+    + [
+        ("status", STRING),
+        ("reason", STRING),
+        ("scanned_at", TIMESTAMP),
+        ("scan_id", STRING),
+        ("wwhub_version", STRING),
+        ("source", STRING),
+        ("options", STRING),
+        ("num_shards", INT),
+        ("bytes_read", INT),
+        ("seconds", FLOAT),
+        ("card_status", STRING),
+        ("library_name", STRING),
+        ("pipeline_tag", STRING),
+        ("base_model", STRING),
+        ("downloads", INT),
+        ("likes", INT),
+        ("last_modified", STRING),
+        ("model_kind", STRING),  # 'model' | 'adapter'
+        ("quantization", STRING),  # schemes seen, '' for plain weights
+        ("num_dequantized", INT),
+        ("num_params", INT),  # logical parameter count from the tensors
+        ("skip_reasons", STRING),  # JSON: reason -> count
+        ("layer_selection", STRING),  # '' = all layers
+    ]
+    + _dataclass_fields(ModelSummary)
+)
+SCANS_SCHEMA = [
+    ("scan_id", STRING),
+    ("started_at", TIMESTAMP),
+    ("ended_at", TIMESTAMP),
+    ("families", STRING),
+    ("source", STRING),
+    ("listed", INT),
+    ("scanned", INT),
+    ("skipped", INT),
+    ("failed", INT),
+    ("errors", STRING),
+    ("wwhub_version", STRING),
+    ("seconds", FLOAT),
+]
+# One row per (model, base, layer): how far a fine-tune moved from its base, one metric per row.
+DISTANCES_SCHEMA = _KEY_FIELDS + [
+    ("base_repo_id", STRING),
+    ("base_revision", STRING),
+    ("layer_id", INT),
+    ("name", STRING),
+    ("metric", STRING),
+    ("value", FLOAT),
+]
+# Derived from `models` and `evals` and written whole (Lake.replace_derived) after a scan or an evals import.
+CORRELATIONS_SCHEMA = [
+    ("family", STRING),
+    ("metric", STRING),
+    ("n", INT),
+    ("pearson_r", FLOAT),
+    ("spearman_rho", FLOAT),
+    ("kendall_tau", FLOAT),
+    ("slope", FLOAT),
+    ("intercept", FLOAT),
+    ("r_squared", FLOAT),
+    ("rmse", FLOAT),
+    ("families_agreeing", INT),
+    ("families_total", INT),
+    ("simpsons_paradox", BOOL),
+]
+
+SCHEMAS: dict[str, list[tuple[str, str]]] = {
+    "layers": LAYERS_SCHEMA,
+    "esd": ESD_SCHEMA,
+    "evals": EVALS_SCHEMA,
+    "models": MODELS_SCHEMA,
+    "scans": SCANS_SCHEMA,
+    "distances": DISTANCES_SCHEMA,
+    "correlations": CORRELATIONS_SCHEMA,
+}
+TABLES = tuple(SCHEMAS)
+# The tables one scanned model writes together, in one commit.
+MODEL_TABLES = ("layers", "esd", "evals", "models")
+# Written whole by their producer, never row by row.
+DERIVED_TABLES = ("correlations",)
+
+# The columns that identify a batch of rows: a write of key K replaces every older row with key K. Imported
+# evals (revision null) are keyed by their source too, so two imports for one repo add up instead of replacing.
+KEYS: dict[str, tuple[str, ...]] = {
+    "layers": ("repo_id", "revision"),
+    "esd": ("repo_id", "revision"),
+    "evals": ("repo_id", "revision"),
+    "models": ("repo_id", "revision"),
+    "scans": ("scan_id",),
+    "distances": ("repo_id", "revision", "base_repo_id", "base_revision"),
+    "correlations": (),
+}
+IMPORTED_EVALS_KEY = ("repo_id", "revision", "source")
+# The order rows are sorted in when segments are rewritten: lookups by repo skip whole row groups.
+SORT_KEYS: dict[str, tuple[str, ...]] = {
+    "layers": ("repo_id", "revision", "layer_id", "slice_id"),
+    "esd": ("repo_id", "revision", "layer_id", "slice_id"),
+    "evals": ("repo_id", "revision"),
+    "models": ("repo_id", "revision"),
+    "scans": ("started_at",),
+    "distances": ("repo_id", "revision", "base_repo_id", "layer_id"),
+    "correlations": (),
+}
+
+
+def quoted(column: str) -> str:
+    """A column name as a DuckDB identifier (``Lambda`` is a keyword)."""
+    return '"' + column.replace('"', '""') + '"'
+
+
+def column_names(table: str) -> list[str]:
+    return [name for name, _ in SCHEMAS[table]]
+
+
+@functools.cache
+def arrow_schema(table: str):
+    """The Arrow schema of ``table`` (pyarrow imported only by writers)."""
+    import pyarrow as pa
+
+    types_ = {
+        STRING: pa.string(),
+        INT: pa.int64(),
+        FLOAT: pa.float64(),
+        BOOL: pa.bool_(),
+        TIMESTAMP: pa.timestamp("us", tz="UTC"),
+        FLOATS: pa.list_(pa.float64()),
+    }
+    return pa.schema([pa.field(name, types_[kind]) for name, kind in SCHEMAS[table]])
+
+
+def to_arrow(table: str, rows):
+    """Rows (dicts, or an Arrow table in any column order) in the declared schema of ``table``; absent columns
+    become nulls, and NaN in a column that is not a float becomes null."""
+    import pyarrow as pa
+
+    schema = arrow_schema(table)
+    if isinstance(rows, pa.Table):
+        columns = [
+            rows.column(f.name).cast(f.type) if f.name in rows.column_names else pa.nulls(rows.num_rows, f.type)
+            for f in schema
+        ]
+        return pa.Table.from_arrays(columns, schema=schema)
+    plain = []
+    for row in rows:
+        out = {}
+        for name, kind in SCHEMAS[table]:
+            value = row.get(name)
+            if isinstance(value, float) and value != value and kind != FLOAT:
+                value = None
+            out[name] = value
+        plain.append(out)
+    return pa.Table.from_pylist(plain, schema=schema)

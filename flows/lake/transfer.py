@@ -1,0 +1,280 @@
+"""Rows in and out of a lake as a whole: import of exported Parquet files, merge of another lake, migration of
+the layout-1 lake (one file per table, repo and commit), and ``info``.
+
+Every import is one commit: validated first, staged as sorted segments, then adopted atomically, replacing the
+keys it brings (a model imported twice, or present in both merged lakes, is there once: the imported copy).
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from .compaction import remove_orphans, write_segment
+from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, quoted
+from .store import MANIFEST, Lake, LakeError, Segment, Snapshot, schema_fingerprint
+from .views import sql_literal, table_sql
+
+V1_TABLES = ("layers", "esd", "evals", "models", "scans")
+V1_CATALOG = "wwhub.duckdb"
+
+
+# ----- layout 1 ----------------------------------------------------------------------------------------------
+
+
+def v1_snapshot(root: Path) -> Snapshot:
+    """A layout-1 lake read in place: each file a segment (its name was its key, so nothing is duplicated)."""
+    tables: dict[str, list[Segment]] = {t: [] for t in TABLES}
+    for table in V1_TABLES:
+        for path in sorted((root / table).glob("*.parquet")):
+            tables[table].append(Segment(f"{table}/{path.name}", 0, path.stat().st_size))
+    return Snapshot(root, 0, tables, layout=1)
+
+
+def _v1_source(lake: Lake, table: str, segments: list[Segment]) -> str:
+    source = table_sql(table, segments, prefix=str(lake.root) + "/")
+    if table == "esd":
+        # Layout 1 kept every eigenvalue: the rows are full ESDs.
+        return (
+            f"SELECT * REPLACE (coalesce(storage, 'full') AS storage, "
+            f"coalesce(num_evals, len(evals)) AS num_evals, "
+            f"coalesce(rand_num_evals, len(rand_evals)) AS rand_num_evals) FROM ({source})"
+        )
+    return source
+
+
+def migrate_v1(lake: Lake) -> dict[str, int]:
+    """Rewrite a layout-1 lake as segments under a manifest (the caller holds the writer lock), check that every
+    row arrived, then remove the old files. Killed before the manifest lands, the old layout is untouched."""
+    import duckdb
+
+    old = v1_snapshot(lake.root)
+    snapshot = Snapshot(lake.root, 0, {t: [] for t in TABLES})
+    counts = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for table in V1_TABLES:
+            segments = old.tables[table]
+            if not segments:
+                continue
+            source = _v1_source(lake, table, segments)
+            expected = con.execute(f"SELECT count(*) FROM ({source})").fetchall()[0][0]
+            segment = write_segment(lake, table, source)
+            if segment.rows != expected:
+                (lake.root / segment.file).unlink(missing_ok=True)
+                raise LakeError(f"migrating {lake.root}: {table} has {expected} rows but {segment.rows} were written")
+            if segment.rows:
+                snapshot.tables[table].append(segment)
+            counts[table] = segment.rows
+    finally:
+        con.close()
+    lake._publish(snapshot)
+    for table in V1_TABLES:
+        shutil.rmtree(lake.root / table, ignore_errors=True)
+    (lake.root / V1_CATALOG).unlink(missing_ok=True)
+    return counts
+
+
+def migrate(root) -> dict[str, int] | None:
+    """``wwhub lake migrate``: the rows per table moved, or None when the lake already has the current layout."""
+    lake = Lake.open(root)
+    if lake.layout() != 1:
+        return None
+    before = {t: _count(lake, t) for t in V1_TABLES}
+    Lake.for_writing(root)
+    after = {t: _count(lake, t) for t in V1_TABLES}
+    if before != after:
+        raise LakeError(f"migration of {lake.root} changed row counts: {before} -> {after}")
+    return after
+
+
+def _count(lake: Lake, table: str) -> int:
+    from .views import connect
+
+    con = connect(lake)
+    try:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+# ----- import and merge --------------------------------------------------------------------------------------
+
+
+def _table_of(path: Path, table: str | None) -> str:
+    name = table or path.stem
+    if name not in SCHEMAS or name in DERIVED_TABLES:
+        known = ", ".join(t for t in TABLES if t not in DERIVED_TABLES)
+        raise LakeError(f"{path}: cannot tell which table it holds (name it TABLE.parquet or pass --table; {known})")
+    return name
+
+
+def _validate(con, path: Path, table: str) -> None:
+    """Columns known, keys present and non-null, types convertible: checked before anything is written."""
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(path))})").fetchall()
+    except Exception as err:  # noqa: BLE001 - any reader error is the file's fault, reported in one line
+        raise LakeError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    columns = {row[0] for row in described}
+    unknown = sorted(columns - set(column_names(table)))
+    if unknown:
+        raise LakeError(f"{path}: columns not in the {table} table: {', '.join(unknown)}")
+    required = [c for c in KEYS[table] if c != "revision" or table != "evals"]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise LakeError(f"{path}: missing key column(s) {', '.join(missing)} of the {table} table")
+    for column in required:
+        nulls = con.execute(
+            f"SELECT count(*) FROM read_parquet({sql_literal(str(path))}) WHERE {column} IS NULL"
+        ).fetchall()[0][0]
+        if nulls:
+            raise LakeError(f"{path}: {nulls} row(s) with no {column}")
+    checks = [
+        f"count(*) FILTER (WHERE {quoted(name)} IS NOT NULL AND TRY_CAST({quoted(name)} AS {kind}) IS NULL)"
+        for name, kind in SCHEMAS[table]
+        if name in columns
+    ]
+    bad = con.execute(f"SELECT {', '.join(checks)} FROM read_parquet({sql_literal(str(path))})").fetchall()[0]
+    names = [name for name, _ in SCHEMAS[table] if name in columns]
+    wrong = [f"{name} ({count} rows)" for name, count in zip(names, bad, strict=True) if count]
+    if wrong:
+        raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+
+
+def _keys(con, table: str, source_sql: str) -> list[dict]:
+    from .schema import IMPORTED_EVALS_KEY
+
+    columns = list(IMPORTED_EVALS_KEY if table == "evals" else KEYS[table])
+    cursor = con.execute(f"SELECT DISTINCT {', '.join(columns)} FROM ({source_sql})")
+    names = [d[0] for d in cursor.description]
+    keys = []
+    for values in cursor.fetchall():
+        key = dict(zip(names, values, strict=True))
+        if table == "evals" and key["revision"] is not None:
+            key.pop("source")
+        keys.append(key)
+    return [dict(t) for t in {tuple(k.items()) for k in keys}]
+
+
+def _adopt(lake: Lake, sources: dict[str, str]) -> dict[str, int]:
+    """Stage each table's rows from its SELECT and commit them all at once; the rows per table."""
+    import duckdb
+
+    staged: dict[str, list[Segment]] = {}
+    keys: dict[str, list[dict]] = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for table, source in sources.items():
+            keys[table] = _keys(con, table, source)
+            segment = write_segment(lake, table, source)
+            staged[table] = [segment] if segment.rows else []
+            if not segment.rows:
+                (lake.root / segment.file).unlink(missing_ok=True)
+    except BaseException:
+        for segments in staged.values():
+            for segment in segments:
+                (lake.root / segment.file).unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    lake.commit_staged(staged, keys)
+    return {t: sum(s.rows for s in segs) for t, segs in staged.items()}
+
+
+def import_paths(root, paths: list[str | Path], table: str | None = None) -> dict[str, int]:
+    """``wwhub lake import PATH…``: each PATH a Parquet file (TABLE.parquet, or any name with ``table``) or a
+    folder of them, in the columns ``wwhub query … --format parquet`` exports. All paths are validated before
+    anything is written; each path is then one commit (a later path replaces keys an earlier one brought)."""
+    import duckdb
+
+    plans: list[dict[str, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = {p.stem: p for p in sorted(path.glob("*.parquet")) if p.stem in SCHEMAS}
+            if not files:
+                raise LakeError(f"{path}: no TABLE.parquet files in it ({', '.join(TABLES)})")
+            plans.append(files)
+        elif path.is_file():
+            plans.append({_table_of(path, table): path})
+        else:
+            raise LakeError(f"{path}: no such file or folder")
+    con = duckdb.connect(":memory:")
+    try:
+        for plan in plans:
+            for name, file in plan.items():
+                _table_of(file, name)
+                _validate(con, file, name)
+    finally:
+        con.close()
+    lake = Lake.for_writing(root)
+    totals: dict[str, int] = {}
+    for plan in plans:
+        sources = {name: f"SELECT * FROM read_parquet({sql_literal(str(file))})" for name, file in plan.items()}
+        added = _adopt(lake, sources)
+        for name, rows in added.items():
+            totals[name] = totals.get(name, 0) + rows
+    return totals
+
+
+def merge(root, other) -> dict[str, int]:
+    """``wwhub lake merge OTHER``: every visible row of another lake (either layout), in one commit; models both
+    lakes hold end up once, as OTHER has them. Derived tables are recomputed by their producer, not copied."""
+    source_lake = Lake.open(other)
+    target = Lake.for_writing(root)
+    if source_lake.root == target.root:
+        raise LakeError(f"cannot merge {target.root} into itself")
+    snapshot = source_lake.snapshot()
+    prefix = str(source_lake.root) + "/"
+    sources = {}
+    for table in TABLES:
+        if table in DERIVED_TABLES or not snapshot.tables[table]:
+            continue
+        sources[table] = (
+            _v1_source(source_lake, table, snapshot.tables[table])
+            if snapshot.layout == 1
+            else table_sql(table, snapshot.tables[table], prefix)
+        )
+    return _adopt(target, sources)
+
+
+# ----- info --------------------------------------------------------------------------------------------------
+
+
+def info(root) -> dict:
+    """Layout, manifest version, per table visible rows, segments and bytes, the last scan, files awaiting
+    deletion."""
+    from .views import connect
+
+    lake = Lake.open(root)
+    snapshot = lake.snapshot()
+    con = connect(lake, snapshot)
+    try:
+        tables = {}
+        for table in TABLES:
+            segments = snapshot.tables[table]
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] if segments else 0
+            size = sum((lake.root / s.file).stat().st_size for s in segments if (lake.root / s.file).exists())
+            tables[table] = {
+                "rows": rows,
+                "segments": len(segments),
+                "bytes": size,
+                "hidden_keys": sum(len(s.hidden) for s in segments),
+                "outdated_segments": sum(s.schema != schema_fingerprint(table) for s in segments),
+            }
+        last = con.execute("SELECT scan_id, ended_at FROM scans ORDER BY ended_at DESC NULLS LAST LIMIT 1").fetchall()
+    finally:
+        con.close()
+    return {
+        "lake": str(lake.root),
+        "layout": snapshot.layout,
+        "manifest_version": snapshot.version,
+        "updated_at": snapshot.updated_at,
+        "last_scan": {"scan_id": last[0][0], "ended_at": str(last[0][1])} if last else None,
+        "tables": tables,
+        "retired_files": len(snapshot.retired),
+        "manifest": str(lake.root / MANIFEST) if snapshot.layout != 1 else None,
+    }
+
+
+__all__ = ["import_paths", "merge", "migrate", "migrate_v1", "info", "v1_snapshot", "remove_orphans"]
