@@ -65,6 +65,7 @@ def _first_line(err: Exception) -> str:
 
 
 def _execute(lake: Lake, sql: str, variables: dict | None, fetch, parameters: list | None = None):
+    """``fetch(connection, sql, parameters)`` on a fresh connection over the current manifest."""
     import duckdb
 
     for attempt in range(_RETRIES):
@@ -72,7 +73,7 @@ def _execute(lake: Lake, sql: str, variables: dict | None, fetch, parameters: li
         try:
             for name, value in (variables or {}).items():
                 con.execute(f"SET VARIABLE {name} = ?", [value])
-            return fetch(con.execute(sql, parameters))
+            return fetch(con, sql, parameters)
         except duckdb.IOException as err:
             if attempt + 1 == _RETRIES:
                 raise QueryError(f"query failed: {_first_line(err)}") from None
@@ -92,7 +93,8 @@ def run_query(
     if user:
         check_read_only(sql)
 
-    def rows(cursor):
+    def rows(con, sql, parameters):
+        cursor = con.execute(sql, parameters)
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
@@ -103,4 +105,4 @@ def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
     """A user's query as an Arrow table, with DuckDB's column types (for Parquet exports)."""
     sql = resolve(sql_or_name)
     check_read_only(sql)
-    return _execute(Lake.open(lake_root), sql, variables, lambda cursor: cursor.fetch_arrow_table())
+    return _execute(Lake.open(lake_root), sql, variables, lambda con, sql, _: con.sql(sql).to_arrow_table())

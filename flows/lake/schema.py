@@ -215,13 +215,10 @@ def to_arrow(table: str, rows):
             for f in schema
         ]
         return pa.Table.from_arrays(columns, schema=schema)
+    # NaN means "not computed" in ww_core's records; in a column that is not a float it must be a null.
+    not_float = [name for name, kind in SCHEMAS[table] if kind != FLOAT]
     plain = []
     for row in rows:
-        out = {}
-        for name, kind in SCHEMAS[table]:
-            value = row.get(name)
-            if isinstance(value, float) and value != value and kind != FLOAT:
-                value = None
-            out[name] = value
-        plain.append(out)
+        bad = [name for name in not_float if isinstance(row.get(name), float) and row[name] != row[name]]
+        plain.append(dict(row, **dict.fromkeys(bad)) if bad else row)
     return pa.Table.from_pylist(plain, schema=schema)

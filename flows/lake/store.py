@@ -44,13 +44,13 @@ COMPACTION_LOCK = ".compact.lock"
 RETIRED_GRACE_SECONDS = 600
 # An unreferenced file younger than this may be a write in flight; older ones were left by a killed writer.
 ORPHAN_AGE_SECONDS = 3600
-# Size-tiered folding: a segment's tier is floor(log8(rows)); eight segments of one tier become one of the next,
-# so each row is rewritten about log8(rows in the lake) times, and a commit never rewrites a large segment.
-FOLD_FANOUT = 8
+# Size-tiered folding: a segment's tier is floor(log16(rows)); sixteen segments of one tier become one of the next,
+# so each row is rewritten about log16(rows in the lake) times, and a commit never rewrites a large segment.
+FOLD_FANOUT = 16
 FOLD_MAX_ROWS = 1 << 18
 # A segment hiding more keys than this is rewritten without them, so that view filters stay short.
 MAX_HIDDEN_KEYS = 64
-ROW_GROUP_ROWS = 64 * 1024
+ROW_GROUP_ROWS = 256 * 1024
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
@@ -256,9 +256,10 @@ class Lake:
         from .schema import to_arrow
 
         arrows = {t: to_arrow(t, rows) for t, rows in tables.items()}
-        keys = {t: batch_keys(t, a) for t, a in arrows.items()}
-        for table, extra in (replace or {}).items():
-            keys[table] = extra
+        keys = dict(replace or {})
+        for table, arrow in arrows.items():
+            if table not in keys:
+                keys[table] = batch_keys(table, arrow)
         staged = {t: [self._stage(t, a)] for t, a in arrows.items() if a.num_rows}
         return self.commit_staged(staged, keys, replace_all, fold)
 
@@ -401,11 +402,10 @@ class Lake:
 
 
 def _atomic_write(path: Path, text: str) -> None:
+    """Write then rename: a reader opens the old file or the new one, never a half-written one. (No fsync: a
+    killed process loses nothing the kernel already holds; the lake does not promise to survive a power cut.)"""
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+    tmp.write_text(text)
     os.replace(tmp, path)
 
 
