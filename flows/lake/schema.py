@@ -14,7 +14,8 @@ import typing
 from ww_core.records import LayerMetrics, ModelSummary
 
 # Column types are DuckDB's names; Arrow schemas are derived on demand (readers never import pyarrow).
-STRING, INT, FLOAT, BOOL, TIMESTAMP, FLOATS = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "TIMESTAMPTZ", "DOUBLE[]"
+STRING, INT, FLOAT, BOOL, FLOATS = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DOUBLE[]"
+TIMESTAMP = "TIMESTAMP WITH TIME ZONE"
 _KEY_FIELDS = [("repo_id", STRING), ("revision", STRING), ("family", STRING)]
 
 

@@ -8,11 +8,13 @@ keys it brings (a model imported twice, or present in both merged lakes, is ther
 from __future__ import annotations
 
 import shutil
+import time
+import uuid
 from pathlib import Path
 
 from .compaction import remove_orphans, write_segment
 from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, quoted
-from .store import MANIFEST, Lake, LakeError, Segment, Snapshot, schema_fingerprint
+from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, schema_fingerprint
 from .views import sql_literal, table_sql
 
 V1_TABLES = ("layers", "esd", "evals", "models", "scans")
@@ -109,36 +111,78 @@ def _table_of(path: Path, table: str | None) -> str:
     return name
 
 
-def _validate(con, path: Path, table: str) -> None:
-    """Columns known, keys present and non-null, types convertible: checked before anything is written."""
+def _validate(con, path: Path, table: str) -> bool:
+    """Columns known, keys present and non-null, values convertible: checked before anything is written. True
+    when the file holds exactly today's columns and types, in order (then it can be adopted as it is)."""
+    source = f"read_parquet({sql_literal(str(path))})"
     try:
-        described = con.execute(f"DESCRIBE SELECT * FROM read_parquet({sql_literal(str(path))})").fetchall()
+        described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     except Exception as err:  # noqa: BLE001 - any reader error is the file's fault, reported in one line
         raise LakeError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
-    columns = {row[0] for row in described}
-    unknown = sorted(columns - set(column_names(table)))
+    columns = dict(described)
+    unknown = sorted(set(columns) - set(column_names(table)))
     if unknown:
         raise LakeError(f"{path}: columns not in the {table} table: {', '.join(unknown)}")
     required = [c for c in KEYS[table] if c != "revision" or table != "evals"]
     missing = [c for c in required if c not in columns]
     if missing:
         raise LakeError(f"{path}: missing key column(s) {', '.join(missing)} of the {table} table")
-    for column in required:
-        nulls = con.execute(
-            f"SELECT count(*) FROM read_parquet({sql_literal(str(path))}) WHERE {column} IS NULL"
-        ).fetchall()[0][0]
+    declared = dict(SCHEMAS[table])
+    retyped = [name for name, kind in columns.items() if kind != declared[name]]
+    checks = [f"count(*) FILTER (WHERE {quoted(c)} IS NULL)" for c in required] + [
+        f"count(*) FILTER (WHERE {quoted(c)} IS NOT NULL AND TRY_CAST({quoted(c)} AS {declared[c]}) IS NULL)"
+        for c in retyped
+    ]
+    counts = con.execute(f"SELECT {', '.join(checks)} FROM {source}").fetchall()[0]
+    for column, nulls in zip(required, counts, strict=False):
         if nulls:
             raise LakeError(f"{path}: {nulls} row(s) with no {column}")
-    checks = [
-        f"count(*) FILTER (WHERE {quoted(name)} IS NOT NULL AND TRY_CAST({quoted(name)} AS {kind}) IS NULL)"
-        for name, kind in SCHEMAS[table]
-        if name in columns
-    ]
-    bad = con.execute(f"SELECT {', '.join(checks)} FROM read_parquet({sql_literal(str(path))})").fetchall()[0]
-    names = [name for name, _ in SCHEMAS[table] if name in columns]
-    wrong = [f"{name} ({count} rows)" for name, count in zip(names, bad, strict=True) if count]
+    wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=True) if n]
     if wrong:
         raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+    return described == SCHEMAS[table]
+
+
+def _clustered_by_repo(path: Path) -> tuple[int, str | None, str | None] | None:
+    """(rows, first repo_id, last repo_id) when the file's row groups hold increasing repo_id ranges (as an export
+    of a compacted lake does): lookups by repo then skip row groups without a rewrite. None otherwise."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows == 0:
+        return None
+    index = metadata.schema.names.index("repo_id") if "repo_id" in metadata.schema.names else None
+    if index is None:
+        return (metadata.num_rows, None, None)
+    bounds = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.null_count:
+            return None
+        bounds.append((stats.min, stats.max))
+    if any(bounds[i][1] > bounds[i + 1][0] for i in range(len(bounds) - 1)):
+        return None
+    return (metadata.num_rows, bounds[0][0], bounds[-1][1])
+
+
+def _adopt_file(lake: Lake, table: str, path: Path) -> Segment | None:
+    """The file itself as a segment (copied into the lake, no decoding), when it is in today's columns and
+    clustered by repo; None when it must be rewritten."""
+    clustered = _clustered_by_repo(path)
+    if clustered is None:
+        return None
+    rows, low, high = clustered
+    relative = f"{DATA}/{table}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+    target = lake.root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        tmp.rename(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Segment(relative, rows, target.stat().st_size, low, high, schema_fingerprint(table))
 
 
 def _keys(con, table: str, source_sql: str) -> list[dict]:
@@ -156,8 +200,9 @@ def _keys(con, table: str, source_sql: str) -> list[dict]:
     return [dict(t) for t in {tuple(k.items()) for k in keys}]
 
 
-def _adopt(lake: Lake, sources: dict[str, str]) -> dict[str, int]:
-    """Stage each table's rows from its SELECT and commit them all at once; the rows per table."""
+def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
+    """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
+    the rows per table."""
     import duckdb
 
     staged: dict[str, list[Segment]] = {}
@@ -165,8 +210,10 @@ def _adopt(lake: Lake, sources: dict[str, str]) -> dict[str, int]:
     con = duckdb.connect(":memory:")
     try:
         for table, source in sources.items():
-            keys[table] = _keys(con, table, source)
-            segment = write_segment(lake, table, source)
+            select = f"SELECT * FROM read_parquet({sql_literal(str(source))})" if isinstance(source, Path) else source
+            keys[table] = _keys(con, table, select)
+            segment = _adopt_file(lake, table, source) if isinstance(source, Path) else None
+            segment = segment or write_segment(lake, table, select)
             staged[table] = [segment] if segment.rows else []
             if not segment.rows:
                 (lake.root / segment.file).unlink(missing_ok=True)
@@ -199,18 +246,23 @@ def import_paths(root, paths: list[str | Path], table: str | None = None) -> dic
             plans.append({_table_of(path, table): path})
         else:
             raise LakeError(f"{path}: no such file or folder")
+    exact: dict[Path, bool] = {}
     con = duckdb.connect(":memory:")
     try:
         for plan in plans:
             for name, file in plan.items():
                 _table_of(file, name)
-                _validate(con, file, name)
+                exact[file] = _validate(con, file, name)
     finally:
         con.close()
     lake = Lake.for_writing(root)
     totals: dict[str, int] = {}
     for plan in plans:
-        sources = {name: f"SELECT * FROM read_parquet({sql_literal(str(file))})" for name, file in plan.items()}
+        # A file in today's exact columns may be adopted as it is; any other is rewritten in them.
+        sources = {
+            name: file if exact[file] else f"SELECT * FROM read_parquet({sql_literal(str(file))})"
+            for name, file in plan.items()
+        }
         added = _adopt(lake, sources)
         for name, rows in added.items():
             totals[name] = totals.get(name, 0) + rows
