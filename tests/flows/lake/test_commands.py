@@ -212,3 +212,12 @@ def test_two_scans_at_once_leave_every_model_once(fake_hub, tmp_path):
     assert per_model == [(repo, 3) for repo in repos]  # both scanned the overlap: one copy each, complete
     assert rows(lake, "SELECT count(*), count(DISTINCT repo_id) FROM models") == [(6, 6)]
     assert rows(lake, "SELECT count(*) FROM evals") == [(6,)]
+
+
+def test_leaderboard_of_one_family_reads_only_it_and_ranks_as_the_full_board(lake):
+    from flows.report import leaderboard_data
+
+    full, _ = leaderboard_data(lake)
+    board, correlations = leaderboard_data(lake, "even")
+    assert board == [r for r in full if r["family"] == "even"] and len(board) == 3
+    assert {c["family"] for c in correlations} == {"even"}
