@@ -167,6 +167,20 @@ KEYS: dict[str, tuple[str, ...]] = {
     "correlations": (),
 }
 IMPORTED_EVALS_KEY = ("repo_id", "revision", "source")
+
+
+def key_source_columns(table: str) -> tuple[str, ...]:
+    """The columns to read from rows to find their keys (``row_key`` of each distinct combination)."""
+    return IMPORTED_EVALS_KEY if table == "evals" else KEYS[table]
+
+
+def row_key(table: str, row: dict) -> dict:
+    """The key a row of ``table`` is replaced by: ``KEYS[table]``, and for imported evals (no revision) the source
+    as well."""
+    columns = IMPORTED_EVALS_KEY if table == "evals" and row.get("revision") is None else KEYS[table]
+    return {c: row.get(c) for c in columns}
+
+
 # The order rows are sorted in when segments are rewritten: lookups by repo skip whole row groups.
 SORT_KEYS: dict[str, tuple[str, ...]] = {
     "layers": ("repo_id", "revision", "layer_id", "slice_id"),

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from .schema import DERIVED_TABLES, KEYS, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES
+from .schema import DERIVED_TABLES, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES, key_source_columns, row_key
 
 LAYOUT_VERSION = 2
 DEFAULT_LAKE = "wwhub-lake"
@@ -117,24 +117,17 @@ def schema_fingerprint(table: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
-def key_values(row: dict, columns: tuple[str, ...]) -> dict:
-    return {c: row.get(c) for c in columns}
-
-
 def batch_keys(table: str, arrow) -> list[dict]:
-    """The distinct keys of ``table`` in an Arrow table of its rows (imported evals: by source as well)."""
-    from .schema import IMPORTED_EVALS_KEY
-
-    columns = KEYS[table]
+    """The distinct keys of ``table`` in an Arrow table of its rows."""
+    columns = list(key_source_columns(table))
     if not columns or arrow.num_rows == 0:
         return []
-    if table == "evals":
-        keyed = arrow.select(list(IMPORTED_EVALS_KEY)).group_by(list(IMPORTED_EVALS_KEY)).aggregate([])
-        keys = []
-        for row in keyed.to_pylist():
-            keys.append(row if row["revision"] is None else key_values(row, columns))
-        return [dict(t) for t in {tuple(k.items()) for k in keys}]
-    return arrow.select(list(columns)).group_by(list(columns)).aggregate([]).to_pylist()
+    distinct = arrow.select(columns).group_by(columns).aggregate([]).to_pylist()
+    return distinct_keys(row_key(table, row) for row in distinct)
+
+
+def distinct_keys(keys) -> list[dict]:
+    return [dict(t) for t in dict.fromkeys(tuple(k.items()) for k in keys)]
 
 
 def _matches(key: dict, row: dict) -> bool:

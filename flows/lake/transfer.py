@@ -13,8 +13,8 @@ import uuid
 from pathlib import Path
 
 from .compaction import remove_orphans, write_segment
-from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, quoted
-from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, schema_fingerprint
+from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, key_source_columns, quoted, row_key
+from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, distinct_keys, schema_fingerprint
 from .views import sql_literal, table_sql
 
 V1_TABLES = ("layers", "esd", "evals", "models", "scans")
@@ -186,18 +186,9 @@ def _adopt_file(lake: Lake, table: str, path: Path) -> Segment | None:
 
 
 def _keys(con, table: str, source_sql: str) -> list[dict]:
-    from .schema import IMPORTED_EVALS_KEY
-
-    columns = list(IMPORTED_EVALS_KEY if table == "evals" else KEYS[table])
-    cursor = con.execute(f"SELECT DISTINCT {', '.join(columns)} FROM ({source_sql})")
-    names = [d[0] for d in cursor.description]
-    keys = []
-    for values in cursor.fetchall():
-        key = dict(zip(names, values, strict=True))
-        if table == "evals" and key["revision"] is not None:
-            key.pop("source")
-        keys.append(key)
-    return [dict(t) for t in {tuple(k.items()) for k in keys}]
+    columns = list(key_source_columns(table))
+    cursor = con.execute(f"SELECT DISTINCT {', '.join(map(quoted, columns))} FROM ({source_sql})")
+    return distinct_keys(row_key(table, dict(zip(columns, values, strict=True))) for values in cursor.fetchall())
 
 
 def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
