@@ -123,7 +123,8 @@ def generate(floor: Path, models: int, layers: int, families: int) -> None:
         target = floor / f"{table}.parquet"
         if target.exists():
             continue
-        select = f"SELECT {column_exprs(table, values, families, models)} {plans[table]}"
+        # In repo order, as an export of a compacted lake is (a parallel cross join would interleave models).
+        select = f"SELECT {column_exprs(table, values, families, models)} {plans[table]} ORDER BY repo_id"
         con.execute(f"COPY ({select}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
     con.close()
 
