@@ -10,6 +10,8 @@ import re
 from pathlib import Path
 
 from .lake import QUERIES_DIR, Lake, connect
+from .lake.schema import DERIVED_TABLES
+from .lake.store import Snapshot
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY = ("SELECT", "EXPLAIN")
@@ -49,14 +51,16 @@ def check_read_only(sql: str) -> None:
         raise QueryError(f"refused: {kind} statement; wwhub query only reads (one SELECT statement)")
 
 
-def resolve(sql_or_name: str) -> str:
-    """The SQL of ``sql_or_name``: a bare name runs ``queries/NAME.sql`` or selects from the view NAME."""
+def resolve(sql_or_name: str, snapshot: Snapshot) -> str:
+    """The SQL of ``sql_or_name``: a bare name runs ``queries/NAME.sql``, or reads the view NAME (a table, or a
+    derived table such as ``correlations`` once its producer has stored it: that wins over the query file)."""
     text = sql_or_name.strip()
     if not text:
         raise QueryError("empty query: give a SELECT statement or a query name (see `wwhub query --list`)")
     if _NAME.match(text):
         path = QUERIES_DIR / f"{text}.sql"
-        return path.read_text() if path.exists() else f"SELECT * FROM {text}"
+        stored = text in DERIVED_TABLES and snapshot.tables[text]
+        return path.read_text() if path.exists() and not stored else f"SELECT * FROM {text}"
     return sql_or_name
 
 
@@ -64,12 +68,16 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _execute(lake: Lake, sql: str, variables: dict | None, fetch, parameters: list | None = None):
+def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parameters=None, user: bool = False):
     """``fetch(connection, sql, parameters)`` on a fresh connection over the current manifest."""
     import duckdb
 
     for attempt in range(_RETRIES):
-        con = connect(lake)
+        snapshot = lake.snapshot()
+        sql = resolve(sql_or_name, snapshot)
+        if user:
+            check_read_only(sql)
+        con = connect(lake, snapshot)
         try:
             for name, value in (variables or {}).items():
                 con.execute(f"SET VARIABLE {name} = ?", [value])
@@ -89,20 +97,17 @@ def run_query(
 ) -> list[dict]:
     """Rows (dicts) of a query (``?`` placeholders bound to ``parameters``). ``user``: the SQL came from a user
     and must be one read-only statement."""
-    sql = resolve(sql_or_name)
-    if user:
-        check_read_only(sql)
 
     def rows(con, sql, parameters):
         cursor = con.execute(sql, parameters)
         columns = [d[0] for d in cursor.description]
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
-    return _execute(Lake.open(lake_root), sql, variables, rows, parameters)
+    return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
 
 
 def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
     """A user's query as an Arrow table, with DuckDB's column types (for Parquet exports)."""
-    sql = resolve(sql_or_name)
-    check_read_only(sql)
-    return _execute(Lake.open(lake_root), sql, variables, lambda con, sql, _: con.sql(sql).to_arrow_table())
+    return _execute(
+        Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.sql(sql).to_arrow_table(), user=True
+    )

@@ -12,6 +12,7 @@ from flows.cli import main
 from flows.lake import Lake
 from flows.lake.schema import to_arrow
 from flows.lake.transfer import info
+from flows.query import run_query
 from tests.flows.lake.synth import fill, model_tables, rows, tree_hashes
 
 LAYERS = "SELECT repo_id, revision, layer_id, alpha, fit_status FROM layers ORDER BY ALL"
@@ -138,5 +139,7 @@ def test_derived_tables_are_replaced_whole(tmp_path, name):
     lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=0.5)])
     lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=-0.25)])
     assert rows(lake.root, f"SELECT family, pearson_r FROM {name}") == [("fam", -0.25)]
+    # By name, the stored table wins over the query file of the same name.
+    assert [(r["family"], r["pearson_r"]) for r in run_query(lake.root, name)] == [("fam", -0.25)]
     with pytest.raises(ValueError, match="not a derived table"):
         lake.replace_derived("layers", [])
