@@ -287,21 +287,23 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         for o in report.outcomes
         if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED)
     ]
-    row = dict(
-        scan_id=report.scan_id,
-        started_at=report.started_at,
-        ended_at=report.ended_at,
-        families=",".join(families),
-        source=source,
-        listed=report.listed,
-        scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
-        skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
-        failed=report.count(STATUS_FAILED) + len(report.list_errors),
-        errors=json.dumps(errors),
-        wwhub_version=__version__,
-        seconds=(report.ended_at - report.started_at).total_seconds(),
+    lake = Lake(lake_root)
+    lake.write_scan(
+        dict(
+            scan_id=report.scan_id,
+            started_at=report.started_at,
+            ended_at=report.ended_at,
+            families=",".join(families),
+            source=source,
+            listed=report.listed,
+            scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
+            skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
+            failed=report.count(STATUS_FAILED) + len(report.list_errors),
+            errors=json.dumps(errors),
+            wwhub_version=__version__,
+            seconds=(report.ended_at - report.started_at).total_seconds(),
+        )
     )
-    Lake(lake_root).commit({"scans": [row]})
 
 
 def new_scan_id() -> str:

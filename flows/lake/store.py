@@ -294,6 +294,10 @@ class Lake:
         key = {"repo_id": repo_id, "revision": revision}
         return self.commit({t: tables.get(t, []) for t in MODEL_TABLES}, replace={t: [key] for t in MODEL_TABLES})
 
+    def write_scan(self, row: dict) -> int:
+        """The ``scans`` row of one run (a run recorded again replaces its row)."""
+        return self.commit({"scans": [row]})
+
     def replace_derived(self, table: str, rows) -> int:
         """Replace a derived table (e.g. ``correlations``) whole, atomically; readers see the old or the new one."""
         if table not in DERIVED_TABLES:
