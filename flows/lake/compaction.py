@@ -37,7 +37,7 @@ def _tier(segment: Segment) -> int:
 
 
 def _fold_candidates(segments: list[Segment]) -> list[Segment]:
-    """Eight segments of the smallest crowded tier, or those hiding too many keys (rewritten alone)."""
+    """FOLD_FANOUT segments of the smallest crowded tier, or one hiding too many keys (rewritten alone)."""
     crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS]
     if crowded:
         return crowded[:1]
