@@ -1,7 +1,8 @@
 -- reported_accuracy: the one reported value per model that leaderboards and correlations use.
 -- For each repo's latest scanned revision, the eval row whose metric is the variable `metric` (default
 -- 'accuracy', case-insensitive): card rows (model-index, eval results) win over imported ones unless the
--- variable `prefer_import` is true; ties between datasets are broken by dataset then split name.
+-- variable `prefer_import` is true; ties between datasets are broken by dataset then split name. With the variable
+-- `family` set, only that family's models.
 -- Columns: repo_id, revision, metric, value, source, dataset, split, higher_is_better
 WITH params AS (
     SELECT lower(coalesce(getvariable('metric'), 'accuracy')) AS metric,
@@ -17,6 +18,7 @@ candidates AS (
     JOIN evals e ON e.repo_id = m.repo_id AND (e.revision = m.revision OR e.source LIKE 'import%')
     CROSS JOIN params p
     WHERE lower(e.metric) = p.metric AND isfinite(e.value)
+      AND (getvariable('family') IS NULL OR m.family = getvariable('family'))
 )
 SELECT repo_id, revision, metric, value, source, dataset, split,
        NOT regexp_matches(lower(metric), 'error|loss|perplexity|ppl|wer|cer|mse|mae|rmse') AS higher_is_better
