@@ -165,8 +165,7 @@ class Lake:
         lake = cls(root)
         if lake.root.exists() and not lake.root.is_dir():
             raise LakeError(f"--lake {lake.root} is a file, not a lake folder")
-        if lake.root.is_dir() and lake.layout() is None and any(lake.root.iterdir()):
-            raise LakeError(f"{lake.root} is not empty and not a wwhub lake: pick another --lake folder")
+        lake._refuse_foreign_folder()
         try:
             lake.root.mkdir(parents=True, exist_ok=True)
             with lake._writer_lock():
@@ -174,7 +173,8 @@ class Lake:
                     from .transfer import migrate_v1
 
                     migrate_v1(lake)
-                if not (lake.root / MANIFEST).exists():
+                if lake.layout() is None:
+                    lake._refuse_foreign_folder()  # again, now that no other writer can be creating it
                     lake._publish(Snapshot(lake.root, 0, {t: [] for t in TABLES}))
         except OSError as err:
             if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
@@ -183,6 +183,14 @@ class Lake:
                 ) from None
             raise
         return lake
+
+    def _refuse_foreign_folder(self) -> None:
+        """A folder that holds anything but a lake (or the lock and temporary files of one being created) is not
+        ours to fill."""
+        if self.root.is_dir() and self.layout() is None:
+            ours = (WRITER_LOCK, COMPACTION_LOCK)
+            if any(p.name not in ours and not p.name.endswith(".tmp") for p in self.root.iterdir()):
+                raise LakeError(f"{self.root} is not empty and not a wwhub lake: pick another --lake folder")
 
     def layout(self) -> int | None:
         """2 for a manifest lake, 1 for the one-file-per-model layout wwhub wrote before, None for neither."""

@@ -221,3 +221,14 @@ def test_leaderboard_of_one_family_reads_only_it_and_ranks_as_the_full_board(lak
     board, correlations = leaderboard_data(lake, "even")
     assert board == [r for r in full if r["family"] == "even"] and len(board) == 3
     assert {c["family"] for c in correlations} == {"even"}
+
+
+def test_a_write_into_a_folder_that_is_not_a_lake_is_refused_untouched(tmp_path, capsys):
+    folder = tmp_path / "home"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    before = tree_hashes(folder)
+    assert main(["lake", "import", str(tmp_path / "nothing.parquet"), "--lake", str(folder)]) == 2
+    assert main(["scan", "--source", "local", str(tmp_path), "--lake", str(folder)]) == 2
+    assert "not empty and not a wwhub lake" in capsys.readouterr().err
+    assert tree_hashes(folder) == before and sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
