@@ -77,7 +77,7 @@ def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parame
         sql = resolve(sql_or_name, snapshot)
         if user:
             check_read_only(sql)
-        con = connect(lake, snapshot)
+        con = connect(lake, snapshot, reading=sql)
         try:
             for name, value in (variables or {}).items():
                 con.execute(f"SET VARIABLE {name} = ?", [value])

@@ -91,20 +91,34 @@ def _in_dependency_order(queries: dict[str, str]) -> list[str]:
     return ordered
 
 
-def view_statements(snapshot: Snapshot, prefix: str = "", queries_dir: Path | None = None) -> list[str]:
+def _words(sql: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"--[^\n]*", "", sql))}
+
+
+def view_statements(
+    snapshot: Snapshot, prefix: str = "", queries_dir: Path | None = None, reading: str | None = None
+) -> list[str]:
     """CREATE VIEW statements: one per table, ``models_latest``, and one per query file. A derived table that
-    holds rows wins over a query file of the same name."""
-    statements = []
+    holds rows wins over a query file of the same name. With ``reading`` (a SQL text), only the views it reads,
+    directly or through other views: binding a view costs a look at its files."""
     derived = {t for t in DERIVED_TABLES if snapshot.tables[t]}
     queries = {n: q for n, q in query_files(queries_dir).items() if n not in derived}
-    for table in TABLES:
-        if table in queries:
-            continue
-        statements.append(f"CREATE OR REPLACE VIEW {table} AS\n{table_sql(table, snapshot.tables[table], prefix)};")
-    statements.append(f"CREATE OR REPLACE VIEW models_latest AS\n{MODELS_LATEST};")
-    for name in _in_dependency_order(queries):
-        statements.append(f"-- queries/{name}.sql\nCREATE OR REPLACE VIEW {name} AS\n{queries[name]};")
-    return statements
+    bodies = {t: table_sql(t, snapshot.tables[t], prefix) for t in TABLES if t not in queries}
+    bodies["models_latest"] = MODELS_LATEST
+    order = list(bodies) + _in_dependency_order(queries)
+    bodies.update(queries)
+    if reading is not None:
+        needed, pending = set(), _words(reading) & set(bodies)
+        while pending:
+            name = pending.pop()
+            needed.add(name)
+            if name in queries or name == "models_latest":
+                pending |= (_words(bodies[name]) & set(bodies)) - needed
+        order = [name for name in order if name in needed]
+    return [
+        (f"-- queries/{name}.sql\n" if name in queries else "") + f"CREATE OR REPLACE VIEW {name} AS\n{bodies[name]};"
+        for name in order
+    ]
 
 
 def views_sql(snapshot: Snapshot) -> str:
@@ -117,17 +131,17 @@ def views_sql(snapshot: Snapshot) -> str:
     return header + "\n\n".join(view_statements(snapshot)) + "\n"
 
 
-def connect(lake: Lake, snapshot: Snapshot | None = None, sandbox: bool = True):
-    """An in-memory DuckDB connection holding the lake's views (at ``snapshot``, default: now). With ``sandbox``,
-    the connection can read files inside the lake only, write none outside it, load no extension, and its
-    configuration is locked, so a user's SQL cannot reach past the lake."""
+def connect(lake: Lake, snapshot: Snapshot | None = None, sandbox: bool = True, reading: str | None = None):
+    """An in-memory DuckDB connection holding the lake's views (at ``snapshot``, default: now; with ``reading``,
+    only those that SQL reads). With ``sandbox``, the connection can read files inside the lake only, write none
+    outside it, load no extension, and its configuration is locked, so a user's SQL cannot reach past the lake."""
     import duckdb
 
     snapshot = snapshot or lake.snapshot()
     con = duckdb.connect(":memory:")
     try:
         prefix = str(lake.root) + "/"
-        for statement in view_statements(snapshot, prefix):
+        for statement in view_statements(snapshot, prefix, reading=reading):
             con.execute(statement)
         if sandbox:
             con.execute(f"SET allowed_directories = [{sql_literal(prefix)}]")
