@@ -21,65 +21,34 @@ from collections.abc import Iterable, Sequence
 
 # Neutral rank: block containers ("model", "layers", "h") and unknown words; numbers sort among them.
 _NEUTRAL = 50
-_WORD_RANKS: dict[int, tuple[str, ...]] = {
-    0: (
-        "embed",
-        "embeds",
-        "embedding",
-        "embeddings",
-        "embed_tokens",
-        "word_embeddings",
-        "wte",
-        "tok_embeddings",
-        "token_embd",
-        "shared",
-        "patch_embed",
-        "patch_embedding",
-        "patch_embeddings",
-        "token_embedding",
-        "class_embedding",
-        "conv_stem",
-        "stem",
-    ),  # fmt: skip
+_WORD_RANKS: dict[int, str] = {
+    0: "embed embeds embedding embeddings embed_tokens word_embeddings wte tok_embeddings token_embd shared "
+    "patch_embed patch_embedding patch_embeddings token_embedding class_embedding conv_stem stem",
     # Added to the token embedding: after it.
-    1: ("wpe", "position_embeddings", "position_embedding", "embed_positions", "token_type_embeddings"),
-    8: ("vision_tower", "vision_model", "visual", "vision", "audio_tower", "audio_model", "image_encoder"),
-    10: ("encoder",),
-    12: ("multi_modal_projector", "mm_projector", "projector", "connector", "merger"),
-    14: ("language_model", "text_model"),
-    16: ("decoder",),
-    20: ("attn", "self_attn", "attention", "self_attention", "selfattention", "self", "mixer", "temporal_block"),
-    25: ("cross_attn", "crossattention", "encdecattention", "encoder_attn", "cross_attention"),
-    30: ("q_proj", "query", "q", "wq", "q_a_proj", "to_q"),
-    31: ("q_b_proj", "k_proj", "key", "k", "wk", "to_k", "kv_a_proj_with_mqa"),
-    32: ("v_proj", "value", "v", "wv", "to_v", "kv_b_proj"),
-    33: ("qkv_proj", "qkv", "c_attn", "query_key_value", "wqkv", "in_proj", "w_pack", "to_qkv"),
-    55: ("mlp", "ffn", "feed_forward", "block_sparse_moe", "moe", "intermediate", "densereludense", "ff"),
-    56: ("router", "gate"),
-    57: ("experts",),
-    58: ("shared_expert", "shared_experts", "shared_mlp", "shared_expert_gate"),
-    60: ("gate_proj", "w1", "wi_0", "gate_up_proj", "w13"),
-    61: ("up_proj", "w3", "wi_1", "fc1", "c_fc", "wi", "dense_h_to_4h", "fc_in", "input_linear"),
-    70: (
-        "down_proj",
-        "w2",
-        "fc2",
-        "wo",
-        "dense_4h_to_h",
-        "fc_out",
-        "output_linear",
-        "o_proj",
-        "out_proj",
-        "o",
-        "c_proj",
-        "output",
-        "to_out",
-        "dense",
-    ),  # fmt: skip
-    90: ("norm", "final_layernorm", "ln_f", "pooler"),
-    95: ("lm_head", "head", "heads", "classifier", "score", "cls", "qa_outputs", "embed_out", "fc", "logits"),
+    1: "wpe position_embeddings position_embedding embed_positions token_type_embeddings",
+    8: "vision_tower vision_model visual vision audio_tower audio_model image_encoder",
+    10: "encoder",
+    12: "multi_modal_projector mm_projector projector connector merger",
+    14: "language_model text_model",
+    16: "decoder",
+    20: "attn self_attn attention self_attention selfattention self mixer temporal_block",
+    25: "cross_attn crossattention encdecattention encoder_attn cross_attention",
+    30: "q_proj query q wq q_a_proj to_q",
+    31: "q_b_proj k_proj key k wk to_k kv_a_proj_with_mqa",
+    32: "v_proj value v wv to_v kv_b_proj",
+    33: "qkv_proj qkv c_attn query_key_value wqkv in_proj w_pack to_qkv",
+    55: "mlp ffn feed_forward block_sparse_moe moe intermediate densereludense ff",
+    56: "router gate",
+    57: "experts",
+    58: "shared_expert shared_experts shared_mlp shared_expert_gate",
+    60: "gate_proj w1 wi_0 gate_up_proj w13",
+    61: "up_proj w3 wi_1 fc1 c_fc wi dense_h_to_4h fc_in input_linear",
+    # Output projections, of attention and of MLPs alike: last among their siblings.
+    70: "down_proj w2 fc2 wo dense_4h_to_h fc_out output_linear o_proj out_proj o c_proj output to_out dense",
+    90: "norm final_layernorm ln_f pooler",
+    95: "lm_head head heads classifier score cls qa_outputs embed_out fc logits",
 }
-_RANK = {word: rank for rank, words in _WORD_RANKS.items() for word in words}
+_RANK = {word: rank for rank, words in _WORD_RANKS.items() for word in words.split()}
 _CHUNKS = re.compile(r"(\d+)")
 
 

@@ -46,7 +46,8 @@ def dequantize_mxfp4(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
     out[..., 0::2] = FP4_VALUES[blocks & 0x0F]
     out[..., 1::2] = FP4_VALUES[blocks >> 4]
     exponents = scales.astype(np.int32) - 127
-    factors = np.ldexp(np.float32(1.0), exponents).astype(np.float32)
+    with np.errstate(over="ignore"):  # 2^128 (code 255) is NaN below, not infinity
+        factors = np.ldexp(np.float32(1.0), exponents).astype(np.float32)
     factors[scales == _E8M0_NAN] = np.nan
     out *= factors[..., None]
     return out.reshape(*blocks.shape[:-2], blocks.shape[-2] * 2 * _BLOCK_BYTES)
