@@ -27,7 +27,7 @@ import numpy as np
 from .buffers import Buffers
 from .decoding import Decoder, MatrixSpec, ModelConfig
 from .depth import depth_keys
-from .lora import LoraAdapter, merge_adapter
+from .lora import LoraAdapter, merge_adapter, module_name
 from .moe import FusedExperts
 from .mxfp4 import Mxfp4Experts
 from .plain import Plain
@@ -111,8 +111,12 @@ def plan_matrices(
     positions = {t.name: i for i, t in enumerate([*tensors, *(adapter_tensors or ())])}
     if adapter_tensors is None:
         specs, params = _run_decoders(tensors, config)
-        kind = MODEL_KIND_ADAPTER if config.adapter_config is not None else MODEL_KIND_MODEL
-        return Decoding(_in_depth_order(specs, positions), params, kind)
+        if config.adapter_config is None:
+            return Decoding(_in_depth_order(specs, positions), params, MODEL_KIND_MODEL)
+        for spec in specs:
+            # A full weight an adapter stores (modules_to_save) is named as in the base model, like its ΔW rows.
+            spec.name = module_name(spec.name)
+        return Decoding(_in_depth_order(specs, positions), params, MODEL_KIND_ADAPTER)
     overlap = {t.name for t in tensors} & {t.name for t in adapter_tensors}
     if overlap:
         raise ValueError(f"the adapter and its base both store {sorted(overlap)[:3]}: cannot merge them")

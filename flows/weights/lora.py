@@ -91,6 +91,7 @@ class LoraSpec(MatrixSpec):
     delta: Callable[[Mapping[str, np.ndarray]], np.ndarray] | None = None
     magnitude: str | None = None  # DoRA's lora_magnitude_vector tensor
     fan_in_fan_out: bool = False
+    layer: str = "linear"  # linear | embedding | conv
 
 
 @dataclass
@@ -165,7 +166,8 @@ class LoraAdapter:
         magnitude = parts.get("lora_magnitude_vector")
         sources = tuple(info.name for info in (a_info, b_info, magnitude) if info is not None)
         fan_in_fan_out = bool(adapter.get("fan_in_fan_out")) and kind == "linear"
-        base = dict(name=name, sources=sources, shape=(), quantization="", module=name, fan_in_fan_out=fan_in_fan_out)
+        layer = "conv" if a_info is not None and len(a_info.shape) == 4 else kind
+        base = dict(name=name, sources=sources, shape=(), module=name, fan_in_fan_out=fan_in_fan_out, layer=layer)
         if a_info is None or b_info is None:
             missing = "A" if a_info is None else "B"
             return LoraSpec(**base, skip_reason=f"LoRA adapter: lora_{missing} is missing for this module")
@@ -214,8 +216,6 @@ def _merged_decoder(base: MatrixSpec, lora: LoraSpec) -> Callable:
         weight = np.array(stored, dtype=dtype)
         weight += lora.delta(arrays)
         if lora.magnitude is not None:
-            if weight.ndim != 2:
-                raise ValueError(f"DoRA merge of a {weight.ndim}-D weight is not supported (Linear and Conv1D only)")
             # PEFT's DoraLinearLayer.get_weight_norm: the norm of each output row of W + ΔW ([out, in] orientation).
             rows = weight.T if lora.fan_in_fan_out else weight
             norms = np.linalg.norm(rows, axis=1)
@@ -251,6 +251,9 @@ def merge_adapter(base_specs: list[MatrixSpec], adapter_specs: list[MatrixSpec])
             replaced[target.name] = MatrixSpec(target.name, sources, target.shape, skip_reason=target.skip_reason)
         elif spec.delta is None or target.decode is None:
             replaced[target.name] = MatrixSpec(target.name, sources, target.shape, skip_reason=spec.skip_reason)
+        elif spec.magnitude is not None and spec.layer != "linear":
+            reason = f"DoRA adapter on a {spec.layer} layer: merging is supported for Linear and Conv1D layers only"
+            replaced[target.name] = MatrixSpec(target.name, sources, target.shape, skip_reason=reason)
         elif tuple(target.shape) != tuple(spec.shape):
             reason = f"LoRA adapter: ΔW {list(spec.shape)} does not match the base weight {list(target.shape)}"
             replaced[target.name] = MatrixSpec(target.name, sources, target.shape, skip_reason=reason)

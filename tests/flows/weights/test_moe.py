@@ -25,7 +25,7 @@ from tests.flows.weights.helpers import (
     write_checkpoint,
 )
 
-H, I, E = 40, 24, 4  # hidden, intermediate, experts: 2I != H, so a transposed layout cannot pass for another
+H, INNER, E = 40, 24, 4  # hidden, intermediate, experts: 2I != H, so a transposed layout cannot pass for another
 PREFIX = "model.layers.0.mlp.experts"
 
 
@@ -36,13 +36,13 @@ def silu(v):
 def reference_module(model_type: str):
     torch.manual_seed(0)
     if model_type == "mixtral":
-        module = MixtralExperts(MixtralConfig(hidden_size=H, intermediate_size=I, num_local_experts=E))
+        module = MixtralExperts(MixtralConfig(hidden_size=H, intermediate_size=INNER, num_local_experts=E))
     elif model_type == "qwen2_moe":
-        module = Qwen2MoeExperts(Qwen2MoeConfig(hidden_size=H, moe_intermediate_size=I, num_experts=E))
+        module = Qwen2MoeExperts(Qwen2MoeConfig(hidden_size=H, moe_intermediate_size=INNER, num_experts=E))
     elif model_type == "gpt_oss":
-        module = GptOssExperts(GptOssConfig(hidden_size=H, intermediate_size=I, num_local_experts=E))
+        module = GptOssExperts(GptOssConfig(hidden_size=H, intermediate_size=INNER, num_local_experts=E))
     else:
-        module = Llama4TextExperts(Llama4TextConfig(hidden_size=H, intermediate_size=I, num_local_experts=E))
+        module = Llama4TextExperts(Llama4TextConfig(hidden_size=H, intermediate_size=INNER, num_local_experts=E))
     with torch.no_grad():
         for name, parameter in module.named_parameters():
             # GPT-OSS biases are zeroed so that the expert is the matrices alone (biases are not layers).
@@ -89,7 +89,11 @@ def test_each_expert_computes_what_the_reference_module_computes(model_type):
 
 def dense_experts(seed: int) -> list[dict[str, np.ndarray]]:
     return [
-        {"gate_proj": heavy(I, H, seed + 3 * e), "up_proj": heavy(I, H, seed + 3 * e + 1), "down_proj": heavy(H, I, 7 + e)}
+        {
+            "gate_proj": heavy(INNER, H, seed + 3 * e),
+            "up_proj": heavy(INNER, H, seed + 3 * e + 1),
+            "down_proj": heavy(H, INNER, 7 + e),
+        }
         for e in range(E)
     ]
 
@@ -99,7 +103,7 @@ def fuse(experts: list[dict], layout: str) -> dict[str, np.ndarray]:
     gate_up = []
     for e in experts:
         if layout == "interleaved":
-            both = np.empty((2 * I, H), np.float32)
+            both = np.empty((2 * INNER, H), np.float32)
             both[0::2], both[1::2] = e["gate_proj"], e["up_proj"]
         else:
             both = np.concatenate([e["gate_proj"], e["up_proj"]])
@@ -127,14 +131,22 @@ def test_fused_rows_equal_unfused_rows_and_the_dense_twin(tmp_path, model_type, 
     for e, mats in enumerate(experts):
         for proj, matrix in mats.items():
             row = fused_rows[f"{PREFIX}.{e}.{proj}"]
-            assert row["expert"] == e and row["source_tensors"] == f"{PREFIX}.{'down_proj' if proj == 'down_proj' else 'gate_up_proj'}"
+            assert (
+                row["expert"] == e
+                and row["source_tensors"] == f"{PREFIX}.{'down_proj' if proj == 'down_proj' else 'gate_up_proj'}"
+            )
             assert_matches_twin(row, twin(matrix))
             stored = plain_rows[f"{PREFIX}.{e}.{proj}.weight"]
             # The same float32 values through the same eigensolver: identical, not merely close.
             assert (row["lambda_max"], row["alpha"], row["D"]) == (stored["lambda_max"], stored["alpha"], stored["D"])
     # Depth order: the router, then each expert's gate, up, down.
     order = sorted(fused_rows, key=lambda n: fused_rows[n]["layer_id"])
-    assert order[:4] == ["model.layers.0.mlp.router.weight", f"{PREFIX}.0.gate_proj", f"{PREFIX}.0.up_proj", f"{PREFIX}.0.down_proj"]
+    assert order[:4] == [
+        "model.layers.0.mlp.router.weight",
+        f"{PREFIX}.0.gate_proj",
+        f"{PREFIX}.0.up_proj",
+        f"{PREFIX}.0.down_proj",
+    ]
 
 
 def test_bf16_fused_experts_are_exact(tmp_path):
@@ -153,7 +165,7 @@ def test_expert_biases_are_parameters_not_layers():
     experts = dense_experts(2)
     stored = {
         **fuse(experts, "interleaved"),
-        f"{PREFIX}.gate_up_proj_bias": np.ones((E, 2 * I), np.float32),
+        f"{PREFIX}.gate_up_proj_bias": np.ones((E, 2 * INNER), np.float32),
         f"{PREFIX}.down_proj_bias": np.ones((E, H), np.float32),
     }
     matrices = decoded(stored, {"model_type": "gpt_oss"})
@@ -166,7 +178,10 @@ def test_expert_biases_are_parameters_not_layers():
 
 
 def test_a_shape_that_fits_no_layout_is_skipped_with_the_reason(tmp_path, capsys):
-    tensors = {f"{PREFIX}.gate_up_proj": heavy(E * 2 * I, H, 1).reshape(E, 2 * I, H), f"{PREFIX}.down_proj": heavy(E * H, I + 1, 2).reshape(E, H, I + 1)}
+    tensors = {
+        f"{PREFIX}.gate_up_proj": heavy(E * 2 * INNER, H, 1).reshape(E, 2 * INNER, H),
+        f"{PREFIX}.down_proj": heavy(E * H, INNER + 1, 2).reshape(E, H, INNER + 1),
+    }
     folder = write_checkpoint(tmp_path / "m", tensors, {"model_type": "mixtral"})
     rows = analyze_rows(folder)
     assert len(rows) == 3 * E and all(r["fit_status"] == "skipped" for r in rows.values())
@@ -214,16 +229,20 @@ def test_quantized_fused_experts_without_a_decoder_are_skipped_and_their_scales_
     import ml_dtypes
 
     stored = {
-        f"{PREFIX}.gate_up_proj": np.zeros((E, 2 * I, H), ml_dtypes.float8_e4m3fn),
+        f"{PREFIX}.gate_up_proj": np.zeros((E, 2 * INNER, H), ml_dtypes.float8_e4m3fn),
         f"{PREFIX}.gate_up_proj_scale_inv": np.ones((E, 1, 1), np.float32),
-        f"{PREFIX}.down_proj": np.zeros((E, H, I), ml_dtypes.float8_e4m3fn),
+        f"{PREFIX}.down_proj": np.zeros((E, H, INNER), ml_dtypes.float8_e4m3fn),
         f"{PREFIX}.down_proj_scale_inv": np.ones((E, 1, 1), np.float32),
     }
     from flows.weights import ModelConfig, plan_matrices
     from tests.flows.weights.helpers import tensor_infos
 
     infos = tensor_infos({k: v for k, v in stored.items() if "scale" in k})
-    infos += [__import__("flows.weights", fromlist=["TensorInfo"]).TensorInfo(k, "F8_E4M3", v.shape) for k, v in stored.items() if "scale" not in k]
+    infos += [
+        __import__("flows.weights", fromlist=["TensorInfo"]).TensorInfo(k, "F8_E4M3", v.shape)
+        for k, v in stored.items()
+        if "scale" not in k
+    ]
     decoding = plan_matrices(infos, ModelConfig({"model_type": "deepseek_v3"}))
     assert len(decoding.specs) == 3 * E
     assert all(spec.skip_reason and "quantized fused experts" in spec.skip_reason for spec in decoding.specs)

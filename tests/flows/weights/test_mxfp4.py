@@ -14,7 +14,7 @@ from transformers.integrations.mxfp4 import convert_moe_packed_tensors
 from flows.weights.mxfp4 import dequantize_mxfp4
 from tests.flows.weights.helpers import analyze_rows, assert_matches_twin, decoded, twin, write_checkpoint
 
-H, I, E = 64, 32, 3  # H and I multiples of the 32-value block
+H, INNER, E = 64, 32, 3  # H and INNER multiples of the 32-value block
 PREFIX = "model.layers.0.mlp.experts"
 
 
@@ -34,26 +34,26 @@ def reference(blocks: np.ndarray, scales: np.ndarray) -> np.ndarray:
 
 
 def test_dequantization_equals_transformers_reference_bit_for_bit():
-    blocks, scales = random_mxfp4(2 * I, H, 1)
+    blocks, scales = random_mxfp4(2 * INNER, H, 1)
     scales[0, 0, 0] = 0  # 2^-127: a subnormal float32, still exact
     ours = dequantize_mxfp4(blocks, scales)  # [E, rows, cols]
     np.testing.assert_array_equal(ours, reference(blocks, scales).transpose(0, 2, 1))
 
 
 def test_e8m0_nan_code_fails_the_layer_instead_of_an_infinite_weight():
-    blocks, scales = random_mxfp4(2 * I, H, 2)
+    blocks, scales = random_mxfp4(2 * INNER, H, 2)
     scales[1, 3, 0] = 255
     values = dequantize_mxfp4(blocks[1], scales[1])
     assert np.isnan(values[3, :32]).all() and np.isfinite(values[4]).all()
 
 
 def gpt_oss_tensors() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
-    gate_up_blocks, gate_up_scales = random_mxfp4(2 * I, H, 3)
-    down_blocks, down_scales = random_mxfp4(H, I, 4)
+    gate_up_blocks, gate_up_scales = random_mxfp4(2 * INNER, H, 3)
+    down_blocks, down_scales = random_mxfp4(H, INNER, 4)
     stored = {
         f"{PREFIX}.gate_up_proj_blocks": gate_up_blocks,
         f"{PREFIX}.gate_up_proj_scales": gate_up_scales,
-        f"{PREFIX}.gate_up_proj_bias": np.zeros((E, 2 * I), ml_dtypes.bfloat16),
+        f"{PREFIX}.gate_up_proj_bias": np.zeros((E, 2 * INNER), ml_dtypes.bfloat16),
         f"{PREFIX}.down_proj_blocks": down_blocks,
         f"{PREFIX}.down_proj_scales": down_scales,
         f"{PREFIX}.down_proj_bias": np.zeros((E, H), ml_dtypes.bfloat16),
@@ -62,7 +62,7 @@ def gpt_oss_tensors() -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
 
 
 def test_mxfp4_rows_equal_the_dense_twin_and_the_bf16_layout(tmp_path):
-    stored, gate_up, down = gpt_oss_tensors()  # gate_up [E, H, 2I], down [E, I, H]: the model's float layout
+    stored, gate_up, down = gpt_oss_tensors()  # gate_up [E, H, 2I], down [E, INNER, H]: the model's float layout
     config = {"model_type": "gpt_oss", "quantization_config": {"quant_method": "mxfp4"}}
     rows = analyze_rows(write_checkpoint(tmp_path / "mxfp4", stored, config))
     float_layout = {f"{PREFIX}.gate_up_proj": gate_up, f"{PREFIX}.down_proj": down}
