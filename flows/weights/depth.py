@@ -48,7 +48,8 @@ _WORD_RANKS: dict[int, str] = {
     90: "norm final_layernorm ln_f pooler",
     95: "lm_head head heads classifier score cls qa_outputs embed_out fc logits",
 }
-_RANK = {word: rank for rank, words in _WORD_RANKS.items() for word in words.split()}
+# A word's place: its group's rank, then its position in the group (so that siblings of one group never tie).
+_RANK = {word: (rank, index) for rank, words in _WORD_RANKS.items() for index, word in enumerate(words.split())}
 _CHUNKS = re.compile(r"(\d+)")
 
 
@@ -75,11 +76,11 @@ def depth_keys(names: Sequence[str]) -> dict[str, tuple]:
                 key.append((_NEUTRAL, -1, int(lowered), ()))
                 continue
             stem, numbers = _stem_and_numbers(part)
-            rank = _RANK.get(lowered, _RANK.get(stem))
-            if rank is None:
+            known = _RANK.get(lowered, _RANK.get(stem))
+            if known is None:
                 key.append((_NEUTRAL, first_seen[stem], 0, numbers))
             else:
-                key.append((rank, 0, 0, numbers))
+                key.append((*known, 0, numbers))
         # A shorter name sorts before its longer siblings' children; the plan position is the last tie-break.
         keys[name] = (tuple(key), position)
     return keys

@@ -30,6 +30,10 @@ def module_of(name: str) -> str:
     return stripped if stripped != name else name.rsplit(".", 1)[0]
 
 
+def _is_side(name: str) -> bool:
+    return _SIDE_TENSORS.match(name.rsplit(".", 1)[-1]) is not None
+
+
 def _identity(name: str):
     return lambda arrays: arrays[name]
 
@@ -41,7 +45,7 @@ def _quantized_modules(tensors: Mapping[str, TensorInfo]) -> dict[str, list[Tens
     quantized = {}
     for module, members in modules.items():
         packed = any(m.dtype in INTEGER_DTYPES and len(m.shape) >= 2 for m in members)
-        sides = any(_SIDE_TENSORS.match(m.name.rsplit(".", 1)[-1]) for m in members)
+        sides = any(_is_side(m.name) for m in members)
         if packed or sides:
             quantized[module] = members
     return quantized
@@ -56,7 +60,8 @@ class Plain:
         claim = Claim(num_params=0)
         scheme = str(config.quantization_config.get("quant_method") or "")
         for module, members in _quantized_modules(tensors).items():
-            taken = [m for m in members if len(m.shape) >= 2 or m.dtype not in FLOAT_DTYPES]
+            # Codes, scales, zero points: taken. A float bias beside them stays a parameter.
+            taken = [m for m in members if len(m.shape) >= 2 or m.dtype not in FLOAT_DTYPES or _is_side(m.name)]
             found = ", ".join(f"{m.name.rsplit('.', 1)[-1]} {m.dtype}" for m in taken)
             named = f" (quantization_config: {scheme})" if scheme else ""
             reason = f"quantized weights ({found}){named} that no decoder reads"
