@@ -158,7 +158,8 @@ class Lake:
             folder.mkdir(parents=True, exist_ok=True)
             # A zero-row file per table keeps every view valid (and typed) before the first scan lands.
             empty = folder / "_schema.parquet"
-            if not empty.exists():
+            # Rewritten when the schema grew (a lake made by an older wwhub), so that every view sees new columns.
+            if not empty.exists() or pq.read_schema(empty) != schema:
                 self._write(empty, schema.empty_table())
             # A killed writer leaves a hidden .tmp file that no view reads; tidy those up once they are old.
             for stale in folder.glob(".*.tmp"):
