@@ -50,14 +50,15 @@ class SourceSpec:
     allow_pickle: bool = True
     # A local base checkpoint that adapters are merged into (--merge-base): W + ΔW instead of ΔW alone.
     merge_base: str | None = None
+    gguf_file: str | None = None  # the file to analyze in GGUF-only repos (--gguf-file); None: gguf_plan picks
 
     def open(self):
         if self.kind == "hub":
-            return HubSource(endpoint=self.location, allow_pickle=self.allow_pickle)
+            return HubSource(endpoint=self.location, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file)
         if self.kind == "local":
-            return LocalSource(self.location)
+            return LocalSource(self.location, self.gguf_file)
         if self.kind == "cache":
-            return CacheSource(self.location)
+            return CacheSource(self.location, self.gguf_file)
         raise ValueError(f"source kind {self.kind!r}: expected hub, local or cache")
 
 
@@ -263,7 +264,7 @@ def scan_model(
     status = STATUS_SCANNED if not shard_errors else STATUS_PARTIAL
     if shard_errors and ok == 0:
         status = STATUS_FAILED
-    reasons = list(shard_errors) + analysis.decoding_reasons()
+    reasons = list(shard_errors) + analysis.decoding_reasons() + ([plan.note] if plan.note else [])
     if plan.merge:
         reasons.append(f"adapter merged into the base checkpoint {spec.merge_base}")
     if description.card_status != "ok" and description.card_status != "missing":

@@ -94,7 +94,8 @@ def run(args: argparse.Namespace) -> int:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)
     if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
         raise CliError(shards[0].error)
-    for reason in model.analysis.decoding_reasons():
+    notes = [planned[1].note] if planned[1].note else []
+    for reason in notes + model.analysis.decoding_reasons():
         print(f"wwhub analyze: {reason}", file=sys.stderr)
     write_rows(model.records(), args.format, args.out, TABLE_COLUMNS)
     if args.format == "table" and not args.out:

@@ -23,11 +23,13 @@ from ..weights import (
     TensorInfo,
     UnsupportedWeights,
     WeightsError,
+    gguf_plan,
     parse_adapter_config,
     parse_model_config,
     shards_from_index,
 )
 from ..weights.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..weights.plan import GGUF_SUFFIX
 from .base import EvalResult, HubError, ModelDescription, ModelRef, _as_list, infer_family
 from .cards import parse_card
 
@@ -70,6 +72,7 @@ class HubSource:
         retries: int = 4,
         backoff: float = 0.5,
         allow_pickle: bool = True,
+        gguf_file: str | None = None,
     ):
         from huggingface_hub import HfApi
         from huggingface_hub.utils import disable_progress_bars
@@ -82,6 +85,7 @@ class HubSource:
         self.retries = retries
         self.backoff = backoff
         self.allow_pickle = allow_pickle
+        self.gguf_file = gguf_file  # which GGUF file of a GGUF-only repo to analyze (None: the one gguf_plan picks)
         self._infos: dict[tuple[str, str], object] = {}
 
     def _call(self, what: str, fn: Callable):
@@ -163,6 +167,12 @@ class HubSource:
             return ModelPlan([Shard(pickle, size=files.get(pickle))], fmt="pickle")
         raise WeightsError(f"{ref.repo_id}@{ref.revision}: {ADAPTER_CONFIG} but no {' or '.join(ADAPTER_WEIGHTS)}")
 
+    @staticmethod
+    def _gguf_only(files: dict[str, int | None]) -> bool:
+        """No safetensors and no pickles, but GGUF files: analyze one of them (``gguf_plan`` says which)."""
+        pickles = any(re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f) for f in files)
+        return not pickles and any(f.endswith(GGUF_SUFFIX) for f in files)
+
     def _file_headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
         headers = {}
@@ -221,6 +231,8 @@ class HubSource:
             order = shards_from_index(index, f"{ref.repo_id}/{SAFETENSORS_INDEX}")
         elif safetensors:
             order = [Shard(f) for f in safetensors]
+        elif self._gguf_only(files):
+            return gguf_plan({f: files[f] for f in files if f.endswith(GGUF_SUFFIX)}, self.gguf_file, ref.repo_id)
         else:
             return self._pickle_plan(ref, files)
         filenames = [s.filename for s in order]

@@ -11,12 +11,13 @@ from pathlib import Path
 from .decoding import ModelConfig
 from .errors import WeightsError
 from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter_config
-from .readers import TensorInfo, read_safetensors_header
+from .readers import TensorInfo, gguf_support, read_safetensors_header
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_INDEX = "pytorch_model.bin.index.json"
 MODEL_CONFIG = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
+GGUF_SUFFIX = ".gguf"
 
 
 @dataclass
@@ -34,9 +35,10 @@ class ModelPlan:
     """Which shard holds which tensor, known before any weight is read, and the model's configs."""
 
     shards: list[Shard]
-    fmt: str = "safetensors"  # or "pickle"
+    fmt: str = "safetensors"  # or "pickle", "gguf"
     config: ModelConfig = field(default_factory=ModelConfig)
     merge: bool = False  # adapter shards (own files) merged into base shards (with a location)
+    note: str = ""  # what the user should know about the plan (e.g. which GGUF file of a repo is analyzed)
 
     @property
     def tensor_names(self) -> list[str]:
@@ -83,10 +85,11 @@ def _local_shard(path: Path) -> Shard:
     return Shard(path.name, read_safetensors_header(path), path.stat().st_size)
 
 
-def plan_local(path: Path) -> tuple[Path, ModelPlan]:
+def plan_local(path: Path, gguf_file: str | None = None) -> tuple[Path, ModelPlan]:
     """Plan a local model: a folder of ``*.safetensors`` (ordered by the index when present), a single
-    ``.safetensors`` file, or, when no safetensors exist, ``pytorch_model*.bin`` pickles; a folder with
-    ``adapter_config.json`` is a PEFT adapter (its ``adapter_model.*``). Returns (folder, plan)."""
+    ``.safetensors`` / ``.bin`` / ``.gguf`` file, or, when no safetensors exist, ``pytorch_model*.bin`` pickles, else
+    one of its GGUF files (``gguf_file``, or the one :func:`gguf_plan` picks); a folder with ``adapter_config.json``
+    is a PEFT adapter (its ``adapter_model.*``). Returns (folder, plan)."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: no such file or directory")
@@ -96,7 +99,10 @@ def plan_local(path: Path) -> tuple[Path, ModelPlan]:
             return path.parent, ModelPlan([_local_shard(path)], config=config)
         if path.suffix in PICKLE_SUFFIXES:
             return path.parent, ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="pickle", config=config)
-        raise WeightsError(f"{path}: not a .safetensors or .bin weight file")
+        if path.suffix == GGUF_SUFFIX:
+            # Planned when opened: a GGUF header (with its tokenizer) is read once, by the reader.
+            return path.parent, ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="gguf", config=config)
+        raise WeightsError(f"{path}: not a .safetensors, .bin or .gguf weight file")
     config = read_model_config(path)
     if config.adapter_config is not None:
         return path, _adapter_plan(path, config)
@@ -109,7 +115,21 @@ def plan_local(path: Path) -> tuple[Path, ModelPlan]:
     pickles = sorted(path.glob("pytorch_model*.bin"))
     if pickles:
         return path, ModelPlan([Shard(f.name, size=f.stat().st_size) for f in pickles], fmt="pickle", config=config)
-    raise WeightsError(f"{path}: no *.safetensors or pytorch_model*.bin weights in this folder")
+    ggufs = {f.name: f.stat().st_size for f in sorted(path.glob(f"*{GGUF_SUFFIX}"))}
+    if ggufs:
+        plan = gguf_plan(ggufs, gguf_file, str(path))
+        plan.config = config
+        return path, plan
+    raise WeightsError(f"{path}: no *.safetensors, pytorch_model*.bin or *.gguf weights in this folder")
+
+
+def gguf_plan(files: dict[str, int | None], chosen: str | None, label: str) -> ModelPlan:
+    """A GGUF-only model: one file of ``files`` (name → size), ``chosen`` or the one flows.weights.gguf picks (the
+    largest non-split file of at most 8 bits per weight), planned when opened; the plan's note says which."""
+    gguf = gguf_support(label)
+    name = gguf.choose_gguf_file(files, chosen)
+    note = f"analyzed {name} ({'chosen' if chosen else 'picked'} among {len(files)} GGUF files)"
+    return ModelPlan([Shard(name, size=files.get(name))], fmt="gguf", note=note)
 
 
 def _adapter_plan(folder: Path, config: ModelConfig) -> ModelPlan:

@@ -24,7 +24,7 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 
-from .errors import WeightsError
+from .errors import UnsupportedWeights, WeightsError
 
 
 @dataclass
@@ -268,8 +268,40 @@ def torch_to_numpy(tensor) -> np.ndarray:
     return tensor.numpy()
 
 
+def gguf_support(label: object):
+    """The GGUF module (``flows/weights/gguf.py``: the ``gguf`` package's reader and dequantizers), or
+    UnsupportedWeights naming ``label`` when this build has none."""
+    try:
+        from . import gguf
+    except ImportError as err:
+        raise UnsupportedWeights(
+            f"{label}: GGUF weights need flows.weights.gguf, which this build lacks ({err})"
+        ) from err
+    return gguf
+
+
+class GgufShard(ShardReader):
+    """A GGUF file through :func:`gguf_support`: llama.cpp tensor names, numpy-order shapes, ``dtype`` the GGML type
+    name (F32/F16/BF16 read as they are; quantized types raw, for the GGUF decoder to dequantize)."""
+
+    def __init__(self, path: Path):
+        gguf = gguf_support(path)
+        self.path = Path(path)
+        self._infos = list(gguf.read_gguf_plan(self.path))
+        self._arrays = dict(gguf.iter_gguf_tensors(self.path, [info.name for info in self._infos]))
+
+    def infos(self) -> list[TensorInfo]:
+        return self._infos
+
+    def array(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def close(self) -> None:
+        self._arrays = {}
+
+
 # One reader per storage format, chosen by the plan's ``fmt``.
-READERS: dict[str, type[ShardReader]] = {"safetensors": SafetensorsShard, "pickle": PickleShard}
+READERS: dict[str, type[ShardReader]] = {"safetensors": SafetensorsShard, "pickle": PickleShard, "gguf": GgufShard}
 
 
 def open_shard(path: Path, fmt: str = "safetensors") -> ShardReader:

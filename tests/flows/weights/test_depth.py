@@ -58,8 +58,16 @@ def t5() -> list[str]:
     return names + ["lm_head.weight"]
 
 
+def gguf() -> list[str]:
+    names = ["token_embd.weight"]
+    for b in range(12):
+        names += [f"blk.{b}.attn_{p}.weight" for p in ("q", "k", "v", "output")]
+        names += [f"blk.{b}.ffn_{p}.weight" for p in ("gate", "up", "down")]
+    return names + ["output.weight"]
+
+
 def test_depth_order_of_shuffled_and_alphabetical_name_sets():
-    for expected in (llama(), gpt2(), bert(), moe(), t5()):
+    for expected in (llama(), gpt2(), bert(), moe(), t5(), gguf()):
         for scrambled in (
             sorted(expected),
             sorted(expected, reverse=True),
