@@ -6,5 +6,7 @@ reference code does, into float32 (never the checkpoint's compute dtype).
 from __future__ import annotations
 
 from ..decoding import Decoder
+from .compressed_tensors import CompressedTensorsDecoder
+from .fp8 import FP8Decoder
 
-DECODERS: list[Decoder] = []
+DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder()]
