@@ -6,7 +6,9 @@ reference code does, into float32 (never the checkpoint's compute dtype).
 from __future__ import annotations
 
 from ..decoding import Decoder
+from .awq import AWQDecoder
 from .compressed_tensors import CompressedTensorsDecoder
 from .fp8 import FP8Decoder
+from .gptq import GPTQDecoder
 
-DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder()]
+DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder(), GPTQDecoder(), AWQDecoder()]

@@ -191,3 +191,17 @@ def configured_block(config: ModelConfig) -> tuple[int, int] | None:
     if isinstance(block, (list, tuple)) and len(block) == 2:
         return int(block[0]), int(block[1])
     return None
+
+
+def qweight_packing(qweight: TensorInfo, scales: TensorInfo | None) -> str | None:
+    """Which way a ``qweight`` is packed, from the shapes alone: ``input`` (GPTQ: ``(in·b/32, out)``, the same
+    width as ``scales``) or ``output`` (AWQ GEMM: ``(in, out·b/32)``, narrower than ``scales``); None if unknown."""
+    if scales is None or not (is_known(qweight) and is_known(scales)) or len(qweight.shape) != 2:
+        return None
+    if len(scales.shape) != 2:
+        return None
+    if qweight.shape[1] == scales.shape[1]:
+        return "input"
+    if qweight.shape[1] < scales.shape[1]:
+        return "output"
+    return None
