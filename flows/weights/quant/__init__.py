@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from ..decoding import Decoder
 from .awq import AWQDecoder
+from .bitsandbytes import BitsAndBytesDecoder
 from .compressed_tensors import CompressedTensorsDecoder
 from .fp8 import FP8Decoder
 from .gptq import GPTQDecoder
 
-DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder(), GPTQDecoder(), AWQDecoder()]
+DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder(), GPTQDecoder(), AWQDecoder(), BitsAndBytesDecoder()]
