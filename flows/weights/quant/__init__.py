@@ -11,5 +11,14 @@ from .bitsandbytes import BitsAndBytesDecoder
 from .compressed_tensors import CompressedTensorsDecoder
 from .fp8 import FP8Decoder
 from .gptq import GPTQDecoder
+from .unsupported import UnsupportedDecoder
 
-DECODERS: list[Decoder] = [FP8Decoder(), CompressedTensorsDecoder(), GPTQDecoder(), AWQDecoder(), BitsAndBytesDecoder()]
+DECODERS: list[Decoder] = [
+    FP8Decoder(),
+    CompressedTensorsDecoder(),
+    GPTQDecoder(),
+    AWQDecoder(),
+    BitsAndBytesDecoder(),
+    # Last: what the decoders above left of a quantized model is a scheme nobody here decodes.
+    UnsupportedDecoder(),
+]

@@ -91,6 +91,9 @@ def _packed_spec(
     scale_name, zero_name = prefix + ".weight_scale", prefix + ".weight_zero_point"
     g_idx_name, name = prefix + ".weight_g_idx", prefix + ".weight"
     packed = tensors[packed_name]
+    if is_known(packed) and packed.dtype != "I32":
+        why = f"{packed.dtype}-packed weights (the nvfp4 / mxfp4 formats) not supported"
+        return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, why)
     missing = [n for n in (shape_name, scale_name) if n not in tensors]
     if missing:
         return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, f"missing {', '.join(missing)}")
