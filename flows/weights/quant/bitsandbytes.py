@@ -25,7 +25,7 @@ import numpy as np
 from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
 from ..readers import TensorInfo
-from ._common import TILE_ELEMENTS, as_float32, check_shape, module_tensors, row_tiles, skipped
+from ._common import as_float32, check_shape, module_tensors, row_tiles, skipped
 
 INT8_SCALE = np.float32(7.874015718698502e-3)  # bitsandbytes' float32 1/127
 QUANT_STATE = ".weight.quant_state.bitsandbytes__"
@@ -170,9 +170,9 @@ def dequantize_4bit(
             f"cannot hold shape {shape} with blocksize {blocksize}"
         )
     out = np.empty(count, dtype=np.float32)
-    step = max(blocksize, TILE_ELEMENTS // blocksize * blocksize)  # whole blocks (an even count) per tile
-    for start in range(0, count, step):
-        stop = min(count, start + step)
+    # Whole blocks per tile: a block holds an even number of codes, so no byte is split between tiles.
+    for blocks in row_tiles(-(-count // blocksize), blocksize):
+        start, stop = blocks.start * blocksize, min(count, blocks.stop * blocksize)
         pairs = data[start // 2 : -(-stop // 2)]
         codes = np.stack((pairs >> 4, pairs & 0x0F), axis=-1).reshape(-1)[: stop - start]
         values = quant_map[codes]
