@@ -40,7 +40,6 @@ from ._common import (
 )
 
 SCALE_SUFFIXES = (".weight_scale_inv", ".weight_scale")
-SIDE_SUFFIXES = (".input_scale", ".input_scale_ub", ".input_zero_point", ".weight_zero_point")
 # DeepSeek-V3 and transformers' FP8 default when the config names no block size.
 DEFAULT_BLOCK = (128, 128)
 FP8_METHODS = {"fp8", "fbgemm_fp8", "compressed-tensors", "compressed_tensors"}
