@@ -25,7 +25,7 @@ from types import MappingProxyType
 import numpy as np
 
 from .buffers import Buffers
-from .decoding import Decoder, MatrixSpec, ModelConfig
+from .decoding import Claim, Decoder, MatrixSpec, ModelConfig
 from .depth import depth_keys
 from .lora import LoraAdapter, merge_adapter, module_name
 from .moe import FusedExperts
@@ -33,10 +33,30 @@ from .mxfp4 import Mxfp4Experts
 from .plain import Plain
 from .plan import ModelPlan
 from .quant import DECODERS as QUANT_DECODERS
-from .readers import TensorInfo
+from .readers import NUMPY_DTYPES, TensorInfo
+
+
+class GgufTensors:
+    """GGUF's decoder (:class:`flows.weights.gguf.GGUFDecoder`: GGML quantized types, fused ``*_exps`` experts),
+    offered only tensors that can be GGUF's, so that a safetensors model never pays for importing ``gguf``."""
+
+    name = "gguf"
+
+    def claim(self, tensors: Mapping[str, TensorInfo], config: ModelConfig) -> Claim:
+        candidates = {
+            name: info
+            for name, info in tensors.items()
+            if (info.dtype and info.dtype not in NUMPY_DTYPES) or name.endswith("_exps.weight")
+        }
+        if not candidates:
+            return Claim()
+        from .gguf import GGUFDecoder
+
+        return GGUFDecoder().claim(candidates, config)
+
 
 # After the quantized schemes (which may dequantize fused experts themselves); Plain is always last.
-DECODERS: list[Decoder] = [Mxfp4Experts(), FusedExperts(), LoraAdapter(), Buffers()]
+DECODERS: list[Decoder] = [GgufTensors(), Mxfp4Experts(), FusedExperts(), LoraAdapter(), Buffers()]
 
 MODEL_KIND_MODEL = "model"
 MODEL_KIND_ADAPTER = "adapter"

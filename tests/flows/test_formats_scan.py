@@ -94,10 +94,9 @@ def test_scan_of_an_mxfp4_model_and_an_undecodable_one(fake_hub, tmp_path):
     assert mx["num_params"] == E * (2 * 32 * 64 + 64 * 32)
     odd = models["acme/odd-quant-1b"]
     assert odd["quantization"] == "eetq" and odd["num_ok"] == 1 and odd["num_skipped"] == 1
-    assert json.loads(odd["skip_reasons"]) == {
-        "quantized weights (qweight I32, scales F16) (quantization_config: eetq) that no decoder reads": 1
-    }
-    assert "1 layer skipped: quantized weights" in odd["reason"]
+    reason = "eetq: quantization scheme not supported (2 stored tensors, e.g. l.qweight)"
+    assert json.loads(odd["skip_reasons"]) == {reason: 1}
+    assert f"1 layer skipped: {reason}" in odd["reason"]
     board = lake_rows(lake, "SELECT repo_id, quantization FROM leaderboard ORDER BY repo_id")
     assert board == [
         {"repo_id": "acme/odd-quant-1b", "quantization": "eetq"},

@@ -198,12 +198,13 @@ def test_quantized_blocks_are_skipped_rows_and_pickles_respect_no_pickle(fake_hu
 
     assert scan(fake_hub, lake, "acme/quant-4bit", "acme/old-pickle", "--no-pickle") == 0
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
-    assert models["acme/quant-4bit"]["status"] == "scanned" and "quantized" in models["acme/quant-4bit"]["reason"]
+    quant = models["acme/quant-4bit"]
+    assert quant["status"] == "scanned" and "1 layer skipped: awq" in quant["reason"]
     layers = {r["name"]: r for r in lake_rows(lake, "SELECT * FROM layers WHERE repo_id = 'acme/quant-4bit'")}
-    # One skipped row for the quantized module (no scheme decodes it here), none for its scales or zero points.
-    assert set(layers) == {"l", "lm_head.weight"}
-    assert layers["l"]["fit_status"] == "skipped" and "qweight I32, qzeros I32, scales F16" in layers["l"]["reason"]
-    assert layers["l"]["source_tensors"] == "l.qweight,l.qzeros,l.scales"
+    # One skipped row for the quantized module (its random shapes fit no AWQ layout), none for scales or zeros.
+    assert set(layers) == {"l.weight", "lm_head.weight"}
+    assert layers["l.weight"]["fit_status"] == "skipped" and "does not fit" in layers["l.weight"]["reason"]
+    assert layers["l.weight"]["source_tensors"] == "l.qweight,l.qzeros,l.scales"
     assert layers["lm_head.weight"]["fit_status"] == "ok"  # float tensors beside the blocks are analyzed
     assert models["acme/old-pickle"]["status"] == "unsupported" and "--no-pickle" in models["acme/old-pickle"]["reason"]
 

@@ -37,32 +37,24 @@ def test_square_float_tensors_named_bias_without_broadcast_dims_are_weights():
 
 
 def test_leftover_quantized_modules_are_one_skipped_row_each_never_ok():
+    # What the quantized decoders (flows.weights.quant) leave of a checkpoint without a quantization_config: codes
+    # beside scales under names no scheme owns, and a bare integer matrix.
     infos = [
-        TensorInfo("model.layers.0.self_attn.q_proj.qweight", "I32", (64, 256)),
-        TensorInfo("model.layers.0.self_attn.q_proj.qzeros", "I32", (4, 32)),
-        TensorInfo("model.layers.0.self_attn.q_proj.scales", "F16", (4, 256)),
-        TensorInfo("model.layers.0.self_attn.q_proj.g_idx", "I32", (512,)),
-        TensorInfo("model.layers.0.self_attn.q_proj.bias", "F16", (256,)),
-        TensorInfo("model.layers.0.mlp.up_proj.weight", "I8", (512, 256)),
-        TensorInfo("model.layers.0.mlp.up_proj.SCB", "F32", (512,)),
-        TensorInfo("model.layers.0.mlp.down_proj.weight", "F8_E4M3", (256, 512)),
-        TensorInfo("model.layers.0.mlp.down_proj.weight_scale_inv", "F32", (2, 4)),
+        TensorInfo("model.layers.0.mlp.gate_proj.codes", "U8", (256, 512)),
+        TensorInfo("model.layers.0.mlp.gate_proj.codes_scale", "F32", (256, 4)),
+        TensorInfo("model.layers.0.mlp.gate_proj.scales", "F16", (256,)),
+        TensorInfo("model.layers.0.mlp.gate_proj.bias", "F16", (256,)),
+        TensorInfo("model.embed.weight", "I16", (1000, 256)),
         TensorInfo("lm_head.weight", "BF16", (1000, 256)),
         TensorInfo("model.norm.weight", "BF16", (256,)),
     ]
-    decoding = plan_matrices(infos, ModelConfig({"quantization_config": {"quant_method": "hqq"}}))
+    decoding = plan_matrices(infos, ModelConfig())
     by_name = {spec.name: spec for spec in decoding.specs}
-    assert list(by_name) == [
-        "model.layers.0.self_attn.q_proj",
-        "model.layers.0.mlp.up_proj",
-        "model.layers.0.mlp.down_proj",
-        "lm_head.weight",
-    ]
-    for module in list(by_name)[:3]:
-        spec = by_name[module]
-        assert spec.skip_reason and "(quantization_config: hqq) that no decoder reads" in spec.skip_reason
-        assert spec.quantization == "hqq"
-    assert "qweight I32, qzeros I32, scales F16, g_idx I32" in by_name["model.layers.0.self_attn.q_proj"].skip_reason
+    assert list(by_name) == ["model.embed", "model.layers.0.mlp.gate_proj", "lm_head.weight"]
+    gate = by_name["model.layers.0.mlp.gate_proj"]
+    assert gate.skip_reason == "quantized weights (codes U8, codes_scale F32, scales F16) that no decoder reads"
+    assert gate.quantization == "unknown" and "bias" not in ",".join(gate.sources)
+    assert by_name["model.embed"].skip_reason == "quantized weights (weight I16) that no decoder reads"
     assert by_name["lm_head.weight"].skip_reason is None
     # Logical parameters: lm_head, the norm and the float bias (undecodable layers cannot be counted).
     assert decoding.num_params == 1000 * 256 + 256 + 256
