@@ -17,7 +17,6 @@ import math
 import mmap
 import struct
 import zipfile
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -310,15 +309,3 @@ def open_shard(path: Path, fmt: str = "safetensors") -> ShardReader:
     if reader is None:
         raise WeightsError(f"{path}: no reader for weight format {fmt!r}")
     return reader(Path(path))
-
-
-def iter_shard_tensors(path: Path, names: list[str] | None = None, fmt: str = "safetensors") -> Iterator[tuple]:
-    """``(name, array)`` for the tensors of one shard (``names`` in that order, else file order), lazily."""
-    reader = open_shard(path, fmt)
-    try:
-        available = {info.name for info in reader.infos()}
-        order = [n for n in names if n in available] if names else [info.name for info in reader.infos()]
-        for name in order:
-            yield name, reader.array(name)
-    finally:
-        reader.close()
