@@ -5,6 +5,8 @@ GPT-OSS checkpoints), run here in float32 so that both sides are exact: MXFP4 va
 times a power of two, which float32 holds exactly.
 """
 
+import json
+
 import ml_dtypes
 import numpy as np
 import pytest
@@ -98,3 +100,32 @@ def test_mismatched_blocks_and_scales_are_skipped_with_the_reason(bad):
     down = [spec for spec, _ in got.values() if spec.name.endswith("down_proj")]
     assert len(down) == E and all(expected in spec.skip_reason for spec in down)
     assert not [name for name in got if "scales" in name or "blocks" in name]
+
+
+def test_blocks_and_scales_in_different_shards_are_kept_until_both_are_read(tmp_path):
+    from safetensors.numpy import save_file
+
+    stored, _, _ = gpt_oss_tensors()
+    config = {"model_type": "gpt_oss"}
+    single = analyze_rows(write_checkpoint(tmp_path / "single", stored, config))
+    sharded = tmp_path / "sharded"
+    sharded.mkdir()
+    first = {k: v for k, v in stored.items() if k.endswith("_blocks")}
+    second = {k: v for k, v in stored.items() if k not in first}
+    save_file(first, str(sharded / "model-00001-of-00002.safetensors"))
+    save_file(second, str(sharded / "model-00002-of-00002.safetensors"))
+    weight_map = {k: "model-00001-of-00002.safetensors" for k in first}
+    weight_map |= {k: "model-00002-of-00002.safetensors" for k in second}
+    (sharded / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    (sharded / "config.json").write_text(json.dumps(config))
+    rows = analyze_rows(sharded)
+    assert {name: (r["lambda_max"], r["alpha"]) for name, r in rows.items()} == {
+        name: (r["lambda_max"], r["alpha"]) for name, r in single.items()
+    }
+    assert {r["shard"] for r in rows.values()} == {"model-00002-of-00002.safetensors"}  # completed by the scales
+    # The scales' shard lost: the experts whose blocks were read fail with that shard's reason, nothing crashes
+    # (and the tensors only its index names, the biases here, are listed failed too: nothing says what they are).
+    (sharded / "model-00002-of-00002.safetensors").write_bytes(b"\0" * 8)
+    rows = analyze_rows(sharded)
+    assert set(single) < set(rows) and all(r["fit_status"] == "failed" for r in rows.values())
+    assert all("model-00002-of-00002.safetensors" in r["reason"] for r in rows.values())
