@@ -7,9 +7,9 @@ import sys
 
 import ww_core
 
-from ..analyze import analyze_path, default_layer_workers
+from ..analyze import analyze_path, default_layer_workers, plan_path
 from ..examples import EXAMPLES, example_path
-from ..weights import WeightsError, plan_local
+from ..weights import WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
 from ._options import add_analysis_arguments, analysis_options
 from ._output import FORMATS, render_table, write_rows
@@ -29,6 +29,7 @@ TABLE_COLUMNS = [
     "num_spikes",
     "correlation_trap",
     "warning",
+    "quantization",
     "fit_status",
     "reason",
 ]
@@ -38,11 +39,17 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "analyze",
         help="analyze one local model (folder of *.safetensors or one file)",
-        description="Analyze one local model: a folder with model*.safetensors (layer order from "
-        "model.safetensors.index.json when present), a single .safetensors file, or pytorch_model*.bin pickles "
-        "(loaded with weights_only=True).",
+        description="Analyze one local model: a folder with model*.safetensors (and config.json), a single "
+        ".safetensors file, pytorch_model*.bin pickles (loaded with weights_only=True), or a PEFT adapter folder "
+        "(adapter_config.json: one row per adapted module, its update ΔW). Rows follow the model's depth; fused MoE "
+        "experts give one row per expert, quantized weights are dequantized (or skipped with the reason).",
     )
     parser.add_argument("path", nargs="?", help="model folder or weight file")
+    parser.add_argument(
+        "--merge-base",
+        metavar="BASE",
+        help="with an adapter folder: analyze the merged model W + ΔW against this local base checkpoint",
+    )
     parser.add_argument("--example", choices=sorted(EXAMPLES), help="analyze a packaged example model instead")
     add_analysis_arguments(parser)
     parser.add_argument(
@@ -61,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("give exactly one of PATH or --example NAME")
     try:
         path = example_path(args.example) if args.example else args.path
-        _, plan = plan_local(path)
-    except WeightsError as err:
+        planned = plan_path(path, args.merge_base)
+    except (WeightsError, ValueError) as err:
         raise CliError(str(err)) from err
     options = analysis_options(args)
     if args.workers < 1:
@@ -71,17 +78,26 @@ def run(args: argparse.Namespace) -> int:
         ww_core.AnalysisOptions.from_kwargs(**options)
     except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
-    total = len(plan.layer_ids()) or None
-    with progress_bar(total=total, desc=f"analyze {path}", unit="layer") as bar:
-        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1), workers=args.workers)
-    rows = [row for shard in shards for row in shard.rows]
+    with progress_bar(total=None, desc=f"analyze {path}", unit="layer") as bar:
+        model = analyze_path(
+            path,
+            options,
+            on_layer=lambda name: bar.update(1),
+            workers=args.workers,
+            planned=planned,
+            on_planned=lambda total: bar.reset(total=total),
+        )
+    shards = model.shards
+    rows = model.rows
     for shard in shards:
         if shard.error:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)
     if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
         raise CliError(shards[0].error)
-    records = [{"shard": shard.shard, **row.as_row()} for shard in shards for row in shard.rows]
-    write_rows(records, args.format, args.out, TABLE_COLUMNS)
+    notes = [planned[1].note] if planned[1].note else []
+    for reason in notes + model.analysis.decoding_reasons():
+        print(f"wwhub analyze: {reason}", file=sys.stderr)
+    write_rows(model.records(), args.format, args.out, TABLE_COLUMNS)
     if args.format == "table" and not args.out:
         summary = ww_core.summarize(rows).as_dict()
         sys.stdout.write("\nmodel summary (mean over ok layers)\n")
