@@ -17,7 +17,13 @@ from .plan import (
     quantized_reason,
     shards_from_index,
 )
-from .readers import TensorInfo, iter_shard_tensors, parse_safetensors_header, read_safetensors_header
+from .readers import (
+    TensorInfo,
+    check_tensor_entry,
+    iter_shard_tensors,
+    parse_safetensors_header,
+    read_safetensors_header,
+)
 
 __all__ = [
     "INTEGER_DTYPES",
@@ -28,6 +34,7 @@ __all__ = [
     "TensorInfo",
     "UnsupportedWeights",
     "WeightsError",
+    "check_tensor_entry",
     "iter_shard_tensors",
     "parse_safetensors_header",
     "plan_local",

@@ -1,9 +1,8 @@
-"""Source adapters: family inference, card parsing, quantized plans, families files, local fingerprints."""
+"""Source adapters: family inference, card parsing, quantized plans, local fingerprints."""
 
 import numpy as np
 import pytest
 
-from flows.pipeline import load_families
 from flows.sources import LocalSource, infer_family, parse_card
 from flows.weights import ModelPlan, Shard, TensorInfo, quantized_reason
 from tests.fakehub import model_index, write_model
@@ -58,19 +57,6 @@ def test_quantized_plans_are_recognized():
         [Shard("model.safetensors", [TensorInfo("w.weight", "BF16", (64, 64)), TensorInfo("pos_ids", "I64", (1, 512))])]
     )
     assert quantized_reason(plain) is None
-
-
-def test_families_file_is_validated(tmp_path):
-    good = tmp_path / "good.yaml"
-    good.write_text("families:\n  a: {author: x, limit: 3}\n  b: {repos: [o/n@v1]}\n")
-    assert load_families(good) == {"a": {"author": "x", "limit": 3}, "b": {"repos": ["o/n@v1"]}}
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("families:\n  a: {autor: x}\n")
-    with pytest.raises(ValueError, match="unknown keys"):
-        load_families(bad)
-    with pytest.raises(ValueError, match="expected a mapping"):
-        bad.write_text("- just a list\n")
-        load_families(bad)
 
 
 def test_local_source_fingerprint_changes_with_the_files(tmp_path):
