@@ -201,7 +201,7 @@ class HubSource:
         download and from the bytes on disk after it."""
         from huggingface_hub import hf_hub_download
 
-        what = f"{ref.repo_id}/{filename}"
+        what = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
         size = files.get(filename)
         if size is not None and size > max_bytes:
             raise HubError(f"{what}: {size} bytes, more than the {max_bytes} this file may have", HUB_INVALID)
@@ -221,7 +221,7 @@ class HubSource:
         return Path(path).read_text(errors="replace")
 
     def _index(self, ref: ModelRef, filename: str, files: dict[str, int | None]) -> list[Shard]:
-        label = f"{ref.repo_id}/{filename}"
+        label = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
         try:
             index = json.loads(self._text(ref, filename, MAX_INDEX_BYTES, files))
         except json.JSONDecodeError as err:
@@ -256,12 +256,12 @@ class HubSource:
     def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
         meta = self._call(
-            f"{ref.repo_id} safetensors headers",
+            f"{ref.repo_id}@{ref.revision[:12]} safetensors headers",
             lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
         )
         headers: dict[str, list[TensorInfo]] = {}
         for filename, file_meta in meta.files_metadata.items():
-            label = f"{ref.repo_id}/{filename}"
+            label = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
             infos = []
             for name, t in file_meta.tensors.items():
                 shape = tuple(t.shape)
