@@ -59,6 +59,7 @@ class Fault:
     every: int = 1  # fire on every n-th matching request (1: each one)
     seen: int = 0
     header: str = ""  # e.g. the Retry-After of a 429
+    ranged: bool | None = None  # True: only Range requests (header reads); False: only whole files; None: both
 
 
 @dataclass
@@ -150,9 +151,11 @@ class FakeHub:
         self.redirect_match = match or ""
 
     # ---- faults ------------------------------------------------------------------------------------------------
-    def _add_fault(self, kind: str, match: str | None, count: int | None, value: float = 0.0) -> None:
+    def _add_fault(
+        self, kind: str, match: str | None, count: int | None, value: float = 0.0, ranged: bool | None = None
+    ) -> None:
         with self._lock:
-            self.faults.append(Fault(kind, match, count, value))
+            self.faults.append(Fault(kind, match, count, value, ranged=ranged))
 
     def fail_5xx(self, count: int | None = 1, match: str | None = None, status: int = 503, every: int = 1) -> None:
         """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared)."""
@@ -168,19 +171,22 @@ class FakeHub:
         """Accept the connection, read the request, and never answer (until the hub stops)."""
         self._add_fault("stall", match, count)
 
-    def stall_after_headers(self, match: str | None = None, count: int | None = None) -> None:
+    def stall_after_headers(
+        self, match: str | None = None, count: int | None = None, ranged: bool | None = None
+    ) -> None:
         """Send the status line, the headers and a part of the body, then nothing (until the hub stops)."""
-        self._add_fault("stall_after_headers", match, count)
+        self._add_fault("stall_after_headers", match, count, ranged=ranged)
 
-    def reset(self, count: int = 1, match: str | None = None) -> None:
+    def reset(self, count: int = 1, match: str | None = None, ranged: bool | None = None) -> None:
         """Send part of a body, then reset the connection (TCP RST)."""
-        self._add_fault("reset", match, count)
+        self._add_fault("reset", match, count, ranged=ranged)
 
     def slow(self, seconds: float, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("slow", match, count, seconds)
 
-    def truncate(self, count: int = 1, match: str | None = None) -> None:
-        self._add_fault("truncate", match, count)
+    def truncate(self, count: int = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send fewer bytes than the Content-Length promises, then close the connection."""
+        self._add_fault("truncate", match, count, ranged=ranged)
 
     def ignore_range(self, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("ignore_range", match, count)
@@ -192,10 +198,12 @@ class FakeHub:
         with self._lock:
             self.faults.clear()
 
-    def _take_fault(self, kind: str, path: str, method: str) -> Fault | None:
+    def _take_fault(self, kind: str, path: str, method: str, ranged: bool = False) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.kind != kind or (fault.match and fault.match not in path):
+                    continue
+                if fault.ranged is not None and fault.ranged != ranged:
                     continue
                 if kind in ("truncate", "ignore_range", "reset", "stall_after_headers") and method != "GET":
                     continue
@@ -536,8 +544,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_body(self, status: int, body: bytes, headers: dict, path: str, method: str, head: bool) -> None:
         """A file's bytes, unless a body fault is switched on for this request."""
         hub = self.hub
+        ranged = self.headers.get("Range") is not None
         for kind in ("truncate", "reset", "stall_after_headers"):
-            if method == "GET" and hub._take_fault(kind, path, method):
+            if method == "GET" and hub._take_fault(kind, path, method, ranged):
                 break
         else:
             self._send(status, body, headers, head=head)

@@ -5,7 +5,8 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
 
 * applies :class:`HubSettings`' timeouts (the client itself passes none to ``model_info`` and ``list_models``, so a
   stalled server would hang a scan forever);
-* retries each GET/HEAD on connection errors, timeouts and HTTP 408/429/5xx, at most ``retries`` times, waiting
+* retries each GET/HEAD on connection errors, timeouts and HTTP 408/429/5xx, and on a body that breaks off for
+  small answers (API JSON, header Range reads: read here, whole), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
   multiplying the attempts: one request, one bounded budget, whatever the call that made it;
@@ -36,6 +37,10 @@ ENV_VARIABLES = {
 RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+_CLOSED_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+# Bodies read whole inside the retry loop: API answers and Range reads up to this size (a safetensors header is at
+# most 25 MB). Downloads stream, and the client resumes them itself with an open-ended Range.
+_SMALL_BODY = 32_000_000
 # A connection that cannot be opened in this time will not be opened: with the default retries an unreachable hub
 # is reported within 30 s (4 attempts · 5 s + 3.5 s of backoff).
 _CONNECT_TIMEOUT = 5.0
@@ -111,6 +116,15 @@ def retry_after_seconds(value: str | None) -> float | None:
     return max(0.0, when.timestamp() - time.time())
 
 
+def _small_body(request) -> bool:
+    if request.method != "GET":
+        return False
+    if request.url.path.startswith("/api/"):
+        return True
+    closed = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
+    return bool(closed) and int(closed.group(2)) - int(closed.group(1)) < _SMALL_BODY
+
+
 def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
@@ -152,10 +166,18 @@ def _transport_class():
                         response.close()
                         raise HubProtocolError(f"{where}: the hub answered an invalid commit sha {commit[:80]!r}")
                     if response.status_code not in RETRY_STATUSES or request.method not in _IDEMPOTENT:
-                        return response
-                    failure = f"HTTP {response.status_code}"
-                    retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                    response.close()
+                        if not _small_body(request):
+                            return response
+                        try:
+                            response.read()
+                            return response
+                        except httpx2.TransportError as err:
+                            response.close()
+                            failure = f"{err.__class__.__name__} in the body: {err}" if str(err) else "broken body"
+                    else:
+                        failure = f"HTTP {response.status_code}"
+                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
+                        response.close()
                 if attempt >= settings.retries:
                     tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
                     raise HubUnavailable(f"{failure} ({tries}, {where})")
@@ -197,3 +219,16 @@ def install(settings: HubSettings, endpoint: str) -> None:
 
         set_client_factory(client_factory)
         _installed = key
+
+
+def uninstall() -> None:
+    """Back to huggingface_hub's own client (tests, and code that shares the process with other users)."""
+    global _installed
+    with _lock:
+        if _installed is None:
+            return
+        from huggingface_hub.utils import set_client_factory
+        from huggingface_hub.utils._http import default_client_factory
+
+        set_client_factory(default_client_factory)
+        _installed = None

@@ -96,7 +96,9 @@ def read_safetensors_header(path: Path) -> list[TensorInfo]:
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: truncated: {size} bytes, not even a safetensors header")
             (length,) = struct.unpack("<Q", prefix)
-            if length > MAX_HEADER_BYTES or length > size - 8:
+            if length > MAX_HEADER_BYTES:
+                raise WeightsError(f"{path}: header length {length} is more than the {MAX_HEADER_BYTES} bytes allowed")
+            if length > size - 8:
                 raise WeightsError(f"{path}: corrupt or truncated: header length {length} for a {size}-byte file")
             raw = handle.read(length)
     except FileNotFoundError as err:
