@@ -148,7 +148,7 @@ def _problem_text(error: dict) -> str:
         return "expected a mapping of keys to values"
     if kind == "greater_than_equal":
         return f"must be at least {error['ctx']['ge']}"
-    if kind == "too_short":
+    if kind in ("too_short", "string_too_short"):
         return "must not be empty"
     if kind == "literal_error":
         return f"expected one of {', '.join(SORT_KEYS)}"
