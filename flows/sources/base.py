@@ -89,10 +89,6 @@ class HubError(Exception):
         super().__init__(message)
         self.kind = kind
 
-    @property
-    def transient(self) -> bool:
-        return self.kind == HUB_UNAVAILABLE
-
 
 @dataclass(frozen=True)
 class ModelRef:
