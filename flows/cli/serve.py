@@ -48,12 +48,12 @@ def register(sub) -> None:
 def check_prefect_server(api_url: str, api_key: str | None = None) -> None:
     """A Prefect API answers its health check within seconds, else one CliError (Prefect's own client would retry
     for minutes and print its tracebacks)."""
-    import httpx
+    import httpx2
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
-        response = httpx.get(f"{api_url.rstrip('/')}/health", timeout=HEALTH_TIMEOUT, headers=headers)
-    except httpx.HTTPError as err:
+        response = httpx2.get(f"{api_url.rstrip('/')}/health", timeout=HEALTH_TIMEOUT, headers=headers)
+    except httpx2.HTTPError as err:
         raise CliError(
             f"no Prefect server answers at PREFECT_API_URL={api_url} ({err.__class__.__name__}): "
             "start one with `prefect server start`, or fix PREFECT_API_URL"
