@@ -14,6 +14,9 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
 * strips ``Authorization`` from any request to a host other than the endpoint's (a CDN redirect must never see
   ``HF_TOKEN``; httpx2 and the client strip it too, this holds whatever they do).
 
+Retries and these timeouts apply to the hub and the hosts its redirects point to; a request the client makes
+elsewhere on its own gets one attempt and keeps its own timeout when that is shorter.
+
 Settings come from ``wwhub scan`` options or ``WWHUB_HUB_*`` variables, read here and nowhere else.
 """
 
@@ -134,60 +137,79 @@ def _transport_class():
     import httpx2
 
     class HubTransport(httpx2.BaseTransport):
+        """See the module's docstring. Retries and our timeouts are for the hub and the hosts it redirects to (a
+        CDN); anything else the client asks on its own (e.g. its agent registry) gets one attempt and keeps its own,
+        shorter, timeout."""
+
         def __init__(self, settings: HubSettings, endpoint: str):
             self.settings = settings
             self.hub_origin = origin(endpoint)
+            self.served_by_hub = {self.hub_origin}
             self.inner = httpx2.HTTPTransport()
 
         def handle_request(self, request):
-            settings = self.settings
-            timeout = settings.timeout
-            request.extensions["timeout"] = {
-                "connect": min(_CONNECT_TIMEOUT, timeout),
-                "read": timeout,
-                "write": timeout,
-                "pool": timeout,
-            }
-            if origin(str(request.url)) != self.hub_origin:
+            target = origin(str(request.url))
+            if target != self.hub_origin:
                 request.headers.pop("Authorization", None)
-            where = f"{request.method} {request.url}"
+            ours = target in self.served_by_hub
+            request.extensions["timeout"] = self._timeouts(request.extensions.get("timeout") or {}, ours)
+            retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
             attempt = 0
             while True:
-                retry_after = None
-                try:
-                    response = self.inner.handle_request(request)
-                except httpx2.TransportError as err:
-                    if request.method not in _IDEMPOTENT:
-                        raise
-                    failure = f"{err.__class__.__name__}: {err}" if str(err) else err.__class__.__name__
-                else:
-                    commit = response.headers.get("X-Repo-Commit")
-                    if commit is not None and not _COMMIT_SHA.match(commit):
-                        response.close()
-                        raise HubProtocolError(f"{where}: the hub answered an invalid commit sha {commit[:80]!r}")
-                    if response.status_code not in RETRY_STATUSES or request.method not in _IDEMPOTENT:
-                        if not _small_body(request):
-                            return response
-                        try:
-                            response.read()
-                            return response
-                        except httpx2.TransportError as err:
-                            response.close()
-                            failure = f"{err.__class__.__name__} in the body: {err}" if str(err) else "broken body"
-                    else:
-                        failure = f"HTTP {response.status_code}"
-                        retry_after = retry_after_seconds(response.headers.get("Retry-After"))
-                        response.close()
-                if attempt >= settings.retries:
+                response, failure, retry_after = self._attempt(request, retry=retries > 0)
+                if response is not None:
+                    if ours and response.headers.get("Location"):
+                        # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
+                        self.served_by_hub.add(origin(str(request.url.join(response.headers["Location"]))))
+                    return response
+                if attempt >= retries:
+                    if not ours and isinstance(failure, Exception):
+                        raise failure
                     tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                    raise HubUnavailable(f"{failure} ({tries}, {where})")
-                time.sleep(settings.wait(attempt, retry_after))
+                    raise HubUnavailable(f"{_describe(failure)} ({tries}, {request.method} {request.url})")
+                time.sleep(self.settings.wait(attempt, retry_after))
                 attempt += 1
+
+        def _attempt(self, request, retry: bool):
+            """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again."""
+            try:
+                response = self.inner.handle_request(request)
+            except httpx2.TransportError as err:
+                return None, err, None
+            commit = response.headers.get("X-Repo-Commit")
+            if commit is not None and not _COMMIT_SHA.match(commit):
+                response.close()
+                raise HubProtocolError(
+                    f"{request.method} {request.url}: the hub answered an invalid commit sha {commit[:80]!r}"
+                )
+            if retry and response.status_code in RETRY_STATUSES:
+                response.close()
+                return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
+            if retry and _small_body(request):
+                try:
+                    response.read()
+                except httpx2.TransportError as err:
+                    response.close()
+                    return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+            return response, None, None
+
+        def _timeouts(self, asked: dict, ours: bool) -> dict:
+            timeout = self.settings.timeout
+            mine = {"connect": min(_CONNECT_TIMEOUT, timeout), "read": timeout, "write": timeout, "pool": timeout}
+            if ours:
+                return mine
+            return {k: v if asked.get(k) is None else min(v, asked[k]) for k, v in mine.items()}
 
         def close(self) -> None:
             self.inner.close()
 
     return HubTransport
+
+
+def _describe(failure) -> str:
+    if isinstance(failure, Exception):
+        return f"{failure.__class__.__name__}: {failure}" if str(failure) else failure.__class__.__name__
+    return str(failure)
 
 
 _installed: tuple[HubSettings, tuple] | None = None

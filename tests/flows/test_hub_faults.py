@@ -197,3 +197,18 @@ def test_settings_come_from_the_environment_and_the_options_win(monkeypatch):
     monkeypatch.setenv("WWHUB_HUB_BACKOFF", "-1")
     with pytest.raises(ValueError, match="WWHUB_HUB_BACKOFF"):
         HubSettings.from_env()
+
+
+def test_other_hosts_get_one_attempt_and_never_the_token(faults):
+    """A request the client makes on its own to another host (not the hub, not where the hub redirected): one
+    attempt, its answer handed back as it is, and no Authorization header."""
+    from huggingface_hub.utils import get_session
+
+    from flows.sources.transport import install
+
+    install(HubSettings(backoff=0), faults.endpoint)
+    with FakeHub() as other:
+        other.fail_5xx(count=None)
+        response = get_session().get(f"{other.endpoint}/api/models", headers={"Authorization": "Bearer hf_x"})
+        assert response.status_code == 503
+        assert other.auth == [("/api/models", None)]
