@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.fakehub import FakeHub
@@ -29,6 +31,11 @@ def isolated_hf_home(tmp_path_factory, monkeypatch):
     from flows.sources.transport import uninstall
 
     uninstall()
+    # `main()` gives wwhub's loggers their own one-line handler; give them back to pytest's capture (caplog).
+    logger = logging.getLogger("flows")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture

@@ -212,3 +212,15 @@ def test_other_hosts_get_one_attempt_and_never_the_token(faults):
         response = get_session().get(f"{other.endpoint}/api/models", headers={"Authorization": "Bearer hf_x"})
         assert response.status_code == 503
         assert other.auth == [("/api/models", None)]
+
+
+def test_a_listing_with_a_hostile_sha_skips_that_model_with_a_warning(faults, tmp_path, capsys):
+    faults.lie_about_sha(REPOS[0], "../../../tmp/x")
+    try:
+        lake = tmp_path / "lake"
+        assert main(["scan", "--author", "acme", "--endpoint", faults.endpoint, "--lake", str(lake)]) == 0
+    finally:
+        faults.repos[REPOS[0]].fake_sha = None
+    assert "invalid commit sha '../../../tmp/x'; skipped" in capsys.readouterr().err
+    assert [r[0] for r in rows(lake, "SELECT repo_id FROM models")] == [REPOS[1]]
+    assert not list(tmp_path.parent.rglob("x.parquet"))
