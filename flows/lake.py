@@ -201,13 +201,13 @@ class Lake:
     def has_model(self, repo_id: str, revision: str) -> bool:
         """True when this commit was scanned (the models file is written last, after layers, esd and evals).
 
-        A model recorded as ``unsupported`` (nothing analyzable with the options of that run, e.g. --no-pickle)
-        does not count: a later run with other options scans it."""
+        A model recorded as ``unsupported`` (nothing analyzable with the options of that run, e.g. --no-pickle) or
+        ``gated`` (no access yet) does not count: a later run with other options, or a token, scans it."""
         path = self.file("models", repo_id, revision)
         if not path.exists():
             return False
         statuses = pq.read_table(path, columns=["status"]).column("status").to_pylist()
-        return statuses != ["unsupported"]
+        return statuses not in (["unsupported"], ["gated"])
 
     def glob(self, table: str) -> str:
         return str(self.root / table / "*.parquet")

@@ -9,9 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
 import shutil
-import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -19,16 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import yaml
-
 import ww_core
 from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import ModelAnalysis, default_layer_workers, usable_cores
 from .lake import Lake, build_catalog
-from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
+from .sources import HUB_GATED, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
 from .weights import ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
+from .workdirs import new_workdir, remove_dead_workdirs
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +35,7 @@ STATUS_PARTIAL = "partial"
 STATUS_SKIPPED = "skipped"  # already in the lake at this commit
 STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"  # nothing analyzable (e.g. only pickles and --no-pickle)
+STATUS_GATED = "gated"  # the hub wants the license accepted and a token with access (the reason says so)
 # An adapter's family, by default: its inferred or given family name with this suffix (README: adapters).
 ADAPTER_FAMILY_SUFFIX = "-adapters"
 
@@ -48,18 +47,25 @@ class SourceSpec:
     kind: str = "hub"  # hub | local | cache
     location: str | None = None  # endpoint URL, local folder, or cache folder
     allow_pickle: bool = True
+    hub: HubSettings | None = None  # timeouts and retries (None: WWHUB_HUB_* variables, else defaults)
     # A local base checkpoint that adapters are merged into (--merge-base): W + ΔW instead of ΔW alone.
     merge_base: str | None = None
     gguf_file: str | None = None  # the file to analyze in GGUF-only repos (--gguf-file); None: gguf_plan picks
 
     def open(self):
         if self.kind == "hub":
-            return HubSource(endpoint=self.location, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file)
+            return HubSource(
+                endpoint=self.location, settings=self.hub, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file
+            )
         if self.kind == "local":
             return LocalSource(self.location, self.gguf_file)
         if self.kind == "cache":
             return CacheSource(self.location, self.gguf_file)
         raise ValueError(f"source kind {self.kind!r}: expected hub, local or cache")
+
+
+class NothingListed(ValueError):
+    """The families list no models at all."""
 
 
 @dataclass
@@ -74,6 +80,7 @@ class ModelOutcome:
     bytes_read: int = 0
     seconds: float = 0.0
     scan_id: str = ""
+    error_kind: str = ""  # for a failure before any weight was read: HubError.kind (not_found, gated, ...)
 
 
 @dataclass
@@ -84,6 +91,8 @@ class ScanReport:
     listed: int = 0
     outcomes: list[ModelOutcome] = field(default_factory=list)
     list_errors: list[str] = field(default_factory=list)
+    interrupted: bool = False
+    listed_by_family: dict[str, int] = field(default_factory=dict)
 
     def count(self, *statuses: str) -> int:
         return sum(o.status in statuses for o in self.outcomes)
@@ -91,26 +100,8 @@ class ScanReport:
     @property
     def exit_code(self) -> int:
         # A model skipped as asked (e.g. --no-pickle) is recorded with its reason but is not a failure.
-        bad = self.count(STATUS_FAILED, STATUS_PARTIAL) + len(self.list_errors)
+        bad = self.count(STATUS_FAILED, STATUS_PARTIAL, STATUS_GATED) + len(self.list_errors)
         return 1 if bad else 0
-
-
-def load_families(path: str | Path) -> dict[str, dict]:
-    """``families.yaml``: ``{families: {name: {repos|author|search|filter|sort|limit: ...}}}``."""
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as err:
-        raise ValueError(f"{path}: cannot read the families file ({err})") from err
-    families = (data or {}).get("families") if isinstance(data, dict) else None
-    if not isinstance(families, dict) or not families:
-        raise ValueError(f"{path}: expected a mapping 'families: {{name: {{author: ..., search: ...}}}}'")
-    for name, query in families.items():
-        if not isinstance(query, dict):
-            raise ValueError(f"{path}: family {name!r} must be a mapping of {', '.join(QUERY_KEYS)}")
-        unknown = set(query) - set(QUERY_KEYS)
-        if unknown:
-            raise ValueError(f"{path}: family {name!r} has unknown keys {sorted(unknown)}; known: {QUERY_KEYS}")
-    return families
 
 
 def list_models(spec: SourceSpec, query: dict, family: str | None) -> list[ModelRef]:
@@ -178,16 +169,24 @@ def scan_model(
                 ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake", scan_id=scan_id
             )
         description = source.describe(ref)
-    except (HubError, WeightsError) as err:
+    except Exception as err:  # noqa: BLE001 - a model that cannot be described is recorded, never ends the scan
         status = STATUS_UNSUPPORTED if isinstance(err, UnsupportedWeights) else STATUS_FAILED
+        kind = err.kind if isinstance(err, HubError) else ""
+        if kind == HUB_GATED:
+            status = STATUS_GATED
+        reason = str(err)
+        if not isinstance(err, HubError | WeightsError):
+            logger.exception("%s@%s: unexpected error", ref.repo_id, ref.revision)
+            reason = f"unexpected {err.__class__.__name__}: {err}"
         outcome = ModelOutcome(
             ref.repo_id,
             ref.revision,
             ref.family,
             status,
-            str(err),
+            reason,
             seconds=time.perf_counter() - started,
             scan_id=scan_id,
+            error_kind=kind,
         )
         lake.write_rows(
             "models",
@@ -218,7 +217,7 @@ def scan_model(
     esd: list[tuple[ww_core.LayerMetrics, dict]] = []
     shard_errors: list[str] = []
     bytes_read = 0
-    workdir = Path(tempfile.mkdtemp(prefix="wwhub-shards-", dir=os.environ.get("WWHUB_WORKDIR")))
+    workdir = new_workdir()
 
     def fetch(shard: Shard) -> Path:
         # A base checkpoint's shard (--merge-base) is read where it lies; the model's own come from the source.
@@ -333,8 +332,10 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
         for o in report.outcomes
-        if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED)
+        if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED, STATUS_GATED)
     ]
+    if report.interrupted:
+        errors.append(f"interrupted after {len(report.outcomes)} of {report.listed} models")
     lake = Lake(lake_root)
     lake.write_scan(
         dict(
@@ -346,7 +347,7 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
             listed=report.listed,
             scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
             skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
-            failed=report.count(STATUS_FAILED) + len(report.list_errors),
+            failed=report.count(STATUS_FAILED, STATUS_GATED) + len(report.list_errors),
             errors=json.dumps(errors),
             wwhub_version=__version__,
             seconds=(report.ended_at - report.started_at).total_seconds(),
@@ -371,37 +372,71 @@ def run_scan(
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
     layer_workers: int | None = None,
+    require_models: bool = False,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
     keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``.
 
     ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
-    cores the models leave over go to their layers (a single model gets them all)."""
+    cores the models leave over go to their layers (a single model gets them all). With ``require_models``, a
+    listing that finds nothing (and failed nowhere) raises NothingListed before anything is written."""
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
+    for folder in remove_dead_workdirs():
+        logger.info("removed %s, left behind by a scan that was killed", folder)
     refs: list[ModelRef] = []
     for family, query in families.items():
         try:
-            refs.extend(list_models(spec, query, family if family != "*" else None))
+            listed = list_models(spec, query, family if family != "*" else None)
         except (HubError, WeightsError) as err:
             report.list_errors.append(f"family {family}: {err}")
+            continue
+        report.listed_by_family[family] = len(listed)
+        refs.extend(listed)
     report.listed = len(refs)
+    if require_models and not refs and not report.list_errors:
+        raise NothingListed(f"no models: {', '.join(f'family {f}' if f != '*' else 'the query' for f in families)}")
     if on_listed is not None:
         on_listed(len(refs))
     model_workers = max(1, min(workers, len(refs)))
     # Cores left over by the models scanned side by side go to their layers (one model alone gets them all).
     if layer_workers is None:
         layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
-    with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
-        futures = [
-            pool.submit(
-                scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd, layer_workers
-            )
-            for ref in refs
-        ]
-        for future in futures:
-            outcome = future.result()
+    interrupted = threading.Event()
+
+    def shard_done(repo_id: str, shard: str) -> None:
+        # After Ctrl-C, a model still running stops at its next shard; nothing of it is written.
+        if interrupted.is_set():
+            raise KeyboardInterrupt
+        if on_shard is not None:
+            on_shard(repo_id, shard)
+
+    pool = ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model")
+    futures = [
+        pool.submit(
+            scan_model, spec, ref, lake_root, options, force, report.scan_id, shard_done, keep_esd, layer_workers
+        )
+        for ref in refs
+    ]
+    try:
+        for ref, future in zip(refs, futures, strict=True):
+            try:
+                outcome = future.result()
+            except Exception as err:  # noqa: BLE001 - a bug in one model's scan is recorded, the others go on
+                logger.error("%s: unexpected %s: %s", ref.repo_id, err.__class__.__name__, err)
+                outcome = ModelOutcome(
+                    ref.repo_id, ref.revision, ref.family, STATUS_FAILED, f"unexpected {err.__class__.__name__}: {err}"
+                )
             report.outcomes.append(outcome)
             if on_model is not None:
                 on_model(outcome)
+    except KeyboardInterrupt:
+        # Ctrl-C: queued models are dropped, running ones stop at their next shard, completed ones stay in the
+        # lake (each model's marker file is written last), and the scans row says what happened.
+        interrupted.set()
+        pool.shutdown(wait=False, cancel_futures=True)
+        report.interrupted = True
+        record_scan(lake_root, report, list(families), spec.kind)
+        raise
+    pool.shutdown(wait=True)
     record_scan(lake_root, report, list(families), spec.kind)
     return report

@@ -22,6 +22,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from . import __version__
 from .analyze import usable_cores
+from .families import load_families
 from .lake import Lake
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
 from .pipeline import (
@@ -30,13 +31,13 @@ from .pipeline import (
     ScanReport,
     SourceSpec,
     list_models,
-    load_families,
     new_scan_id,
     record_scan,
     scan_model,
 )
 from .report import leaderboard_data
 from .sources import ModelRef
+from .workdirs import remove_dead_workdirs
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -94,6 +95,7 @@ def _scan(
 ) -> ScanReport:
     logger = get_run_logger()
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
+    remove_dead_workdirs()
     refs: list[ModelRef] = []
     for family, query in families.items():
         try:

@@ -11,8 +11,8 @@ from ..analyze import analyze_path, default_layer_workers, plan_path
 from ..examples import EXAMPLES, example_path
 from ..weights import WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
-from ._options import add_analysis_arguments, analysis_options
-from ._output import FORMATS, render_table, write_rows
+from ._options import add_analysis_arguments, analysis_options, positive_int
+from ._output import FORMATS, check_output_file, render_table, write_rows
 from ._progress import progress_bar
 
 TABLE_COLUMNS = [
@@ -54,29 +54,26 @@ def register(sub) -> None:
     add_analysis_arguments(parser)
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=default_layer_workers(),
         help="layers analyzed at once, each eigensolve on --blas-threads threads (default: the cores, up to 4)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", help="write to FILE instead of stdout")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--out", help="write to FILE instead of stdout (its folder must exist)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.path) == bool(args.example):
         raise CliError("give exactly one of PATH or --example NAME")
+    check_output_file(args.out)
+    if args.format == "parquet" and not args.out:
+        raise CliError("--format parquet needs --out FILE")
+    options = analysis_options(args)
     try:
         path = example_path(args.example) if args.example else args.path
         planned = plan_path(path, args.merge_base)
     except (WeightsError, ValueError) as err:
-        raise CliError(str(err)) from err
-    options = analysis_options(args)
-    if args.workers < 1:
-        raise CliError(f"--workers {args.workers}: must be at least 1")
-    try:
-        ww_core.AnalysisOptions.from_kwargs(**options)
-    except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
     with progress_bar(total=None, desc=f"analyze {path}", unit="layer") as bar:
         model = analyze_path(

@@ -19,7 +19,7 @@ def register(sub) -> None:
     importer = actions.add_parser(
         "import", help="import accuracies from a CSV: repo_id, metric, value[, dataset, source]"
     )
-    importer.add_argument("file")
+    importer.add_argument("file", help="CSV with columns repo_id, metric, value[, dataset, source]")
     importer.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
     importer.set_defaults(run=run_import)
 

@@ -17,7 +17,7 @@ from ..report import (
     write_plots,
 )
 from ._errors import CliError
-from ._output import render_json, render_table
+from ._output import check_output_file, render_json, render_table
 
 FORMATS = ("table", "csv", "json", "md", "html")
 
@@ -32,8 +32,8 @@ def add_board_arguments(parser: argparse.ArgumentParser) -> None:
 def register(sub) -> None:
     parser = sub.add_parser("leaderboard", help="rank models per family against their reported accuracy")
     add_board_arguments(parser)
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", help="write to FILE (required for html)")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--out", help="write to FILE (required for html; its folder must exist)")
     parser.set_defaults(run=run)
 
 
@@ -54,6 +54,9 @@ def export(board: list[dict], correlations: list[dict], fmt: str, plots: list[Pa
 
 
 def run(args: argparse.Namespace) -> int:
+    check_output_file(args.out)
+    if args.format == "html" and not args.out:
+        raise CliError("--format html needs --out FILE")
     try:
         board, correlations = leaderboard_data(args.lake, args.family, args.metric, args.prefer_import)
     except (ValueError, OSError) as err:
@@ -62,8 +65,6 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("no scanned models in the lake" + (f" for family {args.family!r}" if args.family else ""))
     plots: list[Path] = []
     if args.format == "html":
-        if not args.out:
-            raise CliError("--format html needs --out FILE")
         plots = write_plots(
             args.lake, Path(tempfile.mkdtemp(prefix="wwhub-plots-")), args.family, args.metric, args.prefer_import
         )

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 from ..report import write_esd_plot, write_plots
 from ._errors import CliError
+from ._output import check_output_folder
 from .leaderboard import add_board_arguments
 
 
@@ -24,7 +24,7 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     try:
         if args.esd:
             paths = write_esd_plot(args.lake, args.esd[0], args.esd[1], out)

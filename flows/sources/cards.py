@@ -1,14 +1,27 @@
-"""Model cards: metadata facts and ``model-index`` evaluation results from a README.md."""
+"""Model cards: metadata facts and ``model-index`` evaluation results from a README.md.
+
+A card is written by anyone: its size is bounded and its YAML may not use anchors or aliases (a "billion laughs"
+card expands a few hundred bytes into billions of nodes once walked), so nothing in it can exhaust memory or time.
+"""
 
 from __future__ import annotations
 
+import yaml
+
 from .base import EvalResult
+
+# The Hub's largest real cards are a few hundred KB; the metadata block is a small part of them.
+MAX_CARD_BYTES = 2_000_000
+MAX_CARD_YAML_BYTES = 512_000
 
 
 def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
     """(card_status, metadata facts, model-index eval results) of a README.md. Never raises."""
     if text is None:
         return "missing", {}, []
+    unsafe = card_yaml_problem(text)
+    if unsafe:
+        return f"malformed: {unsafe}", {}, []
     from huggingface_hub import ModelCard
 
     try:
@@ -38,6 +51,28 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
             )
         )
     return "ok", facts, evals
+
+
+def card_yaml_problem(text: str) -> str | None:
+    """Why a card's metadata may not be parsed (too large, aliases, anchors), or None. Reads YAML events only:
+    nothing is built from the document."""
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+    if len(text) > MAX_CARD_BYTES:
+        return f"card of {len(text)} characters, more than {MAX_CARD_BYTES}"
+    match = REGEX_YAML_BLOCK.search(text)
+    if match is None:
+        return None
+    block = match.group(2)
+    if len(block) > MAX_CARD_YAML_BYTES:
+        return f"metadata block of {len(block)} characters, more than {MAX_CARD_YAML_BYTES}"
+    try:
+        for event in yaml.parse(block, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return "YAML anchors and aliases are not accepted in card metadata"
+    except yaml.YAMLError as err:
+        return f"invalid YAML ({str(err).splitlines()[0][:200]})"
+    return None
 
 
 def _first(value):

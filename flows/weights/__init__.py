@@ -28,6 +28,7 @@ from .plan import (
 from .readers import (
     ShardReader,
     TensorInfo,
+    check_tensor_entry,
     open_shard,
     parse_safetensors_header,
     read_safetensors_header,
@@ -48,6 +49,7 @@ __all__ = [
     "TensorInfo",
     "UnsupportedWeights",
     "WeightsError",
+    "check_tensor_entry",
     "gguf_plan",
     "merge_plans",
     "open_shard",

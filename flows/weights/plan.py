@@ -174,8 +174,18 @@ def shards_from_index(index: dict, label: str) -> list[Shard]:
         raise WeightsError(f"{label}: no weight_map in the safetensors index") from err
     shards: dict[str, Shard] = {}
     for name, filename in items:
-        shards.setdefault(filename, Shard(filename)).tensors.append(TensorInfo(name, "", ()))
+        shard_filename(filename, label)
+        shards.setdefault(filename, Shard(filename)).tensors.append(TensorInfo(str(name), "", ()))
     return list(shards.values())
+
+
+def shard_filename(filename: object, label: str) -> str:
+    """A shard file name from an index: a relative path inside the model folder (an index is data from the
+    network or a download; ``../../x.safetensors`` or ``/etc/x`` must never become a path). Raises WeightsError."""
+    parts = filename.split("/") if isinstance(filename, str) else []
+    if not parts or any(p in ("", ".", "..") or "\\" in p or "\0" in p for p in parts) or len(filename) > 1000:
+        raise WeightsError(f"{label}: weight_map names {str(filename)[:200]!r}, not a file inside the model folder")
+    return filename
 
 
 def _plan_from_index(index_path: Path, folder: Path) -> list[Shard]:

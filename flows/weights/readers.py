@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import mmap
+import re
 import struct
 import zipfile
 from dataclasses import dataclass
@@ -57,8 +58,34 @@ NUMPY_DTYPES: dict[str, np.dtype] = {
 FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
 INTEGER_DTYPES = frozenset({"I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64", "BOOL"})
 
-# safetensors caps headers at 100 MB; anything larger is a corrupt length prefix.
-_MAX_HEADER_BYTES = 100_000_000
+# The largest header we parse, checked before it is read: huggingface_hub's limit for remote headers
+# (SAFETENSORS_MAX_HEADER_LENGTH); a 100k-tensor shard needs ~15 MB. A larger length prefix is corrupt or hostile.
+MAX_HEADER_BYTES = 25_000_000
+# Bits per element of each safetensors dtype (the format's spec), to check a shape against its data offsets.
+_DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16,
+    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64, "C64": 64, "F4": 4,
+    "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
+
+
+def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: int, end: int) -> None:
+    """A header entry that describes its own data: whole non-negative dimensions whose product, at the dtype's
+    width, fills ``data_offsets`` exactly. Checked before anything is allocated from the shape (a shape claiming
+    10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or len(shape) > 8:
+        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")
+    numel = 1
+    for dim in shape:
+        numel *= dim
+    need = (numel * _DTYPE_BITS.get(dtype, 1) + 7) // 8  # an unknown dtype has at least one bit per element
+    if (need != end - begin) if dtype in _DTYPE_BITS else (need > end - begin):
+        raise WeightsError(
+            f"{label}: tensor {name!r} of shape {list(shape)} ({dtype}) needs {need} bytes, "
+            f"but its data offsets hold {end - begin}: corrupt header"
+        )
 
 
 @dataclass
@@ -80,18 +107,11 @@ def _parse_header(raw: bytes, file_size: int | None, label: str) -> list[_Locate
         if name == "__metadata__":
             continue
         try:
-            begin, end = (int(v) for v in meta["data_offsets"])
-            info = TensorInfo(name, str(meta["dtype"]), tuple(int(d) for d in meta["shape"]))
+            begin, end = meta["data_offsets"]
+            info = TensorInfo(name, str(meta["dtype"]), tuple(meta["shape"]))
         except (KeyError, TypeError, ValueError) as err:
             raise WeightsError(f"{label}: corrupt safetensors header entry for {name!r}") from err
-        if begin < 0 or end < begin or any(d < 0 for d in info.shape):
-            raise WeightsError(f"{label}: corrupt safetensors header entry for {name!r} (offsets {begin}..{end})")
-        dtype = NUMPY_DTYPES.get(info.dtype)
-        if dtype is not None and end - begin != math.prod(info.shape) * dtype.itemsize:
-            raise WeightsError(
-                f"{label}: corrupt safetensors header: {name!r} is {info.dtype} {list(info.shape)} "
-                f"({math.prod(info.shape) * dtype.itemsize} bytes) but spans {end - begin} bytes"
-            )
+        check_tensor_entry(label, name, info.dtype, info.shape, begin, end)
         located.append(_Located(info, begin, end))
     if file_size is not None:
         expected = 8 + len(raw) + max((t.end for t in located), default=0)
@@ -119,7 +139,9 @@ def _read_header(path: Path) -> tuple[int, list[_Located]]:
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: truncated: {size} bytes, not even a safetensors header")
             (length,) = struct.unpack("<Q", prefix)
-            if length > _MAX_HEADER_BYTES or length > size - 8:
+            if length > MAX_HEADER_BYTES:
+                raise WeightsError(f"{path}: header length {length} is more than the {MAX_HEADER_BYTES} bytes allowed")
+            if length > size - 8:
                 raise WeightsError(f"{path}: corrupt or truncated: header length {length} for a {size}-byte file")
             raw = handle.read(length)
     except FileNotFoundError as err:
@@ -215,7 +237,9 @@ class PickleShard(ShardReader):
         try:
             state = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=mapped)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-            raise WeightsError(f"{self.path}: cannot load the pickle safely with weights_only=True ({err})") from err
+            raise WeightsError(
+                f"{self.path}: cannot load the pickle safely with weights_only=True ({_refusal(err)})"
+            ) from err
         if not isinstance(state, dict):
             raise WeightsError(f"{self.path}: the pickle holds a {type(state).__name__}, not a state dict")
         self._tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
@@ -309,3 +333,14 @@ def open_shard(path: Path, fmt: str = "safetensors") -> ShardReader:
     if reader is None:
         raise WeightsError(f"{path}: no reader for weight format {fmt!r}")
     return reader(Path(path))
+
+
+def _refusal(err: Exception) -> str:
+    """Why the safe loader refused a pickle, without torch's advice to retry with ``weights_only=False`` (which
+    would run the code inside): the global it would have called, else the first line of the error."""
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return f"it would call {unsafe.group(1)}, which is not part of a state dict; such a file is never loaded"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), err.__class__.__name__)
+    return re.sub(r"\s*(Re-running|In PyTorch|Please file|WeightsUnpickler).*", "", first)[:300]

@@ -102,8 +102,8 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     lake = tmp_path / "lake"
 
     assert scan(fake_hub, lake, *repos) == 1
-    out = capsys.readouterr().out
-    assert "acme/tiny-missing" in out and "not found" in out
+    err = capsys.readouterr().err  # one line per problem, on stderr
+    assert "wwhub scan: failed: acme/tiny-missing@main: repository not found" in err
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
     assert models["acme/tiny-1m"]["status"] == "scanned" and models["acme/tiny-2m"]["status"] == "scanned"
     assert models["acme/tiny-corrupt"]["status"] == "partial"

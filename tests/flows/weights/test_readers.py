@@ -80,7 +80,7 @@ def write_raw(path: Path, header: dict, data: bytes) -> Path:
 @pytest.mark.parametrize(
     ("header", "data", "message"),
     [
-        ({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}}, b"\0" * 32, "spans 32 bytes"),
+        ({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 32]}}, b"\0" * 32, "data offsets hold 32"),
         ({"w": {"dtype": "F32", "shape": [4, 4], "data_offsets": [0, 64]}}, b"\0" * 32, "truncated"),
         ({"w": {"dtype": "F32", "shape": [2, -2], "data_offsets": [0, 16]}}, b"\0" * 16, "corrupt"),
         ({"w": {"dtype": "F32", "shape": [2, 2], "data_offsets": [16, 0]}}, b"\0" * 16, "corrupt"),
@@ -96,7 +96,7 @@ def test_a_header_whose_tensors_do_not_fit_is_an_error_naming_the_file(tmp_path,
 def test_a_header_length_beyond_the_file_is_an_error_before_any_allocation(tmp_path):
     path = tmp_path / "huge.safetensors"
     path.write_bytes(struct.pack("<Q", 2**40) + b"{}")
-    with pytest.raises(WeightsError, match="huge.safetensors: corrupt or truncated: header length"):
+    with pytest.raises(WeightsError, match="huge.safetensors: header length 1099511627776 is more than"):
         open_shard(path)
 
 
