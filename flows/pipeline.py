@@ -25,6 +25,7 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import default_layer_workers, shard_failure, usable_cores
+from .correlations import refresh_correlations
 from .lake import Lake, build_catalog
 from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
 from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
@@ -295,7 +296,8 @@ def scan_model(
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
-    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file)."""
+    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file) and the derived
+    ``correlations`` table."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
@@ -320,6 +322,7 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         )
     )
     build_catalog(lake_root)
+    refresh_correlations(lake_root)
 
 
 def new_scan_id() -> str:

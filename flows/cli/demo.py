@@ -52,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(export(board, correlations, "table"))
     out = Path(args.out)
-    plots = write_plots(lake, out)
+    plots = write_plots(lake, out, data=(board, correlations))
     first = board[0]
     plots += write_esd_plot(lake, first["repo_id"], "1", out)
     page = out / "index.html"

@@ -1,4 +1,4 @@
-"""``wwhub leaderboard``: models ranked per family with their reported accuracy, and the correlation table."""
+"""``wwhub leaderboard``: models ranked per family with their reported value, and the correlation tables."""
 
 from __future__ import annotations
 
@@ -8,25 +8,43 @@ import tempfile
 from pathlib import Path
 
 from ..report import (
-    BOARD_COLUMNS,
-    CORRELATION_COLUMNS,
+    DEFAULT_METRIC,
     board_csv,
+    board_view,
     leaderboard_data,
+    metric_of,
     render_html,
     render_markdown,
+    render_terminal,
     write_plots,
 )
 from ._errors import CliError
-from ._output import render_json, render_table
+from ._output import render_json
 
 FORMATS = ("table", "csv", "json", "md", "html")
 
 
 def add_board_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--family", help="one family (default: all)")
-    parser.add_argument("--metric", default="accuracy", help="reported metric to rank by (default: accuracy)")
-    parser.add_argument("--prefer-import", action="store_true", help="imported accuracies win over the card's")
+    parser.add_argument(
+        "--metric",
+        help=f"reported metric to rank by and correlate with (default: {DEFAULT_METRIC}; names are normalised: "
+        "acc = accuracy)",
+    )
+    parser.add_argument("--dataset", help="only values reported on this dataset (default: by source precedence)")
+    parser.add_argument("--prefer-import", action="store_true", help="imported values win over the card's")
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
+
+
+def board_request(args: argparse.Namespace) -> dict:
+    """leaderboard_data's arguments from the shared options: an explicit --metric or --dataset must exist."""
+    return dict(
+        family=args.family,
+        metric=args.metric or DEFAULT_METRIC,
+        prefer_import=args.prefer_import,
+        dataset=args.dataset,
+        require_metric=args.metric is not None or args.dataset is not None,
+    )
 
 
 def register(sub) -> None:
@@ -39,34 +57,30 @@ def register(sub) -> None:
 
 def export(board: list[dict], correlations: list[dict], fmt: str, plots: list[Path] | None = None) -> str:
     if fmt == "table":
-        return (
-            render_table(board, BOARD_COLUMNS)
-            + "\ncorrelations with the reported metric\n"
-            + render_table(correlations, CORRELATION_COLUMNS)
-        )
+        return render_terminal(board, correlations)
     if fmt == "csv":
-        return board_csv(board)
+        return board_csv(board_view(board, metric_of(board)))
     if fmt == "json":
-        return render_json(board)
+        return render_json(board_view(board, metric_of(board)))
     if fmt == "md":
         return render_markdown(board, correlations)
     return render_html(board, correlations, plots or [])
 
 
 def run(args: argparse.Namespace) -> int:
+    request = board_request(args)
     try:
-        board, correlations = leaderboard_data(args.lake, args.family, args.metric, args.prefer_import)
-    except (ValueError, OSError) as err:
+        board, correlations = leaderboard_data(args.lake, **request)
+    except (LookupError, ValueError, OSError) as err:
         raise CliError(str(err)) from err
     if not board:
-        raise CliError("no scanned models in the lake" + (f" for family {args.family!r}" if args.family else ""))
+        raise CliError("no scanned models in the lake")
     plots: list[Path] = []
     if args.format == "html":
         if not args.out:
             raise CliError("--format html needs --out FILE")
-        plots = write_plots(
-            args.lake, Path(tempfile.mkdtemp(prefix="wwhub-plots-")), args.family, args.metric, args.prefer_import
-        )
+        folder = Path(tempfile.mkdtemp(prefix="wwhub-plots-"))
+        plots = write_plots(args.lake, folder, args.family, data=(board, correlations))
     text = export(board, correlations, args.format, plots)
     if args.out:
         Path(args.out).write_text(text)

@@ -12,7 +12,7 @@ from scipy import stats
 
 from flows.cli import main
 from flows.lake import Lake, build_catalog
-from flows.report import leaderboard_data
+from flows.report import board_view, leaderboard_data
 
 METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
 
@@ -27,14 +27,14 @@ def demo_lake(tmp_path_factory):
 def check_against_scipy(board, correlations, tolerance=1e-9):
     groups = {}
     for row in board:
-        if row["accuracy"] is not None:
+        if row["value"] is not None:
             groups.setdefault(row["family"], []).append(row)
     groups["(all)"] = [r for rows in list(groups.values()) for r in rows]
     checked = 0
     for corr in correlations:
         rows = groups[corr["family"]]
         x = np.array([r[corr["metric"]] for r in rows], dtype=float)
-        y = np.array([r["accuracy"] for r in rows], dtype=float)
+        y = np.array([r["value"] for r in rows], dtype=float)
         fit = stats.linregress(x, y)
         assert corr["n"] == len(rows)
         # Same formulas in another engine; 1e-9 leaves room only for summation order.
@@ -151,7 +151,7 @@ def test_lower_is_better_metrics_rank_ascending(tmp_path):
         ],
     )
     board, _ = leaderboard_data(lake, metric="error_rate")
-    assert {r["repo_id"]: r["rank_by_accuracy"] for r in board} == {"org/a": 1, "org/b": 2}
+    assert {r["repo_id"]: r["rank_by_value"] for r in board} == {"org/a": 1, "org/b": 2}
     assert all(r["higher_is_better"] is False for r in board)
 
 
@@ -159,7 +159,8 @@ def test_exports_round_trip(demo_lake, tmp_path, capsys):
     lake = str(demo_lake / "lake")
     assert main(["leaderboard", "--lake", lake, "--format", "json", "--out", str(tmp_path / "b.json")]) == 0
     assert main(["leaderboard", "--lake", lake, "--format", "csv", "--out", str(tmp_path / "b.csv")]) == 0
-    board, _ = leaderboard_data(lake)
+    board = board_view(leaderboard_data(lake)[0], "accuracy")
+    assert "accuracy" in board[0] and "rank_by_accuracy" in board[0]  # the value columns named after the metric
     from_json = json.loads((tmp_path / "b.json").read_text())
     from_csv = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
     assert len(from_json) == len(from_csv) == len(board)
@@ -189,10 +190,10 @@ def test_imported_accuracies_and_preference(tmp_path, capsys):
     )
     assert main(["evals", "import", str(csv_file), "--lake", str(lake)]) == 0
     board, _ = leaderboard_data(lake)
-    assert {r["repo_id"]: r["accuracy"] for r in board} == {"org/a": 0.70, "org/b": 0.60}  # card rows win
+    assert {r["repo_id"]: r["value"] for r in board} == {"org/a": 0.70, "org/b": 0.60}  # card rows win
     board, _ = leaderboard_data(lake, prefer_import=True)
-    chosen = {r["repo_id"]: (r["accuracy"], r["accuracy_source"]) for r in board}
-    assert chosen["org/a"] == (0.75, "import:paper") and chosen["org/b"] == (0.60, "model-index")
+    chosen = {r["repo_id"]: (r["value"], r["source"]) for r in board}
+    assert chosen["org/a"] == (0.75, "import:csv:paper") and chosen["org/b"] == (0.60, "model-index")
     bad = tmp_path / "bad.csv"
     bad.write_text("repo,value\nx,1\n")
     assert main(["evals", "import", str(bad), "--lake", str(lake)]) == 2
