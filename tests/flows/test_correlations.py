@@ -6,49 +6,16 @@ import math
 
 import duckdb
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
 from scipy import stats
 
 from flows.cli import main
 from flows.correlations import refresh_correlations
-from flows.lake import MODELS_SCHEMA, Lake, build_catalog
+from flows.lake import Lake, build_catalog
 from flows.report import leaderboard_data
+from tests.flows.lakes import write_lake
 
 WEIGHT_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
-
-
-def write_lake(root, models, metric="accuracy", scale="fraction"):
-    """A lake of models and card evals without weights. ``models``: (family, repo_id, alpha, value, num_params);
-    num_params (which the formats work adds to the models schema) is written as an extra column."""
-    lake = Lake(root)
-    schema = MODELS_SCHEMA.append(pa.field("num_params", pa.int64()))
-    for family, repo_id, alpha, value, num_params in models:
-        common = dict(repo_id=repo_id, revision="r1", family=family)
-        lake.write_rows(
-            "evals",
-            repo_id,
-            "r1",
-            [dict(common, source="model-index", dataset="d", split="test", metric=metric, value=value, scale=scale)],
-        )
-        row = dict(
-            common,
-            status="scanned",
-            alpha=alpha,
-            alpha_weighted=2 * alpha,
-            log_alpha_norm=alpha + 1,
-            log_spectral_norm=alpha / 3,
-            log_norm=math.sqrt(alpha),
-            num_layers=1,
-            num_ok=1,
-            num_params=num_params,
-        )
-        table = pa.Table.from_pylist([{f.name: row.get(f.name) for f in schema}], schema=schema)
-        pq.write_table(table, lake.file("models", repo_id, "r1"))
-    build_catalog(lake.root)
-    refresh_correlations(lake.root)
-    return lake.root
 
 
 def simpsons_lake(root):
@@ -60,7 +27,8 @@ def simpsons_lake(root):
         alphas = 2.0 + f + np.linspace(0, 0.8, 6)
         accuracy = 0.55 + 0.1 * f - 0.05 * (alphas - alphas.mean()) + rng.normal(scale=0.004, size=6)
         models += [
-            (f"fam{f}", f"org/fam{f}-{i}", float(a), float(y), 10**8) for i, (a, y) in enumerate(zip(alphas, accuracy))
+            (f"fam{f}", f"org/fam{f}-{i}", float(a), float(y), 10**8)
+            for i, (a, y) in enumerate(zip(alphas, accuracy, strict=True))
         ]
     return write_lake(root, models), models
 
@@ -118,7 +86,7 @@ def test_partial_correlation_controls_for_size(tmp_path):
     accuracy = 0.3 + 0.05 * log_size + rng.normal(scale=0.01, size=12)
     models = [
         ("fam", f"org/m{i}", float(a), float(y), int(10**s))
-        for i, (a, y, s) in enumerate(zip(alpha, accuracy, log_size))
+        for i, (a, y, s) in enumerate(zip(alpha, accuracy, log_size, strict=True))
     ]
     lake = write_lake(tmp_path / "lake", models)
     _, rows = leaderboard_data(lake)
