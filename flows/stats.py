@@ -65,27 +65,11 @@ def _finite(value) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _constant(values: np.ndarray) -> bool:
-    return bool(values.size == 0 or np.all(values == values[0]))
+def _constant_rows(values: np.ndarray) -> np.ndarray:
+    return np.all(values == values[..., :1], axis=-1)
 
 
-def pearson(x: np.ndarray, y: np.ndarray) -> dict:
-    """Pearson r with its t-test p-value and 95% Fisher-z interval (``scipy.stats.pearsonr``).
-
-    With n = 3 the Fisher interval is undefined (1/√(n−3)); scipy then reports (−1, 1), which says as much."""
-    if _constant(x) or _constant(y):
-        return dict(pearson_r=None, pearson_p=None, pearson_ci_low=None, pearson_ci_high=None)
-    result = stats.pearsonr(x, y)
-    interval = result.confidence_interval(confidence_level=CONFIDENCE)
-    return dict(
-        pearson_r=_finite(result.statistic),
-        pearson_p=_finite(result.pvalue),
-        pearson_ci_low=_finite(interval.low),
-        pearson_ci_high=_finite(interval.high),
-    )
-
-
-def fisher_interval(r: float, dof: float) -> tuple[float | None, float | None]:
+def fisher_interval(r: float | None, dof: float) -> tuple[float | None, float | None]:
     """``tanh(atanh r ± z/√dof)``: the Fisher-z interval of a correlation whose atanh has variance 1/dof."""
     if r is None or dof <= 0 or not math.isfinite(r):
         return None, None
@@ -96,127 +80,123 @@ def fisher_interval(r: float, dof: float) -> tuple[float | None, float | None]:
     return math.tanh(z - half), math.tanh(z + half)
 
 
-def _ranks_from_weights(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Average ranks of each original value within every weighted resample.
+def _batched(values: np.ndarray, weights: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool]:
+    """(values as (G, n), weights as (G, B, n), whether the caller passed a single group)."""
+    single = values.ndim == 1
+    return np.atleast_2d(values), weights[None] if weights.ndim == 2 else weights, single
 
-    ``weights`` is (B, n): how often each of the n values was drawn. A value's rank among the drawn values is the
-    weight of all smaller values plus (its tie group's weight + 1) / 2: the average rank scipy.stats.rankdata gives
-    each copy of it."""
-    order = np.argsort(values, kind="stable")
-    sorted_values = values[order]
-    starts = np.flatnonzero(np.r_[True, sorted_values[1:] != sorted_values[:-1]])
-    group_of_sorted = np.cumsum(np.r_[True, sorted_values[1:] != sorted_values[:-1]]) - 1
-    group = np.empty_like(group_of_sorted)
-    group[order] = group_of_sorted
-    group_weight = np.add.reduceat(weights[:, order], starts, axis=1)
-    below = np.cumsum(group_weight, axis=1) - group_weight
-    group_rank = below + (group_weight + 1) / 2
-    return group_rank[:, group]
+
+def _weighted_ranks(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """Average ranks of each value among the drawn values, for every resample: the weight of all smaller values
+    plus (the weight of equal values + 1) / 2, which is the average rank scipy.stats.rankdata gives each copy.
+    ``values`` (G, n), ``weights`` (G, B, n) → (G, B, n)."""
+    below = (values[:, None, :] < values[:, :, None]) + 0.5 * (values[:, None, :] == values[:, :, None])
+    return np.matmul(weights, np.swapaxes(below, 1, 2)) + 0.5
 
 
 def _weighted_pearson(a: np.ndarray, b: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    total = weights.sum(axis=1, keepdims=True)
-    mean_a = (weights * a).sum(axis=1, keepdims=True) / total
-    mean_b = (weights * b).sum(axis=1, keepdims=True) / total
-    da, db = a - mean_a, b - mean_b
-    cov = (weights * da * db).sum(axis=1)
-    var = (weights * da * da).sum(axis=1) * (weights * db * db).sum(axis=1)
+    """Pearson r of a and b along the last axis, each element counted ``weights`` times (sums of products: the
+    values are ranks, small numbers, so the one-pass formula loses nothing)."""
+
+    # einsum reduces the short last axis several times faster than ndarray.sum(axis=-1).
+    def dot(left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        return np.einsum("...i,...i->...", left, right)
+
+    weighted_a, weighted_b = weights * a, weights * b
+    count = np.einsum("...i->...", weights)
+    sum_a, sum_b = np.einsum("...i->...", weighted_a), np.einsum("...i->...", weighted_b)
+    covariance = dot(weighted_a, b) - sum_a * sum_b / count
+    variance = (dot(weighted_a, a) - sum_a**2 / count) * (dot(weighted_b, b) - sum_b**2 / count)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return cov / np.sqrt(var)
+        return np.where(variance > 1e-12 * count**4, covariance / np.sqrt(variance), np.nan)
 
 
 def _weighted_spearman(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Spearman ρ of each weighted resample: Pearson r of the average ranks, each value counted as often as drawn."""
-    return _weighted_pearson(_ranks_from_weights(x, weights), _ranks_from_weights(y, weights), weights)
-
-
-def _tied_pairs(values: np.ndarray, weights: np.ndarray) -> np.ndarray:
-    """Pairs of draws with equal values, per resample: Σ over tie groups of c(c−1)/2, c the group's weight."""
-    _, inverse = np.unique(values, return_inverse=True)
-    onehot = np.zeros((values.size, inverse.max() + 1))
-    onehot[np.arange(values.size), inverse] = 1.0
-    counts = weights @ onehot
-    return (counts * (counts - 1) / 2).sum(axis=1)
+    """Spearman ρ of each weighted resample: Pearson r of the average ranks, each value counted as often as drawn.
+    ``x``, ``y`` (n,) with ``weights`` (B, n), or (G, n) with (G, B, n)."""
+    x, weights, single = _batched(x, weights)
+    y = np.atleast_2d(y)
+    result = _weighted_pearson(_weighted_ranks(x, weights), _weighted_ranks(y, weights), weights)
+    return result[0] if single else result
 
 
 def _weighted_kendall(x: np.ndarray, y: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Kendall τ-b of each weighted resample: (C − D) / √((P − Tx)(P − Ty)), with P the pairs of draws, Tx and Ty the
-    pairs tied in x and in y, and C − D = ½ Σᵢⱼ wᵢ wⱼ sign(xᵢ − xⱼ) sign(yᵢ − yⱼ) (two draws of the same model are a
-    tie in both, as when scipy.stats.kendalltau sees the resampled arrays)."""
-    concordance = np.sign(x[:, None] - x[None, :]) * np.sign(y[:, None] - y[None, :])
-    score = ((weights @ concordance) * weights).sum(axis=1) / 2
-    draws = weights.sum(axis=1)
+    pairs of draws tied in x and in y, and C − D = ½ Σᵢⱼ wᵢ wⱼ sign(xᵢ − xⱼ) sign(yᵢ − yⱼ) (two draws of the same model
+    are a tie in both, as when scipy.stats.kendalltau sees the resampled arrays). Shapes as _weighted_spearman."""
+    x, weights, single = _batched(x, weights)
+    y = np.atleast_2d(y)
+    dx = x[:, :, None] - x[:, None, :]
+    dy = y[:, :, None] - y[:, None, :]
+
+    def quadratic(matrix: np.ndarray) -> np.ndarray:  # Σᵢⱼ wᵢ wⱼ Mᵢⱼ per resample
+        return np.einsum("...i,...i->...", np.matmul(weights, matrix), weights)
+
+    def tied_pairs(differences: np.ndarray) -> np.ndarray:  # pairs of draws with equal values
+        repeats = np.einsum("...i,...i->...", weights, weights - 1) / 2  # two draws of one model
+        ties = (differences == 0) & ~np.eye(differences.shape[-1], dtype=bool)
+        return repeats + (quadratic(ties.astype(float)) / 2 if ties.any() else 0.0)
+
+    draws = np.einsum("...i->...", weights)
     pairs = draws * (draws - 1) / 2
+    tied_x, tied_y = tied_pairs(dx), tied_pairs(dy)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return score / np.sqrt((pairs - _tied_pairs(x, weights)) * (pairs - _tied_pairs(y, weights)))
+        result = quadratic(np.sign(dx) * np.sign(dy)) / 2 / np.sqrt((pairs - tied_x) * (pairs - tied_y))
+    return result[0] if single else result
 
 
-def bootstrap_interval(statistic, x: np.ndarray, y: np.ndarray, seed: int) -> tuple[float | None, float | None]:
-    """95% percentile bootstrap interval of a paired statistic (Efron & Tibshirani 1993, ch. 13; what
-    ``scipy.stats.bootstrap(..., paired=True, method="percentile")`` computes): resample the n (x, y) pairs
-    ``BOOTSTRAP_RESAMPLES`` times with ``seed`` and take the 2.5% and 97.5% quantiles of the statistic. Resamples
-    whose statistic is undefined (every draw the same model) are dropped. Percentile rather than BCa: with a
-    handful of models the bootstrap distribution is a few atoms, and BCa's adjusted levels then jump to an atom
-    at the far end (ρ = −0.9 from 5 models got [−1, +1]); coverage of the two was the same in our simulations
-    (n = 5 to 30)."""
-    n = x.size
+def _resample_weights(n: int, seed: int) -> np.ndarray:
+    """(B, n) draw counts of ``BOOTSTRAP_RESAMPLES`` resamples of n models with replacement, from ``seed``."""
     draws = np.random.default_rng(seed).integers(0, n, size=(BOOTSTRAP_RESAMPLES, n))
     offsets = np.arange(BOOTSTRAP_RESAMPLES)[:, None] * n
-    weights = np.bincount((draws + offsets).ravel(), minlength=BOOTSTRAP_RESAMPLES * n)
-    resampled = statistic(x, y, weights.reshape(BOOTSTRAP_RESAMPLES, n).astype(float))
-    resampled = resampled[np.isfinite(resampled)]
-    if resampled.size < BOOTSTRAP_RESAMPLES // 2:
-        return None, None
-    low, high = np.quantile(resampled, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2])
-    return _finite(low), _finite(high)
+    counts = np.bincount((draws + offsets).ravel(), minlength=BOOTSTRAP_RESAMPLES * n)
+    return counts.reshape(BOOTSTRAP_RESAMPLES, n).astype(float)
 
 
-def spearman(x: np.ndarray, y: np.ndarray, seed: int) -> dict:
-    """Spearman ρ and p (``scipy.stats.spearmanr``), 95% bootstrap interval (FHP Fisher-z above 500 models)."""
-    if _constant(x) or _constant(y):
-        return dict(spearman_rho=None, spearman_p=None, spearman_ci_low=None, spearman_ci_high=None)
-    result = stats.spearmanr(x, y)
-    rho = _finite(result.statistic)
-    if x.size <= BOOTSTRAP_MAX_N:
-        low, high = bootstrap_interval(_weighted_spearman, x, y, seed)
-    else:
-        low, high = fisher_interval(rho, (x.size - _FHP_SPEARMAN[1]) / _FHP_SPEARMAN[0])
-    return dict(spearman_rho=rho, spearman_p=_finite(result.pvalue), spearman_ci_low=low, spearman_ci_high=high)
+def _percentiles(resampled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per group (rows), the 2.5% and 97.5% quantiles (numpy's default linear interpolation) of the finite
+    resampled values; NaN when fewer than half of the resamples are defined (every draw the same model)."""
+    finite = np.isfinite(resampled)
+    count = finite.sum(axis=1)
+    ordered = np.sort(np.where(finite, resampled, np.inf), axis=1)
+    bounds = []
+    for level in ((1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2):
+        position = level * np.maximum(count - 1, 0)
+        below = np.floor(position).astype(int)
+        above = np.minimum(below + 1, np.maximum(count - 1, 0))
+        rows = np.arange(resampled.shape[0])
+        low_value, high_value = ordered[rows, below], ordered[rows, above]
+        with np.errstate(invalid="ignore"):
+            value = low_value + (position - below) * (high_value - low_value)
+        bounds.append(np.where(count >= BOOTSTRAP_RESAMPLES // 2, np.where(above == below, low_value, value), np.nan))
+    return bounds[0], bounds[1]
 
 
-def kendall(x: np.ndarray, y: np.ndarray, seed: int) -> dict:
-    """Kendall τ-b and p (``scipy.stats.kendalltau``: exact for small n without ties), 95% bootstrap interval
-    (FHP Fisher-z above 500 models)."""
-    if _constant(x) or _constant(y):
-        return dict(kendall_tau=None, kendall_p=None, kendall_ci_low=None, kendall_ci_high=None)
-    result = stats.kendalltau(x, y)
-    tau = _finite(result.statistic)
-    if x.size <= BOOTSTRAP_MAX_N:
-        low, high = bootstrap_interval(_weighted_kendall, x, y, seed)
-    else:
-        low, high = fisher_interval(tau, (x.size - _FHP_KENDALL[1]) / _FHP_KENDALL[0])
-    return dict(kendall_tau=tau, kendall_p=_finite(result.pvalue), kendall_ci_low=low, kendall_ci_high=high)
-
-
-def ols(x: np.ndarray, y: np.ndarray) -> dict:
-    """OLS fit y = intercept + slope·x (``scipy.stats.linregress``), R², and RMSE = √(mean squared residual)."""
-    if _constant(x):
-        return dict(slope=None, intercept=None, r_squared=None, rmse=None)
-    fit = stats.linregress(x, y)
-    residuals = y - (fit.intercept + fit.slope * x)
-    return dict(
-        slope=_finite(fit.slope),
-        intercept=_finite(fit.intercept),
-        r_squared=_finite(fit.rvalue**2),
-        rmse=_finite(math.sqrt(np.mean(residuals**2))),
-    )
+def bootstrap_intervals(x: np.ndarray, y: np.ndarray, seeds: Sequence[int]) -> dict[str, np.ndarray]:
+    """95% percentile bootstrap intervals of Spearman ρ and Kendall τ for G groups of n models at once (Efron &
+    Tibshirani 1993, ch. 13; what ``scipy.stats.bootstrap(..., paired=True, method="percentile")`` computes):
+    resample each group's n (x, y) pairs ``BOOTSTRAP_RESAMPLES`` times from its seed, take the 2.5% and 97.5%
+    quantiles. ρ and τ share the resamples. Percentile rather than BCa: with a handful of models the bootstrap
+    distribution is a few atoms, and BCa's adjusted levels then jump to an atom at the far end (ρ = −0.9 from 5
+    models got [−1, +1]); both covered the truth equally often in our simulations (n = 5 to 30)."""
+    x, y = np.atleast_2d(x), np.atleast_2d(y)
+    groups, n = x.shape
+    out = {k: np.full(groups, np.nan) for k in ("rho_low", "rho_high", "tau_low", "tau_high")}
+    # Chunks of groups keep the (groups, resamples, n) arrays near 16 MB.
+    chunk = max(1, 2_000_000 // (BOOTSTRAP_RESAMPLES * n))
+    for start in range(0, groups, chunk):
+        part = slice(start, start + chunk)
+        weights = np.stack([_resample_weights(n, seed) for seed in seeds[part]])
+        out["rho_low"][part], out["rho_high"][part] = _percentiles(_weighted_spearman(x[part], y[part], weights))
+        out["tau_low"][part], out["tau_high"][part] = _percentiles(_weighted_kendall(x[part], y[part], weights))
+    return out
 
 
 def ols_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
     """The OLS line on ``grid`` and its 95% confidence band for the mean:
     ŷ ± t₀.₉₇₅,ₙ₋₂ · s · √(1/n + (g − x̄)² / Σ(x − x̄)²), s² = Σ residual² / (n − 2). None below 3 points or for a
     constant x."""
-    if x.size < 3 or _constant(x):
+    if x.size < 3 or _constant_rows(x):
         return None
     fit = stats.linregress(x, y)
     line = fit.intercept + fit.slope * grid
@@ -227,17 +207,26 @@ def ols_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray
     return line, line - half, line + half
 
 
+def _residuals(values: np.ndarray, control: np.ndarray) -> np.ndarray:
+    """Rows of ``values`` minus their least-squares fit on [1, control] (only centred where control is constant)."""
+    centred = values - values.mean(axis=-1, keepdims=True)
+    control = control - control.mean(axis=-1, keepdims=True)
+    spread = (control * control).sum(axis=-1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = np.where(spread > 0, (centred * control).sum(axis=-1, keepdims=True) / spread, 0.0)
+    return centred - slope * control
+
+
+def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (a * b).sum(axis=-1) / np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
+
+
 def partial_r(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> float | None:
     """Partial correlation of x and y controlling for ``control``: Pearson r of the residuals of x and of y after a
     least-squares fit on [1, control]. Equals (r_xy − r_xz r_yz) / √((1 − r_xz²)(1 − r_yz²)) when z varies, and r_xy
     when z is constant (the fit then only centres)."""
-    design = np.column_stack([np.ones_like(control), control])
-    residual_x = x - design @ np.linalg.lstsq(design, x, rcond=None)[0]
-    residual_y = y - design @ np.linalg.lstsq(design, y, rcond=None)[0]
-    scale = math.sqrt(np.sum(residual_x**2) * np.sum(residual_y**2))
-    if scale == 0 or not math.isfinite(scale):
-        return None
-    return _finite(np.sum(residual_x * residual_y) / scale)
+    return _finite(_row_pearson(_residuals(x, control), _residuals(y, control)))
 
 
 def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
@@ -252,10 +241,9 @@ def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
     k = np.unique(inverse).size
     centred_x = x - (np.bincount(inverse, x) / np.bincount(inverse))[inverse]
     centred_y = y - (np.bincount(inverse, y) / np.bincount(inverse))[inverse]
-    scale = math.sqrt(np.sum(centred_x**2) * np.sum(centred_y**2))
-    if scale == 0:
+    r = _finite(_row_pearson(centred_x, centred_y))
+    if r is None:
         return empty
-    r = _finite(np.sum(centred_x * centred_y) / scale)
     low, high = fisher_interval(r, x.size - k - 2)
     return dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
 
@@ -265,33 +253,99 @@ def _seed(seed: int, *labels: str) -> int:
     return (seed + zlib.crc32("\x1f".join(labels).encode())) % 2**32
 
 
+def correlate_many(
+    x: np.ndarray,
+    y: np.ndarray,
+    seeds: Sequence[int],
+    log_size: np.ndarray | None = None,
+    x_names: Sequence[str] | None = None,
+) -> list[dict]:
+    """Every statistic of G groups of n models at once (rows of the (G, n) arrays ``x``, ``y``, ``log_size``):
+    n; Pearson r, p and Fisher interval (``scipy.stats.pearsonr`` over the rows); Spearman ρ and p (Pearson r of the
+    average ranks, ``scipy.stats.rankdata`` + ``pearsonr``: the same t-test as ``scipy.stats.spearmanr``, tested);
+    Kendall τ-b and p (``scipy.stats.kendalltau`` per row: exact for small untied samples); their bootstrap (or,
+    above BOOTSTRAP_MAX_N models, Fieller-Hartley-Pearson) intervals; the OLS fit (slope = Sxy/Sxx, as
+    ``scipy.stats.linregress``), R², RMSE; partial r given log size (None when a size is unknown); and ``notes``
+    saying why a value is missing. Batched because a lake has thousands of small families."""
+    x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
+    groups, n = x.shape
+    constant_x, constant_y = _constant_rows(x), _constant_rows(y)
+    defined = ~(constant_x | constant_y)
+    with warnings.catch_warnings():
+        # Constant or tiny samples make scipy warn about what the None values and the notes already say.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        warnings.simplefilter("ignore", stats.ConstantInputWarning)
+        pearson = stats.pearsonr(x, y, axis=1)
+        interval = pearson.confidence_interval(CONFIDENCE)
+        spearman = stats.pearsonr(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1), axis=1)
+        kendall = [stats.kendalltau(x[g], y[g]) if defined[g] else None for g in range(groups)]
+    if n <= BOOTSTRAP_MAX_N:
+        intervals = bootstrap_intervals(x, y, seeds)
+    else:
+        intervals = {}
+        for name, estimates, (variance, offset) in (
+            ("rho", spearman.statistic, _FHP_SPEARMAN),
+            ("tau", [k.statistic if k else np.nan for k in kendall], _FHP_KENDALL),
+        ):
+            bounds = [fisher_interval(_finite(e), (n - offset) / variance) for e in estimates]
+            intervals[f"{name}_low"] = [b[0] for b in bounds]
+            intervals[f"{name}_high"] = [b[1] for b in bounds]
+    centred_x = x - x.mean(axis=1, keepdims=True)
+    centred_y = y - y.mean(axis=1, keepdims=True)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        slope = (centred_x * centred_y).sum(axis=1) / (centred_x * centred_x).sum(axis=1)
+    intercept = y.mean(axis=1) - slope * x.mean(axis=1)
+    rmse = np.sqrt(np.mean((y - intercept[:, None] - slope[:, None] * x) ** 2, axis=1))
+    sizes_known = None if log_size is None else np.all(np.isfinite(np.atleast_2d(log_size)), axis=1)
+    partial = None if log_size is None else _row_pearson(*(_residuals(v, np.atleast_2d(log_size)) for v in (x, y)))
+    rows = []
+    for g in range(groups):
+        ok = bool(defined[g])
+        notes = []
+        if constant_x[g]:
+            notes.append(f"{x_names[g] if x_names else 'the metric'} is the same for every model")
+        if constant_y[g]:
+            notes.append("the reported value is the same for every model")
+        if ok and n > BOOTSTRAP_MAX_N:
+            notes.append(f"rho/tau intervals: Fisher z (Fieller-Hartley-Pearson), n > {BOOTSTRAP_MAX_N}")
+        row = dict(
+            n=n,
+            pearson_r=_finite(pearson.statistic[g]) if ok else None,
+            pearson_p=_finite(pearson.pvalue[g]) if ok else None,
+            pearson_ci_low=_finite(interval.low[g]) if ok else None,
+            pearson_ci_high=_finite(interval.high[g]) if ok else None,
+            spearman_rho=_finite(spearman.statistic[g]) if ok else None,
+            spearman_p=_finite(spearman.pvalue[g]) if ok else None,
+            spearman_ci_low=_finite(intervals["rho_low"][g]) if ok else None,
+            spearman_ci_high=_finite(intervals["rho_high"][g]) if ok else None,
+            kendall_tau=_finite(kendall[g].statistic) if ok else None,
+            kendall_p=_finite(kendall[g].pvalue) if ok else None,
+            kendall_ci_low=_finite(intervals["tau_low"][g]) if ok else None,
+            kendall_ci_high=_finite(intervals["tau_high"][g]) if ok else None,
+            slope=None if constant_x[g] else _finite(slope[g]),
+            intercept=None if constant_x[g] else _finite(intercept[g]),
+            r_squared=_finite(pearson.statistic[g] ** 2)
+            if ok
+            else (0.0 if constant_y[g] and not constant_x[g] else None),
+            rmse=None if constant_x[g] else _finite(rmse[g]),
+            partial_r_size=None,
+        )
+        if sizes_known is None or not sizes_known[g]:
+            missing = n if log_size is None else int(np.sum(~np.isfinite(np.atleast_2d(log_size)[g])))
+            notes.append(f"partial_r_size: parameter count unknown for {missing} of {n} models")
+        elif n >= 4:
+            row["partial_r_size"] = _finite(partial[g])
+        row["notes"] = "; ".join(notes)
+        rows.append(row)
+    return rows
+
+
 def correlate(
     x: np.ndarray, y: np.ndarray, seed: int = 0, log_size: np.ndarray | None = None, x_name: str = "metric"
 ) -> dict:
-    """Every statistic of one (group, metric): n, Pearson/Spearman/Kendall with p and interval, OLS, partial r
-    controlling for log size (None when any size is missing), and ``notes`` saying why a value is missing."""
-    x = np.asarray(x, dtype=float)
-    y = np.asarray(y, dtype=float)
-    notes = []
-    if _constant(x):
-        notes.append(f"{x_name} is the same for every model")
-    if _constant(y):
-        notes.append("the reported value is the same for every model")
-    with warnings.catch_warnings():
-        # Tiny or tied samples make scipy warn about what the None values and notes already say.
-        warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        row = dict(n=int(x.size), **pearson(x, y), **spearman(x, y, seed), **kendall(x, y, seed + 1), **ols(x, y))
-    if x.size > BOOTSTRAP_MAX_N and row["spearman_rho"] is not None:
-        notes.append(f"rho/tau intervals: Fisher z (Fieller-Hartley-Pearson), n > {BOOTSTRAP_MAX_N}")
-    row["partial_r_size"] = None
-    if log_size is None or not np.all(np.isfinite(log_size)):
-        missing = x.size if log_size is None else int(np.sum(~np.isfinite(log_size)))
-        notes.append(f"partial_r_size: parameter count unknown for {missing} of {x.size} models")
-    elif x.size >= 4:
-        row["partial_r_size"] = partial_r(x, y, np.asarray(log_size, dtype=float))
-    row["notes"] = "; ".join(notes)
-    return row
+    """``correlate_many`` for one group."""
+    size = None if log_size is None else np.asarray(log_size, dtype=float)[None]
+    return correlate_many(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None], [seed], size, [x_name])[0]
 
 
 def verdict(n: int, p_adjusted: float | None) -> str:
@@ -320,38 +374,43 @@ def correlation_table(
     BH-adjusted across all rows of a metric (every family and the pooled row are tested at once); pooled rows
     carry the within-family estimate, families agreeing with the pooled sign, and the Simpson's-paradox flag
     (pooled r and within-family r of opposite signs, the within-family interval excluding 0)."""
-    families = np.asarray(families, dtype=object)
+    families = np.asarray(families, dtype=object).astype(str)
     values = np.asarray(values, dtype=float)
     sizes = None if log_size is None else np.asarray(log_size, dtype=float)
+    names, inverse = np.unique(families, return_inverse=True)
+    # (family, metric, model indices) of every row, then all rows of one size computed at once.
+    groups: list[tuple[str, str, np.ndarray]] = []
+    for metric, column in metrics.items():
+        usable = np.flatnonzero(np.isfinite(np.asarray(column, dtype=float)) & np.isfinite(values))
+        order = usable[np.argsort(inverse[usable], kind="stable")]
+        starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]) if order.size else np.array([], int)
+        for members in np.split(order, starts[1:]) if order.size else []:
+            if members.size >= MIN_MODELS:
+                groups.append((names[inverse[members[0]]], metric, members))
+        if pooled and usable.size >= MIN_MODELS:
+            groups.append((POOLED, metric, usable))
+    computed: list[dict | None] = [None] * len(groups)
+    by_size: dict[int, list[int]] = {}
+    for index, (_, _, members) in enumerate(groups):
+        by_size.setdefault(members.size, []).append(index)
+    for indices in by_size.values():
+        x = np.stack([np.asarray(metrics[groups[i][1]], dtype=float)[groups[i][2]] for i in indices])
+        y = np.stack([values[groups[i][2]] for i in indices])
+        z = None if sizes is None else np.stack([sizes[groups[i][2]] for i in indices])
+        seeds = [_seed(seed, label, groups[i][0], groups[i][1]) for i in indices]
+        metric_names = [groups[i][1] for i in indices]
+        for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names), strict=True):
+            computed[i] = dict(family=groups[i][0], metric=groups[i][1], **row)
     rows: list[dict] = []
     for metric, column in metrics.items():
-        column = np.asarray(column, dtype=float)
-        usable = np.isfinite(column) & np.isfinite(values)
-        metric_rows = []
-        groups = sorted(set(families[usable]))
-        for family in groups:
-            member = usable & (families == family)
-            if member.sum() < MIN_MODELS:
-                continue
-            row = correlate(
-                column[member],
-                values[member],
-                _seed(seed, label, family, metric),
-                None if sizes is None else sizes[member],
-                metric,
-            )
-            metric_rows.append(dict(family=family, metric=metric, **row))
-        if pooled and usable.sum() >= MIN_MODELS:
-            row = correlate(
-                column[usable],
-                values[usable],
-                _seed(seed, label, POOLED, metric),
-                None if sizes is None else sizes[usable],
-                metric,
-            )
-            row.update(within_family(column[usable], values[usable], families[usable]))
-            row.update(_pooled_signs(row, metric_rows))
-            metric_rows.append(dict(family=POOLED, metric=metric, **row))
+        metric_rows = [r for r in computed if r["metric"] == metric and r["family"] != POOLED]
+        for row in computed:
+            if row["metric"] == metric and row["family"] == POOLED:
+                members = next(g[2] for g in groups if g[0] == POOLED and g[1] == metric)
+                x = np.asarray(column, dtype=float)[members]
+                row.update(within_family(x, values[members], families[members]))
+                row.update(_pooled_signs(row, metric_rows))
+                metric_rows.append(row)
         _adjust(metric_rows)
         rows += metric_rows
     for row in rows:
