@@ -39,7 +39,6 @@ BOARD_COLUMNS = [
     "num_layers",
     "flags",
 ]
-TERMINAL_BOARD_COLUMNS = [c for c in BOARD_COLUMNS if c not in ("log_alpha_norm",)]
 CORRELATION_HEADERS = {
     "family": "family",
     "metric": "metric",
@@ -54,17 +53,6 @@ CORRELATION_HEADERS = {
     "r_squared": "R²",
     "verdict": "verdict",
 }
-TERMINAL_CORRELATION_COLUMNS = [
-    "family",
-    "metric",
-    "n",
-    "pearson",
-    "pearson_p",
-    "pearson_p_adjusted",
-    "spearman",
-    "kendall",
-    "verdict",
-]
 POOLED_HEADERS = {
     "metric": "metric",
     "n": "n",
@@ -136,12 +124,12 @@ def board_view(board: list[dict], metric: str) -> list[dict]:
     rows = []
     for row in board:
         flags = [
-            f"{row[k]} {label}"
+            f"{row[k]} {label}" + ("s" if k == "num_traps" and row[k] > 1 else "")
             for k, label in (
                 ("num_failed", "failed"),
                 ("num_over_trained", "over-trained"),
                 ("num_under_trained", "under-trained"),
-                ("num_traps", "traps"),
+                ("num_traps", "trap"),
             )
             if row.get(k)
         ]
@@ -232,40 +220,6 @@ def explanations(board: list[dict]) -> dict[str, str]:
             "paradox. partial r (size) controls for log parameter count."
         ),
     )
-
-
-def render_terminal(board: list[dict], correlations: list[dict]) -> str:
-    """The leaderboard, the correlation table and the pooled comparison, each with its explanation."""
-    from .cli._output import render_table
-
-    metric = metric_of(board)
-    view = board_view(board, metric)
-    names = value_names(metric)
-    notes = explanations(board)
-    columns = [names.get(c, c) for c in TERMINAL_BOARD_COLUMNS]
-    cells = [correlation_cells(r) for r in correlations]
-    family_cells = [c for c in cells if c["family"] != POOLED]
-    pooled_cells = [c for c in cells if c["family"] == POOLED]
-    out = [render_table(view, columns), _wrap(notes["board"]), ""]
-    out.append(f"correlations with {metric}")
-    out.append(_cells_table(family_cells, TERMINAL_CORRELATION_COLUMNS, CORRELATION_HEADERS))
-    out.append(_wrap(notes["correlations"]))
-    if pooled_cells:
-        out += ["", "pooled across families", _cells_table(pooled_cells, list(POOLED_HEADERS), POOLED_HEADERS)]
-        out.append(_wrap(notes["pooled"]))
-    return "\n".join(out) + "\n"
-
-
-def _cells_table(cells: list[dict], columns: list[str], headers: dict[str, str]) -> str:
-    from .cli._output import render_table
-
-    return render_table([{headers[c]: row[c] for c in columns} for row in cells], [headers[c] for c in columns])
-
-
-def _wrap(text: str, width: int = 110) -> str:
-    import textwrap
-
-    return "\n".join(textwrap.wrap(text, width))
 
 
 def render_markdown(board: list[dict], correlations: list[dict]) -> str:

@@ -5,23 +5,43 @@ from __future__ import annotations
 import argparse
 import sys
 import tempfile
+import textwrap
 from pathlib import Path
 
 from ..report import (
+    BOARD_COLUMNS,
+    CORRELATION_HEADERS,
     DEFAULT_METRIC,
+    POOLED_HEADERS,
     board_csv,
     board_view,
+    correlation_cells,
+    explanations,
     leaderboard_data,
     metric_of,
     render_html,
     render_markdown,
-    render_terminal,
+    value_names,
     write_plots,
 )
+from ..stats import POOLED
 from ._errors import CliError
-from ._output import render_json
+from ._output import render_json, render_table
 
 FORMATS = ("table", "csv", "json", "md", "html")
+# A terminal is narrower than a page: fewer columns than the HTML tables.
+TERMINAL_BOARD_COLUMNS = [c for c in BOARD_COLUMNS if c != "log_alpha_norm"]
+TERMINAL_CORRELATION_COLUMNS = [
+    "family",
+    "metric",
+    "n",
+    "pearson",
+    "pearson_p",
+    "pearson_p_adjusted",
+    "spearman",
+    "kendall",
+    "verdict",
+]
 
 
 def add_board_arguments(parser: argparse.ArgumentParser) -> None:
@@ -53,6 +73,34 @@ def register(sub) -> None:
     parser.add_argument("--format", choices=FORMATS, default="table")
     parser.add_argument("--out", help="write to FILE (required for html)")
     parser.set_defaults(run=run)
+
+
+def render_terminal(board: list[dict], correlations: list[dict]) -> str:
+    """The leaderboard, the correlation table and the pooled comparison, each with its explanation."""
+    metric = metric_of(board)
+    view = board_view(board, metric)
+    names = value_names(metric)
+    notes = explanations(board)
+    columns = [names.get(c, c) for c in TERMINAL_BOARD_COLUMNS]
+    cells = [correlation_cells(r) for r in correlations]
+    family_cells = [c for c in cells if c["family"] != POOLED]
+    pooled_cells = [c for c in cells if c["family"] == POOLED]
+    out = [render_table(view, columns), _wrap(notes["board"]), ""]
+    out.append(f"correlations with {metric}")
+    out.append(_cells_table(family_cells, TERMINAL_CORRELATION_COLUMNS, CORRELATION_HEADERS))
+    out.append(_wrap(notes["correlations"]))
+    if pooled_cells:
+        out += ["", "pooled across families", _cells_table(pooled_cells, list(POOLED_HEADERS), POOLED_HEADERS)]
+        out.append(_wrap(notes["pooled"]))
+    return "\n".join(out) + "\n"
+
+
+def _cells_table(cells: list[dict], columns: list[str], headers: dict[str, str]) -> str:
+    return render_table([{headers[c]: row[c] for c in columns} for row in cells], [headers[c] for c in columns])
+
+
+def _wrap(text: str, width: int = 110) -> str:
+    return "\n".join(textwrap.wrap(text, width))
 
 
 def export(board: list[dict], correlations: list[dict], fmt: str, plots: list[Path] | None = None) -> str:

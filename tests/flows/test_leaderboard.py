@@ -46,6 +46,14 @@ def check_against_scipy(board, correlations, tolerance=1e-9):
         assert corr["r_squared"] == pytest.approx(fit.rvalue**2, abs=tolerance)
         residuals = y - (fit.intercept + fit.slope * x)
         assert corr["rmse"] == pytest.approx(math.sqrt(np.mean(residuals**2)), rel=1e-7, abs=tolerance)
+        # The uncertainty the table adds: scipy's p-values and Pearson's Fisher interval, through the lake.
+        pearson = stats.pearsonr(x, y)
+        interval = pearson.confidence_interval(0.95)
+        assert corr["pearson_p"] == pytest.approx(pearson.pvalue, rel=tolerance, abs=1e-15)
+        assert corr["pearson_ci_low"] == pytest.approx(interval.low, abs=tolerance)
+        assert corr["pearson_ci_high"] == pytest.approx(interval.high, abs=tolerance)
+        assert corr["spearman_p"] == pytest.approx(stats.spearmanr(x, y).pvalue, rel=tolerance, abs=1e-15)
+        assert corr["kendall_p"] == pytest.approx(stats.kendalltau(x, y).pvalue, rel=tolerance, abs=1e-15)
         checked += 1
     return checked
 
@@ -324,6 +332,43 @@ def test_every_string_from_a_card_or_repo_is_escaped_in_html(tmp_path):
         assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
 
 
+def test_html_page_explains_and_greys_out(demo_lake):
+    page = (demo_lake / "report" / "index.html").read_text()
+    assert "rank_by_alpha: 1 = smallest average alpha in its family" in page
+    assert "so a negative r, rho and tau is the expected direction" in page
+    board, correlations = leaderboard_data(demo_lake / "lake")
+    significant = [r for r in correlations if r["verdict"] == "significant"]
+    assert significant and len(significant) < len(correlations)
+    # One greyed-out row per correlation that is not significant (and not a flagged paradox).
+    greyed = sum(1 for r in correlations if r["verdict"] != "significant" and not r.get("simpsons_paradox"))
+    assert page.count('<tr class="ns">') == greyed
+    first = significant[0]
+    assert f"{first['pearson_r']:+.2f} [{first['pearson_ci_low']:+.2f}, {first['pearson_ci_high']:+.2f}]" in page
+
+
+def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
+    import flows.plots
+
+    legends = []
+
+    def keep_legends(fig, out, stem):
+        legends.extend(text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts())
+        return []
+
+    monkeypatch.setattr(flows.plots, "_save", keep_legends)
+    lake = make_lake(
+        tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i / 5, 0.9 - i / 50 + (i % 2) / 100) for i in range(6)]
+    )
+    board, correlations = leaderboard_data(lake)
+    flows.plots.plot_family_trends(board, correlations, tmp_path)
+    alpha = next(r for r in correlations if r["metric"] == "alpha")
+    expected = (
+        f"n=6  r = {alpha['pearson_r']:.2f} [{alpha['pearson_ci_low']:.2f}, {alpha['pearson_ci_high']:.2f}], "
+        f"p = {alpha['pearson_p']:.2g}"
+    )
+    assert any(expected in legend for legend in legends), legends
+
+
 def test_html_tables_fit_1400_px(demo_lake):
     page = (demo_lake / "report" / "index.html").read_text()
     # The main leaderboard has 13 columns, numbers 4 significant digits: without a browser, bound its width by
@@ -397,3 +442,16 @@ def test_html_tables_fit_1400_px_in_chromium(demo_lake, tmp_path):
         assert layout["page"] <= 1400, (page.name, layout)
         # No table needs its own horizontal scroll bar: each fits its box.
         assert layout["boxes"] and all(scroll <= client for scroll, client in layout["boxes"]), (page.name, layout)
+
+
+def test_terminal_tables_show_intervals_p_values_and_verdicts(demo_lake, capsys):
+    # `wwhub demo` prints this same export.
+    assert main(["leaderboard", "--lake", str(demo_lake / "lake")]) == 0
+    out = capsys.readouterr().out
+    for header in ("r [95% CI]", "p (BH)", "rho [95% CI]", "tau [95% CI]", "verdict", "within-family r [95% CI]"):
+        assert header in out
+    _, correlations = leaderboard_data(demo_lake / "lake")
+    batch = next(r for r in correlations if r["family"] == "digits-batch-size" and r["metric"] == "alpha")
+    line = next(line for line in out.splitlines() if line.startswith("digits-batch-size  alpha "))
+    assert f"{batch['pearson_r']:+.2f} [{batch['pearson_ci_low']:+.2f}, {batch['pearson_ci_high']:+.2f}]" in line
+    assert batch["verdict"] in line
