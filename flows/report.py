@@ -199,7 +199,7 @@ def explanations(board: list[dict]) -> dict[str, str]:
     return dict(
         board=(
             f"One row per model (its latest scan). {names['value']}: the reported value on the fraction scale "
-            "(percentages divided by 100), from `source` (precedence: model card, then the Hub's eval results, then "
+            "(percentages divided by 100), from the source column (precedence: model card, then the Hub's eval results, then "
             f"imports: CSV, lm-eval, Open LLM Leaderboard). {names['rank_by_value']}: 1 = best in its family "
             f"({better} is better). rank_by_alpha: 1 = smallest average alpha in its family; HT-SR expects the "
             "better-trained model to have the smaller alpha (2-6 is the well-trained range, below 2 over-trained, "
@@ -284,7 +284,7 @@ table { border-collapse: collapse; margin: 1em 0; font-size: 13px; }
 th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
 th { background: #f0f3f8; cursor: pointer; user-select: none; white-space: normal; vertical-align: bottom; }
 th[data-sort=asc]::after { content: ' ▲'; } th[data-sort=desc]::after { content: ' ▼'; }
-td.text { text-align: left; white-space: normal; overflow-wrap: anywhere; max-width: 18em; }
+td.text { text-align: left; white-space: normal; overflow-wrap: break-word; }
 tr.paradox td { background: #fff2cc; } tr.ns td { color: #9a9a9a; }
 .plots img { max-width: 100%; border: 1px solid #ddd; margin: 0.5em 0; }
 .scroll { overflow-x: auto; max-width: 100%; }
@@ -305,7 +305,7 @@ def _html_table(rows: list[dict], columns: list[str], headers: dict[str, str] | 
         for c in columns:
             value = row.get(c)
             text, key = value if isinstance(value, tuple) else (_fmt(value), _fmt(value))
-            kind = "text" if c in ("family", "repo_id", "source", "flags") else ""
+            kind = "text" if isinstance(value, str) else ""
             cells.append(f'<td class="{kind}" data-v="{html.escape(str(key))}">{html.escape(text)}</td>')
         cls = row_class(row) if row_class else ""
         attribute = f' class="{cls}"' if cls else ""
