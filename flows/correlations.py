@@ -35,16 +35,13 @@ TABLE = "correlations"
 SEED = 0
 
 
-def _points(root: Path, variables: dict, family: str | None = None, metric: str | None = None) -> list[dict]:
+def _points(root: Path, variables: dict, metric: str | None = None) -> list[dict]:
     """One row per (model, reported metric): family, the weight metrics, the value, its dataset, log10 size."""
     columns = {c["column_name"] for c in run_query(root, "DESCRIBE models_latest")}
     # models.num_params (the logical parameter count from the tensors) arrives with the formats work; until a lake
     # has it, partial_r_size is NULL and notes say why.
     size = "log10(nullif(m.num_params, 0))" if "num_params" in columns else "NULL::DOUBLE"
     where = ["m.status IN ('scanned', 'partial')"]
-    if family is not None:
-        where.append("m.family = getvariable('only_family')")
-        variables = dict(variables, only_family=family)
     if metric is not None:
         where.append("r.metric = getvariable('only_metric')")
         variables = dict(variables, only_metric=metric)
@@ -61,7 +58,7 @@ def _as_float(values: list) -> np.ndarray:
     return np.array([math.nan if v is None else v for v in values], dtype=float)
 
 
-def compute_rows(points: list[dict], pooled: bool = True) -> list[dict]:
+def compute_rows(points: list[dict]) -> list[dict]:
     """``correlation_table`` rows for each reported metric in ``points`` (see ``_points``)."""
     by_metric: dict[str, list[dict]] = {}
     for point in points:
@@ -75,7 +72,6 @@ def compute_rows(points: list[dict], pooled: bool = True) -> list[dict]:
             _as_float([p["log_size"] for p in members]),
             seed=SEED,
             label=reported,
-            pooled=pooled,
         )
         datasets: dict[tuple[str, str], set[str]] = {}
         for p in members:
@@ -122,13 +118,16 @@ def read_correlations(root: Path, metric: str, family: str | None = None) -> lis
 def correlations_for(
     root: Path, metric: str, family: str | None = None, prefer_import: bool = False, dataset: str | None = None
 ) -> list[dict]:
-    """The correlation rows a leaderboard shows: read from the table for the default precedence; computed on the
-    spot (only ``family``'s rows when one is given) for ``--prefer-import`` or ``--dataset``, which choose other
-    reported values than the stored table, or for a lake whose table predates the models (never refreshed)."""
+    """The correlation rows a leaderboard shows (one family's, or all). Read from the table for the default
+    precedence; computed on the spot for ``--prefer-import`` or ``--dataset``, which choose other reported values
+    than the stored table, or for a lake whose table predates its models. Computed over every family even when one
+    is asked for: the Benjamini-Hochberg adjustment counts every family's test."""
     if not prefer_import and not dataset:
         stored = read_correlations(root, metric, family)
         if stored:
             return stored
     variables = {"prefer_import": prefer_import, "dataset": dataset}
-    rows = compute_rows(_points(root, variables, family, metric), pooled=family is None)
-    return [{k: v for k, v in r.items() if k != "reported_metric"} for r in rows]
+    rows = compute_rows(_points(root, variables, metric=metric))
+    return [
+        {k: v for k, v in r.items() if k != "reported_metric"} for r in rows if family is None or r["family"] == family
+    ]

@@ -199,9 +199,9 @@ def explanations(board: list[dict]) -> dict[str, str]:
     return dict(
         board=(
             f"One row per model (its latest scan). {names['value']}: the reported value on the fraction scale "
-            "(percentages divided by 100), from the source column (precedence: model card, then the Hub's eval results, then "
-            f"imports: CSV, lm-eval, Open LLM Leaderboard). {names['rank_by_value']}: 1 = best in its family "
-            f"({better} is better). rank_by_alpha: 1 = smallest average alpha in its family; HT-SR expects the "
+            "(percentages divided by 100), from the source column (precedence: model card, then the Hub's eval "
+            f"results, then imports: CSV, lm-eval, Open LLM Leaderboard). {names['rank_by_value']}: 1 = best in its "
+            f"family ({better} is better). rank_by_alpha: 1 = smallest average alpha in its family; HT-SR expects the "
             "better-trained model to have the smaller alpha (2-6 is the well-trained range, below 2 over-trained, "
             "above 6 under-trained), so where the theory holds the two ranks agree."
         ),

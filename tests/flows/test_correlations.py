@@ -146,3 +146,18 @@ def test_percent_and_fraction_values_are_never_mixed(tmp_path):
     x = np.array([2.0 + i / 10 for i in range(5)] + [3.0 + i / 10 for i in range(5)])
     y = np.array([0.90 - i / 100 for i in range(5)] + [(80.0 - i) / 100 for i in range(5)])
     assert pooled["pearson_r"] == pytest.approx(stats.pearsonr(x, y).statistic, abs=1e-9)
+
+
+def test_one_family_computed_on_the_spot_is_adjusted_like_all_of_them(tmp_path):
+    lake, models = simpsons_lake(tmp_path / "lake")
+    rows = [
+        dict(repo_id=m[1], family=m[0], source="import:csv:x", metric="accuracy", value=m[3] + 0.01 * (i % 3))
+        for i, m in enumerate(models)
+    ]
+    Lake(lake).write_imported_evals("x", rows)
+    build_catalog(lake)
+    _, everything = leaderboard_data(lake, prefer_import=True)
+    _, one = leaderboard_data(lake, family="fam1", prefer_import=True)
+    expected = {r["metric"]: r["pearson_p_adjusted"] for r in everything if r["family"] == "fam1"}
+    assert {r["metric"]: r["pearson_p_adjusted"] for r in one} == expected
+    assert all(r["pearson_p_adjusted"] > r["pearson_p"] for r in one)  # five tests per metric: adjusted upwards
