@@ -7,6 +7,7 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/evals/<org>__<name>@<sha>.parquet     accuracies reported by the card (or imported)
     LAKE/models/<org>__<name>@<sha>.parquet    one row per scanned revision; written last: the commit marker
     LAKE/scans/<scan_id>.parquet               one row per scan run
+    LAKE/correlations/correlations.parquet     derived: metric-vs-reported-value statistics, rewritten whole
     LAKE/wwhub.duckdb                          views over all of the above and over queries/*.sql
 
 Every file is written to a temporary name in the same folder and renamed, so concurrent tasks never share a file
@@ -32,7 +33,7 @@ from ww_core import LayerMetrics, ModelSummary
 
 DEFAULT_LAKE = "wwhub-lake"
 CATALOG = "wwhub.duckdb"
-TABLES = ("layers", "esd", "evals", "models", "scans")
+TABLES = ("layers", "esd", "evals", "models", "scans", "correlations")
 _STALE_TMP_SECONDS = 3600
 
 _KEY_FIELDS = [pa.field("repo_id", pa.string()), pa.field("revision", pa.string()), pa.field("family", pa.string())]
@@ -83,6 +84,10 @@ EVALS_SCHEMA = pa.schema(
         pa.field("split", pa.string()),
         pa.field("metric", pa.string()),
         pa.field("value", pa.float64()),
+        pa.field("scale", pa.string()),
+        pa.field("n_shot", pa.int64()),
+        pa.field("raw_metric", pa.string()),
+        pa.field("stderr", pa.float64()),
     ]
 )
 MODELS_SCHEMA = pa.schema(
@@ -130,12 +135,53 @@ SCANS_SCHEMA = pa.schema(
         pa.field("seconds", pa.float64()),
     ]
 )
+# Derived: recomputed from models + evals after every scan and evals import (flows/correlations.py).
+CORRELATIONS_SCHEMA = pa.schema(
+    [pa.field("reported_metric", pa.string()), pa.field("family", pa.string()), pa.field("metric", pa.string())]
+    + [pa.field("n", pa.int64())]
+    + [
+        pa.field(name, pa.float64())
+        for name in (
+            "pearson_r",
+            "spearman_rho",
+            "kendall_tau",
+            "slope",
+            "intercept",
+            "r_squared",
+            "rmse",
+        )
+    ]
+    + [pa.field("families_agreeing", pa.int64()), pa.field("families_total", pa.int64())]
+    + [pa.field("simpsons_paradox", pa.bool_())]
+    + [
+        pa.field(name, pa.float64())
+        for name in (
+            "pearson_p",
+            "pearson_ci_low",
+            "pearson_ci_high",
+            "spearman_p",
+            "spearman_ci_low",
+            "spearman_ci_high",
+            "kendall_p",
+            "kendall_ci_low",
+            "kendall_ci_high",
+            "pearson_p_adjusted",
+        )
+    ]
+    + [pa.field("verdict", pa.string())]
+    + [
+        pa.field(name, pa.float64())
+        for name in ("within_family_r", "within_family_ci_low", "within_family_ci_high", "partial_r_size")
+    ]
+    + [pa.field("higher_is_better", pa.bool_()), pa.field("datasets", pa.string()), pa.field("notes", pa.string())]
+)
 SCHEMAS = {
     "layers": LAYERS_SCHEMA,
     "esd": ESD_SCHEMA,
     "evals": EVALS_SCHEMA,
     "models": MODELS_SCHEMA,
     "scans": SCANS_SCHEMA,
+    "correlations": CORRELATIONS_SCHEMA,
 }
 
 
@@ -156,10 +202,11 @@ class Lake:
         for table, schema in SCHEMAS.items():
             folder = self.root / table
             folder.mkdir(parents=True, exist_ok=True)
-            # A zero-row file per table keeps every view valid (and typed) before the first scan lands.
+            # A zero-row file per table keeps every view valid (and typed) before the first scan lands, and
+            # gives files written before a column was added that column (as NULL) under union_by_name.
             empty = folder / "_schema.parquet"
             # Rewritten when the schema grew (a lake made by an older wwhub), so that every view sees new columns.
-            if not empty.exists() or pq.read_schema(empty) != schema:
+            if not empty.exists() or not pq.read_schema(empty).equals(schema):
                 self._write(empty, schema.empty_table())
             # A killed writer leaves a hidden .tmp file that no view reads; tidy those up once they are old.
             for stale in folder.glob(".*.tmp"):

@@ -23,6 +23,7 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import ModelAnalysis, default_layer_workers, usable_cores
+from .correlations import refresh_correlations
 from .lake import Lake, build_catalog
 from .sources import HUB_GATED, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
 from .weights import ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
@@ -327,7 +328,8 @@ def _adapter_identity(ref: ModelRef, plan: ModelPlan, facts: dict) -> tuple[Mode
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
-    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file)."""
+    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file) and the derived
+    ``correlations`` table."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
@@ -354,6 +356,7 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         )
     )
     build_catalog(lake_root)
+    refresh_correlations(lake_root)
 
 
 def new_scan_id() -> str:

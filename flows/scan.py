@@ -35,7 +35,7 @@ from .pipeline import (
     record_scan,
     scan_model,
 )
-from .report import leaderboard_data
+from .report import leaderboard_data, metric_of, value_names
 from .sources import ModelRef
 from .workdirs import remove_dead_workdirs
 
@@ -203,18 +203,10 @@ def nightly_scan(
     changes = compare_snapshots(before, after)
     exports = refresh_exports(lake, metric)
     board, _ = leaderboard_data(lake, metric=metric)
-    columns = [
-        "family",
-        "repo_id",
-        "accuracy",
-        "rank_by_accuracy",
-        "alpha",
-        "alpha_weighted",
-        "log_spectral_norm",
-        "num_traps",
-    ]
+    names = value_names(metric_of(board, metric))
+    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_traps"]
     create_table_artifact(
-        [{c: row.get(c) for c in columns} for row in board],
+        [{names.get(c, c): row.get(c) for c in columns} for row in board],
         key="wwhub-leaderboard",
         description=f"family leaderboards ({metric})",
     )

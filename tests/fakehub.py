@@ -9,7 +9,9 @@ It serves repos that tests generate, with the routes and headers the real ``hugg
   ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``; with ``expand=...`` only those properties, and
   ``evalResults`` (from the repo's ``.eval_results/*.yaml``) only when expanded, as the Hub does;
 * ``HEAD``/``GET /{org}/{name}/resolve/{rev}/{path}``: ``X-Repo-Commit``, quoted ``ETag``, ``Content-Length``,
-  ``Range`` → 206; missing file → 404 ``EntryNotFound``.
+  ``Range`` → 206; missing file → 404 ``EntryNotFound``;
+* datasets (``commit(..., repo_type="dataset")``): ``GET /api/datasets/{org}/{name}[/revision/{rev}]`` and
+  ``/datasets/{org}/{name}/resolve/{rev}/{path}``, answered like the model routes.
 
 Each repo keeps its commits, so an old sha stays downloadable after a new commit.
 
@@ -102,6 +104,7 @@ def card_metadata(readme: bytes | None) -> dict | None:
 class FakeHub:
     def __init__(self, page_size: int = 2):
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.page_size = page_size
         self.requests: list[tuple[str, str, str | None]] = []
         self.faults: list[Fault] = []
@@ -115,10 +118,13 @@ class FakeHub:
         self._cdn: ThreadingHTTPServer | None = None
 
     # ---- repos -------------------------------------------------------------------------------------------------
-    def commit(self, repo_id: str, files: dict[str, bytes | Path], replace: bool = False) -> str:
+    def commit(
+        self, repo_id: str, files: dict[str, bytes | Path], replace: bool = False, repo_type: str = "model"
+    ) -> str:
         """Add a commit with ``files`` (on top of the previous commit's files unless ``replace``). Returns the sha."""
         with self._lock:
-            repo = self.repos.setdefault(repo_id, Repo(repo_id))
+            repos = self.datasets if repo_type == "dataset" else self.repos
+            repo = repos.setdefault(repo_id, Repo(repo_id))
             content = {} if replace or not repo.commits else dict(repo.head.files)
             for name, data in files.items():
                 content[name] = data.read_bytes() if isinstance(data, Path) else bytes(data)
@@ -379,6 +385,14 @@ class _Handler(BaseHTTPRequestHandler):
         if path == "/api/models":
             self._list_models(query)
             return
+        match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/(.+))?", path)
+        if match:
+            self._model_info(match.group(1), match.group(2) or "main", [], "dataset")
+            return
+        match = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        if match:
+            self._resolve(method, match.group(1), urllib.parse.unquote(match.group(2)), match.group(3), path, "dataset")
+            return
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
         if match:
             self._tree(match.group(1), urllib.parse.unquote(match.group(2)))
@@ -393,8 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._error(404, "NotFound", f"no route for {path}", head=method == "HEAD")
 
-    def _visible(self, repo_id: str) -> Repo | None:
-        repo = self.hub.repos.get(repo_id)
+    def _visible(self, repo_id: str, repo_type: str = "model") -> Repo | None:
+        repo = (self.hub.datasets if repo_type == "dataset" else self.hub.repos).get(repo_id)
         return None if repo is None or repo.hidden or not repo.commits else repo
 
     def _list_models(self, query: dict) -> None:
@@ -452,8 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers,
         )
 
-    def _model_info(self, repo_id: str, revision: str, expand: list[str]) -> None:
-        repo = self._visible(repo_id)
+    def _model_info(self, repo_id: str, revision: str, expand: list[str], repo_type: str = "model") -> None:
+        repo = self._visible(repo_id, repo_type)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
             return
@@ -482,9 +496,11 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         )
 
-    def _resolve(self, method: str, repo_id: str, revision: str, filename: str, path: str) -> None:
+    def _resolve(
+        self, method: str, repo_id: str, revision: str, filename: str, path: str, repo_type: str = "model"
+    ) -> None:
         head = method == "HEAD"
-        repo = self._visible(repo_id)
+        repo = self._visible(repo_id, repo_type)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head=head)
             return

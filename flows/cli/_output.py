@@ -28,13 +28,13 @@ def check_output_file(out: str | None, option: str = "--out") -> Path | None:
 
 
 def check_output_folder(out: str, option: str = "--out") -> Path:
-    """``--out FOLDER``: an existing folder, or a new one in an existing folder (created here)."""
+    """``--out FOLDER``: an existing folder, or a new one in an existing folder. Checked, not created: the writer
+    creates it, so a command that fails before writing leaves nothing behind."""
     path = Path(out)
     if path.exists() and not path.is_dir():
         raise CliError(f"{option} {out}: is a file, expected a folder")
     if not path.exists():
         _check_parent(path, out, option)
-        path.mkdir()
     return path
 
 

@@ -54,7 +54,7 @@ def run(args: argparse.Namespace) -> int:
         f"(scanned {report.count('scanned')}, already in the lake {report.count('skipped')}) → {lake}\n"
     )
     sys.stdout.write(export(board, correlations, "table"))
-    plots = write_plots(lake, out)
+    plots = write_plots(lake, out, data=(board, correlations))
     first = board[0]
     plots += write_esd_plot(lake, first["repo_id"], "1", out)
     page = out / "index.html"

@@ -103,8 +103,12 @@ class EvalResult:
     task: str
     dataset: str
     split: str
-    metric: str
+    metric: str  # normalised (flows.evals.vocabulary); raw_metric keeps the source's spelling
     value: float
+    scale: str | None = None  # 'percent' | 'fraction' for proportions, None otherwise
+    n_shot: int | None = None
+    raw_metric: str = ""
+    stderr: float | None = None
 
 
 @dataclass

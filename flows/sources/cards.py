@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import yaml
 
+from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from .base import EvalResult
 
 # The Hub's largest real cards are a few hundred KB; the metadata block is a small part of them.
@@ -34,11 +35,14 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
         "pipeline_tag": getattr(data, "pipeline_tag", None),
         "base_model": _first(getattr(data, "base_model", None)),
     }
-    evals = []
+    evals, rejected = [], []
     for result in getattr(data, "eval_results", None) or []:
+        raw_metric = str(result.metric_type or result.metric_name or "")
+        metric = normalize_metric(raw_metric)
         try:
-            value = float(result.metric_value)
-        except (TypeError, ValueError):
+            value, scale = single_value(metric, result.metric_value)
+        except EvalValueError as err:
+            rejected.append(str(err))
             continue
         evals.append(
             EvalResult(
@@ -46,11 +50,22 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
                 task=str(result.task_type or ""),
                 dataset=str(result.dataset_name or result.dataset_type or ""),
                 split=str(result.dataset_split or ""),
-                metric=str(result.metric_type or result.metric_name or ""),
+                metric=metric,
                 value=value,
+                scale=scale,
+                n_shot=_n_shot(getattr(result, "dataset_args", None)),
+                raw_metric=raw_metric,
             )
         )
-    return "ok", facts, evals
+    # A value we cannot store is said, never dropped silently: the scan records it in the model's reason.
+    status = "invalid model-index values: " + "; ".join(rejected) if rejected else "ok"
+    return status, facts, evals
+
+
+def _n_shot(args) -> int | None:
+    """``num_few_shot`` from a model-index dataset's ``args`` (how the Open LLM Leaderboard bot writes it)."""
+    value = args.get("num_few_shot") if isinstance(args, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def card_yaml_problem(text: str) -> str | None:

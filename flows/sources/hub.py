@@ -16,6 +16,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from ..weights import (
     MODEL_CONFIG,
     PICKLE_INDEX,
@@ -239,13 +240,25 @@ class HubSource:
             return []
         results = []
         for entry in getattr(info, "eval_results", None) or []:
-            try:
-                value = float(entry.value)
-            except (TypeError, ValueError):
-                continue
             # An entry names a benchmark task, not a metric type: the task id is the metric to ask for.
+            metric = normalize_metric(str(entry.task_id))
+            try:
+                value, scale = single_value(metric, entry.value)
+            except EvalValueError as err:
+                logger.warning("%s@%s eval results: %s: not stored", ref.repo_id, ref.revision[:12], err)
+                continue
             results.append(
-                EvalResult("eval_results", str(entry.task_id), str(entry.dataset_id), "", str(entry.task_id), value)
+                EvalResult(
+                    "eval_results",
+                    str(entry.task_id),
+                    str(entry.dataset_id),
+                    "",
+                    metric,
+                    value,
+                    scale,
+                    None,
+                    str(entry.task_id),
+                )
             )
         return results
 
@@ -341,6 +354,33 @@ class HubSource:
 
     def release_shard(self, path: Path) -> None:
         path.unlink(missing_ok=True)
+
+    def fetch_files(self, repo_id: str, select: Callable[[str], bool], repo_type: str = "model") -> list[Path]:
+        """Download the files of a repo (``model`` or ``dataset``) whose names ``select`` accepts, pinned to one
+        commit, into the wwhub metadata cache (evaluation results people publish: small files)."""
+        from huggingface_hub import hf_hub_download
+
+        info = self._call(
+            f"{repo_type} {repo_id}", lambda: self.api.repo_info(repo_id, repo_type=repo_type, files_metadata=False)
+        )
+        names = sorted(s.rfilename for s in info.siblings or [] if select(s.rfilename))
+        return [
+            Path(
+                self._call(
+                    f"{repo_id}@{info.sha[:12]}/{name}",
+                    lambda name=name: hf_hub_download(
+                        repo_id,
+                        name,
+                        repo_type=repo_type,
+                        revision=info.sha,
+                        endpoint=self.endpoint,
+                        token=self.token,
+                        cache_dir=_metadata_cache(),
+                    ),
+                )
+            )
+            for name in names
+        ]
 
 
 def _checked_tensors(label: str, file_meta) -> list[TensorInfo]:
