@@ -11,6 +11,7 @@ from pathlib import Path
 import ww_core
 from ww_core import FIT_FAILED, LayerMetrics
 
+from .selection import LayerSelection
 from .sources import HubError
 from .weights import ModelPlan, Shard, WeightsError, iter_shard_tensors, plan_local
 
@@ -78,16 +79,22 @@ def analyze_shards(
     options: dict,
     on_layer: Callable[[str], None] | None = None,
     workers: int = 1,
+    selection: LayerSelection | None = None,
 ) -> Iterator[ShardRows]:
-    """Analyze a planned model one shard at a time (``workers`` layers at once). A shard that cannot be read
-    yields failed rows, never raises."""
+    """Analyze a planned model one shard at a time (``workers`` layers at once), only the layers ``selection``
+    keeps (all by default). A shard that cannot be read yields failed rows, never raises."""
     layer_ids = plan.layer_ids()
     for shard in plan.shards:
+        if selection is not None:
+            # A shard that fails reports the selected tensors it did not deliver, not the others.
+            shard = Shard(shard.filename, [t for t in shard.tensors if selection.keeps(t, layer_ids)], shard.size)
         path = folder / shard.filename
         names = [t.name for t in shard.tensors] or None
         rows: list[LayerMetrics] = []
         try:
             tensors = iter_shard_tensors(path, names, plan.fmt)
+            if selection is not None:
+                tensors = selection.filter_tensors(tensors, layer_ids)
             for row in ww_core.analyze_model(tensors, layer_ids=layer_ids or None, workers=workers, **options):
                 rows.append(row)
                 if on_layer is not None:
@@ -99,8 +106,12 @@ def analyze_shards(
 
 
 def analyze_path(
-    path: Path, options: dict, on_layer: Callable[[str], None] | None = None, workers: int = 1
+    path: Path,
+    options: dict,
+    on_layer: Callable[[str], None] | None = None,
+    workers: int = 1,
+    selection: LayerSelection | None = None,
 ) -> list[ShardRows]:
     """Plan and analyze a local model (folder or single file). Raises WeightsError if nothing can be planned."""
     folder, plan = plan_local(Path(path))
-    return list(analyze_shards(folder, plan, options, on_layer, workers))
+    return list(analyze_shards(folder, plan, options, on_layer, workers, selection))

@@ -34,6 +34,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 
+from .describe import size_skip_reason
 from .eigen import gram_eigenvalues
 from .marchenko_pastur import marchenko_pastur_fit
 from .matrices import NotAWeightMatrix, layer_type_for, tensor_dims, to_numpy_float
@@ -217,10 +218,9 @@ def sharpen_tensor(
 
 
 def _skip(row: LayerTransform, array: np.ndarray, min_evals: int, max_evals: int | None) -> bool:
-    if row.num_evals < min_evals:
-        row.status, row.reason = FIT_SKIPPED, f"{row.num_evals} eigenvalues < min_evals={min_evals}"
-    elif max_evals is not None and row.num_evals > max_evals:
-        row.status, row.reason = FIT_SKIPPED, f"{row.num_evals} eigenvalues > max_evals={max_evals}"
+    reason = size_skip_reason(row.num_evals, row.N, row.M, min_evals, max_evals)
+    if reason:
+        row.status, row.reason = FIT_SKIPPED, reason
     elif not np.isfinite(array).all():
         row.status, row.reason = FIT_FAILED, "NaN/Inf values in the weights"
     else:

@@ -8,10 +8,14 @@ import sys
 import ww_core
 
 from ..analyze import analyze_path, default_layer_workers
+from ..describe import describe_plan, plan_layers
 from ..examples import EXAMPLES, example_path
+from ..models import open_model
+from ..selection import SelectionError
+from ..sources import HubError
 from ..weights import WeightsError, plan_local
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
-from ._options import add_analysis_arguments, analysis_options
+from ._options import add_analysis_arguments, add_layers_argument, analysis_options, layer_selection
 from ._output import FORMATS, render_table, write_rows
 from ._progress import progress_bar
 
@@ -32,6 +36,7 @@ TABLE_COLUMNS = [
     "fit_status",
     "reason",
 ]
+DESCRIBE_TABLE_COLUMNS = ["layer_id", "name", "layer_type", "N", "M", "rf", "num_evals", "dtype", "status", "reason"]
 
 
 def register(sub) -> None:
@@ -42,8 +47,18 @@ def register(sub) -> None:
         "model.safetensors.index.json when present), a single .safetensors file, or pytorch_model*.bin pickles "
         "(loaded with weights_only=True).",
     )
-    parser.add_argument("path", nargs="?", help="model folder or weight file")
+    parser.add_argument(
+        "path", nargs="?", help="model folder or weight file (with --describe, also a hub repo id org/name[@rev])"
+    )
     parser.add_argument("--example", choices=sorted(EXAMPLES), help="analyze a packaged example model instead")
+    add_layers_argument(parser)
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="list the layers an analysis would cover (type, N, M, eigenvalues, dtype, what is skipped and why) "
+        "without computing an eigenvalue; a hub repo is described from its safetensors headers alone",
+    )
+    parser.add_argument("--endpoint", help="Hub endpoint URL for --describe REPO_ID (default: HF_ENDPOINT)")
     add_analysis_arguments(parser)
     parser.add_argument(
         "--workers",
@@ -59,11 +74,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     if bool(args.path) == bool(args.example):
         raise CliError("give exactly one of PATH or --example NAME")
-    try:
-        path = example_path(args.example) if args.example else args.path
-        _, plan = plan_local(path)
-    except WeightsError as err:
-        raise CliError(str(err)) from err
+    selection = layer_selection(args)
     options = analysis_options(args)
     if args.workers < 1:
         raise CliError(f"--workers {args.workers}: must be at least 1")
@@ -71,10 +82,20 @@ def run(args: argparse.Namespace) -> int:
         ww_core.AnalysisOptions.from_kwargs(**options)
     except (TypeError, ValueError) as err:
         raise CliError(str(err)) from err
-    total = len(plan.layer_ids()) or None
+    if args.describe:
+        return _describe(args, selection, options)
+    try:
+        path = example_path(args.example) if args.example else args.path
+        _, plan = plan_local(path)
+        total = len(selection.select(layer for layer, _ in plan_layers(plan))) or None
+    except (WeightsError, SelectionError) as err:
+        raise CliError(str(err)) from err
     with progress_bar(total=total, desc=f"analyze {path}", unit="layer") as bar:
-        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1), workers=args.workers)
+        shards = analyze_path(path, options, lambda name: bar.update(1), args.workers, selection)
     rows = [row for shard in shards for row in shard.rows]
+    if not rows and not selection.is_all:
+        # A pickle has no header to check the selection against before loading it.
+        raise CliError(f"--layers {selection.text!r} selects no layer of {path}")
     for shard in shards:
         if shard.error:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)
@@ -84,6 +105,25 @@ def run(args: argparse.Namespace) -> int:
     write_rows(records, args.format, args.out, TABLE_COLUMNS)
     if args.format == "table" and not args.out:
         summary = ww_core.summarize(rows).as_dict()
-        sys.stdout.write("\nmodel summary (mean over ok layers)\n")
+        subset = "" if selection.is_all else f", layers {selection.text!r} only"
+        sys.stdout.write(f"\nmodel summary (mean over ok layers{subset})\n")
         sys.stdout.write(render_table([summary], list(summary)))
     return EXIT_PARTIAL if any(shard.error for shard in shards) else EXIT_OK
+
+
+def _describe(args: argparse.Namespace, selection, options: dict) -> int:
+    """WeightWatcher's describe(): the layers, their sizes and what would be skipped, no eigenvalue computed."""
+    try:
+        model = open_model(str(example_path(args.example)) if args.example else args.path, args.endpoint)
+        rows = describe_plan(model.plan, options, selection, model.folder)
+    except (WeightsError, HubError, SelectionError) as err:
+        raise CliError(str(err)) from err
+    write_rows([row.as_row() for row in rows], args.format, args.out, DESCRIBE_TABLE_COLUMNS)
+    if args.format == "table" and not args.out:
+        analyzed = [r for r in rows if r.status == "analyze"]
+        subset = "" if selection.is_all else f" (layers {selection.text!r})"
+        sys.stdout.write(
+            f"\n{model.label}{subset}: {len(rows)} layers, {len(analyzed)} to analyze, "
+            f"{len(rows) - len(analyzed)} skipped, {sum(r.num_evals for r in analyzed)} eigenvalues\n"
+        )
+    return EXIT_OK
