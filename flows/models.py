@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 import tempfile
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,10 +71,16 @@ class ShardFiles:
         self._workdir = workdir
         self._owns_workdir = False
         self._paths: OrderedDict[str, Path] = OrderedDict()
+        # Models scanned side by side share their base's files: one download per shard, whoever asks first.
+        self._lock = threading.Lock()
 
     def path(self, shard: Shard) -> Path:
         if self.model.folder is not None:
             return self.model.folder / shard.filename
+        with self._lock:
+            return self._fetch(shard)
+
+    def _fetch(self, shard: Shard) -> Path:
         if shard.filename in self._paths:
             self._paths.move_to_end(shard.filename)
             return self._paths[shard.filename]
@@ -88,6 +95,10 @@ class ShardFiles:
         return path
 
     def close(self) -> None:
+        with self._lock:
+            self._release_all()
+
+    def _release_all(self) -> None:
         for path in self._paths.values():
             self.model.source.release_shard(path)
         self._paths.clear()
