@@ -5,10 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from . import analyze, demo, distance, evals, leaderboard, plot, query, scan, serve
+from . import analyze, demo, distance, evals, leaderboard, plot, query, scan, serve, smooth
 from ._errors import EXIT_BAD_INPUT, CliError
 
-COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, serve, distance]
+COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, serve, distance, smooth]
 
 
 def build_parser() -> argparse.ArgumentParser:
