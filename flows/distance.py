@@ -8,6 +8,7 @@ each model plus the update ``dW`` (:func:`ww_core.distances.layer_distance`). La
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -183,3 +184,45 @@ def _shards_with_pairs(model: OpenedModel, alignment: Alignment) -> Iterator[Sha
     for shard in model.plan.shards:
         if any(t.name in alignment.pairs for t in shard.tensors):
             yield shard
+
+
+class BaseModels:
+    """The base models of one scan: each one resolved, planned and downloaded once, then shared by all of its
+    fine-tunes (scanned side by side on threads) until :meth:`close`. A base that cannot be had is remembered with
+    its error, so it is asked for once."""
+
+    def __init__(self, open_source: Callable[[], object], options: DistanceOptions, workdir: Path | None = None):
+        self.open_source = open_source
+        self.options = options
+        self.workdir = workdir
+        self._bases: dict[str, tuple[OpenedModel, ShardFiles] | Exception] = {}
+        self._lock = threading.Lock()
+
+    def get(self, base_id: str) -> tuple[OpenedModel, ShardFiles]:
+        """The base (planned) and its shard files; raises the :class:`HubError` / :class:`WeightsError` that
+        resolving or planning it gave."""
+        with self._lock:
+            if base_id not in self._bases:
+                self._bases[base_id] = self._open(base_id)
+            entry = self._bases[base_id]
+        if isinstance(entry, Exception):
+            raise entry
+        return entry
+
+    def _open(self, base_id: str) -> tuple[OpenedModel, ShardFiles] | Exception:
+        from .sources import ModelRef
+
+        repo_id, _, revision = base_id.partition("@")
+        try:
+            source = self.open_source()
+            pinned = source.resolve(ModelRef(repo_id, revision or "main", ""))
+            description = source.describe(pinned)
+        except (HubError, WeightsError) as err:
+            return err
+        base = OpenedModel(base_id, description.plan, source=source, ref=description.ref)
+        return base, ShardFiles(base, keep=None, workdir=self.workdir)
+
+    def close(self) -> None:
+        for entry in self._bases.values():
+            if not isinstance(entry, Exception):
+                entry[1].close()

@@ -25,9 +25,13 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import default_layer_workers, shard_failure, usable_cores
+from .describe import plan_layers
+from .distance import BaseComparison, BaseModels, DistanceOptions, align
 from .lake import Lake, build_catalog
+from .models import OpenedModel
+from .selection import LayerSelection, SelectionError
 from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
-from .weights import UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
+from .weights import Shard, UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"
@@ -155,11 +159,18 @@ def scan_model(
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
     layer_workers: int = 1,
+    layers: str = "",
+    bases: BaseModels | None = None,
+    base: str | None = None,
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
-    after it is analyzed, ``layer_workers`` layers at once. Never raises for a bad model: the outcome (and the
-    lake's models row) says why. The outcome carries ``scan_id``, so a caller can tell a fresh result from one
-    cached by an earlier run."""
+    after it is analyzed, ``layer_workers`` layers at once, only the layers ``layers`` selects (``--layers``).
+    Never raises for a bad model: the outcome (and the lake's models row) says why. The outcome carries
+    ``scan_id``, so a caller can tell a fresh result from one cached by an earlier run.
+
+    With ``bases``, a model whose card names a ``base_model`` (or every model but ``base`` itself, when ``base``
+    is given) also gets its per-layer distances to that base in the ``distances`` table; a base that cannot be
+    had is noted in the model's reason and the scan goes on."""
     started = time.perf_counter()
     source = spec.open()
     lake = Lake(lake_root)
@@ -191,6 +202,17 @@ def scan_model(
     ref = description.ref
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
+    selection = LayerSelection.parse(layers)
+    facts["layer_selection"] = selection.text
+    if plan.fmt == "safetensors" and not selection.is_all:
+        try:
+            selection.select(layer for layer, _ in plan_layers(plan))
+        except SelectionError as err:
+            outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, str(err), scan_id=scan_id)
+            row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
+            lake.write_rows("models", ref.repo_id, ref.revision, [row])
+            return outcome
+    comparison, base_ref, base_note = _base_comparison(ref, plan, facts, selection, bases, base)
     # Quantized blocks become skipped rows (with their reason); float tensors beside them are still analyzed.
     quantized = quantized_reason(plan)
     layer_ids = plan.layer_ids()
@@ -198,6 +220,7 @@ def scan_model(
     layers: list[dict] = []
     esd: list[dict] = []
     metrics: list[ww_core.LayerMetrics] = []
+    distance_rows: list = []
     shard_errors: list[str] = []
     bytes_read = 0
     workdir = Path(tempfile.mkdtemp(prefix="wwhub-shards-", dir=os.environ.get("WWHUB_WORKDIR")))
@@ -215,14 +238,17 @@ def scan_model(
                     path = future.result()
                     bytes_read += path.stat().st_size
                     names = [t.name for t in shard.tensors] or None
-                    tensors = iter_shard_tensors(path, names, plan.fmt)
+                    tensors = selection.filter_tensors(iter_shard_tensors(path, names, plan.fmt), layer_ids)
                     for row in ww_core.analyze_model(
                         tensors, layer_ids=layer_ids or None, workers=layer_workers, **analysis
                     ):
                         rows.append(row)
+                    if comparison is not None:
+                        distance_rows += comparison.compare_shard(path, shard)
                 except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
                     model = f"{ref.repo_id}@{ref.revision[:12]}"
-                    failure = shard_failure(shard, rows, layer_ids, err, f"shard {shard.filename}: ", model)
+                    selected = Shard(shard.filename, [t for t in shard.tensors if selection.keeps(t, layer_ids)])
+                    failure = shard_failure(selected, rows, layer_ids, err, f"shard {shard.filename}: ", model)
                     shard_errors.append(failure.error)
                     rows = failure.rows
                 finally:
@@ -262,7 +288,7 @@ def scan_model(
     status = STATUS_SCANNED if not shard_errors else STATUS_PARTIAL
     if shard_errors and ok == 0:
         status = STATUS_FAILED
-    reasons = list(shard_errors) + ([quantized] if quantized else [])
+    reasons = list(shard_errors) + ([quantized] if quantized else []) + ([base_note] if base_note else [])
     if description.card_status != "ok" and description.card_status != "missing":
         reasons.append(f"card {description.card_status}")
     outcome = ModelOutcome(
@@ -281,6 +307,7 @@ def scan_model(
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)
     lake.write_rows("esd", ref.repo_id, ref.revision, esd)
     lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
+    lake.write_rows("distances", ref.repo_id, ref.revision, _distance_rows(ref, base_ref, distance_rows))
     lake.write_rows(
         "models",
         ref.repo_id,
@@ -292,6 +319,33 @@ def scan_model(
         ],
     )
     return outcome
+
+
+def _base_comparison(ref, plan, facts: dict, selection: LayerSelection, bases: BaseModels | None, base: str | None):
+    """(comparison or None, base ref or None, note for the model's reason) for a model's distances to its base."""
+    base_id = base or facts.get("base_model")
+    if bases is None or not base_id or base_id.partition("@")[0] == ref.repo_id:
+        return None, None, ""
+    try:
+        base_model, base_files = bases.get(base_id)
+        alignment = align(OpenedModel(ref.repo_id, plan), base_model, selection)
+    except (HubError, WeightsError, SelectionError) as err:
+        return None, None, f"no distances to base {base_id}: {err}"
+    return BaseComparison(alignment, base_files, bases.options), base_model.ref, ""
+
+
+def _distance_rows(ref: ModelRef, base_ref: ModelRef | None, rows: list) -> list[dict]:
+    return [
+        dict(
+            repo_id=ref.repo_id,
+            revision=ref.revision,
+            family=ref.family,
+            base_repo_id=base_ref.repo_id,
+            base_revision=base_ref.revision,
+            **row.as_row(),
+        )
+        for row in rows
+    ]
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
@@ -338,12 +392,16 @@ def run_scan(
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
     layer_workers: int | None = None,
+    layers: str = "",
+    base: str | None = None,
+    distances: bool = True,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
     keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``.
 
     ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
-    cores the models leave over go to their layers (a single model gets them all)."""
+    cores the models leave over go to their layers (a single model gets them all). With ``distances``, models
+    whose card names a base model (or all, given ``base``) are compared with it; each base is fetched once."""
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     refs: list[ModelRef] = []
     for family, query in families.items():
@@ -358,17 +416,34 @@ def run_scan(
     # Cores left over by the models scanned side by side go to their layers (one model alone gets them all).
     if layer_workers is None:
         layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
-    with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
-        futures = [
-            pool.submit(
-                scan_model, spec, ref, lake_root, options, force, report.scan_id, on_shard, keep_esd, layer_workers
-            )
-            for ref in refs
-        ]
-        for future in futures:
-            outcome = future.result()
-            report.outcomes.append(outcome)
-            if on_model is not None:
-                on_model(outcome)
+    bases = BaseModels(spec.open, DistanceOptions(max_evals=options.get("max_evals"))) if distances else None
+    try:
+        with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
+            futures = [
+                pool.submit(
+                    scan_model,
+                    spec,
+                    ref,
+                    lake_root,
+                    options,
+                    force,
+                    report.scan_id,
+                    on_shard,
+                    keep_esd,
+                    layer_workers,
+                    layers,
+                    bases,
+                    base,
+                )
+                for ref in refs
+            ]
+            for future in futures:
+                outcome = future.result()
+                report.outcomes.append(outcome)
+                if on_model is not None:
+                    on_model(outcome)
+    finally:
+        if bases is not None:
+            bases.close()
     record_scan(lake_root, report, list(families), spec.kind)
     return report

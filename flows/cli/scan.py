@@ -13,7 +13,7 @@ from ..lake import lake_path
 from ..pipeline import STATUS_SKIPPED, SourceSpec, load_families, run_scan
 from ..sources import HubError
 from ._errors import CliError
-from ._options import add_analysis_arguments, analysis_options
+from ._options import add_analysis_arguments, add_layers_argument, analysis_options, layer_selection
 from ._progress import progress_bar
 
 
@@ -109,6 +109,13 @@ def register(sub) -> None:
     parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
     parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
+    add_layers_argument(parser)
+    parser.add_argument(
+        "--base",
+        metavar="REPO",
+        help="compare every model with this base (default: the base_model its card names), into the distances table",
+    )
+    parser.add_argument("--no-distances", action="store_true", help="do not compare models with their base")
     add_analysis_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -116,6 +123,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = source_spec(args)
     families = families_from_args(args, everything_allowed=spec.kind != "hub")
+    selection = layer_selection(args)
     options = analysis_options(args)
     try:
         ww_core.AnalysisOptions.from_kwargs(**options)
@@ -147,6 +155,9 @@ def run(args: argparse.Namespace) -> int:
                 on_model=on_model,
                 on_shard=lambda repo, shard: shards_bar.update(1),
                 keep_esd=not args.no_esd,
+                layers=selection.text,
+                base=args.base,
+                distances=not args.no_distances,
             )
     scanned = report.count("scanned", "partial")
     print(
@@ -154,11 +165,15 @@ def run(args: argparse.Namespace) -> int:
         f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), unsupported {report.count('unsupported')}, "
         f"failed {report.count('failed') + len(report.list_errors)}  → lake {lake}"
     )
+    if not selection.is_all:
+        print(f"  summaries cover layers {selection.text!r} only (models.layer_selection)")
     for error in report.list_errors:
         print(f"  failed: {error}")
     for o in report.outcomes:
         if o.status in ("failed", "partial", "unsupported"):
             print(f"  {o.status}: {o.repo_id}@{o.revision[:12]}: {o.reason}")
+        elif "no distances to base" in o.reason:
+            print(f"  {o.repo_id}@{o.revision[:12]}: {o.reason}")
     sys.stdout.flush()
     return report.exit_code
 
