@@ -416,7 +416,10 @@ def run_scan(
     # Cores left over by the models scanned side by side go to their layers (one model alone gets them all).
     if layer_workers is None:
         layer_workers = max(1, min(default_layer_workers(), usable_cores() // model_workers))
-    bases = BaseModels(spec.open, DistanceOptions(max_evals=options.get("max_evals"))) if distances else None
+    distance_options = DistanceOptions(
+        max_evals=options.get("max_evals"), precision=options.get("precision") or "float64"
+    )
+    bases = BaseModels(spec.open, distance_options) if distances else None
     try:
         with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
             futures = [
