@@ -131,7 +131,7 @@ def _row_blocks(tall) -> list[slice]:
 class _Sums:
     """What one pass over a pair of matrices accumulates (float64)."""
 
-    dW: np.ndarray  # the update, tall orientation, in the analysis precision
+    dW: np.ndarray | None  # the update, tall orientation, in the analysis precision (when its spectrum is wanted)
     dW_sq: float
     base_sq: float
     gram: np.ndarray | None = None  # W^T W (tall orientation)
@@ -139,11 +139,16 @@ class _Sums:
     cross: np.ndarray | None = None  # W^T W_base (tall orientation), only when WeightWatcher's product is M x M
 
 
-def _accumulate(matrix, base, dtype, cka: bool, cross: bool) -> _Sums:
+def _squared_norm(block: np.ndarray) -> float:
+    flat = block.ravel(order="K")  # no copy for C- or F-ordered blocks
+    return float(np.dot(flat, flat))
+
+
+def _accumulate(matrix, base, dtype, cka: bool, cross: bool, keep_delta: bool) -> _Sums:
     """One pass over row blocks of the tall orientation of two same-shape matrices (numpy or torch, any float)."""
     tall, tall_base = _tall(matrix), _tall(base)
     n, m = int(tall.shape[0]), int(tall.shape[1])
-    sums = _Sums(np.empty((n, m), dtype=dtype), 0.0, 0.0)
+    sums = _Sums(np.empty((n, m), dtype=dtype) if keep_delta else None, 0.0, 0.0)
     if cka:
         sums.gram = np.zeros((m, m))
         sums.base_gram = np.zeros((m, m))
@@ -152,9 +157,10 @@ def _accumulate(matrix, base, dtype, cka: bool, cross: bool) -> _Sums:
         block = to_numpy_float(tall[rows], np.float64)
         block_base = to_numpy_float(tall_base[rows], np.float64)
         delta = block - block_base
-        sums.dW_sq += float(np.einsum("ij,ij->", delta, delta))
-        sums.base_sq += float(np.einsum("ij,ij->", block_base, block_base))
-        sums.dW[rows] = delta
+        sums.dW_sq += _squared_norm(delta)
+        sums.base_sq += _squared_norm(block_base)
+        if keep_delta:
+            sums.dW[rows] = delta
         if cka:
             sums.gram += block.T @ block
             sums.base_gram += block_base.T @ block_base
@@ -255,7 +261,7 @@ def layer_distance(
         # WeightWatcher's CKA numerator W^T W_base is M x M when the stored matrix is tall (and for every Conv
         # slice, which it orients tall); for a wide stored matrix it is N x N and we use the Gram identity instead.
         cross = not stored_2d or shape[0] >= shape[1]
-        per_matrix = [_accumulate(a, b, dtype, method == "cka", cross) for a, b in pairs]
+        per_matrix = [_accumulate(a, b, dtype, method == "cka", cross, spectrum) for a, b in pairs]
     except NotAWeightMatrix as err:
         row.fit_status, row.reason = FIT_SKIPPED, str(err)
         return row
