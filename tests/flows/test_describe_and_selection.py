@@ -134,3 +134,16 @@ def test_analyze_with_layers_keeps_the_models_ids(capsys, tmp_path):
     assert main(["analyze", "--example", "minilm", "--layers", "conv2d", "--out", str(out)]) == 2
     err = capsys.readouterr().err
     assert "selects no layer" in err and "types dense, embedding" in err and not out.exists()
+
+
+def test_describe_a_pickled_checkpoint(tmp_path, capsys):
+    import torch
+
+    state = {"fc.weight": torch.ones(40, 20), "fc.bias": torch.ones(40), "idx": torch.zeros(4, 4, dtype=torch.int64)}
+    torch.save(state, tmp_path / "pytorch_model.bin")
+    code, rows = run_json(capsys, "analyze", str(tmp_path), "--describe")
+    assert code == 0
+    assert [(r["name"], r["N"], r["M"], r["dtype"], r["status"]) for r in rows] == [
+        ("fc.weight", 40, 20, "float32", "analyze"),
+        ("idx", 4, 4, "int64", "skip"),
+    ]

@@ -123,3 +123,18 @@ def test_bad_input_writes_nothing(tmp_path, capsys):
     assert (taken / "x").read_text() == "keep" and list(taken.iterdir()) == [taken / "x"]
     assert not any((tmp_path / f"o{i}").exists() for i in (1, 2, 3)) and not (source / "inside").exists()
     assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_a_layer_with_nan_is_copied_unchanged_and_exit_is_1(tmp_path, capsys):
+    rng = np.random.default_rng(3)
+    broken = rng.standard_t(3, (120, 60))
+    broken[0, 0] = np.nan
+    source = write_model(tmp_path / "m", {"a.weight": broken, "b.weight": rng.standard_t(3, (120, 60))})
+    out = tmp_path / "out"
+    assert main(["smooth", str(source), "--out", str(out), "--format", "json"]) == 1
+    report = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    assert report["a.weight"]["status"] == "failed" and "NaN" in report["a.weight"]["reason"]
+    assert report["b.weight"]["status"] == "ok"
+    written, original = load_file(str(out / "model.safetensors")), load_file(str(source / "model.safetensors"))
+    assert np.array_equal(written["a.weight"], original["a.weight"], equal_nan=True)
+    assert not np.array_equal(written["b.weight"], original["b.weight"])
