@@ -18,7 +18,7 @@ from ww_core.distances import LayerDistance, layer_distance
 
 from .describe import plan_layers
 from .models import OpenedModel, ShardFiles
-from .selection import LayerSelection
+from .selection import LayerSelection, SelectionError
 from .sources import HubError
 from .weights import Shard, WeightsError, iter_shard_tensors
 
@@ -108,6 +108,12 @@ class BaseComparison:
         self.alignment = alignment
         self.base_files = base_files
         self.options = options
+
+    def lake_rows(self, ref, rows: list[LayerDistance]) -> list[dict]:
+        """``distances`` table rows: keyed by the model's and the base's commits."""
+        base = self.base_files.model
+        keys = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
+        return [dict(keys, base_repo_id=base.repo_id, base_revision=base.revision, **row.as_row()) for row in rows]
 
     def compare_shard(self, path: Path, shard: Shard, on_layer: Callable[[str], None] | None = None) -> list:
         """Rows for the aligned layers in one local model shard; a shard that cannot be read gives ``failed`` rows
@@ -221,6 +227,18 @@ class BaseModels:
             return err
         base = OpenedModel(base_id, description.plan, source=source, ref=description.ref)
         return base, ShardFiles(base, keep=None, workdir=self.workdir)
+
+    def comparison(self, ref, plan, base_id: str | None, selection: LayerSelection):
+        """(comparison, "") for a model whose base is ``base_id``; (None, note for its reason) when the base
+        cannot be had or does not match; (None, "") when there is no base (or the model is its own)."""
+        if not base_id or base_id.partition("@")[0] == ref.repo_id:
+            return None, ""
+        try:
+            base, base_files = self.get(base_id)
+            alignment = align(OpenedModel(ref.repo_id, plan), base, selection)
+        except (HubError, WeightsError, SelectionError) as err:
+            return None, f"no distances to base {base_id}: {err}"
+        return BaseComparison(alignment, base_files, self.options), ""
 
     def close(self) -> None:
         for entry in self._bases.values():

@@ -26,9 +26,8 @@ from ww_core import FIT_OK
 from . import __version__
 from .analyze import default_layer_workers, shard_failure, usable_cores
 from .describe import plan_layers
-from .distance import BaseComparison, BaseModels, DistanceOptions, align
+from .distance import BaseModels, DistanceOptions
 from .lake import Lake, build_catalog
-from .models import OpenedModel
 from .selection import LayerSelection, SelectionError
 from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
 from .weights import Shard, UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
@@ -212,7 +211,9 @@ def scan_model(
             row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
             lake.write_rows("models", ref.repo_id, ref.revision, [row])
             return outcome
-    comparison, base_ref, base_note = _base_comparison(ref, plan, facts, selection, bases, base)
+    comparison, base_note = (
+        (None, "") if bases is None else bases.comparison(ref, plan, base or facts.get("base_model"), selection)
+    )
     # Quantized blocks become skipped rows (with their reason); float tensors beside them are still analyzed.
     quantized = quantized_reason(plan)
     layer_ids = plan.layer_ids()
@@ -307,7 +308,8 @@ def scan_model(
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)
     lake.write_rows("esd", ref.repo_id, ref.revision, esd)
     lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-    lake.write_rows("distances", ref.repo_id, ref.revision, _distance_rows(ref, base_ref, distance_rows))
+    lake_distances = comparison.lake_rows(ref, distance_rows) if comparison is not None else []
+    lake.write_rows("distances", ref.repo_id, ref.revision, lake_distances)
     lake.write_rows(
         "models",
         ref.repo_id,
@@ -319,33 +321,6 @@ def scan_model(
         ],
     )
     return outcome
-
-
-def _base_comparison(ref, plan, facts: dict, selection: LayerSelection, bases: BaseModels | None, base: str | None):
-    """(comparison or None, base ref or None, note for the model's reason) for a model's distances to its base."""
-    base_id = base or facts.get("base_model")
-    if bases is None or not base_id or base_id.partition("@")[0] == ref.repo_id:
-        return None, None, ""
-    try:
-        base_model, base_files = bases.get(base_id)
-        alignment = align(OpenedModel(ref.repo_id, plan), base_model, selection)
-    except (HubError, WeightsError, SelectionError) as err:
-        return None, None, f"no distances to base {base_id}: {err}"
-    return BaseComparison(alignment, base_files, bases.options), base_model.ref, ""
-
-
-def _distance_rows(ref: ModelRef, base_ref: ModelRef | None, rows: list) -> list[dict]:
-    return [
-        dict(
-            repo_id=ref.repo_id,
-            revision=ref.revision,
-            family=ref.family,
-            base_repo_id=base_ref.repo_id,
-            base_revision=base_ref.revision,
-            **row.as_row(),
-        )
-        for row in rows
-    ]
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
