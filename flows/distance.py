@@ -1,26 +1,28 @@
 """Model against model: per-layer distances of a model from its base, both streamed shard by shard.
 
-The model's shards are read in order, one at a time; each layer's twin is read from the base shard that holds it
-(kept on disk a few at a time, or, in a scan, all of a base for all of its fine-tunes). Memory holds one tensor of
-each model plus the update ``dW`` (:func:`ww_core.distances.layer_distance`). Layers are aligned by name through
-:func:`flows.describe.plan_layers`, the same layers ``analyze`` sees.
+Layers are the logical matrices of the decoding pipeline (:func:`flows.describe.plan_layers`: fused experts split,
+quantized weights dequantized), aligned by name, so a fused checkpoint compares with an unfused one and a quantized
+fine-tune with its float base. The model's shards are read in order, one at a time (:class:`MatrixStream`); each
+matrix's twin is decoded from the base shards that hold its stored tensors (kept on disk a few at a time, or, in a
+scan, all of a base for all of its fine-tunes). Memory holds one matrix of each plus the update ``dW``
+(:func:`ww_core.distances.layer_distance`).
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ww_core import FIT_FAILED
+from ww_core import FIT_FAILED, FIT_SKIPPED
 from ww_core.distances import LayerDistance, layer_distance
 
-from .describe import plan_layers
+from .describe import plan_layers, reveal_local
 from .models import OpenedModel, ShardFiles
 from .selection import LayerSelection, SelectionError
 from .sources import HubError
-from .weights import Shard, WeightsError, iter_shard_tensors
+from .weights import MatrixSpec, MatrixStream, WeightsError, open_shard
 
 # Mismatched layers named in an architecture error, at most.
 _SHOWN_MISMATCHES = 5
@@ -41,9 +43,9 @@ class DistanceOptions:
 
 @dataclass
 class Alignment:
-    """Which model layers have a twin in the base (name → (layer id, base shard)), and what has none."""
+    """Which model layers have a twin in the base (name → (layer id, base spec)), and what has none."""
 
-    pairs: dict[str, tuple[int, Shard]]
+    pairs: dict[str, tuple[int, MatrixSpec]]
     only_in_model: list[str] = field(default_factory=list)
     only_in_base: list[str] = field(default_factory=list)
 
@@ -59,55 +61,53 @@ class Alignment:
 def align(model: OpenedModel, base: OpenedModel, selection: LayerSelection | None = None) -> Alignment:
     """Pair the selected layers of ``model`` with the base's by name. Raises :class:`ArchitectureMismatch` (naming
     the first mismatched layers) when a shared name has another shape, or fewer than half of the selected layers
-    exist in the base; layers only in one model (a new classification head) are listed, not fatal."""
-    for opened in (model, base):
-        if opened.plan.fmt != "safetensors":
-            raise WeightsError(f"{opened.label}: distances need safetensors checkpoints (this one is pickled .bin)")
+    exist in the base; layers only in one model (a new classification head) are listed, not fatal. The layers of a
+    model shard whose header cannot be read are paired by the base's names (they fail when compared)."""
     selection = selection or LayerSelection()
-    model_layers = selection.select(layer for layer, _ in plan_layers(model.plan))
-    shapes = {info.name: info.shape for _, info in plan_layers(model.plan)}
-    base_infos = {info.name: info for _, info in plan_layers(base.plan)}
-    base_shards = base.shard_by_tensor()
+    for opened in (model, base):
+        if opened.folder is not None:
+            reveal_local(opened.folder, opened.plan)
+        elif any(MatrixStream.unknown(s) and opened.plan.shard_format(s) != "safetensors" for s in opened.plan.shards):
+            raise WeightsError(f"{opened.label}: pickled .bin weights on the hub cannot be aligned before download")
+    model_layers = plan_layers(model.plan)
+    chosen = selection.select(layer for layer, _ in model_layers)
+    specs = {spec.name: spec for _, spec in model_layers}
+    base_layers = {spec.name: (layer, spec) for layer, spec in plan_layers(base.plan)}
+    unreadable = {t.name for shard in model.plan.shards if MatrixStream.unknown(shard) for t in shard.tensors}
     mismatched, missing, pairs = [], [], {}
-    for layer in model_layers:
-        twin = base_infos.get(layer.name)
+    for layer in chosen:
+        twin = base_layers.get(layer.name)
+        shape_unknown = set(specs[layer.name].sources) <= unreadable
         if twin is None:
             missing.append(layer.name)
-        elif tuple(twin.shape) != tuple(shapes[layer.name]):
-            mismatched.append(f"{layer.name}: {list(shapes[layer.name])} vs base {list(twin.shape)}")
+        elif tuple(twin[1].shape) != tuple(specs[layer.name].shape) and not shape_unknown:
+            mismatched.append(f"{layer.name}: {list(specs[layer.name].shape)} vs base {list(twin[1].shape)}")
         else:
-            pairs[layer.name] = (layer.layer_id, base_shards[layer.name])
-    if mismatched or len(pairs) < len(model_layers) / 2 or not pairs:
+            pairs[layer.name] = (layer.layer_id, twin[1])
+    for name, (layer, spec) in base_layers.items():
+        if name not in pairs and spec.sources and set(spec.sources) <= unreadable and selection.matches(layer):
+            pairs[name] = (layer.layer_id, spec)
+    if mismatched or len(pairs) < len(chosen) / 2 or not pairs:
         problems = mismatched + [f"{name}: not in the base" for name in missing]
         raise ArchitectureMismatch(
-            f"{model.label} and {base.label} differ in architecture: {len(problems)} of {len(model_layers)} layers "
+            f"{model.label} and {base.label} differ in architecture: {len(problems)} of {len(chosen)} layers "
             f"do not match; first: {'; '.join(problems[:_SHOWN_MISMATCHES])}"
         )
-    # A model shard whose header cannot be read has tensors of unknown shape: compared, they fail with the reason.
-    base_layers = {layer.name: layer for layer, _ in plan_layers(base.plan)}
-    for shard in model.plan.shards:
-        for info in shard.tensors:
-            twin = base_layers.get(info.name)
-            if not info.shape and twin is not None and info.name not in pairs and selection.matches(twin):
-                pairs[info.name] = (twin.layer_id, base_shards[info.name])
-    chosen = {layer.name for layer in model_layers}
-    only_in_base = [name for name in base_infos if name not in pairs and (selection.is_all or name in chosen)]
-    return Alignment(pairs, missing, only_in_base)
-
-
-def _read_tensor(path: Path, name: str):
-    for _, tensor in iter_shard_tensors(path, [name]):
-        return tensor
-    raise WeightsError(f"{path}: tensor {name} is not in this shard")
+    names = {layer.name for layer in chosen}
+    only_in_base = [n for n, (layer, _) in base_layers.items() if n not in pairs and selection.matches(layer)]
+    return Alignment(pairs, [n for n in missing if n in names], only_in_base)
 
 
 class BaseComparison:
-    """Compares the shards of one model with its base as they arrive (from ``wwhub distance`` or a scan)."""
+    """Compares one model with its base shard by shard, as the model's shards arrive (from ``wwhub distance`` or
+    inside a scan, where the same shard files are analyzed too)."""
 
-    def __init__(self, alignment: Alignment, base_files: ShardFiles, options: DistanceOptions):
+    def __init__(self, model: OpenedModel, alignment: Alignment, base_files: ShardFiles, options: DistanceOptions):
+        self.stream = MatrixStream(model.plan)
         self.alignment = alignment
         self.base_files = base_files
         self.options = options
+        self.done: set[str] = set()
 
     def lake_rows(self, ref, rows: list[LayerDistance]) -> list[dict]:
         """``distances`` table rows: keyed by the model's and the base's commits."""
@@ -115,41 +115,89 @@ class BaseComparison:
         keys = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
         return [dict(keys, base_repo_id=base.repo_id, base_revision=base.revision, **row.as_row()) for row in rows]
 
-    def compare_shard(self, path: Path, shard: Shard, on_layer: Callable[[str], None] | None = None) -> list:
-        """Rows for the aligned layers in one local model shard; a shard that cannot be read gives ``failed`` rows
-        for the layers it did not deliver, never raises for bad input."""
-        names = [t.name for t in shard.tensors if t.name in self.alignment.pairs]
-        rows: list[LayerDistance] = []
-        if not names:
-            return rows
+    def _row(self, name: str, status: str, reason: str) -> LayerDistance:
+        self.done.add(name)
+        return LayerDistance(self.alignment.pairs[name][0], name, fit_status=status, reason=reason)
+
+    def _base_matrix(self, spec: MatrixSpec):
+        """The base's twin, decoded from the base shards holding its stored tensors (usually one)."""
+        where = self.base_files.model.shard_by_tensor()
+        readers = {}
         try:
-            for name, tensor in iter_shard_tensors(path, names):
-                layer_id, base_shard = self.alignment.pairs[name]
-                base_tensor = _read_tensor(self.base_files.path(base_shard), name)
-                rows.append(
-                    layer_distance(
-                        tensor,
-                        base_tensor,
-                        name,
-                        layer_id,
-                        self.options.method,
-                        self.options.spectrum,
-                        self.options.min_evals,
-                        self.options.max_evals,
-                        self.options.precision,
-                    )
-                )
-                del tensor, base_tensor
-                if on_layer is not None:
-                    on_layer(name)
+            arrays = {}
+            for source in spec.sources:
+                shard = where[source]
+                if shard.filename not in readers:
+                    path = shard.location or self.base_files.path(shard)
+                    readers[shard.filename] = open_shard(path, self.base_files.model.plan.shard_format(shard))
+                arrays[source] = readers[shard.filename].array(source)
+            return spec.decode(arrays)
+        finally:
+            for reader in readers.values():
+                reader.close()
+
+    def compare_shard(self, index: int, path: Path, on_layer: Callable[[str], None] | None = None) -> list:
+        """Rows for the paired matrices model shard ``index`` (on disk at ``path``) completes. Never raises for bad
+        input: a shard that cannot be read gives ``failed`` rows for the paired matrices that needed it."""
+        pairs = self.alignment.pairs
+        rows: list[LayerDistance] = []
+        shard = self.stream.plan.shards[index]
+        try:
+            reader = open_shard(path, self.stream.plan.shard_format(shard))
+            try:
+                for spec in self.stream.ready(index):
+                    if spec.name not in pairs:
+                        continue
+                    rows.append(self._compare(spec, reader))
+                    self.stream.done.add(spec.name)
+                    for source in spec.sources:
+                        reader.evict(source)
+                    if on_layer is not None:
+                        on_layer(spec.name)
+                self.stream.end_shard(index, reader)
+            finally:
+                reader.close()
         except (WeightsError, HubError, OSError, MemoryError) as err:
-            done = {row.name for row in rows}
-            rows += [
-                LayerDistance(self.alignment.pairs[n][0], n, fit_status=FIT_FAILED, reason=str(err))
-                for n in names
-                if n not in done
-            ]
+            rows += self.shard_lost(index, err)
         return rows
+
+    def shard_lost(self, index: int, err: Exception) -> list[LayerDistance]:
+        """``failed`` rows for the paired matrices not done yet that needed shard ``index`` (which could not be
+        fetched or read); a shard whose header was unreadable is matched by the base's tensor names."""
+        shard = self.stream.plan.shards[index]
+        names = {t.name for t in shard.tensors}
+        lost = {spec.name for spec in self.stream.pending(index)}
+        lost |= {n for n, (_, base_spec) in self.alignment.pairs.items() if names & set(base_spec.sources)}
+        lost = [n for n in lost if n in self.alignment.pairs and n not in self.done]
+        self.stream.done.update(lost)
+        return [self._row(name, FIT_FAILED, f"shard {shard.filename}: {err}") for name in sorted(lost)]
+
+    def _compare(self, spec: MatrixSpec, reader) -> LayerDistance:
+        layer_id, base_spec = self.alignment.pairs[spec.name]
+        reason = spec.skip_reason or base_spec.skip_reason
+        if reason is not None:
+            return self._row(spec.name, FIT_SKIPPED, reason)
+        try:
+            try:
+                matrix = spec.decode(self.stream.arrays(spec, reader))
+            except KeyError as err:
+                raise WeightsError(f"stored tensor {err.args[0]!r} is not in the model's shard") from err
+            base_matrix = self._base_matrix(base_spec)
+        except (WeightsError, HubError, OSError, ValueError, KeyError, MemoryError) as err:
+            return self._row(spec.name, FIT_FAILED, f"cannot decode {spec.name}: {err}")
+        self.done.add(spec.name)
+        options = self.options
+        return layer_distance(
+            matrix,
+            base_matrix,
+            spec.name,
+            layer_id,
+            options.method,
+            options.spectrum,
+            options.min_evals,
+            options.max_evals,
+            options.precision,
+        )
 
 
 @dataclass
@@ -170,26 +218,16 @@ def compare_models(
     alignment = align(model, base, selection)
     rows: list[LayerDistance] = []
     with ShardFiles(model, keep=1) as model_files, ShardFiles(base, keep=2) as base_files:
-        comparison = BaseComparison(alignment, base_files, options)
-        for shard in _shards_with_pairs(model, alignment):
+        comparison = BaseComparison(model, alignment, base_files, options)
+        for index, shard in enumerate(model.plan.shards):
             try:
-                path = model_files.path(shard)
+                path = shard.location or model_files.path(shard)
             except (WeightsError, HubError, OSError) as err:
-                rows += [
-                    LayerDistance(alignment.pairs[t.name][0], t.name, fit_status=FIT_FAILED, reason=str(err))
-                    for t in shard.tensors
-                    if t.name in alignment.pairs
-                ]
+                rows += comparison.shard_lost(index, err)
                 continue
-            rows += comparison.compare_shard(path, shard, on_layer)
+            rows += comparison.compare_shard(index, path, on_layer)
     rows.sort(key=lambda row: row.layer_id)
     return DistanceReport(rows, alignment.notes())
-
-
-def _shards_with_pairs(model: OpenedModel, alignment: Alignment) -> Iterator[Shard]:
-    for shard in model.plan.shards:
-        if any(t.name in alignment.pairs for t in shard.tensors):
-            yield shard
 
 
 class BaseModels:
@@ -238,7 +276,7 @@ class BaseModels:
             alignment = align(OpenedModel(ref.repo_id, plan), base, selection)
         except (HubError, WeightsError, SelectionError) as err:
             return None, f"no distances to base {base_id}: {err}"
-        return BaseComparison(alignment, base_files, self.options), ""
+        return BaseComparison(OpenedModel(ref.repo_id, plan), alignment, base_files, self.options), ""
 
     def close(self) -> None:
         for entry in self._bases.values():

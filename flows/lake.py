@@ -53,8 +53,18 @@ def _dataclass_fields(cls, skip: tuple[str, ...] = ()) -> list[pa.Field]:
     return [pa.field(f.name, _arrow_type(f.type)) for f in dataclasses.fields(cls) if f.name not in skip]
 
 
+# What the decoding step knows of a layer (flows/weights): the expert it belongs to (null outside MoE experts), the
+# quantization scheme it was dequantized from ('' for plain weights), the stored tensors it was made of.
+_DECODING_FIELDS = [
+    pa.field("expert", pa.int64()),
+    pa.field("quantization", pa.string()),
+    pa.field("source_tensors", pa.string()),
+]
 LAYERS_SCHEMA = pa.schema(
-    _KEY_FIELDS + [pa.field("shard", pa.string())] + _dataclass_fields(LayerMetrics, skip=("evals", "rand_evals"))
+    _KEY_FIELDS
+    + [pa.field("shard", pa.string())]
+    + _DECODING_FIELDS
+    + _dataclass_fields(LayerMetrics, skip=("evals", "rand_evals"))
 )
 ESD_SCHEMA = pa.schema(
     _KEY_FIELDS
@@ -94,6 +104,12 @@ MODELS_SCHEMA = pa.schema(
         pa.field("library_name", pa.string()),
         pa.field("pipeline_tag", pa.string()),
         pa.field("base_model", pa.string()),
+        # model | adapter (a PEFT adapter's update ΔW) | merged (an adapter merged into a base: W + ΔW)
+        pa.field("model_kind", pa.string()),
+        pa.field("quantization", pa.string()),  # schemes dequantized, comma-separated ('' for a plain model)
+        pa.field("num_dequantized", pa.int64()),
+        pa.field("num_params", pa.int64()),  # logical parameters (dequantized shapes; an adapter's A and B)
+        pa.field("skip_reasons", pa.string()),  # JSON {reason: count} of the skipped layers
         pa.field("downloads", pa.int64()),
         pa.field("likes", pa.int64()),
         pa.field("last_modified", pa.string()),
@@ -152,7 +168,8 @@ class Lake:
             folder.mkdir(parents=True, exist_ok=True)
             # A zero-row file per table keeps every view valid (and typed) before the first scan lands.
             empty = folder / "_schema.parquet"
-            if not empty.exists():
+            # Rewritten when the schema grew (a lake made by an older wwhub), so that every view sees new columns.
+            if not empty.exists() or pq.read_schema(empty) != schema:
                 self._write(empty, schema.empty_table())
             # A killed writer leaves a hidden .tmp file that no view reads; tidy those up once they are old.
             for stale in folder.glob(".*.tmp"):

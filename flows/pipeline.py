@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -24,19 +25,23 @@ import ww_core
 from ww_core import FIT_OK
 
 from . import __version__
-from .analyze import default_layer_workers, shard_failure, usable_cores
+from .analyze import ModelAnalysis, default_layer_workers, usable_cores
 from .describe import plan_layers
 from .distance import BaseModels, DistanceOptions
 from .lake import Lake, build_catalog
 from .selection import LayerSelection, SelectionError
 from .sources import QUERY_KEYS, CacheSource, HubError, HubSource, LocalSource, ModelRef
-from .weights import Shard, UnsupportedWeights, WeightsError, iter_shard_tensors, quantized_reason
+from .weights import MatrixStream, ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
+
+logger = logging.getLogger(__name__)
 
 STATUS_SCANNED = "scanned"
 STATUS_PARTIAL = "partial"
 STATUS_SKIPPED = "skipped"  # already in the lake at this commit
 STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"  # nothing analyzable (e.g. only pickles and --no-pickle)
+# An adapter's family, by default: its inferred or given family name with this suffix (README: adapters).
+ADAPTER_FAMILY_SUFFIX = "-adapters"
 
 
 @dataclass(frozen=True)
@@ -46,14 +51,17 @@ class SourceSpec:
     kind: str = "hub"  # hub | local | cache
     location: str | None = None  # endpoint URL, local folder, or cache folder
     allow_pickle: bool = True
+    # A local base checkpoint that adapters are merged into (--merge-base): W + ΔW instead of ΔW alone.
+    merge_base: str | None = None
+    gguf_file: str | None = None  # the file to analyze in GGUF-only repos (--gguf-file); None: gguf_plan picks
 
     def open(self):
         if self.kind == "hub":
-            return HubSource(endpoint=self.location, allow_pickle=self.allow_pickle)
+            return HubSource(endpoint=self.location, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file)
         if self.kind == "local":
-            return LocalSource(self.location)
+            return LocalSource(self.location, self.gguf_file)
         if self.kind == "cache":
-            return CacheSource(self.location)
+            return CacheSource(self.location, self.gguf_file)
         raise ValueError(f"source kind {self.kind!r}: expected hub, local or cache")
 
 
@@ -201,95 +209,93 @@ def scan_model(
     ref = description.ref
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
+    label = f"{ref.repo_id}@{ref.revision[:12]}"
     selection = LayerSelection.parse(layers)
     facts["layer_selection"] = selection.text
-    if plan.fmt == "safetensors" and not selection.is_all:
-        try:
+    try:
+        if spec.merge_base and plan.config.adapter_config is not None:
+            plan = merge_plans(plan, Path(spec.merge_base))
+        if not any(MatrixStream.unknown(shard) for shard in plan.shards):
             selection.select(layer for layer, _ in plan_layers(plan))
-        except SelectionError as err:
-            outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, str(err), scan_id=scan_id)
-            row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
-            lake.write_rows("models", ref.repo_id, ref.revision, [row])
-            return outcome
-    comparison, base_note = (
-        (None, "") if bases is None else bases.comparison(ref, plan, base or facts.get("base_model"), selection)
-    )
-    # Quantized blocks become skipped rows (with their reason); float tensors beside them are still analyzed.
-    quantized = quantized_reason(plan)
-    layer_ids = plan.layer_ids()
-    analysis = dict(options, keep_evals=keep_esd)
-    layers: list[dict] = []
-    esd: list[dict] = []
-    metrics: list[ww_core.LayerMetrics] = []
+        analysis = ModelAnalysis(
+            plan, dict(options, keep_evals=keep_esd), layer_workers, model=label, selection=selection
+        )
+    except SelectionError as err:
+        # Nothing to analyze as asked (like --no-pickle on a pickle-only repo): recorded, rescanned by a later run.
+        outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, str(err), scan_id=scan_id)
+        row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
+        lake.write_rows("models", ref.repo_id, ref.revision, [row])
+        return outcome
+    except Exception as err:  # noqa: BLE001 - a model that cannot be planned is recorded, the scan goes on
+        if not isinstance(err, WeightsError | ValueError):
+            logger.exception("%s: unexpected error planning the model", label)
+        outcome = ModelOutcome(
+            ref.repo_id, ref.revision, ref.family, STATUS_FAILED, f"{err.__class__.__name__}: {err}", scan_id=scan_id
+        )
+        row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
+        lake.write_rows("models", ref.repo_id, ref.revision, [row])
+        return outcome
+    ref, facts = _adapter_identity(ref, plan, facts)
+    comparison, base_note = None, ""
+    # An adapter's rows are updates, not weights: only a merged adapter (W + dW) is compared with its base.
+    if bases is not None and (plan.config.adapter_config is None or plan.merge):
+        comparison, base_note = bases.comparison(ref, plan, base or facts.get("base_model"), selection)
     distance_rows: list = []
+    shard_rows: list[tuple[str, ww_core.LayerMetrics]] = []
+    esd: list[tuple[ww_core.LayerMetrics, dict]] = []
     shard_errors: list[str] = []
     bytes_read = 0
     workdir = Path(tempfile.mkdtemp(prefix="wwhub-shards-", dir=os.environ.get("WWHUB_WORKDIR")))
+
+    def fetch(shard: Shard) -> Path:
+        # A base checkpoint's shard (--merge-base) is read where it lies; the model's own come from the source.
+        return shard.location or source.fetch_shard(ref, shard, workdir)
+
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="wwhub-prefetch") as prefetch:
-            pending = prefetch.submit(source.fetch_shard, ref, plan.shards[0], workdir) if plan.shards else None
+            pending = prefetch.submit(fetch, plan.shards[0]) if plan.shards else None
             for index, shard in enumerate(plan.shards):
                 future, pending = pending, None
                 if index + 1 < len(plan.shards):
                     # Overlap the next download with this shard's eigensolves: at most two shards on disk.
-                    pending = prefetch.submit(source.fetch_shard, ref, plan.shards[index + 1], workdir)
-                rows: list[ww_core.LayerMetrics] = []
+                    pending = prefetch.submit(fetch, plan.shards[index + 1])
+                prefix = f"shard {shard.filename}: "
                 path = None
                 try:
                     path = future.result()
                     bytes_read += path.stat().st_size
-                    names = [t.name for t in shard.tensors] or None
-                    tensors = selection.filter_tensors(iter_shard_tensors(path, names, plan.fmt), layer_ids)
-                    for row in ww_core.analyze_model(
-                        tensors, layer_ids=layer_ids or None, workers=layer_workers, **analysis
-                    ):
-                        rows.append(row)
+                    result = analysis.analyze_shard(index, path, prefix)
                     if comparison is not None:
-                        distance_rows += comparison.compare_shard(path, shard)
+                        distance_rows += comparison.compare_shard(index, path)
                 except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
-                    model = f"{ref.repo_id}@{ref.revision[:12]}"
-                    selected = Shard(shard.filename, [t for t in shard.tensors if selection.keeps(t, layer_ids)])
-                    failure = shard_failure(selected, rows, layer_ids, err, f"shard {shard.filename}: ", model)
-                    shard_errors.append(failure.error)
-                    rows = failure.rows
+                    result = analysis.shard_failure(index, err, prefix)
                 finally:
-                    if path is not None and source.deletes_shards:
+                    if path is not None and shard.location is None and source.deletes_shards:
                         source.release_shard(path)
-                for row in rows:
-                    layers.append(
-                        dict(
-                            repo_id=ref.repo_id,
-                            revision=ref.revision,
-                            family=ref.family,
-                            shard=shard.filename,
-                            **row.as_row(),
-                        )
-                    )
+                if result.error:
+                    shard_errors.append(result.error)
+                for row in result.rows:
+                    shard_rows.append((shard.filename, row))
                     if keep_esd and row.evals is not None:
-                        esd.append(
-                            dict(
-                                repo_id=ref.repo_id,
-                                revision=ref.revision,
-                                family=ref.family,
-                                layer_id=row.layer_id,
-                                name=row.name,
-                                slice_id=row.slice_id,
-                                evals=row.evals.tolist(),
-                                rand_evals=None if row.rand_evals is None else row.rand_evals.tolist(),
-                            )
-                        )
+                        esd.append((row, _esd_row(ref, row)))
                     row.evals = row.rand_evals = None
-                metrics.extend(rows)
                 if on_shard is not None:
                     on_shard(ref.repo_id, shard.filename)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    leftover = analysis.finish()  # also sets every row's final layer_id
+    if leftover is not None:
+        shard_errors.append(leftover.error)
+        shard_rows += [("", row) for row in leftover.rows]
+    metrics = [row for _, row in shard_rows]
 
     ok = sum(m.fit_status == FIT_OK for m in metrics)
     status = STATUS_SCANNED if not shard_errors else STATUS_PARTIAL
     if shard_errors and ok == 0:
         status = STATUS_FAILED
-    reasons = list(shard_errors) + ([quantized] if quantized else []) + ([base_note] if base_note else [])
+    reasons = list(shard_errors) + analysis.decoding_reasons() + [note for note in (plan.note, base_note) if note]
+    if plan.merge:
+        reasons.append(f"adapter merged into the base checkpoint {spec.merge_base}")
     if description.card_status != "ok" and description.card_status != "missing":
         reasons.append(f"card {description.card_status}")
     outcome = ModelOutcome(
@@ -304,9 +310,14 @@ def scan_model(
         seconds=time.perf_counter() - started,
         scan_id=scan_id,
     )
+    key = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
+    layers = [dict(key, shard=shard, **row.as_row(), **analysis.columns(row.name)) for shard, row in shard_rows]
+    for row, entry in esd:
+        entry.update(key, layer_id=row.layer_id)
+    facts.update(analysis.facts())
     # Order matters: the models file is the commit marker, so it is written last.
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)
-    lake.write_rows("esd", ref.repo_id, ref.revision, esd)
+    lake.write_rows("esd", ref.repo_id, ref.revision, [entry for _, entry in esd])
     lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
     lake_distances = comparison.lake_rows(ref, distance_rows) if comparison is not None else []
     lake.write_rows("distances", ref.repo_id, ref.revision, lake_distances)
@@ -321,6 +332,30 @@ def scan_model(
         ],
     )
     return outcome
+
+
+def _esd_row(ref: ModelRef, row: ww_core.LayerMetrics) -> dict:
+    """A layer's eigenvalues for the esd table (its key and final layer_id are filled in when the model is done)."""
+    return dict(
+        name=row.name,
+        slice_id=row.slice_id,
+        evals=row.evals.tolist(),
+        rand_evals=None if row.rand_evals is None else row.rand_evals.tolist(),
+    )
+
+
+def _adapter_identity(ref: ModelRef, plan: ModelPlan, facts: dict) -> tuple[ModelRef, dict]:
+    """An adapter's base model comes from its adapter_config.json, and it joins its family's adapters (family name
+    + ``-adapters``), so that adapters never mix silently with full models; merged into a base it is a model."""
+    adapter = plan.config.adapter_config
+    if adapter is None:
+        return ref, facts
+    base = adapter.get("base_model_name_or_path")
+    if base:
+        facts = dict(facts, base_model=str(base))
+    if plan.merge or ref.family.endswith(ADAPTER_FAMILY_SUFFIX):
+        return ref, facts
+    return ModelRef(ref.repo_id, ref.revision, ref.family + ADAPTER_FAMILY_SUFFIX), facts
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
@@ -395,6 +430,7 @@ def run_scan(
         max_evals=options.get("max_evals"), precision=options.get("precision") or "float64"
     )
     bases = BaseModels(spec.open, distance_options) if distances else None
+    extra = (layers, bases, base)
     try:
         with ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model") as pool:
             futures = [
@@ -409,9 +445,7 @@ def run_scan(
                     on_shard,
                     keep_esd,
                     layer_workers,
-                    layers,
-                    bases,
-                    base,
+                    *extra,
                 )
                 for ref in refs
             ]

@@ -18,6 +18,7 @@ from .values import plain_value
 BOARD_COLUMNS = [
     "family",
     "repo_id",
+    "quantization",
     "metric",
     "accuracy",
     "rank_by_accuracy",

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import fnmatch
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 LAYER_TYPES = ("dense", "conv1d", "conv2d", "embedding", "lm_head", "expert")
@@ -102,29 +102,6 @@ class LayerSelection:
         if not chosen and not self.is_all:
             raise SelectionError(f"--layers {self.text!r} selects no layer; {available(layers)}")
         return chosen
-
-    def keeps(self, info, layer_ids: dict[str, int]) -> bool:
-        """Whether a stored tensor (a :class:`~flows.weights.TensorInfo`) is kept; 1-D tensors are not layers."""
-        from ww_core.matrices import layer_type_for
-
-        if len(info.shape) < 2 or self.is_all:
-            return True
-        return self.matches(
-            LayerInfo(layer_ids.get(info.name, -1), info.name, layer_type_for(info.name, len(info.shape)))
-        )
-
-    def filter_tensors(self, tensors: Iterable[tuple[str, object]], layer_ids: dict[str, int]) -> Iterator[tuple]:
-        """The ``(name, tensor)`` pairs whose layer is selected (1-D tensors pass: they are not layers anyway)."""
-        from ww_core.matrices import layer_type_for
-
-        for position, (name, tensor) in enumerate(tensors):
-            ndim = len(getattr(tensor, "shape", ()))
-            if ndim < 2 or self.is_all:
-                yield name, tensor
-                continue
-            info = LayerInfo(layer_ids.get(name, position), name, layer_type_for(name, ndim))
-            if self.matches(info):
-                yield name, tensor
 
 
 def _name_matches(name: str, pattern: str) -> bool:

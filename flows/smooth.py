@@ -10,6 +10,7 @@ is assembled in a hidden folder beside ``out`` and renamed into place when compl
 from __future__ import annotations
 
 import json
+import math
 import os
 import shutil
 import struct
@@ -17,31 +18,16 @@ import uuid
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from ww_core.smoothing import LayerTransform
 
 from .describe import plan_layers
 from .selection import LayerSelection
-from .weights import WeightsError, plan_local, read_safetensors_header
+from .weights import WeightsError, open_shard, plan_local
+from .weights.readers import NUMPY_DTYPES
 
-Transform = Callable[[str, object], tuple[object, LayerTransform]]
-
-
-def _tensor_bytes(tensor) -> bytes:
-    """The stored bytes of a tensor (torch or numpy, any dtype, little-endian as safetensors stores them)."""
-    if hasattr(tensor, "numpy") and tensor.__class__.__module__.startswith("torch"):
-        import torch
-
-        return tensor.contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
-    return tensor.tobytes()
-
-
-def _cast_like(array, like):
-    """A float64 result in the dtype of the stored tensor it replaces."""
-    if like.__class__.__module__.startswith("torch"):
-        import torch
-
-        return torch.from_numpy(array).to(like.dtype)
-    return array.astype(like.dtype)
+Transform = Callable[[str, np.ndarray], tuple[np.ndarray | None, LayerTransform]]
 
 
 def _header(metadata: dict | None, tensors: list[tuple[str, str, tuple, int]]) -> bytes:
@@ -56,48 +42,57 @@ def _header(metadata: dict | None, tensors: list[tuple[str, str, tuple, int]]) -
     return struct.pack("<Q", len(raw)) + raw
 
 
-_ITEM_SIZE = {"F64": 8, "I64": 8, "U64": 8, "F32": 4, "I32": 4, "U32": 4, "F16": 2, "BF16": 2, "I16": 2, "U16": 2}
+def _metadata(path: Path) -> dict | None:
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="np") as handle:
+            return handle.metadata()
+    except (SafetensorError, OSError) as err:
+        raise WeightsError(f"{path}: cannot read the header's metadata ({err})") from err
 
 
 def _transform_shard(
-    source: Path,
-    target: Path,
-    transform: Transform,
-    selection: LayerSelection,
-    layer_ids: dict[str, int],
-    on_layer: Callable[[str], None] | None,
+    source: Path, target: Path, transform: Transform, targets: set[str], on_layer: Callable[[str], None] | None
 ) -> list[LayerTransform]:
-    from safetensors import SafetensorError, safe_open
-
-    infos = read_safetensors_header(source)
+    reader = open_shard(source)
     rows = []
     try:
-        with safe_open(str(source), framework="pt") as handle, open(target, "wb") as out:
-            sizes = [(i.name, i.dtype, i.shape, _ITEM_SIZE.get(i.dtype, 1) * _count(i.shape)) for i in infos]
-            out.write(_header(handle.metadata(), sizes))
-            for info, (_, _, _, size) in zip(infos, sizes, strict=True):
-                tensor = handle.get_tensor(info.name)
-                if len(info.shape) >= 2 and selection.keeps(info, layer_ids):
-                    result, row = transform(info.name, tensor)
+        infos = reader.infos()
+        unknown = [i for i in infos if i.dtype not in NUMPY_DTYPES]
+        if unknown:
+            raise WeightsError(
+                f"{source}: {unknown[0].name} has dtype {unknown[0].dtype}, which this copy cannot write"
+            )
+        sizes = [(i.name, i.dtype, i.shape, NUMPY_DTYPES[i.dtype].itemsize * math.prod(i.shape)) for i in infos]
+        with open(target, "wb") as out:
+            out.write(_header(_metadata(source), sizes))
+            for info in infos:
+                array = reader.array(info.name)
+                if info.name in targets:
+                    result, row = transform(info.name, array)
                     rows.append(row)
                     if result is not None:
-                        tensor = _cast_like(result, tensor)
+                        # Rounded to the stored dtype (ml_dtypes for bf16/fp8), as the original was.
+                        array = result.astype(array.dtype)
                     if on_layer is not None:
                         on_layer(info.name)
-                data = _tensor_bytes(tensor)
-                if len(data) != size:
-                    raise WeightsError(f"{source}: {info.name}: {info.dtype} is not a dtype this copy can write")
-                out.write(data)
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise WeightsError(f"{source}: cannot read tensors ({err})") from err
+                out.write(np.ascontiguousarray(array).tobytes())
+                reader.evict(info.name)
+    finally:
+        reader.close()
     return rows
 
 
-def _count(shape: tuple) -> int:
-    total = 1
-    for d in shape:
-        total *= int(d)
-    return total
+def _plain_layers(plan, selection: LayerSelection) -> set[str]:
+    """The selected stored tensors that are their own matrix: what a transform rewrites. Quantized, fused and
+    adapter tensors (whose matrices are decoded from several stored ones) are copied as they are."""
+    return {
+        spec.name
+        for layer, spec in plan_layers(plan)
+        if spec.sources == (spec.name,) and not spec.quantization and spec.skip_reason is None
+        if selection.matches(layer)
+    }
 
 
 def transform_checkpoint(
@@ -120,7 +115,7 @@ def transform_checkpoint(
         raise WeightsError(f"{out}: inside the input folder {folder}; write the copy elsewhere")
     selection = selection or LayerSelection()
     selection.select(layer for layer, _ in plan_layers(plan))  # an empty selection is an error, before writing
-    layer_ids = plan.layer_ids()
+    targets = _plain_layers(plan, selection)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.tmp"
     staging.mkdir()
@@ -128,9 +123,7 @@ def transform_checkpoint(
         rows = []
         shard_names = {shard.filename for shard in plan.shards}
         for shard in plan.shards:
-            rows += _transform_shard(
-                folder / shard.filename, staging / shard.filename, transform, selection, layer_ids, on_layer
-            )
+            rows += _transform_shard(folder / shard.filename, staging / shard.filename, transform, targets, on_layer)
         if Path(path).is_dir():
             # Config, tokenizer, card, index and subfolders (e.g. sentence-transformers' pooling) come along.
             for other in sorted(p for p in folder.iterdir() if p.name not in shard_names):

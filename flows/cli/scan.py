@@ -27,6 +27,16 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--endpoint", help="Hub endpoint URL (default: HF_ENDPOINT or https://huggingface.co)")
     parser.add_argument("--no-pickle", action="store_true", help="never load pytorch_model*.bin pickles")
+    parser.add_argument(
+        "--merge-base",
+        metavar="BASE",
+        help="merge PEFT adapters into this local base checkpoint and analyze W + ΔW (default: ΔW alone)",
+    )
+    parser.add_argument(
+        "--gguf-file",
+        metavar="NAME",
+        help="in a GGUF-only repo, analyze this file (default: the largest non-split file of at most 8 bits)",
+    )
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
 
 
@@ -48,7 +58,17 @@ def source_spec(args: argparse.Namespace) -> SourceSpec:
     args.repos = list(args.repos) + rest
     if kind == "hub":
         location = args.endpoint
-    return SourceSpec(kind, location, allow_pickle=not args.no_pickle)
+    merge_base = getattr(args, "merge_base", None)
+    if merge_base and not Path(merge_base).exists():
+        raise CliError(f"--merge-base {merge_base}: no such file or directory")
+    merge_base = str(Path(merge_base).resolve()) if merge_base else None  # workers may run elsewhere
+    return SourceSpec(
+        kind,
+        location,
+        allow_pickle=not args.no_pickle,
+        merge_base=merge_base,
+        gguf_file=getattr(args, "gguf_file", None),
+    )
 
 
 def families_from_args(args: argparse.Namespace, everything_allowed: bool) -> dict[str, dict]:

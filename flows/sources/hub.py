@@ -14,15 +14,22 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..weights import (
+    MODEL_CONFIG,
     PICKLE_INDEX,
     SAFETENSORS_INDEX,
+    ModelConfig,
     ModelPlan,
     Shard,
     TensorInfo,
     UnsupportedWeights,
     WeightsError,
+    gguf_plan,
+    parse_adapter_config,
+    parse_model_config,
     shards_from_index,
 )
+from ..weights.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..weights.plan import GGUF_SUFFIX
 from .base import EvalResult, HubError, ModelDescription, ModelRef, _as_list, infer_family
 from .cards import parse_card
 
@@ -65,6 +72,7 @@ class HubSource:
         retries: int = 4,
         backoff: float = 0.5,
         allow_pickle: bool = True,
+        gguf_file: str | None = None,
     ):
         from huggingface_hub import HfApi
         from huggingface_hub.utils import disable_progress_bars
@@ -77,6 +85,7 @@ class HubSource:
         self.retries = retries
         self.backoff = backoff
         self.allow_pickle = allow_pickle
+        self.gguf_file = gguf_file  # which GGUF file of a GGUF-only repo to analyze (None: the one gguf_plan picks)
         self._infos: dict[tuple[str, str], object] = {}
 
     def _call(self, what: str, fn: Callable):
@@ -130,8 +139,50 @@ class HubSource:
         )
         if any(name.startswith(EVAL_RESULTS_DIR) for name in files):
             evals += self._eval_results(pinned)
-        plan = self._plan(pinned, files)
+        config = self._model_config(pinned, files)
+        plan = self._adapter_plan(pinned, files) if config.adapter_config is not None else self._plan(pinned, files)
+        plan.config = config
         return ModelDescription(pinned, plan, status, facts, evals)
+
+    def _model_config(self, ref: ModelRef, files: dict[str, int | None]) -> ModelConfig:
+        """``config.json`` and ``adapter_config.json`` (small; cached like cards): what decoders read."""
+
+        def text(name: str) -> str | None:
+            return self._text(ref, name) if name in files else None
+
+        return ModelConfig(
+            parse_model_config(text(MODEL_CONFIG), f"{ref.repo_id}/{MODEL_CONFIG}"),
+            parse_adapter_config(text(ADAPTER_CONFIG), f"{ref.repo_id}/{ADAPTER_CONFIG}"),
+        )
+
+    def _adapter_plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
+        """A PEFT adapter repo: its ``adapter_model.safetensors`` (header by Range requests) or ``.bin``."""
+        safetensors, pickle = ADAPTER_WEIGHTS
+        if safetensors in files:
+            headers = self._file_headers(ref, [safetensors])
+            return ModelPlan([Shard(safetensors, headers[safetensors], files.get(safetensors))])
+        if pickle in files:
+            if not self.allow_pickle:
+                raise UnsupportedWeights(f"{ref.repo_id}: only a pickled adapter_model.bin, and --no-pickle was given")
+            return ModelPlan([Shard(pickle, size=files.get(pickle))], fmt="pickle")
+        raise WeightsError(f"{ref.repo_id}@{ref.revision}: {ADAPTER_CONFIG} but no {' or '.join(ADAPTER_WEIGHTS)}")
+
+    @staticmethod
+    def _gguf_only(files: dict[str, int | None]) -> bool:
+        """No safetensors and no pickles, but GGUF files: analyze one of them (``gguf_plan`` says which)."""
+        pickles = any(re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f) for f in files)
+        return not pickles and any(f.endswith(GGUF_SUFFIX) for f in files)
+
+    def _file_headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
+        """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
+        headers = {}
+        for filename in filenames:
+            meta = self._call(
+                f"{ref.repo_id}/{filename} safetensors header",
+                lambda f=filename: self.api.parse_safetensors_file_metadata(ref.repo_id, f, revision=ref.revision),
+            )
+            headers[filename] = [TensorInfo(name, t.dtype, tuple(t.shape)) for name, t in meta.tensors.items()]
+        return headers
 
     def _eval_results(self, ref: ModelRef) -> list[EvalResult]:
         """The newer ``.eval_results/*.yaml`` results. The Hub returns them only when asked (``expand``, which
@@ -180,9 +231,13 @@ class HubSource:
             order = shards_from_index(index, f"{ref.repo_id}/{SAFETENSORS_INDEX}")
         elif safetensors:
             order = [Shard(f) for f in safetensors]
+        elif self._gguf_only(files):
+            return gguf_plan({f: files[f] for f in files if f.endswith(GGUF_SUFFIX)}, self.gguf_file, ref.repo_id)
         else:
             return self._pickle_plan(ref, files)
-        headers = self._headers(ref, [s.filename for s in order])
+        filenames = [s.filename for s in order]
+        standard = SAFETENSORS_INDEX in files or "model.safetensors" in files
+        headers = self._headers(ref, filenames) if standard else self._file_headers(ref, filenames)
         plan = plan_from_headers(headers, order if SAFETENSORS_INDEX in files else None)
         for shard in plan.shards:
             shard.size = files.get(shard.filename)
