@@ -18,6 +18,8 @@ from pathlib import Path
 import ww_core
 from ww_core import FIT_FAILED, FIT_SKIPPED, LayerMetrics
 
+from .describe import layer_info
+from .selection import LayerSelection
 from .sources import HubError
 from .weights import (
     MatrixSpec,
@@ -68,15 +70,29 @@ class ModelAnalysis:
         workers: int = 1,
         on_layer: Callable[[str], None] | None = None,
         model: str = "",
+        selection: LayerSelection | None = None,
     ):
         self.plan = plan
         self.options = options
         self.workers = workers
         self.on_layer = on_layer
         self.model = model
+        self.selection = selection
         self.stream = MatrixStream(plan)
         self.rows: list[LayerMetrics] = []
         self.decoded: set[str] = set()  # quantized matrices whose dequantization succeeded
+        self.unselected: set[str] = set()
+        self._drop_unselected()
+
+    def _drop_unselected(self) -> None:
+        """Matrices ``--layers`` leaves out count as done: no row, and no failed row when their shard fails."""
+        if self.selection is None or self.selection.is_all:
+            return
+        ids = self.decoding.layer_ids
+        for spec in self.decoding.specs:
+            if not self.selection.matches(layer_info(ids[spec.name], spec)):
+                self.unselected.add(spec.name)
+        self.stream.done.update(self.unselected)
 
     @property
     def decoding(self):
@@ -85,7 +101,7 @@ class ModelAnalysis:
     def total_layers(self) -> int | None:
         """Rows expected (for progress bars); None when pickles are still to be opened."""
         unknown = any(self.stream.unknown(shard) for shard in self.plan.shards)
-        return None if unknown else len(self.decoding.specs)
+        return None if unknown else len(self.decoding.specs) - len(self.unselected)
 
     def _row(self, spec: MatrixSpec, status: str, reason: str) -> LayerMetrics:
         row = LayerMetrics(
@@ -114,6 +130,7 @@ class ModelAnalysis:
             try:
                 if self.stream.unknown(shard):
                     self.stream.reveal(index, reader.infos())
+                    self._drop_unselected()
                 self._analyze_ready(index, reader, rows)
                 self.stream.end_shard(index, reader)
             finally:
@@ -251,11 +268,13 @@ def analyze_path(
     merge_base: Path | None = None,
     planned: tuple[Path, ModelPlan] | None = None,
     on_planned: Callable[[int | None], None] | None = None,
+    selection: LayerSelection | None = None,
 ) -> AnalyzedModel:
-    """Plan and analyze a local model (folder or single file; an adapter with ``merge_base``). Raises WeightsError
-    if nothing can be planned. ``on_planned`` receives the number of rows to expect (None when unknown)."""
+    """Plan and analyze a local model (folder or single file; an adapter with ``merge_base``), only the layers
+    ``selection`` keeps (all by default). Raises WeightsError if nothing can be planned. ``on_planned`` receives
+    the number of rows to expect (None when unknown)."""
     folder, plan = planned or plan_path(path, merge_base)
-    analysis = ModelAnalysis(plan, options, workers, on_layer, model=str(path))
+    analysis = ModelAnalysis(plan, options, workers, on_layer, model=str(path), selection=selection)
     if on_planned is not None:
         on_planned(analysis.total_layers())
     shards = [

@@ -5,6 +5,7 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/layers/<org>__<name>@<sha>.parquet    one row per layer (ww_core columns + repo_id, revision, family, shard)
     LAKE/esd/<org>__<name>@<sha>.parquet       eigenvalues per layer, for plots without re-downloading
     LAKE/evals/<org>__<name>@<sha>.parquet     accuracies reported by the card (or imported)
+    LAKE/distances/<org>__<name>@<sha>.parquet per layer, the distance of this revision from its base's
     LAKE/models/<org>__<name>@<sha>.parquet    one row per scanned revision; written last: the commit marker
     LAKE/scans/<scan_id>.parquet               one row per scan run
     LAKE/correlations/correlations.parquet     derived: metric-vs-reported-value statistics, rewritten whole
@@ -30,10 +31,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from ww_core import LayerMetrics, ModelSummary
+from ww_core.distances import LayerDistance
 
 DEFAULT_LAKE = "wwhub-lake"
 CATALOG = "wwhub.duckdb"
-TABLES = ("layers", "esd", "evals", "models", "scans", "correlations")
+TABLES = ("layers", "esd", "evals", "models", "scans", "distances", "correlations")
 _STALE_TMP_SECONDS = 3600
 
 _KEY_FIELDS = [pa.field("repo_id", pa.string()), pa.field("revision", pa.string()), pa.field("family", pa.string())]
@@ -116,6 +118,7 @@ MODELS_SCHEMA = pa.schema(
         pa.field("downloads", pa.int64()),
         pa.field("likes", pa.int64()),
         pa.field("last_modified", pa.string()),
+        pa.field("layer_selection", pa.string()),
     ]
     + _dataclass_fields(ModelSummary)
 )
@@ -175,12 +178,19 @@ CORRELATIONS_SCHEMA = pa.schema(
     ]
     + [pa.field("higher_is_better", pa.bool_()), pa.field("datasets", pa.string()), pa.field("notes", pa.string())]
 )
+# One row per (repo_id, revision, base_repo_id, base_revision, layer): the model's layer against its base's twin.
+DISTANCES_SCHEMA = pa.schema(
+    _KEY_FIELDS
+    + [pa.field("base_repo_id", pa.string()), pa.field("base_revision", pa.string())]
+    + _dataclass_fields(LayerDistance)
+)
 SCHEMAS = {
     "layers": LAYERS_SCHEMA,
     "esd": ESD_SCHEMA,
     "evals": EVALS_SCHEMA,
     "models": MODELS_SCHEMA,
     "scans": SCANS_SCHEMA,
+    "distances": DISTANCES_SCHEMA,
     "correlations": CORRELATIONS_SCHEMA,
 }
 

@@ -24,9 +24,12 @@ from ww_core import FIT_OK
 from . import __version__
 from .analyze import ModelAnalysis, default_layer_workers, usable_cores
 from .correlations import refresh_correlations
+from .describe import plan_layers
+from .distance import BaseModels, DistanceOptions
 from .lake import Lake, build_catalog
+from .selection import LayerSelection, SelectionError
 from .sources import HUB_GATED, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
-from .weights import ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
+from .weights import MatrixStream, ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
 from .workdirs import new_workdir, remove_dead_workdirs
 
 logger = logging.getLogger(__name__)
@@ -155,11 +158,18 @@ def scan_model(
     on_shard: Callable[[str, str], None] | None = None,
     keep_esd: bool = True,
     layer_workers: int = 1,
+    layers: str = "",
+    bases: BaseModels | None = None,
+    base: str | None = None,
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
-    after it is analyzed, ``layer_workers`` layers at once. Never raises for a bad model: the outcome (and the
-    lake's models row) says why. The outcome carries ``scan_id``, so a caller can tell a fresh result from one
-    cached by an earlier run."""
+    after it is analyzed, ``layer_workers`` layers at once, only the layers ``layers`` selects (``--layers``).
+    Never raises for a bad model: the outcome (and the lake's models row) says why. The outcome carries
+    ``scan_id``, so a caller can tell a fresh result from one cached by an earlier run.
+
+    With ``bases``, a model whose card names a ``base_model`` (or every model but ``base`` itself, when ``base``
+    is given) also gets its per-layer distances to that base in the ``distances`` table; a base that cannot be
+    had is noted in the model's reason and the scan goes on."""
     started = time.perf_counter()
     source = spec.open()
     lake = Lake(lake_root)
@@ -200,10 +210,22 @@ def scan_model(
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
     label = f"{ref.repo_id}@{ref.revision[:12]}"
+    selection = LayerSelection.parse(layers)
+    facts["layer_selection"] = selection.text
     try:
         if spec.merge_base and plan.config.adapter_config is not None:
             plan = merge_plans(plan, Path(spec.merge_base))
-        analysis = ModelAnalysis(plan, dict(options, keep_evals=keep_esd), layer_workers, model=label)
+        if not any(MatrixStream.unknown(shard) for shard in plan.shards):
+            selection.select(layer for layer, _ in plan_layers(plan))
+        analysis = ModelAnalysis(
+            plan, dict(options, keep_evals=keep_esd), layer_workers, model=label, selection=selection
+        )
+    except SelectionError as err:
+        # Nothing to analyze as asked (like --no-pickle on a pickle-only repo): recorded, rescanned by a later run.
+        outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, str(err), scan_id=scan_id)
+        row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
+        lake.write_rows("models", ref.repo_id, ref.revision, [row])
+        return outcome
     except Exception as err:  # noqa: BLE001 - a model that cannot be planned is recorded, the scan goes on
         if not isinstance(err, WeightsError | ValueError):
             logger.exception("%s: unexpected error planning the model", label)
@@ -214,6 +236,11 @@ def scan_model(
         lake.write_rows("models", ref.repo_id, ref.revision, [row])
         return outcome
     ref, facts = _adapter_identity(ref, plan, facts)
+    comparison, base_note = None, ""
+    # An adapter's rows are updates, not weights: only a merged adapter (W + dW) is compared with its base.
+    if bases is not None and (plan.config.adapter_config is None or plan.merge):
+        comparison, base_note = bases.comparison(ref, plan, base or facts.get("base_model"), selection)
+    distance_rows: list = []
     shard_rows: list[tuple[str, ww_core.LayerMetrics]] = []
     esd: list[tuple[ww_core.LayerMetrics, dict]] = []
     shard_errors: list[str] = []
@@ -238,6 +265,8 @@ def scan_model(
                     path = future.result()
                     bytes_read += path.stat().st_size
                     result = analysis.analyze_shard(index, path, prefix)
+                    if comparison is not None:
+                        distance_rows += comparison.compare_shard(index, path)
                 except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
                     result = analysis.shard_failure(index, err, prefix)
                 finally:
@@ -264,7 +293,7 @@ def scan_model(
     status = STATUS_SCANNED if not shard_errors else STATUS_PARTIAL
     if shard_errors and ok == 0:
         status = STATUS_FAILED
-    reasons = list(shard_errors) + analysis.decoding_reasons() + ([plan.note] if plan.note else [])
+    reasons = list(shard_errors) + analysis.decoding_reasons() + [note for note in (plan.note, base_note) if note]
     if plan.merge:
         reasons.append(f"adapter merged into the base checkpoint {spec.merge_base}")
     if description.card_status != "ok" and description.card_status != "missing":
@@ -290,6 +319,8 @@ def scan_model(
     lake.write_rows("layers", ref.repo_id, ref.revision, layers)
     lake.write_rows("esd", ref.repo_id, ref.revision, [entry for _, entry in esd])
     lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
+    lake_distances = comparison.lake_rows(ref, distance_rows) if comparison is not None else []
+    lake.write_rows("distances", ref.repo_id, ref.revision, lake_distances)
     lake.write_rows(
         "models",
         ref.repo_id,
@@ -376,13 +407,18 @@ def run_scan(
     keep_esd: bool = True,
     layer_workers: int | None = None,
     require_models: bool = False,
+    layers: str = "",
+    base: str | None = None,
+    distances: bool = True,
 ) -> ScanReport:
     """Scan families with a bounded thread pool (BLAS pinned to one thread per eigensolve, so workers ≤ cores
     keeps the machine busy without oversubscription). The plain path behind ``wwhub scan``.
 
     ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
     cores the models leave over go to their layers (a single model gets them all). With ``require_models``, a
-    listing that finds nothing (and failed nowhere) raises NothingListed before anything is written."""
+    listing that finds nothing (and failed nowhere) raises NothingListed before anything is written. With
+    ``distances``, models whose card names a base model (or all, given ``base``) are compared with it; each base
+    is fetched once."""
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     for folder in remove_dead_workdirs():
         logger.info("removed %s, left behind by a scan that was killed", folder)
@@ -413,10 +449,26 @@ def run_scan(
         if on_shard is not None:
             on_shard(repo_id, shard)
 
+    distance_options = DistanceOptions(
+        max_evals=options.get("max_evals"), precision=options.get("precision") or "float64"
+    )
+    bases = BaseModels(spec.open, distance_options) if distances else None
     pool = ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model")
     futures = [
         pool.submit(
-            scan_model, spec, ref, lake_root, options, force, report.scan_id, shard_done, keep_esd, layer_workers
+            scan_model,
+            spec,
+            ref,
+            lake_root,
+            options,
+            force,
+            report.scan_id,
+            shard_done,
+            keep_esd,
+            layer_workers,
+            layers,
+            bases,
+            base,
         )
         for ref in refs
     ]
@@ -441,5 +493,7 @@ def run_scan(
         record_scan(lake_root, report, list(families), spec.kind)
         raise
     pool.shutdown(wait=True)
+    if bases is not None:
+        bases.close()
     record_scan(lake_root, report, list(families), spec.kind)
     return report

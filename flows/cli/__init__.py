@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .. import __version__
-from . import analyze, demo, evals, leaderboard, plot, query, scan, serve
+from . import analyze, demo, distance, evals, leaderboard, plot, query, scan, serve, smooth
 from ._errors import (
     DEBUG_ENV,
     DEBUG_FLAG,
@@ -22,7 +22,7 @@ from ._errors import (
     os_error_message,
 )
 
-COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, serve]
+COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, serve, distance, smooth]
 
 
 def build_parser() -> argparse.ArgumentParser:

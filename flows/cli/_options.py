@@ -98,3 +98,23 @@ def analysis_options(args: argparse.Namespace) -> dict:
         message = re.sub(r"\b([a-z][a-z_]*)=", lambda m: "--" + m.group(1).replace("_", "-") + " ", str(err))
         raise CliError(message) from None
     return options
+
+
+def add_layers_argument(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--layers",
+        metavar="SPEC",
+        help="only these layers: ids (3,5), excluded ids (--layers=-0,-7), types (dense, conv1d, conv2d, embedding, "
+        "lm_head, expert), name globs ('*attention*', '-*bias*'); comma-separated, kinds combine with AND",
+    )
+
+
+def layer_selection(args: argparse.Namespace):
+    """The parsed ``--layers`` (a :class:`flows.selection.LayerSelection`); exit 2 on a bad value."""
+    from ..selection import LayerSelection, SelectionError
+    from ._errors import CliError
+
+    try:
+        return LayerSelection.parse(getattr(args, "layers", None))
+    except SelectionError as err:
+        raise CliError(str(err)) from err

@@ -15,7 +15,14 @@ from ..pipeline import STATUS_FAILED, STATUS_GATED, STATUS_SKIPPED, NothingListe
 from ..sources import HUB_INVALID, HUB_NOT_FOUND, HubError, HubSettings
 from ..sources.base import check_repo_id
 from ._errors import EXIT_BAD_INPUT, CliError
-from ._options import add_analysis_arguments, analysis_options, positive_int, positive_seconds
+from ._options import (
+    add_analysis_arguments,
+    add_layers_argument,
+    analysis_options,
+    layer_selection,
+    positive_int,
+    positive_seconds,
+)
 from ._progress import progress_bar
 
 # The query options of `wwhub scan`, by the key they fill in a family query (for messages in the user's words).
@@ -199,6 +206,13 @@ def register(sub) -> None:
     parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
     parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
+    add_layers_argument(parser)
+    parser.add_argument(
+        "--base",
+        metavar="REPO",
+        help="compare every model with this base (default: the base_model its card names), into the distances table",
+    )
+    parser.add_argument("--no-distances", action="store_true", help="do not compare models with their base")
     add_analysis_arguments(parser)
     parser.set_defaults(run=run)
 
@@ -206,6 +220,7 @@ def register(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     spec = source_spec(args)
     families = families_from_args(args, everything_allowed=spec.kind != "hub")
+    selection = layer_selection(args)
     options = analysis_options(args)
     lake = lake_path(args.lake)
     if lake.exists() and not lake.is_dir():
@@ -246,6 +261,9 @@ def run(args: argparse.Namespace) -> int:
                     on_shard=lambda repo, shard: shards_bar.update(1),
                     keep_esd=not args.no_esd,
                     require_models=True,
+                    layers=selection.text,
+                    base=args.base,
+                    distances=not args.no_distances,
                 )
     except NothingListed:
         if spec.kind == "local":
@@ -254,10 +272,10 @@ def run(args: argparse.Namespace) -> int:
                 f"{_describe(families)} (expected DIR/ORG/NAME folders with weights)"
             ) from None
         raise CliError(f"nothing to scan: the {spec.kind} source lists no models for {_describe(families)}") from None
-    return report_scan(report, families, lake)
+    return report_scan(report, families, lake, selection.text if not selection.is_all else None)
 
 
-def report_scan(report, families: dict[str, dict], lake: Path) -> int:
+def report_scan(report, families: dict[str, dict], lake: Path, layers: str | None = None) -> int:
     """The summary on stdout, one line per problem on stderr, and the exit code."""
     scanned = report.count("scanned", "partial")
     print(
@@ -266,6 +284,11 @@ def report_scan(report, families: dict[str, dict], lake: Path) -> int:
         f"gated {report.count(STATUS_GATED)}, failed {report.count(STATUS_FAILED) + len(report.list_errors)}"
         f"  → lake {lake}"
     )
+    if layers:
+        print(f"  summaries cover layers {layers!r} only (models.layer_selection)")
+    for o in report.outcomes:
+        if o.status in ("scanned", STATUS_SKIPPED) and "no distances to base" in o.reason:
+            print(f"  {o.repo_id}@{o.revision[:12]}: {o.reason}")
     sys.stdout.flush()
     for family, count in report.listed_by_family.items():
         if count == 0 and len(families) > 1:
