@@ -103,7 +103,7 @@ def refresh_exports(lake: str | Path, metric: str = "accuracy") -> list[Path]:
     board, correlations = leaderboard_data(root, metric=metric)
     if not board:
         return []
-    plots = write_plots(root, out, metric=metric)
+    plots = write_plots(root, out, data=(board, correlations))
     (out / "leaderboard.csv").write_text(board_csv(board))
     (out / "leaderboard.html").write_text(render_html(board, correlations, plots))
     return [out / "leaderboard.html", out / "leaderboard.csv", *plots]

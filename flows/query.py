@@ -10,8 +10,6 @@ import re
 from pathlib import Path
 
 from .lake import QUERIES_DIR, Lake, connect
-from .lake.schema import DERIVED_TABLES
-from .lake.store import Snapshot
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY = ("SELECT", "EXPLAIN")
@@ -51,16 +49,15 @@ def check_read_only(sql: str) -> None:
         raise QueryError(f"refused: {kind} statement; wwhub query only reads (one SELECT statement)")
 
 
-def resolve(sql_or_name: str, snapshot: Snapshot) -> str:
-    """The SQL of ``sql_or_name``: a bare name runs ``queries/NAME.sql``, or reads the view NAME (a table, or a
-    derived table such as ``correlations`` once its producer has stored it: that wins over the query file)."""
+def resolve(sql_or_name: str) -> str:
+    """The SQL of ``sql_or_name``: a bare name runs ``queries/NAME.sql``, or reads the view NAME (a table such as
+    ``layers`` or the derived ``correlations``)."""
     text = sql_or_name.strip()
     if not text:
         raise QueryError("empty query: give a SELECT statement or a query name (see `wwhub query --list`)")
     if _NAME.match(text):
         path = QUERIES_DIR / f"{text}.sql"
-        stored = text in DERIVED_TABLES and snapshot.tables[text]
-        return path.read_text() if path.exists() and not stored else f"SELECT * FROM {text}"
+        return path.read_text() if path.exists() else f"SELECT * FROM {text}"
     return sql_or_name
 
 
@@ -74,7 +71,7 @@ def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parame
 
     for attempt in range(_RETRIES):
         snapshot = lake.snapshot()
-        sql = resolve(sql_or_name, snapshot)
+        sql = resolve(sql_or_name)
         if user:
             check_read_only(sql)
         con = connect(lake, snapshot, reading=sql)

@@ -23,6 +23,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 
 from . import __version__
 from .analyze import usable_cores
+from .families import load_families
 from .lake import Lake
 from .lake.esd import DEFAULT_ESD
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
@@ -32,13 +33,13 @@ from .pipeline import (
     ScanReport,
     SourceSpec,
     list_models,
-    load_families,
     new_scan_id,
     record_scan,
     scan_model,
 )
-from .report import leaderboard_data
+from .report import leaderboard_data, metric_of, value_names
 from .sources import ModelRef
+from .workdirs import remove_dead_workdirs
 
 _SHA = re.compile(r"^[0-9a-f]{40}$")
 
@@ -97,6 +98,7 @@ def _scan(
     logger = get_run_logger()
     Lake.for_writing(lake)  # a read-only or misplaced lake fails here, before any task runs
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
+    remove_dead_workdirs()
     refs: list[ModelRef] = []
     for family, query in families.items():
         try:
@@ -204,18 +206,10 @@ def nightly_scan(
     changes = compare_snapshots(before, after)
     exports = refresh_exports(lake, metric)
     board, _ = leaderboard_data(lake, metric=metric)
-    columns = [
-        "family",
-        "repo_id",
-        "accuracy",
-        "rank_by_accuracy",
-        "alpha",
-        "alpha_weighted",
-        "log_spectral_norm",
-        "num_traps",
-    ]
+    names = value_names(metric_of(board, metric))
+    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_traps"]
     create_table_artifact(
-        [{c: row.get(c) for c in columns} for row in board],
+        [{names.get(c, c): row.get(c) for c in columns} for row in board],
         key="wwhub-leaderboard",
         description=f"family leaderboards ({metric})",
     )

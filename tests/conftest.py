@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 from tests.fakehub import FakeHub
@@ -16,7 +18,24 @@ def isolated_hf_home(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("WWHUB_CACHE", str(home / "wwhub"))
     monkeypatch.delenv("HF_TOKEN", raising=False)
     monkeypatch.delenv("HF_ENDPOINT", raising=False)
-    return home
+    for variable in (
+        "WWHUB_HUB_TIMEOUT",
+        "WWHUB_HUB_RETRIES",
+        "WWHUB_HUB_BACKOFF",
+        "WWHUB_HUB_MAX_WAIT",
+        "WWHUB_DEBUG",
+    ):
+        monkeypatch.delenv(variable, raising=False)
+    yield home
+    # A scan installs its timeouts and retries in huggingface_hub's shared client; the next test starts clean.
+    from flows.sources.transport import uninstall
+
+    uninstall()
+    # `main()` gives wwhub's loggers their own one-line handler; give them back to pytest's capture (caplog).
+    logger = logging.getLogger("flows")
+    logger.handlers.clear()
+    logger.propagate = True
+    logger.setLevel(logging.NOTSET)
 
 
 @pytest.fixture

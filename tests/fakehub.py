@@ -9,11 +9,22 @@ It serves repos that tests generate, with the routes and headers the real ``hugg
   ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``; with ``expand=...`` only those properties, and
   ``evalResults`` (from the repo's ``.eval_results/*.yaml``) only when expanded, as the Hub does;
 * ``HEAD``/``GET /{org}/{name}/resolve/{rev}/{path}``: ``X-Repo-Commit``, quoted ``ETag``, ``Content-Length``,
-  ``Range`` → 206; missing file → 404 ``EntryNotFound``.
+  ``Range`` → 206; missing file → 404 ``EntryNotFound``;
+* datasets (``commit(..., repo_type="dataset")``): ``GET /api/datasets/{org}/{name}[/revision/{rev}]`` and
+  ``/datasets/{org}/{name}/resolve/{rev}/{path}``, answered like the model routes.
 
-Each repo keeps its commits, so an old sha stays downloadable after a new commit. Fault switches (``fail_5xx``,
-``slow``, ``truncate``, ``ignore_range``, ``wrong_etag``) apply to requests whose path contains ``match``, for a
-number of requests (bursts) or until cleared.
+Each repo keeps its commits, so an old sha stays downloadable after a new commit.
+
+Fault switches apply to requests whose path contains ``match``, for a number of requests (bursts) or until cleared:
+``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (429 with ``Retry-After``),
+``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
+``truncate`` (a body shorter than its ``Content-Length``), ``reset`` (a connection reset in the middle of a body),
+``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
+
+Repos can be ``gate``d (401/403 with the Hub's ``GatedRepo`` error code unless the request carries an allowed
+token), and downloads can be redirected to a second server on another port (``redirect_downloads``, CDN-style, with
+``Range``), which records the ``Authorization`` header of every request it gets (``cdn_auth``). ``lie_about_sha``
+makes the hub answer a hostile commit sha. The hostile files themselves are made by the tests.
 """
 
 from __future__ import annotations
@@ -21,6 +32,8 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import socket
+import struct
 import threading
 import time
 import urllib.parse
@@ -45,6 +58,10 @@ class Fault:
     match: str | None
     remaining: int | None  # None: until cleared
     value: float = 0.0
+    every: int = 1  # fire on every n-th matching request (1: each one)
+    seen: int = 0
+    header: str = ""  # e.g. the Retry-After of a 429
+    ranged: bool | None = None  # True: only Range requests (header reads); False: only whole files; None: both
 
 
 @dataclass
@@ -54,6 +71,8 @@ class Repo:
     hidden: bool = False
     downloads: int = 0
     likes: int = 0
+    gated_tokens: set[str] | None = None  # None: not gated
+    fake_sha: str | None = None  # a hostile hub answers this instead of the commit sha
 
     @property
     def head(self) -> Commit:
@@ -85,18 +104,27 @@ def card_metadata(readme: bytes | None) -> dict | None:
 class FakeHub:
     def __init__(self, page_size: int = 2):
         self.repos: dict[str, Repo] = {}
+        self.datasets: dict[str, Repo] = {}
         self.page_size = page_size
         self.requests: list[tuple[str, str, str | None]] = []
         self.faults: list[Fault] = []
+        self.auth: list[tuple[str, str | None]] = []  # (path, Authorization header) of every hub request
+        self.cdn_auth: list[tuple[str, str | None]] = []  # the same for the CDN server
+        self.request_times: list[tuple[float, str, str]] = []  # (time, method, path)
+        self.redirect_match: str | None = None
+        self._release = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._cdn: ThreadingHTTPServer | None = None
 
     # ---- repos -------------------------------------------------------------------------------------------------
-    def commit(self, repo_id: str, files: dict[str, bytes | Path], replace: bool = False) -> str:
+    def commit(
+        self, repo_id: str, files: dict[str, bytes | Path], replace: bool = False, repo_type: str = "model"
+    ) -> str:
         """Add a commit with ``files`` (on top of the previous commit's files unless ``replace``). Returns the sha."""
         with self._lock:
-            repo = self.repos.setdefault(repo_id, Repo(repo_id))
+            repos = self.datasets if repo_type == "dataset" else self.repos
+            repo = repos.setdefault(repo_id, Repo(repo_id))
             content = {} if replace or not repo.commits else dict(repo.head.files)
             for name, data in files.items():
                 content[name] = data.read_bytes() if isinstance(data, Path) else bytes(data)
@@ -111,22 +139,60 @@ class FakeHub:
         return self.commit(repo_id, {str(p.relative_to(folder)): p for p in sorted(folder.rglob("*")) if p.is_file()})
 
     def hide(self, repo_id: str) -> None:
-        """Make a repo answer 404 RepoNotFound (gated or deleted)."""
+        """Make a repo answer 404 RepoNotFound (deleted, or private and no token)."""
         self.repos.setdefault(repo_id, Repo(repo_id)).hidden = True
 
-    # ---- faults ------------------------------------------------------------------------------------------------
-    def _add_fault(self, kind: str, match: str | None, count: int | None, value: float = 0.0) -> None:
-        with self._lock:
-            self.faults.append(Fault(kind, match, count, value))
+    def gate(self, repo_id: str, *tokens: str) -> None:
+        """Gate a repo as the Hub does: its info and card stay public, its other files answer 401 (no token) or
+        403 (a token without access) with ``X-Error-Code: GatedRepo``; a request with one of ``tokens`` passes."""
+        self.repos[repo_id].gated_tokens = set(tokens)
 
-    def fail_5xx(self, count: int = 1, match: str | None = None, status: int = 503) -> None:
-        self._add_fault("5xx", match, count, status)
+    def lie_about_sha(self, repo_id: str, sha: str) -> None:
+        """Answer ``sha`` (e.g. ``../../../tmp/x``) as the repo's commit, in model info and X-Repo-Commit."""
+        self.repos[repo_id].fake_sha = sha
+
+    def redirect_downloads(self, match: str | None = None) -> None:
+        """Answer ``resolve`` requests (whose path contains ``match``) with a 302 to the CDN server, on another
+        port: another host for HTTP clients, which must not send it the hub's token."""
+        self.redirect_match = match or ""
+
+    # ---- faults ------------------------------------------------------------------------------------------------
+    def _add_fault(
+        self, kind: str, match: str | None, count: int | None, value: float = 0.0, ranged: bool | None = None
+    ) -> None:
+        with self._lock:
+            self.faults.append(Fault(kind, match, count, value, ranged=ranged))
+
+    def fail_5xx(self, count: int | None = 1, match: str | None = None, status: int = 503, every: int = 1) -> None:
+        """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared)."""
+        with self._lock:
+            self.faults.append(Fault("5xx", match, count, status, every=every))
+
+    def rate_limit(self, retry_after: str, count: int = 1, match: str | None = None) -> None:
+        """429 Too Many Requests with ``Retry-After: retry_after`` (seconds, or an HTTP date)."""
+        with self._lock:
+            self.faults.append(Fault("429", match, count, header=retry_after))
+
+    def stall(self, match: str | None = None, count: int | None = None) -> None:
+        """Accept the connection, read the request, and never answer (until the hub stops)."""
+        self._add_fault("stall", match, count)
+
+    def stall_after_headers(
+        self, match: str | None = None, count: int | None = None, ranged: bool | None = None
+    ) -> None:
+        """Send the status line, the headers and a part of the body, then nothing (until the hub stops)."""
+        self._add_fault("stall_after_headers", match, count, ranged=ranged)
+
+    def reset(self, count: int = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send part of a body, then reset the connection (TCP RST)."""
+        self._add_fault("reset", match, count, ranged=ranged)
 
     def slow(self, seconds: float, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("slow", match, count, seconds)
 
-    def truncate(self, count: int = 1, match: str | None = None) -> None:
-        self._add_fault("truncate", match, count)
+    def truncate(self, count: int = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send fewer bytes than the Content-Length promises, then close the connection."""
+        self._add_fault("truncate", match, count, ranged=ranged)
 
     def ignore_range(self, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("ignore_range", match, count)
@@ -138,12 +204,17 @@ class FakeHub:
         with self._lock:
             self.faults.clear()
 
-    def _take_fault(self, kind: str, path: str, method: str) -> Fault | None:
+    def _take_fault(self, kind: str, path: str, method: str, ranged: bool = False) -> Fault | None:
         with self._lock:
             for fault in self.faults:
                 if fault.kind != kind or (fault.match and fault.match not in path):
                     continue
-                if kind in ("truncate", "ignore_range") and method != "GET":
+                if fault.ranged is not None and fault.ranged != ranged:
+                    continue
+                if kind in ("truncate", "ignore_range", "reset", "stall_after_headers") and method != "GET":
+                    continue
+                fault.seen += 1
+                if fault.seen % fault.every:
                     continue
                 if fault.remaining is not None:
                     if fault.remaining <= 0:
@@ -164,18 +235,37 @@ class FakeHub:
         class Handler(_Handler):
             pass
 
-        Handler.hub = hub
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-        self._thread.start()
+        class Cdn(_CdnHandler):
+            pass
+
+        Handler.hub = Cdn.hub = hub
+        self._release.clear()
+        self._server = _Server(("127.0.0.1", 0), Handler)
+        self._cdn = _Server(("127.0.0.1", 0), Cdn)
+        for server in (self._server, self._cdn):
+            threading.Thread(target=server.serve_forever, daemon=True).start()
         return self
 
+    @property
+    def cdn_endpoint(self) -> str:
+        assert self._cdn is not None, "start() the hub first"
+        return f"http://127.0.0.1:{self._cdn.server_address[1]}"
+
     def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
+        self._release.set()  # stalled requests end
+        for server in (self._server, self._cdn):
+            if server is not None:
+                server.shutdown()
+                server.server_close()
+        self._server = self._cdn = None
+
+    def blob(self, sha256: str) -> bytes | None:
+        for repo in self.repos.values():
+            for commit in repo.commits:
+                for data in commit.files.values():
+                    if hashlib.sha256(data).hexdigest() == sha256:
+                        return data
+        return None
 
     def __enter__(self) -> FakeHub:
         return self.start()
@@ -187,6 +277,9 @@ class FakeHub:
         return sum(1 for m, p, _ in self.requests if m == method and substring in p)
 
     # ---- API payloads ------------------------------------------------------------------------------------------
+    def sha_of(self, repo: Repo, commit: Commit) -> str:
+        return repo.fake_sha or commit.sha
+
     def model_payload(self, repo: Repo, commit: Commit) -> dict:
         card = card_metadata(commit.files.get("README.md"))
         tags = list((card or {}).get("tags") or [])
@@ -201,9 +294,9 @@ class FakeHub:
             "id": repo.repo_id,
             "modelId": repo.repo_id,
             "author": repo.repo_id.split("/")[0],
-            "sha": commit.sha,
+            "sha": self.sha_of(repo, commit),
             "private": False,
-            "gated": False,
+            "gated": "manual" if repo.gated_tokens is not None else False,
             "disabled": False,
             "downloads": repo.downloads,
             "likes": repo.likes,
@@ -218,6 +311,17 @@ class FakeHub:
                 for name, data in sorted(commit.files.items())
             ],
         }
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        # A client that gave up (a timeout in a test, a killed scan) resets its connection: not a server error.
+        import sys
+
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -260,16 +364,34 @@ class _Handler(BaseHTTPRequestHandler):
         parsed = urllib.parse.urlsplit(self.path)
         path = urllib.parse.unquote(parsed.path)
         hub.requests.append((method, path, self.headers.get("Range")))
+        hub.auth.append((path, self.headers.get("Authorization")))
+        hub.request_times.append((time.monotonic(), method, path))
         slow = hub._take_fault("slow", path, method)
         if slow:
             time.sleep(slow.value)
+        if hub._take_fault("stall", path, method):
+            hub._release.wait(300)
+            self.close_connection = True
+            return
         failure = hub._take_fault("5xx", path, method)
         if failure:
             self._error(int(failure.value), "ServerError", "injected failure", head=method == "HEAD")
             return
+        limited = hub._take_fault("429", path, method)
+        if limited:
+            self._error(429, "RateLimited", "too many requests", {"Retry-After": limited.header}, method == "HEAD")
+            return
         query = urllib.parse.parse_qs(parsed.query)
         if path == "/api/models":
             self._list_models(query)
+            return
+        match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/(.+))?", path)
+        if match:
+            self._model_info(match.group(1), match.group(2) or "main", [], "dataset")
+            return
+        match = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
+        if match:
+            self._resolve(method, match.group(1), urllib.parse.unquote(match.group(2)), match.group(3), path, "dataset")
             return
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)/tree/([^/]+)(?:/.*)?", path)
         if match:
@@ -285,8 +407,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         self._error(404, "NotFound", f"no route for {path}", head=method == "HEAD")
 
-    def _visible(self, repo_id: str) -> Repo | None:
-        repo = self.hub.repos.get(repo_id)
+    def _visible(self, repo_id: str, repo_type: str = "model") -> Repo | None:
+        repo = (self.hub.datasets if repo_type == "dataset" else self.hub.repos).get(repo_id)
         return None if repo is None or repo.hidden or not repo.commits else repo
 
     def _list_models(self, query: dict) -> None:
@@ -344,8 +466,8 @@ class _Handler(BaseHTTPRequestHandler):
             headers,
         )
 
-    def _model_info(self, repo_id: str, revision: str, expand: list[str]) -> None:
-        repo = self._visible(repo_id)
+    def _model_info(self, repo_id: str, revision: str, expand: list[str], repo_type: str = "model") -> None:
+        repo = self._visible(repo_id, repo_type)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
             return
@@ -374,15 +496,27 @@ class _Handler(BaseHTTPRequestHandler):
             ]
         )
 
-    def _resolve(self, method: str, repo_id: str, revision: str, filename: str, path: str) -> None:
+    def _resolve(
+        self, method: str, repo_id: str, revision: str, filename: str, path: str, repo_type: str = "model"
+    ) -> None:
         head = method == "HEAD"
-        repo = self._visible(repo_id)
+        repo = self._visible(repo_id, repo_type)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found", head=head)
             return
         commit = repo.commit_at(revision)
         if commit is None:
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}", head=head)
+            return
+        gated = repo.gated_tokens is not None and filename not in ("README.md", ".gitattributes")
+        if gated and (self.headers.get("Authorization") or "").removeprefix("Bearer ") not in repo.gated_tokens:
+            denied = self.headers.get("Authorization") is not None
+            message = (
+                f"Access to model {repo_id} is restricted and you are not in the authorized list."
+                if denied
+                else f"Access to model {repo_id} is restricted. You must have access to it and be authenticated."
+            )
+            self._error(403 if denied else 401, "GatedRepo", message, head=head)
             return
         data = commit.files.get(filename)
         if data is None:
@@ -397,8 +531,23 @@ class _Handler(BaseHTTPRequestHandler):
         etag = hashlib.sha256(data).hexdigest()
         if self.hub._take_fault("wrong_etag", path, method):
             etag = "0" * 64
+        if self.hub.redirect_match is not None and self.hub.redirect_match in path:
+            # CDN-style: the file's metadata on the redirect itself, the bytes on another host.
+            self._send(
+                302,
+                b"",
+                {
+                    "Location": f"{self.hub.cdn_endpoint}/blobs/{hashlib.sha256(data).hexdigest()}?signed=1",
+                    "X-Repo-Commit": self.hub.sha_of(repo, commit),
+                    "X-Linked-Etag": f'"{etag}"',
+                    "X-Linked-Size": str(len(data)),
+                    "ETag": f'"{etag}"',
+                },
+                head=head,
+            )
+            return
         headers = {
-            "X-Repo-Commit": commit.sha,
+            "X-Repo-Commit": self.hub.sha_of(repo, commit),
             "ETag": f'"{etag}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
@@ -416,16 +565,53 @@ class _Handler(BaseHTTPRequestHandler):
                 status, body = 206, data[start : end + 1]
                 headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         headers["Content-Length"] = str(len(body))
-        if method == "GET" and self.hub._take_fault("truncate", path, method):
-            self.send_response(status)
-            for key, value in headers.items():
-                self.send_header(key, value)
-            self.end_headers()
-            self.wfile.write(body[: len(body) // 2])
-            self.wfile.flush()
-            self.close_connection = True
+        self._send_body(status, body, headers, path, method, head)
+
+    def _send_body(self, status: int, body: bytes, headers: dict, path: str, method: str, head: bool) -> None:
+        """A file's bytes, unless a body fault is switched on for this request."""
+        hub = self.hub
+        ranged = self.headers.get("Range") is not None
+        for kind in ("truncate", "reset", "stall_after_headers"):
+            if method == "GET" and hub._take_fault(kind, path, method, ranged):
+                break
+        else:
+            self._send(status, body, headers, head=head)
             return
-        self._send(status, body, headers, head=head)
+        self.send_response(status)
+        for key, value in headers.items():
+            self.send_header(key, value)
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2])
+        self.wfile.flush()
+        self.close_connection = True
+        if kind == "stall_after_headers":
+            hub._release.wait(300)
+        elif kind == "reset":
+            # SO_LINGER 0: closing sends RST, not FIN; the client sees a reset connection mid-body.
+            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+
+
+class _CdnHandler(_Handler):
+    """The CDN: blobs by sha256 under ``/blobs/``, with Range; it records the Authorization header it gets."""
+
+    def _dispatch(self, method: str) -> None:
+        hub = self.hub
+        path = urllib.parse.urlsplit(self.path).path
+        hub.cdn_auth.append((path, self.headers.get("Authorization")))
+        data = hub.blob(path.rsplit("/", 1)[-1]) if path.startswith("/blobs/") else None
+        if data is None:
+            self._error(404, "NotFound", f"no blob {path}", head=method == "HEAD")
+            return
+        headers = {"ETag": f'"{hashlib.sha256(data).hexdigest()}"', "Accept-Ranges": "bytes"}
+        status, body = 200, data
+        match = re.fullmatch(r"bytes=(\d+)-(\d*)", (self.headers.get("Range") or "").strip())
+        if match:
+            start = int(match.group(1))
+            end = min(int(match.group(2)) if match.group(2) else len(data) - 1, len(data) - 1)
+            status, body = 206, data[start : end + 1]
+            headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
+        headers["Content-Length"] = str(len(body))
+        self._send_body(status, body, headers, path, method, method == "HEAD")
 
 
 def eval_results_payload(files: dict[str, bytes]) -> list[dict]:

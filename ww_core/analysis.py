@@ -18,6 +18,7 @@ from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
 from . import powerlaw
+from .describe import size_skip_reason
 from .eigen import DEVICES, PRECISIONS, gram_eigenvalues
 from .marchenko_pastur import marchenko_pastur_fit, random_matrix_edge
 from .matrices import LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
@@ -221,16 +222,9 @@ def _apply_randomization(
 def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
     num_evals = layer.M * (len(layer.matrices))
     row.num_evals = num_evals
-    if num_evals == 0 or layer.N == 0:
-        row.fit_status, row.reason = FIT_SKIPPED, f"empty matrix {layer.N}x{layer.M}"
-        return row
-    if num_evals < options.min_evals:
-        row.fit_status = FIT_SKIPPED
-        row.reason = f"{num_evals} eigenvalues < min_evals={options.min_evals}"
-        return row
-    if options.max_evals is not None and num_evals > options.max_evals:
-        row.fit_status = FIT_SKIPPED
-        row.reason = f"{num_evals} eigenvalues > max_evals={options.max_evals} (pass max_evals=None to analyze it)"
+    skip = size_skip_reason(num_evals, layer.N, layer.M, options.min_evals, options.max_evals)
+    if skip:
+        row.fit_status, row.reason = FIT_SKIPPED, skip
         return row
     bad = sum(int(np.count_nonzero(~np.isfinite(m))) for m in layer.matrices)
     if bad:

@@ -3,18 +3,40 @@
 from __future__ import annotations
 
 import argparse
+import logging
+import os
 import sys
+import traceback
 
-from . import analyze, demo, evals, lake, leaderboard, plot, query, scan, serve
-from ._errors import EXIT_BAD_INPUT, CliError
+from .. import __version__
+from . import analyze, demo, distance, evals, lake, leaderboard, plot, query, scan, serve, smooth
+from ._errors import (
+    DEBUG_ENV,
+    DEBUG_FLAG,
+    EXIT_BAD_INPUT,
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    REPORT_BUGS,
+    CliError,
+    debug_requested,
+    os_error_message,
+)
 
-COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, lake, serve]
+COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, lake, serve, distance, smooth]
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="wwhub",
         description="How well trained is a model, from its weights alone (WeightWatcher-style spectral analysis).",
+        epilog="Exit codes: 0 ok, 1 partial (some models failed, each recorded), 2 bad usage or input, "
+        f"{EXIT_INTERNAL} internal error (a bug), 130 interrupted. docs/errors.md lists the messages.",
+    )
+    parser.add_argument("--version", action="version", version=f"wwhub {__version__}")
+    parser.add_argument(
+        DEBUG_FLAG,
+        action="store_true",
+        help=f"show Python tracebacks and debug logs (anywhere on the line; or set {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
@@ -22,25 +44,83 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _configure_logging(debug: bool) -> None:
+    """Warnings of wwhub's own modules as one line each on stderr; tracebacks only with --debug."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_OneLineFormatter(debug, "wwhub: %(levelname)s: %(message)s"))
+    logger = logging.getLogger("flows")
+    logger.handlers = [handler]
+    logger.propagate = False
+    logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+
+
+class _OneLineFormatter(logging.Formatter):
+    def __init__(self, debug: bool, fmt: str):
+        super().__init__(fmt)
+        self.debug = debug
+
+    def formatException(self, ei) -> str:  # noqa: N802 - logging's naming
+        return super().formatException(ei) if self.debug else ""
+
+    def format(self, record: logging.LogRecord) -> str:
+        return super().format(record).rstrip()
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run one command; return its exit code. Never raises for anything a user can cause."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = debug_requested(argv)
+    argv = [a for a in argv if a != DEBUG_FLAG]
+    _configure_logging(debug)
+    try:
+        args = build_parser().parse_args(argv)
+    except SystemExit as stop:  # --help, --version (0) or a usage error argparse has already printed (2)
+        return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
+    prog = f"wwhub {args.command}"
     try:
         return int(args.run(args) or 0)
     except CliError as err:
-        print(f"wwhub {args.command}: error: {err}", file=sys.stderr)
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: error: {err}", file=sys.stderr)
         return err.exit_code
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: not an error of ours.
         sys.stderr.close()
         return 0
     except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+        print(f"{prog}: interrupted; what completed is kept", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except OSError as err:
+        if debug:
+            traceback.print_exc()
+        message = os_error_message(err)
+        if message is None:
+            print(f"{prog}: internal error: {_one_line(err)} ({REPORT_BUGS})", file=sys.stderr)
+            return EXIT_INTERNAL
+        print(f"{prog}: error: {message}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except Exception as err:  # noqa: BLE001 - the last line of defence: one line, not a traceback
+        if debug:
+            traceback.print_exc()
+        print(f"{prog}: internal error: {_one_line(err)} ({REPORT_BUGS})", file=sys.stderr)
+        return EXIT_INTERNAL
+
+
+def _one_line(err: BaseException) -> str:
+    text = (str(err).strip().splitlines() or [""])[0]
+    return f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__
 
 
 def run() -> None:
-    sys.exit(main())
+    code = main()
+    if code == EXIT_INTERRUPTED:
+        # Worker threads still inside an eigensolve or a download cannot be pre-empted; what completed is on disk
+        # (each model is one commit), so leave without waiting for them.
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(code)
+    sys.exit(code)
 
 
 __all__ = ["main", "run", "EXIT_BAD_INPUT"]

@@ -1,4 +1,5 @@
-"""Write rows (dicts with the same keys) as a table, CSV, JSON or Parquet, to stdout or a file."""
+"""Write rows (dicts with the same keys) as a table, CSV, JSON or Parquet, to stdout or a file; and check output
+paths before any work is done, so a typo costs one line, not a finished analysis."""
 
 from __future__ import annotations
 
@@ -13,6 +14,36 @@ from ..values import plain_value as _plain
 from ._errors import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")
+
+
+def check_output_file(out: str | None, option: str = "--out") -> Path | None:
+    """``--out FILE``: its folder must exist and it must not itself be a folder. None when not given."""
+    if out is None:
+        return None
+    path = Path(out)
+    if path.is_dir():
+        raise CliError(f"{option} {out}: is a folder; give a file name in it, e.g. {path / 'out.txt'}")
+    _check_parent(path, out, option)
+    return path
+
+
+def check_output_folder(out: str, option: str = "--out") -> Path:
+    """``--out FOLDER``: an existing folder, or a new one in an existing folder. Checked, not created: the writer
+    creates it, so a command that fails before writing leaves nothing behind."""
+    path = Path(out)
+    if path.exists() and not path.is_dir():
+        raise CliError(f"{option} {out}: is a file, expected a folder")
+    if not path.exists():
+        _check_parent(path, out, option)
+    return path
+
+
+def _check_parent(path: Path, out: str, option: str) -> None:
+    parent = path.parent
+    if not parent.exists():
+        raise CliError(f"{option} {out}: folder {parent} does not exist (create it first, or fix the path)")
+    if not parent.is_dir():
+        raise CliError(f"{option} {out}: {parent} is a file, not a folder")
 
 
 def _cell(value) -> str:

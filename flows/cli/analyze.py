@@ -7,12 +7,16 @@ import sys
 
 import ww_core
 
-from ..analyze import analyze_path, default_layer_workers
+from ..analyze import analyze_path, default_layer_workers, plan_path
+from ..describe import describe_plan, plan_layers
 from ..examples import EXAMPLES, example_path
-from ..weights import WeightsError, plan_local
+from ..models import open_model
+from ..selection import SelectionError
+from ..sources import HubError
+from ..weights import MatrixStream, WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
-from ._options import add_analysis_arguments, analysis_options
-from ._output import FORMATS, render_table, write_rows
+from ._options import add_analysis_arguments, add_layers_argument, analysis_options, layer_selection, positive_int
+from ._output import FORMATS, check_output_file, render_table, write_rows
 from ._progress import progress_bar
 
 TABLE_COLUMNS = [
@@ -29,7 +33,21 @@ TABLE_COLUMNS = [
     "num_spikes",
     "correlation_trap",
     "warning",
+    "quantization",
     "fit_status",
+    "reason",
+]
+DESCRIBE_TABLE_COLUMNS = [
+    "layer_id",
+    "name",
+    "layer_type",
+    "N",
+    "M",
+    "rf",
+    "num_evals",
+    "dtype",
+    "quantization",
+    "status",
     "reason",
 ]
 
@@ -38,52 +56,108 @@ def register(sub) -> None:
     parser = sub.add_parser(
         "analyze",
         help="analyze one local model (folder of *.safetensors or one file)",
-        description="Analyze one local model: a folder with model*.safetensors (layer order from "
-        "model.safetensors.index.json when present), a single .safetensors file, or pytorch_model*.bin pickles "
-        "(loaded with weights_only=True).",
+        description="Analyze one local model: a folder with model*.safetensors (and config.json), a single "
+        ".safetensors file, pytorch_model*.bin pickles (loaded with weights_only=True), or a PEFT adapter folder "
+        "(adapter_config.json: one row per adapted module, its update ΔW). Rows follow the model's depth; fused MoE "
+        "experts give one row per expert, quantized weights are dequantized (or skipped with the reason).",
     )
-    parser.add_argument("path", nargs="?", help="model folder or weight file")
+    parser.add_argument(
+        "path", nargs="?", help="model folder or weight file (with --describe, also a hub repo id org/name[@rev])"
+    )
+    parser.add_argument(
+        "--merge-base",
+        metavar="BASE",
+        help="with an adapter folder: analyze the merged model W + ΔW against this local base checkpoint",
+    )
     parser.add_argument("--example", choices=sorted(EXAMPLES), help="analyze a packaged example model instead")
+    add_layers_argument(parser)
+    parser.add_argument(
+        "--describe",
+        action="store_true",
+        help="list the layers an analysis would cover (type, N, M, eigenvalues, dtype, quantization, what is "
+        "skipped and why) without computing an eigenvalue; a hub repo is described from its safetensors headers",
+    )
+    parser.add_argument("--endpoint", help="Hub endpoint URL for --describe REPO_ID (default: HF_ENDPOINT)")
     add_analysis_arguments(parser)
     parser.add_argument(
         "--workers",
-        type=int,
+        type=positive_int,
         default=default_layer_workers(),
         help="layers analyzed at once, each eigensolve on --blas-threads threads (default: the cores, up to 4)",
     )
-    parser.add_argument("--format", choices=FORMATS, default="table")
-    parser.add_argument("--out", help="write to FILE instead of stdout")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (default: table)")
+    parser.add_argument("--out", help="write to FILE instead of stdout (its folder must exist)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if bool(args.path) == bool(args.example):
         raise CliError("give exactly one of PATH or --example NAME")
+    check_output_file(args.out)
+    if args.format == "parquet" and not args.out:
+        raise CliError("--format parquet needs --out FILE")
+    selection = layer_selection(args)
+    options = analysis_options(args)
+    if args.describe:
+        return _describe(args, selection, options)
     try:
         path = example_path(args.example) if args.example else args.path
-        _, plan = plan_local(path)
-    except WeightsError as err:
+        planned = plan_path(path, args.merge_base)
+        if not any(MatrixStream.unknown(shard) for shard in planned[1].shards):
+            selection.select(layer for layer, _ in plan_layers(planned[1]))
+    except (WeightsError, ValueError) as err:
         raise CliError(str(err)) from err
-    options = analysis_options(args)
-    if args.workers < 1:
-        raise CliError(f"--workers {args.workers}: must be at least 1")
-    try:
-        ww_core.AnalysisOptions.from_kwargs(**options)
-    except (TypeError, ValueError) as err:
-        raise CliError(str(err)) from err
-    total = len(plan.layer_ids()) or None
-    with progress_bar(total=total, desc=f"analyze {path}", unit="layer") as bar:
-        shards = analyze_path(path, options, on_layer=lambda name: bar.update(1), workers=args.workers)
-    rows = [row for shard in shards for row in shard.rows]
+    with progress_bar(total=None, desc=f"analyze {path}", unit="layer") as bar:
+        model = analyze_path(
+            path,
+            options,
+            on_layer=lambda name: bar.update(1),
+            workers=args.workers,
+            planned=planned,
+            on_planned=lambda total: bar.reset(total=total),
+            selection=selection,
+        )
+    shards = model.shards
+    rows = model.rows
+    if not rows and not selection.is_all:
+        # A pickle has no header to check the selection against before it is opened.
+        raise CliError(f"--layers {selection.text!r} selects no layer of {path}")
     for shard in shards:
         if shard.error:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)
     if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
         raise CliError(shards[0].error)
-    records = [{"shard": shard.shard, **row.as_row()} for shard in shards for row in shard.rows]
-    write_rows(records, args.format, args.out, TABLE_COLUMNS)
+    notes = [planned[1].note] if planned[1].note else []
+    for reason in notes + model.analysis.decoding_reasons():
+        print(f"wwhub analyze: {reason}", file=sys.stderr)
+    write_rows(model.records(), args.format, args.out, TABLE_COLUMNS)
     if args.format == "table" and not args.out:
         summary = ww_core.summarize(rows).as_dict()
-        sys.stdout.write("\nmodel summary (mean over ok layers)\n")
+        subset = "" if selection.is_all else f", layers {selection.text!r} only"
+        sys.stdout.write(f"\nmodel summary (mean over ok layers{subset})\n")
         sys.stdout.write(render_table([summary], list(summary)))
     return EXIT_PARTIAL if any(shard.error for shard in shards) else EXIT_OK
+
+
+def _describe(args: argparse.Namespace, selection, options: dict) -> int:
+    """WeightWatcher's describe(): the layers, their sizes and what would be skipped, no eigenvalue computed."""
+    try:
+        if args.merge_base:
+            model_path = str(example_path(args.example)) if args.example else args.path
+            folder, plan = plan_path(model_path, args.merge_base)
+            label = model_path
+        else:
+            model = open_model(str(example_path(args.example)) if args.example else args.path, args.endpoint)
+            folder, plan, label = model.folder, model.plan, model.label
+        rows = describe_plan(plan, options, selection, folder)
+    except (WeightsError, HubError, SelectionError, ValueError) as err:
+        raise CliError(str(err)) from err
+    write_rows([row.as_row() for row in rows], args.format, args.out, DESCRIBE_TABLE_COLUMNS)
+    if args.format == "table" and not args.out:
+        analyzed = [r for r in rows if r.status == "analyze"]
+        subset = "" if selection.is_all else f" (layers {selection.text!r})"
+        sys.stdout.write(
+            f"\n{label}{subset}: {len(rows)} layers, {len(analyzed)} to analyze, "
+            f"{len(rows) - len(analyzed)} skipped, {sum(r.num_evals for r in analyzed)} eigenvalues\n"
+        )
+    return EXIT_OK

@@ -8,10 +8,12 @@ import sys
 import time
 from pathlib import Path
 
-from ..lake import lake_path
-from ..pipeline import SourceSpec, load_families, run_scan
+from ..families import load_families
+from ..lake import Lake, LakeError, lake_path
+from ..pipeline import SourceSpec, run_scan
 from ..report import leaderboard_data, render_html, write_esd_plot, write_plots
 from ._errors import EXIT_OK, CliError
+from ._output import check_output_folder
 from ._progress import progress_bar
 from .leaderboard import export
 
@@ -31,7 +33,12 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
+    out = check_output_folder(args.out)
     lake = str(lake_path(args.lake))
+    try:
+        Lake.check_writable(lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
     families = load_families(DEMO_ROOT / "families.yaml")
     spec = SourceSpec("local", str(DEMO_ROOT / "repos"))
     with progress_bar(total=None, desc="demo models", unit="model") as bar:
@@ -53,8 +60,7 @@ def run(args: argparse.Namespace) -> int:
         f"(scanned {report.count('scanned')}, already in the lake {report.count('skipped')}) → {lake}\n"
     )
     sys.stdout.write(export(board, correlations, "table"))
-    out = Path(args.out)
-    plots = write_plots(lake, out)
+    plots = write_plots(lake, out, data=(board, correlations))
     first = board[0]
     plots += write_esd_plot(lake, first["repo_id"], "1", out)
     page = out / "index.html"

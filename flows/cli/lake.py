@@ -6,7 +6,7 @@ import argparse
 import json
 import sys
 
-from ..lake import TABLES, LakeError
+from ..lake import TABLES, LakeError, lake_path
 from ._errors import CliError
 from ._output import render_table
 
@@ -20,12 +20,17 @@ def register(sub) -> None:
         "import",
         help="add exported rows: TABLE.parquet files or folders of them (same (repo_id, revision) replaces)",
     )
-    importer.add_argument("paths", nargs="+", metavar="PATH")
+    importer.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="TABLE.parquet (as `wwhub query ... --format parquet` writes), or a folder",
+    )
     importer.add_argument("--table", choices=TABLES, help="the table a file holds when its name does not say")
     importer.add_argument("--lake", help=LAKE_HELP)
     importer.set_defaults(run=run_import)
     merger = actions.add_parser("merge", help="add every row of another lake (models in both: OTHER's copy)")
-    merger.add_argument("other", metavar="OTHER_LAKE")
+    merger.add_argument("other", metavar="OTHER_LAKE", help="the lake folder whose rows are added")
     merger.add_argument("--lake", help=LAKE_HELP)
     merger.set_defaults(run=run_merge)
     compacter = actions.add_parser("compact", help="rewrite into few large sorted files; drop replaced rows")
@@ -33,11 +38,18 @@ def register(sub) -> None:
     compacter.set_defaults(run=run_compact)
     informer = actions.add_parser("info", help="layout, rows, files and sizes per table, last scan")
     informer.add_argument("--lake", help=LAKE_HELP)
-    informer.add_argument("--format", choices=["table", "json"], default="table")
+    informer.add_argument("--format", choices=["table", "json"], default="table", help="output format")
     informer.set_defaults(run=run_info)
     migrator = actions.add_parser("migrate", help="move a lake written by wwhub <= 0.1 to today's layout")
     migrator.add_argument("--lake", help=LAKE_HELP)
     migrator.set_defaults(run=run_migrate)
+
+
+def _refresh_derived(lake: str | None) -> None:
+    """Rows came in: the derived ``correlations`` table is recomputed by its producer (never copied)."""
+    from ..correlations import refresh_correlations
+
+    refresh_correlations(lake_path(lake))
 
 
 def _counts(rows: dict[str, int]) -> str:
@@ -51,6 +63,7 @@ def run_import(args: argparse.Namespace) -> int:
         rows = import_paths(args.lake, args.paths, args.table)
     except LakeError as err:
         raise CliError(str(err)) from err
+    _refresh_derived(args.lake)
     print(f"imported {_counts(rows)} rows")
     return 0
 
@@ -62,6 +75,7 @@ def run_merge(args: argparse.Namespace) -> int:
         rows = merge(args.lake, args.other)
     except LakeError as err:
         raise CliError(str(err)) from err
+    _refresh_derived(args.lake)
     print(f"merged {_counts(rows)} rows from {args.other}")
     return 0
 
@@ -109,5 +123,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         moved = migrate(args.lake)
     except LakeError as err:
         raise CliError(str(err)) from err
+    if moved is not None:
+        _refresh_derived(args.lake)
     print("already in today's layout" if moved is None else f"migrated: {_counts(moved)} rows")
     return 0

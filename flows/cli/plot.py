@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
-from ..report import write_esd_plot, write_plots
+from ..report import leaderboard_data, write_esd_plot, write_plots
 from ._errors import CliError
-from .leaderboard import add_board_arguments
+from ._output import check_output_folder
+from .leaderboard import add_board_arguments, board_request
 
 
 def register(sub) -> None:
@@ -24,13 +24,16 @@ def register(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    out = Path(args.out)
+    out = check_output_folder(args.out)
     try:
         if args.esd:
             paths = write_esd_plot(args.lake, args.esd[0], args.esd[1], out)
         else:
-            paths = write_plots(args.lake, out, args.family, args.metric, args.prefer_import)
-    except (ValueError, OSError) as err:
+            data = leaderboard_data(args.lake, **board_request(args))
+            if not data[0]:
+                raise CliError("no scanned models in the lake")
+            paths = write_plots(args.lake, out, args.family, data=data)
+    except (LookupError, ValueError, OSError) as err:
         raise CliError(str(err)) from err
     for path in paths:
         print(path)

@@ -9,18 +9,18 @@ import sys
 from ..lake import LakeError
 from ..query import QueryError, named_queries, query_arrow, run_query
 from ._errors import CliError
-from ._output import FORMATS, render_table, write_rows
+from ._output import FORMATS, check_output_file, render_table, write_rows
 
 
 def register(sub) -> None:
     parser = sub.add_parser("query", help="run SQL (or a named query from queries/) against the lake")
     parser.add_argument(
-        "sql", nargs="?", help="one SELECT statement, or the name of a query (leaderboard, correlations, ...)"
+        "sql", nargs="?", help="one SELECT statement, or the name of a query or table (leaderboard, correlations, ...)"
     )
     parser.add_argument("--list", action="store_true", help="list the named queries and what each answers")
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
-    parser.add_argument("--format", choices=FORMATS, default="table", help="parquet needs --out")
-    parser.add_argument("--out", help="write to FILE instead of stdout")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (parquet needs --out)")
+    parser.add_argument("--out", help="write to FILE instead of stdout (its folder must exist)")
     parser.set_defaults(run=run)
 
 
@@ -31,12 +31,14 @@ def run(args: argparse.Namespace) -> int:
         return 0
     if args.sql is None:
         raise CliError("give a SELECT statement or a query name (see `wwhub query --list`)")
+    check_output_file(args.out)
+    if args.format == "parquet" and not args.out:
+        raise CliError("--format parquet needs --out FILE")
     try:
         if args.format == "parquet":
-            if not args.out:
-                raise CliError("--format parquet needs --out FILE")
             import pyarrow.parquet as pq
 
+            # DuckDB's own column types (not Python values), so that `wwhub lake import` takes the file back.
             pq.write_table(query_arrow(args.lake, args.sql), args.out, compression="zstd")
             return 0
         rows = run_query(args.lake, args.sql, user=True)

@@ -11,6 +11,7 @@ import functools
 import types
 import typing
 
+from ww_core.distances import LayerDistance
 from ww_core.records import LayerMetrics, ModelSummary
 
 # Column types are DuckDB's names; Arrow schemas are derived on demand (readers never import pyarrow).
@@ -70,6 +71,9 @@ EVALS_SCHEMA = _KEY_FIELDS + [
     ("n_shot", INT),
     ("raw_metric", STRING),  # the name as reported; `metric` holds the normalized one
     ("stderr", FLOAT),
+    # Imported rows only (revision null): which import they came from, `<file label>-<digest of its origin>`
+    # (flows/evals/store.py). Importing the same origin again replaces exactly these rows.
+    ("import_id", STRING),
 ]
 MODELS_SCHEMA = (
     _KEY_FIELDS
@@ -91,12 +95,13 @@ MODELS_SCHEMA = (
         ("downloads", INT),
         ("likes", INT),
         ("last_modified", STRING),
-        ("model_kind", STRING),  # 'model' | 'adapter'
-        ("quantization", STRING),  # schemes seen, '' for plain weights
+        # model | adapter (a PEFT adapter's update ΔW) | merged (an adapter merged into a base: W + ΔW)
+        ("model_kind", STRING),
+        ("quantization", STRING),  # schemes dequantized, comma-separated ('' for a plain model)
         ("num_dequantized", INT),
-        ("num_params", INT),  # logical parameter count from the tensors
-        ("skip_reasons", STRING),  # JSON: reason -> count
-        ("layer_selection", STRING),  # '' = all layers
+        ("num_params", INT),  # logical parameters (dequantized shapes; an adapter's A and B)
+        ("skip_reasons", STRING),  # JSON {reason: count} of the skipped layers
+        ("layer_selection", STRING),  # the --layers selection the summary covers ('' = all layers)
     ]
     + _dataclass_fields(ModelSummary)
 )
@@ -114,31 +119,38 @@ SCANS_SCHEMA = [
     ("wwhub_version", STRING),
     ("seconds", FLOAT),
 ]
-# One row per (model, base, layer): how far a fine-tune moved from its base, one metric per row.
-DISTANCES_SCHEMA = _KEY_FIELDS + [
-    ("base_repo_id", STRING),
-    ("base_revision", STRING),
-    ("layer_id", INT),
-    ("name", STRING),
-    ("metric", STRING),
-    ("value", FLOAT),
-]
-# Derived from `models` and `evals` and written whole (Lake.replace_derived) after a scan or an evals import.
-CORRELATIONS_SCHEMA = [
-    ("family", STRING),
-    ("metric", STRING),
-    ("n", INT),
-    ("pearson_r", FLOAT),
-    ("spearman_rho", FLOAT),
-    ("kendall_tau", FLOAT),
-    ("slope", FLOAT),
-    ("intercept", FLOAT),
-    ("r_squared", FLOAT),
-    ("rmse", FLOAT),
-    ("families_agreeing", INT),
-    ("families_total", INT),
-    ("simpsons_paradox", BOOL),
-]
+# One row per (repo_id, revision, base_repo_id, base_revision, layer): the model's layer against its base's twin.
+DISTANCES_SCHEMA = (
+    _KEY_FIELDS + [("base_repo_id", STRING), ("base_revision", STRING)] + _dataclass_fields(LayerDistance)
+)
+# Derived from `models` and `evals` (flows/correlations.py), written whole by Lake.replace_derived after every scan
+# and evals import; the columns are described there.
+CORRELATIONS_SCHEMA = (
+    [("reported_metric", STRING), ("family", STRING), ("metric", STRING), ("n", INT)]
+    + [
+        (name, FLOAT)
+        for name in ("pearson_r", "spearman_rho", "kendall_tau", "slope", "intercept", "r_squared", "rmse")
+    ]
+    + [("families_agreeing", INT), ("families_total", INT), ("simpsons_paradox", BOOL)]
+    + [
+        (name, FLOAT)
+        for name in (
+            "pearson_p",
+            "pearson_ci_low",
+            "pearson_ci_high",
+            "spearman_p",
+            "spearman_ci_low",
+            "spearman_ci_high",
+            "kendall_p",
+            "kendall_ci_low",
+            "kendall_ci_high",
+            "pearson_p_adjusted",
+        )
+    ]
+    + [("verdict", STRING)]
+    + [(name, FLOAT) for name in ("within_family_r", "within_family_ci_low", "within_family_ci_high", "partial_r_size")]
+    + [("higher_is_better", BOOL), ("datasets", STRING), ("notes", STRING)]
+)
 
 SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "layers": LAYERS_SCHEMA,
@@ -150,13 +162,14 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "correlations": CORRELATIONS_SCHEMA,
 }
 TABLES = tuple(SCHEMAS)
-# The tables one scanned model writes together, in one commit.
-MODEL_TABLES = ("layers", "esd", "evals", "models")
+# The tables one scanned model writes together, in one commit (its distances to every base included).
+MODEL_TABLES = ("layers", "esd", "evals", "distances", "models")
 # Written whole by their producer, never row by row.
 DERIVED_TABLES = ("correlations",)
 
 # The columns that identify a batch of rows: a write of key K replaces every older row with key K. Imported
-# evals (revision null) are keyed by their source too, so two imports for one repo add up instead of replacing.
+# evals (revision null) are keyed by their import instead: importing a file again replaces what that file brought
+# (every repo of it), and imports of other files, or of another file with the same name, add up.
 KEYS: dict[str, tuple[str, ...]] = {
     "layers": ("repo_id", "revision"),
     "esd": ("repo_id", "revision"),
@@ -166,17 +179,17 @@ KEYS: dict[str, tuple[str, ...]] = {
     "distances": ("repo_id", "revision", "base_repo_id", "base_revision"),
     "correlations": (),
 }
-IMPORTED_EVALS_KEY = ("repo_id", "revision", "source")
+IMPORTED_EVALS_KEY = ("import_id",)
 
 
 def key_source_columns(table: str) -> tuple[str, ...]:
     """The columns to read from rows to find their keys (``row_key`` of each distinct combination)."""
-    return IMPORTED_EVALS_KEY if table == "evals" else KEYS[table]
+    return KEYS[table] + IMPORTED_EVALS_KEY if table == "evals" else KEYS[table]
 
 
 def row_key(table: str, row: dict) -> dict:
-    """The key a row of ``table`` is replaced by: ``KEYS[table]``, and for imported evals (no revision) the source
-    as well."""
+    """The key a row of ``table`` is replaced by: ``KEYS[table]``, and for imported evals (no revision) the import
+    they came from."""
     columns = IMPORTED_EVALS_KEY if table == "evals" and row.get("revision") is None else KEYS[table]
     return {c: row.get(c) for c in columns}
 
@@ -188,7 +201,7 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "evals": ("repo_id", "revision"),
     "models": ("repo_id", "revision"),
     "scans": ("started_at",),
-    "distances": ("repo_id", "revision", "base_repo_id", "layer_id"),
+    "distances": ("repo_id", "revision", "base_repo_id", "base_revision", "layer_id"),
     "correlations": (),
 }
 

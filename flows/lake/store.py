@@ -153,19 +153,35 @@ class Lake:
         if not lake.root.exists():
             raise LakeError(f"no lake at {lake.root}: run `wwhub scan` (or `wwhub demo`) first, or pass --lake")
         if not lake.root.is_dir():
-            raise LakeError(f"--lake {lake.root} is a file, not a lake folder")
+            raise LakeError(f"--lake {lake.root}: is a file, expected the lake folder")
         if lake.layout() is None:
             raise LakeError(f"{lake.root} is not a wwhub lake (no {MANIFEST}): pass the folder `wwhub scan` wrote")
+        return lake
+
+    @classmethod
+    def check_writable(cls, root: str | os.PathLike | None = None) -> Lake:
+        """The lake a write would go to, checked without creating or changing anything (so a command can fail in
+        one line before it lists or downloads anything): not a file, not a folder holding something else, and the
+        folder, or the nearest existing one above it, writable by this process."""
+        lake = cls(root)
+        if lake.root.exists() and not lake.root.is_dir():
+            raise LakeError(f"--lake {lake.root}: is a file, expected the lake folder")
+        lake._refuse_foreign_folder()
+        existing = next(p for p in (lake.root, *lake.root.parents) if p.exists())
+        if not existing.is_dir():
+            raise LakeError(f"--lake {lake.root}: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK):
+            raise LakeError(
+                f"lake {lake.root} is read-only ({existing} is not writable): queries work, scans and imports need "
+                "write access"
+            )
         return lake
 
     @classmethod
     def for_writing(cls, root: str | os.PathLike | None = None) -> Lake:
         """The lake, created if missing and migrated from layout 1 if needed; fails at once (one line) when the
         folder cannot be written, before any work is done."""
-        lake = cls(root)
-        if lake.root.exists() and not lake.root.is_dir():
-            raise LakeError(f"--lake {lake.root} is a file, not a lake folder")
-        lake._refuse_foreign_folder()
+        lake = cls.check_writable(root)
         try:
             lake.root.mkdir(parents=True, exist_ok=True)
             with lake._writer_lock():
@@ -220,11 +236,12 @@ class Lake:
 
     def has_model(self, repo_id: str, revision: str) -> bool:
         """True when this commit was scanned. A model recorded as ``unsupported`` (nothing analyzable with the
-        options of that run, e.g. --no-pickle) does not count: a later run with other options scans it."""
+        options of that run, e.g. --no-pickle) or ``gated`` (no access yet) does not count: a later run with other
+        options, or a token, scans it."""
         if self.layout() is None:
             return False
         statuses = [r["status"] for r in self.visible_rows("models", {"repo_id": repo_id, "revision": revision})]
-        return bool(statuses) and statuses != ["unsupported"]
+        return bool(statuses) and statuses not in (["unsupported"], ["gated"])
 
     def visible_rows(self, table: str, key: dict, columns: list[str] | None = None) -> list[dict]:
         """Rows of ``table`` whose key columns equal ``key`` (a lookup by repo touches only segments that may hold

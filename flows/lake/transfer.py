@@ -17,8 +17,11 @@ from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, key_sou
 from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, distinct_keys, schema_fingerprint
 from .views import sql_literal, table_sql
 
-V1_TABLES = ("layers", "esd", "evals", "models", "scans")
+V1_TABLES = ("layers", "esd", "evals", "models", "scans", "distances")
+# Layout 1's derived table: not carried over; its producer (flows/correlations.py) rewrites it after the move.
+V1_DERIVED = ("correlations",)
 V1_CATALOG = "wwhub.duckdb"
+V1_IMPORT_PREFIX = "import__"
 
 
 # ----- layout 1 ----------------------------------------------------------------------------------------------
@@ -34,7 +37,17 @@ def v1_snapshot(root: Path) -> Snapshot:
 
 
 def _v1_source(lake: Lake, table: str, segments: list[Segment]) -> str:
-    source = table_sql(table, segments, prefix=str(lake.root) + "/")
+    prefix = str(lake.root) + "/"
+    if table == "evals":
+        # Layout 1 kept each evals import in its own file, evals/import__<import id>.parquet: the name is the key.
+        imports = [s for s in segments if Path(s.file).name.startswith(V1_IMPORT_PREFIX)]
+        parts = [table_sql(table, [s for s in segments if s not in imports], prefix)] + [
+            f"SELECT * REPLACE (coalesce(import_id, {sql_literal(Path(s.file).stem.removeprefix(V1_IMPORT_PREFIX))})"
+            f" AS import_id) FROM ({table_sql(table, [s], prefix)})"
+            for s in imports
+        ]
+        return "\nUNION ALL BY NAME\n".join(parts)
+    source = table_sql(table, segments, prefix)
     if table == "esd":
         # Layout 1 kept every eigenvalue: the rows are full ESDs.
         return (
@@ -71,7 +84,7 @@ def migrate_v1(lake: Lake) -> dict[str, int]:
     finally:
         con.close()
     lake._publish(snapshot)
-    for table in V1_TABLES:
+    for table in V1_TABLES + V1_DERIVED:
         shutil.rmtree(lake.root / table, ignore_errors=True)
     (lake.root / V1_CATALOG).unlink(missing_ok=True)
     return counts

@@ -11,7 +11,7 @@ import re
 import sys
 from pathlib import Path
 
-from .schema import DERIVED_TABLES, SCHEMAS, TABLES, quoted
+from .schema import SCHEMAS, TABLES, quoted
 from .store import Lake, Segment, Snapshot, schema_fingerprint
 
 # Each repo's newest scanned revision: what leaderboards rank.
@@ -71,13 +71,18 @@ def query_files(queries_dir: Path | None = None) -> dict[str, str]:
     return {path.stem: path.read_text().strip().rstrip(";") for path in sorted(folder.glob("*.sql"))}
 
 
+def _code(sql: str) -> str:
+    """SQL without its comments and string literals (``'import:open-llm-leaderboard%'`` reads no view)."""
+    return re.sub(r"'(?:[^']|'')*'", "''", re.sub(r"--[^\n]*", "", sql))
+
+
 def _in_dependency_order(queries: dict[str, str]) -> list[str]:
     """Query names ordered so that each comes after the queries it reads (a view must exist before another
     view that reads it is created, in DuckDB versions that bind views at creation)."""
     ordered: list[str] = []
     pending = dict(queries)
     while pending:
-        code = {name: re.sub(r"--[^\n]*", "", sql) for name, sql in pending.items()}
+        code = {name: _code(sql) for name, sql in pending.items()}
         ready = [
             name
             for name in pending
@@ -92,18 +97,20 @@ def _in_dependency_order(queries: dict[str, str]) -> list[str]:
 
 
 def _words(sql: str) -> set[str]:
-    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", re.sub(r"--[^\n]*", "", sql))}
+    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _code(sql))}
 
 
 def view_statements(
     snapshot: Snapshot, prefix: str = "", queries_dir: Path | None = None, reading: str | None = None
 ) -> list[str]:
-    """CREATE VIEW statements: one per table, ``models_latest``, and one per query file. A derived table that
-    holds rows wins over a query file of the same name. With ``reading`` (a SQL text), only the views it reads,
-    directly or through other views: binding a view costs a look at its files."""
-    derived = {t for t in DERIVED_TABLES if snapshot.tables[t]}
-    queries = {n: q for n, q in query_files(queries_dir).items() if n not in derived}
-    bodies = {t: table_sql(t, snapshot.tables[t], prefix) for t in TABLES if t not in queries}
+    """CREATE VIEW statements: one per table, ``models_latest``, and one per query file (a query file may not
+    take a table's name). With ``reading`` (a SQL text), only the views it reads, directly or through other
+    views: binding a view costs a look at its files."""
+    queries = query_files(queries_dir)
+    clashes = sorted(set(queries) & {*TABLES, "models_latest"})
+    if clashes:
+        raise ValueError(f"query files named like lake tables: {', '.join(f'queries/{n}.sql' for n in clashes)}")
+    bodies = {t: table_sql(t, snapshot.tables[t], prefix) for t in TABLES}
     bodies["models_latest"] = MODELS_LATEST
     order = list(bodies) + _in_dependency_order(queries)
     bodies.update(queries)

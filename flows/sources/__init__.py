@@ -9,14 +9,29 @@ Every source answers the same three questions, so the scan does not care which o
   source), or leaves it alone (the user's own folders and cache).
 """
 
-from .base import QUERY_KEYS, EvalResult, HubError, ModelDescription, ModelRef, infer_family
+from .base import (
+    HUB_GATED,
+    HUB_INVALID,
+    HUB_NOT_FOUND,
+    HUB_UNAVAILABLE,
+    EvalResult,
+    HubError,
+    ModelDescription,
+    ModelRef,
+    infer_family,
+)
 from .cards import parse_card
 from .hub import DEFAULT_ENDPOINT, HubSource, classify_hub_error, hub_endpoint
 from .local import CacheSource, LocalSource
+from .transport import HubSettings
 
 __all__ = [
+    "HUB_GATED",
+    "HUB_INVALID",
+    "HUB_NOT_FOUND",
+    "HUB_UNAVAILABLE",
+    "HubSettings",
     "DEFAULT_ENDPOINT",
-    "QUERY_KEYS",
     "CacheSource",
     "EvalResult",
     "HubError",

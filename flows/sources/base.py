@@ -7,8 +7,6 @@ from dataclasses import dataclass, field
 
 from ..weights import ModelPlan
 
-# Families are queries; these are the keys a families.yaml entry (or the CLI) may use.
-QUERY_KEYS = ("repos", "author", "search", "filter", "sort", "limit")
 # A size ("160m", "1.4b", "8x7b") or a variant version ("v2") ends the family part of a name; a bare version
 # ("3.2" in Llama-3.2-1B) belongs to the family.
 _SIZE_TOKEN = re.compile(r"^(\d+(\.\d+)?[kmbt]|\d+x\d+(\.\d+)?[kmbt]?|v\d+(\.\d+)*)$", re.IGNORECASE)
@@ -32,12 +30,64 @@ def infer_family(repo_id: str) -> str:
     return "-".join(kept) or name
 
 
-class HubError(Exception):
-    """A hub call failed; ``transient`` says whether retrying may help (5xx, timeouts, broken connections)."""
+# A commit sha as the Hub answers it: it becomes part of file names in the lake, so nothing else is accepted.
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+# A branch, tag or sha a user asks for (``refs/pr/1`` included); never ``..``, never absolute.
+_REVISION = re.compile(r"^[A-Za-z0-9._-]+(/[A-Za-z0-9._-]+)*$")
 
-    def __init__(self, message: str, transient: bool = False):
+
+def check_repo_id(repo_id: object, what: str = "repo id") -> str:
+    """``repo_id`` if it is a Hub repo id (``org/name`` or ``name``: letters, digits, ``-_.``, no ``--``/``..``,
+    at most 96 characters each, huggingface_hub's own rule), else ValueError naming it."""
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(repo_id)  # type: ignore[arg-type]
+    except HFValidationError:
+        raise ValueError(
+            f"{what} {repo_id!r} is not a Hub repo id: expected org/name (letters, digits, '-', '_', '.')"
+        ) from None
+    if not repo_id:
+        raise ValueError(f"{what} is empty: expected org/name")
+    return str(repo_id)
+
+
+def check_revision(revision: str, what: str = "revision") -> str:
+    if not _REVISION.match(revision) or ".." in revision.split("/"):
+        raise ValueError(f"{what} {revision!r} is not a branch, tag or commit sha")
+    return revision
+
+
+def parse_repo_spec(spec: str) -> tuple[str, str | None]:
+    """``org/name[@revision]`` → (repo id, revision or None), both validated; ValueError naming the spec."""
+    repo_id, at, revision = spec.partition("@")
+    check_repo_id(repo_id, "repo")
+    if at:
+        check_revision(revision, f"repo {spec!r}: revision")
+    return repo_id, revision or None
+
+
+def check_commit_sha(sha: object, what: str) -> str:
+    """A commit sha from the network: 40 lowercase hex digits, else HubError (it would become a file name)."""
+    if not isinstance(sha, str) or not _COMMIT_SHA.match(sha):
+        raise HubError(f"{what}: the hub answered an invalid commit sha {str(sha)[:80]!r}", kind=HUB_INVALID)
+    return sha
+
+
+# What went wrong with a hub call, as the scan records it (a model's status and the exit code follow from it).
+HUB_NOT_FOUND = "not_found"  # repo, revision or file does not exist (or is private)
+HUB_GATED = "gated"  # exists, but needs the license accepted and a token with access
+HUB_UNAVAILABLE = "unavailable"  # connection refused, timeouts, 5xx/429 after the bounded retries
+HUB_INVALID = "invalid"  # the hub answered something unsafe or malformed (ids, paths, header sizes)
+HUB_OTHER = "other"
+
+
+class HubError(Exception):
+    """A hub call failed; ``kind`` says why (one of the HUB_* values above)."""
+
+    def __init__(self, message: str, kind: str = HUB_OTHER):
         super().__init__(message)
-        self.transient = transient
+        self.kind = kind
 
 
 @dataclass(frozen=True)
@@ -53,8 +103,12 @@ class EvalResult:
     task: str
     dataset: str
     split: str
-    metric: str
+    metric: str  # normalised (flows.evals.vocabulary); raw_metric keeps the source's spelling
     value: float
+    scale: str | None = None  # 'percent' | 'fraction' for proportions, None otherwise
+    n_shot: int | None = None
+    raw_metric: str = ""
+    stderr: float | None = None
 
 
 @dataclass

@@ -1,14 +1,28 @@
-"""Model cards: metadata facts and ``model-index`` evaluation results from a README.md."""
+"""Model cards: metadata facts and ``model-index`` evaluation results from a README.md.
+
+A card is written by anyone: its size is bounded and its YAML may not use anchors or aliases (a "billion laughs"
+card expands a few hundred bytes into billions of nodes once walked), so nothing in it can exhaust memory or time.
+"""
 
 from __future__ import annotations
 
+import yaml
+
+from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from .base import EvalResult
+
+# The Hub's largest real cards are a few hundred KB; the metadata block is a small part of them.
+MAX_CARD_BYTES = 2_000_000
+MAX_CARD_YAML_BYTES = 512_000
 
 
 def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
     """(card_status, metadata facts, model-index eval results) of a README.md. Never raises."""
     if text is None:
         return "missing", {}, []
+    unsafe = card_yaml_problem(text)
+    if unsafe:
+        return f"malformed: {unsafe}", {}, []
     from huggingface_hub import ModelCard
 
     try:
@@ -21,11 +35,14 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
         "pipeline_tag": getattr(data, "pipeline_tag", None),
         "base_model": _first(getattr(data, "base_model", None)),
     }
-    evals = []
+    evals, rejected = [], []
     for result in getattr(data, "eval_results", None) or []:
+        raw_metric = str(result.metric_type or result.metric_name or "")
+        metric = normalize_metric(raw_metric)
         try:
-            value = float(result.metric_value)
-        except (TypeError, ValueError):
+            value, scale = single_value(metric, result.metric_value)
+        except EvalValueError as err:
+            rejected.append(str(err))
             continue
         evals.append(
             EvalResult(
@@ -33,11 +50,44 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
                 task=str(result.task_type or ""),
                 dataset=str(result.dataset_name or result.dataset_type or ""),
                 split=str(result.dataset_split or ""),
-                metric=str(result.metric_type or result.metric_name or ""),
+                metric=metric,
                 value=value,
+                scale=scale,
+                n_shot=_n_shot(getattr(result, "dataset_args", None)),
+                raw_metric=raw_metric,
             )
         )
-    return "ok", facts, evals
+    # A value we cannot store is said, never dropped silently: the scan records it in the model's reason.
+    status = "invalid model-index values: " + "; ".join(rejected) if rejected else "ok"
+    return status, facts, evals
+
+
+def _n_shot(args) -> int | None:
+    """``num_few_shot`` from a model-index dataset's ``args`` (how the Open LLM Leaderboard bot writes it)."""
+    value = args.get("num_few_shot") if isinstance(args, dict) else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def card_yaml_problem(text: str) -> str | None:
+    """Why a card's metadata may not be parsed (too large, aliases, anchors), or None. Reads YAML events only:
+    nothing is built from the document."""
+    from huggingface_hub.repocard import REGEX_YAML_BLOCK
+
+    if len(text) > MAX_CARD_BYTES:
+        return f"card of {len(text)} characters, more than {MAX_CARD_BYTES}"
+    match = REGEX_YAML_BLOCK.search(text)
+    if match is None:
+        return None
+    block = match.group(2)
+    if len(block) > MAX_CARD_YAML_BYTES:
+        return f"metadata block of {len(block)} characters, more than {MAX_CARD_YAML_BYTES}"
+    try:
+        for event in yaml.parse(block, Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                return "YAML anchors and aliases are not accepted in card metadata"
+    except yaml.YAMLError as err:
+        return f"invalid YAML ({str(err).splitlines()[0][:200]})"
+    return None
 
 
 def _first(value):

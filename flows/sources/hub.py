@@ -1,6 +1,10 @@
 """The Hugging Face Hub (or any Hub-compatible server), through the real ``huggingface_hub`` client, always called
 with an explicit ``endpoint``. Metadata (cards, indexes, safetensors headers by Range requests) is read before any
 weight; shards are downloaded one at a time into a work folder and deleted after analysis.
+
+Nothing from the network is trusted: commit shas, repo ids and file names are validated before they reach a path,
+metadata files and headers are size-checked before they are read, and every request has a timeout and a bounded
+number of retries (``transport.py``).
 """
 
 from __future__ import annotations
@@ -9,33 +13,67 @@ import json
 import logging
 import os
 import re
-import time
 from collections.abc import Callable
 from pathlib import Path
 
+from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from ..weights import (
+    MODEL_CONFIG,
     PICKLE_INDEX,
     SAFETENSORS_INDEX,
+    ModelConfig,
     ModelPlan,
     Shard,
     TensorInfo,
     UnsupportedWeights,
     WeightsError,
+    check_tensor_entry,
+    gguf_plan,
+    parse_adapter_config,
+    parse_model_config,
     shards_from_index,
 )
-from .base import EvalResult, HubError, ModelDescription, ModelRef, _as_list, infer_family
-from .cards import parse_card
+from ..weights.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
+from ..weights.plan import GGUF_SUFFIX
+from .base import (
+    HUB_GATED,
+    HUB_INVALID,
+    HUB_NOT_FOUND,
+    HUB_OTHER,
+    HUB_UNAVAILABLE,
+    EvalResult,
+    HubError,
+    ModelDescription,
+    ModelRef,
+    _as_list,
+    check_commit_sha,
+    check_repo_id,
+    infer_family,
+    parse_repo_spec,
+)
+from .cards import MAX_CARD_BYTES, parse_card
+from .transport import HubProtocolError, HubSettings, HubUnavailable, install
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
 # The Hub's newer evaluation results live in this folder of a repo (https://huggingface.co/docs/hub/eval-results).
 EVAL_RESULTS_DIR = ".eval_results/"
+# An index of 100k tensors is ~10 MB; a larger one is not read (json.loads of it would take GBs of memory).
+MAX_INDEX_BYTES = 32_000_000
+# config.json and adapter_config.json are a few KB; a model's config with a vocabulary inside is still < 4 MB.
+MAX_CONFIG_BYTES = 4_000_000
+_ENDPOINT = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
-    """The one place that reads ``HF_ENDPOINT``: the argument, else the variable, else the public Hub."""
-    return (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT).rstrip("/")
+    """The one place that reads ``HF_ENDPOINT``: the argument, else the variable, else the public Hub. An endpoint
+    that is not an http(s) URL is a HubError naming where it came from."""
+    chosen = endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_ENDPOINT
+    if not _ENDPOINT.match(chosen):
+        origin = "--endpoint" if endpoint else "HF_ENDPOINT"
+        raise HubError(f"{origin} {chosen!r} is not a URL: expected http://HOST[:PORT] or https://HOST", HUB_INVALID)
+    return chosen.rstrip("/")
 
 
 def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] | None) -> ModelPlan:
@@ -51,8 +89,8 @@ def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] |
 class HubSource:
     """The Hugging Face Hub (or any Hub-compatible server) through ``huggingface_hub``.
 
-    The token comes from ``HF_TOKEN`` or the user's login (huggingface_hub's own lookup) and is never logged.
-    Transient errors (5xx, timeouts, dropped connections) are retried with exponential backoff.
+    The token comes from ``HF_TOKEN`` or the user's login (huggingface_hub's own lookup); it is sent to the
+    endpoint's host only, and never logged or stored. Each request is retried on its own (``transport.py``).
     """
 
     kind = "hub"
@@ -62,9 +100,9 @@ class HubSource:
         self,
         endpoint: str | None = None,
         token: str | None = None,
-        retries: int = 4,
-        backoff: float = 0.5,
+        settings: HubSettings | None = None,
         allow_pickle: bool = True,
+        gguf_file: str | None = None,
     ):
         from huggingface_hub import HfApi
         from huggingface_hub.utils import disable_progress_bars
@@ -73,44 +111,57 @@ class HubSource:
         disable_progress_bars()
         self.endpoint = hub_endpoint(endpoint)
         self.token = token
+        self.settings = settings or HubSettings.from_env()
+        install(self.settings, self.endpoint)
         self.api = HfApi(endpoint=self.endpoint, token=token)
-        self.retries = retries
-        self.backoff = backoff
         self.allow_pickle = allow_pickle
+        self.gguf_file = gguf_file  # which GGUF file of a GGUF-only repo to analyze (None: the one gguf_plan picks)
         self._infos: dict[tuple[str, str], object] = {}
 
     def _call(self, what: str, fn: Callable):
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except Exception as err:  # noqa: BLE001 - classified below
-                error = classify_hub_error(what, err)
-                if not error.transient or attempt == self.retries:
-                    raise error from err
-                time.sleep(self.backoff * 2**attempt)
-        raise AssertionError("unreachable")
+        """Run one client call; its requests are retried by the transport, a failure becomes a HubError."""
+        try:
+            return fn()
+        except Exception as err:  # noqa: BLE001 - classified below
+            raise classify_hub_error(what, err) from err
+
+    def check_reachable(self) -> None:
+        """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
+        one per model. Raises HubError."""
+        self._call(f"hub {self.endpoint}", lambda: list(self.api.list_models(limit=1)))
 
     def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
         repos = query.get("repos")
         if repos:
             refs = []
             for spec in repos:
-                repo_id, _, revision = spec.partition("@")
+                try:
+                    repo_id, revision = parse_repo_spec(spec)
+                except ValueError as err:
+                    raise HubError(str(err), HUB_INVALID) from None
                 refs.append(ModelRef(repo_id, revision or "main", family or infer_family(repo_id)))
             return refs
         kwargs = {k: query[k] for k in ("author", "search", "sort", "limit") if query.get(k) is not None}
         if query.get("filter"):
             kwargs["filter"] = _as_list(query["filter"])
         models = self._call("list models", lambda: list(self.api.list_models(**kwargs)))
-        return [ModelRef(m.id, m.sha or "main", family or infer_family(m.id)) for m in models]
+        refs = []
+        for model in models:
+            # Ids and shas from the network become file names: anything else is skipped, with a warning.
+            try:
+                repo_id = check_repo_id(model.id, "the hub listed a repo id")
+                sha = check_commit_sha(model.sha, repo_id) if model.sha else "main"
+            except (ValueError, HubError) as err:
+                logger.warning("list models: %s; skipped", err)
+                continue
+            refs.append(ModelRef(repo_id, sha, family or infer_family(repo_id)))
+        return refs
 
     def resolve(self, ref: ModelRef) -> ModelRef:
         """Pin a ref to its commit sha (one model_info call, kept for ``describe``)."""
-        info = self._call(
-            f"{ref.repo_id}@{ref.revision}",
-            lambda: self.api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True),
-        )
-        pinned = ModelRef(ref.repo_id, info.sha, ref.family)
+        what = f"{ref.repo_id}@{ref.revision}"
+        info = self._call(what, lambda: self.api.model_info(ref.repo_id, revision=ref.revision, files_metadata=True))
+        pinned = ModelRef(ref.repo_id, check_commit_sha(info.sha, what), ref.family)
         self._infos[(pinned.repo_id, pinned.revision)] = info
         return pinned
 
@@ -119,7 +170,7 @@ class HubSource:
         pinned = ref if (ref.repo_id, ref.revision) in self._infos else self.resolve(ref)
         info = self._infos.pop((pinned.repo_id, pinned.revision))
         files = {s.rfilename: s.size for s in info.siblings or []}
-        card_text = self._text(pinned, "README.md") if "README.md" in files else None
+        card_text = self._text(pinned, "README.md", MAX_CARD_BYTES, files) if "README.md" in files else None
         status, facts, evals = parse_card(card_text)
         facts.update(
             library_name=getattr(info, "library_name", None) or facts.get("library_name"),
@@ -130,8 +181,50 @@ class HubSource:
         )
         if any(name.startswith(EVAL_RESULTS_DIR) for name in files):
             evals += self._eval_results(pinned)
-        plan = self._plan(pinned, files)
+        config = self._model_config(pinned, files)
+        plan = self._adapter_plan(pinned, files) if config.adapter_config is not None else self._plan(pinned, files)
+        plan.config = config
         return ModelDescription(pinned, plan, status, facts, evals)
+
+    def _model_config(self, ref: ModelRef, files: dict[str, int | None]) -> ModelConfig:
+        """``config.json`` and ``adapter_config.json`` (small; cached like cards): what decoders read."""
+
+        def text(name: str) -> str | None:
+            return self._text(ref, name, MAX_CONFIG_BYTES, files) if name in files else None
+
+        return ModelConfig(
+            parse_model_config(text(MODEL_CONFIG), f"{ref.repo_id}/{MODEL_CONFIG}"),
+            parse_adapter_config(text(ADAPTER_CONFIG), f"{ref.repo_id}/{ADAPTER_CONFIG}"),
+        )
+
+    def _adapter_plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
+        """A PEFT adapter repo: its ``adapter_model.safetensors`` (header by Range requests) or ``.bin``."""
+        safetensors, pickle = ADAPTER_WEIGHTS
+        if safetensors in files:
+            headers = self._file_headers(ref, [safetensors])
+            return ModelPlan([Shard(safetensors, headers[safetensors], files.get(safetensors))])
+        if pickle in files:
+            if not self.allow_pickle:
+                raise UnsupportedWeights(f"{ref.repo_id}: only a pickled adapter_model.bin, and --no-pickle was given")
+            return ModelPlan([Shard(pickle, size=files.get(pickle))], fmt="pickle")
+        raise WeightsError(f"{ref.repo_id}@{ref.revision}: {ADAPTER_CONFIG} but no {' or '.join(ADAPTER_WEIGHTS)}")
+
+    @staticmethod
+    def _gguf_only(files: dict[str, int | None]) -> bool:
+        """No safetensors and no pickles, but GGUF files: analyze one of them (``gguf_plan`` says which)."""
+        pickles = any(re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f) for f in files)
+        return not pickles and any(f.endswith(GGUF_SUFFIX) for f in files)
+
+    def _file_headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
+        """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
+        headers = {}
+        for filename in filenames:
+            meta = self._call(
+                f"{ref.repo_id}@{ref.revision[:12]}/{filename} safetensors header",
+                lambda f=filename: self.api.parse_safetensors_file_metadata(ref.repo_id, f, revision=ref.revision),
+            )
+            headers[filename] = _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", meta)
+        return headers
 
     def _eval_results(self, ref: ModelRef) -> list[EvalResult]:
         """The newer ``.eval_results/*.yaml`` results. The Hub returns them only when asked (``expand``, which
@@ -147,21 +240,39 @@ class HubSource:
             return []
         results = []
         for entry in getattr(info, "eval_results", None) or []:
-            try:
-                value = float(entry.value)
-            except (TypeError, ValueError):
-                continue
             # An entry names a benchmark task, not a metric type: the task id is the metric to ask for.
+            metric = normalize_metric(str(entry.task_id))
+            try:
+                value, scale = single_value(metric, entry.value)
+            except EvalValueError as err:
+                logger.warning("%s@%s eval results: %s: not stored", ref.repo_id, ref.revision[:12], err)
+                continue
             results.append(
-                EvalResult("eval_results", str(entry.task_id), str(entry.dataset_id), "", str(entry.task_id), value)
+                EvalResult(
+                    "eval_results",
+                    str(entry.task_id),
+                    str(entry.dataset_id),
+                    "",
+                    metric,
+                    value,
+                    scale,
+                    None,
+                    str(entry.task_id),
+                )
             )
         return results
 
-    def _text(self, ref: ModelRef, filename: str) -> str:
+    def _text(self, ref: ModelRef, filename: str, max_bytes: int, files: dict[str, int | None]) -> str:
+        """A small metadata file (card, index), at most ``max_bytes``: checked from the listed size before the
+        download and from the bytes on disk after it."""
         from huggingface_hub import hf_hub_download
 
+        what = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
+        size = files.get(filename)
+        if size is not None and size > max_bytes:
+            raise HubError(f"{what}: {size} bytes, more than the {max_bytes} this file may have", HUB_INVALID)
         path = self._call(
-            f"{ref.repo_id}/{filename}",
+            what,
             lambda: hf_hub_download(
                 ref.repo_id,
                 filename,
@@ -171,18 +282,31 @@ class HubSource:
                 cache_dir=_metadata_cache(),
             ),
         )
+        if Path(path).stat().st_size > max_bytes:
+            raise HubError(f"{what}: more than the {max_bytes} bytes this file may have", HUB_INVALID)
         return Path(path).read_text(errors="replace")
+
+    def _index(self, ref: ModelRef, filename: str, files: dict[str, int | None]) -> list[Shard]:
+        label = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
+        try:
+            index = json.loads(self._text(ref, filename, MAX_INDEX_BYTES, files))
+        except json.JSONDecodeError as err:
+            raise WeightsError(f"{label}: not valid JSON ({err})") from None
+        return shards_from_index(index, label)
 
     def _plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
         safetensors = sorted(f for f in files if f.endswith(".safetensors") and "/" not in f)
         if SAFETENSORS_INDEX in files:
-            index = json.loads(self._text(ref, SAFETENSORS_INDEX))
-            order = shards_from_index(index, f"{ref.repo_id}/{SAFETENSORS_INDEX}")
+            order = self._index(ref, SAFETENSORS_INDEX, files)
         elif safetensors:
             order = [Shard(f) for f in safetensors]
+        elif self._gguf_only(files):
+            return gguf_plan({f: files[f] for f in files if f.endswith(GGUF_SUFFIX)}, self.gguf_file, ref.repo_id)
         else:
             return self._pickle_plan(ref, files)
-        headers = self._headers(ref, [s.filename for s in order])
+        filenames = [s.filename for s in order]
+        standard = SAFETENSORS_INDEX in files or "model.safetensors" in files
+        headers = self._headers(ref, filenames) if standard else self._file_headers(ref, filenames)
         plan = plan_from_headers(headers, order if SAFETENSORS_INDEX in files else None)
         for shard in plan.shards:
             shard.size = files.get(shard.filename)
@@ -195,19 +319,20 @@ class HubSource:
         if not self.allow_pickle:
             raise UnsupportedWeights(f"{ref.repo_id}: only pickled .bin weights, and --no-pickle was given")
         if PICKLE_INDEX in files:
-            order = shards_from_index(json.loads(self._text(ref, PICKLE_INDEX)), f"{ref.repo_id}/{PICKLE_INDEX}")
+            order = self._index(ref, PICKLE_INDEX, files)
             return ModelPlan(order, fmt="pickle")
         return ModelPlan([Shard(p, size=files.get(p)) for p in pickles], fmt="pickle")
 
     def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
         meta = self._call(
-            f"{ref.repo_id} safetensors headers",
+            f"{ref.repo_id}@{ref.revision[:12]} safetensors headers",
             lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
         )
-        headers: dict[str, list[TensorInfo]] = {}
-        for filename, file_meta in meta.files_metadata.items():
-            headers[filename] = [TensorInfo(name, t.dtype, tuple(t.shape)) for name, t in file_meta.tensors.items()]
+        headers = {
+            filename: _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", file_meta)
+            for filename, file_meta in meta.files_metadata.items()
+        }
         return {f: headers.get(f, []) for f in filenames}
 
     def fetch_shard(self, ref: ModelRef, shard: Shard, workdir: Path) -> Path:
@@ -230,6 +355,43 @@ class HubSource:
     def release_shard(self, path: Path) -> None:
         path.unlink(missing_ok=True)
 
+    def fetch_files(self, repo_id: str, select: Callable[[str], bool], repo_type: str = "model") -> list[Path]:
+        """Download the files of a repo (``model`` or ``dataset``) whose names ``select`` accepts, pinned to one
+        commit, into the wwhub metadata cache (evaluation results people publish: small files)."""
+        from huggingface_hub import hf_hub_download
+
+        info = self._call(
+            f"{repo_type} {repo_id}", lambda: self.api.repo_info(repo_id, repo_type=repo_type, files_metadata=False)
+        )
+        names = sorted(s.rfilename for s in info.siblings or [] if select(s.rfilename))
+        return [
+            Path(
+                self._call(
+                    f"{repo_id}@{info.sha[:12]}/{name}",
+                    lambda name=name: hf_hub_download(
+                        repo_id,
+                        name,
+                        repo_type=repo_type,
+                        revision=info.sha,
+                        endpoint=self.endpoint,
+                        token=self.token,
+                        cache_dir=_metadata_cache(),
+                    ),
+                )
+            )
+            for name in names
+        ]
+
+
+def _checked_tensors(label: str, file_meta) -> list[TensorInfo]:
+    """A remote safetensors header's tensors, each entry checked before anything is allocated from it."""
+    infos = []
+    for name, tensor in file_meta.tensors.items():
+        shape = tuple(tensor.shape)
+        check_tensor_entry(label, name, tensor.dtype, shape, *tensor.data_offsets)
+        infos.append(TensorInfo(name, tensor.dtype, shape))
+    return infos
+
 
 def _metadata_cache() -> str:
     """Small files (cards, indexes) go to a wwhub cache, never the user's HF cache."""
@@ -239,32 +401,44 @@ def _metadata_cache() -> str:
 
 
 def classify_hub_error(what: str, err: Exception) -> HubError:
-    """A user-facing HubError with a hint, and whether the failure is worth retrying."""
+    """A user-facing HubError: one line saying what failed and what to do, and its kind (the model's status)."""
     from huggingface_hub import errors
 
-    name = err.__class__.__name__
-    if isinstance(err, errors.RepositoryNotFoundError | errors.GatedRepoError):
-        return HubError(f"{what}: repository not found or gated (check the id, or pass a token with access)")
+    if isinstance(err, HubError):
+        return err
+    if isinstance(err, WeightsError):
+        return HubError(str(err), HUB_INVALID)
+    if isinstance(err, errors.GatedRepoError):
+        status = getattr(getattr(err, "response", None), "status_code", None)
+        denied = " (the token sent has no access yet)" if status == 403 else ""
+        return HubError(
+            f"{what}: gated repository{denied}: accept its license on the Hub, then set HF_TOKEN to a token of "
+            "an account with access",
+            HUB_GATED,
+        )
+    if isinstance(err, errors.RepositoryNotFoundError):
+        return HubError(f"{what}: repository not found (check the id; a private repo needs HF_TOKEN)", HUB_NOT_FOUND)
     if isinstance(err, errors.RevisionNotFoundError):
-        return HubError(f"{what}: revision not found")
+        return HubError(f"{what}: revision not found (check the branch, tag or sha)", HUB_NOT_FOUND)
     if isinstance(err, errors.EntryNotFoundError):
-        return HubError(f"{what}: file not found in the repository")
-    if isinstance(err, WeightsError | HubError):
-        return err if isinstance(err, HubError) else HubError(str(err))
+        return HubError(f"{what}: file not found in the repository", HUB_NOT_FOUND)
+    if isinstance(err, errors.OfflineModeIsEnabled):
+        return HubError(f"{what}: HF_HUB_OFFLINE is set; use --source cache to scan what is downloaded", HUB_OTHER)
+    if isinstance(err, HubUnavailable):
+        return HubError(f"{what}: hub unavailable: {err}", HUB_UNAVAILABLE)
+    if isinstance(err, HubProtocolError | errors.SafetensorsParsingError):
+        return HubError(f"{what}: {_first_line(err)}", HUB_INVALID)
     status = getattr(getattr(err, "response", None), "status_code", None)
-    transient_names = (
-        "Timeout",
-        "ConnectError",
-        "RemoteProtocolError",
-        "ReadError",
-        "ConnectionError",
-        "IncompleteRead",
-        "ChunkedEncodingError",
-    )
-    if status is not None and (status >= 500 or status == 429):
-        return HubError(f"{what}: hub answered HTTP {status}", transient=True)
-    if any(t in name for t in transient_names) or isinstance(err, TimeoutError | ConnectionError):
-        return HubError(f"{what}: {name}: {err}", transient=True)
+    if status is not None:
+        return HubError(f"{what}: hub answered HTTP {status}: {_first_line(err)}", HUB_OTHER)
     if isinstance(err, OSError) and "consistency" in str(err).lower():
-        return HubError(f"{what}: download was corrupted in transit ({err})", transient=True)
-    return HubError(f"{what}: {name}: {err}")
+        return HubError(f"{what}: download was corrupted in transit ({_first_line(err)})", HUB_UNAVAILABLE)
+    import httpx2
+
+    if isinstance(err, TimeoutError | ConnectionError | httpx2.TransportError):
+        return HubError(f"{what}: {err.__class__.__name__}: {_first_line(err)}", HUB_UNAVAILABLE)
+    return HubError(f"{what}: {err.__class__.__name__}: {_first_line(err)}", HUB_OTHER)
+
+
+def _first_line(err: Exception) -> str:
+    return next((line.strip() for line in str(err).splitlines() if line.strip()), err.__class__.__name__)[:300]

@@ -7,7 +7,7 @@ import os
 from pathlib import Path
 
 from ..weights import Shard, plan_local
-from .base import HubError, ModelDescription, ModelRef, _as_list, infer_family
+from .base import HUB_INVALID, HUB_NOT_FOUND, HubError, ModelDescription, ModelRef, _as_list, infer_family
 from .cards import parse_card
 
 
@@ -21,13 +21,19 @@ class LocalSource:
     kind = "local"
     deletes_shards = False
 
-    def __init__(self, root: str | os.PathLike):
+    def __init__(self, root: str | os.PathLike, gguf_file: str | None = None):
         self.root = Path(root)
+        self.gguf_file = gguf_file
         if not self.root.is_dir():
             raise HubError(f"local source {self.root} is not a folder")
 
     def _repo_dir(self, repo_id: str) -> Path:
-        return self.root / repo_id
+        """ROOT/org/name; a repo id that would lead elsewhere (``/``, ``..``) is refused before any file is read."""
+        # normpath, not resolve(): a repo folder may be a symlink (e.g. into the HF cache), and that is fine.
+        folder = Path(os.path.normpath(self.root / repo_id))
+        if not repo_id or Path(os.path.normpath(self.root)) not in folder.parents:
+            raise HubError(f"repo {repo_id!r}: not a folder inside the local source {self.root}", HUB_INVALID)
+        return folder
 
     def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
         repos = [r.split("@")[0] for r in query.get("repos") or []]
@@ -68,14 +74,14 @@ class LocalSource:
     def resolve(self, ref: ModelRef) -> ModelRef:
         """Local refs are pinned when listed (the fingerprint is the revision)."""
         if ref.revision == "missing":
-            raise HubError(f"{ref.repo_id}: not found in the {self.kind} source")
+            raise HubError(f"{ref.repo_id}: not found in the {self.kind} source", HUB_NOT_FOUND)
         return ref
 
     def describe(self, ref: ModelRef) -> ModelDescription:
         folder = self._repo_dir(ref.repo_id)
         if not folder.is_dir():
-            raise HubError(f"{ref.repo_id}: no folder {folder} in the local source")
-        _, plan = plan_local(folder)
+            raise HubError(f"{ref.repo_id}: no folder {folder} in the local source", HUB_NOT_FOUND)
+        _, plan = plan_local(folder, self.gguf_file)
         readme = folder / "README.md"
         status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
         return ModelDescription(ref, plan, status, facts, evals)
@@ -92,9 +98,10 @@ class CacheSource(LocalSource):
 
     kind = "cache"
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None):
+    def __init__(self, cache_dir: str | os.PathLike | None = None, gguf_file: str | None = None):
         from huggingface_hub import scan_cache_dir
 
+        self.gguf_file = gguf_file
         try:
             info = scan_cache_dir(cache_dir)
         except Exception as err:  # noqa: BLE001 - CacheNotFound and corrupt caches alike
@@ -124,11 +131,11 @@ class CacheSource(LocalSource):
         try:
             return self.snapshots[(ref.repo_id, ref.revision)]
         except KeyError:
-            raise HubError(f"{ref.repo_id}@{ref.revision} is not in the Hugging Face cache") from None
+            raise HubError(f"{ref.repo_id}@{ref.revision} is not in the Hugging Face cache", HUB_NOT_FOUND) from None
 
     def describe(self, ref: ModelRef) -> ModelDescription:
         folder = self._snapshot(ref)
-        _, plan = plan_local(folder)
+        _, plan = plan_local(folder, self.gguf_file)
         readme = folder / "README.md"
         status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
         return ModelDescription(ref, plan, status, facts, evals)

@@ -1,37 +1,67 @@
 """Weights: readers yield stored tensors, decoders turn them into the logical matrices that reach ``ww_core``.
 
-* :mod:`.readers`: stored tensors from one file each, lazily (safetensors, ``.bin`` pickles with
-  ``weights_only=True``);
-* :mod:`.plan`: which shard holds which stored tensor, from the index or the headers alone;
-* :mod:`.decoding`: the contract between stored tensors and logical weight matrices.
+* :mod:`.readers`: stored tensors from one file each, lazily (safetensors memory maps, ``.bin`` pickles with
+  ``weights_only=True``), as numpy arrays in the file's dtype;
+* :mod:`.plan`: which shard holds which stored tensor, from the index or the headers alone, and the model's configs;
+* :mod:`.decoding`: the contract between stored tensors and logical weight matrices;
+* :mod:`.decode`: the pipeline (quantized schemes, MXFP4, fused experts, LoRA, buffers, plain) in depth order
+  (:mod:`.depth`), and the shard-by-shard stream of matrices.
 """
 
+from .decode import MatrixStream, plan_matrices, plan_model, skip_counts, spec_columns
+from .decoding import Claim, Decoder, MatrixSpec, ModelConfig
 from .errors import UnsupportedWeights, WeightsError
 from .plan import (
-    INTEGER_DTYPES,
+    MODEL_CONFIG,
     PICKLE_INDEX,
     SAFETENSORS_INDEX,
     ModelPlan,
     Shard,
+    gguf_plan,
+    merge_plans,
+    parse_adapter_config,
+    parse_model_config,
     plan_local,
-    quantized_reason,
+    plan_merged,
     shards_from_index,
 )
-from .readers import TensorInfo, iter_shard_tensors, parse_safetensors_header, read_safetensors_header
+from .readers import (
+    ShardReader,
+    TensorInfo,
+    check_tensor_entry,
+    open_shard,
+    parse_safetensors_header,
+    read_safetensors_header,
+)
 
 __all__ = [
-    "INTEGER_DTYPES",
+    "MODEL_CONFIG",
     "PICKLE_INDEX",
     "SAFETENSORS_INDEX",
+    "Claim",
+    "Decoder",
+    "MatrixSpec",
+    "MatrixStream",
+    "ModelConfig",
     "ModelPlan",
     "Shard",
+    "ShardReader",
     "TensorInfo",
     "UnsupportedWeights",
     "WeightsError",
-    "iter_shard_tensors",
+    "check_tensor_entry",
+    "gguf_plan",
+    "merge_plans",
+    "open_shard",
+    "parse_adapter_config",
+    "parse_model_config",
     "parse_safetensors_header",
     "plan_local",
-    "quantized_reason",
+    "plan_matrices",
+    "plan_merged",
+    "plan_model",
     "read_safetensors_header",
     "shards_from_index",
+    "skip_counts",
+    "spec_columns",
 ]

@@ -9,9 +9,10 @@ never become rows by themselves: a scale, a zero point or an expert bias is cons
 claims is handled by the plain path (a float tensor of 2 or more dimensions is its own matrix).
 
 A spec's ``decode`` receives the stored arrays it named in ``sources`` (numpy, in the file's dtype: ml_dtypes for
-bf16/fp8, possibly memory-mapped) and returns the logical matrix as float32 or float64; it never rounds through the
-checkpoint's compute dtype. A spec that cannot be decoded honestly carries ``skip_reason`` instead and becomes a
-``skipped`` row naming the scheme.
+bf16/fp8, possibly memory-mapped) and returns the logical matrix as float32 or float64 (or, when the matrix is the
+stored tensor or a slice of it, that float view itself: exact, and ww_core upcasts it); it never rounds through
+the checkpoint's compute dtype. A spec that cannot be decoded honestly carries ``skip_reason`` instead and becomes
+a ``skipped`` row naming the scheme.
 """
 
 from __future__ import annotations
@@ -67,6 +68,9 @@ class Claim:
 
     matrices: list[MatrixSpec] = field(default_factory=list)
     consumed: set[str] = field(default_factory=set)
+    # The model parameters these tensors stand for; None: the elements of the matrices' logical shapes. A fused
+    # expert decoder adds its expert biases; an adapter counts what it stores (r·(in+out) per module), not ΔW.
+    num_params: int | None = None
 
 
 class Decoder(Protocol):

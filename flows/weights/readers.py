@@ -1,18 +1,30 @@
 """Read stored tensors from local files, one shard at a time, without trusting them.
 
-Shards are opened one at a time and their tensors yielded lazily, so a caller holds at most one tensor (plus the
-memory map of one shard).
+A shard is opened as a :class:`ShardReader`: its tensor list (names, dtypes, shapes) and each tensor as a numpy
+array in the file's dtype (ml_dtypes for bf16/fp8), read lazily:
+
+* safetensors: one read-only memory map per file, every tensor a view into it (no torch import, no copy; a page is
+  read when the analysis touches it, and :meth:`ShardReader.evict` drops a tensor's pages again, so a 4 GB fused
+  expert tensor analyzed one expert at a time never becomes resident as a whole);
+* ``.bin`` pickles: ``torch.load(weights_only=True)``: memory-mapped for zip checkpoints (torch >= 1.6), loaded
+  whole for legacy pre-1.6 pickles (they cannot be mapped); no code in a pickle is ever executed.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import mmap
+import re
 import struct
-from collections.abc import Iterator
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import WeightsError
+import ml_dtypes
+import numpy as np
+
+from .errors import UnsupportedWeights, WeightsError
 
 
 @dataclass
@@ -24,42 +36,102 @@ class TensorInfo:
     shape: tuple[int, ...]
 
 
-# safetensors caps headers at 100 MB; anything larger is a corrupt length prefix.
-_MAX_HEADER_BYTES = 100_000_000
+# safetensors dtype names → numpy dtypes (little-endian, as the format stores them).
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "F64": np.dtype("<f8"),
+    "F32": np.dtype("<f4"),
+    "F16": np.dtype("<f2"),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
+    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
+    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
+    "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"),
+    "I16": np.dtype("<i2"),
+    "U16": np.dtype("<u2"),
+    "I32": np.dtype("<i4"),
+    "U32": np.dtype("<u4"),
+    "I64": np.dtype("<i8"),
+    "U64": np.dtype("<u8"),
+    "BOOL": np.dtype(np.bool_),
+}
+FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
+INTEGER_DTYPES = frozenset({"I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64", "BOOL"})
+
+# The largest header we parse, checked before it is read: huggingface_hub's limit for remote headers
+# (SAFETENSORS_MAX_HEADER_LENGTH); a 100k-tensor shard needs ~15 MB. A larger length prefix is corrupt or hostile.
+MAX_HEADER_BYTES = 25_000_000
+# Bits per element of each safetensors dtype (the format's spec), to check a shape against its data offsets.
+_DTYPE_BITS = {
+    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16,
+    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64, "C64": 64, "F4": 4,
+    "F6_E2M3": 6, "F6_E3M2": 6,
+}  # fmt: skip
 
 
-def parse_safetensors_header(raw: bytes, file_size: int | None, label: str) -> list[TensorInfo]:
-    """Validate a safetensors header (the bytes after the 8-byte length) and list its tensors in file order.
+def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: int, end: int) -> None:
+    """A header entry that describes its own data: whole non-negative dimensions whose product, at the dtype's
+    width, fills ``data_offsets`` exactly. Checked before anything is allocated from the shape (a shape claiming
+    10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
+    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or len(shape) > 8:
+        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
+    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")
+    numel = 1
+    for dim in shape:
+        numel *= dim
+    need = (numel * _DTYPE_BITS.get(dtype, 1) + 7) // 8  # an unknown dtype has at least one bit per element
+    if (need != end - begin) if dtype in _DTYPE_BITS else (need > end - begin):
+        raise WeightsError(
+            f"{label}: tensor {name!r} of shape {list(shape)} ({dtype}) needs {need} bytes, "
+            f"but its data offsets hold {end - begin}: corrupt header"
+        )
 
-    ``file_size`` (when known) is checked against the data offsets, which catches a truncated download.
-    """
+
+@dataclass
+class _Located:
+    info: TensorInfo
+    begin: int
+    end: int
+
+
+def _parse_header(raw: bytes, file_size: int | None, label: str) -> list[_Located]:
     try:
         header = json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise WeightsError(f"{label}: corrupt safetensors header ({err.__class__.__name__}: {err})") from err
     if not isinstance(header, dict):
         raise WeightsError(f"{label}: corrupt safetensors header (not a JSON object)")
-    located: list[tuple[int, TensorInfo]] = []
-    data_end = 0
+    located: list[_Located] = []
     for name, meta in header.items():
         if name == "__metadata__":
             continue
         try:
-            begin, end = (int(v) for v in meta["data_offsets"])
-            located.append((begin, TensorInfo(name, str(meta["dtype"]), tuple(int(d) for d in meta["shape"]))))
+            begin, end = meta["data_offsets"]
+            info = TensorInfo(name, str(meta["dtype"]), tuple(meta["shape"]))
         except (KeyError, TypeError, ValueError) as err:
             raise WeightsError(f"{label}: corrupt safetensors header entry for {name!r}") from err
-        data_end = max(data_end, end)
+        check_tensor_entry(label, name, info.dtype, info.shape, begin, end)
+        located.append(_Located(info, begin, end))
     if file_size is not None:
-        expected = 8 + len(raw) + data_end
+        expected = 8 + len(raw) + max((t.end for t in located), default=0)
         if file_size < expected:
             raise WeightsError(f"{label}: truncated: {file_size} bytes on disk, header promises {expected}")
-    # File order is the order the exporter wrote the layers in; JSON key order is alphabetical.
-    return [info for _, info in sorted(located, key=lambda item: item[0])]
+    # File order is what the exporter wrote (safetensors sorts by dtype, then name); depth order comes later.
+    return sorted(located, key=lambda t: t.begin)
 
 
-def read_safetensors_header(path: Path) -> list[TensorInfo]:
-    """The tensors of a local ``.safetensors`` file, validated against its size."""
+def parse_safetensors_header(raw: bytes, file_size: int | None, label: str) -> list[TensorInfo]:
+    """Validate a safetensors header (the bytes after the 8-byte length) and list its tensors in file order.
+
+    Every tensor's byte span must match its dtype and shape, and ``file_size`` (when known) must hold them all,
+    which catches a truncated download before anything is allocated.
+    """
+    return [t.info for t in _parse_header(raw, file_size, label)]
+
+
+def _read_header(path: Path) -> tuple[int, list[_Located]]:
+    """(data start, tensors) of a local safetensors file, validated against its size."""
     try:
         size = path.stat().st_size
         with open(path, "rb") as handle:
@@ -67,49 +139,208 @@ def read_safetensors_header(path: Path) -> list[TensorInfo]:
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: truncated: {size} bytes, not even a safetensors header")
             (length,) = struct.unpack("<Q", prefix)
-            if length > _MAX_HEADER_BYTES or length > size - 8:
+            if length > MAX_HEADER_BYTES:
+                raise WeightsError(f"{path}: header length {length} is more than the {MAX_HEADER_BYTES} bytes allowed")
+            if length > size - 8:
                 raise WeightsError(f"{path}: corrupt or truncated: header length {length} for a {size}-byte file")
             raw = handle.read(length)
     except FileNotFoundError as err:
         raise WeightsError(f"{path}: no such file") from err
     except IsADirectoryError as err:
         raise WeightsError(f"{path}: is a directory, expected a .safetensors file") from err
-    return parse_safetensors_header(raw, size, str(path))
+    return 8 + len(raw), _parse_header(raw, size, str(path))
 
 
-def iter_shard_tensors(path: Path, names: list[str] | None = None, fmt: str = "safetensors") -> Iterator[tuple]:
-    """Yield ``(name, tensor)`` from one shard, lazily (torch tensors, any float dtype, kept in the file's dtype).
-
-    Raises :class:`WeightsError` naming the file when it cannot be read.
-    """
-    if fmt == "pickle":
-        yield from _iter_pickle(path)
-        return
-    from safetensors import SafetensorError, safe_open
-
-    read_safetensors_header(path)
-    try:
-        with safe_open(str(path), framework="pt") as handle:
-            available = list(handle.keys())
-            order = [n for n in names if n in available] if names else available
-            for name in order:
-                yield name, handle.get_tensor(name)
-    except (SafetensorError, OSError, RuntimeError) as err:
-        raise WeightsError(f"{path}: cannot read tensors ({err})") from err
+def read_safetensors_header(path: Path) -> list[TensorInfo]:
+    """The tensors of a local ``.safetensors`` file, validated against its size."""
+    return [t.info for t in _read_header(Path(path))[1]]
 
 
-def _iter_pickle(path: Path) -> Iterator[tuple]:
-    """A ``.bin`` checkpoint, loaded with ``weights_only=True``: no code in the pickle is ever executed."""
-    import pickle
+class ShardReader:
+    """One open shard: its tensors' infos and, lazily, each tensor as a numpy array in the file's dtype."""
 
+    path: Path
+
+    def infos(self) -> list[TensorInfo]:
+        raise NotImplementedError
+
+    def array(self, name: str) -> np.ndarray:
+        """The stored tensor (numpy, file dtype, possibly a read-only memory map). KeyError when absent."""
+        raise NotImplementedError
+
+    def evict(self, name: str) -> None:
+        """Let the operating system drop the tensor's pages from this process (they are read again if needed)."""
+
+    def close(self) -> None:
+        """Release the file. Arrays handed out stay valid while referenced (the map closes with the last one)."""
+
+
+class SafetensorsShard(ShardReader):
+    """A safetensors file as one read-only memory map; tensors are views into it (no torch, no copy)."""
+
+    def __init__(self, path: Path):
+        self.path = Path(path)
+        self._data_start, located = _read_header(self.path)
+        self._tensors = {t.info.name: t for t in located}
+        try:
+            with open(self.path, "rb") as handle:
+                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError) as err:
+            raise WeightsError(f"{self.path}: cannot map the file ({err})") from err
+
+    def infos(self) -> list[TensorInfo]:
+        return [t.info for t in self._tensors.values()]
+
+    def array(self, name: str) -> np.ndarray:
+        located = self._tensors[name]
+        info = located.info
+        dtype = NUMPY_DTYPES.get(info.dtype)
+        if dtype is None:
+            raise WeightsError(f"{self.path}: tensor {name!r} has dtype {info.dtype}, which wwhub cannot read")
+        count = math.prod(info.shape)
+        flat = np.frombuffer(self._map, dtype=dtype, count=count, offset=self._data_start + located.begin)
+        return flat.reshape(info.shape)
+
+    def evict(self, name: str) -> None:
+        located = self._tensors.get(name)
+        if located is None or located.end == located.begin or not hasattr(mmap, "MADV_DONTNEED"):
+            return
+        start = self._data_start + located.begin
+        aligned = start - start % mmap.PAGESIZE
+        # A private read-only file mapping: dropped pages are read back from the file on the next touch.
+        self._map.madvise(mmap.MADV_DONTNEED, aligned, self._data_start + located.end - aligned)
+
+    def close(self) -> None:
+        try:
+            self._map.close()
+        except BufferError:
+            # Arrays still refer to the map (e.g. kept for a matrix completed by a later shard); it closes with them.
+            pass
+
+
+class PickleShard(ShardReader):
+    """A ``.bin`` checkpoint, loaded with ``weights_only=True``: no code in the pickle is ever executed.
+
+    Zip checkpoints (torch >= 1.6) are memory-mapped; legacy pickles cannot be, so they are loaded whole (they
+    predate large models). Tensors are handed out as numpy arrays in their dtype (bf16/fp8 reinterpreted as the
+    ml_dtypes type, bit for bit)."""
+
+    def __init__(self, path: Path):
+        import pickle
+
+        import torch
+
+        self.path = Path(path)
+        if not self.path.is_file():
+            raise WeightsError(f"{self.path}: no such file")
+        mapped = zipfile.is_zipfile(self.path)
+        try:
+            state = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=mapped)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
+            raise WeightsError(
+                f"{self.path}: cannot load the pickle safely with weights_only=True ({_refusal(err)})"
+            ) from err
+        if not isinstance(state, dict):
+            raise WeightsError(f"{self.path}: the pickle holds a {type(state).__name__}, not a state dict")
+        self._tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+
+    def infos(self) -> list[TensorInfo]:
+        return [TensorInfo(name, _torch_dtype_name(t), tuple(t.shape)) for name, t in self._tensors.items()]
+
+    def array(self, name: str) -> np.ndarray:
+        return torch_to_numpy(self._tensors[name])
+
+    def close(self) -> None:
+        self._tensors = {}
+
+
+_TORCH_DTYPE_NAMES = {
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
+    "int8": "I8",
+    "uint8": "U8",
+    "int16": "I16",
+    "uint16": "U16",
+    "int32": "I32",
+    "uint32": "U32",
+    "int64": "I64",
+    "uint64": "U64",
+    "bool": "BOOL",
+}
+
+
+def _torch_dtype_name(tensor) -> str:
+    name = str(tensor.dtype).removeprefix("torch.")
+    return _TORCH_DTYPE_NAMES.get(name, name)
+
+
+def torch_to_numpy(tensor) -> np.ndarray:
+    """A CPU torch tensor as numpy without changing a bit: bf16 and fp8 are viewed as their ml_dtypes types."""
     import torch
 
+    tensor = tensor.detach()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+    if tensor.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
+        target = ml_dtypes.float8_e4m3fn if tensor.dtype == torch.float8_e4m3fn else ml_dtypes.float8_e5m2
+        return tensor.view(torch.uint8).numpy().view(target)
+    return tensor.numpy()
+
+
+def gguf_support(label: object):
+    """The GGUF module (``flows/weights/gguf.py``: the ``gguf`` package's reader and dequantizers), or
+    UnsupportedWeights naming ``label`` when this build has none."""
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-    except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
-        raise WeightsError(f"{path}: cannot load the pickle safely with weights_only=True ({err})") from err
-    if not isinstance(state, dict):
-        raise WeightsError(f"{path}: the pickle holds a {type(state).__name__}, not a state dict")
-    for name, tensor in state.items():
-        if isinstance(tensor, torch.Tensor):
-            yield name, tensor
+        from . import gguf
+    except ImportError as err:
+        raise UnsupportedWeights(
+            f"{label}: GGUF weights need flows.weights.gguf, which this build lacks ({err})"
+        ) from err
+    return gguf
+
+
+class GgufShard(ShardReader):
+    """A GGUF file through :func:`gguf_support`: llama.cpp tensor names, numpy-order shapes, ``dtype`` the GGML type
+    name (F32/F16/BF16 read as they are; quantized types raw, for the GGUF decoder to dequantize)."""
+
+    def __init__(self, path: Path):
+        gguf = gguf_support(path)
+        self.path = Path(path)
+        self._infos = list(gguf.read_gguf_plan(self.path))
+        self._arrays = dict(gguf.iter_gguf_tensors(self.path, [info.name for info in self._infos]))
+
+    def infos(self) -> list[TensorInfo]:
+        return self._infos
+
+    def array(self, name: str) -> np.ndarray:
+        return self._arrays[name]
+
+    def close(self) -> None:
+        self._arrays = {}
+
+
+# One reader per storage format, chosen by the plan's ``fmt``.
+READERS: dict[str, type[ShardReader]] = {"safetensors": SafetensorsShard, "pickle": PickleShard, "gguf": GgufShard}
+
+
+def open_shard(path: Path, fmt: str = "safetensors") -> ShardReader:
+    """Open one shard for reading. Raises :class:`WeightsError` naming the file when it cannot be read."""
+    reader = READERS.get(fmt)
+    if reader is None:
+        raise WeightsError(f"{path}: no reader for weight format {fmt!r}")
+    return reader(Path(path))
+
+
+def _refusal(err: Exception) -> str:
+    """Why the safe loader refused a pickle, without torch's advice to retry with ``weights_only=False`` (which
+    would run the code inside): the global it would have called, else the first line of the error."""
+    text = str(err)
+    unsafe = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text) or re.search(r"GLOBAL ([\w.]+)", text)
+    if unsafe:
+        return f"it would call {unsafe.group(1)}, which is not part of a state dict; such a file is never loaded"
+    first = next((line.strip() for line in text.splitlines() if line.strip()), err.__class__.__name__)
+    return re.sub(r"\s*(Re-running|In PyTorch|Please file|WeightsUnpickler).*", "", first)[:300]

@@ -1,11 +1,9 @@
-"""Source adapters: family inference, card parsing, quantized plans, families files, local fingerprints."""
+"""Source adapters: family inference, card parsing, local fingerprints."""
 
 import numpy as np
 import pytest
 
-from flows.pipeline import load_families
 from flows.sources import LocalSource, infer_family, parse_card
-from flows.weights import ModelPlan, Shard, TensorInfo, quantized_reason
 from tests.fakehub import model_index, write_model
 
 
@@ -37,40 +35,6 @@ def test_card_parsing_ok_missing_and_malformed():
     assert parse_card(None) == ("missing", {}, [])
     status, facts, evals = parse_card("---\nmodel-index: [unclosed\n---\n")
     assert status.startswith("malformed") and evals == []
-
-
-def test_quantized_plans_are_recognized():
-    packed = ModelPlan(
-        [
-            Shard(
-                "model.safetensors",
-                [
-                    TensorInfo("l.qweight", "I32", (512, 128)),
-                    TensorInfo("l.scales", "F16", (32, 512)),
-                    TensorInfo("l.qzeros", "I32", (32, 64)),
-                    TensorInfo("norm.weight", "F16", (512,)),
-                ],
-            )
-        ]
-    )
-    assert "quantized" in quantized_reason(packed)
-    plain = ModelPlan(
-        [Shard("model.safetensors", [TensorInfo("w.weight", "BF16", (64, 64)), TensorInfo("pos_ids", "I64", (1, 512))])]
-    )
-    assert quantized_reason(plain) is None
-
-
-def test_families_file_is_validated(tmp_path):
-    good = tmp_path / "good.yaml"
-    good.write_text("families:\n  a: {author: x, limit: 3}\n  b: {repos: [o/n@v1]}\n")
-    assert load_families(good) == {"a": {"author": "x", "limit": 3}, "b": {"repos": ["o/n@v1"]}}
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("families:\n  a: {autor: x}\n")
-    with pytest.raises(ValueError, match="unknown keys"):
-        load_families(bad)
-    with pytest.raises(ValueError, match="expected a mapping"):
-        bad.write_text("- just a list\n")
-        load_families(bad)
 
 
 def test_local_source_fingerprint_changes_with_the_files(tmp_path):

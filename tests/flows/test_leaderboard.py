@@ -12,7 +12,7 @@ from scipy import stats
 
 from flows.cli import main
 from flows.lake import Lake
-from flows.report import leaderboard_data
+from flows.report import board_view, leaderboard_data
 
 METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
 
@@ -27,14 +27,14 @@ def demo_lake(tmp_path_factory):
 def check_against_scipy(board, correlations, tolerance=1e-9):
     groups = {}
     for row in board:
-        if row["accuracy"] is not None:
+        if row["value"] is not None:
             groups.setdefault(row["family"], []).append(row)
     groups["(all)"] = [r for rows in list(groups.values()) for r in rows]
     checked = 0
     for corr in correlations:
         rows = groups[corr["family"]]
         x = np.array([r[corr["metric"]] for r in rows], dtype=float)
-        y = np.array([r["accuracy"] for r in rows], dtype=float)
+        y = np.array([r["value"] for r in rows], dtype=float)
         fit = stats.linregress(x, y)
         assert corr["n"] == len(rows)
         # Same formulas in another engine; 1e-9 leaves room only for summation order.
@@ -46,6 +46,14 @@ def check_against_scipy(board, correlations, tolerance=1e-9):
         assert corr["r_squared"] == pytest.approx(fit.rvalue**2, abs=tolerance)
         residuals = y - (fit.intercept + fit.slope * x)
         assert corr["rmse"] == pytest.approx(math.sqrt(np.mean(residuals**2)), rel=1e-7, abs=tolerance)
+        # The uncertainty the table adds: scipy's p-values and Pearson's Fisher interval, through the lake.
+        pearson = stats.pearsonr(x, y)
+        interval = pearson.confidence_interval(0.95)
+        assert corr["pearson_p"] == pytest.approx(pearson.pvalue, rel=tolerance, abs=1e-15)
+        assert corr["pearson_ci_low"] == pytest.approx(interval.low, abs=tolerance)
+        assert corr["pearson_ci_high"] == pytest.approx(interval.high, abs=tolerance)
+        assert corr["spearman_p"] == pytest.approx(stats.spearmanr(x, y).pvalue, rel=tolerance, abs=1e-15)
+        assert corr["kendall_p"] == pytest.approx(stats.kendalltau(x, y).pvalue, rel=tolerance, abs=1e-15)
         checked += 1
     return checked
 
@@ -140,13 +148,14 @@ def test_lower_is_better_metrics_rank_ascending(tmp_path):
                     split="",
                     metric="error_rate",
                     value=value,
+                    import_id="errors",
                 )
                 for repo_id, value in errors
             ]
         },
     )
     board, _ = leaderboard_data(lake, metric="error_rate")
-    assert {r["repo_id"]: r["rank_by_accuracy"] for r in board} == {"org/a": 1, "org/b": 2}
+    assert {r["repo_id"]: r["rank_by_value"] for r in board} == {"org/a": 1, "org/b": 2}
     assert all(r["higher_is_better"] is False for r in board)
 
 
@@ -154,7 +163,8 @@ def test_exports_round_trip(demo_lake, tmp_path, capsys):
     lake = str(demo_lake / "lake")
     assert main(["leaderboard", "--lake", lake, "--format", "json", "--out", str(tmp_path / "b.json")]) == 0
     assert main(["leaderboard", "--lake", lake, "--format", "csv", "--out", str(tmp_path / "b.csv")]) == 0
-    board, _ = leaderboard_data(lake)
+    board = board_view(leaderboard_data(lake)[0], "accuracy")
+    assert "accuracy" in board[0] and "rank_by_accuracy" in board[0]  # the value columns named after the metric
     from_json = json.loads((tmp_path / "b.json").read_text())
     from_csv = list(csv.DictReader(io.StringIO((tmp_path / "b.csv").read_text())))
     assert len(from_json) == len(from_csv) == len(board)
@@ -184,10 +194,10 @@ def test_imported_accuracies_and_preference(tmp_path, capsys):
     )
     assert main(["evals", "import", str(csv_file), "--lake", str(lake)]) == 0
     board, _ = leaderboard_data(lake)
-    assert {r["repo_id"]: r["accuracy"] for r in board} == {"org/a": 0.70, "org/b": 0.60}  # card rows win
+    assert {r["repo_id"]: r["value"] for r in board} == {"org/a": 0.70, "org/b": 0.60}  # card rows win
     board, _ = leaderboard_data(lake, prefer_import=True)
-    chosen = {r["repo_id"]: (r["accuracy"], r["accuracy_source"]) for r in board}
-    assert chosen["org/a"] == (0.75, "import:paper") and chosen["org/b"] == (0.60, "model-index")
+    chosen = {r["repo_id"]: (r["value"], r["source"]) for r in board}
+    assert chosen["org/a"] == (0.75, "import:csv:paper") and chosen["org/b"] == (0.60, "model-index")
     bad = tmp_path / "bad.csv"
     bad.write_text("repo,value\nx,1\n")
     assert main(["evals", "import", str(bad), "--lake", str(lake)]) == 2
@@ -247,3 +257,210 @@ def test_html_page_renders_in_headless_chromium(demo_lake, tmp_path):
     # A rendered page with tables and plots is far from blank: many distinct colours, not one background.
     pixels = np.asarray(image.resize((140, 260))).reshape(-1, 3)
     assert image.size == (1400, 2600) and len(np.unique(pixels, axis=0)) > 200
+
+
+def test_asking_for_a_metric_or_family_the_lake_does_not_hold_names_what_it_holds(tmp_path, capsys):
+    lake = str(make_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)]))
+    assert main(["leaderboard", "--lake", lake, "--metric", "f1"]) == 2
+    assert "no scanned model reports 'f1'; reported metrics: accuracy (3 models)" in capsys.readouterr().err
+    assert main(["leaderboard", "--lake", lake, "--metric", "acc"]) == 0  # normalised: acc is accuracy
+    assert "rank_by_accuracy" in capsys.readouterr().out
+    assert main(["plot", "--lake", lake, "--family", "nosuch", "--out", str(tmp_path / "plots")]) == 2
+    assert "no family 'nosuch' in the lake; families: fam" in capsys.readouterr().err
+    assert main(["leaderboard", "--lake", lake, "--family", "nosuch"]) == 2
+    assert not (tmp_path / "plots").exists()
+
+
+def test_the_value_column_is_named_after_the_metric(tmp_path, capsys):
+    lake = make_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)])
+    Lake(lake).commit(
+        {
+            "evals": [
+                dict(
+                    repo_id=f"org/m{i}",
+                    family="fam",
+                    source="import:csv:x",
+                    metric="f1",
+                    value=0.5 + i / 10,
+                    import_id="f1",
+                )
+                for i in range(3)
+            ]
+        }
+    )
+    assert main(["leaderboard", "--lake", str(lake), "--metric", "f1", "--format", "json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["f1"] for r in rows} == {0.5, 0.6, 0.7} and "accuracy" not in rows[0]
+    assert [r["rank_by_f1"] for r in sorted(rows, key=lambda r: -r["f1"])] == [1, 2, 3]
+    assert main(["leaderboard", "--lake", str(lake), "--metric", "f1", "--format", "md"]) == 0
+    markdown = capsys.readouterr().out
+    assert "| family | repo_id | f1 | source | rank_by_f1 |" in markdown and "rank_by_alpha: 1 = smallest" in markdown
+
+
+def test_html_survives_constant_accuracy_and_constant_alpha(tmp_path):
+    constant_accuracy = [("flat", f"org/flat{i}", 2.0 + i / 5, 0.9) for i in range(5)]
+    constant_alpha = [("same", f"org/same{i}", 3.0, 0.8 + i / 50) for i in range(5)]
+    lake = make_lake(tmp_path / "lake", constant_accuracy + constant_alpha)
+    out = tmp_path / "board.html"
+    assert main(["leaderboard", "--lake", str(lake), "--format", "html", "--out", str(out)]) == 0
+    page = out.read_text()
+    assert page.count("data:image/png;base64,") == 3  # trends of both families and pooled (no layers: no flow)
+    _, correlations = leaderboard_data(lake)
+    flat = next(r for r in correlations if r["family"] == "flat" and r["metric"] == "alpha")
+    assert flat["pearson_r"] is None and "the reported value is the same for every model" in flat["notes"]
+
+
+def test_every_string_from_a_card_or_repo_is_escaped_in_html(tmp_path):
+    hostile = "<script>alert(1)</script>"
+    models = [("fam", f"org/m{i}{hostile if i == 0 else ''}", 2.0 + i / 5, 0.9 - i / 50) for i in range(5)]
+    lake = make_lake(tmp_path / "lake", models)
+    Lake(lake).commit(
+        {
+            "evals": [
+                dict(
+                    repo_id=m[1],
+                    family="fam",
+                    source=f"import:csv:{hostile}",
+                    dataset=hostile,
+                    metric=hostile,
+                    value=0.5,
+                    import_id="hostile",
+                )
+                for m in models
+            ]
+        }
+    )
+    for metric in ("accuracy", hostile):
+        out = tmp_path / "board.html"
+        assert (
+            main(["leaderboard", "--lake", str(lake), "--metric", metric, "--format", "html", "--out", str(out)]) == 0
+        )
+        page = out.read_text()
+        # Our one script (the table sorter) and nothing else: the hostile strings arrive escaped.
+        assert page.count("<script>") == 1 and "alert(1)</script>" not in page
+        assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
+def test_html_page_explains_and_greys_out(demo_lake):
+    page = (demo_lake / "report" / "index.html").read_text()
+    assert "rank_by_alpha: 1 = smallest average alpha in its family" in page
+    assert "so a negative r, rho and tau is the expected direction" in page
+    board, correlations = leaderboard_data(demo_lake / "lake")
+    significant = [r for r in correlations if r["verdict"] == "significant"]
+    assert significant and len(significant) < len(correlations)
+    # One greyed-out row per correlation that is not significant (and not a flagged paradox).
+    greyed = sum(1 for r in correlations if r["verdict"] != "significant" and not r.get("simpsons_paradox"))
+    assert page.count('<tr class="ns">') == greyed
+    first = significant[0]
+    assert f"{first['pearson_r']:+.2f} [{first['pearson_ci_low']:+.2f}, {first['pearson_ci_high']:+.2f}]" in page
+
+
+def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
+    import flows.plots
+
+    legends = []
+
+    def keep_legends(fig, out, stem):
+        legends.extend(text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts())
+        return []
+
+    monkeypatch.setattr(flows.plots, "_save", keep_legends)
+    lake = make_lake(
+        tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i / 5, 0.9 - i / 50 + (i % 2) / 100) for i in range(6)]
+    )
+    board, correlations = leaderboard_data(lake)
+    flows.plots.plot_family_trends(board, correlations, tmp_path)
+    alpha = next(r for r in correlations if r["metric"] == "alpha")
+    expected = (
+        f"n=6  r = {alpha['pearson_r']:.2f} [{alpha['pearson_ci_low']:.2f}, {alpha['pearson_ci_high']:.2f}], "
+        f"p = {alpha['pearson_p']:.2g}"
+    )
+    assert any(expected in legend for legend in legends), legends
+
+
+def test_html_tables_fit_1400_px(demo_lake):
+    page = (demo_lake / "report" / "index.html").read_text()
+    # The main leaderboard has 13 columns, numbers 4 significant digits: without a browser, bound its width by
+    # the widest cell of each column at 7.5 px per character of 13 px text plus 14 px of padding and border.
+    import re
+
+    tables = re.findall(r"<table.*?</table>", page, re.S)
+    assert len(tables) == 3
+    for table in tables:
+        header = re.findall(r"<th>(.*?)</th>", table)
+        rows = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in re.findall(r"<tr[^>]*>(.*?)</tr>", table)]
+        widths = []
+        for i, name in enumerate(header):
+            longest_header_part = max(len(part) for part in name.split("<wbr>"))
+            cells = [len(r[i]) for r in rows if len(r) > i]
+            widths.append(7.5 * max([longest_header_part, *cells]) + 14)
+        assert sum(widths) < 1400 - 2 * 32, (header, widths)  # the page's 2em margins
+
+
+def test_html_tables_fit_1400_px_in_chromium(demo_lake, tmp_path):
+    import os
+    import shutil
+    import subprocess
+
+    if not shutil.which("chromium"):
+        if os.environ.get("WWHUB_REQUIRE_CHROMIUM"):
+            pytest.fail("WWHUB_REQUIRE_CHROMIUM is set but Debian's chromium is not on PATH")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    long_names = [
+        (f"a-family-with-a-long-name-{f}", f"an-organisation-name/a-long-model-name-with-many-tokens-{f}-{i}b-instruct")
+        for f in range(2)
+        for i in range(5)
+    ]
+    lake = make_lake(tmp_path / "lake", [(f, r, 2.0 + i / 7, 0.91 - i / 97) for i, (f, r) in enumerate(long_names)])
+    long_page = tmp_path / "long.html"
+    assert main(["leaderboard", "--lake", str(lake), "--format", "html", "--out", str(long_page)]) == 0
+    # A script appended to a copy of each page records the layout; headless chromium prints the DOM it ends with.
+    probe = (
+        '<script>document.body.setAttribute("data-layout", JSON.stringify({page: '
+        "document.documentElement.scrollWidth, boxes: Array.from(document.querySelectorAll('div.scroll'))"
+        ".map(function (d) { return [d.scrollWidth, d.clientWidth]; })}));</script></body>"
+    )
+    for page in (demo_lake / "report" / "index.html", long_page):
+        probed = tmp_path / f"probed-{page.name}"
+        probed.write_text(page.read_text().replace("</body>", probe))
+        profile = tmp_path / f"profile-{page.stem}"
+        dom = subprocess.run(
+            [
+                "chromium",
+                "--headless",
+                "--no-sandbox",
+                "--disable-gpu",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+                f"--user-data-dir={profile}",
+                "--window-size=1400,2600",
+                "--dump-dom",
+                probed.as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        ).stdout
+        import html as html_module
+        import re
+
+        layout = json.loads(html_module.unescape(re.search(r'data-layout="([^"]*)"', dom).group(1)))
+        assert layout["page"] <= 1400, (page.name, layout)
+        # No table needs its own horizontal scroll bar: each fits its box.
+        assert layout["boxes"] and all(scroll <= client for scroll, client in layout["boxes"]), (page.name, layout)
+
+
+def test_terminal_tables_show_intervals_p_values_and_verdicts(demo_lake, capsys):
+    # `wwhub demo` prints this same export.
+    assert main(["leaderboard", "--lake", str(demo_lake / "lake")]) == 0
+    out = capsys.readouterr().out
+    for header in ("r [95% CI]", "p (BH)", "rho [95% CI]", "tau [95% CI]", "verdict", "within-family r [95% CI]"):
+        assert header in out
+    _, correlations = leaderboard_data(demo_lake / "lake")
+    batch = next(r for r in correlations if r["family"] == "digits-batch-size" and r["metric"] == "alpha")
+    line = next(line for line in out.splitlines() if line.startswith("digits-batch-size  alpha "))
+    assert f"{batch['pearson_r']:+.2f} [{batch['pearson_ci_low']:+.2f}, {batch['pearson_ci_high']:+.2f}]" in line
+    assert batch["verdict"] in line

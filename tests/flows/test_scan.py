@@ -95,8 +95,8 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     lake = tmp_path / "lake"
 
     assert scan(fake_hub, lake, *repos) == 1
-    out = capsys.readouterr().out
-    assert "acme/tiny-missing" in out and "not found" in out
+    err = capsys.readouterr().err  # one line per problem, on stderr
+    assert "wwhub scan: failed: acme/tiny-missing@main: repository not found" in err
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
     assert models["acme/tiny-1m"]["status"] == "scanned" and models["acme/tiny-2m"]["status"] == "scanned"
     assert models["acme/tiny-corrupt"]["status"] == "partial"
@@ -191,9 +191,13 @@ def test_quantized_blocks_are_skipped_rows_and_pickles_respect_no_pickle(fake_hu
 
     assert scan(fake_hub, lake, "acme/quant-4bit", "acme/old-pickle", "--no-pickle") == 0
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
-    assert models["acme/quant-4bit"]["status"] == "scanned" and "quantized" in models["acme/quant-4bit"]["reason"]
+    quant = models["acme/quant-4bit"]
+    assert quant["status"] == "scanned" and "1 layer skipped: awq" in quant["reason"]
     layers = {r["name"]: r for r in lake_rows(lake, "SELECT * FROM layers WHERE repo_id = 'acme/quant-4bit'")}
-    assert layers["l.qweight"]["fit_status"] == "skipped" and "quantized" in layers["l.qweight"]["reason"]
+    # One skipped row for the quantized module (its random shapes fit no AWQ layout), none for scales or zeros.
+    assert set(layers) == {"l.weight", "lm_head.weight"}
+    assert layers["l.weight"]["fit_status"] == "skipped" and "does not fit" in layers["l.weight"]["reason"]
+    assert layers["l.weight"]["source_tensors"] == "l.qweight,l.qzeros,l.scales"
     assert layers["lm_head.weight"]["fit_status"] == "ok"  # float tensors beside the blocks are analyzed
     assert models["acme/old-pickle"]["status"] == "unsupported" and "--no-pickle" in models["acme/old-pickle"]["reason"]
 
@@ -249,16 +253,16 @@ def test_newer_eval_results_files_land_beside_the_model_index(fake_hub, tmp_path
 
 
 def test_an_unexpected_error_in_one_shard_is_recorded_and_the_scan_goes_on(fake_hub, family, tmp_path, monkeypatch):
-    import flows.pipeline
+    import flows.analyze
 
-    real = flows.pipeline.iter_shard_tensors
+    real = flows.analyze.open_shard
 
-    def iter_shard_tensors(path, names=None, fmt="safetensors"):
+    def open_shard(path, fmt="safetensors"):
         if path.name == "model-00002-of-00003.safetensors":
             raise RuntimeError("a bug we did not foresee")
-        return real(path, names, fmt)
+        return real(path, fmt)
 
-    monkeypatch.setattr(flows.pipeline, "iter_shard_tensors", iter_shard_tensors)
+    monkeypatch.setattr(flows.analyze, "open_shard", open_shard)
     lake = tmp_path / "lake"
     assert scan(fake_hub, lake, "--author", "acme") == 1
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT repo_id, status, reason FROM models")}

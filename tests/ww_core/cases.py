@@ -35,3 +35,34 @@ def synthetic_cases() -> dict[str, np.ndarray]:
     u, v = spike_rng.standard_normal(400), spike_rng.standard_normal(200)
     cases["spike_rank1_400x200"] = noise + 4 * np.outer(u, v) / np.sqrt(400 * 200)
     return {name: (a if a.dtype == np.float16 else a.astype(np.float32)) for name, a in cases.items()}
+
+
+def perturbed_copy(tensors: dict[str, np.ndarray], seed: int = 0, scale: float = 0.01) -> dict[str, np.ndarray]:
+    """A fine-tune stand-in: every float tensor of 2 or more dimensions plus Gaussian noise of ``scale`` times its
+    own standard deviation (seeded by ``seed`` and the tensor name), in its own dtype; other tensors unchanged."""
+    import zlib
+
+    out = {}
+    for name, array in tensors.items():
+        if array.ndim >= 2 and array.dtype.kind == "f":
+            rng = np.random.default_rng([seed, zlib.crc32(name.encode())])
+            noise = rng.standard_normal(array.shape) * (scale * float(np.std(array, dtype=np.float64)))
+            out[name] = (array.astype(np.float64) + noise).astype(array.dtype)
+        else:
+            out[name] = array
+    return out
+
+
+SKETCH_SIZE = 8
+
+
+def sketch(matrix: np.ndarray) -> np.ndarray:
+    """A fingerprint of a large matrix: ``G1 W G2`` with fixed Gaussian ``G1`` (8 x rows) and ``G2`` (cols x 8).
+
+    For any matrix D, ``||G1 D G2||_F^2 / 64`` estimates ``||D||_F^2`` (Johnson-Lindenstrauss), so the relative
+    difference of two sketches estimates the relative Frobenius difference of the matrices, from 64 stored numbers.
+    A Conv kernel is sketched as its ``(out, in * k)`` unfolding."""
+    w = np.asarray(matrix, dtype=np.float64).reshape(matrix.shape[0], -1)
+    left = np.random.default_rng(1).standard_normal((SKETCH_SIZE, w.shape[0]))
+    right = np.random.default_rng(2).standard_normal((w.shape[1], SKETCH_SIZE))
+    return left @ w @ right

@@ -6,5 +6,19 @@ reference code does, into float32 (never the checkpoint's compute dtype).
 from __future__ import annotations
 
 from ..decoding import Decoder
+from .awq import AWQDecoder
+from .bitsandbytes import BitsAndBytesDecoder
+from .compressed_tensors import CompressedTensorsDecoder
+from .fp8 import FP8Decoder
+from .gptq import GPTQDecoder
+from .unsupported import UnsupportedDecoder
 
-DECODERS: list[Decoder] = []
+DECODERS: list[Decoder] = [
+    FP8Decoder(),
+    CompressedTensorsDecoder(),
+    GPTQDecoder(),
+    AWQDecoder(),
+    BitsAndBytesDecoder(),
+    # Last: what the decoders above left of a quantized model is a scheme nobody here decodes.
+    UnsupportedDecoder(),
+]

@@ -82,11 +82,11 @@ def fill(
     return repos
 
 
-def rows(lake_root, sql: str) -> list[tuple]:
-    """All rows of a query over the lake, as tuples (to compare two states)."""
+def rows(lake_root, sql: str, parameters=()) -> list[tuple]:
+    """All rows of a query over the lake (``?`` bound to ``parameters``), as tuples (to compare two states)."""
     from flows.query import run_query
 
-    return [tuple(r.values()) for r in run_query(lake_root, sql)]
+    return [tuple(r.values()) for r in run_query(lake_root, sql, parameters=list(parameters))]
 
 
 def tree_hashes(root: Path) -> dict[str, str]:

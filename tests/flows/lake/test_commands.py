@@ -72,7 +72,7 @@ def test_lake_naming_a_file_is_a_clear_error(tmp_path, command, capsys):
     not_a_folder.write_text("x")
     assert main([*command, "--lake", str(not_a_folder)]) == 2
     err = capsys.readouterr().err
-    assert "is a file, not a lake folder" in err and len(err.strip().splitlines()) == 1
+    assert "is a file, expected the lake folder" in err and len(err.strip().splitlines()) == 1
     assert not_a_folder.read_text() == "x"
 
 

@@ -61,7 +61,8 @@ def test_merge_of_overlapping_lakes_keeps_one_row_per_layer(tmp_path):
 
 def write_v1_lake(root):
     """A lake as wwhub 0.1 wrote it: one file per (table, repo, commit) in the columns of that release, zero-row
-    schema files, an imported evals file, and the DuckDB catalog file."""
+    schema files, an imported evals file, and the DuckDB catalog file; and what the last layout-1 wwhub added: a
+    distances file and the derived correlations file."""
     new_columns = {
         "layers": ("expert", "quantization", "source_tensors"),
         "models": ("model_kind", "quantization", "num_dequantized", "num_params", "skip_reasons", "layer_selection"),
@@ -86,6 +87,11 @@ def write_v1_lake(root):
     pq.write_table(v1("evals", imported), root / "evals" / "import__x.parquet")
     scan = dict(scan_id="s1", started_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), listed=4, scanned=4)
     pq.write_table(to_arrow("scans", [scan]), root / "scans" / "s1.parquet")
+    key = dict(repo_id="org/old1", revision="r1", family="fam", base_repo_id="org/old0", base_revision="r1")
+    distances = [dict(key, layer_id=i, name=f"layers.{i}.weight", relative_change=0.1 * i) for i in range(3)]
+    for table, table_rows in (("distances", distances), ("correlations", [dict(family="fam", metric="alpha", n=4)])):
+        (root / table).mkdir()
+        pq.write_table(to_arrow(table, table_rows), root / table / f"{table}.parquet")
     duckdb.connect(str(root / "wwhub.duckdb")).close()
 
 
@@ -99,6 +105,7 @@ def test_todays_layout_is_read_in_place_and_migrates_with_nothing_lost(tmp_path)
         "SELECT repo_id, status, alpha FROM models ORDER BY ALL",
         "SELECT repo_id, layer_id, evals FROM esd ORDER BY ALL",
         "SELECT scan_id, scanned FROM scans",
+        "SELECT repo_id, base_repo_id, layer_id, relative_change FROM distances ORDER BY ALL",
     ]
     answers = [rows(root, sql) for sql in queries]
     assert len(answers[0]) == 12 and len(answers[1]) == 5
@@ -109,6 +116,13 @@ def test_todays_layout_is_read_in_place_and_migrates_with_nothing_lost(tmp_path)
     assert [rows(root, sql) for sql in queries] == answers
     # A full ESD was all that layout 1 kept: migrated rows say so.
     assert rows(root, "SELECT DISTINCT storage, num_evals FROM esd") == [("full", 4)]
+    # The import's file name was its key: it becomes the rows' import_id, so importing that origin again replaces it.
+    assert rows(root, "SELECT repo_id, import_id FROM evals WHERE revision IS NULL") == [("org/old0", "x")]
+    # Derived: not carried over; `lake migrate` has its producer recompute it from the moved rows.
+    assert not (root / "correlations").exists()
+    assert rows(root, "SELECT DISTINCT reported_metric, n FROM correlations WHERE metric = 'alpha'") == [
+        ("accuracy", 4)
+    ]
     assert main(["lake", "migrate", "--lake", str(root)]) == 0  # a second time: nothing to do
 
 
@@ -139,7 +153,7 @@ def test_derived_tables_are_replaced_whole(tmp_path, name):
     lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=0.5)])
     lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=-0.25)])
     assert rows(lake.root, f"SELECT family, pearson_r FROM {name}") == [("fam", -0.25)]
-    # By name, the stored table wins over the query file of the same name.
+    # By name (`wwhub query correlations`): the table.
     assert [(r["family"], r["pearson_r"]) for r in run_query(lake.root, name)] == [("fam", -0.25)]
     with pytest.raises(ValueError, match="not a derived table"):
         lake.replace_derived("layers", [])

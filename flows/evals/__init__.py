@@ -1,0 +1,1 @@
+"""Reported evaluation results: the metric vocabulary and the importers behind ``wwhub evals import``."""

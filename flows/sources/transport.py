@@ -1,0 +1,256 @@
+"""HTTP to the hub with bounded time: timeouts, per-request retries, Retry-After, and the token kept on the hub.
+
+huggingface_hub sends every request through one shared httpx2 client. :func:`install` gives that client a transport
+that, for every request the client makes (``model_info``, ``list_models``, header Range reads, downloads):
+
+* applies :class:`HubSettings`' timeouts (the client itself passes none to ``model_info`` and ``list_models``, so a
+  stalled server would hang a scan forever);
+* retries each GET/HEAD on connection errors, timeouts and HTTP 408/429/5xx, and on a body that breaks off for
+  small answers (API JSON, header Range reads: read here, whole), at most ``retries`` times, waiting
+  ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
+  :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
+  multiplying the attempts: one request, one bounded budget, whatever the call that made it;
+* refuses a response whose ``X-Repo-Commit`` is not a commit sha (the client builds cache paths from it);
+* strips ``Authorization`` from any request to a host other than the endpoint's (a CDN redirect must never see
+  ``HF_TOKEN``; httpx2 and the client strip it too, this holds whatever they do).
+
+Retries and these timeouts apply to the hub and the hosts its redirects point to; a request the client makes
+elsewhere on its own gets one attempt and keeps its own timeout when that is shorter.
+
+Settings come from ``wwhub scan`` options or ``WWHUB_HUB_*`` variables, read here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import os
+import re
+import threading
+import time
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+# Variables for the settings below (the CLI's --hub-* options win over them).
+ENV_VARIABLES = {
+    "timeout": "WWHUB_HUB_TIMEOUT",
+    "retries": "WWHUB_HUB_RETRIES",
+    "backoff": "WWHUB_HUB_BACKOFF",
+    "max_wait": "WWHUB_HUB_MAX_WAIT",
+}
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+_IDEMPOTENT = frozenset({"GET", "HEAD"})
+_COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
+_CLOSED_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+# Bodies read whole inside the retry loop: API answers and Range reads up to this size (a safetensors header is at
+# most 25 MB). Downloads stream, and the client resumes them itself with an open-ended Range.
+_SMALL_BODY = 32_000_000
+# A connection that cannot be opened in this time will not be opened: with the default retries an unreachable hub
+# is reported within 30 s (4 attempts · 5 s + 3.5 s of backoff).
+_CONNECT_TIMEOUT = 5.0
+
+
+@dataclass(frozen=True)
+class HubSettings:
+    """How long to wait for the hub and how often to try again (plain values: they travel to Dask workers).
+
+    ``timeout``: seconds to wait for any read or write on a connection (a stalled server fails after this);
+    ``retries``: further attempts of one request after a transient failure; ``backoff``: the first wait, doubled
+    at each attempt; ``max_wait``: cap of any single wait, ``Retry-After`` included."""
+
+    timeout: float = 30.0
+    retries: int = 3
+    backoff: float = 0.5
+    max_wait: float = 30.0
+
+    def __post_init__(self) -> None:
+        for name in ("timeout", "backoff", "max_wait"):
+            value = getattr(self, name)
+            least = 0 if name == "backoff" else 1e-3
+            if not (isinstance(value, int | float) and least <= value < float("inf")):
+                raise ValueError(f"hub {name} {value!r}: expected a positive number of seconds")
+        if not isinstance(self.retries, int) or not 0 <= self.retries <= 20:
+            raise ValueError(f"hub retries {self.retries!r}: expected a whole number from 0 to 20")
+
+    @classmethod
+    def from_env(cls, **overrides) -> HubSettings:
+        """Defaults, then ``WWHUB_HUB_*`` variables, then ``overrides`` that are not None (the CLI's options)."""
+        values = {}
+        for name, variable in ENV_VARIABLES.items():
+            text = os.environ.get(variable, "").strip()
+            if not text:
+                continue
+            kind = int if name == "retries" else float
+            try:
+                values[name] = kind(text)
+            except ValueError:
+                raise ValueError(f"{variable}={text!r}: expected a {'whole ' if kind is int else ''}number") from None
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        try:
+            return cls(**values)
+        except ValueError as err:
+            variables = [ENV_VARIABLES[k] for k in values if k not in overrides or overrides[k] is None]
+            raise ValueError(f"{err}" + (f" (from {', '.join(variables)})" if variables else "")) from None
+
+    def wait(self, attempt: int, retry_after: float | None) -> float:
+        return min(self.max_wait, retry_after if retry_after is not None else self.backoff * 2**attempt)
+
+
+class HubUnavailable(Exception):
+    """One request failed on every attempt (connection, timeout, 408/429/5xx)."""
+
+
+class HubProtocolError(Exception):
+    """The hub answered something unsafe to use (e.g. an ``X-Repo-Commit`` that is not a commit sha)."""
+
+
+def retry_after_seconds(value: str | None) -> float | None:
+    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 §10.2.3). None when absent or unreadable."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _small_body(request) -> bool:
+    if request.method != "GET":
+        return False
+    if request.url.path.startswith("/api/"):
+        return True
+    closed = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
+    return bool(closed) and int(closed.group(2)) - int(closed.group(1)) < _SMALL_BODY
+
+
+def origin(url: str) -> tuple[str, str, int]:
+    parts = urlsplit(url)
+    return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
+
+
+def _transport_class():
+    import httpx2
+
+    class HubTransport(httpx2.BaseTransport):
+        """See the module's docstring. Retries and our timeouts are for the hub and the hosts it redirects to (a
+        CDN); anything else the client asks on its own (e.g. its agent registry) gets one attempt and keeps its own,
+        shorter, timeout."""
+
+        def __init__(self, settings: HubSettings, endpoint: str):
+            self.settings = settings
+            self.hub_origin = origin(endpoint)
+            self.served_by_hub = {self.hub_origin}
+            self.inner = httpx2.HTTPTransport()
+
+        def handle_request(self, request):
+            target = origin(str(request.url))
+            if target != self.hub_origin:
+                request.headers.pop("Authorization", None)
+            ours = target in self.served_by_hub
+            request.extensions["timeout"] = self._timeouts(request.extensions.get("timeout") or {}, ours)
+            retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
+            attempt = 0
+            while True:
+                response, failure, retry_after = self._attempt(request, retry=retries > 0)
+                if response is not None:
+                    if ours and response.headers.get("Location"):
+                        # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
+                        self.served_by_hub.add(origin(str(request.url.join(response.headers["Location"]))))
+                    return response
+                if attempt >= retries:
+                    if not ours and isinstance(failure, Exception):
+                        raise failure
+                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
+                    raise HubUnavailable(f"{_describe(failure)} ({tries}, {request.method} {request.url})")
+                time.sleep(self.settings.wait(attempt, retry_after))
+                attempt += 1
+
+        def _attempt(self, request, retry: bool):
+            """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again."""
+            try:
+                response = self.inner.handle_request(request)
+            except httpx2.TransportError as err:
+                return None, err, None
+            commit = response.headers.get("X-Repo-Commit")
+            if commit is not None and not _COMMIT_SHA.match(commit):
+                response.close()
+                raise HubProtocolError(
+                    f"{request.method} {request.url}: the hub answered an invalid commit sha {commit[:80]!r}"
+                )
+            if retry and response.status_code in RETRY_STATUSES:
+                response.close()
+                return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
+            if retry and _small_body(request):
+                try:
+                    response.read()
+                except httpx2.TransportError as err:
+                    response.close()
+                    return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+            return response, None, None
+
+        def _timeouts(self, asked: dict, ours: bool) -> dict:
+            timeout = self.settings.timeout
+            mine = {"connect": min(_CONNECT_TIMEOUT, timeout), "read": timeout, "write": timeout, "pool": timeout}
+            if ours:
+                return mine
+            return {k: v if asked.get(k) is None else min(v, asked[k]) for k, v in mine.items()}
+
+        def close(self) -> None:
+            self.inner.close()
+
+    return HubTransport
+
+
+def _describe(failure) -> str:
+    if isinstance(failure, Exception):
+        return f"{failure.__class__.__name__}: {failure}" if str(failure) else failure.__class__.__name__
+    return str(failure)
+
+
+_installed: tuple[HubSettings, tuple] | None = None
+_lock = threading.Lock()
+
+
+def install(settings: HubSettings, endpoint: str) -> None:
+    """Make huggingface_hub's shared client use the hub transport with ``settings`` for ``endpoint``. Idempotent;
+    with other settings or another endpoint the client is rebuilt."""
+    global _installed
+    key = (settings, origin(endpoint))
+    with _lock:
+        if _installed == key:
+            return
+        import httpx2
+        from huggingface_hub.utils import set_client_factory
+        from huggingface_hub.utils._http import hf_request_event_hook
+
+        transport_class = _transport_class()
+
+        def client_factory():
+            # huggingface_hub's own client, with our transport under it (its request hook handles HF_HUB_OFFLINE).
+            return httpx2.Client(
+                transport=transport_class(settings, endpoint),
+                event_hooks={"request": [hf_request_event_hook]},
+                follow_redirects=True,
+                timeout=None,
+            )
+
+        set_client_factory(client_factory)
+        _installed = key
+
+
+def uninstall() -> None:
+    """Back to huggingface_hub's own client (tests, and code that shares the process with other users)."""
+    global _installed
+    with _lock:
+        if _installed is None:
+            return
+        from huggingface_hub.utils import set_client_factory
+        from huggingface_hub.utils._http import default_client_factory
+
+        set_client_factory(default_client_factory)
+        _installed = None

