@@ -354,13 +354,21 @@ class Lake:
 
         if not keys:
             return
+        current = schema_fingerprint(table)
         for segment in snapshot.tables[table]:
             hidden = {_key_tuple(h) for h in segment.hidden}
             by_columns: dict[tuple[str, ...], list[dict]] = {}
             for key in keys:
                 if segment.may_hold(key.get("repo_id")) and _key_tuple(key) not in hidden:
                     by_columns.setdefault(tuple(key), []).append(key)
+            # A segment written before a key column existed holds only nulls in it (views read it by name).
+            stored = None if segment.schema == current else set(pq.read_schema(self.root / segment.file).names)
             for columns, candidates in by_columns.items():
+                if stored is not None and not set(columns) <= stored:
+                    candidates = [k for k in candidates if all(k[c] is None for c in columns if c not in stored)]
+                    columns = tuple(c for c in columns if c in stored)
+                    if not candidates or not columns:
+                        continue
                 repos = sorted({k["repo_id"] for k in candidates if k.get("repo_id") is not None})
                 filters = [("repo_id", "in", repos)] if "repo_id" in columns and repos else None
                 present = pq.read_table(self.root / segment.file, columns=list(columns), filters=filters)

@@ -153,6 +153,13 @@ def _validate(con, path: Path, table: str) -> bool:
     wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=True) if n]
     if wrong:
         raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+    if table == "evals":
+        # Imported evals (no revision) are keyed by their import: without one they could never be replaced.
+        no_revision = "revision IS NULL" if "revision" in columns else "true"
+        no_import = "import_id IS NULL" if "import_id" in columns else "true"
+        unkeyed = con.execute(f"SELECT count(*) FROM {source} WHERE {no_revision} AND {no_import}").fetchall()[0][0]
+        if unkeyed:
+            raise LakeError(f"{path}: {unkeyed} evals row(s) with neither a revision nor an import_id")
     return described == SCHEMAS[table]
 
 

@@ -10,10 +10,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 
 from flows.lake import MANIFEST, Lake, store
 from flows.lake.compaction import compact
+from flows.lake.schema import to_arrow
 from flows.query import run_query
 from tests.flows.lake.synth import fill, model_tables, rows
 
@@ -47,6 +49,27 @@ def test_failed_rescan_replaces_every_table_of_the_model(tmp_path):
     lake.commit_model("org/a", "r1", {"models": [dict(repo_id="org/a", revision="r1", family="fam", status="failed")]})
     assert run_query(lake.root, "SELECT count(*) AS n FROM layers") == [{"n": 0}]
     assert run_query(lake.root, "SELECT status FROM models") == [{"status": "failed"}]
+
+
+def test_an_import_is_replaced_whole_by_its_origin_and_older_segments_are_read_by_name(tmp_path):
+    lake = Lake.for_writing(tmp_path / "lake")
+    lake.commit_model("org/a", "r1", model_tables("org/a", layers=2))
+    # A segment written before evals had import_id: read by name, its import_id null, never hidden by another key.
+    row = dict(repo_id="org/a", family="fam", source="import:csv:old", metric="accuracy", value=0.1)
+    old = to_arrow("evals", [row])
+    (lake.root / "data" / "evals").mkdir(parents=True, exist_ok=True)
+    pq.write_table(old.drop_columns(["import_id"]), lake.root / "data/evals/old.parquet")
+    segment = store.Segment("data/evals/old.parquet", 1, 1, "org/a", "org/a", schema="older")
+    lake.commit_staged({"evals": [segment]}, {})
+
+    def imported(repo_id: str, value: float) -> dict:
+        return dict(repo_id=repo_id, family="fam", source="import:csv:x", metric="accuracy", value=value, import_id="x")
+
+    lake.commit({"evals": [imported("org/a", 0.5), imported("org/b", 0.6)]})
+    lake.commit({"evals": [imported("org/a", 0.7)]})  # the same origin again, without org/b: both rows replaced
+    imports = "SELECT repo_id, source, value, import_id FROM evals WHERE revision IS NULL ORDER BY ALL"
+    assert rows(lake.root, imports) == [("org/a", "import:csv:old", 0.1, None), ("org/a", "import:csv:x", 0.7, "x")]
+    assert rows(lake.root, "SELECT count(*) FROM evals WHERE revision = 'r1'") == [(1,)]  # the card's, untouched
 
 
 def test_no_absolute_path_inside_the_lake(tmp_path):
