@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from flows.cli import main
+from flows.correlations import refresh_correlations
 from flows.lake import Lake
 from tests.fakehub import model_index, write_model
 from tests.flows.lake.synth import fill, rows, tree_hashes
@@ -157,14 +158,15 @@ def test_a_moved_and_a_read_only_lake_query_identically(lake, tmp_path):
 def test_views_sql_opens_in_the_duckdb_command_line_tool(lake):
     # The dev extra installs the command-line tool (duckdb-cli) beside the interpreter, as README says.
     cli = str(Path(sys.executable).parent / "duckdb")
-    result = subprocess.run(
-        [cli, "-init", "views.sql", "-csv", "-c", "SELECT count(*) AS n, count(DISTINCT family) AS f FROM layers"],
-        cwd=lake,
-        capture_output=True,
-        text=True,
+    refresh_correlations(lake)  # as a scan does: the derived table is read like any other
+    sql = (
+        "SELECT (SELECT count(*) FROM layers) AS n, (SELECT count(DISTINCT family) FROM layers) AS f, "
+        "(SELECT count(*) FROM correlations WHERE reported_metric = 'accuracy' AND metric = 'alpha') AS c"
     )
+    result = subprocess.run([cli, "-init", "views.sql", "-csv", "-c", sql], cwd=lake, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip().splitlines()[-2:] == ["n,f", "24,2"]
+    # 6 models of 4 layers in two families; alpha against accuracy per family and pooled.
+    assert result.stdout.strip().splitlines()[-2:] == ["n,f,c", "24,2,3"]
 
 
 def test_failing_import_leaves_the_lake_unchanged(lake, tmp_path, capsys):
