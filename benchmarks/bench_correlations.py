@@ -20,12 +20,11 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.correlations import refresh_correlations  # noqa: E402
-from flows.lake import EVALS_SCHEMA, MODELS_SCHEMA, Lake, build_catalog  # noqa: E402
+from flows.lake import Lake, connect  # noqa: E402
 
 # The per-family and pooled statistics as queries/correlations.sql computed them before the correlations table.
 OLD_SQL = """
@@ -71,8 +70,8 @@ FROM fits f JOIN pairs q USING (grp, metric) WHERE f.n >= 3
 
 
 def synthetic_lake(root: Path, models: int, families: int) -> Path:
-    """One Parquet file per table with ``models`` scanned models in ``families`` families and a card accuracy."""
-    lake = Lake(root)
+    """One commit of ``models`` scanned models in ``families`` families, each with a card accuracy."""
+    lake = Lake.for_writing(root)
     rng = np.random.default_rng(0)
     family = [f"family{i % families}" for i in range(models)]
     repo = [f"org/model{i}" for i in range(models)]
@@ -88,8 +87,6 @@ def synthetic_lake(root: Path, models: int, families: int) -> Path:
         "log_spectral_norm": alpha / 3 + rng.normal(0, 0.1, models),
         "log_norm": np.sqrt(alpha) + rng.normal(0, 0.1, models),
     }
-    table = pa.table({f.name: columns.get(f.name, pa.nulls(models, f.type)) for f in MODELS_SCHEMA})
-    pq.write_table(table.cast(MODELS_SCHEMA), lake.root / "models" / "bench.parquet")
     evals = {
         "repo_id": repo,
         "revision": ["r1"] * models,
@@ -100,9 +97,7 @@ def synthetic_lake(root: Path, models: int, families: int) -> Path:
         "scale": ["fraction"] * models,
         "dataset": ["bench"] * models,
     }
-    table = pa.table({f.name: evals.get(f.name, pa.nulls(models, f.type)) for f in EVALS_SCHEMA})
-    pq.write_table(table.cast(EVALS_SCHEMA), lake.root / "evals" / "bench.parquet")
-    build_catalog(lake.root)
+    lake.commit({"models": pa.table(columns), "evals": pa.table(evals)})
     return lake.root
 
 
@@ -112,7 +107,6 @@ def main() -> None:
     parser.add_argument("--families", type=int, default=1_000)
     parser.add_argument("--repeat", type=int, default=1)
     args = parser.parse_args()
-    import duckdb
 
     with tempfile.TemporaryDirectory() as tmp:
         root = synthetic_lake(Path(tmp) / "lake", args.models, args.families)
@@ -121,7 +115,7 @@ def main() -> None:
             start = time.perf_counter()
             rows = refresh_correlations(root)
             ours.append(time.perf_counter() - start)
-            con = duckdb.connect(str(root / "wwhub.duckdb"), read_only=True)
+            con = connect(Lake.open(root))
             try:
                 start = time.perf_counter()
                 old_rows = len(con.execute(OLD_SQL).fetchall())

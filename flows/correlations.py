@@ -5,29 +5,26 @@ one value per model and metric, percentages on the fraction scale) and stores ``
 rows for every reported metric. It runs after each scan (``pipeline.record_scan``) and each ``wwhub evals import``,
 so ``wwhub query correlations``, the leaderboard, the report and ``duckdb`` users read the same numbers.
 
-Columns (``lake.CORRELATIONS_SCHEMA``): reported_metric, family (``(all)`` = pooled), metric (the weight metric),
-n, pearson_r, spearman_rho, kendall_tau, slope, intercept, r_squared, rmse (the OLS fit of the reported value on
-the metric), families_agreeing, families_total, simpsons_paradox (pooled rows), pearson_p, pearson_ci_low,
-pearson_ci_high, spearman_p, spearman_ci_low, spearman_ci_high, kendall_p, kendall_ci_low, kendall_ci_high,
-pearson_p_adjusted (Benjamini-Hochberg over the rows of one weight metric), verdict, within_family_r,
-within_family_ci_low, within_family_ci_high (pooled rows), partial_r_size (controlling for log10 parameter count),
-higher_is_better (of the reported metric), datasets (the datasets the values come from), notes (why a value is
-missing). See flows/stats.py for the formulas.
+Columns (``CORRELATIONS_SCHEMA``, flows/lake/schema.py): reported_metric, family (``(all)`` = pooled), metric (the
+weight metric), n, pearson_r, spearman_rho, kendall_tau, slope, intercept, r_squared, rmse (the OLS fit of the
+reported value on the metric), families_agreeing, families_total, simpsons_paradox (pooled rows), pearson_p,
+pearson_ci_low, pearson_ci_high, spearman_p, spearman_ci_low, spearman_ci_high, kendall_p, kendall_ci_low,
+kendall_ci_high, pearson_p_adjusted (Benjamini-Hochberg over the rows of one weight metric), verdict,
+within_family_r, within_family_ci_low, within_family_ci_high (pooled rows), partial_r_size (controlling for log10
+parameter count), higher_is_better (of the reported metric), datasets (the datasets the values come from), notes
+(why a value is missing). See flows/stats.py for the formulas.
 """
 
 from __future__ import annotations
 
 import math
-import os
-import uuid
 from pathlib import Path
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from . import stats
-from .lake import CORRELATIONS_SCHEMA, Lake
+from .lake import Lake
+from .lake.schema import column_names
 from .query import run_query
 
 WEIGHT_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
@@ -37,17 +34,13 @@ SEED = 0
 
 def _points(root: Path, variables: dict, metric: str | None = None) -> list[dict]:
     """One row per (model, reported metric): family, the weight metrics, the value, its dataset, log10 size."""
-    columns = {c["column_name"] for c in run_query(root, "DESCRIBE models_latest")}
-    # models.num_params (the logical parameter count from the tensors) arrives with the formats work; until a lake
-    # has it, partial_r_size is NULL and notes say why.
-    size = "log10(nullif(m.num_params, 0))" if "num_params" in columns else "NULL::DOUBLE"
     where = ["m.status IN ('scanned', 'partial')"]
     if metric is not None:
         where.append("r.metric = getvariable('only_metric')")
         variables = dict(variables, only_metric=metric)
     sql = (
         f"SELECT m.family, m.repo_id, r.metric AS reported_metric, r.value, r.dataset, r.higher_is_better, "
-        f"{', '.join(f'm.{c}' for c in WEIGHT_METRICS)}, {size} AS log_size "
+        f"{', '.join(f'm.{c}' for c in WEIGHT_METRICS)}, log10(nullif(m.num_params, 0)) AS log_size "
         f"FROM models_latest m JOIN reported_values r USING (repo_id) WHERE {' AND '.join(where)} "
         "ORDER BY r.metric, m.family, m.repo_id"
     )
@@ -82,26 +75,16 @@ def compute_rows(points: list[dict]) -> list[dict]:
         extra = dict(reported_metric=reported, higher_is_better=members[0]["higher_is_better"])
         for row in table:
             row = dict(row, **extra, datasets=", ".join(sorted(datasets[(row["family"], row["metric"])])))
-            rows.append({f.name: row.get(f.name) for f in CORRELATIONS_SCHEMA})
+            rows.append({name: row.get(name) for name in column_names(TABLE)})
     return rows
 
 
-def store_correlations(root: Path, rows: list[dict]) -> Path:
-    """Replace the whole derived table at once (one Parquet file, written to a temporary name and renamed)."""
-    lake = Lake(root)
-    table = pa.Table.from_pylist(rows, CORRELATIONS_SCHEMA)
-    path = lake.root / TABLE / f"{TABLE}.parquet"
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    os.replace(tmp, path)
-    return path
-
-
 def refresh_correlations(root: str | Path) -> int:
-    """Recompute the ``correlations`` table from the lake's catalog (built before this runs); the row count."""
+    """Recompute the ``correlations`` table from the lake's models and reported values and replace it whole, in
+    one commit (readers see the old table or the new one); the row count."""
     root = Path(root)
     rows = compute_rows(_points(root, {"prefer_import": False, "dataset": None}))
-    store_correlations(root, rows)
+    Lake(root).replace_derived(TABLE, rows)
     return len(rows)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .lake import build_catalog, lake_path
+from .lake import Lake, lake_path
 from .query import run_query
 from .report import leaderboard_data, render_html, write_plots
 
@@ -16,9 +16,8 @@ MOVED_ALPHA = 0.05
 def lake_snapshot(lake: str | Path) -> dict[str, dict]:
     """Each repo's latest scanned revision and averages, keyed by repo_id ({} for an empty lake)."""
     root = lake_path(lake)
-    if not (root / "models").is_dir():
+    if Lake(root).layout() is None:
         return {}
-    build_catalog(root)
     rows = run_query(
         root,
         "SELECT repo_id, revision, family, alpha, alpha_weighted, log_spectral_norm, num_traps, "

@@ -26,7 +26,8 @@ from .analyze import ModelAnalysis, default_layer_workers, usable_cores
 from .correlations import refresh_correlations
 from .describe import plan_layers
 from .distance import BaseModels, DistanceOptions
-from .lake import Lake, build_catalog
+from .lake import Lake
+from .lake.esd import DEFAULT_ESD, esd_row
 from .selection import LayerSelection, SelectionError
 from .sources import HUB_GATED, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
 from .weights import MatrixStream, ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
@@ -156,16 +157,17 @@ def scan_model(
     force: bool = False,
     scan_id: str = "",
     on_shard: Callable[[str, str], None] | None = None,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
     layer_workers: int = 1,
     layers: str = "",
     bases: BaseModels | None = None,
     base: str | None = None,
 ) -> ModelOutcome:
     """Scan one model into the lake, streaming one shard at a time (plus one prefetched), deleting each shard
-    after it is analyzed, ``layer_workers`` layers at once, only the layers ``layers`` selects (``--layers``).
-    Never raises for a bad model: the outcome (and the lake's models row) says why. The outcome carries
-    ``scan_id``, so a caller can tell a fresh result from one cached by an earlier run.
+    after it is analyzed, ``layer_workers`` layers at once, only the layers ``layers`` selects (``--layers``);
+    ``esd`` says what of the eigenvalues is kept (flows/lake/esd.py). Never raises for a bad model: the outcome
+    (and the lake's models row) says why. The outcome carries ``scan_id``, so a caller can tell a fresh result
+    from one cached by an earlier run. Everything the model writes is one lake commit.
 
     With ``bases``, a model whose card names a ``base_model`` (or every model but ``base`` itself, when ``base``
     is given) also gets its per-layer distances to that base in the ``distances`` table; a base that cannot be
@@ -199,11 +201,10 @@ def scan_model(
             scan_id=scan_id,
             error_kind=kind,
         )
-        lake.write_rows(
-            "models",
+        lake.commit_model(
             ref.repo_id,
             ref.revision,
-            [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)],
+            {"models": [_model_row(ref, outcome, scan_id, spec.kind, options, {}, "unknown", None)]},
         )
         return outcome
     ref = description.ref
@@ -218,13 +219,13 @@ def scan_model(
         if not any(MatrixStream.unknown(shard) for shard in plan.shards):
             selection.select(layer for layer, _ in plan_layers(plan))
         analysis = ModelAnalysis(
-            plan, dict(options, keep_evals=keep_esd), layer_workers, model=label, selection=selection
+            plan, dict(options, keep_evals=esd != "none"), layer_workers, model=label, selection=selection
         )
     except SelectionError as err:
         # Nothing to analyze as asked (like --no-pickle on a pickle-only repo): recorded, rescanned by a later run.
         outcome = ModelOutcome(ref.repo_id, ref.revision, ref.family, STATUS_UNSUPPORTED, str(err), scan_id=scan_id)
         row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
-        lake.write_rows("models", ref.repo_id, ref.revision, [row])
+        lake.commit_model(ref.repo_id, ref.revision, {"models": [row]})
         return outcome
     except Exception as err:  # noqa: BLE001 - a model that cannot be planned is recorded, the scan goes on
         if not isinstance(err, WeightsError | ValueError):
@@ -233,16 +234,17 @@ def scan_model(
             ref.repo_id, ref.revision, ref.family, STATUS_FAILED, f"{err.__class__.__name__}: {err}", scan_id=scan_id
         )
         row = _model_row(ref, outcome, scan_id, spec.kind, options, facts, description.card_status, None)
-        lake.write_rows("models", ref.repo_id, ref.revision, [row])
+        lake.commit_model(ref.repo_id, ref.revision, {"models": [row]})
         return outcome
     ref, facts = _adapter_identity(ref, plan, facts)
     comparison, base_note = None, ""
     # An adapter's rows are updates, not weights: only a merged adapter (W + dW) is compared with its base.
     if bases is not None and (plan.config.adapter_config is None or plan.merge):
         comparison, base_note = bases.comparison(ref, plan, base or facts.get("base_model"), selection)
+    key = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
     distance_rows: list = []
     shard_rows: list[tuple[str, ww_core.LayerMetrics]] = []
-    esd: list[tuple[ww_core.LayerMetrics, dict]] = []
+    esd_rows: list[tuple[ww_core.LayerMetrics, dict]] = []
     shard_errors: list[str] = []
     bytes_read = 0
     workdir = new_workdir()
@@ -276,8 +278,8 @@ def scan_model(
                     shard_errors.append(result.error)
                 for row in result.rows:
                     shard_rows.append((shard.filename, row))
-                    if keep_esd and row.evals is not None:
-                        esd.append((row, _esd_row(ref, row)))
+                    if (stored := esd_row(key, row, esd)) is not None:
+                        esd_rows.append((row, stored))
                     row.evals = row.rand_evals = None
                 if on_shard is not None:
                     on_shard(ref.repo_id, shard.filename)
@@ -310,38 +312,26 @@ def scan_model(
         seconds=time.perf_counter() - started,
         scan_id=scan_id,
     )
-    key = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
     layers = [dict(key, shard=shard, **row.as_row(), **analysis.columns(row.name)) for shard, row in shard_rows]
-    for row, entry in esd:
-        entry.update(key, layer_id=row.layer_id)
+    for row, stored in esd_rows:
+        stored["layer_id"] = row.layer_id  # final only once every shard is in (depth order)
     facts.update(analysis.facts())
-    # Order matters: the models file is the commit marker, so it is written last.
-    lake.write_rows("layers", ref.repo_id, ref.revision, layers)
-    lake.write_rows("esd", ref.repo_id, ref.revision, [entry for _, entry in esd])
-    lake.write_rows("evals", ref.repo_id, ref.revision, _evals_rows(ref, description.evals))
-    lake_distances = comparison.lake_rows(ref, distance_rows) if comparison is not None else []
-    lake.write_rows("distances", ref.repo_id, ref.revision, lake_distances)
-    lake.write_rows(
-        "models",
+    model_row = _model_row(
+        ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics)
+    )
+    # One atomic commit: readers see the whole model (layers, esd, evals, distances, models row) or none of it.
+    lake.commit_model(
         ref.repo_id,
         ref.revision,
-        [
-            _model_row(
-                ref, outcome, scan_id, spec.kind, options, facts, description.card_status, ww_core.summarize(metrics)
-            )
-        ],
+        {
+            "layers": layers,
+            "esd": [stored for _, stored in esd_rows],
+            "evals": _evals_rows(ref, description.evals),
+            "distances": comparison.lake_rows(ref, distance_rows) if comparison is not None else [],
+            "models": [model_row],
+        },
     )
     return outcome
-
-
-def _esd_row(ref: ModelRef, row: ww_core.LayerMetrics) -> dict:
-    """A layer's eigenvalues for the esd table (its key and final layer_id are filled in when the model is done)."""
-    return dict(
-        name=row.name,
-        slice_id=row.slice_id,
-        evals=row.evals.tolist(),
-        rand_evals=None if row.rand_evals is None else row.rand_evals.tolist(),
-    )
 
 
 def _adapter_identity(ref: ModelRef, plan: ModelPlan, facts: dict) -> tuple[ModelRef, dict]:
@@ -359,8 +349,7 @@ def _adapter_identity(ref: ModelRef, plan: ModelPlan, facts: dict) -> tuple[Mode
 
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
-    """One ``scans`` row per run, then the DuckDB catalog (the single writer of the .duckdb file) and the derived
-    ``correlations`` table."""
+    """One ``scans`` row per run, then the derived ``correlations`` table."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
@@ -386,7 +375,6 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
             seconds=(report.ended_at - report.started_at).total_seconds(),
         )
     )
-    build_catalog(lake_root)
     refresh_correlations(lake_root)
 
 
@@ -404,7 +392,7 @@ def run_scan(
     on_listed: Callable[[int], None] | None = None,
     on_model: Callable[[ModelOutcome], None] | None = None,
     on_shard: Callable[[str, str], None] | None = None,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
     layer_workers: int | None = None,
     require_models: bool = False,
     layers: str = "",
@@ -416,7 +404,8 @@ def run_scan(
 
     ``workers`` models are scanned side by side, each with ``layer_workers`` layers at once; by default the
     cores the models leave over go to their layers (a single model gets them all). With ``require_models``, a
-    listing that finds nothing (and failed nowhere) raises NothingListed before anything is written. With
+    listing that finds nothing (and failed nowhere) raises NothingListed before anything is written (the lake is
+    created, or migrated, only after that; LakeError when it cannot be written). With
     ``distances``, models whose card names a base model (or all, given ``base``) are compared with it; each base
     is fetched once."""
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
@@ -434,6 +423,7 @@ def run_scan(
     report.listed = len(refs)
     if require_models and not refs and not report.list_errors:
         raise NothingListed(f"no models: {', '.join(f'family {f}' if f != '*' else 'the query' for f in families)}")
+    Lake.for_writing(lake_root)  # a read-only or misplaced lake fails here, before anything is analyzed
     if on_listed is not None:
         on_listed(len(refs))
     model_workers = max(1, min(workers, len(refs)))
@@ -464,7 +454,7 @@ def run_scan(
             force,
             report.scan_id,
             shard_done,
-            keep_esd,
+            esd,
             layer_workers,
             layers,
             bases,
@@ -486,7 +476,7 @@ def run_scan(
                 on_model(outcome)
     except KeyboardInterrupt:
         # Ctrl-C: queued models are dropped, running ones stop at their next shard, completed ones stay in the
-        # lake (each model's marker file is written last), and the scans row says what happened.
+        # lake (each model is one commit), and the scans row says what happened.
         interrupted.set()
         pool.shutdown(wait=False, cancel_futures=True)
         report.interrupted = True

@@ -1,7 +1,8 @@
 """Figures from the lake (matplotlib, headless): family trends, correlation flow, and one layer's ESD.
 
 Every function takes rows already queried from the lake (plain dicts) and writes PNG and SVG files; none
-recomputes a metric. The ESD plot reads eigenvalues stored in the lake's ``esd`` table: no re-download.
+recomputes a metric. The ESD plot reads eigenvalues stored in the lake's ``esd`` table (every eigenvalue, or the
+fitted tail exactly and a quantile sketch of the bulk): no re-download.
 """
 
 from __future__ import annotations
@@ -152,15 +153,16 @@ def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: lis
 
 def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
     """One layer's ESD on log-log axes with the fitted power law from xmin, and the randomized ESD overlaid with
-    its largest eigenvalue marked: a correlation trap shows as that line far right of the randomized bulk."""
-    evals = np.asarray(esd["evals"], dtype=float)
+    its largest eigenvalue marked: a correlation trap shows as that line far right of the randomized bulk. The
+    title says whether the lake held the full ESD or the tail and a sketch of the bulk (flows/lake/esd.py)."""
+    from .lake.esd import eigenvalues
+
+    evals, rand, storage = eigenvalues(esd)
     evals = evals[evals > 0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
     bins = np.logspace(math.log10(evals.min()), math.log10(evals.max()), 60)
     ax.hist(evals, bins=bins, density=True, alpha=0.55, color="royalblue", label="ESD of W")
-    rand = esd.get("rand_evals")
     if rand is not None and len(rand):
-        rand = np.asarray(rand, dtype=float)
         rand = rand[rand > 0]
         rbins = np.logspace(math.log10(rand.min()), math.log10(max(rand.max(), evals.max())), 60)
         ax.hist(rand, bins=rbins, density=True, alpha=0.45, color="darkorchid", label="ESD of shuffled W")
@@ -178,7 +180,7 @@ def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
     ax.set_xlabel("eigenvalue λ of WᵀW")
     ax.set_ylabel("density")
     trap = " (correlation trap)" if layer.get("correlation_trap") else ""
-    ax.set_title(f"{esd['repo_id']} · {esd['name']}{trap}", fontsize=10)
+    ax.set_title(f"{esd['repo_id']} · {esd['name']}{trap}\n{storage}", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
     return _save(fig, out, f"esd_{_slug(esd['repo_id'])}_{_slug(esd['name'])}")

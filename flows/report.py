@@ -17,7 +17,7 @@ from pathlib import Path
 from . import __version__
 from .correlations import correlations_for
 from .evals.vocabulary import normalize_metric
-from .lake import build_catalog, lake_path
+from .lake import lake_path
 from .query import run_query
 from .stats import POOLED, VERDICT_SIGNIFICANT
 from .values import plain_value
@@ -88,18 +88,19 @@ def leaderboard_data(
     require_metric: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """(leaderboard rows, correlation rows) for one family or all, for the chosen reported metric (a raw name is
-    normalised: ``acc`` → ``accuracy``). Raises NotInLake for a family the lake does not hold, and, with
-    ``require_metric``, for a metric no scanned model reports (or none on ``dataset``)."""
+    normalised: ``acc`` → ``accuracy``). With a family, the queries read only that family's models (the variable
+    ``family``). Raises NotInLake for a family the lake does not hold, and, with ``require_metric``, for a metric no
+    scanned model reports (or none on ``dataset``)."""
     root = lake_path(lake)
-    build_catalog(root)
     metric = normalize_metric(metric)
-    variables = {"metric": metric, "prefer_import": prefer_import, "dataset": dataset}
+    variables = {"metric": metric, "prefer_import": prefer_import, "dataset": dataset, "family": family or None}
     board = run_query(root, "leaderboard", variables)
-    if family:
-        families = sorted({r["family"] for r in board})
-        board = [r for r in board if r["family"] == family]
-        if not board:
-            raise NotInLake(f"no family {family!r} in the lake; families: {', '.join(families) or 'none'}")
+    if family and not board:
+        held = run_query(
+            root, "SELECT DISTINCT family FROM models_latest WHERE status IN ('scanned', 'partial') ORDER BY family"
+        )
+        families = ", ".join(r["family"] for r in held)
+        raise NotInLake(f"no family {family!r} in the lake; families: {families or 'none'}")
     if require_metric and board and all(r["value"] is None for r in board):
         known = ", ".join(f"{m} ({n} models)" for m, n in available_metrics(root)) or "none"
         where = f" on dataset {dataset!r}" if dataset else ""
@@ -402,7 +403,7 @@ def write_plots(
     from .plots import plot_correlation_flow, plot_family_trends
 
     board, correlations = data or leaderboard_data(lake, family, metric, prefer_import, dataset)
-    flow = run_query(lake_path(lake), "correlation_flow")
+    flow = run_query(lake, "correlation_flow")
     if family:
         flow = [r for r in flow if r["family"] == family]
     return plot_family_trends(board, correlations, out) + plot_correlation_flow(flow, board, correlations, out)
@@ -412,8 +413,6 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
     """The ESD plot of one layer (by tensor name or layer_id) of a repo's latest scan, from the lake alone."""
     from .plots import plot_esd
 
-    root = lake_path(lake)
-    build_catalog(root)
     key = "layer_id = ?" if layer.isdigit() else "name = ?"
     value = int(layer) if layer.isdigit() else layer
     sql = (
@@ -422,15 +421,7 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
         "JOIN layers l ON l.repo_id = e.repo_id AND l.revision = e.revision AND l.name = e.name "
         f"AND l.slice_id = e.slice_id WHERE e.repo_id = ? AND e.{key} ORDER BY e.slice_id LIMIT 1"
     )
-    import duckdb
-
-    con = duckdb.connect(str(root / "wwhub.duckdb"), read_only=True)
-    try:
-        cursor = con.execute(sql, [repo_id, value])
-        columns = [d[0] for d in cursor.description]
-        rows = [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
-    finally:
-        con.close()
+    rows = run_query(lake, sql, parameters=[repo_id, value])
     if not rows:
-        raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --no-esd?)")
+        raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --esd none?)")
     return plot_esd(rows[0], rows[0], out)

@@ -1,8 +1,9 @@
 """Prefect flows: thin recipes over the plain functions of ``flows/pipeline.py``.
 
 ``scan_family`` and ``scan_models`` list a family (or take repo ids), submit one task per model (retried with
-backoff on transient hub errors, concurrency bounded by the task runner), then record the scan and rebuild the
-DuckDB catalog. Importing this module imports Prefect; the CLI's default path does not.
+backoff on transient hub errors, concurrency bounded by the task runner), then record the scan. Each model is
+committed to the lake by the task that scanned it, in one atomic step. Importing this module imports Prefect; the
+CLI's default path does not.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from . import __version__
 from .analyze import usable_cores
 from .families import load_families
 from .lake import Lake
+from .lake.esd import DEFAULT_ESD
 from .nightly import changes_markdown, compare_snapshots, lake_snapshot, refresh_exports
 from .pipeline import (
     STATUS_SKIPPED,
@@ -73,10 +75,10 @@ def list_family_task(spec: SourceSpec, query: dict, family: str | None) -> list[
     task_run_name="scan {ref.repo_id}@{ref.revision:.12}",
 )
 def scan_model_task(
-    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str, keep_esd: bool = True
+    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str, esd: str = DEFAULT_ESD
 ) -> ModelOutcome:
     # The lake is the ledger: scan_model skips a commit already there, so a retried or repeated task is harmless.
-    return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id, keep_esd=keep_esd)
+    return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id, esd=esd)
 
 
 @task(name="record-scan", cache_policy=NO_CACHE)
@@ -91,9 +93,10 @@ def _scan(
     options: dict,
     force: bool,
     progress: bool = False,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
 ) -> ScanReport:
     logger = get_run_logger()
+    Lake.for_writing(lake)  # a read-only or misplaced lake fails here, before any task runs
     report = ScanReport(new_scan_id(), dt.datetime.now(dt.UTC))
     remove_dead_workdirs()
     refs: list[ModelRef] = []
@@ -109,7 +112,7 @@ def _scan(
         if progress
         else None
     )
-    futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id, keep_esd) for ref in refs]
+    futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id, esd) for ref in refs]
     for done, (ref, future) in enumerate(zip(refs, futures, strict=True), start=1):
         try:
             outcome = future.result()
@@ -173,10 +176,10 @@ def scan_families(
     options: dict | None = None,
     force: bool = False,
     progress: bool = True,
-    keep_esd: bool = True,
+    esd: str = DEFAULT_ESD,
 ) -> ScanReport:
     """Scan several families in one run (the runner is chosen by the caller with ``with_options``)."""
-    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress, keep_esd=keep_esd)
+    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress, esd=esd)
 
 
 @flow(name="nightly-scan", log_prints=True)

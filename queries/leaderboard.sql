@@ -2,6 +2,7 @@
 -- value of the variable `metric` (see reported_accuracy.sql: one value per model, on the fraction scale, with its
 -- source), ranked within the family by that value (rank_by_value: 1 = best, respecting lower-is-better metrics)
 -- and by alpha (rank_by_alpha: 1 = smallest average alpha, which HT-SR expects of the better-trained model).
+-- With the variable `family` set, only that family's models are read.
 -- Columns: family, repo_id, revision, metric, value, reported_scale, source, dataset, n_shot, stderr,
 --   higher_is_better, rank_by_value, rank_by_alpha, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm,
 --   log_norm, stable_rank, mp_softrank, num_layers, num_ok, num_failed, num_over_trained, num_under_trained,
@@ -20,5 +21,5 @@ SELECT m.family, m.repo_id, m.revision, r.metric, r.value, r.reported_scale, r.s
        m.num_traps, m.model_kind, m.quantization, m.status, m.scanned_at
 FROM models_latest m
 LEFT JOIN reported_accuracy r USING (repo_id)
-WHERE m.status IN ('scanned', 'partial')
+WHERE m.status IN ('scanned', 'partial') AND (getvariable('family') IS NULL OR m.family = getvariable('family'))
 ORDER BY m.family, rank_by_value NULLS LAST, m.repo_id

@@ -4,8 +4,9 @@
 -- at that commit), 3 imported CSV, 4 imported lm-evaluation-harness results, 5 imported Open LLM Leaderboard;
 -- with the variable `prefer_import` true, imports (3-5) come before cards (1-2). Imports carry no commit and apply
 -- to every scanned revision. Within a source: dataset, split, then the larger value. The variable `dataset`
--- (optional) keeps only that dataset. `value` is on the fraction scale (percentages divided by 100: never mixed
--- in one ranking or correlation); `reported_scale` says how the source wrote it.
+-- (optional) keeps only that dataset, the variable `family` (optional) only that family's models. `value` is on
+-- the fraction scale (percentages divided by 100: never mixed in one ranking or correlation); `reported_scale`
+-- says how the source wrote it.
 -- Columns: repo_id, revision, metric, value, reported_scale, source, dataset, split, n_shot, stderr, raw_metric,
 --   higher_is_better, precedence
 WITH params AS (
@@ -27,6 +28,7 @@ candidates AS (
     JOIN evals e ON e.repo_id = m.repo_id AND (e.revision = m.revision OR e.revision IS NULL)
     CROSS JOIN params p
     WHERE isfinite(e.value) AND (p.dataset IS NULL OR lower(e.dataset) = p.dataset)
+      AND (getvariable('family') IS NULL OR m.family = getvariable('family'))
 ),
 ranked AS (
     SELECT c.*, row_number() OVER (

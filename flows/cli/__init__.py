@@ -9,7 +9,7 @@ import sys
 import traceback
 
 from .. import __version__
-from . import analyze, demo, distance, evals, leaderboard, plot, query, scan, serve, smooth
+from . import analyze, demo, distance, evals, lake, leaderboard, plot, query, scan, serve, smooth
 from ._errors import (
     DEBUG_ENV,
     DEBUG_FLAG,
@@ -22,7 +22,7 @@ from ._errors import (
     os_error_message,
 )
 
-COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, serve, distance, smooth]
+COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, lake, serve, distance, smooth]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -116,7 +116,7 @@ def run() -> None:
     code = main()
     if code == EXIT_INTERRUPTED:
         # Worker threads still inside an eigensolve or a download cannot be pre-empted; what completed is on disk
-        # (each model's commit marker is written last), so leave without waiting for them.
+        # (each model is one commit), so leave without waiting for them.
         sys.stdout.flush()
         sys.stderr.flush()
         os._exit(code)

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 from ..families import load_families
-from ..lake import lake_path
+from ..lake import Lake, LakeError, lake_path
 from ..pipeline import SourceSpec, run_scan
 from ..report import leaderboard_data, render_html, write_esd_plot, write_plots
 from ._errors import EXIT_OK, CliError
@@ -19,11 +19,13 @@ from .leaderboard import export
 
 DEMO_ROOT = Path(__file__).resolve().parents[1] / "demo"
 DEMO_OPTIONS = {"mp_fit": True, "randomize": True, "seed": 0}
+# The demo's own lake, so its models never enter the pooled correlations of the user's lake.
+DEMO_LAKE = "wwhub-demo-lake"
 
 
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="scan the bundled demo families and show the leaderboard (no setup)")
-    parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
+    parser.add_argument("--lake", default=DEMO_LAKE, help=f"lake folder (default: ./{DEMO_LAKE}, apart from yours)")
     parser.add_argument("--out", default="wwhub-report", help="plots and index.html (default: ./wwhub-report)")
     parser.add_argument("--force", action="store_true", help="rescan even if the demo models are in the lake")
     parser.set_defaults(run=run)
@@ -33,6 +35,10 @@ def run(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     out = check_output_folder(args.out)
     lake = str(lake_path(args.lake))
+    try:
+        Lake.check_writable(lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
     families = load_families(DEMO_ROOT / "families.yaml")
     spec = SourceSpec("local", str(DEMO_ROOT / "repos"))
     with progress_bar(total=None, desc="demo models", unit="model") as bar:

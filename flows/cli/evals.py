@@ -7,7 +7,7 @@ import re
 import sys
 from pathlib import Path
 
-from ..lake import lake_path
+from ..lake import LakeError
 from ._errors import CliError
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -101,11 +101,10 @@ def run_import(args: argparse.Namespace) -> int:
 
     try:
         imported, label, origin = _read(args)
-    except ImportFailed as err:
+        stored = store_import(args.lake, imported, label, origin)
+    except (ImportFailed, LakeError) as err:
         raise CliError(str(err)) from err
-    root = lake_path(args.lake)
-    stored = store_import(root, imported, label, origin)
     for note in stored.notes:
         print(f"wwhub evals import: warning: {note}", file=sys.stderr)
-    print(f"imported {stored.rows} values ({imported.source}) into {stored.path}")
+    print(f"imported {stored.rows} values ({imported.source}) into {stored.lake} as {stored.import_id}")
     return 0

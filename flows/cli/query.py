@@ -1,33 +1,48 @@
-"""``wwhub query "SQL" | NAME``: SQL over the lake's DuckDB views (NAME: a file of queries/ or a view)."""
+"""``wwhub query "SQL" | NAME``: one read-only SQL statement over the lake's views (NAME: a file of queries/ or a
+view); ``--list`` shows the named queries."""
 
 from __future__ import annotations
 
 import argparse
+import sys
 
-from ..lake import build_catalog, lake_path
-from ..query import run_query
+from ..lake import LakeError
+from ..query import QueryError, named_queries, query_arrow, run_query
 from ._errors import CliError
-from ._output import check_output_file, write_rows
+from ._output import FORMATS, check_output_file, render_table, write_rows
 
 
 def register(sub) -> None:
     parser = sub.add_parser("query", help="run SQL (or a named query from queries/) against the lake")
-    parser.add_argument("sql", help="a SELECT statement, or the name of a query (leaderboard, correlations, ...)")
+    parser.add_argument(
+        "sql", nargs="?", help="one SELECT statement, or the name of a query or table (leaderboard, correlations, ...)"
+    )
+    parser.add_argument("--list", action="store_true", help="list the named queries and what each answers")
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
-    parser.add_argument("--format", choices=["table", "csv", "json"], default="table", help="output format")
+    parser.add_argument("--format", choices=FORMATS, default="table", help="output format (parquet needs --out)")
     parser.add_argument("--out", help="write to FILE instead of stdout (its folder must exist)")
     parser.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.list:
+        rows = [{"query": name, "answers": about} for name, about in named_queries().items()]
+        sys.stdout.write(render_table(rows))
+        return 0
+    if args.sql is None:
+        raise CliError("give a SELECT statement or a query name (see `wwhub query --list`)")
     check_output_file(args.out)
-    root = lake_path(args.lake)
-    if not (root / "models").is_dir():
-        raise CliError(f"no lake at {root}: run `wwhub scan` (or `wwhub demo`) first, or pass --lake")
-    build_catalog(root)
+    if args.format == "parquet" and not args.out:
+        raise CliError("--format parquet needs --out FILE")
     try:
-        rows = run_query(root, args.sql)
-    except ValueError as err:
+        if args.format == "parquet":
+            import pyarrow.parquet as pq
+
+            # DuckDB's own column types (not Python values), so that `wwhub lake import` takes the file back.
+            pq.write_table(query_arrow(args.lake, args.sql), args.out, compression="zstd")
+            return 0
+        rows = run_query(args.lake, args.sql, user=True)
+    except (QueryError, LakeError) as err:
         raise CliError(str(err)) from err
     write_rows(rows, args.format, args.out)
     return 0

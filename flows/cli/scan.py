@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 from ..analyze import usable_cores
 from ..families import FamiliesError, load_families, validate_query
-from ..lake import lake_path
+from ..lake import Lake, LakeError, lake_path
+from ..lake.esd import DEFAULT_ESD, ESD_MODES
 from ..pipeline import STATUS_FAILED, STATUS_GATED, STATUS_SKIPPED, NothingListed, SourceSpec, run_scan
 from ..sources import HUB_INVALID, HUB_NOT_FOUND, HubError, HubSettings
 from ..sources.base import check_repo_id
@@ -205,7 +206,13 @@ def register(sub) -> None:
     )
     parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
-    parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
+    parser.add_argument(
+        "--esd",
+        choices=ESD_MODES,
+        default=DEFAULT_ESD,
+        help="eigenvalues kept per layer: tail (default: the fitted tail exactly + a quantile sketch of the bulk), "
+        "full (every eigenvalue), none",
+    )
     add_layers_argument(parser)
     parser.add_argument(
         "--base",
@@ -223,8 +230,10 @@ def run(args: argparse.Namespace) -> int:
     selection = layer_selection(args)
     options = analysis_options(args)
     lake = lake_path(args.lake)
-    if lake.exists() and not lake.is_dir():
-        raise CliError(f"--lake {lake}: is a file, expected the lake folder")
+    try:
+        Lake.check_writable(lake)  # a file, a read-only or a foreign folder: one line, before anything is listed
+    except LakeError as err:
+        raise CliError(str(err)) from err
     if args.dask_address and args.task_runner != "dask":
         raise CliError("--dask-address needs --task-runner dask")
     try:
@@ -259,7 +268,7 @@ def run(args: argparse.Namespace) -> int:
                     on_listed=lambda n: models_bar.reset(total=n),
                     on_model=on_model,
                     on_shard=lambda repo, shard: shards_bar.update(1),
-                    keep_esd=not args.no_esd,
+                    esd=args.esd,
                     require_models=True,
                     layers=selection.text,
                     base=args.base,
@@ -272,6 +281,8 @@ def run(args: argparse.Namespace) -> int:
                 f"{_describe(families)} (expected DIR/ORG/NAME folders with weights)"
             ) from None
         raise CliError(f"nothing to scan: the {spec.kind} source lists no models for {_describe(families)}") from None
+    except LakeError as err:
+        raise CliError(str(err)) from err
     return report_scan(report, families, lake, selection.text if not selection.is_all else None)
 
 
@@ -345,6 +356,4 @@ def _run_on_dask(address, args, spec, families, lake, options):
     from ..scan import make_task_runner, scan_families
 
     runner = make_task_runner("dask", address)
-    return scan_families.with_options(task_runner=runner)(
-        families, lake, spec, options, args.force, keep_esd=not args.no_esd
-    )
+    return scan_families.with_options(task_runner=runner)(families, lake, spec, options, args.force, esd=args.esd)

@@ -1,10 +1,11 @@
-"""Imported evaluation results into the lake: one file per imported origin, never a silent replacement.
+"""Imported evaluation results into the lake: one import per origin, never a silent replacement.
 
-An import is stored as ``LAKE/evals/import__<label>-<digest>.parquet``, the digest naming where it came from (the
-resolved path of a local file, or the repo). Importing the same origin again replaces its earlier import (and says
-so); a different file with the same name lands beside it. After writing, the catalog and the ``correlations``
-table are rebuilt, and the user hears about repos that are not in the lake yet and about (model, metric) pairs
-that other sources report too (the precedence of queries/reported_values.sql decides which one counts).
+Each imported row carries ``import_id`` = ``<label>-<digest>``, the digest naming where it came from (the resolved
+path of a local file, or the repo), and the lake keys imported rows by it (flows/lake/schema.py): importing the same
+origin again replaces exactly what it brought before (and says so); a different file with the same name lands
+beside it. The import is one lake commit, followed by the derived ``correlations`` table; the user hears about
+repos that are not in the lake yet and about (model, metric) pairs that other sources report too (the precedence
+of queries/reported_values.sql decides which one counts).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..correlations import refresh_correlations
-from ..lake import Lake, build_catalog
+from ..lake import Lake
 from ..query import run_query
 from .importers import Import
 
@@ -25,7 +26,8 @@ _SHOWN = 5
 
 @dataclass
 class StoredImport:
-    path: Path
+    lake: Path
+    import_id: str
     rows: int
     notes: list[str] = field(default_factory=list)  # what the user should know (printed as warnings)
 
@@ -39,20 +41,24 @@ def _some(names: list[str]) -> str:
     return shown + (f" and {len(names) - _SHOWN} more" if len(names) > _SHOWN else "")
 
 
-def store_import(root: Path, imported: Import, label: str, origin: str) -> StoredImport:
-    """Write ``imported`` under a name unique to ``origin``, rebuild the catalog and correlations, and report."""
-    lake = Lake(root)
-    digest = hashlib.sha1(origin.encode()).hexdigest()[:10]
-    name = f"{_label(label)}-{digest}"
-    path = lake.root / "evals" / f"import__{name}.parquet"
+def store_import(root: str | Path | None, imported: Import, label: str, origin: str) -> StoredImport:
+    """Commit ``imported`` under an ``import_id`` unique to ``origin``, refresh the correlations, and report.
+    Raises LakeError (one line) when the lake cannot be written, before anything is."""
+    lake = Lake.for_writing(root)
+    import_id = f"{_label(label)}-{hashlib.sha1(origin.encode()).hexdigest()[:10]}"
     notes = list(imported.notes)
-    if path.exists():
+    same_label = re.compile(re.escape(_label(label)) + r"-[0-9a-f]{10}")
+    earlier = {
+        r["import_id"]
+        for r in run_query(lake.root, "SELECT DISTINCT import_id FROM evals WHERE import_id IS NOT NULL")
+        if same_label.fullmatch(r["import_id"])
+    }
+    if import_id in earlier:
         notes.append(f"replaces the previous import of {origin}")
-    namesakes = [p.name for p in (lake.root / "evals").glob(f"import__{_label(label)}-*.parquet") if p != path]
-    if namesakes:
-        notes.append(f"kept beside {len(namesakes)} earlier import(s) of another file named {label}")
-    written = lake.write_imported_evals(name, imported.rows)
-    build_catalog(lake.root)
+    if earlier - {import_id}:
+        notes.append(f"kept beside {len(earlier - {import_id})} earlier import(s) of another file named {label}")
+    rows = [dict(row, import_id=import_id) for row in imported.rows]
+    lake.commit({"evals": rows}, replace={"evals": [{"import_id": import_id}]})
     scanned = {r["repo_id"] for r in run_query(lake.root, "SELECT DISTINCT repo_id FROM models")}
     missing = sorted({r["repo_id"] for r in imported.rows} - scanned)
     if missing:
@@ -75,4 +81,4 @@ def store_import(root: Path, imported: Import, label: str, origin: str) -> Store
             f"the leaderboard picks one by source: {PRECEDENCE}"
         )
     refresh_correlations(lake.root)
-    return StoredImport(written, len(imported.rows), notes)
+    return StoredImport(lake.root, import_id, len(imported.rows), notes)

@@ -10,12 +10,10 @@ import subprocess
 import threading
 import time
 
-import duckdb
 import numpy as np
-import pyarrow.parquet as pq
 import pytest
 
-from flows.lake import CATALOG
+from flows.lake import Lake, connect
 from flows.pipeline import SourceSpec, run_scan
 from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
@@ -25,7 +23,7 @@ COLUMNS = "repo_id, revision, name, layer_id, alpha, lambda_max, D, xmin, rand_l
 
 
 def lake_layers(lake) -> list[tuple]:
-    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    con = connect(Lake.open(lake))
     try:
         return con.execute(f"SELECT {COLUMNS} FROM layers ORDER BY repo_id, layer_id").fetchall()
     finally:
@@ -53,7 +51,7 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
 
     def kill_one_worker_when_the_first_model_lands():
         deadline = time.time() + 120
-        while time.time() < deadline and not list((remote / "models").glob("acme__*.parquet")):
+        while time.time() < deadline and not ((remote / "manifest.json").exists() and lake_layers(remote)):
             time.sleep(0.05)
         os.killpg(workers[0].pid, signal.SIGKILL)
 
@@ -76,7 +74,8 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
             "--randomize",
             "--seed",
             "3",
-            "--no-esd",
+            "--esd",
+            "none",
             "--task-runner",
             "dask",
             "--dask-address",
@@ -96,8 +95,9 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
     listed, scanned, skipped, failed = (int(v) for v in summary.groups())
     # A model whose worker died is rerun elsewhere; if it had landed already, the ledger skips it.
     assert (listed, scanned + skipped, failed) == (8, 8, 0), scan.stdout
-    assert len(list((remote / "models").glob("acme__*.parquet"))) == 8
+    con = connect(Lake.open(remote))
+    assert con.execute("SELECT count(*), count(DISTINCT repo_id) FROM models").fetchall() == [(8, 8)]
     assert lake_layers(remote) == lake_layers(local)  # identical rows: seeded per layer, whichever worker ran it
-    # --no-esd reaches the workers: no eigenvalues stored remotely (an empty esd file per model at most).
-    assert sum(pq.read_metadata(f).num_rows for f in (remote / "esd").glob("acme__*.parquet")) == 0
-    assert sum(pq.read_metadata(f).num_rows for f in (local / "esd").glob("acme__*.parquet")) > 0
+    # --esd none reaches the workers: no eigenvalues stored remotely.
+    assert con.execute("SELECT count(*) FROM esd").fetchall() == [(0,)]
+    assert connect(Lake.open(local)).execute("SELECT count(*) FROM esd").fetchall()[0][0] > 0

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
+from flows.query import run_query
 from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
 
@@ -80,7 +81,8 @@ def test_nightly_deployment_runs_on_a_process_worker(prefect_server, fake_hub, t
     )
     assert all(r["state_type"] == "SCHEDULED" for r in scheduled if r["id"] != run_id)
 
-    assert len(list((lake / "models").glob("acme__e2e-*.parquet"))) == 3
+    models = run_query(lake, "SELECT repo_id FROM models WHERE repo_id LIKE 'acme/e2e-%' ORDER BY 1")
+    assert [m["repo_id"] for m in models] == ["acme/e2e-0m", "acme/e2e-1m", "acme/e2e-2m"]
     assert (lake / "reports" / "leaderboard.html").exists()
     artifacts = api(env, "/artifacts/filter", {"limit": 50, "offset": 0, "sort": "CREATED_DESC"})
     subflows = api(

@@ -6,10 +6,9 @@ import json
 import socket
 import struct
 
-import duckdb
 import numpy as np
 
-from flows.lake import CATALOG
+from flows.query import run_query
 from tests.errors.framework import ROOT, Ctx, ErrorCase
 from tests.fakehub import model_index, write_model
 
@@ -42,13 +41,7 @@ def scan_hub(ctx: Ctx, *repos: str) -> list[str]:
 
 
 def models_row(ctx: Ctx, repo_id: str) -> dict:
-    con = duckdb.connect(str(ctx.lake / CATALOG), read_only=True)
-    try:
-        cursor = con.execute("SELECT * FROM models WHERE repo_id = ?", [repo_id])
-        columns = [d[0] for d in cursor.description]
-        return dict(zip(columns, cursor.fetchall()[0], strict=True))
-    finally:
-        con.close()
+    return run_query(ctx.lake, "SELECT * FROM models WHERE repo_id = ?", parameters=[repo_id])[0]
 
 
 def status_is(repo_id: str, status: str, *words: str):

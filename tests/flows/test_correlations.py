@@ -11,7 +11,7 @@ from scipy import stats
 
 from flows.cli import main
 from flows.correlations import refresh_correlations
-from flows.lake import Lake, build_catalog
+from flows.lake import Lake
 from flows.report import leaderboard_data
 from tests.flows.lakes import write_lake
 
@@ -57,8 +57,11 @@ def test_every_reader_sees_the_same_columns(tmp_path, capsys):
     lake, _ = simpsons_lake(tmp_path / "lake")
     assert main(["query", "correlations", "--lake", str(lake), "--format", "json"]) == 0
     from_query = json.loads(capsys.readouterr().out)
-    con = duckdb.connect(str(lake / "wwhub.duckdb"), read_only=True)
+    # Plain duckdb, as README shows: the lake's views.sql, its relative paths resolved against the lake folder.
+    con = duckdb.connect()
     try:
+        con.execute(f"SET file_search_path = '{lake}'")
+        con.execute((lake / "views.sql").read_text())
         cursor = con.execute("SELECT * FROM correlations")
         from_duckdb = [dict(zip([d[0] for d in cursor.description], r, strict=True)) for r in cursor.fetchall()]
     finally:
@@ -113,30 +116,11 @@ def test_percent_and_fraction_values_are_never_mixed(tmp_path):
     # Family a reports fractions, family b percent: one pooled correlation over one scale.
     models = [("a", f"org/a{i}", 2.0 + i / 10, 0.90 - i / 100, 10**8) for i in range(5)]
     lake = write_lake(tmp_path / "lake", models)
-    evals = Lake(lake)
     for i in range(5):
-        repo = f"org/b{i}"
-        evals.write_rows(
-            "evals",
-            repo,
-            "r1",
-            [
-                dict(
-                    repo_id=repo,
-                    revision="r1",
-                    family="b",
-                    source="model-index",
-                    dataset="d",
-                    metric="accuracy",
-                    value=80.0 - i,
-                    scale="percent",
-                )
-            ],
-        )
-        evals.write_rows(
-            "models", repo, "r1", [dict(repo_id=repo, revision="r1", family="b", status="scanned", alpha=3.0 + i / 10)]
-        )
-    build_catalog(lake)
+        key = dict(repo_id=f"org/b{i}", revision="r1", family="b")
+        evals = dict(key, source="model-index", dataset="d", metric="accuracy", value=80.0 - i, scale="percent")
+        models = dict(key, status="scanned", alpha=3.0 + i / 10)
+        Lake(lake).commit_model(key["repo_id"], "r1", {"evals": [evals], "models": [models]})
     refresh_correlations(lake)
     board, rows = leaderboard_data(lake)
     values = {r["repo_id"]: r["value"] for r in board}
@@ -151,11 +135,17 @@ def test_percent_and_fraction_values_are_never_mixed(tmp_path):
 def test_one_family_computed_on_the_spot_is_adjusted_like_all_of_them(tmp_path):
     lake, models = simpsons_lake(tmp_path / "lake")
     rows = [
-        dict(repo_id=m[1], family=m[0], source="import:csv:x", metric="accuracy", value=m[3] + 0.01 * (i % 3))
+        dict(
+            repo_id=m[1],
+            family=m[0],
+            source="import:csv:x",
+            metric="accuracy",
+            value=m[3] + 0.01 * (i % 3),
+            import_id="x",
+        )
         for i, m in enumerate(models)
     ]
-    Lake(lake).write_imported_evals("x", rows)
-    build_catalog(lake)
+    Lake(lake).commit({"evals": rows})
     _, everything = leaderboard_data(lake, prefer_import=True)
     _, one = leaderboard_data(lake, family="fam1", prefer_import=True)
     expected = {r["metric"]: r["pearson_p_adjusted"] for r in everything if r["family"] == "fam1"}

@@ -12,7 +12,8 @@ from flows.cli import main
 from flows.query import run_query
 from flows.report import leaderboard_data
 from tests.fakehub import model_index, write_model
-from tests.flows.lakes import lake_state, write_lake
+from tests.flows.lake.synth import tree_hashes
+from tests.flows.lakes import write_lake
 
 MODELS = [("fam", f"org/m{i}", 2.0 + i / 10, 0.90 - i / 50, 10**8) for i in range(6)]
 
@@ -28,11 +29,11 @@ def evals(lake, where="source LIKE 'import:%'"):
 
 def refused(lake, capsys, args, message):
     """The import exits 2 with one line naming the problem, and leaves every file of the lake as it was."""
-    before = lake_state(lake)
+    before = tree_hashes(lake)
     assert main(["evals", "import", *args, "--lake", str(lake)]) == 2
     err = capsys.readouterr().err
     assert message in err and len(err.strip().splitlines()) == 1, err
-    assert lake_state(lake) == before
+    assert tree_hashes(lake) == before
 
 
 # ---- CSV ---------------------------------------------------------------------------------------------------------

@@ -7,14 +7,13 @@ from __future__ import annotations
 import email.utils
 import time
 
-import duckdb
 import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.lake import CATALOG
 from flows.sources.transport import HubSettings, retry_after_seconds
 from tests.fakehub import FakeHub, model_index, write_model
+from tests.flows.lake.synth import rows
 
 REPOS = ("acme/flaky-1m", "acme/flaky-2m")
 ROWS = "SELECT repo_id, name, layer_id, fit_status, alpha, lambda_max, D FROM layers ORDER BY repo_id, layer_id"
@@ -63,14 +62,6 @@ def clean_rows(hub, tmp_path_factory):
 
 def scan(hub, lake, *extra: str, repos=REPOS) -> int:
     return main(["scan", *repos, "--endpoint", hub.endpoint, "--lake", str(lake), *extra])
-
-
-def rows(lake, sql: str, params=()) -> list[tuple]:
-    con = duckdb.connect(str(lake / CATALOG), read_only=True)
-    try:
-        return con.execute(sql, list(params)).fetchall()
-    finally:
-        con.close()
 
 
 def status(lake, repo_id: str) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import pytest
 from scipy import stats
 
 from flows.cli import main
-from flows.lake import Lake, build_catalog
+from flows.lake import Lake
 from flows.report import board_view, leaderboard_data
 
 METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
@@ -76,38 +76,32 @@ def test_demo_wrote_plots_and_page(demo_lake):
 
 def make_lake(root: Path, models: list[tuple[str, str, float, float]], ties: bool = False) -> Path:
     """A lake from (family, repo_id, alpha, accuracy) with no weights: models and evals rows only."""
-    lake = Lake(root)
+    lake = Lake.for_writing(root)
     for family, repo_id, alpha, accuracy in models:
         common = dict(repo_id=repo_id, revision="r1", family=family)
-        lake.write_rows(
-            "evals",
+        evals = [
+            dict(common, source="model-index", task="t", dataset="d", split="test", metric="accuracy", value=accuracy)
+        ]
+        lake.commit_model(
             repo_id,
             "r1",
-            [
-                dict(
-                    common, source="model-index", task="t", dataset="d", split="test", metric="accuracy", value=accuracy
-                )
-            ],
+            {
+                "evals": evals,
+                "models": [
+                    dict(
+                        common,
+                        status="scanned",
+                        alpha=alpha,
+                        alpha_weighted=alpha * 2,
+                        log_alpha_norm=alpha + 1,
+                        log_spectral_norm=1.0 if ties else alpha / 3,
+                        log_norm=2.0,
+                        num_layers=1,
+                        num_ok=1,
+                    )
+                ],
+            },
         )
-        lake.write_rows(
-            "models",
-            repo_id,
-            "r1",
-            [
-                dict(
-                    common,
-                    status="scanned",
-                    alpha=alpha,
-                    alpha_weighted=alpha * 2,
-                    log_alpha_norm=alpha + 1,
-                    log_spectral_norm=1.0 if ties else alpha / 3,
-                    log_norm=2.0,
-                    num_layers=1,
-                    num_ok=1,
-                )
-            ],
-        )
-    build_catalog(root)
     return root
 
 
@@ -141,22 +135,24 @@ def test_ties_use_average_ranks_like_scipy(tmp_path):
 def test_lower_is_better_metrics_rank_ascending(tmp_path):
     lake = make_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.1), ("fam", "org/b", 3.0, 0.3)])
     errors = [("org/a", 0.1), ("org/b", 0.3)]
-    Lake(lake).write_imported_evals(
-        "errors",
-        [
-            dict(
-                repo_id=repo_id,
-                revision=None,
-                family="fam",
-                source="import:x",
-                task="",
-                dataset="",
-                split="",
-                metric="error_rate",
-                value=value,
-            )
-            for repo_id, value in errors
-        ],
+    Lake(lake).commit(
+        {
+            "evals": [
+                dict(
+                    repo_id=repo_id,
+                    revision=None,
+                    family="fam",
+                    source="import:x",
+                    task="",
+                    dataset="",
+                    split="",
+                    metric="error_rate",
+                    value=value,
+                    import_id="errors",
+                )
+                for repo_id, value in errors
+            ]
+        },
     )
     board, _ = leaderboard_data(lake, metric="error_rate")
     assert {r["repo_id"]: r["rank_by_value"] for r in board} == {"org/a": 1, "org/b": 2}
@@ -224,20 +220,16 @@ def test_outliers_flow_and_esd_plot(demo_lake, tmp_path, capsys):
 
 
 def test_drift_between_two_commits(tmp_path):
-    lake = Lake(tmp_path / "lake")
+    lake = Lake.for_writing(tmp_path / "lake")
     import datetime as dt
 
     for revision, alpha, month in (("old", 3.0, 1), ("new", 2.5, 2)):
         when = dt.datetime(2026, month, 1, tzinfo=dt.UTC)
         common = dict(repo_id="org/m", revision=revision, family="m")
-        lake.write_rows(
-            "layers",
-            "org/m",
-            revision,
-            [dict(common, layer_id=0, name="w", slice_id=-1, alpha=alpha, log_spectral_norm=1.0, fit_status="ok")],
+        layer = dict(common, layer_id=0, name="w", slice_id=-1, alpha=alpha, log_spectral_norm=1.0, fit_status="ok")
+        lake.commit_model(
+            "org/m", revision, {"layers": [layer], "models": [dict(common, status="scanned", scanned_at=when)]}
         )
-        lake.write_rows("models", "org/m", revision, [dict(common, status="scanned", scanned_at=when)])
-    build_catalog(lake.root)
     from flows.query import run_query
 
     rows = run_query(lake.root, "drift")
@@ -281,12 +273,20 @@ def test_asking_for_a_metric_or_family_the_lake_does_not_hold_names_what_it_hold
 
 def test_the_value_column_is_named_after_the_metric(tmp_path, capsys):
     lake = make_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)])
-    Lake(lake).write_imported_evals(
-        "f1",
-        [
-            dict(repo_id=f"org/m{i}", family="fam", source="import:csv:x", metric="f1", value=0.5 + i / 10)
-            for i in range(3)
-        ],
+    Lake(lake).commit(
+        {
+            "evals": [
+                dict(
+                    repo_id=f"org/m{i}",
+                    family="fam",
+                    source="import:csv:x",
+                    metric="f1",
+                    value=0.5 + i / 10,
+                    import_id="f1",
+                )
+                for i in range(3)
+            ]
+        }
     )
     assert main(["leaderboard", "--lake", str(lake), "--metric", "f1", "--format", "json"]) == 0
     rows = json.loads(capsys.readouterr().out)
@@ -314,12 +314,21 @@ def test_every_string_from_a_card_or_repo_is_escaped_in_html(tmp_path):
     hostile = "<script>alert(1)</script>"
     models = [("fam", f"org/m{i}{hostile if i == 0 else ''}", 2.0 + i / 5, 0.9 - i / 50) for i in range(5)]
     lake = make_lake(tmp_path / "lake", models)
-    Lake(lake).write_imported_evals(
-        "hostile",
-        [
-            dict(repo_id=m[1], family="fam", source=f"import:csv:{hostile}", dataset=hostile, metric=hostile, value=0.5)
-            for m in models
-        ],
+    Lake(lake).commit(
+        {
+            "evals": [
+                dict(
+                    repo_id=m[1],
+                    family="fam",
+                    source=f"import:csv:{hostile}",
+                    dataset=hostile,
+                    metric=hostile,
+                    value=0.5,
+                    import_id="hostile",
+                )
+                for m in models
+            ]
+        }
     )
     for metric in ("accuracy", hostile):
         out = tmp_path / "board.html"

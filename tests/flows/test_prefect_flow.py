@@ -1,10 +1,9 @@
 """The Prefect flow is a thin recipe over the same functions: same lake as the CLI, tasks per model."""
 
-import duckdb
 import numpy as np
 import pytest
 
-from flows.lake import CATALOG
+from flows.lake import Lake, connect
 from flows.pipeline import SourceSpec
 from tests.fakehub import model_index, write_model
 
@@ -47,7 +46,7 @@ def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
     lake = str(tmp_path / "lake")
     report = scan_family("flows", {"author": "acme"}, lake, source=SourceSpec("hub", fake_hub.endpoint))
     assert report.listed == 3 and report.count("scanned") == 3
-    con = duckdb.connect(str(tmp_path / "lake" / CATALOG), read_only=True)
+    con = connect(Lake.open(tmp_path / "lake"))
     assert con.execute("SELECT count(*), min(family) FROM models").fetchall() == [(3, "flows")]
     assert con.execute("SELECT count(*) FROM scans").fetchall() == [(1,)]
     again = scan_family("flows", {"author": "acme"}, lake, source=SourceSpec("hub", fake_hub.endpoint))

@@ -3,12 +3,11 @@ reruns, and agreement with `wwhub analyze` on the same files."""
 
 import json
 
-import duckdb
 import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.lake import CATALOG
+from flows.query import run_query
 from tests.fakehub import model_index, write_model
 
 
@@ -46,13 +45,7 @@ def family(fake_hub, tmp_path):
 
 
 def lake_rows(lake, sql):
-    con = duckdb.connect(str(lake / CATALOG), read_only=True)
-    try:
-        cursor = con.execute(sql)
-        columns = [d[0] for d in cursor.description]
-        return [dict(zip(columns, r, strict=True)) for r in cursor.fetchall()]
-    finally:
-        con.close()
+    return run_query(lake, sql)
 
 
 def scan(fake_hub, lake, *extra):

@@ -8,12 +8,11 @@ import sys
 import time
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import pytest
 from huggingface_hub import snapshot_download
 
-from flows.lake import CATALOG
+from flows.lake import Lake, connect
 from tests.fakehub import model_index, write_model
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -95,8 +94,19 @@ def test_one_shard_at_a_time_on_disk_and_in_memory(fake_hub, tmp_path):
     # download threads), so one shard of margin would be flaky; holding the model would add all 225 MB.
     growth = peaks[8][1] - peaks[2][1]
     assert growth < 2 * shard_size, (growth / 1e6, shard_size / 1e6)
-    con = duckdb.connect(str(tmp_path / "lake" / CATALOG), read_only=True)
+    con = connect(Lake.open(tmp_path / "lake"))
     assert con.execute("SELECT count(*) FROM layers WHERE repo_id = 'acme/stream-8b'").fetchall()[0][0] == 48
+
+
+def models_in(lake) -> int:
+    """Models committed so far (0 before the lake exists)."""
+    if not (lake / "manifest.json").exists():
+        return 0
+    con = connect(Lake.open(lake))
+    try:
+        return con.execute("SELECT count(*) FROM models").fetchall()[0][0]
+    finally:
+        con.close()
 
 
 @pytest.mark.slow
@@ -113,20 +123,20 @@ def test_sigkill_mid_scan_leaves_no_partial_or_duplicate_rows(fake_hub, tmp_path
     proc = spawn(["scan", *repos, "--endpoint", fake_hub.endpoint, "--lake", str(lake), "--workers", "1"], {})
     deadline = time.time() + 120
     # Kill as soon as the first model has landed: the second is then mid-flight.
-    while time.time() < deadline and not list((lake / "models").glob("acme__*.parquet")):
+    while time.time() < deadline and not models_in(lake):
         time.sleep(0.02)
     time.sleep(0.3)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     fake_hub.clear_faults()
-    landed = len(list((lake / "models").glob("acme__*.parquet")))
+    landed = models_in(lake)
     assert 1 <= landed < 4
 
     rerun = spawn(["scan", *repos, "--endpoint", fake_hub.endpoint, "--lake", str(lake)], {})
     out, err = rerun.communicate(timeout=300)
     assert rerun.returncode == 0, err
     assert f"skipped {landed}" in out
-    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    con = connect(Lake.open(lake))
     duplicates = con.execute("SELECT repo_id, name, count(*) FROM layers GROUP BY ALL HAVING count(*) > 1").fetchall()
     assert duplicates == []
     assert con.execute("SELECT count(*) FROM layers").fetchall()[0][0] == 16
@@ -149,7 +159,7 @@ def test_cache_source_scans_offline(fake_hub, tmp_path, monkeypatch):
 
     lake = tmp_path / "lake"
     assert main(["scan", "--source", "cache", str(cache), "--lake", str(lake)]) == 0
-    con = duckdb.connect(str(lake / CATALOG), read_only=True)
+    con = connect(Lake.open(lake))
     rows = con.execute("SELECT repo_id, revision, family, status FROM models").fetchall()
     assert rows == [("acme/cached-7m", sha, "cached", "scanned")]
     assert con.execute("SELECT value FROM evals").fetchall() == [(0.77,)]

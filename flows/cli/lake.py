@@ -1,0 +1,129 @@
+"""``wwhub lake import|merge|compact|info|migrate``: the lake as a whole (docs/lake.md)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from ..lake import TABLES, LakeError, lake_path
+from ._errors import CliError
+from ._output import render_table
+
+LAKE_HELP = "lake folder (default: WWHUB_LAKE or ./wwhub-lake)"
+
+
+def register(sub) -> None:
+    parser = sub.add_parser("lake", help="import, merge, compact, inspect or migrate a lake")
+    actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    importer = actions.add_parser(
+        "import",
+        help="add exported rows: TABLE.parquet files or folders of them (same (repo_id, revision) replaces)",
+    )
+    importer.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="TABLE.parquet (as `wwhub query ... --format parquet` writes), or a folder",
+    )
+    importer.add_argument("--table", choices=TABLES, help="the table a file holds when its name does not say")
+    importer.add_argument("--lake", help=LAKE_HELP)
+    importer.set_defaults(run=run_import)
+    merger = actions.add_parser("merge", help="add every row of another lake (models in both: OTHER's copy)")
+    merger.add_argument("other", metavar="OTHER_LAKE", help="the lake folder whose rows are added")
+    merger.add_argument("--lake", help=LAKE_HELP)
+    merger.set_defaults(run=run_merge)
+    compacter = actions.add_parser("compact", help="rewrite into few large sorted files; drop replaced rows")
+    compacter.add_argument("--lake", help=LAKE_HELP)
+    compacter.set_defaults(run=run_compact)
+    informer = actions.add_parser("info", help="layout, rows, files and sizes per table, last scan")
+    informer.add_argument("--lake", help=LAKE_HELP)
+    informer.add_argument("--format", choices=["table", "json"], default="table", help="output format")
+    informer.set_defaults(run=run_info)
+    migrator = actions.add_parser("migrate", help="move a lake written by wwhub <= 0.1 to today's layout")
+    migrator.add_argument("--lake", help=LAKE_HELP)
+    migrator.set_defaults(run=run_migrate)
+
+
+def _refresh_derived(lake: str | None) -> None:
+    """Rows came in: the derived ``correlations`` table is recomputed by its producer (never copied)."""
+    from ..correlations import refresh_correlations
+
+    refresh_correlations(lake_path(lake))
+
+
+def _counts(rows: dict[str, int]) -> str:
+    return ", ".join(f"{table} {n}" for table, n in rows.items()) or "nothing"
+
+
+def run_import(args: argparse.Namespace) -> int:
+    from ..lake.transfer import import_paths
+
+    try:
+        rows = import_paths(args.lake, args.paths, args.table)
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    _refresh_derived(args.lake)
+    print(f"imported {_counts(rows)} rows")
+    return 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    from ..lake.transfer import merge
+
+    try:
+        rows = merge(args.lake, args.other)
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    _refresh_derived(args.lake)
+    print(f"merged {_counts(rows)} rows from {args.other}")
+    return 0
+
+
+def run_compact(args: argparse.Namespace) -> int:
+    from ..lake import Lake
+    from ..lake.compaction import compact
+
+    try:
+        Lake.open(args.lake)
+        segments = compact(Lake.for_writing(args.lake))
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    print("segments per table: " + _counts(segments))
+    return 0
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..lake.transfer import info
+
+    try:
+        facts = info(args.lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    if args.format == "json":
+        print(json.dumps(facts, indent=1))
+        return 0
+    last = facts["last_scan"]
+    print(f"lake {facts['lake']}  layout {facts['layout']}  manifest version {facts['manifest_version']}")
+    print(
+        f"updated {facts['updated_at'] or '-'}  last scan {last['scan_id'] + ' ' + last['ended_at'] if last else '-'}"
+    )
+
+    rows = [dict(table=t, **v) for t, v in facts["tables"].items()]
+    sys.stdout.write(render_table(rows))
+    if facts["retired_files"]:
+        print(f"{facts['retired_files']} replaced file(s) awaiting deletion")
+    return 0
+
+
+def run_migrate(args: argparse.Namespace) -> int:
+    from ..lake.transfer import migrate
+
+    try:
+        moved = migrate(args.lake)
+    except LakeError as err:
+        raise CliError(str(err)) from err
+    if moved is not None:
+        _refresh_derived(args.lake)
+    print("already in today's layout" if moved is None else f"migrated: {_counts(moved)} rows")
+    return 0

@@ -1,0 +1,177 @@
+"""Folding small segments into larger ones, and tidying what killed writers left.
+
+Every rewrite works the same way: read the chosen segments through their view (hidden rows dropped), write one
+sorted segment, then under the writer lock swap it in, provided the inputs are all still there. Keys hidden in an
+input while the rewrite ran are hidden in the output too, so a concurrent commit is never undone. The inputs are
+retired (deleted after a grace period); a rewrite killed before the swap leaves only an unreferenced file.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid
+from pathlib import Path
+
+from .schema import DERIVED_TABLES, SCHEMAS, column_names, quoted
+from .store import (
+    COMPACTION_LOCK,
+    DATA,
+    FOLD_FANOUT,
+    FOLD_MAX_ROWS,
+    MAX_HIDDEN_KEYS,
+    ORPHAN_AGE_SECONDS,
+    ROW_GROUP_ROWS,
+    Lake,
+    Segment,
+    schema_fingerprint,
+    sort_clause,
+)
+
+# Memory DuckDB may use while rewriting (it spills to LAKE/.tmp past that): the machine is shared.
+REWRITE_MEMORY = "2GB"
+
+
+def _tier(segment: Segment) -> int:
+    return int(math.log(max(segment.rows, 1), FOLD_FANOUT))
+
+
+def _fold_candidates(segments: list[Segment]) -> list[Segment]:
+    """FOLD_FANOUT segments of the smallest crowded tier, or one hiding too many keys (rewritten alone)."""
+    crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS]
+    if crowded:
+        return crowded[:1]
+    tiers: dict[int, list[Segment]] = {}
+    for segment in segments:
+        if segment.rows < FOLD_MAX_ROWS:
+            tiers.setdefault(_tier(segment), []).append(segment)
+    for tier in sorted(tiers):
+        if len(tiers[tier]) >= FOLD_FANOUT:
+            return tiers[tier][:FOLD_FANOUT]
+    return []
+
+
+def fold_small_segments(lake: Lake, tables: tuple[str, ...]) -> int:
+    """Fold crowded tiers of ``tables`` (called after each commit; skipped while another process compacts).
+    Returns the number of rewrites done."""
+    done = 0
+    with lake._writer_lock(COMPACTION_LOCK, wait=False) as acquired:
+        if not acquired:
+            return 0
+        for table in tables:
+            if table in DERIVED_TABLES:
+                continue
+            while inputs := _fold_candidates(lake.snapshot().tables[table]):
+                if not rewrite(lake, table, inputs):
+                    break
+                done += 1
+    return done
+
+
+def compact(lake: Lake, target_rows: int = 4_000_000) -> dict[str, int]:
+    """``wwhub lake compact``: every table rewritten into sorted segments of up to ``target_rows`` rows with no
+    hidden rows, then files no manifest references (left by killed writers) removed. Returns segments per table."""
+    result = {}
+    with lake._writer_lock(COMPACTION_LOCK):
+        for table in SCHEMAS:
+            segments = lake.snapshot().tables[table]
+            if len(segments) > 1 or any(s.hidden for s in segments) or _outdated(table, segments):
+                batches: list[list[Segment]] = [[]]
+                for segment in sorted(segments, key=lambda s: (s.repo_min or "", s.file)):
+                    if batches[-1] and sum(s.rows for s in batches[-1]) + segment.rows > target_rows:
+                        batches.append([])
+                    batches[-1].append(segment)
+                for batch in batches:
+                    if len(batch) > 1 or any(s.hidden for s in batch) or _outdated(table, batch):
+                        rewrite(lake, table, batch)
+            result[table] = len(lake.snapshot().tables[table])
+        remove_orphans(lake)
+    return result
+
+
+def _outdated(table: str, segments: list[Segment]) -> bool:
+    current = schema_fingerprint(table)
+    return any(s.schema != current for s in segments)
+
+
+def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
+    """Write the rows of ``source_sql`` (in today's columns of ``table``, sorted) as a new segment file, not yet
+    part of the lake."""
+    import duckdb
+
+    from .views import empty_table_sql, sql_literal
+
+    relative = f"{DATA}/{table}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+    path = lake.root / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    columns = ", ".join(f"CAST({quoted(name)} AS {kind}) AS {quoted(name)}" for name, kind in SCHEMAS[table])
+    has_repo = "repo_id" in column_names(table)
+    con = duckdb.connect(":memory:", config={"memory_limit": REWRITE_MEMORY})
+    try:
+        (lake.root / ".tmp").mkdir(exist_ok=True)
+        con.execute(f"SET temp_directory = {sql_literal(str(lake.root / '.tmp'))}")
+        con.execute(
+            f"COPY (SELECT {columns} FROM ({empty_table_sql(table)} UNION ALL BY NAME SELECT * FROM ({source_sql})) "
+            f"{sort_clause(table)}) TO {sql_literal(str(tmp))} "
+            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        )
+        bounds = "min(repo_id), max(repo_id)" if has_repo else "NULL, NULL"
+        written = f"read_parquet({sql_literal(str(tmp))})"
+        rows, low, high = con.execute(f"SELECT count(*), {bounds} FROM {written}").fetchall()[0]
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    tmp.rename(path)
+    return Segment(relative, rows, path.stat().st_size, low, high, schema_fingerprint(table))
+
+
+def rewrite(lake: Lake, table: str, inputs: list[Segment]) -> bool:
+    """Replace ``inputs`` by one sorted segment of their visible rows (in today's columns). False when another
+    writer changed the inputs meanwhile (nothing is lost: the output is dropped and the inputs stay)."""
+    from .views import table_sql
+
+    output = write_segment(lake, table, table_sql(table, inputs, prefix=str(lake.root) + "/"))
+    path = lake.root / output.file
+    with lake._writer_lock():
+        snapshot = lake.snapshot()
+        current = {s.file: s for s in snapshot.tables[table]}
+        if any(s.file not in current for s in inputs):
+            path.unlink(missing_ok=True)
+            return False
+        before = {s.file: len(s.hidden) for s in inputs}
+        # Keys hidden in an input after the rewrite read it: hide them in the output as well.
+        for segment in inputs:
+            output.hidden += [k for k in current[segment.file].hidden[before[segment.file] :] if k not in output.hidden]
+        files = {s.file for s in inputs}
+        position = min(i for i, s in enumerate(snapshot.tables[table]) if s.file in files)
+        kept = [s for s in snapshot.tables[table] if s.file not in files]
+        snapshot.tables[table] = kept[:position] + ([output] if output.rows else []) + kept[position:]
+        if not output.rows:
+            path.unlink(missing_ok=True)
+        lake._retire(snapshot, inputs)
+        lake._publish(snapshot)
+    return True
+
+
+def remove_orphans(lake: Lake) -> list[Path]:
+    """Delete data files no manifest references and temporary files, once older than any write in flight."""
+    snapshot = lake.snapshot()
+    referenced = {s.file for segs in snapshot.tables.values() for s in segs} | {r["file"] for r in snapshot.retired}
+    removed = []
+    now = time.time()
+    for path in (
+        list((lake.root / DATA).glob("*/*")) + list((lake.root / ".tmp").glob("*")) + list(lake.root.glob(".*.tmp"))
+    ):
+        relative = path.relative_to(lake.root).as_posix()
+        if relative in referenced or not path.is_file():
+            continue
+        try:
+            if now - path.stat().st_mtime > ORPHAN_AGE_SECONDS:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed

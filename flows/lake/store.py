@@ -1,0 +1,444 @@
+"""The lake on disk: immutable Parquet segments listed by one manifest, replaced atomically under a writer lock.
+
+Layout (``LAKE`` defaults to ``./wwhub-lake``)::
+
+    LAKE/manifest.json             the current snapshot: every table's segments and the keys hidden in each
+    LAKE/views.sql                 the same snapshot as DuckDB views with relative paths (``duckdb -init views.sql``)
+    LAKE/data/<table>/<id>.parquet immutable segments (zstd); small ones are folded into larger ones as they pile up
+    LAKE/.lock, LAKE/.compact.lock writer locks (fcntl); readers never take them
+
+A write stages its segment files first (written under a temporary name and renamed, so never half a file), then,
+holding the writer lock for a few milliseconds, reads the manifest, records which older segments hold rows with
+the keys it replaces (those rows are hidden from then on), adds its segments and renames a new manifest into place.
+Readers load the manifest once per query and never wait: they see the snapshot before a commit or after it, never
+half a model. A killed writer leaves unreferenced files, which a later compaction removes; segments a compaction
+replaced are deleted only after a grace period, so a reader holding an older manifest can finish its query.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import datetime as dt
+import errno
+import fcntl
+import json
+import os
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+from .schema import DERIVED_TABLES, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES, key_source_columns, row_key
+
+LAYOUT_VERSION = 2
+DEFAULT_LAKE = "wwhub-lake"
+MANIFEST = "manifest.json"
+VIEWS_SQL = "views.sql"
+DATA = "data"
+WRITER_LOCK = ".lock"
+COMPACTION_LOCK = ".compact.lock"
+
+# Segments a compaction replaced stay on disk this long, for readers that loaded the manifest before it.
+RETIRED_GRACE_SECONDS = 600
+# An unreferenced file younger than this may be a write in flight; older ones were left by a killed writer.
+ORPHAN_AGE_SECONDS = 3600
+# Size-tiered folding: a segment's tier is floor(log16(rows)); sixteen segments of one tier become one of the next,
+# so each row is rewritten about log16(rows in the lake) times, and a commit never rewrites a large segment.
+FOLD_FANOUT = 16
+FOLD_MAX_ROWS = 1 << 18
+# A segment hiding more keys than this is rewritten without them, so that view filters stay short.
+MAX_HIDDEN_KEYS = 64
+ROW_GROUP_ROWS = 256 * 1024
+
+_THREAD_LOCKS: dict[str, threading.Lock] = {}
+_THREAD_LOCKS_GUARD = threading.Lock()
+
+
+class LakeError(ValueError):
+    """A lake that cannot be used as asked (missing, not a lake, read-only, a bad import): one line for the user."""
+
+
+def lake_path(lake: str | os.PathLike | None = None) -> Path:
+    """The lake folder: the argument, else ``WWHUB_LAKE``, else ``./wwhub-lake``."""
+    return Path(lake or os.environ.get("WWHUB_LAKE") or DEFAULT_LAKE).resolve()
+
+
+@dataclasses.dataclass
+class Segment:
+    """One immutable Parquet file of a table, with what a writer needs to know without opening it."""
+
+    file: str  # relative to the lake root, '/'-separated
+    rows: int
+    bytes: int
+    repo_min: str | None = None
+    repo_max: str | None = None
+    schema: str = ""  # fingerprint of the columns it was written with
+    hidden: list[dict] = dataclasses.field(default_factory=list)  # keys whose rows are no longer visible
+
+    def may_hold(self, repo_id: str | None) -> bool:
+        if self.repo_min is None or repo_id is None:
+            return True
+        return self.repo_min <= repo_id <= self.repo_max
+
+
+@dataclasses.dataclass
+class Snapshot:
+    """What one reader sees: every table's segments at one manifest version."""
+
+    root: Path
+    version: int
+    tables: dict[str, list[Segment]]
+    updated_at: str | None = None
+    retired: list[dict] = dataclasses.field(default_factory=list)
+    layout: int = LAYOUT_VERSION
+
+    def to_json(self) -> dict:
+        return {
+            "layout": self.layout,
+            "version": self.version,
+            "updated_at": self.updated_at,
+            "tables": {t: [dataclasses.asdict(s) for s in segs] for t, segs in self.tables.items()},
+            "retired": self.retired,
+        }
+
+    @classmethod
+    def from_json(cls, root: Path, data: dict) -> Snapshot:
+        tables = {t: [Segment(**s) for s in data.get("tables", {}).get(t, [])] for t in TABLES}
+        return cls(root, data["version"], tables, data.get("updated_at"), data.get("retired", []), data["layout"])
+
+
+def schema_fingerprint(table: str) -> str:
+    """Changes whenever the declared columns of ``table`` change (segments of an older schema are read by name)."""
+    import hashlib
+
+    text = ",".join(f"{name}:{kind}" for name, kind in SCHEMAS[table])
+    return hashlib.sha1(text.encode()).hexdigest()[:12]
+
+
+def batch_keys(table: str, arrow) -> list[dict]:
+    """The distinct keys of ``table`` in an Arrow table of its rows."""
+    columns = list(key_source_columns(table))
+    if not columns or arrow.num_rows == 0:
+        return []
+    distinct = arrow.select(columns).group_by(columns).aggregate([]).to_pylist()
+    return distinct_keys(row_key(table, row) for row in distinct)
+
+
+def distinct_keys(keys) -> list[dict]:
+    return [dict(t) for t in dict.fromkeys(tuple(k.items()) for k in keys)]
+
+
+def _matches(key: dict, row: dict) -> bool:
+    return all(row.get(c) == v for c, v in key.items())
+
+
+def _key_tuple(key: dict) -> tuple:
+    return tuple(sorted(key.items(), key=lambda item: item[0]))
+
+
+class Lake:
+    """One lake folder. Reading needs nothing but the files; every write goes through :meth:`commit`."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = lake_path(root)
+
+    # ----- opening -------------------------------------------------------------------------------------------
+
+    @classmethod
+    def open(cls, root: str | os.PathLike | None = None) -> Lake:
+        """An existing lake, for reading; never creates or changes anything."""
+        lake = cls(root)
+        if not lake.root.exists():
+            raise LakeError(f"no lake at {lake.root}: run `wwhub scan` (or `wwhub demo`) first, or pass --lake")
+        if not lake.root.is_dir():
+            raise LakeError(f"--lake {lake.root}: is a file, expected the lake folder")
+        if lake.layout() is None:
+            raise LakeError(f"{lake.root} is not a wwhub lake (no {MANIFEST}): pass the folder `wwhub scan` wrote")
+        return lake
+
+    @classmethod
+    def check_writable(cls, root: str | os.PathLike | None = None) -> Lake:
+        """The lake a write would go to, checked without creating or changing anything (so a command can fail in
+        one line before it lists or downloads anything): not a file, not a folder holding something else, and the
+        folder, or the nearest existing one above it, writable by this process."""
+        lake = cls(root)
+        if lake.root.exists() and not lake.root.is_dir():
+            raise LakeError(f"--lake {lake.root}: is a file, expected the lake folder")
+        lake._refuse_foreign_folder()
+        existing = next(p for p in (lake.root, *lake.root.parents) if p.exists())
+        if not existing.is_dir():
+            raise LakeError(f"--lake {lake.root}: {existing} is a file, not a folder")
+        if not os.access(existing, os.W_OK):
+            raise LakeError(
+                f"lake {lake.root} is read-only ({existing} is not writable): queries work, scans and imports need "
+                "write access"
+            )
+        return lake
+
+    @classmethod
+    def for_writing(cls, root: str | os.PathLike | None = None) -> Lake:
+        """The lake, created if missing and migrated from layout 1 if needed; fails at once (one line) when the
+        folder cannot be written, before any work is done."""
+        lake = cls.check_writable(root)
+        try:
+            lake.root.mkdir(parents=True, exist_ok=True)
+            with lake._writer_lock():
+                if lake.layout() == 1:
+                    from .transfer import migrate_v1
+
+                    migrate_v1(lake)
+                if lake.layout() is None:
+                    lake._refuse_foreign_folder()  # again, now that no other writer can be creating it
+                    lake._publish(Snapshot(lake.root, 0, {t: [] for t in TABLES}))
+        except OSError as err:
+            if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+                raise LakeError(
+                    f"lake {lake.root} is read-only ({err.strerror}): queries work, scans and imports need write access"
+                ) from None
+            raise
+        return lake
+
+    def _refuse_foreign_folder(self) -> None:
+        """A folder that holds anything but a lake (or the lock and temporary files of one being created) is not
+        ours to fill."""
+        if self.root.is_dir() and self.layout() is None:
+            ours = (WRITER_LOCK, COMPACTION_LOCK)
+            if any(p.name not in ours and not p.name.endswith(".tmp") for p in self.root.iterdir()):
+                raise LakeError(f"{self.root} is not empty and not a wwhub lake: pick another --lake folder")
+
+    def layout(self) -> int | None:
+        """2 for a manifest lake, 1 for the one-file-per-model layout wwhub wrote before, None for neither."""
+        if (self.root / MANIFEST).exists():
+            return LAYOUT_VERSION
+        if (self.root / "models").is_dir() and (self.root / "layers").is_dir():
+            return 1
+        return None
+
+    # ----- reading -------------------------------------------------------------------------------------------
+
+    def snapshot(self) -> Snapshot:
+        """The current manifest (a layout-1 lake is read in place: one segment per file, nothing hidden)."""
+        if self.layout() == 1:
+            from .transfer import v1_snapshot
+
+            return v1_snapshot(self.root)
+        try:
+            data = json.loads((self.root / MANIFEST).read_text())
+        except FileNotFoundError:
+            raise LakeError(f"no lake at {self.root}: {MANIFEST} is missing") from None
+        except json.JSONDecodeError as err:
+            raise LakeError(f"{self.root / MANIFEST} is not valid JSON ({err})") from None
+        if data.get("layout") != LAYOUT_VERSION:
+            raise LakeError(f"{self.root} has lake layout {data.get('layout')}; this wwhub reads {LAYOUT_VERSION}")
+        return Snapshot.from_json(self.root, data)
+
+    def has_model(self, repo_id: str, revision: str) -> bool:
+        """True when this commit was scanned. A model recorded as ``unsupported`` (nothing analyzable with the
+        options of that run, e.g. --no-pickle) or ``gated`` (no access yet) does not count: a later run with other
+        options, or a token, scans it."""
+        if self.layout() is None:
+            return False
+        statuses = [r["status"] for r in self.visible_rows("models", {"repo_id": repo_id, "revision": revision})]
+        return bool(statuses) and statuses not in (["unsupported"], ["gated"])
+
+    def visible_rows(self, table: str, key: dict, columns: list[str] | None = None) -> list[dict]:
+        """Rows of ``table`` whose key columns equal ``key`` (a lookup by repo touches only segments that may hold
+        it, and in them only the row groups whose statistics do)."""
+        import pyarrow.parquet as pq
+
+        found = []
+        for segment in self.snapshot().tables[table]:
+            if not segment.may_hold(key.get("repo_id")):
+                continue
+            filters = [(c, "=", v) for c, v in key.items() if v is not None] or None
+            rows = pq.read_table(self.root / segment.file, columns=columns, filters=filters).to_pylist()
+            found += [r for r in rows if _matches(key, r) and not any(_matches(h, r) for h in segment.hidden)]
+        return found
+
+    # ----- writing -------------------------------------------------------------------------------------------
+
+    def commit(
+        self,
+        tables: dict,
+        replace: dict[str, list[dict]] | None = None,
+        replace_all: tuple[str, ...] = (),
+        fold: bool = True,
+    ) -> int:
+        """Add rows to tables in one atomic step and return the new manifest version.
+
+        ``tables`` maps a table to its new rows (dicts or an Arrow table in any column order). Older rows whose
+        key is in ``replace[table]`` (by default: the keys of the new rows) are hidden by the same step, so the
+        lake never holds a key twice; ``replace_all`` empties those tables first (derived tables)."""
+        from .schema import to_arrow
+
+        arrows = {t: to_arrow(t, rows) for t, rows in tables.items()}
+        keys = dict(replace or {})
+        for table, arrow in arrows.items():
+            if table not in keys:
+                keys[table] = batch_keys(table, arrow)
+        staged = {t: [self._stage(t, a)] for t, a in arrows.items() if a.num_rows}
+        return self.commit_staged(staged, keys, replace_all, fold)
+
+    def commit_staged(
+        self,
+        staged: dict[str, list[Segment]],
+        keys: dict[str, list[dict]],
+        replace_all: tuple[str, ...] = (),
+        fold: bool = True,
+    ) -> int:
+        """Adopt segment files already written into LAKE/data (by :meth:`_stage` or an import) in one atomic
+        step, hiding older rows with ``keys[table]``. On any error the staged files are removed, the lake
+        unchanged."""
+        try:
+            with self._writer_lock():
+                snapshot = self._writable_snapshot()
+                for table in replace_all:
+                    self._retire(snapshot, snapshot.tables[table])
+                    snapshot.tables[table] = []
+                for table, table_keys in keys.items():
+                    self._hide(snapshot, table, table_keys)
+                for table, segments in staged.items():
+                    snapshot.tables[table] += segments
+                self._publish(snapshot)
+        except BaseException:
+            for segments in staged.values():
+                for segment in segments:
+                    (self.root / segment.file).unlink(missing_ok=True)
+            raise
+        if fold:
+            from .compaction import fold_small_segments
+
+            fold_small_segments(self, tuple(set(staged) | set(keys)))
+        return snapshot.version
+
+    def commit_model(self, repo_id: str, revision: str, tables: dict[str, list[dict]]) -> int:
+        """One scanned model's rows (every table of MODEL_TABLES), replacing whatever the lake held for this
+        (repo_id, revision) in all of them, in one atomic step: readers see the whole model or none of it."""
+        key = {"repo_id": repo_id, "revision": revision}
+        return self.commit({t: tables.get(t, []) for t in MODEL_TABLES}, replace={t: [key] for t in MODEL_TABLES})
+
+    def write_scan(self, row: dict) -> int:
+        """The ``scans`` row of one run (a run recorded again replaces its row)."""
+        return self.commit({"scans": [row]})
+
+    def replace_derived(self, table: str, rows) -> int:
+        """Replace a derived table (e.g. ``correlations``) whole, atomically; readers see the old or the new one."""
+        if table not in DERIVED_TABLES:
+            raise ValueError(f"{table!r} is not a derived table ({', '.join(DERIVED_TABLES)})")
+        return self.commit({table: rows}, replace={}, replace_all=(table,), fold=False)
+
+    def _stage(self, table: str, arrow) -> Segment:
+        """Write one segment file (temporary name, then rename) and describe it; not yet part of the lake."""
+        import pyarrow.compute as pc
+        import pyarrow.parquet as pq
+
+        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
+        relative = f"{DATA}/{table}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        path = self.root / relative
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+        os.replace(tmp, path)
+        repo_min = repo_max = None
+        if "repo_id" in arrow.column_names and arrow.num_rows:
+            bounds = pc.min_max(arrow.column("repo_id"))
+            repo_min, repo_max = bounds["min"].as_py(), bounds["max"].as_py()
+        return Segment(relative, arrow.num_rows, path.stat().st_size, repo_min, repo_max, schema_fingerprint(table))
+
+    def _hide(self, snapshot: Snapshot, table: str, keys: list[dict]) -> None:
+        """Record, on every segment that holds rows with one of ``keys``, that those rows are hidden. A lookup
+        reads only the key columns, and only the row groups whose repo_id statistics may hold a key."""
+        import pyarrow.parquet as pq
+
+        if not keys:
+            return
+        current = schema_fingerprint(table)
+        for segment in snapshot.tables[table]:
+            hidden = {_key_tuple(h) for h in segment.hidden}
+            by_columns: dict[tuple[str, ...], list[dict]] = {}
+            for key in keys:
+                if segment.may_hold(key.get("repo_id")) and _key_tuple(key) not in hidden:
+                    by_columns.setdefault(tuple(key), []).append(key)
+            # A segment written before a key column existed holds only nulls in it (views read it by name).
+            stored = None if segment.schema == current else set(pq.read_schema(self.root / segment.file).names)
+            for columns, candidates in by_columns.items():
+                if stored is not None and not set(columns) <= stored:
+                    candidates = [k for k in candidates if all(k[c] is None for c in columns if c not in stored)]
+                    columns = tuple(c for c in columns if c in stored)
+                    if not candidates or not columns:
+                        continue
+                repos = sorted({k["repo_id"] for k in candidates if k.get("repo_id") is not None})
+                filters = [("repo_id", "in", repos)] if "repo_id" in columns and repos else None
+                present = pq.read_table(self.root / segment.file, columns=list(columns), filters=filters)
+                distinct = present.group_by(list(columns)).aggregate([]).to_pylist()
+                held = {tuple(row[c] for c in columns) for row in distinct}
+                segment.hidden += [k for k in candidates if tuple(k[c] for c in columns) in held]
+
+    def _writable_snapshot(self) -> Snapshot:
+        if not (self.root / MANIFEST).exists():
+            return Snapshot(self.root, 0, {t: [] for t in TABLES})
+        return self.snapshot()
+
+    def _publish(self, snapshot: Snapshot) -> None:
+        """Rename a new manifest (and views.sql) into place: the one moment a write becomes visible."""
+        from .views import views_sql
+
+        snapshot.version += 1
+        snapshot.updated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        views = views_sql(snapshot)
+        self._drop_expired(snapshot)
+        _atomic_write(self.root / MANIFEST, json.dumps(snapshot.to_json(), separators=(",", ":")))
+        _atomic_write(self.root / VIEWS_SQL, views)
+
+    def _retire(self, snapshot: Snapshot, segments: list[Segment]) -> None:
+        now = time.time()
+        snapshot.retired += [{"file": s.file, "at": now} for s in segments]
+
+    def _drop_expired(self, snapshot: Snapshot) -> None:
+        now = time.time()
+        keep = []
+        for entry in snapshot.retired:
+            if now - entry["at"] > RETIRED_GRACE_SECONDS:
+                (self.root / entry["file"]).unlink(missing_ok=True)
+            else:
+                keep.append(entry)
+        snapshot.retired = keep
+
+    @contextlib.contextmanager
+    def _writer_lock(self, name: str = WRITER_LOCK, wait: bool = True) -> Iterator[bool]:
+        """Held by one writer at a time, across processes (fcntl, released by the kernel if the holder dies) and
+        across threads of one process. Yields False when ``wait`` is off and someone else holds it."""
+        key = f"{self.root}/{name}"
+        with _THREAD_LOCKS_GUARD:
+            thread_lock = _THREAD_LOCKS.setdefault(key, threading.Lock())
+        if not thread_lock.acquire(blocking=wait):
+            yield False
+            return
+        try:
+            fd = os.open(self.root / name, os.O_RDWR | os.O_CREAT, 0o666)
+            try:
+                try:
+                    fcntl.lockf(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+                except BlockingIOError:
+                    yield False
+                    return
+                yield True
+            finally:
+                os.close(fd)  # closing the file releases the lock
+        finally:
+            thread_lock.release()
+
+
+def _atomic_write(path: Path, text: str) -> None:
+    """Write then rename: a reader opens the old file or the new one, never a half-written one. (No fsync: a
+    killed process loses nothing the kernel already holds; the lake does not promise to survive a power cut.)"""
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def sort_clause(table: str) -> str:
+    keys = SORT_KEYS[table]
+    return f"ORDER BY {', '.join(keys)}" if keys else ""

@@ -1,0 +1,343 @@
+"""Rows in and out of a lake as a whole: import of exported Parquet files, merge of another lake, migration of
+the layout-1 lake (one file per table, repo and commit), and ``info``.
+
+Every import is one commit: validated first, staged as sorted segments, then adopted atomically, replacing the
+keys it brings (a model imported twice, or present in both merged lakes, is there once: the imported copy).
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+from .compaction import remove_orphans, write_segment
+from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, key_source_columns, quoted, row_key
+from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, distinct_keys, schema_fingerprint
+from .views import sql_literal, table_sql
+
+V1_TABLES = ("layers", "esd", "evals", "models", "scans", "distances")
+# Layout 1's derived table: not carried over; its producer (flows/correlations.py) rewrites it after the move.
+V1_DERIVED = ("correlations",)
+V1_CATALOG = "wwhub.duckdb"
+V1_IMPORT_PREFIX = "import__"
+
+
+# ----- layout 1 ----------------------------------------------------------------------------------------------
+
+
+def v1_snapshot(root: Path) -> Snapshot:
+    """A layout-1 lake read in place: each file a segment (its name was its key, so nothing is duplicated)."""
+    tables: dict[str, list[Segment]] = {t: [] for t in TABLES}
+    for table in V1_TABLES:
+        for path in sorted((root / table).glob("*.parquet")):
+            tables[table].append(Segment(f"{table}/{path.name}", 0, path.stat().st_size))
+    return Snapshot(root, 0, tables, layout=1)
+
+
+def _v1_source(lake: Lake, table: str, segments: list[Segment]) -> str:
+    prefix = str(lake.root) + "/"
+    if table == "evals":
+        # Layout 1 kept each evals import in its own file, evals/import__<import id>.parquet: the name is the key.
+        imports = [s for s in segments if Path(s.file).name.startswith(V1_IMPORT_PREFIX)]
+        parts = [table_sql(table, [s for s in segments if s not in imports], prefix)] + [
+            f"SELECT * REPLACE (coalesce(import_id, {sql_literal(Path(s.file).stem.removeprefix(V1_IMPORT_PREFIX))})"
+            f" AS import_id) FROM ({table_sql(table, [s], prefix)})"
+            for s in imports
+        ]
+        return "\nUNION ALL BY NAME\n".join(parts)
+    source = table_sql(table, segments, prefix)
+    if table == "esd":
+        # Layout 1 kept every eigenvalue: the rows are full ESDs.
+        return (
+            f"SELECT * REPLACE (coalesce(storage, 'full') AS storage, "
+            f"coalesce(num_evals, len(evals)) AS num_evals, "
+            f"coalesce(rand_num_evals, len(rand_evals)) AS rand_num_evals) FROM ({source})"
+        )
+    return source
+
+
+def migrate_v1(lake: Lake) -> dict[str, int]:
+    """Rewrite a layout-1 lake as segments under a manifest (the caller holds the writer lock), check that every
+    row arrived, then remove the old files. Killed before the manifest lands, the old layout is untouched."""
+    import duckdb
+
+    old = v1_snapshot(lake.root)
+    snapshot = Snapshot(lake.root, 0, {t: [] for t in TABLES})
+    counts = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for table in V1_TABLES:
+            segments = old.tables[table]
+            if not segments:
+                continue
+            source = _v1_source(lake, table, segments)
+            expected = con.execute(f"SELECT count(*) FROM ({source})").fetchall()[0][0]
+            segment = write_segment(lake, table, source)
+            if segment.rows != expected:
+                (lake.root / segment.file).unlink(missing_ok=True)
+                raise LakeError(f"migrating {lake.root}: {table} has {expected} rows but {segment.rows} were written")
+            if segment.rows:
+                snapshot.tables[table].append(segment)
+            counts[table] = segment.rows
+    finally:
+        con.close()
+    lake._publish(snapshot)
+    for table in V1_TABLES + V1_DERIVED:
+        shutil.rmtree(lake.root / table, ignore_errors=True)
+    (lake.root / V1_CATALOG).unlink(missing_ok=True)
+    return counts
+
+
+def migrate(root) -> dict[str, int] | None:
+    """``wwhub lake migrate``: the rows per table moved, or None when the lake already has the current layout."""
+    lake = Lake.open(root)
+    if lake.layout() != 1:
+        return None
+    before = {t: _count(lake, t) for t in V1_TABLES}
+    Lake.for_writing(root)
+    after = {t: _count(lake, t) for t in V1_TABLES}
+    if before != after:
+        raise LakeError(f"migration of {lake.root} changed row counts: {before} -> {after}")
+    return after
+
+
+def _count(lake: Lake, table: str) -> int:
+    from .views import connect
+
+    con = connect(lake)
+    try:
+        return con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0]
+    finally:
+        con.close()
+
+
+# ----- import and merge --------------------------------------------------------------------------------------
+
+
+def _table_of(path: Path, table: str | None) -> str:
+    name = table or path.stem
+    if name not in SCHEMAS or name in DERIVED_TABLES:
+        known = ", ".join(t for t in TABLES if t not in DERIVED_TABLES)
+        raise LakeError(f"{path}: cannot tell which table it holds (name it TABLE.parquet or pass --table; {known})")
+    return name
+
+
+def _validate(con, path: Path, table: str) -> bool:
+    """Columns known, keys present and non-null, values convertible: checked before anything is written. True
+    when the file holds exactly today's columns and types, in order (then it can be adopted as it is)."""
+    source = f"read_parquet({sql_literal(str(path))})"
+    try:
+        described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
+    except Exception as err:  # noqa: BLE001 - any reader error is the file's fault, reported in one line
+        raise LakeError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+    columns = dict(described)
+    unknown = sorted(set(columns) - set(column_names(table)))
+    if unknown:
+        raise LakeError(f"{path}: columns not in the {table} table: {', '.join(unknown)}")
+    required = [c for c in KEYS[table] if c != "revision" or table != "evals"]
+    missing = [c for c in required if c not in columns]
+    if missing:
+        raise LakeError(f"{path}: missing key column(s) {', '.join(missing)} of the {table} table")
+    declared = dict(SCHEMAS[table])
+    retyped = [name for name, kind in columns.items() if kind != declared[name]]
+    checks = [f"count(*) FILTER (WHERE {quoted(c)} IS NULL)" for c in required] + [
+        f"count(*) FILTER (WHERE {quoted(c)} IS NOT NULL AND TRY_CAST({quoted(c)} AS {declared[c]}) IS NULL)"
+        for c in retyped
+    ]
+    counts = con.execute(f"SELECT {', '.join(checks)} FROM {source}").fetchall()[0]
+    for column, nulls in zip(required, counts, strict=False):
+        if nulls:
+            raise LakeError(f"{path}: {nulls} row(s) with no {column}")
+    wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=True) if n]
+    if wrong:
+        raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+    if table == "evals":
+        # Imported evals (no revision) are keyed by their import: without one they could never be replaced.
+        no_revision = "revision IS NULL" if "revision" in columns else "true"
+        no_import = "import_id IS NULL" if "import_id" in columns else "true"
+        unkeyed = con.execute(f"SELECT count(*) FROM {source} WHERE {no_revision} AND {no_import}").fetchall()[0][0]
+        if unkeyed:
+            raise LakeError(f"{path}: {unkeyed} evals row(s) with neither a revision nor an import_id")
+    return described == SCHEMAS[table]
+
+
+def _clustered_by_repo(path: Path) -> tuple[int, str | None, str | None] | None:
+    """(rows, first repo_id, last repo_id) when the file's row groups hold increasing repo_id ranges (as an export
+    of a compacted lake does): lookups by repo then skip row groups without a rewrite. None otherwise."""
+    import pyarrow.parquet as pq
+
+    metadata = pq.ParquetFile(path).metadata
+    if metadata.num_rows == 0:
+        return None
+    index = metadata.schema.names.index("repo_id") if "repo_id" in metadata.schema.names else None
+    if index is None:
+        return (metadata.num_rows, None, None)
+    bounds = []
+    for group in range(metadata.num_row_groups):
+        stats = metadata.row_group(group).column(index).statistics
+        if stats is None or not stats.has_min_max or stats.null_count:
+            return None
+        bounds.append((stats.min, stats.max))
+    if any(bounds[i][1] > bounds[i + 1][0] for i in range(len(bounds) - 1)):
+        return None
+    return (metadata.num_rows, bounds[0][0], bounds[-1][1])
+
+
+def _adopt_file(lake: Lake, table: str, path: Path) -> Segment | None:
+    """The file itself as a segment (copied into the lake, no decoding), when it is in today's columns and
+    clustered by repo; None when it must be rewritten."""
+    clustered = _clustered_by_repo(path)
+    if clustered is None:
+        return None
+    rows, low, high = clustered
+    relative = f"{DATA}/{table}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+    target = lake.root / relative
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    try:
+        shutil.copyfile(path, tmp)
+        tmp.rename(target)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return Segment(relative, rows, target.stat().st_size, low, high, schema_fingerprint(table))
+
+
+def _keys(con, table: str, source_sql: str) -> list[dict]:
+    columns = list(key_source_columns(table))
+    cursor = con.execute(f"SELECT DISTINCT {', '.join(map(quoted, columns))} FROM ({source_sql})")
+    return distinct_keys(row_key(table, dict(zip(columns, values, strict=True))) for values in cursor.fetchall())
+
+
+def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
+    """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
+    the rows per table."""
+    import duckdb
+
+    staged: dict[str, list[Segment]] = {}
+    keys: dict[str, list[dict]] = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for table, source in sources.items():
+            select = f"SELECT * FROM read_parquet({sql_literal(str(source))})" if isinstance(source, Path) else source
+            keys[table] = _keys(con, table, select)
+            segment = _adopt_file(lake, table, source) if isinstance(source, Path) else None
+            segment = segment or write_segment(lake, table, select)
+            staged[table] = [segment] if segment.rows else []
+            if not segment.rows:
+                (lake.root / segment.file).unlink(missing_ok=True)
+    except BaseException:
+        for segments in staged.values():
+            for segment in segments:
+                (lake.root / segment.file).unlink(missing_ok=True)
+        raise
+    finally:
+        con.close()
+    lake.commit_staged(staged, keys)
+    return {t: sum(s.rows for s in segs) for t, segs in staged.items()}
+
+
+def import_paths(root, paths: list[str | Path], table: str | None = None) -> dict[str, int]:
+    """``wwhub lake import PATH…``: each PATH a Parquet file (TABLE.parquet, or any name with ``table``) or a
+    folder of them, in the columns ``wwhub query … --format parquet`` exports. All paths are validated before
+    anything is written; each path is then one commit (a later path replaces keys an earlier one brought)."""
+    import duckdb
+
+    plans: list[dict[str, Path]] = []
+    for raw in paths:
+        path = Path(raw)
+        if path.is_dir():
+            files = {p.stem: p for p in sorted(path.glob("*.parquet")) if p.stem in SCHEMAS}
+            if not files:
+                raise LakeError(f"{path}: no TABLE.parquet files in it ({', '.join(TABLES)})")
+            plans.append(files)
+        elif path.is_file():
+            plans.append({_table_of(path, table): path})
+        else:
+            raise LakeError(f"{path}: no such file or folder")
+    exact: dict[Path, bool] = {}
+    con = duckdb.connect(":memory:")
+    try:
+        for plan in plans:
+            for name, file in plan.items():
+                _table_of(file, name)
+                exact[file] = _validate(con, file, name)
+    finally:
+        con.close()
+    lake = Lake.for_writing(root)
+    totals: dict[str, int] = {}
+    for plan in plans:
+        # A file in today's exact columns may be adopted as it is; any other is rewritten in them.
+        sources = {
+            name: file if exact[file] else f"SELECT * FROM read_parquet({sql_literal(str(file))})"
+            for name, file in plan.items()
+        }
+        added = _adopt(lake, sources)
+        for name, rows in added.items():
+            totals[name] = totals.get(name, 0) + rows
+    return totals
+
+
+def merge(root, other) -> dict[str, int]:
+    """``wwhub lake merge OTHER``: every visible row of another lake (either layout), in one commit; models both
+    lakes hold end up once, as OTHER has them. Derived tables are recomputed by their producer, not copied."""
+    source_lake = Lake.open(other)
+    target = Lake.for_writing(root)
+    if source_lake.root == target.root:
+        raise LakeError(f"cannot merge {target.root} into itself")
+    snapshot = source_lake.snapshot()
+    prefix = str(source_lake.root) + "/"
+    sources = {}
+    for table in TABLES:
+        if table in DERIVED_TABLES or not snapshot.tables[table]:
+            continue
+        sources[table] = (
+            _v1_source(source_lake, table, snapshot.tables[table])
+            if snapshot.layout == 1
+            else table_sql(table, snapshot.tables[table], prefix)
+        )
+    return _adopt(target, sources)
+
+
+# ----- info --------------------------------------------------------------------------------------------------
+
+
+def info(root) -> dict:
+    """Layout, manifest version, per table visible rows, segments and bytes, the last scan, files awaiting
+    deletion."""
+    from .views import connect
+
+    lake = Lake.open(root)
+    snapshot = lake.snapshot()
+    con = connect(lake, snapshot)
+    try:
+        tables = {}
+        for table in TABLES:
+            segments = snapshot.tables[table]
+            rows = con.execute(f"SELECT count(*) FROM {table}").fetchall()[0][0] if segments else 0
+            size = sum((lake.root / s.file).stat().st_size for s in segments if (lake.root / s.file).exists())
+            tables[table] = {
+                "rows": rows,
+                "segments": len(segments),
+                "bytes": size,
+                "hidden_keys": sum(len(s.hidden) for s in segments),
+                "outdated_segments": sum(s.schema != schema_fingerprint(table) for s in segments),
+            }
+        last = con.execute("SELECT scan_id, ended_at FROM scans ORDER BY ended_at DESC NULLS LAST LIMIT 1").fetchall()
+    finally:
+        con.close()
+    return {
+        "lake": str(lake.root),
+        "layout": snapshot.layout,
+        "manifest_version": snapshot.version,
+        "updated_at": snapshot.updated_at,
+        "last_scan": {"scan_id": last[0][0], "ended_at": str(last[0][1])} if last else None,
+        "tables": tables,
+        "retired_files": len(snapshot.retired),
+        "manifest": str(lake.root / MANIFEST) if snapshot.layout != 1 else None,
+    }
+
+
+__all__ = ["import_paths", "merge", "migrate", "migrate_v1", "info", "v1_snapshot", "remove_orphans"]

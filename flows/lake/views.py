@@ -1,0 +1,162 @@
+"""DuckDB views over one snapshot of the lake, built from the manifest in microseconds: no catalog file to rebuild.
+
+The same statements serve twice: in-process, with absolute paths, in a sandboxed in-memory connection (reads
+inside the lake only, configuration locked); and as ``LAKE/views.sql`` with paths relative to the lake, which any
+``duckdb`` command-line version runs from the lake folder (``cd LAKE && duckdb -init views.sql``).
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+from .schema import SCHEMAS, TABLES, quoted
+from .store import Lake, Segment, Snapshot, schema_fingerprint
+
+# Each repo's newest scanned revision: what leaderboards rank.
+MODELS_LATEST = "SELECT * FROM models QUALIFY row_number() OVER (PARTITION BY repo_id ORDER BY scanned_at DESC) = 1"
+
+
+def _queries_dir() -> Path:
+    """queries/ of the checkout (editable installs, CI), else the copy a wheel installs under share/wwhub."""
+    checkout = Path(__file__).resolve().parents[2] / "queries"
+    return checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "wwhub" / "queries"
+
+
+QUERIES_DIR = _queries_dir()
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def empty_table_sql(table: str) -> str:
+    columns = ", ".join(f"CAST(NULL AS {kind}) AS {quoted(name)}" for name, kind in SCHEMAS[table])
+    return f"SELECT {columns} WHERE false"
+
+
+def _key_predicate(key: dict) -> str:
+    terms = [f"{quoted(c)} IS NULL" if v is None else f"{quoted(c)} = {sql_literal(str(v))}" for c, v in key.items()]
+    return "(" + " AND ".join(terms) + ")"
+
+
+def _paths(segments: list[Segment], prefix: str) -> str:
+    return "[" + ", ".join(sql_literal(prefix + s.file) for s in segments) + "]"
+
+
+def table_sql(table: str, segments: list[Segment], prefix: str = "") -> str:
+    """One table as a SELECT over its segments, hidden keys filtered out. Segments written with today's columns
+    are read as one list (DuckDB reads the first file's schema); older ones by name, with the missing columns null.
+    """
+    if not segments:
+        return empty_table_sql(table)
+    current = schema_fingerprint(table)
+    uniform = all(s.schema == current for s in segments)
+    by_name = "" if uniform else ", union_by_name = true"
+    clean = [s for s in segments if not s.hidden]
+    parts = [] if uniform else [empty_table_sql(table)]
+    if clean:
+        parts.append(f"SELECT * FROM read_parquet({_paths(clean, prefix)}{by_name})")
+    for segment in segments:
+        if segment.hidden:
+            hidden = " OR ".join(_key_predicate(k) for k in segment.hidden)
+            parts.append(f"SELECT * FROM read_parquet({_paths([segment], prefix)}{by_name}) WHERE NOT ({hidden})")
+    return parts[0] if len(parts) == 1 else "\nUNION ALL BY NAME\n".join(parts)
+
+
+def query_files(queries_dir: Path | None = None) -> dict[str, str]:
+    """``queries/NAME.sql`` texts by NAME, without a trailing semicolon."""
+    folder = queries_dir or QUERIES_DIR
+    return {path.stem: path.read_text().strip().rstrip(";") for path in sorted(folder.glob("*.sql"))}
+
+
+def _code(sql: str) -> str:
+    """SQL without its comments and string literals (``'import:open-llm-leaderboard%'`` reads no view)."""
+    return re.sub(r"'(?:[^']|'')*'", "''", re.sub(r"--[^\n]*", "", sql))
+
+
+def _in_dependency_order(queries: dict[str, str]) -> list[str]:
+    """Query names ordered so that each comes after the queries it reads (a view must exist before another
+    view that reads it is created, in DuckDB versions that bind views at creation)."""
+    ordered: list[str] = []
+    pending = dict(queries)
+    while pending:
+        code = {name: _code(sql) for name, sql in pending.items()}
+        ready = [
+            name
+            for name in pending
+            if not any(re.search(rf"\b{other}\b", code[name]) for other in pending if other != name)
+        ]
+        if not ready:
+            raise ValueError(f"queries that read each other in a cycle: {', '.join(sorted(pending))}")
+        for name in ready:
+            ordered.append(name)
+            del pending[name]
+    return ordered
+
+
+def _words(sql: str) -> set[str]:
+    return {w.lower() for w in re.findall(r"[A-Za-z_][A-Za-z0-9_]*", _code(sql))}
+
+
+def view_statements(
+    snapshot: Snapshot, prefix: str = "", queries_dir: Path | None = None, reading: str | None = None
+) -> list[str]:
+    """CREATE VIEW statements: one per table, ``models_latest``, and one per query file (a query file may not
+    take a table's name). With ``reading`` (a SQL text), only the views it reads, directly or through other
+    views: binding a view costs a look at its files."""
+    queries = query_files(queries_dir)
+    clashes = sorted(set(queries) & {*TABLES, "models_latest"})
+    if clashes:
+        raise ValueError(f"query files named like lake tables: {', '.join(f'queries/{n}.sql' for n in clashes)}")
+    bodies = {t: table_sql(t, snapshot.tables[t], prefix) for t in TABLES}
+    bodies["models_latest"] = MODELS_LATEST
+    order = list(bodies) + _in_dependency_order(queries)
+    bodies.update(queries)
+    if reading is not None:
+        needed, pending = set(), _words(reading) & set(bodies)
+        while pending:
+            name = pending.pop()
+            needed.add(name)
+            if name in queries or name == "models_latest":
+                pending |= (_words(bodies[name]) & set(bodies)) - needed
+        order = [name for name in order if name in needed]
+    return [
+        (f"-- queries/{name}.sql\n" if name in queries else "") + f"CREATE OR REPLACE VIEW {name} AS\n{bodies[name]};"
+        for name in order
+    ]
+
+
+def views_sql(snapshot: Snapshot) -> str:
+    """``LAKE/views.sql``: the snapshot's views with paths relative to the lake folder."""
+    header = (
+        f"-- wwhub lake, manifest version {snapshot.version}: the tables and named queries as DuckDB views.\n"
+        "-- Paths are relative to the lake folder: cd LAKE && duckdb -init views.sql\n"
+        "-- (or, from elsewhere: duckdb -c \"SET file_search_path='LAKE'\" -c '.read LAKE/views.sql')\n"
+    )
+    return header + "\n\n".join(view_statements(snapshot)) + "\n"
+
+
+def connect(lake: Lake, snapshot: Snapshot | None = None, sandbox: bool = True, reading: str | None = None):
+    """An in-memory DuckDB connection holding the lake's views (at ``snapshot``, default: now; with ``reading``,
+    only those that SQL reads). With ``sandbox``, the connection can read files inside the lake only, write none
+    outside it, load no extension, and its configuration is locked, so a user's SQL cannot reach past the lake."""
+    import duckdb
+
+    snapshot = snapshot or lake.snapshot()
+    con = duckdb.connect(":memory:")
+    try:
+        prefix = str(lake.root) + "/"
+        for statement in view_statements(snapshot, prefix, reading=reading):
+            con.execute(statement)
+        if sandbox:
+            con.execute(f"SET allowed_directories = [{sql_literal(prefix)}]")
+            con.execute("SET enable_external_access = false")
+            con.execute("SET autoinstall_known_extensions = false")
+            con.execute("SET autoload_known_extensions = false")
+            con.execute("SET lock_configuration = true")
+    except BaseException:
+        con.close()
+        raise
+    return con

@@ -1,0 +1,159 @@
+"""Rows between lakes: import of exports, merge of overlapping lakes, migration of the layout-1 lake, info."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from flows.cli import main
+from flows.lake import Lake
+from flows.lake.schema import to_arrow
+from flows.lake.transfer import info
+from flows.query import run_query
+from tests.flows.lake.synth import fill, model_tables, rows, tree_hashes
+
+LAYERS = "SELECT repo_id, revision, layer_id, alpha, fit_status FROM layers ORDER BY ALL"
+
+
+def export(lake, folder, tables=("layers", "models", "evals", "esd")):
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in tables:
+        out = str(folder / f"{table}.parquet")
+        assert main(["query", f"SELECT * FROM {table}", "--lake", str(lake), "--format", "parquet", "--out", out]) == 0
+    return folder
+
+
+def test_export_then_import_round_trips_and_reimport_replaces(tmp_path):
+    source = Lake.for_writing(tmp_path / "a")
+    fill(source, 8, layers=5)
+    folder = export(source.root, tmp_path / "export")
+    assert main(["lake", "import", str(folder), "--lake", str(tmp_path / "b")]) == 0
+    for sql in (LAYERS, "SELECT * FROM models ORDER BY repo_id", "SELECT * FROM esd ORDER BY repo_id, layer_id"):
+        assert rows(tmp_path / "b", sql) == rows(source.root, sql)
+    assert main(["lake", "import", str(folder), "--lake", str(tmp_path / "b")]) == 0  # again: replaced, not doubled
+    assert rows(tmp_path / "b", "SELECT count(*) FROM layers") == [(40,)]
+    assert rows(tmp_path / "b", "SELECT count(*) FROM models") == [(8,)]
+
+
+def test_merge_of_overlapping_lakes_keeps_one_row_per_layer(tmp_path):
+    first = Lake.for_writing(tmp_path / "first")
+    second = Lake.for_writing(tmp_path / "second")
+    fill(first, 10, layers=6, seed=0)  # org/m0000 .. org/m0009
+    for i in range(5, 15):  # org/m0005 .. org/m0014: five in common, scanned again elsewhere
+        repo = f"org/m{i:04d}"
+        second.commit_model(repo, "r1", model_tables(repo, layers=6, seed=1000 + i))
+    expected_overlap = rows(second.root, "SELECT repo_id, layer_id, alpha FROM layers WHERE repo_id <= 'org/m0009'")
+    assert main(["lake", "merge", str(second.root), "--lake", str(first.root)]) == 0
+    duplicates = rows(first.root, "SELECT repo_id, revision, layer_id FROM layers GROUP BY ALL HAVING count(*) > 1")
+    assert duplicates == []
+    assert rows(first.root, "SELECT count(*), count(DISTINCT repo_id) FROM layers") == [(15 * 6, 15)]
+    assert rows(first.root, "SELECT count(*) FROM models") == [(15,)]
+    # Models in both lakes are there as the merged-in lake has them.
+    merged = rows(
+        first.root, "SELECT repo_id, layer_id, alpha FROM layers WHERE repo_id BETWEEN 'org/m0005' AND 'org/m0009'"
+    )
+    assert sorted(merged) == sorted(expected_overlap)
+    assert main(["lake", "merge", str(first.root), "--lake", str(first.root)]) == 2
+
+
+def write_v1_lake(root):
+    """A lake as wwhub 0.1 wrote it: one file per (table, repo, commit) in the columns of that release, zero-row
+    schema files, an imported evals file, and the DuckDB catalog file; and what the last layout-1 wwhub added: a
+    distances file and the derived correlations file."""
+    new_columns = {
+        "layers": ("expert", "quantization", "source_tensors"),
+        "models": ("model_kind", "quantization", "num_dequantized", "num_params", "skip_reasons", "layer_selection"),
+        "evals": ("scale", "n_shot", "raw_metric", "stderr"),
+        "esd": ("storage", "num_evals", "bulk_quantiles", "rand_num_evals", "rand_bulk_quantiles"),
+    }
+
+    def v1(table, rows_):
+        arrow = to_arrow(table, rows_)
+        return arrow.drop_columns([c for c in new_columns.get(table, ()) if c in arrow.column_names])
+
+    for table in ("layers", "esd", "evals", "models", "scans"):
+        (root / table).mkdir(parents=True)
+        empty = v1(table, [])
+        pq.write_table(empty, root / table / "_schema.parquet")
+    for i in range(4):
+        repo = f"org/old{i}"
+        tables = model_tables(repo, layers=3, seed=i)
+        for table, table_rows in tables.items():
+            pq.write_table(v1(table, table_rows), root / table / f"org__old{i}@r1.parquet")
+    imported = [dict(repo_id="org/old0", revision=None, family="fam", source="import:x", metric="accuracy", value=0.5)]
+    pq.write_table(v1("evals", imported), root / "evals" / "import__x.parquet")
+    scan = dict(scan_id="s1", started_at=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), listed=4, scanned=4)
+    pq.write_table(to_arrow("scans", [scan]), root / "scans" / "s1.parquet")
+    key = dict(repo_id="org/old1", revision="r1", family="fam", base_repo_id="org/old0", base_revision="r1")
+    distances = [dict(key, layer_id=i, name=f"layers.{i}.weight", relative_change=0.1 * i) for i in range(3)]
+    for table, table_rows in (("distances", distances), ("correlations", [dict(family="fam", metric="alpha", n=4)])):
+        (root / table).mkdir()
+        pq.write_table(to_arrow(table, table_rows), root / table / f"{table}.parquet")
+    duckdb.connect(str(root / "wwhub.duckdb")).close()
+
+
+def test_todays_layout_is_read_in_place_and_migrates_with_nothing_lost(tmp_path):
+    root = tmp_path / "old"
+    write_v1_lake(root)
+    before = tree_hashes(root)
+    queries = [
+        LAYERS,
+        "SELECT repo_id, source, value FROM evals ORDER BY ALL",
+        "SELECT repo_id, status, alpha FROM models ORDER BY ALL",
+        "SELECT repo_id, layer_id, evals FROM esd ORDER BY ALL",
+        "SELECT scan_id, scanned FROM scans",
+        "SELECT repo_id, base_repo_id, layer_id, relative_change FROM distances ORDER BY ALL",
+    ]
+    answers = [rows(root, sql) for sql in queries]
+    assert len(answers[0]) == 12 and len(answers[1]) == 5
+    assert main(["leaderboard", "--lake", str(root)]) == 0
+    assert tree_hashes(root) == before  # read in place; nothing written
+    assert main(["lake", "migrate", "--lake", str(root)]) == 0
+    assert (root / "manifest.json").exists() and not (root / "layers").exists() and not (root / "wwhub.duckdb").exists()
+    assert [rows(root, sql) for sql in queries] == answers
+    # A full ESD was all that layout 1 kept: migrated rows say so.
+    assert rows(root, "SELECT DISTINCT storage, num_evals FROM esd") == [("full", 4)]
+    # The import's file name was its key: it becomes the rows' import_id, so importing that origin again replaces it.
+    assert rows(root, "SELECT repo_id, import_id FROM evals WHERE revision IS NULL") == [("org/old0", "x")]
+    # Derived: not carried over; `lake migrate` has its producer recompute it from the moved rows.
+    assert not (root / "correlations").exists()
+    assert rows(root, "SELECT DISTINCT reported_metric, n FROM correlations WHERE metric = 'alpha'") == [
+        ("accuracy", 4)
+    ]
+    assert main(["lake", "migrate", "--lake", str(root)]) == 0  # a second time: nothing to do
+
+
+def test_a_write_migrates_a_layout_1_lake_automatically(tmp_path):
+    root = tmp_path / "old"
+    write_v1_lake(root)
+    lake = Lake.for_writing(root)
+    lake.commit_model("org/new", "r1", model_tables("org/new", layers=2))
+    assert rows(root, "SELECT count(*) FROM models") == [(5,)]
+    assert lake.has_model("org/old3", "r1")
+
+
+def test_info_reports_rows_files_and_the_last_scan(tmp_path, capsys):
+    lake = Lake.for_writing(tmp_path / "lake")
+    fill(lake, 3, layers=4)
+    lake.commit({"scans": [dict(scan_id="s9", ended_at=dt.datetime(2026, 2, 1, tzinfo=dt.UTC))]})
+    facts = info(lake.root)
+    assert facts["layout"] == 2 and facts["last_scan"]["scan_id"] == "s9"
+    assert facts["tables"]["layers"]["rows"] == 12 and facts["tables"]["models"]["rows"] == 3
+    assert main(["lake", "info", "--lake", str(lake.root)]) == 0
+    assert "layers" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("name", ["correlations"])
+def test_derived_tables_are_replaced_whole(tmp_path, name):
+    lake = Lake.for_writing(tmp_path / "lake")
+    fill(lake, 3)
+    lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=0.5)])
+    lake.replace_derived(name, [dict(family="fam", metric="alpha", n=3, pearson_r=-0.25)])
+    assert rows(lake.root, f"SELECT family, pearson_r FROM {name}") == [("fam", -0.25)]
+    # By name (`wwhub query correlations`): the table.
+    assert [(r["family"], r["pearson_r"]) for r in run_query(lake.root, name)] == [("fam", -0.25)]
+    with pytest.raises(ValueError, match="not a derived table"):
+        lake.replace_derived("layers", [])
