@@ -18,7 +18,7 @@ from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
 from . import powerlaw
-from .eigen import DEVICES, PRECISIONS, gram_eigenvalues
+from .eigen import DEVICES, PRECISIONS, compute_dtype, gram_eigenvalues, row_blocks
 from .marchenko_pastur import marchenko_pastur_fit, random_matrix_edge
 from .matrices import LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
 from .norms import detx_condition, jensen_shannon_distance, matrix_entropy, matrix_rank
@@ -102,10 +102,6 @@ class AnalysisOptions:
         if unknown:
             raise TypeError(f"unknown analysis option(s) {unknown}; known: {sorted(known)}")
         return cls(**options)
-
-
-def _numpy_dtype(options: AnalysisOptions):
-    return np.float64 if options.precision == "float64" else np.float32
 
 
 def _layer_seed(seed: int, name: str, slice_id: int) -> np.random.Generator:
@@ -195,11 +191,14 @@ def _apply_randomization(
     for replica in range(replicas):
         per_matrix = []
         for matrix in layer.matrices:
-            shuffled = rng.permutation(matrix.ravel()).reshape(matrix.shape)
-            slice_evals = gram_eigenvalues([shuffled], layer.scale, options.device)
+            # One shuffled copy in the stored dtype (a bf16 layer's copy is bf16), upcast block by block like W.
+            shuffled = np.array(matrix).reshape(-1)
+            rng.shuffle(shuffled)
+            slice_evals = _eigenvalues([shuffled.reshape(matrix.shape)], layer, options)
+            del shuffled
             per_matrix.append(slice_evals)
             if replica == 0:
-                variance = float(np.var(matrix, dtype=np.float64)) * layer.scale**2
+                variance = _element_variance(matrix) * layer.scale**2
                 edge, width = random_matrix_edge(variance, max(matrix.shape), min(matrix.shape))
                 row.rand_bulk_max = edge if math.isnan(row.rand_bulk_max) else max(edge, row.rand_bulk_max)
                 if width > 0:
@@ -218,6 +217,17 @@ def _apply_randomization(
     return rand_evals
 
 
+def _element_variance(matrix: np.ndarray) -> float:
+    """``var(w)`` over W's elements in float64, two passes over row blocks (no full-size float64 temporary)."""
+    float64 = np.dtype(np.float64)
+    mean = sum(float(block.sum()) for block in row_blocks(matrix, float64)) / matrix.size
+    return sum(float(np.square(block - mean).sum()) for block in row_blocks(matrix, float64)) / matrix.size
+
+
+def _eigenvalues(matrices: list[np.ndarray], layer: LayerMatrices, options: AnalysisOptions) -> np.ndarray:
+    return gram_eigenvalues(matrices, layer.scale, options.device, layer.dtype, options.blas_threads)
+
+
 def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
     num_evals = layer.M * (len(layer.matrices))
     row.num_evals = num_evals
@@ -232,14 +242,9 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
         row.fit_status = FIT_SKIPPED
         row.reason = f"{num_evals} eigenvalues > max_evals={options.max_evals} (pass max_evals=None to analyze it)"
         return row
-    bad = sum(int(np.count_nonzero(~np.isfinite(m))) for m in layer.matrices)
-    if bad:
-        row.fit_status = FIT_FAILED
-        row.reason = f"{bad} NaN/Inf values in the weights"
-        return row
     try:
-        evals = gram_eigenvalues(layer.matrices, layer.scale, options.device)
-    except FloatingPointError as err:
+        evals = _eigenvalues(layer.matrices, layer, options)
+    except FloatingPointError as err:  # NaN/Inf weights, or an overflow: the message says which
         row.fit_status, row.reason = FIT_FAILED, str(err)
         return row
     except np.linalg.LinAlgError as err:
@@ -272,7 +277,7 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
     try:
         N, M, rf = tensor_dims(shape)
         base.update(N=N, M=M, rf=rf)
-        layers = layer_matrices(name, tensor, pool=options.pool, dtype=_numpy_dtype(options))
+        layers = layer_matrices(name, tensor, pool=options.pool, dtype=compute_dtype(options.precision))
         if isinstance(layers, LayerMatrices):
             return [_analyze_layer(LayerMetrics(**base), layers, options)]
         return [
