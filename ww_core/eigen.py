@@ -69,15 +69,24 @@ def _tall(matrix):
     return matrix if matrix.shape[0] >= matrix.shape[1] else matrix.T
 
 
-def row_blocks(matrix: np.ndarray, dtype: np.dtype) -> Iterator[np.ndarray]:
-    """Blocks of rows of the tall orientation of ``matrix``, upcast to ``dtype`` (views when already in it)."""
+def row_blocks(matrix: np.ndarray, dtype) -> Iterator[np.ndarray]:
+    """Blocks of rows of the tall orientation of ``matrix`` (n >= m), in ``dtype``: views of ``matrix`` when it is
+    already in ``dtype``, else upcast into one reused buffer (each block is overwritten by the next: consume it
+    before asking for the next one). Never write into a block."""
+    dtype = np.dtype(dtype)
     tall = _tall(matrix)
-    rows = _block_rows(tall.shape[1], dtype)
-    for start in range(0, tall.shape[0], rows):
+    n, m = tall.shape
+    rows = _block_rows(m, dtype)
+    # BLAS needs aligned memory (a safetensors memory map may not be); numpy would fall back to a slow loop.
+    convert = tall.dtype != dtype or not tall.flags.aligned
+    # A wide matrix's tall view is Fortran-ordered: a Fortran buffer keeps the copy a run of contiguous reads.
+    buffer = np.empty((min(rows, n), m), dtype, order="C" if tall.flags.c_contiguous else "F") if convert else None
+    for start in range(0, n, rows):
         block = tall[start : start + rows]
-        # BLAS needs aligned memory (a safetensors memory map may not be); numpy would fall back to a slow loop.
-        if block.dtype != dtype or not block.flags.aligned:
-            block = block.astype(dtype)
+        if buffer is not None:
+            target = buffer[: block.shape[0]]
+            np.copyto(target, block, casting="unsafe")
+            block = target
         yield block
 
 
