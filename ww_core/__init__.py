@@ -1,8 +1,9 @@
 """ww_core: WeightWatcher-style spectral analysis of weight matrices. Arrays in, metrics out; no I/O.
 
-The records (``LayerMetrics``, ``summarize``, the column names) import nothing heavy; the analysis (numpy, scipy,
-and torch for large eigensolves) is imported on first use of ``analyze_matrix``/``analyze_model``/``Watcher``
-(PEP 562), so that the lake, the queries and ``wwhub --help`` do not pay for it.
+The records (``LayerMetrics``, ``summarize``, the column names) import nothing heavy; the analysis is imported on
+first use of ``analyze_matrix``/``analyze_model``/``Watcher`` (PEP 562), so that the lake, the queries and
+``wwhub --help`` do not pay for it. Within it, scipy is imported only by the MP and TPL fits, and torch only for
+eigensolves large enough to go to MKL.
 """
 
 from __future__ import annotations

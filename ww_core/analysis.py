@@ -14,7 +14,6 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
 from . import powerlaw
@@ -132,6 +131,16 @@ def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
     row.entropy = matrix_entropy(evals, row.matrix_rank)
 
 
+def _log10_sum_of_powers(evals: np.ndarray, alpha: float) -> float:
+    """``log10 sum(lambda^alpha)`` by log-sum-exp, ``m + ln sum exp(alpha ln lambda - m)`` with m the largest term,
+    so that ``lambda_max^alpha`` cannot overflow (scipy's ``logsumexp`` without importing scipy on the default path).
+    """
+    with np.errstate(divide="ignore"):
+        logs = alpha * np.log(evals)
+    top = float(np.max(logs))
+    return (top + math.log(float(np.sum(np.exp(logs - top))))) / math.log(10)
+
+
 def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOptions) -> None:
     positive = evals[evals > powerlaw.EVALS_THRESHOLD]
     try:
@@ -150,8 +159,7 @@ def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOpti
     row.raw_alpha = fit.raw_alpha
     row.num_pl_spikes = int(np.count_nonzero(evals >= fit.xmin))
     row.alpha_weighted = fit.alpha * row.log_spectral_norm
-    with np.errstate(divide="ignore"):
-        row.log_alpha_norm = float(logsumexp(fit.alpha * np.log(evals)) / math.log(10))
+    row.log_alpha_norm = _log10_sum_of_powers(evals, fit.alpha)
     if fit.alpha < OVER_TRAINED_ALPHA:
         row.warning = OVER_TRAINED
     elif fit.alpha > UNDER_TRAINED_ALPHA:

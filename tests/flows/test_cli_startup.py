@@ -34,11 +34,12 @@ def test_import_ww_core_and_its_records_stay_light():
     assert heavy(imported_after("from ww_core.records import LayerMetrics")) == []
 
 
-def test_ww_core_analysis_loads_on_first_use():
-    modules = imported_after("import ww_core, numpy as np\nww_core.analyze_matrix(np.eye(20))")
-    assert "ww_core.analysis" in modules and "scipy" in modules
-    # a 20 x 20 eigensolve goes to numpy: torch is imported only for large layers
-    assert "torch" not in modules
+def test_ww_core_analysis_loads_on_first_use_and_scipy_only_for_the_fits_that_need_it():
+    analyze = "import ww_core, numpy as np\nw = np.random.default_rng(0).standard_normal((200, 100))\n"
+    modules = imported_after(analyze + "ww_core.analyze_matrix(w)")
+    # a 100 x 100 eigensolve goes to numpy: torch is imported only for large layers; the power-law fit is numpy's
+    assert "ww_core.analysis" in modules and heavy(modules) == ["ww_core.analysis", "ww_core.eigen"]
+    assert "scipy" in imported_after(analyze + "ww_core.analyze_matrix(w, mp_fit=True)")
 
 
 def test_help_imports_no_command_module():
