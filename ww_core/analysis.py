@@ -118,7 +118,7 @@ def _fit_power_law(positive: np.ndarray, options: AnalysisOptions) -> powerlaw.P
     return powerlaw.fit_power_law(positive)
 
 
-def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
+def _apply_norms(row: LayerMetrics, evals: np.ndarray, eps: float) -> None:
     lambda_max = float(evals[-1])
     total = float(np.sum(evals))
     row.lambda_max = lambda_max
@@ -127,7 +127,7 @@ def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
     row.spectral_norm = lambda_max
     row.log_spectral_norm = math.log10(lambda_max)
     row.stable_rank = total / lambda_max
-    row.matrix_rank = matrix_rank(evals, row.N)
+    row.matrix_rank = matrix_rank(evals, row.N, eps)
     row.entropy = matrix_entropy(evals, row.matrix_rank)
 
 
@@ -268,7 +268,7 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
     if evals[-1] <= 0.0:
         row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
         return row
-    _apply_norms(row, evals)
+    _apply_norms(row, evals, float(np.finfo(layer.dtype).eps))
     _apply_power_law(row, evals, options)
     if options.mp_fit:
         _apply_marchenko_pastur(row, evals)

@@ -184,3 +184,13 @@ def test_a_large_bf16_layer_is_never_upcast_whole():
     assert growth["default"] < 128 * 2**20, growth
     # randomize adds one shuffled copy in the stored dtype (the old float64 shuffle made two 512 MiB copies)
     assert growth["randomize"] < stored + 192 * 2**20, growth
+
+
+def test_float32_rank_and_entropy_of_a_rank_deficient_layer_match_float64():
+    rng = np.random.default_rng(6)
+    W = (rng.standard_normal((300, 50)) @ rng.standard_normal((50, 100))).astype(np.float32)  # rank 50 of 100
+    a, b = ww_core.analyze_matrix(W), ww_core.analyze_matrix(W, precision="float32")
+    # float32 rounding leaves ~1e-7 lambda_max where float64 has zeros: the rank threshold follows the precision.
+    assert a.matrix_rank == b.matrix_rank == 50
+    assert b.entropy == pytest.approx(a.entropy, rel=1e-5)
+    assert b.alpha == pytest.approx(a.alpha, rel=0.01)
