@@ -188,7 +188,11 @@ def gram_eigenvalues(
         dtype = own if own in (np.float32, np.float64) else np.float64
     dtype = np.dtype(dtype)
     if device == "cuda":
-        return _finish(_cuda_eigenvalues(matrices, dtype), scale)
+        import torch
+
+        if not torch.cuda.is_available():
+            raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
+        return _finish(_torch_eigenvalues(matrices, dtype, device), scale)
     grams = []
     for matrix in matrices:
         gram = gram_matrix(matrix, dtype)
@@ -219,9 +223,10 @@ def _as_torch(array: np.ndarray):
         return torch.from_numpy(array.astype(np.float32))
 
 
-def _cuda_eigenvalues(matrices: Sequence[np.ndarray], dtype: np.dtype) -> np.ndarray:
-    """The same on a GPU: the stored weights are uploaded as they are (bf16 stays 2 bytes), upcast there in row
-    blocks (never cast through fp16), and the matrices of one layer (Conv2D slices) are solved as one batch.
+def _torch_eigenvalues(matrices: Sequence[np.ndarray], dtype: np.dtype, device: str) -> np.ndarray:
+    """The same with torch on ``device`` (the GPU path): the stored weights are uploaded as they are (bf16 stays 2
+    bytes), upcast there in row blocks (never cast through fp16), and the matrices of one layer (Conv2D slices) are
+    solved as one batch. On a GPU the eigensolver is always torch's (cuSOLVER): no CPU/GPU crossover was measured.
 
     Batching across layers (e.g. the experts of a MoE block) is not done: for M > 32, torch's CUDA ``eigvalsh``
     loops over the batch calling cuSOLVER's ``syevd`` (or ``syevj`` for float32 up to 512) one matrix at a time
@@ -229,16 +234,14 @@ def _cuda_eigenvalues(matrices: Sequence[np.ndarray], dtype: np.dtype) -> np.nda
     """
     import torch
 
-    if not torch.cuda.is_available():
-        raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
     target = torch.float64 if dtype == np.float64 else torch.float32
     grams = []
     with torch.no_grad():
         for matrix in matrices:
-            weights = _tall(_as_torch(np.asarray(matrix)).to("cuda"))
+            weights = _tall(_as_torch(np.asarray(matrix)).to(device))
             rows = _block_rows(weights.shape[1], dtype)
             blocks = [weights[start : start + rows] for start in range(0, weights.shape[0], rows)]
-            gram = torch.zeros((weights.shape[1],) * 2, dtype=target, device="cuda")
+            gram = torch.zeros((weights.shape[1],) * 2, dtype=target, device=device)
             for block in blocks:
                 upcast = block.to(target)
                 gram.addmm_(upcast.T, upcast)

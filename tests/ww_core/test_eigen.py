@@ -194,3 +194,37 @@ def test_float32_rank_and_entropy_of_a_rank_deficient_layer_match_float64():
     assert a.matrix_rank == b.matrix_rank == 50
     assert b.entropy == pytest.approx(a.entropy, rel=1e-5)
     assert b.alpha == pytest.approx(a.alpha, rel=0.01)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize("precision", ["float64", "float32"])
+def test_cuda_path_uploads_bf16_and_matches_the_cpu(precision):
+    W = heavy_tailed(3000, 700, seed=7).astype(ml_dtypes.bfloat16)
+    K = (np.random.default_rng(8).standard_t(4, size=(64, 32, 3, 3)) / 17).astype(np.float32)
+    for tensor, name in ((W, "w.weight"), (K, "conv.weight")):
+        cpu = ww_core.analyze_matrix(tensor, name=name, precision=precision)
+        gpu = ww_core.analyze_matrix(tensor, name=name, precision=precision, device="cuda")
+        # The same arithmetic in another order: float64 to ~1e-12, float32 to its rounding (~1e-6 on lambda_max).
+        assert gpu.lambda_max == pytest.approx(cpu.lambda_max, rel=1e-10 if precision == "float64" else 1e-5)
+        assert gpu.alpha == pytest.approx(cpu.alpha, rel=1e-6 if precision == "float64" else 0.01)
+    nan = heavy_tailed(500, 100).astype(ml_dtypes.bfloat16)
+    nan[3, 3] = np.nan
+    row = ww_core.analyze_matrix(nan, precision=precision, device="cuda")
+    assert row.fit_status == FIT_FAILED and row.reason == "1 NaN/Inf values in the weights"
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_the_gpu_code_path_run_on_the_cpu_matches_numpy(small_blocks, dtype):
+    # The --device cuda path (torch: upload as stored, upcast in row blocks, batch a layer's slices) exercised with
+    # torch's CPU device, so that it is tested on machines without a GPU.
+    W = heavy_tailed(2000, 60, seed=9).astype(ml_dtypes.bfloat16)
+    slices = [heavy_tailed(40, 30, seed=s).astype(np.float16).T for s in range(3)]  # wide: the transposed side
+    for matrices in ([W], slices):
+        expected = eigen.gram_eigenvalues(matrices, 0.5, dtype=dtype)
+        got = eigen._finish(eigen._torch_eigenvalues(matrices, np.dtype(dtype), "cpu"), 0.5)
+        rtol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(got, expected, rtol=0, atol=rtol * expected[-1])
+    bad = np.array(W)
+    bad[1999, 0] = np.inf
+    with pytest.raises(eigen.NonFiniteWeights, match="^1 NaN/Inf values"):
+        eigen._torch_eigenvalues([bad], np.dtype(dtype), "cpu")
