@@ -9,7 +9,9 @@ def _max_evals(text: str) -> int | None:
     return None if text.lower() in ("none", "0", "all") else int(text)
 
 
-def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "float64") -> None:
+    """The analysis switches; ``precision`` is the command's default working precision (``scan``: float32, see
+    README "Precision")."""
     group = parser.add_argument_group("analysis (WeightWatcher analyze() options)")
     group.add_argument("--mp-fit", action="store_true", help="fit the Marchenko-Pastur bulk (num_spikes, mp_softrank)")
     group.add_argument("--randomize", action="store_true", help="compare with a shuffled W (correlation traps)")
@@ -21,7 +23,12 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--max-evals", type=_max_evals, default=15000, help="'none' analyzes every layer")
     group.add_argument("--seed", type=int, default=0, help="seed of the randomized copies")
     group.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
-    group.add_argument("--precision", choices=["float64", "float32"], default="float64")
+    group.add_argument(
+        "--precision",
+        choices=["float64", "float32"],
+        default=precision,
+        help=f"Gram matrix and eigensolve precision (default: {precision}; float32 is faster, alphas agree to ~1e-5)",
+    )
     group.add_argument("--blas-threads", type=int, default=1, help="BLAS threads per eigensolve (default 1)")
 
 

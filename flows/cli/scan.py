@@ -10,7 +10,7 @@ import ww_core
 
 from ..analyze import usable_cores
 from ..lake import lake_path
-from ..pipeline import STATUS_SKIPPED, SourceSpec, load_families, run_scan
+from ..pipeline import SCAN_DEFAULTS, STATUS_SKIPPED, SourceSpec, load_families, run_scan
 from ..sources import HubError
 from ._errors import CliError
 from ._options import add_analysis_arguments, analysis_options
@@ -109,7 +109,7 @@ def register(sub) -> None:
     parser.add_argument("--dask-address", help="tcp://HOST:PORT of the Dask scheduler (with --task-runner dask)")
     parser.add_argument("--force", action="store_true", help="rescan models already in the lake")
     parser.add_argument("--no-esd", action="store_true", help="do not store eigenvalues (smaller lake)")
-    add_analysis_arguments(parser)
+    add_analysis_arguments(parser, precision=SCAN_DEFAULTS["precision"])
     parser.set_defaults(run=run)
 
 
