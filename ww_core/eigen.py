@@ -77,10 +77,12 @@ def row_blocks(matrix: np.ndarray, dtype) -> Iterator[np.ndarray]:
     tall = _tall(matrix)
     n, m = tall.shape
     rows = _block_rows(m, dtype)
-    # BLAS needs aligned memory (a safetensors memory map may not be); numpy would fall back to a slow loop.
-    convert = tall.dtype != dtype or not tall.flags.aligned
+    # BLAS needs aligned memory (a safetensors memory map may not be) and a unit stride on one side (a Conv2D kernel
+    # slice has neither); numpy's matmul would otherwise fall back to its slow loop.
+    contiguous = tall.flags.c_contiguous or tall.flags.f_contiguous
+    convert = tall.dtype != dtype or not tall.flags.aligned or not contiguous
     # A wide matrix's tall view is Fortran-ordered: a Fortran buffer keeps the copy a run of contiguous reads.
-    buffer = np.empty((min(rows, n), m), dtype, order="C" if tall.flags.c_contiguous else "F") if convert else None
+    buffer = np.empty((min(rows, n), m), dtype, order="F" if tall.flags.f_contiguous else "C") if convert else None
     for start in range(0, n, rows):
         block = tall[start : start + rows]
         if buffer is not None:
