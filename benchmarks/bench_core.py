@@ -37,6 +37,7 @@ import sys
 import tempfile
 import textwrap
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -73,8 +74,19 @@ _WW_SCRIPT = textwrap.dedent(
 )
 
 
-def run_process(command: list[str], env: dict) -> tuple[float, int, str]:
-    """Wall seconds, peak RSS in bytes and stdout of a whole process (raises with its stderr if it fails)."""
+@dataclass
+class Run:
+    """One whole process: wall seconds, CPU seconds (user + system: steadier than wall time when other work shares
+    the cores), peak RSS in bytes, and its stdout."""
+
+    seconds: float
+    cpu: float
+    rss: int
+    stdout: str
+
+
+def run_process(command: list[str], env: dict) -> Run:
+    """Run a whole process (raises with its stderr if it fails)."""
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
@@ -86,12 +98,11 @@ def run_process(command: list[str], env: dict) -> tuple[float, int, str]:
         err.seek(0)
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command[:4])} ... exited {process.returncode}: {err.read()[-2000:]}")
-        return seconds, usage.ru_maxrss * 1024, out.read()
+        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.read())
 
 
-def best_of(repeat: int, command: list[str], env: dict) -> tuple[float, int, str]:
-    runs = [run_process(command, env) for _ in range(repeat)]
-    return min(runs, key=lambda run: run[0])
+def best_of(repeat: int, command: list[str], env: dict) -> Run:
+    return min((run_process(command, env) for _ in range(repeat)), key=lambda run: run.seconds)
 
 
 def wwhub_command(*args: str) -> list[str]:
@@ -99,32 +110,28 @@ def wwhub_command(*args: str) -> list[str]:
     return [str(script), *args] if script.exists() else [sys.executable, "-m", "flows", *args]
 
 
-def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path) -> tuple[float, int]:
-    seconds, rss, _ = best_of(
-        repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED
-    )
-    return seconds, rss
+def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path) -> Run:
+    return best_of(repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED)
 
 
-def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[float, dict, dict[str, float]]:
-    """The floor's seconds, its per-size library choice, and the seconds of each single-library run."""
+def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[Run, dict, dict[str, float]]:
+    """The floor run, its per-size library choice, and the seconds of each single-library run."""
     script = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--precision", precision]
     script += ["--workers", str(workers)]
     runs, per_m = {}, {}
     for library in ("numpy", "torch"):
-        seconds, _, stdout = best_of(repeat, [*script, "--eig", library], PINNED)
-        runs[library] = seconds
-        per_m[library] = json.loads(stdout.strip().splitlines()[-1])["per_m"]
+        runs[library] = best_of(repeat, [*script, "--eig", library], PINNED)
+        per_m[library] = json.loads(runs[library].stdout.strip().splitlines()[-1])["per_m"]
     choice = {
         m: min(("numpy", "torch"), key=lambda lib, m=m: per_m[lib][m]["eig_s"] / per_m[lib][m]["count"])
         for m in per_m["numpy"]
     }
+    seconds = {library: run.seconds for library, run in runs.items()}
     if set(choice.values()) == {"numpy"}:
-        return runs["numpy"], choice, runs
+        return runs["numpy"], choice, seconds
     if set(choice.values()) == {"torch"}:
-        return runs["torch"], choice, runs
-    seconds, _, _ = best_of(repeat, [*script, "--eig", json.dumps(choice)], PINNED)
-    return seconds, choice, runs
+        return runs["torch"], choice, seconds
+    return best_of(repeat, [*script, "--eig", json.dumps(choice)], PINNED), choice, seconds
 
 
 def find_ww_python(given: str | None) -> str | None:
@@ -140,8 +147,8 @@ def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) 
     """(whole process, analyze() alone) seconds, or None without weightwatcher."""
     if python is None:
         return None
-    seconds, _, stdout = best_of(repeat, [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], PINNED)
-    return seconds, json.loads(stdout.strip().splitlines()[-1])["seconds"]
+    run = best_of(repeat, [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], PINNED)
+    return run.seconds, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
 
 
 def alphas(path: Path) -> dict[str, float]:
@@ -181,6 +188,13 @@ def compute_estimate(name: str, precision: str, workers: int) -> float:
     return sum(count * pair_seconds(shape, precision, workers) / workers for shape, count in counts.items())
 
 
+def versus(ours: Run, bare: Run) -> str:
+    return (
+        f"wwhub {ours.seconds:6.1f} s (cpu {ours.cpu:6.1f} s)  floor {bare.seconds:6.1f} s (cpu {bare.cpu:6.1f} s)  "
+        f"wwhub/floor {ours.seconds / bare.seconds:4.2f}x (cpu {ours.cpu / bare.cpu:4.2f}x)"
+    )
+
+
 def gb(size: int) -> str:
     return f"{size / 1e9:.2f} GB"
 
@@ -204,21 +218,20 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wwhub-bench-"))
 
     minilm = example_path("minilm")
-    ours, _ = wwhub_analyze(["--example", "minilm"], [], args.repeat, tmp / "minilm.csv")
+    ours = wwhub_analyze(["--example", "minilm"], [], args.repeat, tmp / "minilm.csv")
     bare, _, _ = floor(minilm, "float64", workers, args.repeat)
     ww = weightwatcher(ww_python, minilm, {}, args.repeat)
-    line = (
-        f"a. MiniLM, default options          wwhub {ours:6.2f} s  floor {bare:6.2f} s  wwhub/floor {ours / bare:5.2f}x"
-    )
+    print(f"a. MiniLM, default options: {versus(ours, bare)}")
     if ww:
-        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() {ww[1]:.2f} s): {ww[0] / ours:4.1f}x faster"
-    print(line, flush=True)
-
-    ours, _ = wwhub_analyze(["--example", "minilm"], ["--randomize", "--mp-fit"], 1, tmp / "minilm-rand.csv")
+        print(
+            f"   weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): "
+            f"wwhub {ww[0] / ours.seconds:4.1f}x faster"
+        )
+    ours = wwhub_analyze(["--example", "minilm"], ["--randomize", "--mp-fit"], 1, tmp / "minilm-rand.csv")
     ww = None if args.skip_slow_ww else weightwatcher(ww_python, minilm, {"randomize": True, "mp_fit": True}, 1)
-    line = f"b. MiniLM, randomize + mp_fit       wwhub {ours:6.2f} s"
+    line = f"b. MiniLM, randomize + mp_fit: wwhub {ours.seconds:6.2f} s"
     if ww:
-        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() {ww[1]:.2f} s): {ww[0] / ours:4.1f}x faster"
+        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): {ww[0] / ours.seconds:4.1f}x faster"
     print(line, flush=True)
 
     scale = None
@@ -229,14 +242,14 @@ def main() -> None:
         wall = {}
         for precision in ("float64", "float32"):
             out = tmp / f"tinyllama-{precision}.csv"
-            ours, rss = wwhub_analyze([str(folder)], ["--precision", precision], 1, out)
-            wall[precision] = ours
+            ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, out)
+            wall[precision] = ours.seconds
             bare, choice, runs = floor(folder, precision, workers, 1)
             libraries = ", ".join(f"M={m}: {lib}" for m, lib in choice.items())
+            print(f"   {precision}: {versus(ours, bare)}  peak RSS {gb(ours.rss)}", flush=True)
             print(
-                f"   {precision}: wwhub {ours:6.1f} s (peak RSS {gb(rss)})  floor {bare:6.1f} s [{libraries}]  "
-                f"wwhub/floor {ours / bare:5.2f}x   (floor all-numpy {runs['numpy']:.1f} s, all-torch "
-                f"{runs['torch']:.1f} s)",
+                f"      floor eigensolvers [{libraries}]; all-numpy {runs['numpy']:.1f} s, all-torch "
+                f"{runs['torch']:.1f} s",
                 flush=True,
             )
         print("   " + alpha_agreement(tmp / "tinyllama-float64.csv", tmp / "tinyllama-float32.csv"), flush=True)
@@ -248,8 +261,8 @@ def main() -> None:
         largest_shard = max(p.stat().st_size for p in folder.glob("*.safetensors"))
         print(f"d. Llama-2-7B-shaped checkpoint, measured (largest shard {gb(largest_shard)})")
         for precision in ("float64", "float32"):
-            ours, rss = wwhub_analyze([str(folder)], ["--precision", precision], 1, tmp / f"7b-{precision}.csv")
-            print(f"   {precision}: wwhub {ours / 60:5.1f} min (peak RSS {gb(rss)})", flush=True)
+            ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, tmp / f"7b-{precision}.csv")
+            print(f"   {precision}: wwhub {ours.seconds / 60:5.1f} min (peak RSS {gb(ours.rss)})", flush=True)
     elif args.llama7b == "estimate" and scale:
         print("d. Llama-2-7B shape, estimated: per-layer analysis of each shape (two side by side, in memory) summed,")
         print("   times wwhub's whole-process / per-layer-sum ratio on the TinyLlama-shaped checkpoint")
