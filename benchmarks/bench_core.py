@@ -8,9 +8,9 @@ Cases (issue #11):
   c. a TinyLlama-shaped bf16 checkpoint (benchmarks/llama_checkpoint.py: hidden 2048, intermediate 5632, 22 blocks,
      vocab 32000, 3 shards, 2.2 GB), float64 and --precision float32, each against the floor in its precision; the
      float32 alphas against the float64 ones; wwhub's peak RSS against the largest shard
-  d. a Llama-2-7B-shaped checkpoint: estimated from per-layer figures measured here (two layers of each shape side
-     by side, scaled by wwhub's whole-process / per-layer ratio on c), or with `--llama7b measure` generated
-     (13.5 GB in $WWHUB_BENCH_CACHE) and measured whole
+  d. a Llama-2-7B-shaped checkpoint: estimated from CPU seconds per layer measured here (two layers of each shape
+     side by side), times wwhub's whole-process / per-layer CPU ratio on c (reading, start-up), spread over the
+     cores; or with `--llama7b measure` generated (13.5 GB in $WWHUB_BENCH_CACHE) and measured whole
 
 Every timing is a whole process, start-up and imports included, as a user times it:
 - wwhub: the `wwhub analyze` command with its defaults (one layer worker per core, up to 4; one BLAS thread each),
@@ -167,25 +167,25 @@ def alpha_agreement(float64_csv: Path, float32_csv: Path) -> str:
     )
 
 
-def pair_seconds(shape: tuple[int, int], precision: str, workers: int) -> float:
-    """Wall seconds of ww_core analyzing ``workers`` bf16 layers of ``shape`` side by side (in memory)."""
+def pair_cpu_seconds(shape: tuple[int, int], precision: str, workers: int) -> float:
+    """CPU seconds of ww_core analyzing ``workers`` bf16 layers of ``shape`` side by side (in memory), per layer."""
     import ww_core
 
     rng = np.random.default_rng(1)
     tensors = [(f"layers.{i}.weight", heavy_tailed_bf16(rng, shape)) for i in range(workers)]
-    start = time.perf_counter()
+    start = time.process_time()
     list(ww_core.analyze_model(tensors, workers=workers, precision=precision))
-    return time.perf_counter() - start
+    return (time.process_time() - start) / workers
 
 
-def compute_estimate(name: str, precision: str, workers: int) -> float:
-    """Sum over the 2-D tensors of a shape family of their per-layer analysis time, layers side by side."""
+def per_layer_cpu(name: str, precision: str, workers: int) -> float:
+    """CPU seconds of analyzing every 2-D tensor of a shape family, summed from one measurement per shape."""
     counts: dict[tuple[int, int], int] = {}
     for _, shape in tensor_shapes(SHAPES[name]):
         if len(shape) == 2:
             key = (max(shape), min(shape))
             counts[key] = counts.get(key, 0) + 1
-    return sum(count * pair_seconds(shape, precision, workers) / workers for shape, count in counts.items())
+    return sum(count * pair_cpu_seconds(shape, precision, workers) for shape, count in counts.items())
 
 
 def versus(ours: Run, bare: Run) -> str:
@@ -234,16 +234,16 @@ def main() -> None:
         line += f"  weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): {ww[0] / ours.seconds:4.1f}x faster"
     print(line, flush=True)
 
-    scale = None
+    overhead = None
     if not args.skip_tinyllama:
         folder = llama_checkpoint("tinyllama")
         largest_shard = max(p.stat().st_size for p in folder.glob("*.safetensors"))
         print(f"c. TinyLlama-shaped checkpoint {folder} (largest shard {gb(largest_shard)})")
-        wall = {}
+        cpu = {}
         for precision in ("float64", "float32"):
             out = tmp / f"tinyllama-{precision}.csv"
             ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, out)
-            wall[precision] = ours.seconds
+            cpu[precision] = ours.cpu
             bare, choice, runs = floor(folder, precision, workers, 1)
             libraries = ", ".join(f"M={m}: {lib}" for m, lib in choice.items())
             print(f"   {precision}: {versus(ours, bare)}  peak RSS {gb(ours.rss)}", flush=True)
@@ -254,7 +254,7 @@ def main() -> None:
             )
         print("   " + alpha_agreement(tmp / "tinyllama-float64.csv", tmp / "tinyllama-float32.csv"), flush=True)
         if args.llama7b == "estimate":
-            scale = {p: wall[p] / compute_estimate("tinyllama", p, workers) for p in wall}
+            overhead = {p: cpu[p] / per_layer_cpu("tinyllama", p, workers) for p in cpu}
 
     if args.llama7b == "measure":
         folder = llama_checkpoint("llama2-7b")
@@ -263,14 +263,16 @@ def main() -> None:
         for precision in ("float64", "float32"):
             ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, tmp / f"7b-{precision}.csv")
             print(f"   {precision}: wwhub {ours.seconds / 60:5.1f} min (peak RSS {gb(ours.rss)})", flush=True)
-    elif args.llama7b == "estimate" and scale:
-        print("d. Llama-2-7B shape, estimated: per-layer analysis of each shape (two side by side, in memory) summed,")
-        print("   times wwhub's whole-process / per-layer-sum ratio on the TinyLlama-shaped checkpoint")
+    elif args.llama7b == "estimate" and overhead:
+        print(
+            "d. Llama-2-7B shape, estimated: CPU seconds per layer (two of each shape side by side, in memory) summed,"
+        )
+        print("   times wwhub's whole-process / per-layer CPU ratio on the TinyLlama-shaped checkpoint, on idle cores")
         for precision in ("float64", "float32"):
-            compute = compute_estimate("llama2-7b", precision, workers)
+            core_seconds = per_layer_cpu("llama2-7b", precision, workers) * overhead[precision]
             print(
-                f"   {precision}: per-layer sum {compute / 60:5.1f} min x {scale[precision]:.2f} = "
-                f"{compute * scale[precision] / 60:5.1f} min",
+                f"   {precision}: {core_seconds / 60:5.1f} core-min (x{overhead[precision]:.2f} overhead included) = "
+                f"{core_seconds / workers / 60:5.1f} min on {workers} cores",
                 flush=True,
             )
 
