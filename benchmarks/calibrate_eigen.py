@@ -10,7 +10,7 @@ so that a busy machine slows them alike. It prints:
 1. all eigenvalues of an M x M Gram matrix, float64 and float32: numpy.linalg.eigvalsh (OpenBLAS syevd),
    torch.linalg.eigvalsh (MKL syevd), and LAPACK's 2-stage syevd_2stage, which scipy does not expose, reached here
    through numpy's own OpenBLAS with ctypes; then ``TORCH_EIGVALSH_MIN_M``, the smallest M from which torch was
-   faster at every larger size measured;
+   at least 10% faster at every larger size measured;
 2. the Gram matrix of a bf16 (4M x M) layer: ww_core.eigen.gram_matrix (row blocks upcast, numpy syrk) against
    torch (upcast whole, then ``W.T @ W``, a general product);
 3. for one M (``--threads-size``): two eigensolves side by side on two threads with one BLAS thread each, against
@@ -90,11 +90,16 @@ def best_interleaved(functions: dict, repeat: int) -> dict[str, float]:
     return times
 
 
+# torch must beat numpy by this much to be chosen: a few percent is within a shared machine's noise, and does not
+# pay for importing torch (~1 s) in a model of small layers.
+MARGIN = 0.10
+
+
 def crossover(sizes: list[int], numpy_times: list[float], torch_times: list[float]) -> int | None:
-    """The smallest size from which torch is faster at that size and every larger one; None if never."""
+    """The smallest size from which torch is faster by ``MARGIN`` at that size and every larger one; None if never."""
     result = None
     for m, a, b in reversed(list(zip(sizes, numpy_times, torch_times, strict=True))):
-        if b < a:
+        if b < (1 - MARGIN) * a:
             result = m
         else:
             break

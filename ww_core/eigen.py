@@ -35,9 +35,9 @@ PRECISIONS = ("float64", "float32")
 SOLVERS = ("numpy", "torch")
 
 # torch.linalg.eigvalsh (MKL) is used from this M up, numpy.linalg.eigvalsh (OpenBLAS) below: the smallest size from
-# which MKL was faster at every larger size, one thread each, on heavy-tailed Gram matrices (AMD EPYC, 2 cores,
-# numpy 2.4.6 / OpenBLAS 0.3.31, torch 2.13.0 / MKL 2024.2; `python benchmarks/calibrate_eigen.py` re-measures).
-# Below it OpenBLAS is as fast or faster, and importing torch (~1 s) is not worth a few milliseconds.
+# which MKL was at least 10% faster at every larger size, one thread each, on heavy-tailed Gram matrices (AMD EPYC,
+# 2 cores, numpy 2.4.6 / OpenBLAS 0.3.31, torch 2.13.0 / MKL 2024.2; `python benchmarks/calibrate_eigen.py`
+# re-measures). Below it the two are within noise of each other, and importing torch (~1 s) would not pay.
 TORCH_EIGVALSH_MIN_M = {"float64": 3072, "float32": 1536}
 # Rows of W upcast at a time: at least M rows (so adding each block's M x M product costs little next to the
 # product), and ~64 MiB otherwise.
