@@ -2,12 +2,14 @@
 
     python benchmarks/calibrate_eigen.py [--sizes 256,512,...] [--repeat 2] [--device cuda]
 
-One thread per solve (``threadpoolctl`` for OpenBLAS, ``torch.set_num_threads`` for MKL), as ww_core runs them.
+One thread per solve (``threadpoolctl`` for OpenBLAS, ``torch.set_num_threads`` for MKL) and as many solves side by
+side as ``wwhub analyze`` runs layers (``--workers``; the cores, up to 4), as ww_core runs them: OpenBLAS's
+memory-bound tridiagonal reduction slows more than MKL's when two run at once.
 Each Gram matrix is that of a heavy-tailed W (Student-t, 3 degrees of freedom), whose spectrum is what the
 divide-and-conquer solvers meet in practice. Timings are the best of ``--repeat`` runs, interleaved across solvers
 so that a busy machine slows them alike. It prints:
 
-1. all eigenvalues of an M x M Gram matrix, float64 and float32: numpy.linalg.eigvalsh (OpenBLAS syevd),
+1. all eigenvalues of M x M Gram matrices, float64 and float32: numpy.linalg.eigvalsh (OpenBLAS syevd),
    torch.linalg.eigvalsh (MKL syevd), and LAPACK's 2-stage syevd_2stage, which scipy does not expose, reached here
    through numpy's own OpenBLAS with ctypes; then ``TORCH_EIGVALSH_MIN_M``, the smallest M from which torch was
    at least 10% faster at every larger size measured;
@@ -35,7 +37,8 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ww_core.eigen import gram_matrix  # noqa: E402
+from flows.analyze import default_layer_workers  # noqa: E402
+from ww_core.eigen import gram_matrix, symmetric_eigenvalues  # noqa: E402
 
 
 def heavy_tailed_gram(m: int, dtype, seed: int = 0) -> np.ndarray:
@@ -106,29 +109,33 @@ def crossover(sizes: list[int], numpy_times: list[float], torch_times: list[floa
     return result
 
 
-def eigensolvers(sizes: list[int], repeat: int) -> None:
+def side_by_side(solve, grams: list, pool: ThreadPoolExecutor):
+    """A function running ``solve`` on every Gram matrix at once, one per thread (as ww_core's layer workers do)."""
+    return lambda: list(pool.map(solve, grams))
+
+
+def eigensolvers(sizes: list[int], repeat: int, workers: int) -> None:
     two_stage = two_stage_solver()
-    print("1. all eigenvalues of an M x M Gram matrix, one thread, best of", repeat, "(ms)")
-    header = f"{'M':>6} {'precision':>9} {'numpy':>10} {'torch':>10} {'2-stage':>10}  fastest"
-    print(header)
+    print(f"1. all eigenvalues of {workers} M x M Gram matrices side by side, one thread each, best of {repeat} (ms)")
+    print(f"{'M':>6} {'precision':>9} {'numpy':>10} {'torch':>10} {'2-stage':>10}  fastest")
     found = {}
-    for precision, dtype in (("float64", np.float64), ("float32", np.float32)):
-        numpy_times, torch_times = [], []
-        for m in sizes:
-            gram = heavy_tailed_gram(m, dtype)
-            tensor = torch.from_numpy(gram)
-            functions = {
-                "numpy": lambda gram=gram: np.linalg.eigvalsh(gram),
-                "torch": lambda tensor=tensor: torch.linalg.eigvalsh(tensor),
-            }
-            if two_stage is not None:
-                functions["2-stage"] = lambda gram=gram: two_stage(gram)
-            times = best_interleaved(functions, repeat)
-            numpy_times.append(times["numpy"])
-            torch_times.append(times["torch"])
-            cells = " ".join(f"{times.get(name, float('nan')) * 1e3:10.1f}" for name in ("numpy", "torch", "2-stage"))
-            print(f"{m:>6} {precision:>9} {cells}  {min(times, key=times.get)}", flush=True)
-        found[precision] = crossover(sizes, numpy_times, torch_times)
+    with ThreadPoolExecutor(workers) as pool:
+        for precision, dtype in (("float64", np.float64), ("float32", np.float32)):
+            numpy_times, torch_times = [], []
+            for m in sizes:
+                grams = [heavy_tailed_gram(m, dtype, seed) for seed in range(workers)]
+                functions = {
+                    "numpy": side_by_side(lambda g: symmetric_eigenvalues(g, "numpy"), grams, pool),
+                    "torch": side_by_side(lambda g: symmetric_eigenvalues(g, "torch", threads=1), grams, pool),
+                }
+                if two_stage is not None:
+                    functions["2-stage"] = side_by_side(two_stage, grams, pool)
+                times = best_interleaved(functions, repeat)
+                numpy_times.append(times["numpy"])
+                torch_times.append(times["torch"])
+                cells = " ".join(f"{times.get(n, float('nan')) * 1e3:10.1f}" for n in ("numpy", "torch", "2-stage"))
+                print(f"{m:>6} {precision:>9} {cells}  {min(times, key=times.get)}", flush=True)
+            found[precision] = crossover(sizes, numpy_times, torch_times)
     if two_stage is None:
         print("   (2-stage: no LAPACKE syevd_2stage found in numpy's OpenBLAS)")
     print(f"   TORCH_EIGVALSH_MIN_M = {found}  (None: torch never faster up to {sizes[-1]})")
@@ -215,6 +222,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="256,512,1024,1536,2048,3072,4096")
     parser.add_argument("--gram-sizes", default="1024,2048")
+    parser.add_argument(
+        "--workers", type=int, default=default_layer_workers(), help="solves side by side (default: wwhub's)"
+    )
     parser.add_argument("--threads-size", type=int, default=2048, help="M of the side-by-side measurement (3.)")
     parser.add_argument("--repeat", type=int, default=2)
     parser.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
@@ -223,7 +233,7 @@ def main() -> None:
     torch.set_num_threads(1)
     print(f"numpy {np.__version__}, torch {torch.__version__}")
     with threadpool_limits(1, user_api="blas"):
-        eigensolvers(sizes, args.repeat)
+        eigensolvers(sizes, args.repeat, args.workers)
         gram_products(sorted(int(s) for s in args.gram_sizes.split(",")), args.repeat)
         agreement(sizes[:3])
     threads_per_layer(args.threads_size, args.repeat)
