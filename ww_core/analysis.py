@@ -199,8 +199,10 @@ def _apply_randomization(
     for replica in range(replicas):
         per_matrix = []
         for matrix in layer.matrices:
-            # One shuffled copy in the stored dtype (a bf16 layer's copy is bf16), upcast block by block like W.
-            shuffled = np.array(matrix).reshape(-1)
+            # One shuffled copy, in the stored dtype or the working one, whichever is smaller (a bf16 layer's copy is
+            # bf16, a float64 layer's is float32 in float32), upcast block by block like W itself.
+            copy_dtype = matrix.dtype if matrix.dtype.itemsize <= layer.dtype.itemsize else layer.dtype
+            shuffled = np.array(matrix, dtype=copy_dtype).reshape(-1)
             rng.shuffle(shuffled)
             slice_evals = _eigenvalues([shuffled.reshape(matrix.shape)], layer, options)
             del shuffled

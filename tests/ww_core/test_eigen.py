@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import ww_core
+import ww_core.analysis
 import ww_core.eigen as eigen
 from ww_core import FIT_FAILED, FIT_OK
 from ww_core.matrices import stored_array
@@ -228,3 +229,23 @@ def test_the_gpu_code_path_run_on_the_cpu_matches_numpy(small_blocks, dtype):
     bad[1999, 0] = np.inf
     with pytest.raises(eigen.NonFiniteWeights, match="^1 NaN/Inf values"):
         eigen._torch_eigenvalues([bad], np.dtype(dtype), "cpu")
+
+
+def test_the_shuffled_copy_is_never_larger_than_the_stored_or_working_dtype(monkeypatch):
+    seen = []
+    real = eigen.gram_eigenvalues
+
+    def recording(matrices, *args, **kwargs):
+        seen.append(matrices[0].dtype)
+        return real(matrices, *args, **kwargs)
+
+    monkeypatch.setattr(ww_core.analysis, "gram_eigenvalues", recording)
+    W = heavy_tailed(300, 100, seed=10)
+    for stored, precision, copy in (
+        (ml_dtypes.bfloat16, "float64", ml_dtypes.bfloat16),
+        (np.float64, "float32", np.float32),
+        (np.float32, "float64", np.float32),
+    ):
+        seen.clear()
+        ww_core.analyze_matrix(W.astype(stored), randomize=True, precision=precision)
+        assert seen == [np.dtype(stored), np.dtype(copy)]  # W itself, then its shuffled copy
