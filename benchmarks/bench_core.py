@@ -1,24 +1,35 @@
-"""Speed of ww_core against the bare eigensolver floor and WeightWatcher 0.7.7, measured in one run.
+"""Speed of `wwhub analyze` against the best-library floor and WeightWatcher 0.7.7, whole processes, in one run.
 
-    python benchmarks/bench_core.py [--ww-python PATH] [--repeat 3] [--skip-slow-ww]
+    python benchmarks/bench_core.py [--ww-python PATH] [--repeat 3] [--skip-slow-ww] [--llama7b estimate|measure|skip]
 
-Cases (issue #2):
-  a. all-MiniLM-L6-v2, default options        wwhub vs floor (float64 Gram + numpy.linalg.eigvalsh per layer) and WW
-  b. all-MiniLM-L6-v2, randomize + mp_fit     wwhub vs WW
-  c. LLM-shaped bf16 layers in two shards     wwhub (from the files) vs floor and WW
+Cases (issue #11):
+  a. all-MiniLM-L6-v2, default options: `wwhub analyze --example minilm` against the floor and weightwatcher
+  b. all-MiniLM-L6-v2, randomize + mp_fit: wwhub against weightwatcher
+  c. a TinyLlama-shaped bf16 checkpoint (benchmarks/llama_checkpoint.py: hidden 2048, intermediate 5632, 22 blocks,
+     vocab 32000, 3 shards, 2.2 GB), float64 and --precision float32, each against the floor in its precision; the
+     float32 alphas against the float64 ones; wwhub's peak RSS against the largest shard
+  d. a Llama-2-7B-shaped checkpoint: estimated from CPU seconds per layer measured here (two layers of each shape
+     side by side), times wwhub's whole-process / per-layer CPU ratio on c (reading, start-up), spread over the
+     cores; or with `--llama7b measure` generated (13.5 GB in $WWHUB_BENCH_CACHE) and measured whole
 
-WeightWatcher runs in a subprocess of ``--ww-python`` (an interpreter with weightwatcher==0.7.7, e.g. a venv made
-with ``pip install -e ".[conformance]"``) with OPENBLAS_NUM_THREADS=1, its best setting on these machines; only its
-``analyze()`` call is timed (with more BLAS threads it is slower here: 27 s instead of 3.7 s for MiniLM once).
-Everything else runs here with BLAS pinned to one thread per eigensolve; wwhub runs with 1 layer worker and with
-the default of ``wwhub analyze`` (the cores, up to 4), and the floor is measured with the same number of threads,
-so each wwhub/floor ratio compares like with like. Machines are noisy: each timing is the best of ``--repeat``
-runs, and only ratios from the same run are meaningful.
+Every timing is a whole process, start-up and imports included, as a user times it:
+- wwhub: the `wwhub analyze` command with its defaults (one layer worker per core, up to 4; one BLAS thread each),
+  run with the caller's environment (no thread variables: wwhub sets its own);
+- the floor: benchmarks/floor.py (read every 2-D tensor, upcast, numpy syrk Gram, all eigenvalues; no fitting), as
+  many layers side by side as wwhub runs, one BLAS thread each. It runs with every eigensolve in numpy, then in
+  torch, then with the faster of the two for each matrix size (from the per-size times of the first two runs): that
+  last run is the floor;
+- weightwatcher: a script that imports it, loads the safetensors file with torch and runs ``analyze()``, in
+  ``--ww-python`` (an interpreter with weightwatcher==0.7.7: ``python -m venv V && V/bin/pip install -e
+  ".[conformance]"``) with OPENBLAS_NUM_THREADS=1, its fastest setting on these machines.
+Machines are noisy: each timing is the best of ``--repeat`` runs (1 for the large checkpoints), and only ratios
+from the same run mean anything.
 """
 
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import subprocess
@@ -26,26 +37,23 @@ import sys
 import tempfile
 import textwrap
 import time
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-from safetensors.torch import load_file, save_file
-from threadpoolctl import threadpool_limits
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
 
-import ww_core  # noqa: E402
-from flows.analyze import analyze_path, default_layer_workers  # noqa: E402
+from llama_checkpoint import SHAPES, heavy_tailed_bf16, llama_checkpoint, tensor_shapes  # noqa: E402
+
+from flows.analyze import default_layer_workers  # noqa: E402
 from flows.examples import example_path  # noqa: E402
 
-LLM_SHAPES = {
-    "layers.0.self_attn.q_proj.weight": (2048, 2048),
-    "layers.0.self_attn.o_proj.weight": (2048, 2048),
-    "layers.0.mlp.gate_proj.weight": (5632, 2048),
-    "layers.0.mlp.down_proj.weight": (2048, 5632),
-}
+THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+PINNED = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, "1"))
+UNPINNED = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES}
 
 _WW_SCRIPT = textwrap.dedent(
     """
@@ -66,143 +74,207 @@ _WW_SCRIPT = textwrap.dedent(
 )
 
 
-def best_of(repeat: int, fn) -> float:
-    times = []
-    for _ in range(repeat):
+@dataclass
+class Run:
+    """One whole process: wall seconds, CPU seconds (user + system: steadier than wall time when other work shares
+    the cores), peak RSS in bytes, and its stdout."""
+
+    seconds: float
+    cpu: float
+    rss: int
+    stdout: str
+
+
+def run_process(command: list[str], env: dict) -> Run:
+    """Run a whole process (raises with its stderr if it fails)."""
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
+        process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
+        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be a maximum over every child so far).
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if process.returncode != 0:
+            raise RuntimeError(f"{' '.join(command[:4])} ... exited {process.returncode}: {err.read()[-2000:]}")
+        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.read())
 
 
-def floor_seconds(tensors: dict[str, torch.Tensor], repeat: int, workers: int = 1) -> float:
-    """The bare floor: float64 Gram matrix of the smaller side + numpy.linalg.eigvalsh, for every 2-D layer, on
-    ``workers`` threads (layers side by side, one BLAS thread each) - the same parallelism wwhub gets."""
-    matrices = [t for t in tensors.values() if t.ndim == 2 and t.is_floating_point() and min(t.shape) >= 8]
-
-    def eigvalsh(t: torch.Tensor) -> np.ndarray:
-        w = t.to(torch.float64).numpy()
-        gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
-        return np.linalg.eigvalsh(gram)
-
-    def run():
-        if workers == 1:
-            for t in matrices:
-                eigvalsh(t)
-        else:
-            with ThreadPoolExecutor(workers) as pool:
-                list(pool.map(eigvalsh, matrices))
-
-    with threadpool_limits(1, user_api="blas"):
-        return best_of(repeat, run)
+def best_of(repeat: int, command: list[str], env: dict) -> Run:
+    return min((run_process(command, env) for _ in range(repeat)), key=lambda run: run.seconds)
 
 
-def weightwatcher_seconds(python: str | None, folder: Path, options: dict) -> float | None:
-    if python is None:
-        return None
-    env = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run(
-        [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], capture_output=True, text=True, env=env
-    )
-    if out.returncode != 0:
-        print(f"  weightwatcher failed: {out.stderr.strip().splitlines()[-1:]}", file=sys.stderr)
-        return None
-    return json.loads(out.stdout.strip().splitlines()[-1])["seconds"]
+def wwhub_command(*args: str) -> list[str]:
+    script = Path(sys.executable).with_name("wwhub")
+    return [str(script), *args] if script.exists() else [sys.executable, "-m", "flows", *args]
+
+
+def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path) -> Run:
+    return best_of(repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED)
+
+
+def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[Run, dict, dict[str, float]]:
+    """The floor run, its per-size library choice, and the seconds of each single-library run."""
+    script = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--precision", precision]
+    script += ["--workers", str(workers)]
+    runs, per_m = {}, {}
+    for library in ("numpy", "torch"):
+        runs[library] = best_of(repeat, [*script, "--eig", library], PINNED)
+        per_m[library] = json.loads(runs[library].stdout.strip().splitlines()[-1])["per_m"]
+    choice = {
+        m: min(("numpy", "torch"), key=lambda lib, m=m: per_m[lib][m]["eig_s"] / per_m[lib][m]["count"])
+        for m in per_m["numpy"]
+    }
+    seconds = {library: run.seconds for library, run in runs.items()}
+    if set(choice.values()) == {"numpy"}:
+        return runs["numpy"], choice, seconds
+    if set(choice.values()) == {"torch"}:
+        return runs["torch"], choice, seconds
+    return best_of(repeat, [*script, "--eig", json.dumps(choice)], PINNED), choice, seconds
 
 
 def find_ww_python(given: str | None) -> str | None:
     candidates = [given] if given else [sys.executable, "/work/venv-ww/bin/python", ".venv-ww/bin/python"]
     for python in candidates:
         if python and Path(python).exists():
-            ok = subprocess.run([python, "-c", "import weightwatcher"], capture_output=True).returncode == 0
-            if ok:
+            if subprocess.run([python, "-c", "import weightwatcher"], capture_output=True).returncode == 0:
                 return python
     return None
 
 
-def make_llm_shards(folder: Path) -> dict[str, torch.Tensor]:
-    generator = torch.Generator().manual_seed(0)
-    tensors = {}
-    for name, shape in LLM_SHAPES.items():
-        # Student-t-like heavy tails: a Gaussian divided by the root of a chi-square-ish positive variable.
-        gauss = torch.randn(shape, generator=generator)
-        scale = torch.rand(shape, generator=generator).clamp_min(0.05).sqrt()
-        tensors[name] = (gauss / scale / shape[0] ** 0.5).to(torch.bfloat16)
-    names = list(tensors)
-    save_file({k: tensors[k] for k in names[:2]}, str(folder / "model-00001-of-00002.safetensors"))
-    save_file({k: tensors[k] for k in names[2:]}, str(folder / "model-00002-of-00002.safetensors"))
-    return tensors
+def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) -> tuple[float, float] | None:
+    """(whole process, analyze() alone) seconds, or None without weightwatcher."""
+    if python is None:
+        return None
+    run = best_of(repeat, [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], PINNED)
+    return run.seconds, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
 
 
-def report(label: str, wwhub: float, floor: float | None, ww: float | None) -> None:
-    parts = [f"{label:<46} wwhub {wwhub:7.3f} s"]
-    if floor is not None:
-        parts.append(f"floor {floor:7.3f} s  wwhub/floor {wwhub / floor:5.2f}x")
-    if ww is not None:
-        parts.append(f"weightwatcher {ww:7.2f} s  speedup {ww / wwhub:6.1f}x")
-    print("  ".join(parts), flush=True)
+def alphas(path: Path) -> dict[str, float]:
+    with open(path, newline="") as handle:
+        return {row["name"]: float(row["alpha"]) for row in csv.DictReader(handle) if row["fit_status"] == "ok"}
+
+
+def alpha_agreement(float64_csv: Path, float32_csv: Path) -> str:
+    reference, other = alphas(float64_csv), alphas(float32_csv)
+    common = sorted(set(reference) & set(other))
+    errors = np.array([abs(other[n] - reference[n]) / reference[n] for n in common])
+    within = float(np.mean(errors <= 0.01)) if common else float("nan")
+    return (
+        f"float32 vs float64 alpha: within 1% on {within:.1%} of {len(common)} ok layers "
+        f"(median {np.median(errors):.2%}, max {errors.max():.2%})"
+    )
+
+
+def pair_cpu_seconds(shape: tuple[int, int], precision: str, workers: int) -> float:
+    """CPU seconds of ww_core analyzing ``workers`` bf16 layers of ``shape`` side by side (in memory), per layer."""
+    import ww_core
+
+    rng = np.random.default_rng(1)
+    tensors = [(f"layers.{i}.weight", heavy_tailed_bf16(rng, shape)) for i in range(workers)]
+    start = time.process_time()
+    list(ww_core.analyze_model(tensors, workers=workers, precision=precision))
+    return (time.process_time() - start) / workers
+
+
+def per_layer_cpu(name: str, precision: str, workers: int) -> float:
+    """CPU seconds of analyzing every 2-D tensor of a shape family, summed from one measurement per shape."""
+    counts: dict[tuple[int, int], int] = {}
+    for _, shape in tensor_shapes(SHAPES[name]):
+        if len(shape) == 2:
+            key = (max(shape), min(shape))
+            counts[key] = counts.get(key, 0) + 1
+    return sum(count * pair_cpu_seconds(shape, precision, workers) for shape, count in counts.items())
+
+
+def versus(ours: Run, bare: Run) -> str:
+    return (
+        f"wwhub {ours.seconds:6.1f} s (cpu {ours.cpu:6.1f} s)  floor {bare.seconds:6.1f} s (cpu {bare.cpu:6.1f} s)  "
+        f"wwhub/floor {ours.seconds / bare.seconds:4.2f}x (cpu {ours.cpu / bare.cpu:4.2f}x)"
+    )
+
+
+def gb(size: int) -> str:
+    return f"{size / 1e9:.2f} GB"
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--ww-python", help="interpreter with weightwatcher==0.7.7 installed")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeat", type=int, default=3, help="runs per MiniLM timing (large checkpoints: 1)")
     parser.add_argument("--skip-slow-ww", action="store_true", help="do not run WW's ~100 s randomize+mp_fit case")
+    parser.add_argument("--llama7b", choices=["estimate", "measure", "skip"], default="estimate")
+    parser.add_argument("--skip-tinyllama", action="store_true")
     args = parser.parse_args()
     ww_python = find_ww_python(args.ww_python)
     if ww_python is None:
-        print("weightwatcher not found (pass --ww-python); printing wwhub and floor only", file=sys.stderr)
+        print("weightwatcher not found (pass --ww-python); printing wwhub and the floor only", file=sys.stderr)
+    workers = default_layer_workers()
+    import torch
+
+    print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__}; wwhub and the floor")
+    print(f"run {workers} layers side by side, one BLAS thread each; whole processes, best of {args.repeat}")
+    tmp = Path(tempfile.mkdtemp(prefix="wwhub-bench-"))
 
     minilm = example_path("minilm")
-    state = load_file(str(minilm / "model.safetensors"))
-    workers = default_layer_workers()
-    print(f"machine: {os.cpu_count()} cores, torch {torch.__version__}, numpy {np.__version__}")
-    print(f"wwhub runs 1 layer at a time, then {workers} (the default of `wwhub analyze`); each floor runs alike")
-
-    def analyze_in_memory(tensors, n, **options):
-        return lambda: list(ww_core.analyze_model(tensors.items(), workers=n, **options))
-
-    ww = weightwatcher_seconds(ww_python, minilm, {})
-    for n in sorted({1, workers}):
-        floor = floor_seconds(state, args.repeat, n)
-        report(f"a. MiniLM default, {n} worker(s)", best_of(args.repeat, analyze_in_memory(state, n)), floor, ww)
-
-    ww = None if args.skip_slow_ww else weightwatcher_seconds(ww_python, minilm, {"randomize": True, "mp_fit": True})
-    for n in sorted({1, workers}):
-        ours = best_of(1, analyze_in_memory(state, n, randomize=True, mp_fit=True))
-        report(f"b. MiniLM randomize+mp_fit, {n} worker(s)", ours, None, ww)
-
-    with tempfile.TemporaryDirectory() as tmp:
-        folder = Path(tmp)
-        tensors = make_llm_shards(folder)
-        ww = weightwatcher_seconds(ww_python, folder, {})
-        for n in sorted({1, workers}):
-            floor = floor_seconds(tensors, args.repeat, n)
-            ours = best_of(args.repeat, lambda n=n: analyze_path(folder, {}, workers=n))
-            report(f"c. LLM bf16, 2 shards (files), {n} worker(s)", ours, floor, ww)
-            in_memory = best_of(args.repeat, analyze_in_memory(tensors, n))
-            report(f"c. LLM bf16 (in memory), {n} worker(s)", in_memory, floor, None)
-            f32 = best_of(args.repeat, lambda n=n: analyze_path(folder, {"precision": "float32"}, workers=n))
-            report(f"c. LLM bf16 (files, float32), {n} worker(s)", f32, floor, None)
-
-    # Why BLAS is pinned: one eigensolve of a MiniLM-sized Gram matrix with 1 vs all threads, on an idle machine and
-    # with every other core busy (as when workers scan models side by side).
-    gram = np.random.default_rng(0).standard_normal((1536, 384))
-    gram = gram.T @ gram
-    for label, busy in (("idle", 0), ("other cores busy", (os.cpu_count() or 1) - 1)):
-        burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(busy)]
-        try:
-            with threadpool_limits(1, user_api="blas"):
-                one = best_of(args.repeat * 3, lambda: np.linalg.eigvalsh(gram))
-            with threadpool_limits(os.cpu_count(), user_api="blas"):
-                many = best_of(args.repeat * 3, lambda: np.linalg.eigvalsh(gram))
-        finally:
-            for burner in burners:
-                burner.kill()
+    ours = wwhub_analyze(["--example", "minilm"], [], args.repeat, tmp / "minilm.csv")
+    bare, _, _ = floor(minilm, "float64", workers, args.repeat)
+    ww = weightwatcher(ww_python, minilm, {}, args.repeat)
+    print(f"a. MiniLM, default options: {versus(ours, bare)}")
+    if ww:
         print(
-            f"384x384 eigvalsh, {label}: 1 BLAS thread {one * 1e3:.1f} ms, {os.cpu_count()} threads "
-            f"{many * 1e3:.1f} ms ({many / one:.2f}x)"
+            f"   weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): "
+            f"wwhub {ww[0] / ours.seconds:4.1f}x faster"
         )
+    ours = wwhub_analyze(["--example", "minilm"], ["--randomize", "--mp-fit"], 1, tmp / "minilm-rand.csv")
+    ww = None if args.skip_slow_ww else weightwatcher(ww_python, minilm, {"randomize": True, "mp_fit": True}, 1)
+    line = f"b. MiniLM, randomize + mp_fit: wwhub {ours.seconds:6.2f} s"
+    if ww:
+        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): {ww[0] / ours.seconds:4.1f}x faster"
+    print(line, flush=True)
+
+    overhead = None
+    if not args.skip_tinyllama:
+        folder = llama_checkpoint("tinyllama")
+        largest_shard = max(p.stat().st_size for p in folder.glob("*.safetensors"))
+        print(f"c. TinyLlama-shaped checkpoint {folder} (largest shard {gb(largest_shard)})")
+        cpu = {}
+        for precision in ("float64", "float32"):
+            out = tmp / f"tinyllama-{precision}.csv"
+            ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, out)
+            cpu[precision] = ours.cpu
+            bare, choice, runs = floor(folder, precision, workers, 1)
+            libraries = ", ".join(f"M={m}: {lib}" for m, lib in choice.items())
+            print(f"   {precision}: {versus(ours, bare)}  peak RSS {gb(ours.rss)}", flush=True)
+            print(
+                f"      floor eigensolvers [{libraries}]; all-numpy {runs['numpy']:.1f} s, all-torch "
+                f"{runs['torch']:.1f} s",
+                flush=True,
+            )
+        print("   " + alpha_agreement(tmp / "tinyllama-float64.csv", tmp / "tinyllama-float32.csv"), flush=True)
+        if args.llama7b == "estimate":
+            overhead = {p: cpu[p] / per_layer_cpu("tinyllama", p, workers) for p in cpu}
+
+    if args.llama7b == "measure":
+        folder = llama_checkpoint("llama2-7b")
+        largest_shard = max(p.stat().st_size for p in folder.glob("*.safetensors"))
+        print(f"d. Llama-2-7B-shaped checkpoint, measured (largest shard {gb(largest_shard)})")
+        for precision in ("float64", "float32"):
+            ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, tmp / f"7b-{precision}.csv")
+            print(f"   {precision}: wwhub {ours.seconds / 60:5.1f} min (peak RSS {gb(ours.rss)})", flush=True)
+    elif args.llama7b == "estimate" and overhead:
+        print(
+            "d. Llama-2-7B shape, estimated: CPU seconds per layer (two of each shape side by side, in memory) summed,"
+        )
+        print("   times wwhub's whole-process / per-layer CPU ratio on the TinyLlama-shaped checkpoint, on idle cores")
+        for precision in ("float64", "float32"):
+            core_seconds = per_layer_cpu("llama2-7b", precision, workers) * overhead[precision]
+            print(
+                f"   {precision}: {core_seconds / 60:5.1f} core-min (x{overhead[precision]:.2f} overhead included) = "
+                f"{core_seconds / workers / 60:5.1f} min on {workers} cores",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

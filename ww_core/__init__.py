@@ -1,7 +1,16 @@
-"""ww_core: WeightWatcher-style spectral analysis of weight matrices. Arrays in, metrics out; no I/O."""
+"""ww_core: WeightWatcher-style spectral analysis of weight matrices. Arrays in, metrics out; no I/O.
 
-from .analysis import AnalysisOptions, analyze_matrix, analyze_model
-from .frame import Watcher
+The records (``LayerMetrics``, ``summarize``, the column names) import nothing heavy; the analysis is imported on
+first use of ``analyze_matrix``/``analyze_model``/``Watcher`` (PEP 562), so that the lake, the queries and
+``wwhub --help`` do not pay for it. Within it, scipy is imported only by the MP and TPL fits, and torch only for
+eigensolves large enough to go to MKL.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
 from .records import (
     FIT_FAILED,
     FIT_OK,
@@ -12,6 +21,31 @@ from .records import (
     ModelSummary,
     summarize,
 )
+
+if TYPE_CHECKING:
+    from .analysis import AnalysisOptions, analyze_matrix, analyze_model
+    from .frame import Watcher
+
+_LAZY = {
+    "AnalysisOptions": ".analysis",
+    "analyze_matrix": ".analysis",
+    "analyze_model": ".analysis",
+    "Watcher": ".frame",
+}
+
+
+def __getattr__(name: str):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
+
 
 __all__ = [
     "AnalysisOptions",

@@ -14,12 +14,11 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import numpy as np
-from scipy.special import logsumexp
 from threadpoolctl import ThreadpoolController
 
 from . import powerlaw
 from .describe import size_skip_reason
-from .eigen import DEVICES, PRECISIONS, gram_eigenvalues
+from .eigen import DEVICES, PRECISIONS, compute_dtype, gram_eigenvalues, row_blocks
 from .marchenko_pastur import marchenko_pastur_fit, random_matrix_edge
 from .matrices import LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
 from .norms import detx_condition, jensen_shannon_distance, matrix_entropy, matrix_rank
@@ -105,10 +104,6 @@ class AnalysisOptions:
         return cls(**options)
 
 
-def _numpy_dtype(options: AnalysisOptions):
-    return np.float64 if options.precision == "float64" else np.float32
-
-
 def _layer_seed(seed: int, name: str, slice_id: int) -> np.random.Generator:
     # Seeded by name, not position, so a layer gets the same randomized copy whatever shard order or worker.
     return np.random.default_rng([seed, zlib.crc32(name.encode()), slice_id + 1])
@@ -124,7 +119,7 @@ def _fit_power_law(positive: np.ndarray, options: AnalysisOptions) -> powerlaw.P
     return powerlaw.fit_power_law(positive)
 
 
-def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
+def _apply_norms(row: LayerMetrics, evals: np.ndarray, eps: float) -> None:
     lambda_max = float(evals[-1])
     total = float(np.sum(evals))
     row.lambda_max = lambda_max
@@ -133,8 +128,18 @@ def _apply_norms(row: LayerMetrics, evals: np.ndarray) -> None:
     row.spectral_norm = lambda_max
     row.log_spectral_norm = math.log10(lambda_max)
     row.stable_rank = total / lambda_max
-    row.matrix_rank = matrix_rank(evals, row.N)
+    row.matrix_rank = matrix_rank(evals, row.N, eps)
     row.entropy = matrix_entropy(evals, row.matrix_rank)
+
+
+def _log10_sum_of_powers(evals: np.ndarray, alpha: float) -> float:
+    """``log10 sum(lambda^alpha)`` by log-sum-exp, ``m + ln sum exp(alpha ln lambda - m)`` with m the largest term,
+    so that ``lambda_max^alpha`` cannot overflow (scipy's ``logsumexp`` without importing scipy on the default path).
+    """
+    with np.errstate(divide="ignore"):
+        logs = alpha * np.log(evals)
+    top = float(np.max(logs))
+    return (top + math.log(float(np.sum(np.exp(logs - top))))) / math.log(10)
 
 
 def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOptions) -> None:
@@ -155,8 +160,7 @@ def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOpti
     row.raw_alpha = fit.raw_alpha
     row.num_pl_spikes = int(np.count_nonzero(evals >= fit.xmin))
     row.alpha_weighted = fit.alpha * row.log_spectral_norm
-    with np.errstate(divide="ignore"):
-        row.log_alpha_norm = float(logsumexp(fit.alpha * np.log(evals)) / math.log(10))
+    row.log_alpha_norm = _log10_sum_of_powers(evals, fit.alpha)
     if fit.alpha < OVER_TRAINED_ALPHA:
         row.warning = OVER_TRAINED
     elif fit.alpha > UNDER_TRAINED_ALPHA:
@@ -196,11 +200,16 @@ def _apply_randomization(
     for replica in range(replicas):
         per_matrix = []
         for matrix in layer.matrices:
-            shuffled = rng.permutation(matrix.ravel()).reshape(matrix.shape)
-            slice_evals = gram_eigenvalues([shuffled], layer.scale, options.device)
+            # One shuffled copy, in the stored dtype or the working one, whichever is smaller (a bf16 layer's copy is
+            # bf16, a float64 layer's is float32 in float32), upcast block by block like W itself.
+            copy_dtype = matrix.dtype if matrix.dtype.itemsize <= layer.dtype.itemsize else layer.dtype
+            shuffled = np.array(matrix, dtype=copy_dtype).reshape(-1)
+            rng.shuffle(shuffled)
+            slice_evals = _eigenvalues([shuffled.reshape(matrix.shape)], layer, options)
+            del shuffled
             per_matrix.append(slice_evals)
             if replica == 0:
-                variance = float(np.var(matrix, dtype=np.float64)) * layer.scale**2
+                variance = _element_variance(matrix) * layer.scale**2
                 edge, width = random_matrix_edge(variance, max(matrix.shape), min(matrix.shape))
                 row.rand_bulk_max = edge if math.isnan(row.rand_bulk_max) else max(edge, row.rand_bulk_max)
                 if width > 0:
@@ -219,6 +228,24 @@ def _apply_randomization(
     return rand_evals
 
 
+def _element_variance(matrix: np.ndarray) -> float:
+    """``var(w) = mean(w^2) - mean(w)^2`` over W's elements in float64, from row blocks (no full-size temporary).
+
+    The one-pass form loses digits only when ``mean(w)^2`` dwarfs ``var(w)``, which weight matrices never approach.
+    """
+    total = squares = 0.0
+    for block in row_blocks(matrix, np.float64):
+        flat = block.ravel(order="K")  # a view: blocks are contiguous in one order or the other
+        total += float(flat.sum())
+        squares += float(np.dot(flat, flat))
+    mean = total / matrix.size
+    return max(squares / matrix.size - mean * mean, 0.0)
+
+
+def _eigenvalues(matrices: list[np.ndarray], layer: LayerMatrices, options: AnalysisOptions) -> np.ndarray:
+    return gram_eigenvalues(matrices, layer.scale, options.device, layer.dtype, options.blas_threads)
+
+
 def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
     num_evals = layer.M * (len(layer.matrices))
     row.num_evals = num_evals
@@ -226,14 +253,9 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
     if skip:
         row.fit_status, row.reason = FIT_SKIPPED, skip
         return row
-    bad = sum(int(np.count_nonzero(~np.isfinite(m))) for m in layer.matrices)
-    if bad:
-        row.fit_status = FIT_FAILED
-        row.reason = f"{bad} NaN/Inf values in the weights"
-        return row
     try:
-        evals = gram_eigenvalues(layer.matrices, layer.scale, options.device)
-    except FloatingPointError as err:
+        evals = _eigenvalues(layer.matrices, layer, options)
+    except FloatingPointError as err:  # NaN/Inf weights, or an overflow: the message says which
         row.fit_status, row.reason = FIT_FAILED, str(err)
         return row
     except np.linalg.LinAlgError as err:
@@ -242,7 +264,7 @@ def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOpt
     if evals[-1] <= 0.0:
         row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
         return row
-    _apply_norms(row, evals)
+    _apply_norms(row, evals, float(np.finfo(layer.dtype).eps))
     _apply_power_law(row, evals, options)
     if options.mp_fit:
         _apply_marchenko_pastur(row, evals)
@@ -266,7 +288,7 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
     try:
         N, M, rf = tensor_dims(shape)
         base.update(N=N, M=M, rf=rf)
-        layers = layer_matrices(name, tensor, pool=options.pool, dtype=_numpy_dtype(options))
+        layers = layer_matrices(name, tensor, pool=options.pool, dtype=compute_dtype(options.precision))
         if isinstance(layers, LayerMatrices):
             return [_analyze_layer(LayerMetrics(**base), layers, options)]
         return [

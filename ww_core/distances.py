@@ -33,44 +33,13 @@ from .eigen import gram_eigenvalues
 from .matrices import NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims, to_numpy_float
 from .norms import matrix_rank
 from .powerlaw import PowerLawFitError, fit_power_law
-from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, NAN
+from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, NAN, LayerDistance
 
 DISTANCE_METHODS = ("raw", "euclidean", "cka")
 # WeightWatcher's guard against a zero denominator in its CKA ratio.
 _CKA_FLOOR = 1e-6
 # Rows of the tall orientation converted to float64 at a time: 4M elements (32 MB) per temporary.
 _BLOCK_ELEMENTS = 1 << 22
-
-
-@dataclass
-class LayerDistance:
-    """The distance between one layer of a model and the same layer of its base (see the module docstring)."""
-
-    layer_id: int
-    name: str
-    layer_type: str = ""
-    N: int = 0
-    M: int = 0
-    rf: int = 1
-    method: str = "euclidean"
-    delta_W: float = NAN
-    relative_change: float = NAN
-    dW_norm: float = NAN
-    base_norm: float = NAN
-    dW_lambda_max: float = NAN
-    dW_stable_rank: float = NAN
-    dW_effective_rank: float = NAN
-    dW_rank: int | None = None
-    dW_num_evals: int = 0
-    dW_alpha: float = NAN
-    fit_status: str = FIT_OK
-    reason: str = ""
-
-    def as_row(self) -> dict:
-        return {name: getattr(self, name) for name in DISTANCE_COLUMNS}
-
-
-DISTANCE_COLUMNS: tuple[str, ...] = tuple(f.name for f in fields(LayerDistance))
 
 
 @dataclass

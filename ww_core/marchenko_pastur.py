@@ -20,7 +20,6 @@ import warnings
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize
 
 _KDE_BANDWIDTH = 0.1
 _KDE_POINTS = 1000
@@ -94,6 +93,8 @@ class _Residual:
 
 def marchenko_pastur_fit(evals: np.ndarray, N: int, M: int) -> MarchenkoPasturFit:
     """Fit the MP bulk to eigenvalues of an N x M layer (M = the smaller dimension; pooled ESDs may hold more)."""
+    from scipy import optimize  # imported here: only --mp-fit needs it, and scipy costs ~0.3 s to import
+
     evals = np.asarray(evals, dtype=np.float64)
     q = N / M
     scale_sq = evals.size / float(np.sum(evals))

@@ -2,7 +2,8 @@
 
 This is the one place that knows tensor layouts and dtypes: 2-D (Linear, Embedding, lm_head, HF GPT-2 ``Conv1D``
 stored ``(in, out)``: the ESD of W and W^T is the same), 3-D ``(out, in, k)`` Conv1d and 4-D ``(out, in, kh, kw)``
-Conv2D, any float dtype (fp8, fp16 and bf16 are upcast exactly; integers are quantized data, not weights).
+Conv2D, any float dtype (fp8, fp16 and bf16 are kept as stored here and upcast exactly, block by block, when the
+Gram matrix is formed; integers are quantized data, not weights).
 """
 
 from __future__ import annotations
@@ -29,7 +30,9 @@ class NotAWeightMatrix(ValueError):
 
 @dataclass
 class LayerMatrices:
-    """The matrices of one layer, float32 or float64 numpy, each of shape (n, m) with its own orientation."""
+    """The matrices of one layer, each of shape (n, m) with its own orientation, as numpy arrays *in their stored
+    dtype* (views of the tensor: bf16/fp8 as ml_dtypes types, possibly read-only memory maps). They are upcast to
+    ``dtype`` block by block where the work is done (:func:`ww_core.eigen.gram_matrix`), never copied whole."""
 
     layer_type: str
     matrices: list[np.ndarray]
@@ -38,26 +41,70 @@ class LayerMatrices:
     rf: int
     # Multiplies W before the eigensolve; 1 except for Conv2D (WeightWatcher's conv2d normalization).
     scale: float = 1.0
+    # The working precision: float64 or float32.
+    dtype: np.dtype = np.dtype(np.float64)
 
 
-def to_numpy_float(tensor, dtype=np.float64) -> np.ndarray:
-    """Upcast any float tensor (numpy, ml_dtypes bf16/fp8, torch incl. bf16/fp8) to a numpy array of ``dtype``."""
-    if hasattr(tensor, "detach") and hasattr(tensor, "dtype") and tensor.__class__.__module__.startswith("torch"):
-        import torch
+# torch float types numpy lacks, and the ml_dtypes type with the same bits (shared through a same-width int view).
+_TORCH_AS_ML_DTYPES = {
+    "torch.bfloat16": ("bfloat16", "int16"),
+    "torch.float8_e4m3fn": ("float8_e4m3fn", "uint8"),
+    "torch.float8_e5m2": ("float8_e5m2", "uint8"),
+    "torch.float8_e4m3fnuz": ("float8_e4m3fnuz", "uint8"),
+    "torch.float8_e5m2fnuz": ("float8_e5m2fnuz", "uint8"),
+}
 
-        if not (tensor.is_floating_point()):
+
+def _is_torch(tensor) -> bool:
+    return tensor.__class__.__module__.startswith("torch") and hasattr(tensor, "detach")
+
+
+def is_float_dtype(dtype) -> bool:
+    """numpy floats and the ml_dtypes floats (bf16, fp8, fp6, fp4; they report kind 'V' and carry a finfo)."""
+    dtype = np.dtype(dtype)
+    if dtype.kind == "f":
+        return True
+    if dtype.kind != "V" or dtype.names is not None:
+        return False
+    import ml_dtypes
+
+    try:
+        ml_dtypes.finfo(dtype)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def stored_array(tensor) -> np.ndarray:
+    """A numpy view of a float tensor in its stored dtype, without copying: numpy arrays as they are, torch tensors
+    on the CPU through ``.numpy()`` (bf16/fp8, which numpy lacks, as the ml_dtypes type with the same bits).
+
+    Raises :class:`NotAWeightMatrix` for integer, boolean or complex data.
+    """
+    if _is_torch(tensor):
+        if not tensor.is_floating_point():
             raise NotAWeightMatrix(_not_float(tensor.dtype))
         tensor = tensor.detach()
         if tensor.device.type != "cpu":
             tensor = tensor.cpu()
-        target = torch.float64 if dtype == np.float64 else torch.float32
-        return tensor.to(target).numpy()
+        reinterpreted = _TORCH_AS_ML_DTYPES.get(str(tensor.dtype))
+        if reinterpreted is None:
+            return tensor.numpy()
+        import ml_dtypes
+        import torch
+
+        ml_name, int_name = reinterpreted
+        return tensor.view(getattr(torch, int_name)).numpy().view(getattr(ml_dtypes, ml_name))
     array = np.asarray(tensor)
-    kind = array.dtype.kind
-    # ml_dtypes' bfloat16 / float8 types report kind 'V' with a name; they upcast exactly with astype.
-    if kind == "f" or (kind == "V" and any(k in array.dtype.name for k in ("bfloat16", "float8"))):
-        return array.astype(dtype, copy=False)
-    raise NotAWeightMatrix(_not_float(array.dtype))
+    if not is_float_dtype(array.dtype):
+        raise NotAWeightMatrix(_not_float(array.dtype))
+    return array
+
+
+def to_numpy_float(tensor, dtype=np.float64) -> np.ndarray:
+    """Upcast any float tensor (numpy, ml_dtypes bf16/fp8, torch incl. bf16/fp8) to a numpy array of ``dtype``:
+    a full copy; analysis itself upcasts block by block instead (:class:`LayerMatrices`)."""
+    return stored_array(tensor).astype(dtype, copy=False)
 
 
 def _not_float(dtype) -> str:
@@ -89,7 +136,8 @@ def tensor_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
 
 
 def layer_matrices(name: str, tensor, pool: bool = True, dtype=np.float64) -> LayerMatrices | list[LayerMatrices]:
-    """Split a weight tensor into its matrices. Conv kernels give one matrix per kernel position.
+    """Split a weight tensor into its matrices (views in the stored dtype, analyzed in ``dtype``). Conv kernels give
+    one matrix per kernel position.
 
     With ``pool=False`` a Conv layer gives one :class:`LayerMatrices` per kernel position (a list).
     Conv2D matrices are scaled by ``sqrt(rf / 2)`` per slice and ``sqrt(1 / 2)`` pooled: WeightWatcher's default
@@ -100,11 +148,12 @@ def layer_matrices(name: str, tensor, pool: bool = True, dtype=np.float64) -> La
         raise NotAWeightMatrix(f"a {len(shape)}-D tensor is a bias or norm, not a layer weight")
     N, M, rf = tensor_dims(shape)
     layer_type = layer_type_for(name, len(shape))
-    array = to_numpy_float(tensor, dtype)
+    array = stored_array(tensor)
+    dtype = np.dtype(dtype)
     if array.ndim == 2:
-        return LayerMatrices(layer_type, [array], N, M, 1)
+        return LayerMatrices(layer_type, [array], N, M, 1, dtype=dtype)
     slices = array.reshape(shape[0], shape[1], rf)
     matrices = [slices[:, :, k] for k in range(rf)]
     if pool:
-        return LayerMatrices(layer_type, matrices, N, M, rf, scale=math.sqrt(0.5))
-    return [LayerMatrices(layer_type, [m], N, M, rf, scale=math.sqrt(rf / 2.0)) for m in matrices]
+        return LayerMatrices(layer_type, matrices, N, M, rf, scale=math.sqrt(0.5), dtype=dtype)
+    return [LayerMatrices(layer_type, [m], N, M, rf, scale=math.sqrt(rf / 2.0), dtype=dtype) for m in matrices]

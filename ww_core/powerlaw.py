@@ -18,7 +18,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import optimize, special
 
 # WeightWatcher's threshold below which an eigenvalue counts as zero before the fit.
 EVALS_THRESHOLD = 1e-5
@@ -209,6 +208,8 @@ def _upper_incomplete_gamma(s: float, z: float) -> float:
 
     ``Gamma(s, z) = (Gamma(s + 1, z) - z^s e^-z) / s``; scipy's ``gammaincc`` only covers s > 0.
     """
+    from scipy import special  # imported here: only the TPL fit needs it, and scipy costs ~0.3 s to import
+
     if s > 0:
         return float(special.gammaincc(s, z) * special.gamma(s))
     if abs(s - round(s)) < 1e-12:
@@ -230,6 +231,8 @@ def fit_truncated_power_law(evals: np.ndarray) -> PowerLawFit:
     WeightWatcher 0.7.7 delegates this to the ``powerlaw`` package, whose 2.0 release breaks it; this is our own MLE.
     Eigenvalues are scaled by xmin so that the optimizer works on ``x / xmin >= 1``.
     """
+    from scipy import optimize
+
     pl = fit_power_law(evals)
     x = np.sort(np.asarray(evals, dtype=np.float64))
     tail = x[x >= pl.xmin] / pl.xmin

@@ -138,3 +138,34 @@ def summarize(layers: list[LayerMetrics]) -> ModelSummary:
         finite = [v for v in values if v is not None and math.isfinite(v)]
         setattr(summary, metric, sum(finite) / len(finite) if finite else NAN)
     return summary
+
+
+@dataclass
+class LayerDistance:
+    """The distance between one layer of a model and the same layer of its base (:mod:`ww_core.distances`)."""
+
+    layer_id: int
+    name: str
+    layer_type: str = ""
+    N: int = 0
+    M: int = 0
+    rf: int = 1
+    method: str = "euclidean"
+    delta_W: float = NAN
+    relative_change: float = NAN
+    dW_norm: float = NAN
+    base_norm: float = NAN
+    dW_lambda_max: float = NAN
+    dW_stable_rank: float = NAN
+    dW_effective_rank: float = NAN
+    dW_rank: int | None = None
+    dW_num_evals: int = 0
+    dW_alpha: float = NAN
+    fit_status: str = FIT_OK
+    reason: str = ""
+
+    def as_row(self) -> dict:
+        return {name: getattr(self, name) for name in DISTANCE_COLUMNS}
+
+
+DISTANCE_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LayerDistance))

@@ -1,15 +1,20 @@
-"""The ``wwhub`` command. One module per command group; each adds its subparser in ``register``."""
+"""The ``wwhub`` command. One module per command group; each adds its subparser in ``register``.
+
+Command modules are imported only when their command runs: ``analyze`` pulls in numpy, scipy and torch, ``scan``
+Prefect, and ``wwhub --help`` or ``wwhub query`` must not pay for them. The table below is what ``--help`` lists
+(its help texts are the modules' own, checked by a test).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
 import traceback
 
 from .. import __version__
-from . import analyze, demo, distance, evals, lake, leaderboard, plot, query, scan, serve, smooth
 from ._errors import (
     DEBUG_ENV,
     DEBUG_FLAG,
@@ -22,10 +27,31 @@ from ._errors import (
     os_error_message,
 )
 
-COMMANDS = [demo, analyze, scan, query, leaderboard, plot, evals, lake, serve, distance, smooth]
+# command -> (module in flows.cli that registers it, its one-line help); a module may register several commands.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "demo": ("demo", "scan the bundled demo families and show the leaderboard (no setup)"),
+    "analyze": ("analyze", "analyze one local model (folder of *.safetensors or one file)"),
+    "scan": ("scan", "scan models into the lake (hub, local folder or HF cache)"),
+    "query": ("query", "run SQL (or a named query from queries/) against the lake"),
+    "leaderboard": ("leaderboard", "rank models per family against their reported accuracy"),
+    "plot": ("plot", "family trend plots, correlation flow, or a layer's ESD (--esd)"),
+    "evals": ("evals", "manage reported evaluation results"),
+    "lake": ("lake", "import, merge, compact, inspect or migrate a lake"),
+    "serve": ("serve", "serve the nightly scan on its schedule (needs a Prefect server)"),
+    "distance": ("distance", "per-layer distances of a model from its base (WeightWatcher's distances())"),
+    "smooth": ("smooth", "write an SVD-smoothed copy of a checkpoint (WeightWatcher's SVDSmoothing)"),
+    "sharpen": ("smooth", "write an SVD-sharpened copy of a checkpoint (WeightWatcher's SVDSharpness)"),
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def _command_in(argv: list[str]) -> str | None:
+    # The top-level parser has no option that takes a value, so the command is the first non-option word.
+    return next((word for word in argv if not word.startswith("-")), None)
+
+
+def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
+    """The parser, with the full subparser of the command named in ``argv`` (its module imported) and a one-line
+    entry for every other command. Without ``argv``, every command's module is imported."""
     parser = argparse.ArgumentParser(
         prog="wwhub",
         description="How well trained is a model, from its weights alone (WeightWatcher-style spectral analysis).",
@@ -39,8 +65,16 @@ def build_parser() -> argparse.ArgumentParser:
         help=f"show Python tracebacks and debug logs (anywhere on the line; or set {DEBUG_ENV}=1)",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for command in COMMANDS:
-        command.register(sub)
+    chosen = _command_in(argv) if argv is not None else None
+    wanted = None if argv is None else COMMANDS.get(chosen, ("", ""))[0]
+    registered: set[str] = set()
+    for name, (module, help_text) in COMMANDS.items():
+        if wanted is None or module == wanted:
+            if module not in registered:
+                importlib.import_module(f"{__name__}.{module}").register(sub)
+                registered.add(module)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
@@ -73,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = [a for a in argv if a != DEBUG_FLAG]
     _configure_logging(debug)
     try:
-        args = build_parser().parse_args(argv)
+        args = build_parser(argv).parse_args(argv)
     except SystemExit as stop:  # --help, --version (0) or a usage error argparse has already printed (2)
         return stop.code if isinstance(stop.code, int) else EXIT_BAD_INPUT
     prog = f"wwhub {args.command}"

@@ -40,7 +40,9 @@ def count_or_none(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected a whole number or 'none', got {text!r}") from None
 
 
-def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
+def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "float64") -> None:
+    """The analysis switches; ``precision`` is the command's default working precision (``scan``: float32, see
+    README "Precision")."""
     group = parser.add_argument_group("analysis (WeightWatcher analyze() options)")
     group.add_argument("--mp-fit", action="store_true", help="fit the Marchenko-Pastur bulk (num_spikes, mp_softrank)")
     group.add_argument("--randomize", action="store_true", help="compare with a shuffled W (correlation traps)")
@@ -67,8 +69,8 @@ def add_analysis_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument(
         "--precision",
         choices=["float64", "float32"],
-        default="float64",
-        help="eigensolver precision (float32: about twice as fast, alpha within 1%%)",
+        default=precision,
+        help=f"Gram matrix and eigensolve precision (default: {precision}; float32 is faster, alphas agree to ~1e-5)",
     )
     group.add_argument("--blas-threads", type=positive_int, default=1, help="BLAS threads per eigensolve (default 1)")
 

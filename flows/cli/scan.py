@@ -12,7 +12,15 @@ from ..analyze import usable_cores
 from ..families import FamiliesError, load_families, validate_query
 from ..lake import Lake, LakeError, lake_path
 from ..lake.esd import DEFAULT_ESD, ESD_MODES
-from ..pipeline import STATUS_FAILED, STATUS_GATED, STATUS_SKIPPED, NothingListed, SourceSpec, run_scan
+from ..pipeline import (
+    SCAN_DEFAULTS,
+    STATUS_FAILED,
+    STATUS_GATED,
+    STATUS_SKIPPED,
+    NothingListed,
+    SourceSpec,
+    run_scan,
+)
 from ..sources import HUB_INVALID, HUB_NOT_FOUND, HubError, HubSettings
 from ..sources.base import check_repo_id
 from ._errors import EXIT_BAD_INPUT, CliError
@@ -220,7 +228,7 @@ def register(sub) -> None:
         help="compare every model with this base (default: the base_model its card names), into the distances table",
     )
     parser.add_argument("--no-distances", action="store_true", help="do not compare models with their base")
-    add_analysis_arguments(parser)
+    add_analysis_arguments(parser, precision=SCAN_DEFAULTS["precision"])
     parser.set_defaults(run=run)
 
 

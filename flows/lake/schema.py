@@ -11,8 +11,7 @@ import functools
 import types
 import typing
 
-from ww_core.distances import LayerDistance
-from ww_core.records import LayerMetrics, ModelSummary
+from ww_core.records import LayerDistance, LayerMetrics, ModelSummary
 
 # Column types are DuckDB's names; Arrow schemas are derived on demand (readers never import pyarrow).
 STRING, INT, FLOAT, BOOL, FLOATS = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DOUBLE[]"

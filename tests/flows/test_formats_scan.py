@@ -59,9 +59,9 @@ def test_scan_of_a_fused_moe_model(fake_hub, tmp_path, capsys):
     assert model["model_kind"] == "model" and model["quantization"] == "" and model["num_dequantized"] == 0
     stored = 300 * H * 2 + H * H + E * H + E * 3 * INNER * H + H
     assert model["num_params"] == stored and json.loads(model["skip_reasons"]) == {}
-    # The same rows as wwhub analyze on the same files.
+    # The same rows as wwhub analyze on the same files, in the scan's default precision.
     capsys.readouterr()
-    assert main(["analyze", str(folder), "--format", "json"]) == 0
+    assert main(["analyze", str(folder), "--precision", "float32", "--format", "json"]) == 0
     analyzed = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
     for row in layers:
         assert (row["layer_id"], row["lambda_max"], row["alpha"]) == tuple(

@@ -57,7 +57,8 @@ def test_scan_matches_analyze_row_for_row(fake_hub, family, tmp_path, capsys):
     assert scan(fake_hub, lake, "--author", "acme") == 0
     for repo_id, folder in family.items():
         capsys.readouterr()
-        assert main(["analyze", str(folder), "--format", "json"]) == 0
+        # scans compute in float32 unless told otherwise; analyze in float64
+        assert main(["analyze", str(folder), "--precision", "float32", "--format", "json"]) == 0
         expected = json.loads(capsys.readouterr().out)
         got = lake_rows(lake, f"SELECT * FROM layers WHERE repo_id = '{repo_id}' ORDER BY layer_id, slice_id")
         assert [r["name"] for r in got] == [r["name"] for r in expected]
@@ -73,7 +74,8 @@ def test_scan_matches_analyze_row_for_row(fake_hub, family, tmp_path, capsys):
         ("acme/tiny-2m", "accuracy", 0.82),
         ("acme/tiny-3m", "accuracy", 0.90),
     ]
-    models = lake_rows(lake, "SELECT repo_id, family, status, num_shards, alpha, revision FROM models ORDER BY 1")
+    models = lake_rows(lake, "SELECT repo_id, family, status, num_shards, revision, options FROM models ORDER BY 1")
+    assert all(json.loads(m["options"])["precision"] == "float32" for m in models)
     assert [m["family"] for m in models] == ["tiny"] * 3
     assert [m["num_shards"] for m in models] == [1, 2, 3]
     assert all(m["status"] == "scanned" and len(m["revision"]) == 40 for m in models)
