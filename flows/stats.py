@@ -35,9 +35,9 @@ import math
 import warnings
 import zlib
 from collections.abc import Mapping, Sequence
+from statistics import NormalDist
 
 import numpy as np
-from scipy import special, stats
 
 POOLED = "(all)"
 CONFIDENCE = 0.95
@@ -54,7 +54,7 @@ VERDICT_SIGNIFICANT = "significant"
 VERDICT_NOT_SIGNIFICANT = "not significant"
 VERDICT_TOO_FEW = "too few models"
 
-_Z = float(special.ndtri(0.5 + CONFIDENCE / 2))
+_Z = NormalDist().inv_cdf(0.5 + CONFIDENCE / 2)
 
 
 def _finite(value) -> float | None:
@@ -196,6 +196,8 @@ def ols_band(x: np.ndarray, y: np.ndarray, grid: np.ndarray) -> tuple[np.ndarray
     """The OLS line on ``grid`` and its 95% confidence band for the mean:
     ŷ ± t₀.₉₇₅,ₙ₋₂ · s · √(1/n + (g − x̄)² / Σ(x − x̄)²), s² = Σ residual² / (n − 2). None below 3 points or for a
     constant x."""
+    from scipy import stats  # imported here: reading stored correlations needs no scipy
+
     if x.size < 3 or _constant_rows(x):
         return None
     fit = stats.linregress(x, y)
@@ -267,6 +269,8 @@ def correlate_many(
     above BOOTSTRAP_MAX_N models, Fieller-Hartley-Pearson) intervals; the OLS fit (slope = Sxy/Sxx, as
     ``scipy.stats.linregress``), R², RMSE; partial r given log size (None when a size is unknown); and ``notes``
     saying why a value is missing. Batched because a lake has thousands of small families."""
+    from scipy import stats  # imported here: reading stored correlations needs no scipy
+
     x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
     groups, n = x.shape
     constant_x, constant_y = _constant_rows(x), _constant_rows(y)
@@ -436,6 +440,8 @@ def _pooled_signs(pooled: dict, family_rows: list[dict]) -> dict:
 
 def _adjust(rows: list[dict]) -> None:
     """Benjamini-Hochberg over the rows' Pearson p-values (``scipy.stats.false_discovery_control``)."""
+    from scipy import stats  # imported here: reading stored correlations needs no scipy
+
     tested = [r for r in rows if r["pearson_p"] is not None]
     for row in rows:
         row["pearson_p_adjusted"] = None

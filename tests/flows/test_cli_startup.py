@@ -59,6 +59,15 @@ def test_query_imports_no_numerics(tmp_path):
     assert "flows.cli.analyze" not in modules
 
 
+def test_leaderboard_imports_no_numerics(tmp_path):
+    # The board and its stored correlations are read with DuckDB: scipy loads only to compute correlations anew.
+    code = (
+        "from flows.cli import main\n"
+        f"try:\n    main(['leaderboard', '--lake', {str(tmp_path / 'lake')!r}])\nexcept SystemExit:\n    pass"
+    )
+    assert heavy(imported_after(code)) == []
+
+
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_command_table_help_matches_the_module(name):
     module, help_text = COMMANDS[name]
