@@ -29,7 +29,7 @@ from .distance import BaseModels, DistanceOptions
 from .lake import Lake
 from .lake.esd import DEFAULT_ESD, esd_row
 from .selection import LayerSelection, SelectionError
-from .sources import HUB_GATED, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
+from .sources import HUB_GATED, HUB_UNAVAILABLE, CacheSource, HubError, HubSettings, HubSource, LocalSource, ModelRef
 from .weights import MatrixStream, ModelPlan, Shard, UnsupportedWeights, WeightsError, merge_plans
 from .workdirs import new_workdir, remove_dead_workdirs
 
@@ -41,6 +41,11 @@ STATUS_SKIPPED = "skipped"  # already in the lake at this commit
 STATUS_FAILED = "failed"
 STATUS_UNSUPPORTED = "unsupported"  # nothing analyzable (e.g. only pickles and --no-pickle)
 STATUS_GATED = "gated"  # the hub wants the license accepted and a token with access (the reason says so)
+# The hub did not answer (after each request's bounded retries) before any weight was read: a passing outage, so
+# the next scan tries the model again instead of skipping it as done.
+STATUS_UNAVAILABLE = "unavailable"
+# What counts as a failure of the scan (exit code 1, the `failed` count); `partial` is one as well.
+FAILED_STATUSES = (STATUS_FAILED, STATUS_GATED, STATUS_UNAVAILABLE)
 # An adapter's family, by default: its inferred or given family name with this suffix (README: adapters).
 ADAPTER_FAMILY_SUFFIX = "-adapters"
 
@@ -105,7 +110,7 @@ class ScanReport:
     @property
     def exit_code(self) -> int:
         # A model skipped as asked (e.g. --no-pickle) is recorded with its reason but is not a failure.
-        bad = self.count(STATUS_FAILED, STATUS_PARTIAL, STATUS_GATED) + len(self.list_errors)
+        bad = self.count(*FAILED_STATUSES, STATUS_PARTIAL) + len(self.list_errors)
         return 1 if bad else 0
 
 
@@ -193,6 +198,8 @@ def scan_model(
         kind = err.kind if isinstance(err, HubError) else ""
         if kind == HUB_GATED:
             status = STATUS_GATED
+        elif kind == HUB_UNAVAILABLE:
+            status = STATUS_UNAVAILABLE
         reason = str(err)
         if not isinstance(err, HubError | WeightsError):
             logger.exception("%s@%s: unexpected error", ref.repo_id, ref.revision)
@@ -360,7 +367,7 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
     errors = list(report.list_errors) + [
         f"{o.repo_id}@{o.revision[:12]}: {o.status}: {o.reason}"
         for o in report.outcomes
-        if o.status in (STATUS_FAILED, STATUS_PARTIAL, STATUS_UNSUPPORTED, STATUS_GATED)
+        if o.status in (*FAILED_STATUSES, STATUS_PARTIAL, STATUS_UNSUPPORTED)
     ]
     if report.interrupted:
         errors.append(f"interrupted after {len(report.outcomes)} of {report.listed} models")
@@ -375,7 +382,7 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
             listed=report.listed,
             scanned=report.count(STATUS_SCANNED, STATUS_PARTIAL),
             skipped=report.count(STATUS_SKIPPED, STATUS_UNSUPPORTED),
-            failed=report.count(STATUS_FAILED, STATUS_GATED) + len(report.list_errors),
+            failed=report.count(*FAILED_STATUSES) + len(report.list_errors),
             errors=json.dumps(errors),
             wwhub_version=__version__,
             seconds=(report.ended_at - report.started_at).total_seconds(),

@@ -13,6 +13,7 @@ from ..families import FamiliesError, load_families, validate_query
 from ..lake import Lake, LakeError, lake_path
 from ..lake.esd import DEFAULT_ESD, ESD_MODES
 from ..pipeline import (
+    FAILED_STATUSES,
     SCAN_DEFAULTS,
     STATUS_FAILED,
     STATUS_GATED,
@@ -297,10 +298,11 @@ def run(args: argparse.Namespace) -> int:
 def report_scan(report, families: dict[str, dict], lake: Path, layers: str | None = None) -> int:
     """The summary on stdout, one line per problem on stderr, and the exit code."""
     scanned = report.count("scanned", "partial")
+    failed = report.count(*FAILED_STATUSES) - report.count(STATUS_GATED) + len(report.list_errors)
     print(
         f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
         f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), unsupported {report.count('unsupported')}, "
-        f"gated {report.count(STATUS_GATED)}, failed {report.count(STATUS_FAILED) + len(report.list_errors)}"
+        f"gated {report.count(STATUS_GATED)}, failed {failed}"
         f"  → lake {lake}"
     )
     if layers:
@@ -318,11 +320,11 @@ def report_scan(report, families: dict[str, dict], lake: Path, layers: str | Non
     for error in report.list_errors:
         print(f"wwhub scan: failed: {error}", file=sys.stderr)
     for o in report.outcomes:
-        if o.status in (STATUS_FAILED, "partial", "unsupported", STATUS_GATED):
+        if o.status in (*FAILED_STATUSES, "partial", "unsupported"):
             reason = o.reason if o.reason.startswith(o.repo_id) else f"{o.repo_id}@{o.revision[:12]}: {o.reason}"
             print(f"wwhub scan: {o.status}: {reason}", file=sys.stderr)
-    failed = [o for o in report.outcomes if o.status == STATUS_FAILED]
-    if failed and len(failed) == len(report.outcomes) and all(o.error_kind == HUB_NOT_FOUND for o in failed):
+    missing = [o for o in report.outcomes if o.status == STATUS_FAILED]
+    if missing and len(missing) == len(report.outcomes) and all(o.error_kind == HUB_NOT_FOUND for o in missing):
         # Every repo asked for is missing: a typo, not a partial scan.
         return EXIT_BAD_INPUT
     return report.exit_code

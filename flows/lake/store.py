@@ -56,6 +56,10 @@ _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
+# Models rows that do not make a commit "already in the lake" (see Lake.has_model).
+RESCANNED_STATUSES = frozenset({"unsupported", "gated", "unavailable"})
+
+
 class LakeError(ValueError):
     """A lake that cannot be used as asked (missing, not a lake, read-only, a bad import): one line for the user."""
 
@@ -236,12 +240,12 @@ class Lake:
 
     def has_model(self, repo_id: str, revision: str) -> bool:
         """True when this commit was scanned. A model recorded as ``unsupported`` (nothing analyzable with the
-        options of that run, e.g. --no-pickle) or ``gated`` (no access yet) does not count: a later run with other
-        options, or a token, scans it."""
+        options of that run, e.g. --no-pickle), ``gated`` (no access yet) or ``unavailable`` (the hub did not answer)
+        does not count: a later run with other options, a token, or a hub that answers scans it."""
         if self.layout() is None:
             return False
         statuses = [r["status"] for r in self.visible_rows("models", {"repo_id": repo_id, "revision": revision})]
-        return bool(statuses) and statuses not in (["unsupported"], ["gated"])
+        return bool(statuses) and not set(statuses) <= RESCANNED_STATUSES
 
     def visible_rows(self, table: str, key: dict, columns: list[str] | None = None) -> list[dict]:
         """Rows of ``table`` whose key columns equal ``key`` (a lookup by repo touches only segments that may hold

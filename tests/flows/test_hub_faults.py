@@ -107,11 +107,16 @@ def test_a_lasting_5xx_costs_one_model_and_two_attempts_per_request(faults, tmp_
     faults.fail_5xx(count=None, match="flaky-1m/resolve")
     assert scan(faults, tmp_path / "lake", "--hub-retries", "1", "--hub-backoff", "0") == 1
     model_status, reason = status(tmp_path / "lake", REPOS[0])
-    assert model_status == "failed" and "hub unavailable: HTTP 503 (2 attempts" in reason
+    assert model_status == "unavailable" and "hub unavailable: HTTP 503 (2 attempts" in reason
     assert status(tmp_path / "lake", REPOS[1])[0] == "scanned"
     failing = [path for _, method, path in faults.request_times if "flaky-1m/resolve" in path]
-    assert len(failing) == 2  # one request, two attempts, then the model is recorded as failed
-    assert "wwhub scan: failed: acme/flaky-1m@" in capsys.readouterr().err
+    assert len(failing) == 2  # one request, two attempts, then the model is recorded as unavailable
+    assert "wwhub scan: unavailable: acme/flaky-1m@" in capsys.readouterr().err
+    # A passing outage is not "done": once the hub answers, the next scan scans the model (the other is skipped).
+    faults.clear_faults()
+    assert scan(faults, tmp_path / "lake") == 0
+    assert status(tmp_path / "lake", REPOS[0])[0] == "scanned"
+    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize("fault", ["reset", "truncate", "stall_after_headers"])
@@ -132,7 +137,7 @@ def test_a_hub_that_never_answers_costs_one_model_in_bounded_time(faults, tmp_pa
     code = scan(faults, tmp_path / "lake", "--hub-timeout", "0.5", "--hub-retries", "1", "--hub-backoff", "0")
     assert code == 1
     model_status, reason = status(tmp_path / "lake", REPOS[0])
-    assert model_status == "failed" and "ReadTimeout" in reason and "(2 attempts" in reason
+    assert model_status == "unavailable" and "ReadTimeout" in reason and "(2 attempts" in reason
     assert status(tmp_path / "lake", REPOS[1])[0] == "scanned"
     # Not a speed assertion: a hang would never get here. Two 0.5 s timeouts plus the other model's scan.
     assert time.monotonic() - started < 120
