@@ -361,6 +361,13 @@ def _adapter_identity(ref: ModelRef, plan: ModelPlan, facts: dict) -> tuple[Mode
     return ModelRef(ref.repo_id, ref.revision, ref.family + ADAPTER_FAMILY_SUFFIX), facts
 
 
+def base_models(spec: SourceSpec, options: dict) -> BaseModels:
+    """Where a scan's fine-tunes find their bases: each base fetched once and shared by the models that name it
+    (``close()`` deletes the downloads). Distances are computed in the scan's precision."""
+    options = {**SCAN_DEFAULTS, **options}
+    return BaseModels(spec.open, DistanceOptions(max_evals=options.get("max_evals"), precision=options["precision"]))
+
+
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str) -> None:
     """One ``scans`` row per run, then the derived ``correlations`` table."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
@@ -452,10 +459,7 @@ def run_scan(
         if on_shard is not None:
             on_shard(repo_id, shard)
 
-    distance_options = DistanceOptions(
-        max_evals=options.get("max_evals"), precision=options.get("precision") or "float64"
-    )
-    bases = BaseModels(spec.open, distance_options) if distances else None
+    bases = base_models(spec, options) if distances else None
     pool = ThreadPoolExecutor(max_workers=model_workers, thread_name_prefix="wwhub-model")
     futures = [
         pool.submit(

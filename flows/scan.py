@@ -32,6 +32,7 @@ from .pipeline import (
     ModelOutcome,
     ScanReport,
     SourceSpec,
+    base_models,
     list_models,
     new_scan_id,
     record_scan,
@@ -75,10 +76,28 @@ def list_family_task(spec: SourceSpec, query: dict, family: str | None) -> list[
     task_run_name="scan {ref.repo_id}@{ref.revision:.12}",
 )
 def scan_model_task(
-    spec: SourceSpec, ref: ModelRef, lake: str, options: dict, force: bool, scan_id: str, esd: str = DEFAULT_ESD
+    spec: SourceSpec,
+    ref: ModelRef,
+    lake: str,
+    options: dict,
+    force: bool,
+    scan_id: str,
+    esd: str = DEFAULT_ESD,
+    layers: str = "",
+    base: str | None = None,
+    distances: bool = True,
 ) -> ModelOutcome:
     # The lake is the ledger: scan_model skips a commit already there, so a retried or repeated task is harmless.
-    return scan_model(spec, ref, lake, options, force=force, scan_id=scan_id, esd=esd)
+    # Tasks may run on other machines and share no files: each fetches the base its model names (the threads path
+    # shares one download per base among the models of a scan).
+    bases = base_models(spec, options) if distances else None
+    try:
+        return scan_model(
+            spec, ref, lake, options, force=force, scan_id=scan_id, esd=esd, layers=layers, bases=bases, base=base
+        )
+    finally:
+        if bases is not None:
+            bases.close()
 
 
 @task(name="record-scan", cache_policy=NO_CACHE)
@@ -94,6 +113,9 @@ def _scan(
     force: bool,
     progress: bool = False,
     esd: str = DEFAULT_ESD,
+    layers: str = "",
+    base: str | None = None,
+    distances: bool = True,
 ) -> ScanReport:
     logger = get_run_logger()
     Lake.for_writing(lake)  # a read-only or misplaced lake fails here, before any task runs
@@ -112,7 +134,10 @@ def _scan(
         if progress
         else None
     )
-    futures = [scan_model_task.submit(spec, ref, lake, options, force, report.scan_id, esd) for ref in refs]
+    futures = [
+        scan_model_task.submit(spec, ref, lake, options, force, report.scan_id, esd, layers, base, distances)
+        for ref in refs
+    ]
     for done, (ref, future) in enumerate(zip(refs, futures, strict=True), start=1):
         try:
             outcome = future.result()
@@ -177,9 +202,25 @@ def scan_families(
     force: bool = False,
     progress: bool = True,
     esd: str = DEFAULT_ESD,
+    layers: str = "",
+    base: str | None = None,
+    distances: bool = True,
 ) -> ScanReport:
-    """Scan several families in one run (the runner is chosen by the caller with ``with_options``)."""
-    return _scan(source or SourceSpec(), families, lake, options or {}, force, progress=progress, esd=esd)
+    """Scan several families in one run (the runner is chosen by the caller with ``with_options``): ``layers``
+    selects layers, models are compared with ``base`` (default: the base_model their card names) unless not
+    ``distances``."""
+    return _scan(
+        source or SourceSpec(),
+        families,
+        lake,
+        options or {},
+        force,
+        progress=progress,
+        esd=esd,
+        layers=layers,
+        base=base,
+        distances=distances,
+    )
 
 
 @flow(name="nightly-scan", log_prints=True)

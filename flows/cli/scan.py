@@ -366,4 +366,15 @@ def _run_on_dask(address, args, spec, families, lake, options):
     from ..scan import make_task_runner, scan_families
 
     runner = make_task_runner("dask", address)
-    return scan_families.with_options(task_runner=runner)(families, lake, spec, options, args.force, esd=args.esd)
+    selection = layer_selection(args)
+    return scan_families.with_options(task_runner=runner)(
+        families,
+        lake,
+        spec,
+        options,
+        args.force,
+        esd=args.esd,
+        layers=selection.text,
+        base=args.base,
+        distances=not args.no_distances,
+    )

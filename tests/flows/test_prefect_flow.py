@@ -55,6 +55,30 @@ def test_scan_family_flow_fills_the_lake(prefect_harness, fake_hub, tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.e2e
+def test_scan_families_flow_selects_layers_and_compares_with_the_base(prefect_harness, fake_hub, tmp_path):
+    """The flow (the path `--task-runner dask` takes) honours --layers and --base like the threads path."""
+    from flows.scan import scan_families
+
+    rng = np.random.default_rng(1)
+    base = {"embed.weight": rng.standard_t(3, (300, 40)).astype(np.float32)}
+    base["w.weight"] = rng.standard_t(3, (120, 60)).astype(np.float32)
+    tune = {name: w + 0.01 * rng.standard_normal(w.shape).astype(np.float32) for name, w in base.items()}
+    for repo, tensors in (("acme/base-1m", base), ("acme/tune-1m", tune)):
+        fake_hub.add_folder(repo, write_model(tmp_path / repo.split("/")[1], tensors, shards=1))
+    lake = str(tmp_path / "lake")
+    families = {"tunes": {"repos": ["acme/tune-1m"]}}
+    spec = SourceSpec("hub", fake_hub.endpoint)
+    report = scan_families(families, lake, spec, progress=False, layers="dense", base="acme/base-1m")
+    assert report.count("scanned") == 1
+    con = connect(Lake.open(tmp_path / "lake"))
+    assert con.execute("SELECT layer_selection, num_layers FROM models").fetchall() == [("dense", 1)]
+    distances = con.execute("SELECT name, base_repo_id, relative_change FROM distances").fetchall()
+    assert [(name, base_repo) for name, base_repo, _ in distances] == [("w.weight", "acme/base-1m")]
+    assert 0 < distances[0][2] < 0.1  # a 1% perturbation, measured against the base
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
 def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_harness, fake_hub, tmp_path):
     from flows.scan import nightly_scan
 
