@@ -114,6 +114,9 @@ def main() -> None:
                     for proc in procs:
                         stop(proc)
         finally:
+            from prefect.logging.handlers import APILogWorker
+
+            APILogWorker.drain_all()  # else the flow's last logs are sent at exit, to a server already stopped
             stop(server)
 
     cores = os.cpu_count()
