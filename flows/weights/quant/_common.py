@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from ..decoding import MatrixSpec, ModelConfig
+from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
 from ..readers import TensorInfo
 
@@ -205,3 +205,28 @@ def qweight_packing(qweight: TensorInfo, scales: TensorInfo | None) -> str | Non
     if qweight.shape[1] < scales.shape[1]:
         return "output"
     return None
+
+
+def claim_qweight_modules(
+    tensors: Mapping[str, TensorInfo],
+    config: ModelConfig,
+    method: str,
+    packing: str,
+    spec: Callable[[str, Mapping[str, TensorInfo], Mapping], MatrixSpec],
+) -> Claim:
+    """Claim every ``X.qweight`` module of a model that declares ``method``, or, when it declares no quantization,
+    every module whose shapes show the ``packing`` of that method (GPTQ and AWQ share tensor names); ``spec`` makes
+    each module's matrix."""
+    claim = Claim()
+    declared = quant_method(config)
+    if declared not in (method, ""):
+        return claim
+    for name, info in tensors.items():
+        if not name.endswith(".qweight"):
+            continue
+        prefix = name[: -len(".qweight")]
+        if declared != method and qweight_packing(info, tensors.get(prefix + ".scales")) != packing:
+            continue
+        claim.consumed.update(module_tensors(tensors, prefix))
+        claim.matrices.append(spec(prefix, tensors, config.quantization_config))
+    return claim

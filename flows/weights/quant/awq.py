@@ -23,11 +23,9 @@ from ..readers import TensorInfo
 from ._common import (
     as_float32,
     check_shape,
+    claim_qweight_modules,
     config_value,
     is_known,
-    module_tensors,
-    quant_method,
-    qweight_packing,
     row_tiles,
     skipped,
     unpack_bitstream,
@@ -43,20 +41,7 @@ class AWQDecoder:
     name = "awq"
 
     def claim(self, tensors: Mapping[str, TensorInfo], config: ModelConfig) -> Claim:
-        claim = Claim()
-        method = quant_method(config)
-        if method not in ("awq", ""):
-            return claim
-        qc = config.quantization_config
-        for name, info in tensors.items():
-            if not name.endswith(".qweight"):
-                continue
-            prefix = name[: -len(".qweight")]
-            if method != "awq" and qweight_packing(info, tensors.get(prefix + ".scales")) != "output":
-                continue
-            claim.consumed.update(module_tensors(tensors, prefix))
-            claim.matrices.append(awq_spec(prefix, tensors, qc))
-        return claim
+        return claim_qweight_modules(tensors, config, "awq", "output", awq_spec)
 
 
 def awq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> MatrixSpec:

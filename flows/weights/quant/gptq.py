@@ -28,11 +28,9 @@ from ..readers import TensorInfo
 from ._common import (
     as_float32,
     check_shape,
+    claim_qweight_modules,
     config_value,
     is_known,
-    module_tensors,
-    quant_method,
-    qweight_packing,
     row_tiles,
     skipped,
     unpack_bitstream,
@@ -50,20 +48,7 @@ class GPTQDecoder:
     name = "gptq"
 
     def claim(self, tensors: Mapping[str, TensorInfo], config: ModelConfig) -> Claim:
-        claim = Claim()
-        method = quant_method(config)
-        if method not in ("gptq", ""):
-            return claim
-        qc = config.quantization_config
-        for name, info in tensors.items():
-            if not name.endswith(".qweight"):
-                continue
-            prefix = name[: -len(".qweight")]
-            if method != "gptq" and qweight_packing(info, tensors.get(prefix + ".scales")) != "input":
-                continue  # not recognisably GPTQ-packed (AWQ packs along the output dimension)
-            claim.consumed.update(module_tensors(tensors, prefix))
-            claim.matrices.append(gptq_spec(prefix, tensors, qc))
-        return claim
+        return claim_qweight_modules(tensors, config, "gptq", "input", gptq_spec)
 
 
 def gptq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> MatrixSpec:
