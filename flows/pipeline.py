@@ -186,9 +186,10 @@ def scan_model(
     options = {**SCAN_DEFAULTS, **options}
     source = spec.open()
     lake = Lake(lake_root)
+    selection = LayerSelection.parse(layers)
     try:
         ref = source.resolve(ref)
-        if lake.has_model(ref.repo_id, ref.revision) and not force:
+        if lake.has_model(ref.repo_id, ref.revision, selection.text) and not force:
             return ModelOutcome(
                 ref.repo_id, ref.revision, ref.family, STATUS_SKIPPED, "already in the lake", scan_id=scan_id
             )
@@ -224,7 +225,6 @@ def scan_model(
     plan = description.plan
     facts = {k: v for k, v in description.facts.items() if v is not None}
     label = f"{ref.repo_id}@{ref.revision[:12]}"
-    selection = LayerSelection.parse(layers)
     facts["layer_selection"] = selection.text
     try:
         if spec.merge_base and plan.config.adapter_config is not None:

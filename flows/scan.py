@@ -39,6 +39,7 @@ from .pipeline import (
     scan_model,
 )
 from .report import leaderboard_data, metric_of, value_names
+from .selection import LayerSelection
 from .sources import ModelRef
 from .workdirs import remove_dead_workdirs
 
@@ -56,10 +57,11 @@ def model_task_key(context, parameters) -> str | None:
     ref, lake = parameters["ref"], parameters["lake"]
     if parameters.get("force") or not _SHA.match(ref.revision):
         return None
+    selection = LayerSelection.parse(parameters.get("layers")).text
     # Only a commit the ledger holds is cached: a wiped or new lake must never be answered from Prefect's cache.
-    if not Lake(lake).has_model(ref.repo_id, ref.revision):
+    if not Lake(lake).has_model(ref.repo_id, ref.revision, selection):
         return None
-    return f"{ref.repo_id}@{ref.revision}:{lake}"
+    return f"{ref.repo_id}@{ref.revision}:{lake}:{selection}"
 
 
 @task(name="list-family", retries=3, retry_delay_seconds=[2, 10, 30], cache_policy=NO_CACHE)

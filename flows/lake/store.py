@@ -238,14 +238,19 @@ class Lake:
             raise LakeError(f"{self.root} has lake layout {data.get('layout')}; this wwhub reads {LAYOUT_VERSION}")
         return Snapshot.from_json(self.root, data)
 
-    def has_model(self, repo_id: str, revision: str) -> bool:
-        """True when this commit was scanned. A model recorded as ``unsupported`` (nothing analyzable with the
-        options of that run, e.g. --no-pickle), ``gated`` (no access yet) or ``unavailable`` (the hub did not answer)
-        does not count: a later run with other options, a token, or a hub that answers scans it."""
+    def has_model(self, repo_id: str, revision: str, layer_selection: str = "") -> bool:
+        """True when this commit was scanned, with all its layers or with the same ``--layers`` selection
+        (``layer_selection``, '' = all): a scan of a subset does not stand for a full scan, a full scan stands for
+        any subset. A model recorded as ``unsupported`` (nothing analyzable with the options of that run, e.g.
+        --no-pickle), ``gated`` (no access yet) or ``unavailable`` (the hub did not answer) does not count: a later
+        run with other options, a token, or a hub that answers scans it."""
         if self.layout() is None:
             return False
-        statuses = [r["status"] for r in self.visible_rows("models", {"repo_id": repo_id, "revision": revision})]
-        return bool(statuses) and not set(statuses) <= RESCANNED_STATUSES
+        rows = self.visible_rows("models", {"repo_id": repo_id, "revision": revision})
+        return any(
+            r["status"] not in RESCANNED_STATUSES and (r.get("layer_selection") or "") in ("", layer_selection)
+            for r in rows
+        )
 
     def visible_rows(self, table: str, key: dict, columns: list[str] | None = None) -> list[dict]:
         """Rows of ``table`` whose key columns equal ``key`` (a lookup by repo touches only segments that may hold

@@ -107,3 +107,25 @@ def test_scan_with_layers_and_base_records_the_selection(fake_hub, finetunes, tm
     ]
     code = main([*argv, "--lake", str(tmp_path / "lake2"), "--layers", "conv2d"])
     assert code == 0 and "selects no layer" in capsys.readouterr().err
+
+
+def test_a_subset_scan_does_not_stand_for_a_full_scan(fake_hub, finetunes, tmp_path, capsys):
+    lake = tmp_path / "lake"
+    argv = ["scan", "--endpoint", fake_hub.endpoint, "--lake", str(lake), "--no-distances", "acme/tune-small"]
+
+    def scanned() -> list[tuple[str, int]]:
+        rows = lake_rows(lake, "SELECT layer_selection, num_layers FROM models")
+        return [(m["layer_selection"], m["num_layers"]) for m in rows]
+
+    assert main([*argv, "--layers", "dense"]) == 0
+    assert scanned() == [("dense", 3)]
+    capsys.readouterr()
+    assert main([*argv, "--layers", "dense"]) == 0  # the same selection again: already in the lake
+    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
+    assert main(argv) == 0  # every layer: the subset does not count, the model is scanned whole
+    assert "scanned 1, skipped 0 (already in the lake)" in capsys.readouterr().out
+    assert scanned() == [("", 4)]
+    assert len(lake_rows(lake, "SELECT name FROM layers")) == 4
+    assert main([*argv, "--layers", "dense"]) == 0  # a full scan stands for any subset: nothing is replaced
+    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
+    assert scanned() == [("", 4)]
