@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tqdm.auto import tqdm
+from tqdm import tqdm  # the terminal bar: a CLI never runs in a notebook (tqdm.auto would import asyncio)
 
 
 def progress_bar(total: int | None, desc: str, unit: str = "it"):
