@@ -1,9 +1,9 @@
 """GGUF files (llama.cpp): the tensor list, raw tensors, and their decoding with the ``gguf`` package.
 
-* :func:`read_gguf_plan` lists a file's tensors as :class:`TensorInfo` (``dtype`` = the GGML type name, e.g.
-  ``Q4_K``; ``shape`` in numpy order: GGUF stores dimensions fastest-first, so ``ne = [in, out]`` is ``(out, in)``);
-  names stay as llama.cpp writes them (``blk.0.attn_q.weight``).
-* :func:`iter_gguf_tensors` yields ``(name, array)`` memory-mapped: F32/F16/F64 and integer types as numpy arrays,
+* :func:`read_gguf_header` lists a file's tensors (:class:`TensorInfo`: ``dtype`` = the GGML type name, e.g.
+  ``Q4_K``; ``shape`` in numpy order: GGUF stores dimensions fastest-first, so ``ne = [in, out]`` is ``(out, in)``;
+  names as llama.cpp writes them, ``blk.0.attn_q.weight``) with their offsets in the file.
+* :func:`tensor_array` views one tensor in the memory-mapped file: F32/F16/F64 and integer types as numpy arrays,
   BF16 as ``ml_dtypes.bfloat16``, quantized types as their raw uint8 blocks ``(*rows, bytes_per_row)``.
 * :class:`GGUFDecoder` claims quantized tensors and dequantizes them with ``gguf.quants.dequantize`` (gguf's own
   reference implementation of every GGML type) row tile by row tile into float32; fused expert tensors
@@ -21,7 +21,7 @@ from __future__ import annotations
 import mmap
 import re
 import struct
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -59,11 +59,6 @@ class GGUFTensor:
 class GGUFHeader:
     metadata: dict[str, object]  # scalar and string values; arrays are skipped
     tensors: list[GGUFTensor]
-
-
-def read_gguf_plan(path: Path) -> list[TensorInfo]:
-    """The tensors of a local ``.gguf`` file in file order, validated against its size."""
-    return [t.info for t in read_gguf_header(path).tensors]
 
 
 def read_gguf_header(path: Path) -> GGUFHeader:
@@ -172,18 +167,8 @@ def _parse_header(data: mmap.mmap, size: int, label: str) -> GGUFHeader:
     return GGUFHeader(metadata, tensors)
 
 
-def iter_gguf_tensors(path: Path, names: list[str] | None = None) -> Iterator[tuple[str, np.ndarray]]:
-    """Yield ``(name, array)`` from a GGUF file lazily, memory-mapped (see the module docstring for dtypes)."""
-    path = Path(path)
-    header = read_gguf_header(path)
-    by_name = {t.info.name: t for t in header.tensors}
-    order = [by_name[n] for n in names if n in by_name] if names is not None else header.tensors
-    data = np.memmap(path, mode="r", dtype=np.uint8)
-    for tensor in order:
-        yield tensor.info.name, _view(data, tensor)
-
-
-def _view(data: np.ndarray, tensor: GGUFTensor) -> np.ndarray:
+def tensor_array(data: np.ndarray, tensor: GGUFTensor) -> np.ndarray:
+    """One tensor as a view into ``data``, the whole file as uint8 (see the module docstring for dtypes)."""
     raw = data[tensor.offset : tensor.offset + tensor.nbytes]
     info = tensor.info
     numpy_type = EXACT_TYPES.get(info.dtype) or INTEGER_TYPES.get(info.dtype)

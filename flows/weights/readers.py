@@ -182,11 +182,7 @@ class SafetensorsShard(ShardReader):
         self.path = Path(path)
         self._data_start, located = _read_header(self.path)
         self._tensors = {t.info.name: t for t in located}
-        try:
-            with open(self.path, "rb") as handle:
-                self._map = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError) as err:
-            raise WeightsError(f"{self.path}: cannot map the file ({err})") from err
+        self._map = map_file(self.path)
 
     def infos(self) -> list[TensorInfo]:
         return [t.info for t in self._tensors.values()]
@@ -203,19 +199,37 @@ class SafetensorsShard(ShardReader):
 
     def evict(self, name: str) -> None:
         located = self._tensors.get(name)
-        if located is None or located.end == located.begin or not hasattr(mmap, "MADV_DONTNEED"):
-            return
-        start = self._data_start + located.begin
-        aligned = start - start % mmap.PAGESIZE
-        # A private read-only file mapping: dropped pages are read back from the file on the next touch.
-        self._map.madvise(mmap.MADV_DONTNEED, aligned, self._data_start + located.end - aligned)
+        if located is not None:
+            drop_pages(self._map, self._data_start + located.begin, self._data_start + located.end)
 
     def close(self) -> None:
-        try:
-            self._map.close()
-        except BufferError:
-            # Arrays still refer to the map (e.g. kept for a matrix completed by a later shard); it closes with them.
-            pass
+        close_map(self._map)
+
+
+def map_file(path: Path) -> mmap.mmap:
+    """The whole file as one read-only memory map; :class:`WeightsError` naming it when it cannot be mapped."""
+    try:
+        with open(path, "rb") as handle:
+            return mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError) as err:
+        raise WeightsError(f"{path}: cannot map the file ({err})") from err
+
+
+def drop_pages(mapped: mmap.mmap, start: int, end: int) -> None:
+    """Let the operating system drop the pages of bytes ``start:end`` from this process's resident memory."""
+    if end <= start or not hasattr(mmap, "MADV_DONTNEED"):
+        return
+    aligned = start - start % mmap.PAGESIZE
+    # A private read-only file mapping: dropped pages are read back from the file on the next touch.
+    mapped.madvise(mmap.MADV_DONTNEED, aligned, end - aligned)
+
+
+def close_map(mapped: mmap.mmap) -> None:
+    try:
+        mapped.close()
+    except BufferError:
+        # Arrays still refer to the map (e.g. kept for a matrix completed by a later shard); it closes with them.
+        pass
 
 
 class PickleShard(ShardReader):
@@ -304,23 +318,31 @@ def gguf_support(label: object):
 
 
 class GgufShard(ShardReader):
-    """A GGUF file through :func:`gguf_support`: llama.cpp tensor names, numpy-order shapes, ``dtype`` the GGML type
-    name (F32/F16/BF16 read as they are; quantized types raw, for the GGUF decoder to dequantize)."""
+    """A GGUF file through :func:`gguf_support`, one read-only memory map like a safetensors shard: llama.cpp
+    tensor names, numpy-order shapes, ``dtype`` the GGML type name (F32/F16/BF16 read as they are; quantized types
+    raw, for the GGUF decoder to dequantize)."""
 
     def __init__(self, path: Path):
-        gguf = gguf_support(path)
+        self._gguf = gguf_support(path)
         self.path = Path(path)
-        self._infos = list(gguf.read_gguf_plan(self.path))
-        self._arrays = dict(gguf.iter_gguf_tensors(self.path, [info.name for info in self._infos]))
+        self._tensors = {t.info.name: t for t in self._gguf.read_gguf_header(self.path).tensors}
+        self._map = map_file(self.path)
+        self._bytes = np.frombuffer(self._map, dtype=np.uint8)
 
     def infos(self) -> list[TensorInfo]:
-        return self._infos
+        return [t.info for t in self._tensors.values()]
 
     def array(self, name: str) -> np.ndarray:
-        return self._arrays[name]
+        return self._gguf.tensor_array(self._bytes, self._tensors[name])
+
+    def evict(self, name: str) -> None:
+        tensor = self._tensors.get(name)
+        if tensor is not None:
+            drop_pages(self._map, tensor.offset, tensor.offset + tensor.nbytes)
 
     def close(self) -> None:
-        self._arrays = {}
+        self._bytes = np.empty(0, dtype=np.uint8)  # the map closes once no tensor view refers to it
+        close_map(self._map)
 
 
 # One reader per storage format, chosen by the plan's ``fmt``.

@@ -19,13 +19,23 @@ from flows.weights.gguf import (
     GGUFDecoder,
     choose_gguf_file,
     gguf_precision_bits,
-    iter_gguf_tensors,
     read_gguf_header,
-    read_gguf_plan,
 )
+from flows.weights.readers import GgufShard
 from tests.flows.weights.quant_helpers import assert_same_spectrum, heavy_tailed
 
 Q = GGMLQuantizationType
+
+
+def read_gguf_plan(path) -> list:
+    return [t.info for t in read_gguf_header(path).tensors]
+
+
+def iter_gguf_tensors(path, names=None):
+    """(name, array) pairs as the scan reads them: views into the shard's memory map."""
+    shard = GgufShard(path)
+    for name in names if names is not None else [info.name for info in shard.infos()]:
+        yield name, shard.array(name)
 
 
 def write_gguf(path: Path, tensors: dict[str, tuple[np.ndarray, GGMLQuantizationType]]) -> Path:
@@ -195,3 +205,30 @@ def test_real_checkpoint_gemma3_270m_q4_k_m(gemma_gguf):
 
     ffn_down = analyze_matrix(specs["blk.0.ffn_down.weight"].decode(raw), name="blk.0.ffn_down.weight")
     assert ffn_down.fit_status == "ok" and 1.5 < ffn_down.alpha < 8
+
+
+def resident_file_bytes() -> int:
+    """This process's resident file-backed memory (Linux /proc)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("RssFile:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no RssFile in /proc/self/status")
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from Linux /proc")
+def test_an_analyzed_gguf_tensor_leaves_resident_memory(tmp_path):
+    # A GGUF shard is one memory map, like a safetensors shard: a tensor's pages are dropped once it is analyzed,
+    # so a multi-GB GGUF file does not stay resident tensor after tensor.
+    values = np.random.default_rng(0).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
+    path = write_gguf(tmp_path / "big-F32.gguf", {"blk.0.ffn_up.weight": (values, Q.F32)})
+    shard = GgufShard(path)
+    before = resident_file_bytes()
+    assert float(shard.array("blk.0.ffn_up.weight").sum(dtype=np.float64)) == pytest.approx(
+        values.sum(dtype=np.float64)
+    )
+    touched = resident_file_bytes()
+    assert touched - before > 24 * 2**20
+    shard.evict("blk.0.ffn_up.weight")
+    assert touched - resident_file_bytes() > 24 * 2**20
+    np.testing.assert_array_equal(shard.array("blk.0.ffn_up.weight"), values)  # read back from the file
+    shard.close()
