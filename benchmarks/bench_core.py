@@ -114,10 +114,21 @@ def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path)
     return best_of(repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED)
 
 
+def floor_command(folder: Path, precision: str, workers: int) -> list[str]:
+    return [
+        sys.executable,
+        str(ROOT / "benchmarks" / "floor.py"),
+        str(folder),
+        "--precision",
+        precision,
+        "--workers",
+        str(workers),
+    ]
+
+
 def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[Run, dict, dict[str, float]]:
     """The floor run, its per-size library choice, and the seconds of each single-library run."""
-    script = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder), "--precision", precision]
-    script += ["--workers", str(workers)]
+    script = floor_command(folder, precision, workers)
     runs, per_m = {}, {}
     for library in ("numpy", "torch"):
         runs[library] = best_of(repeat, [*script, "--eig", library], PINNED)
@@ -262,7 +273,11 @@ def main() -> None:
         print(f"d. Llama-2-7B-shaped checkpoint, measured (largest shard {gb(largest_shard)})")
         for precision in ("float64", "float32"):
             ours = wwhub_analyze([str(folder)], ["--precision", precision], 1, tmp / f"7b-{precision}.csv")
-            print(f"   {precision}: wwhub {ours.seconds / 60:5.1f} min (peak RSS {gb(ours.rss)})", flush=True)
+            # Every matrix of this shape has M = 4096, where MKL (torch) is the faster eigensolver in both
+            # precisions (calibrate_eigen.py): the all-torch run is the floor, and the only one worth its 10 min.
+            bare = run_process([*floor_command(folder, precision, workers), "--eig", "torch"], PINNED)
+            minutes = f"({ours.seconds / 60:.1f} min vs {bare.seconds / 60:.1f} min)"
+            print(f"   {precision}: {versus(ours, bare)} {minutes}  peak RSS {gb(ours.rss)}", flush=True)
     elif args.llama7b == "estimate" and overhead:
         print(
             "d. Llama-2-7B shape, estimated: CPU seconds per layer (two of each shape side by side, in memory) summed,"
