@@ -2,8 +2,13 @@
 
 It serves repos that tests generate, with the routes and headers the real ``huggingface_hub`` client uses:
 
-* ``GET /api/models`` (``author``, ``search``, ``filter``, ``sort``, ``limit``), paginated with an absolute
-  ``Link: <url>; rel="next"`` header;
+* ``GET /api/models`` (``author``, ``search``, ``filter``, ``sort``, ``limit``, ``expand``, ``full``), in pages of
+  up to 1 000 with an absolute ``Link: <url>; rel="next"`` header. As the Hub documents it (huggingface_hub's
+  ``list_models``: ``expand``, ``full``), an item holds ``_id, id, likes, downloads, trendingScore, private, tags,
+  pipeline_tag, library_name, createdAt`` and **no** ``sha`` or ``lastModified``; ``expand=sha&expand=lastModified``
+  answers only the expanded properties (and the ids), ``full=true`` adds ``sha``, ``lastModified`` and ``siblings``
+  (file names, no sizes). Sorted by any documented key (``downloads``, ``likes``, ``createdAt``, ``lastModified``,
+  ``trendingScore``), largest first;
 * ``GET /api/models/{org}/{name}/tree/{rev}`` (the file list ``snapshot_download`` asks for);
 * ``GET /api/models/{org}/{name}[/revision/{rev}]``: ``id, sha, siblings, cardData, tags, ...``; 404 with
   ``X-Error-Code: RepoNotFound`` / ``RevisionNotFound``; with ``expand=...`` only those properties, and
@@ -15,8 +20,15 @@ It serves repos that tests generate, with the routes and headers the real ``hugg
 
 Each repo keeps its commits, so an old sha stays downloadable after a new commit.
 
+Rate limits (https://huggingface.co/docs/hub/rate-limits, and huggingface_hub issue #3553 for the headers): ``quota``
+sets a fixed window per bucket (``api``: ``/api/...``; ``resolvers``: ``/resolve/``; ``pages``: the rest). Every answer
+of a bucket with a quota carries ``RateLimit: "api";r=REMAINING;t=SECONDS_TO_WINDOW_END`` and ``RateLimit-Policy:
+"fixed window";"api";q=QUOTA;w=WINDOW``; past the quota the answer is 429 with those headers and no ``Retry-After``.
+``requests_by_bucket`` and ``limited_by_bucket`` count what each bucket answered.
+
 Fault switches apply to requests whose path contains ``match``, for a number of requests (bursts) or until cleared:
-``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (429 with ``Retry-After``),
+``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (a 429 as the Hub answers it,
+or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
 ``truncate`` (a body shorter than its ``Content-Length``), ``reset`` (a connection reset in the middle of a body),
 ``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
@@ -31,6 +43,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import socket
 import struct
@@ -60,7 +73,8 @@ class Fault:
     value: float = 0.0
     every: int = 1  # fire on every n-th matching request (1: each one)
     seen: int = 0
-    header: str = ""  # e.g. the Retry-After of a 429
+    header: str = ""  # the seconds (or HTTP date) a 429 names
+    retry_after: bool = False  # a 429 with Retry-After (a proxy's way) instead of the Hub's RateLimit header
     ranged: bool | None = None  # True: only Range requests (header reads); False: only whole files; None: both
 
 
@@ -71,6 +85,7 @@ class Repo:
     hidden: bool = False
     downloads: int = 0
     likes: int = 0
+    trending_score: float = 0.0
     gated_tokens: set[str] | None = None  # None: not gated
     fake_sha: str | None = None  # a hostile hub answers this instead of the commit sha
 
@@ -87,6 +102,19 @@ class Repo:
         return None
 
 
+def iso_time(seconds: float) -> str:
+    """A time as the Hub writes it: ``2025-09-30T12:34:56.789Z``."""
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{int(seconds * 1000) % 1000:03d}Z"
+
+
+def rate_limit_headers(bucket: str, remaining: int, reset: int, quota: int, window: float) -> dict[str, str]:
+    """The Hub's rate-limit headers (draft-ietf-httpapi-ratelimit-headers-09, as huggingface_hub #3553 shows them)."""
+    return {
+        "RateLimit": f'"{bucket}";r={remaining};t={reset}',
+        "RateLimit-Policy": f'"fixed window";"{bucket}";q={quota};w={int(window)}',
+    }
+
+
 def card_metadata(readme: bytes | None) -> dict | None:
     """YAML front matter of a README, or None when missing or malformed."""
     if not readme:
@@ -101,8 +129,58 @@ def card_metadata(readme: bytes | None) -> dict | None:
     return data if isinstance(data, dict) else None
 
 
+# What a listing item holds unless ``expand`` or ``full`` asks for more (the Hub's documented default).
+LISTING_FIELDS = (
+    "_id",
+    "id",
+    "likes",
+    "downloads",
+    "trendingScore",
+    "private",
+    "tags",
+    "pipeline_tag",
+    "library_name",
+    "createdAt",
+)
+# ``full=true`` adds these; its siblings are file names only (sizes need ``model_info`` per repo).
+FULL_FIELDS = LISTING_FIELDS + ("sha", "lastModified", "siblings")
+# The sort keys the Hub's listing takes (huggingface_hub spells them created_at, ... and translates).
+LISTING_SORT_KEYS = ("downloads", "likes", "createdAt", "lastModified", "trendingScore")
+# The Hub's largest listing page.
+MAX_PAGE = 1000
+
+
+def bucket_of(path: str) -> str:
+    """The rate-limit bucket of a request path, as the Hub's documentation draws them."""
+    if path.startswith("/api/"):
+        return "api"
+    if "/resolve/" in path:
+        return "resolvers"
+    return "pages"
+
+
+@dataclass
+class Window:
+    """A fixed rate-limit window of one bucket: ``quota`` requests per ``seconds``, windows aligned to the clock."""
+
+    quota: int
+    seconds: float
+    start: float = 0.0
+    used: int = 0
+
+    def take(self, now: float) -> tuple[bool, int, int]:
+        """Count one request: (allowed, remaining after it, whole seconds to the window's end)."""
+        start = now - (now % self.seconds)
+        if start != self.start:
+            self.start, self.used = start, 0
+        allowed = self.used < self.quota
+        if allowed:
+            self.used += 1
+        return allowed, self.quota - self.used, max(1, math.ceil(self.start + self.seconds - now))
+
+
 class FakeHub:
-    def __init__(self, page_size: int = 2):
+    def __init__(self, page_size: int = MAX_PAGE):
         self.repos: dict[str, Repo] = {}
         self.datasets: dict[str, Repo] = {}
         self.page_size = page_size
@@ -112,6 +190,9 @@ class FakeHub:
         self.cdn_auth: list[tuple[str, str | None]] = []  # the same for the CDN server
         self.request_times: list[tuple[float, str, str]] = []  # (time, method, path)
         self.redirect_match: str | None = None
+        self.windows: dict[str, Window] = {}
+        self.requests_by_bucket: dict[str, int] = {}
+        self.limited_by_bucket: dict[str, int] = {}
         self._release = threading.Event()
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
@@ -168,10 +249,19 @@ class FakeHub:
         with self._lock:
             self.faults.append(Fault("5xx", match, count, status, every=every))
 
-    def rate_limit(self, retry_after: str, count: int = 1, match: str | None = None) -> None:
-        """429 Too Many Requests with ``Retry-After: retry_after`` (seconds, or an HTTP date)."""
+    def quota(self, bucket: str, requests: int, seconds: float) -> None:
+        """Limit ``bucket`` (api, resolvers, pages) to ``requests`` per fixed window of ``seconds``, as the Hub does
+        (the real free tier: api 1 000, resolvers 5 000 per 300 s)."""
         with self._lock:
-            self.faults.append(Fault("429", match, count, header=retry_after))
+            self.windows[bucket] = Window(requests, seconds)
+
+    def rate_limit(self, seconds: str, count: int = 1, match: str | None = None, retry_after: bool = False) -> None:
+        """429 Too Many Requests as the Hub answers it: ``RateLimit: "BUCKET";r=0;t=SECONDS``, no Retry-After. With
+        ``retry_after``, the way a proxy or mirror may answer instead: ``Retry-After: SECONDS`` (seconds or an HTTP
+        date) and no RateLimit header."""
+        with self._lock:
+            self.faults.append(Fault("429", match, count, value=0.0, retry_after=retry_after))
+            self.faults[-1].header = seconds
 
     def stall(self, match: str | None = None, count: int | None = None) -> None:
         """Accept the connection, read the request, and never answer (until the hub stops)."""
@@ -300,17 +390,31 @@ class FakeHub:
             "disabled": False,
             "downloads": repo.downloads,
             "likes": repo.likes,
+            "trendingScore": repo.trending_score,
             "tags": tags,
             "pipeline_tag": (card or {}).get("pipeline_tag"),
             "library_name": library,
-            "lastModified": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(commit.created)),
-            "createdAt": time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(repo.commits[0].created)),
+            "lastModified": iso_time(commit.created),
+            "createdAt": iso_time(repo.commits[0].created),
             "cardData": card,
             "siblings": [
                 {"rfilename": name, "size": len(data), "blobId": hashlib.sha1(data).hexdigest()}
                 for name, data in sorted(commit.files.items())
             ],
         }
+
+    def take_request(self, path: str) -> tuple[bool, dict[str, str]]:
+        """Count a request against its bucket's window: (allowed, the RateLimit headers to answer with)."""
+        bucket = bucket_of(path)
+        with self._lock:
+            self.requests_by_bucket[bucket] = self.requests_by_bucket.get(bucket, 0) + 1
+            window = self.windows.get(bucket)
+            if window is None:
+                return True, {}
+            allowed, remaining, reset = window.take(time.time())
+            if not allowed:
+                self.limited_by_bucket[bucket] = self.limited_by_bucket.get(bucket, 0) + 1
+        return allowed, rate_limit_headers(bucket, remaining, reset, window.quota, window.seconds)
 
 
 class _Server(ThreadingHTTPServer):
@@ -327,6 +431,13 @@ class _Server(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     hub: FakeHub
     protocol_version = "HTTP/1.1"
+    _rate_headers: dict[str, str] = {}  # noqa: RUF012 - replaced per request, never mutated
+
+    def end_headers(self) -> None:
+        # Every answer of a bucket with a quota says where the window stands (the Hub's way), errors included.
+        for key, value in self._rate_headers.items():
+            self.send_header(key, value)
+        super().end_headers()
 
     def log_message(self, *args) -> None:  # keep test output clean
         pass
@@ -366,6 +477,10 @@ class _Handler(BaseHTTPRequestHandler):
         hub.requests.append((method, path, self.headers.get("Range")))
         hub.auth.append((path, self.headers.get("Authorization")))
         hub.request_times.append((time.monotonic(), method, path))
+        allowed, self._rate_headers = hub.take_request(path)
+        if not allowed:
+            self._error(429, "RateLimited", "rate limit reached: retry after the window ends", head=method == "HEAD")
+            return
         slow = hub._take_fault("slow", path, method)
         if slow:
             time.sleep(slow.value)
@@ -379,7 +494,13 @@ class _Handler(BaseHTTPRequestHandler):
             return
         limited = hub._take_fault("429", path, method)
         if limited:
-            self._error(429, "RateLimited", "too many requests", {"Retry-After": limited.header}, method == "HEAD")
+            self._rate_headers = {}  # this answer's own headers say it all
+            if limited.retry_after:
+                headers = {"Retry-After": limited.header}
+            else:
+                window = hub.windows.get(bucket_of(path)) or Window(500, 300)
+                headers = rate_limit_headers(bucket_of(path), 0, int(limited.header), window.quota, window.seconds)
+            self._error(429, "RateLimited", "too many requests", headers, method == "HEAD")
             return
         query = urllib.parse.parse_qs(parsed.query)
         if path == "/api/models":
@@ -387,7 +508,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = re.fullmatch(r"/api/datasets/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if match:
-            self._model_info(match.group(1), match.group(2) or "main", [], "dataset")
+            blobs = (query.get("blobs") or [""])[0].lower() == "true"
+            self._model_info(match.group(1), match.group(2) or "main", [], "dataset", blobs=blobs)
             return
         match = re.fullmatch(r"/datasets/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if match:
@@ -399,7 +521,8 @@ class _Handler(BaseHTTPRequestHandler):
             return
         match = re.fullmatch(r"/api/models/([^/]+/[^/]+)(?:/revision/(.+))?", path)
         if match:
-            self._model_info(match.group(1), match.group(2) or "main", query.get("expand") or [])
+            blobs = (query.get("blobs") or [""])[0].lower() == "true"
+            self._model_info(match.group(1), match.group(2) or "main", query.get("expand") or [], blobs=blobs)
             return
         match = re.fullmatch(r"/([^/]+/[^/]+)/resolve/([^/]+)/(.+)", path)
         if match:
@@ -418,6 +541,15 @@ class _Handler(BaseHTTPRequestHandler):
         filters = query.get("filter") or []
         limit = int((query.get("limit") or [0])[0] or 0)
         offset = int((query.get("offset") or [0])[0] or 0)
+        expand = query.get("expand") or []
+        full = (query.get("full") or [""])[0].lower() == "true"
+        sort = (query.get("sort") or [None])[0]
+        if expand and full:
+            self._error(400, "BadRequest", "expand cannot be combined with full")
+            return
+        if sort is not None and sort not in LISTING_SORT_KEYS:
+            self._error(400, "BadRequest", f"invalid sort {sort!r}")
+            return
         models = []
         for repo_id in sorted(hub.repos):
             repo = self._visible(repo_id)
@@ -431,42 +563,31 @@ class _Handler(BaseHTTPRequestHandler):
             if filters and not set(filters) <= set(payload["tags"]):
                 continue
             models.append(payload)
-        sort = (query.get("sort") or [None])[0]
-        if sort in ("downloads", "likes"):
+        if sort is not None:
+            # Largest first (the Hub's direction=-1); the ids' order breaks ties.
             models.sort(key=lambda m: m[sort], reverse=True)
         if limit:
             models = models[:limit]
-        page = models[offset : offset + hub.page_size]
+        size = min(hub.page_size, MAX_PAGE)
+        page = models[offset : offset + size]
         headers = {}
-        if offset + hub.page_size < len(models):
+        if offset + size < len(models):
             params = {k: v for k, v in query.items() if k != "offset"}
-            params["offset"] = [str(offset + hub.page_size)]
+            params["offset"] = [str(offset + size)]
             url = f"{hub.endpoint}/api/models?{urllib.parse.urlencode(params, doseq=True)}"
             headers["Link"] = f'<{url}>; rel="next"'
-        self._json(
-            [
-                {
-                    k: m[k]
-                    for k in (
-                        "_id",
-                        "id",
-                        "modelId",
-                        "sha",
-                        "tags",
-                        "downloads",
-                        "likes",
-                        "pipeline_tag",
-                        "library_name",
-                        "lastModified",
-                        "private",
-                    )
-                }
-                for m in page
-            ],
-            headers,
-        )
+        fields = ("_id", "id", *expand) if expand else FULL_FIELDS if full else LISTING_FIELDS
+        items = []
+        for model in page:
+            item = {k: model[k] for k in fields if k in model}
+            if "siblings" in item:
+                item["siblings"] = [{"rfilename": s["rfilename"]} for s in item["siblings"]]
+            items.append(item)
+        self._json(items, headers)
 
-    def _model_info(self, repo_id: str, revision: str, expand: list[str], repo_type: str = "model") -> None:
+    def _model_info(
+        self, repo_id: str, revision: str, expand: list[str], repo_type: str = "model", blobs: bool = True
+    ) -> None:
         repo = self._visible(repo_id, repo_type)
         if repo is None:
             self._error(404, "RepoNotFound", f"Repository {repo_id} not found")
@@ -476,6 +597,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(404, "RevisionNotFound", f"Invalid rev id: {revision}")
             return
         payload = self.hub.model_payload(repo, commit)
+        if not blobs:
+            # File sizes only when asked (huggingface_hub's files_metadata=True sends blobs=True).
+            payload["siblings"] = [{"rfilename": s["rfilename"]} for s in payload["siblings"]]
         if expand:
             # Like the Hub: only the expanded properties (plus the ids), and evalResults only when expanded.
             payload = {k: v for k, v in payload.items() if k in ("_id", "id") or k in expand}
@@ -524,7 +648,7 @@ class _Handler(BaseHTTPRequestHandler):
                 404,
                 "EntryNotFound",
                 f"{filename} does not exist at {revision}",
-                {"X-Repo-Commit": commit.sha},
+                {"X-Repo-Commit": self.hub.sha_of(repo, commit)},
                 head=head,
             )
             return

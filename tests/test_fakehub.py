@@ -5,6 +5,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
+from flows.families import SORT_KEYS
 from tests.fakehub import model_index, write_model
 
 
@@ -24,8 +25,9 @@ def populated(fake_hub, tmp_path):
 
 def test_list_models_paginates_and_filters(populated):
     api = HfApi(endpoint=populated.endpoint)
+    populated.page_size = 2
     assert [m.id for m in api.list_models(author="acme")] == [f"acme/m{i}" for i in range(5)]
-    assert populated.count("GET", "/api/models") >= 3  # page size 2: three pages
+    assert populated.count("GET", "/api/models") == 3  # page size 2: three pages
     assert [m.id for m in api.list_models(search="m3")] == ["acme/m3"]
     assert len(list(api.list_models(filter="base_model:acme/base"))) == 5
     assert len(list(api.list_models(author="acme", limit=3))) == 3
@@ -78,13 +80,85 @@ def test_ignored_range_still_gives_the_right_header(populated):
     assert meta.files_metadata["model.safetensors"].tensors["a.weight"].shape == [20, 10]
 
 
-def test_rate_limit_answers_429_with_retry_after(populated):
+def test_a_listing_holds_no_sha_unless_asked(populated):
+    """The Hub's documented listing: no sha or lastModified by default; expand returns only what it names (and the
+    ids); full adds sha, lastModified and file names without sizes."""
+    import httpx2
+
+    plain = httpx2.get(f"{populated.endpoint}/api/models", params={"author": "acme"}).json()
+    assert set(plain[0]) == {
+        "_id", "id", "likes", "downloads", "trendingScore", "private", "tags", "pipeline_tag", "library_name",
+        "createdAt",
+    }  # fmt: skip
+    expanded = httpx2.get(
+        f"{populated.endpoint}/api/models", params={"author": "acme", "expand": ["sha", "lastModified"]}
+    ).json()
+    assert set(expanded[0]) == {"_id", "id", "sha", "lastModified"}
+    assert expanded[0]["sha"] == populated.repos["acme/m0"].head.sha
+    full = httpx2.get(f"{populated.endpoint}/api/models", params={"author": "acme", "full": "true"}).json()
+    assert {"sha", "lastModified", "siblings"} <= set(full[0])
+    assert all(set(sibling) == {"rfilename"} for sibling in full[0]["siblings"])
+    # Through the client: a plain listing leaves ModelInfo.sha empty, expand fills it.
+    api = HfApi(endpoint=populated.endpoint)
+    assert {m.sha for m in api.list_models(author="acme")} == {None}
+    assert None not in {m.sha for m in api.list_models(author="acme", expand=["sha"])}
+
+
+def test_model_info_has_file_sizes_only_when_asked(populated):
+    api = HfApi(endpoint=populated.endpoint)
+    assert {s.size for s in api.model_info("acme/m1").siblings} == {None}
+    assert None not in {s.size for s in api.model_info("acme/m1", files_metadata=True).siblings}
+
+
+def test_listings_sort_by_every_documented_key_largest_first(populated):
+    api = HfApi(endpoint=populated.endpoint)
+    for i, repo in enumerate(f"acme/m{i}" for i in range(5)):
+        populated.repos[repo].downloads = [5, 1, 4, 2, 3][i]
+        populated.repos[repo].likes = [1, 5, 2, 4, 3][i]
+        populated.repos[repo].trending_score = [2.0, 1.0, 5.0, 3.0, 4.0][i]
+    for i in range(5):  # created a minute apart, m4 last
+        populated.repos[f"acme/m{i}"].commits[0].created = 1_700_000_000 + 60 * i
+    populated.commit("acme/m2", {"extra.txt": b"newest commit"})
+    ids = {sort: [m.id for m in api.list_models(author="acme", sort=sort)] for sort in SORT_KEYS}
+    assert ids["downloads"] == ["acme/m0", "acme/m2", "acme/m4", "acme/m3", "acme/m1"]
+    assert ids["likes"] == ["acme/m1", "acme/m3", "acme/m4", "acme/m2", "acme/m0"]
+    assert ids["trending_score"] == ["acme/m2", "acme/m4", "acme/m3", "acme/m0", "acme/m1"]
+    assert ids["last_modified"][0] == "acme/m2"  # the newest commit
+    assert ids["created_at"][0] == "acme/m4"  # the newest repo
+
+
+def test_a_quota_answers_as_the_hub_does(populated):
+    """Per bucket, a fixed window: every answer carries RateLimit and RateLimit-Policy; past the quota, 429 with
+    r=0 and the seconds to the window's end, and no Retry-After (huggingface_hub issue #3553)."""
+    import httpx2
+
+    populated.quota("api", 3, 30)
+    url = f"{populated.endpoint}/api/models/acme/m1"
+    answers = [httpx2.get(url) for _ in range(4)]
+    assert [a.status_code for a in answers] == [200, 200, 200, 429]
+    remaining = [a.headers["RateLimit"].split(";")[1] for a in answers]
+    assert remaining == ["r=2", "r=1", "r=0", "r=0"]
+    assert answers[0].headers["RateLimit-Policy"] == '"fixed window";"api";q=3;w=30'
+    seconds = int(answers[3].headers["RateLimit"].split("t=")[1])
+    assert 1 <= seconds <= 30 and "Retry-After" not in answers[3].headers
+    # Another bucket has its own budget (none here): downloads still go through.
+    assert httpx2.head(f"{populated.endpoint}/acme/m1/resolve/main/README.md").status_code == 200
+    assert populated.limited_by_bucket == {"api": 1} and populated.requests_by_bucket["resolvers"] == 1
+
+
+def test_rate_limit_fault_as_the_hub_or_as_a_proxy(populated):
     import httpx2
 
     populated.rate_limit("2", match="/api/models/acme/m1")
     response = httpx2.get(f"{populated.endpoint}/api/models/acme/m1")
-    assert response.status_code == 429 and response.headers["Retry-After"] == "2"
+    assert response.status_code == 429 and response.headers["RateLimit"] == '"api";r=0;t=2'
+    assert "Retry-After" not in response.headers
     assert httpx2.get(f"{populated.endpoint}/api/models/acme/m1").status_code == 200  # a burst of one
+    populated.rate_limit("2", match="/api/models/acme/m1", retry_after=True)
+    response = httpx2.get(f"{populated.endpoint}/api/models/acme/m1")
+    assert (
+        response.status_code == 429 and response.headers["Retry-After"] == "2" and "RateLimit" not in response.headers
+    )
 
 
 def test_flapping_5xx_fails_one_request_in_three(populated):
