@@ -12,18 +12,10 @@ from ..analyze import usable_cores
 from ..families import FamiliesError, load_families, validate_query
 from ..lake import Lake, LakeError, lake_path
 from ..lake.esd import DEFAULT_ESD, ESD_MODES
-from ..pipeline import (
-    FAILED_STATUSES,
-    SCAN_DEFAULTS,
-    STATUS_FAILED,
-    STATUS_GATED,
-    STATUS_SKIPPED,
-    NothingListed,
-    SourceSpec,
-    run_scan,
-)
+from ..pipeline import INFERRED_FAMILY, SCAN_DEFAULTS, NothingListed, ScanOptions, ScanReport, SourceSpec, run_scan
 from ..sources import HUB_INVALID, HUB_NOT_FOUND, HubError, HubSettings
 from ..sources.base import check_repo_id
+from ..status import Status
 from ._errors import EXIT_BAD_INPUT, CliError
 from ._options import (
     add_analysis_arguments,
@@ -88,6 +80,13 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="SECONDS",
         help="first wait before a retry, doubled each time; Retry-After wins, up to 30 s (default 0.5)",
     )
+    hub.add_argument(
+        "--hub-rate-limit-wait",
+        type=positive_seconds,
+        metavar="SECONDS",
+        help="the most time the scan waits for the hub's rate-limit windows in all; past it, models are retried by "
+        "the next scan (default 21600: 6 h; also WWHUB_HUB_RATE_LIMIT_WAIT)",
+    )
 
 
 def source_spec(args: argparse.Namespace) -> SourceSpec:
@@ -123,7 +122,10 @@ def source_spec(args: argparse.Namespace) -> SourceSpec:
         location = args.endpoint
         try:
             settings = HubSettings.from_env(
-                timeout=args.hub_timeout, retries=args.hub_retries, backoff=args.hub_backoff
+                timeout=args.hub_timeout,
+                retries=args.hub_retries,
+                backoff=args.hub_backoff,
+                rate_limit_wait=getattr(args, "hub_rate_limit_wait", None),
             )
         except ValueError as err:
             raise CliError(str(err).replace("hub ", "--hub-", 1)) from None
@@ -182,7 +184,13 @@ def families_from_args(args: argparse.Namespace, everything_allowed: bool) -> di
     if not any(k in query for k in ("repos", "author", "search", "filter")) and not everything_allowed:
         raise CliError("nothing to scan: give REPO_ID..., --families FILE, or a query (--author/--search/--filter)")
     # Without --family, each model's family is inferred from its name ("*").
-    return {args.family or "*": query}
+    return {args.family or INFERRED_FAMILY: query}
+
+
+def records_membership(args: argparse.Namespace) -> bool:
+    """A family's listing is its membership when the family is defined by a query: a families file, or a named
+    query (``--family`` with ``--author``/``--search``/``--filter``); repo ids typed on the command line are not."""
+    return bool(args.families) or bool(args.family and not args.repos)
 
 
 def register(sub) -> None:
@@ -237,7 +245,16 @@ def run(args: argparse.Namespace) -> int:
     spec = source_spec(args)
     families = families_from_args(args, everything_allowed=spec.kind != "hub")
     selection = layer_selection(args)
-    options = analysis_options(args)
+    options = ScanOptions(
+        analysis=analysis_options(args),
+        force=args.force,
+        esd=args.esd,
+        layers=selection.text,
+        base=args.base,
+        distances=not args.no_distances,
+        workers=args.workers,
+        membership=records_membership(args),
+    )
     lake = lake_path(args.lake)
     try:
         Lake.check_writable(lake)  # a file, a read-only or a foreign folder: one line, before anything is listed
@@ -265,23 +282,17 @@ def run(args: argparse.Namespace) -> int:
     try:
         with models_bar, shards_bar:
             if args.task_runner == "dask":
-                report = _run_on_dask(address, args, spec, families, str(lake), options)
+                report = _run_on_dask(address, spec, families, str(lake), options)
             else:
                 report = run_scan(
                     spec,
                     families,
                     str(lake),
                     options,
-                    force=args.force,
-                    workers=args.workers,
                     on_listed=lambda n: models_bar.reset(total=n),
                     on_model=on_model,
                     on_shard=lambda repo, shard: shards_bar.update(1),
-                    esd=args.esd,
                     require_models=True,
-                    layers=selection.text,
-                    base=args.base,
-                    distances=not args.no_distances,
                 )
     except NothingListed:
         if spec.kind == "local":
@@ -295,35 +306,30 @@ def run(args: argparse.Namespace) -> int:
     return report_scan(report, families, lake, selection.text if not selection.is_all else None)
 
 
-def report_scan(report, families: dict[str, dict], lake: Path, layers: str | None = None) -> int:
+def report_scan(report: ScanReport, families: dict[str, dict], lake: Path, layers: str | None = None) -> int:
     """The summary on stdout, one line per problem on stderr, and the exit code."""
-    scanned = report.count("scanned", "partial")
-    failed = report.count(*FAILED_STATUSES) - report.count(STATUS_GATED) + len(report.list_errors)
+    counts = report.counts()
     print(
-        f"scan {report.scan_id}: listed {report.listed}, scanned {scanned}, "
-        f"skipped {report.count(STATUS_SKIPPED)} (already in the lake), unsupported {report.count('unsupported')}, "
-        f"gated {report.count(STATUS_GATED)}, failed {failed}"
+        f"scan {report.scan_id}: listed {counts['listed']}, scanned {counts['scanned']}, "
+        f"skipped {counts['skipped']} (already in the lake), unsupported {counts['unsupported']}, "
+        f"gated {counts['gated']}, failed {counts['failed']}"
         f"  → lake {lake}"
     )
     if layers:
         print(f"  summaries cover layers {layers!r} only (models.layer_selection)")
     for o in report.outcomes:
-        if o.status in ("scanned", STATUS_SKIPPED) and "no distances to base" in o.reason:
-            print(f"  {o.repo_id}@{o.revision[:12]}: {o.reason}")
+        if o.status in (Status.SCANNED, Status.SKIPPED) and "no distances to base" in o.reason:
+            print(f"  {o.label}: {o.reason}")
     sys.stdout.flush()
-    for family, count in report.listed_by_family.items():
-        if count == 0 and len(families) > 1:
+    for family, refs in report.listings.items():
+        if not refs and len(families) > 1:
             print(
                 f"wwhub scan: warning: family {family} lists no models ({_describe({'*': families[family]})})",
                 file=sys.stderr,
             )
-    for error in report.list_errors:
-        print(f"wwhub scan: failed: {error}", file=sys.stderr)
-    for o in report.outcomes:
-        if o.status in (*FAILED_STATUSES, "partial", "unsupported"):
-            reason = o.reason if o.reason.startswith(o.repo_id) else f"{o.repo_id}@{o.revision[:12]}: {o.reason}"
-            print(f"wwhub scan: {o.status}: {reason}", file=sys.stderr)
-    missing = [o for o in report.outcomes if o.status == STATUS_FAILED]
+    for problem in report.problems():
+        print(f"wwhub scan: {problem}", file=sys.stderr)
+    missing = [o for o in report.outcomes if o.status == Status.FAILED]
     if missing and len(missing) == len(report.outcomes) and all(o.error_kind == HUB_NOT_FOUND for o in missing):
         # Every repo asked for is missing: a typo, not a partial scan.
         return EXIT_BAD_INPUT
@@ -361,20 +367,9 @@ def check_dask_scheduler(address: str | None) -> str:
     return address
 
 
-def _run_on_dask(address, args, spec, families, lake, options):
-    """The same scan as a Prefect flow whose per-model tasks run on an existing Dask cluster (prefect-dask)."""
+def _run_on_dask(address: str, spec: SourceSpec, families: dict[str, dict], lake: str, options: ScanOptions):
+    """The same scan loop as a Prefect flow whose per-model tasks run on an existing Dask cluster (prefect-dask)."""
     from ..scan import make_task_runner, scan_families
 
     runner = make_task_runner("dask", address)
-    selection = layer_selection(args)
-    return scan_families.with_options(task_runner=runner)(
-        families,
-        lake,
-        spec,
-        options,
-        args.force,
-        esd=args.esd,
-        layers=selection.text,
-        base=args.base,
-        distances=not args.no_distances,
-    )
+    return scan_families.with_options(task_runner=runner)(families, lake, spec, options)

@@ -1,11 +1,15 @@
-"""HTTP to the hub with bounded time: timeouts, per-request retries, Retry-After, and the token kept on the hub.
+"""HTTP to the hub with bounded time: timeouts, per-request retries, rate limits waited out, the token kept on the hub.
 
 huggingface_hub sends every request through one shared httpx2 client. :func:`install` gives that client a transport
 that, for every request the client makes (``model_info``, ``list_models``, header Range reads, downloads):
 
 * applies :class:`HubSettings`' timeouts (the client itself passes none to ``model_info`` and ``list_models``, so a
   stalled server would hang a scan forever);
-* retries each GET/HEAD on connection errors, timeouts and HTTP 408/429/5xx, and on a body that breaks off for
+* keeps every request to the hub inside its rate-limit window (``ratelimit.py``: one budget per bucket for the
+  whole process, learnt from the ``RateLimit`` headers): a request that would overrun the window waits for its
+  end, and a 429 is waited out (``RateLimit``'s ``t``, or ``Retry-After``) without counting as a failed attempt,
+  up to ``rate_limit_wait`` seconds of waiting per scan;
+* retries each GET/HEAD on connection errors, timeouts and HTTP 408/5xx, and on a body that breaks off for
   small answers (API JSON, header Range reads: read here, whole), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
@@ -22,7 +26,6 @@ Settings come from ``wwhub scan`` options or ``WWHUB_HUB_*`` variables, read her
 
 from __future__ import annotations
 
-import email.utils
 import os
 import re
 import threading
@@ -30,14 +33,18 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
+from .ratelimit import RateLimiter, RateLimitExhausted, bucket_of, retry_after_seconds
+
 # Variables for the settings below (the CLI's --hub-* options win over them).
 ENV_VARIABLES = {
     "timeout": "WWHUB_HUB_TIMEOUT",
     "retries": "WWHUB_HUB_RETRIES",
     "backoff": "WWHUB_HUB_BACKOFF",
     "max_wait": "WWHUB_HUB_MAX_WAIT",
+    "rate_limit_wait": "WWHUB_HUB_RATE_LIMIT_WAIT",
 }
-RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+RETRY_STATUSES = frozenset({408, 500, 502, 503, 504})
+RATE_LIMITED = 429
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _CLOSED_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
@@ -55,15 +62,18 @@ class HubSettings:
 
     ``timeout``: seconds to wait for any read or write on a connection (a stalled server fails after this);
     ``retries``: further attempts of one request after a transient failure; ``backoff``: the first wait, doubled
-    at each attempt; ``max_wait``: cap of any single wait, ``Retry-After`` included."""
+    at each attempt; ``max_wait``: cap of any single wait after a failure, ``Retry-After`` included;
+    ``rate_limit_wait``: the most wall time a scan waits for the hub's rate-limit windows in all (6 h: a night), after
+    which the requests that would wait fail and their models are retried by the next scan."""
 
     timeout: float = 30.0
     retries: int = 3
     backoff: float = 0.5
     max_wait: float = 30.0
+    rate_limit_wait: float = 6 * 3600.0
 
     def __post_init__(self) -> None:
-        for name in ("timeout", "backoff", "max_wait"):
+        for name in ("timeout", "backoff", "max_wait", "rate_limit_wait"):
             value = getattr(self, name)
             least = 0 if name == "backoff" else 1e-3
             if not (isinstance(value, int | float) and least <= value < float("inf")):
@@ -103,22 +113,6 @@ class HubProtocolError(Exception):
     """The hub answered something unsafe to use (e.g. an ``X-Repo-Commit`` that is not a commit sha)."""
 
 
-def retry_after_seconds(value: str | None) -> float | None:
-    """``Retry-After`` as seconds: a number, or an HTTP date (RFC 9110 §10.2.3). None when absent or unreadable."""
-    if not value:
-        return None
-    value = value.strip()
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
-
-
 def _small_body(request) -> bool:
     if request.method != "GET":
         return False
@@ -141,10 +135,11 @@ def _transport_class():
         CDN); anything else the client asks on its own (e.g. its agent registry) gets one attempt and keeps its own,
         shorter, timeout."""
 
-        def __init__(self, settings: HubSettings, endpoint: str):
+        def __init__(self, settings: HubSettings, endpoint: str, limiter: RateLimiter):
             self.settings = settings
             self.hub_origin = origin(endpoint)
             self.served_by_hub = {self.hub_origin}
+            self.limiter = limiter
             self.inner = httpx2.HTTPTransport()
 
         def handle_request(self, request):
@@ -154,14 +149,23 @@ def _transport_class():
             ours = target in self.served_by_hub
             request.extensions["timeout"] = self._timeouts(request.extensions.get("timeout") or {}, ours)
             retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
+            # The hub itself counts requests per bucket; the hosts it redirects to (a CDN) do not.
+            bucket = bucket_of(request.url.path) if target == self.hub_origin else None
             attempt = 0
             while True:
-                response, failure, retry_after = self._attempt(request, retry=retries > 0)
+                if bucket is not None:
+                    try:
+                        self.limiter.acquire(bucket)
+                    except RateLimitExhausted as err:
+                        raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
+                response, failure, retry_after = self._attempt(request, retry=retries > 0, bucket=bucket)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
                         self.served_by_hub.add(origin(str(request.url.join(response.headers["Location"]))))
                     return response
+                if failure == RATE_LIMITED:
+                    continue  # not a failed attempt: the limiter waits for the window's end
                 if attempt >= retries:
                     if not ours and isinstance(failure, Exception):
                         raise failure
@@ -170,19 +174,30 @@ def _transport_class():
                 time.sleep(self.settings.wait(attempt, retry_after))
                 attempt += 1
 
-        def _attempt(self, request, retry: bool):
-            """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again."""
+        def _attempt(self, request, retry: bool, bucket: str | None):
+            """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
+            ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
+            """
             try:
                 response = self.inner.handle_request(request)
             except httpx2.TransportError as err:
+                if bucket is not None:
+                    self.limiter.observe(bucket, None, limited=False, fallback_wait=0)
                 return None, err, None
+            limited = response.status_code == RATE_LIMITED and request.method in _IDEMPOTENT
+            if bucket is not None:
+                fallback = self.settings.wait(0, None)
+                self.limiter.observe(bucket, response.headers, limited=limited, fallback_wait=fallback)
             commit = response.headers.get("X-Repo-Commit")
             if commit is not None and not _COMMIT_SHA.match(commit):
                 response.close()
                 raise HubProtocolError(
                     f"{request.method} {request.url}: the hub answered an invalid commit sha {commit[:80]!r}"
                 )
-            if retry and response.status_code in RETRY_STATUSES:
+            if limited and bucket is not None:
+                response.close()
+                return None, RATE_LIMITED, None
+            if retry and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
             if retry and _small_body(request):
@@ -214,6 +229,20 @@ def _describe(failure) -> str:
 
 _installed: tuple[HubSettings, tuple] | None = None
 _lock = threading.Lock()
+# One budget per hub for the whole process, whatever client or settings come and go.
+_limiters: dict[tuple, RateLimiter] = {}
+
+
+def rate_limiter(endpoint: str, settings: HubSettings) -> RateLimiter:
+    """The process's rate limiter for the hub at ``endpoint`` (created on first use)."""
+    with _lock:
+        return _limiter_for(endpoint, settings)
+
+
+def _limiter_for(endpoint: str, settings: HubSettings) -> RateLimiter:
+    limiter = _limiters.setdefault(origin(endpoint), RateLimiter(settings.rate_limit_wait))
+    limiter.max_total_wait = settings.rate_limit_wait
+    return limiter
 
 
 def install(settings: HubSettings, endpoint: str) -> None:
@@ -229,11 +258,12 @@ def install(settings: HubSettings, endpoint: str) -> None:
         from huggingface_hub.utils._http import hf_request_event_hook
 
         transport_class = _transport_class()
+        limiter = _limiter_for(endpoint, settings)
 
         def client_factory():
             # huggingface_hub's own client, with our transport under it (its request hook handles HF_HUB_OFFLINE).
             return httpx2.Client(
-                transport=transport_class(settings, endpoint),
+                transport=transport_class(settings, endpoint, limiter),
                 event_hooks={"request": [hf_request_event_hook]},
                 follow_redirects=True,
                 timeout=None,
@@ -254,3 +284,4 @@ def uninstall() -> None:
 
         set_client_factory(default_client_factory)
         _installed = None
+        _limiters.clear()

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.sources.transport import HubSettings, retry_after_seconds
+from flows.sources.ratelimit import retry_after_seconds
+from flows.sources.transport import HubSettings, uninstall
 from tests.fakehub import FakeHub, model_index, write_model
 from tests.flows.lake.synth import rows
 
@@ -65,7 +66,13 @@ def scan(hub, lake, *extra: str, repos=REPOS) -> int:
 
 
 def status(lake, repo_id: str) -> tuple[str, str]:
-    return rows(lake, "SELECT status, reason FROM models WHERE repo_id = ?", [repo_id])[0]
+    """The newest record of a repo: its models row, or the attempt of a scan that could not scan it."""
+    return rows(
+        lake,
+        "SELECT status, reason FROM (SELECT status, reason, attempted_at AS happened FROM attempts WHERE repo_id = $1 "
+        "UNION ALL SELECT status, reason, scanned_at FROM models WHERE repo_id = $1) ORDER BY happened DESC LIMIT 1",
+        [repo_id],
+    )[0]
 
 
 def test_flapping_5xx_one_request_in_three_changes_nothing(faults, clean_rows, tmp_path, capsys):
@@ -77,19 +84,34 @@ def test_flapping_5xx_one_request_in_three_changes_nothing(faults, clean_rows, t
     assert sum(1 for _, method, path in faults.request_times if method == "GET") > 6
 
 
-def test_retry_after_is_honoured(faults, clean_rows, tmp_path):
+def test_a_429_as_the_hub_answers_it_is_waited_out_not_failed(faults, clean_rows, tmp_path):
+    # The Hub's 429 names the seconds to the window's end in RateLimit (no Retry-After). With --hub-retries 0 a
+    # failed attempt would cost the model: a rate limit is not one.
     faults.rate_limit("1", count=1, match="/api/models/acme/flaky-1m")
-    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0") == 0
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0", "--hub-retries", "0") == 0
     times = [t for t, _, path in faults.request_times if path.startswith("/api/models/acme/flaky-1m")]
-    # Without Retry-After the retry would come at once (--hub-backoff 0); with it, at least a second later.
-    assert times[1] - times[0] >= 1.0
+    assert times[1] - times[0] >= 0.9  # the window's end, not at once
     assert rows(tmp_path / "lake", ROWS) == clean_rows
 
 
-def test_retry_after_is_capped(faults, clean_rows, tmp_path, monkeypatch):
-    monkeypatch.setenv("WWHUB_HUB_MAX_WAIT", "0.2")
-    faults.rate_limit("3600", count=2, match="/api/models/acme/flaky-2m")  # an hour, twice
-    assert scan(faults, tmp_path / "lake") == 0  # finishes: each wait is capped at 0.2 s
+def test_retry_after_of_a_proxy_is_waited_out_too(faults, clean_rows, tmp_path):
+    faults.rate_limit("1", count=1, match="/api/models/acme/flaky-1m", retry_after=True)
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0", "--hub-retries", "0") == 0
+    times = [t for t, _, path in faults.request_times if path.startswith("/api/models/acme/flaky-1m")]
+    assert times[1] - times[0] >= 0.9
+    assert rows(tmp_path / "lake", ROWS) == clean_rows
+
+
+def test_the_rate_limit_wait_is_capped_and_the_model_tried_again_next_scan(faults, clean_rows, tmp_path, capsys):
+    faults.rate_limit("3600", count=1, match="/api/models/acme/flaky-2m")  # an hour
+    started = time.monotonic()
+    assert scan(faults, tmp_path / "lake", "--hub-rate-limit-wait", "1") == 1
+    assert time.monotonic() - started < 120  # not an hour
+    model_status, reason = status(tmp_path / "lake", REPOS[1])
+    assert model_status == "unavailable" and "--hub-rate-limit-wait" in reason
+    assert "wwhub scan: unavailable: acme/flaky-2m@" in capsys.readouterr().err
+    uninstall()  # the next scan is another process: it knows nothing of the window the hub named
+    assert scan(faults, tmp_path / "lake") == 0  # scanned by the next scan
     assert rows(tmp_path / "lake", ROWS) == clean_rows
 
 
@@ -109,8 +131,10 @@ def test_a_lasting_5xx_costs_one_model_and_two_attempts_per_request(faults, tmp_
     model_status, reason = status(tmp_path / "lake", REPOS[0])
     assert model_status == "unavailable" and "hub unavailable: HTTP 503 (2 attempts" in reason
     assert status(tmp_path / "lake", REPOS[1])[0] == "scanned"
-    failing = [path for _, method, path in faults.request_times if "flaky-1m/resolve" in path]
-    assert len(failing) == 2  # one request, two attempts, then the model is recorded as unavailable
+    failing = [path.rsplit("/", 1)[1] for _, method, path in faults.request_times if "flaky-1m/resolve" in path]
+    # Each request two attempts: the pin by the resolver (which then falls back to model_info), then the card,
+    # after which the model is recorded as unavailable.
+    assert failing == [".gitattributes", ".gitattributes", "README.md", "README.md"]
     assert "wwhub scan: unavailable: acme/flaky-1m@" in capsys.readouterr().err
     # A passing outage is not "done": once the hub answers, the next scan scans the model (the other is skipped).
     faults.clear_faults()
