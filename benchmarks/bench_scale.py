@@ -20,7 +20,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.pipeline import SourceSpec, run_scan  # noqa: E402
+from flows.pipeline import ScanOptions, SourceSpec, run_scan  # noqa: E402
 from tests.e2e.conftest import BIN, free_port, start, stop, wait_until  # noqa: E402
 from tests.fakehub import FakeHub, model_index, write_model  # noqa: E402
 
@@ -56,7 +56,7 @@ def main() -> None:
             lake = tmp / f"threads-{workers}"
             # One layer at a time per model, so that 1 vs 2 compares models side by side, as Dask does below.
             results[f"threads x{workers}"] = timed(
-                run_scan, spec, families, str(lake), {}, workers=workers, layer_workers=1
+                run_scan, spec, families, str(lake), ScanOptions(workers=workers, layer_workers=1)
             )
 
         import httpx

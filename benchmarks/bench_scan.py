@@ -21,7 +21,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from flows.analyze import analyze_path, default_layer_workers  # noqa: E402
-from flows.pipeline import SourceSpec, run_scan  # noqa: E402
+from flows.pipeline import ScanOptions, SourceSpec, run_scan  # noqa: E402
 from tests.fakehub import FakeHub, model_index, write_model  # noqa: E402
 
 
@@ -53,9 +53,8 @@ def main() -> None:
                 analyze_path(folder, {}, workers=workers)
                 analyze.append(time.perf_counter() - start)
                 start = time.perf_counter()
-                report = run_scan(
-                    spec, {"bench": {"repos": ["bench/model-4shards"]}}, str(tmp / f"lake{attempt}"), {}, workers=1
-                )
+                families = {"bench": {"repos": ["bench/model-4shards"]}}
+                report = run_scan(spec, families, str(tmp / f"lake{attempt}"), ScanOptions(workers=1))
                 scan.append(time.perf_counter() - start)
                 assert report.count("scanned") == 1, report.outcomes
         a, s = min(analyze), min(scan)

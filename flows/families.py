@@ -112,6 +112,32 @@ def load_families(path: str | Path) -> dict[str, dict]:
     return {name: query.as_query() for name, query in families.items()}
 
 
+# Sort keys by which a new repo starts at the bottom (it has no downloads, likes or trend yet).
+POPULARITY_SORTS = ("downloads", "likes", "trending_score")
+
+
+def admission_warnings(families: dict[str, dict]) -> list[str]:
+    """Families that can hardly admit new members: fine-tunes of a base (a ``base_model:`` filter) sorted by
+    popularity and cut by a limit list the same popular repos every night, since a new fine-tune starts with no
+    downloads. One line per family, suggesting what would admit new ones."""
+    warnings = []
+    for name, query in families.items():
+        tags = query.get("filter") or []
+        tags = [tags] if isinstance(tags, str) else tags
+        if (
+            query.get("limit")
+            and query.get("sort") in POPULARITY_SORTS
+            and any(t.startswith("base_model:") for t in tags)
+        ):
+            label = f"family {name}" if name != "*" else "the query"
+            warnings.append(
+                f"{label}: a base_model filter sorted by {query['sort']} with limit {query['limit']} lists the same "
+                f"popular fine-tunes every night and admits new ones only once they are popular; use sort: "
+                "created_at (the newest) or no limit to follow new fine-tunes"
+            )
+    return warnings
+
+
 def validate_query(query: dict, option_names: dict[str, str]) -> dict:
     """A query built from command-line options, checked by the same schema. ``option_names`` maps a key to the
     option the user typed (``limit`` → ``--limit``). Raises FamiliesError naming the option and its value."""

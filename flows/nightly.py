@@ -26,20 +26,45 @@ def lake_snapshot(lake: str | Path) -> dict[str, dict]:
     return {row["repo_id"]: row for row in rows}
 
 
+def family_members(lake: str | Path) -> dict[str, set[str]]:
+    """Each family's current members (queries/family_members.sql), {} for an empty lake."""
+    root = lake_path(lake)
+    if Lake(root).layout() is None:
+        return {}
+    members: dict[str, set[str]] = {}
+    for row in run_query(root, "SELECT family, repo_id FROM family_members"):
+        members.setdefault(row["family"], set()).add(row["repo_id"])
+    return members
+
+
 @dataclass
 class Changes:
     new_models: list[dict] = field(default_factory=list)
     new_commits: list[tuple[dict, dict]] = field(default_factory=list)
     moved: list[tuple[dict, dict]] = field(default_factory=list)
     new_traps: list[tuple[dict | None, dict]] = field(default_factory=list)
+    joined: dict[str, list[str]] = field(default_factory=dict)  # family → repos its listing holds since tonight
+    left: dict[str, list[str]] = field(default_factory=dict)  # family → repos its listing no longer holds
 
     @property
     def scanned_repos(self) -> list[str]:
         return [m["repo_id"] for m in self.new_models] + [new["repo_id"] for _, new in self.new_commits]
 
 
-def compare_snapshots(before: dict[str, dict], after: dict[str, dict]) -> Changes:
+def compare_snapshots(
+    before: dict[str, dict],
+    after: dict[str, dict],
+    members_before: dict[str, set[str]] | None = None,
+    members_after: dict[str, set[str]] | None = None,
+) -> Changes:
     changes = Changes()
+    members_before, members_after = members_before or {}, members_after or {}
+    for family in sorted(members_after):
+        old, new = members_before.get(family, set()), members_after[family]
+        if new - old:
+            changes.joined[family] = sorted(new - old)
+        if old - new:
+            changes.left[family] = sorted(old - new)
     for repo_id, new in sorted(after.items()):
         old = before.get(repo_id)
         if old is None:
@@ -57,12 +82,13 @@ def _fmt(value) -> str:
     return "–" if value is None else f"{value:.3f}"
 
 
-def changes_markdown(changes: Changes, scanned: int, skipped: int, failed: list[str]) -> str:
-    """The nightly summary: what is new since the previous night, for a Prefect markdown artifact."""
+def changes_markdown(changes: Changes, counts: dict[str, int], problems: list[str]) -> str:
+    """The nightly summary: what is new since the previous night, for a Prefect markdown artifact. ``counts`` and
+    ``problems`` are the scan report's (``ScanReport.counts``, ``ScanReport.problems``)."""
     lines = [
         "# wwhub nightly scan",
         "",
-        f"scanned **{scanned}**, skipped {skipped} (already in the lake), failed {len(failed)}",
+        ", ".join(f"{name} **{count}**" if name == "scanned" else f"{name} {count}" for name, count in counts.items()),
         "",
     ]
     lines.append(f"## New models ({len(changes.new_models)})")
@@ -88,9 +114,13 @@ def changes_markdown(changes: Changes, scanned: int, skipped: int, failed: list[
         f"- `{new['repo_id']}`: {((old or {}).get('num_traps') or 0)} → {new['num_traps']} trapped layers"
         for old, new in changes.new_traps
     ] or ["- none"]
-    if failed:
-        lines.append("\n## Failures")
-        lines += [f"- {reason}" for reason in failed]
+    for title, moves in (("joined", changes.joined), ("left", changes.left)):
+        count = sum(len(repos) for repos in moves.values())
+        lines.append(f"\n## Models that {title} a family's listing ({count})")
+        lines += [f"- {family}: {', '.join(f'`{r}`' for r in repos)}" for family, repos in moves.items()] or ["- none"]
+    if problems:
+        lines.append("\n## Problems")
+        lines += [f"- {problem}" for problem in problems]
     return "\n".join(lines) + "\n"
 
 

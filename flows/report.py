@@ -86,14 +86,22 @@ def leaderboard_data(
     prefer_import: bool = False,
     dataset: str | None = None,
     require_metric: bool = False,
+    all_members: bool = False,
 ) -> tuple[list[dict], list[dict]]:
     """(leaderboard rows, correlation rows) for one family or all, for the chosen reported metric (a raw name is
     normalised: ``acc`` → ``accuracy``). With a family, the queries read only that family's models (the variable
-    ``family``). Raises NotInLake for a family the lake does not hold, and, with ``require_metric``, for a metric no
+    ``family``). A family with a recorded listing shows its current members, or every model it ever held with
+    ``all_members``. Raises NotInLake for a family the lake does not hold, and, with ``require_metric``, for a metric no
     scanned model reports (or none on ``dataset``)."""
     root = lake_path(lake)
     metric = normalize_metric(metric)
-    variables = {"metric": metric, "prefer_import": prefer_import, "dataset": dataset, "family": family or None}
+    variables = {
+        "metric": metric,
+        "prefer_import": prefer_import,
+        "dataset": dataset,
+        "family": family or None,
+        "all_members": all_members,
+    }
     board = run_query(root, "leaderboard", variables)
     if family and not board:
         held = run_query(
@@ -135,6 +143,10 @@ def board_view(board: list[dict], metric: str) -> list[dict]:
             )
             if row.get(k)
         ]
+        if row.get("last_attempt_failed"):
+            flags.append(f"last attempt {row.get('last_attempt_status') or 'failed'}")
+        if row.get("member") is False:
+            flags.append("no longer listed")
         rows.append({names.get(k, k): v for k, v in row.items()} | {"flags": ", ".join(flags)})
     return rows
 

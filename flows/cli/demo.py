@@ -10,8 +10,9 @@ from pathlib import Path
 
 from ..families import load_families
 from ..lake import Lake, LakeError, lake_path
-from ..pipeline import SourceSpec, run_scan
+from ..pipeline import ScanOptions, SourceSpec, run_scan
 from ..report import leaderboard_data, render_html, write_esd_plot, write_plots
+from ..status import Status
 from ._errors import EXIT_OK, CliError
 from ._output import check_output_folder
 from ._progress import progress_bar
@@ -46,9 +47,7 @@ def run(args: argparse.Namespace) -> int:
             spec,
             families,
             lake,
-            DEMO_OPTIONS,
-            force=args.force,
-            workers=2,
+            ScanOptions(analysis=DEMO_OPTIONS, force=args.force, workers=2),
             on_listed=lambda n: bar.reset(total=n),
             on_model=lambda outcome: bar.update(1),
         )
@@ -57,7 +56,7 @@ def run(args: argparse.Namespace) -> int:
     board, correlations = leaderboard_data(lake)
     print(
         f"wwhub demo: {report.listed} models in {len(families)} families "
-        f"(scanned {report.count('scanned')}, already in the lake {report.count('skipped')}) → {lake}\n"
+        f"(scanned {report.count(Status.SCANNED)}, already in the lake {report.count(Status.SKIPPED)}) → {lake}\n"
     )
     sys.stdout.write(export(board, correlations, "table"))
     plots = write_plots(lake, out, data=(board, correlations))

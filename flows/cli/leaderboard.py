@@ -53,6 +53,11 @@ def add_board_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--dataset", help="only values reported on this dataset (default: by source precedence)")
     parser.add_argument("--prefer-import", action="store_true", help="imported values win over the card's")
+    parser.add_argument(
+        "--all-members",
+        action="store_true",
+        help="every model a family ever held (default: the models its latest listing holds)",
+    )
     parser.add_argument("--lake", help="lake folder (default: WWHUB_LAKE or ./wwhub-lake)")
 
 
@@ -64,6 +69,7 @@ def board_request(args: argparse.Namespace) -> dict:
         prefer_import=args.prefer_import,
         dataset=args.dataset,
         require_metric=args.metric is not None or args.dataset is not None,
+        all_members=args.all_members,
     )
 
 

@@ -111,12 +111,33 @@ SCANS_SCHEMA = [
     ("families", STRING),
     ("source", STRING),
     ("listed", INT),
-    ("scanned", INT),
-    ("skipped", INT),
-    ("failed", INT),
+    ("scanned", INT),  # scanned or partial: the models this run wrote
+    ("skipped", INT),  # already in the lake at the listed commit
+    ("failed", INT),  # failed or unavailable, and families that could not be listed
     ("errors", STRING),
     ("wwhub_version", STRING),
     ("seconds", FLOAT),
+    ("unsupported", INT),  # nothing analyzable with the run's options
+    ("gated", INT),  # the hub wants a license accepted and a token with access
+]
+# One row per model a scan tried and could not scan (flows/status.py): the hub did not answer, the repo is gated
+# or gone. It never shadows the model's last good scan (models_latest shows that one, flagged).
+ATTEMPTS_SCHEMA = _KEY_FIELDS + [
+    ("scan_id", STRING),
+    ("attempted_at", TIMESTAMP),
+    ("status", STRING),
+    ("reason", STRING),
+    ("error_kind", STRING),  # the hub error's kind: not_found, gated, unavailable, invalid, other
+]
+# Which repos each family's listing held in a scan, at what rank (1 = first of the listing); the family_members
+# view is each family's latest listing.
+MEMBERSHIPS_SCHEMA = [
+    ("scan_id", STRING),
+    ("family", STRING),
+    ("repo_id", STRING),
+    ("revision", STRING),
+    ("rank", INT),
+    ("listed_at", TIMESTAMP),
 ]
 # One row per (repo_id, revision, base_repo_id, base_revision, layer): the model's layer against its base's twin.
 DISTANCES_SCHEMA = (
@@ -157,6 +178,8 @@ SCHEMAS: dict[str, list[tuple[str, str]]] = {
     "evals": EVALS_SCHEMA,
     "models": MODELS_SCHEMA,
     "scans": SCANS_SCHEMA,
+    "attempts": ATTEMPTS_SCHEMA,
+    "memberships": MEMBERSHIPS_SCHEMA,
     "distances": DISTANCES_SCHEMA,
     "correlations": CORRELATIONS_SCHEMA,
 }
@@ -175,6 +198,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "evals": ("repo_id", "revision"),
     "models": ("repo_id", "revision"),
     "scans": ("scan_id",),
+    "attempts": ("scan_id", "repo_id"),
+    "memberships": ("scan_id", "family"),
     "distances": ("repo_id", "revision", "base_repo_id", "base_revision"),
     "correlations": (),
 }
@@ -200,6 +225,8 @@ SORT_KEYS: dict[str, tuple[str, ...]] = {
     "evals": ("repo_id", "revision"),
     "models": ("repo_id", "revision"),
     "scans": ("started_at",),
+    "attempts": ("repo_id", "attempted_at"),
+    "memberships": ("family", "listed_at", "rank"),
     "distances": ("repo_id", "revision", "base_repo_id", "base_revision", "layer_id"),
     "correlations": (),
 }

@@ -30,6 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
+from ..status import RETRIED
 from .schema import DERIVED_TABLES, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES, key_source_columns, row_key
 
 LAYOUT_VERSION = 2
@@ -56,8 +57,11 @@ _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
 
 
-# Models rows that do not make a commit "already in the lake" (see Lake.has_model).
-RESCANNED_STATUSES = frozenset({"unsupported", "gated", "unavailable"})
+def stands_for_scan(status: str, stored_selection: str | None, selection: str) -> bool:
+    """Whether a ``models`` row makes a scan of its commit with the ``--layers`` ``selection`` ('' = all layers)
+    unnecessary: its status is not one a later run retries (flows/status.py ``RETRIED``), and it covers all layers
+    or the same selection (a scan of a subset does not stand for a full scan, a full scan stands for any subset)."""
+    return status not in RETRIED and (stored_selection or "") in ("", selection)
 
 
 class LakeError(ValueError):
@@ -247,10 +251,7 @@ class Lake:
         if self.layout() is None:
             return False
         rows = self.visible_rows("models", {"repo_id": repo_id, "revision": revision})
-        return any(
-            r["status"] not in RESCANNED_STATUSES and (r.get("layer_selection") or "") in ("", layer_selection)
-            for r in rows
-        )
+        return any(stands_for_scan(r["status"], r.get("layer_selection"), layer_selection) for r in rows)
 
     def visible_rows(self, table: str, key: dict, columns: list[str] | None = None) -> list[dict]:
         """Rows of ``table`` whose key columns equal ``key`` (a lookup by repo touches only segments that may hold

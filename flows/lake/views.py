@@ -14,8 +14,25 @@ from pathlib import Path
 from .schema import SCHEMAS, TABLES, quoted
 from .store import Lake, Segment, Snapshot, schema_fingerprint
 
-# Each repo's newest scanned revision: what leaderboards rank.
-MODELS_LATEST = "SELECT * FROM models QUALIFY row_number() OVER (PARTITION BY repo_id ORDER BY scanned_at DESC) = 1"
+# Each repo's newest good scan (scanned or partial: flows/status.py GOOD), else its newest row: what leaderboards
+# rank. A later attempt that failed (an `attempts` row, or a models row that is not good) never hides it; it is
+# named in last_attempt_* and flagged by last_attempt_failed.
+MODELS_LATEST = """WITH tried AS (
+    SELECT repo_id, attempted_at, status, reason FROM attempts
+    UNION ALL
+    SELECT repo_id, scanned_at, status, reason FROM models WHERE status NOT IN ('scanned', 'partial')
+), last_try AS (
+    SELECT repo_id, max(attempted_at) AS last_attempt_at, arg_max(status, attempted_at) AS last_attempt_status,
+           arg_max(reason, attempted_at) AS last_attempt_reason
+    FROM tried GROUP BY repo_id
+), shown AS (
+    SELECT * FROM models
+    QUALIFY row_number() OVER (
+        PARTITION BY repo_id ORDER BY status IN ('scanned', 'partial') DESC, scanned_at DESC) = 1
+)
+SELECT shown.*, last_try.last_attempt_at, last_try.last_attempt_status, last_try.last_attempt_reason,
+       coalesce(last_try.last_attempt_at > shown.scanned_at, false) AS last_attempt_failed
+FROM shown LEFT JOIN last_try USING (repo_id)"""
 
 
 def _queries_dir() -> Path:

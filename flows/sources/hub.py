@@ -63,6 +63,11 @@ EVAL_RESULTS_DIR = ".eval_results/"
 MAX_INDEX_BYTES = 32_000_000
 # config.json and adapter_config.json are a few KB; a model's config with a vocabulary inside is still < 4 MB.
 MAX_CONFIG_BYTES = 4_000_000
+# What a listing is asked for besides the ids: the commit sha pins each repo without a request of its own.
+LISTING_EXPAND = ["sha", "lastModified", "createdAt", "downloads", "likes", "gated", "private"]
+# The file whose resolver HEAD request names a revision's commit (nearly every Hub repo has one; a 404 names the
+# commit too).
+PIN_PROBE = ".gitattributes"
 _ENDPOINT = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
 
 
@@ -128,9 +133,13 @@ class HubSource:
     def check_reachable(self) -> None:
         """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
         one per model. Raises HubError."""
-        self._call(f"hub {self.endpoint}", lambda: list(self.api.list_models(limit=1)))
+        self._call(f"hub {self.endpoint}", lambda: list(self.api.list_models(limit=1, expand=["sha"])))
 
     def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
+        """The family's repos in listing order, each pinned to its commit: by the listing itself for a query (the
+        Hub sends ``sha`` only when asked: ``expand``), by one resolver request per repo for explicit ``repos``
+        (none for a repo pinned to a full sha). A repo that cannot be pinned is listed at its revision and fails
+        with its reason when scanned."""
         repos = query.get("repos")
         if repos:
             refs = []
@@ -139,23 +148,47 @@ class HubSource:
                     repo_id, revision = parse_repo_spec(spec)
                 except ValueError as err:
                     raise HubError(str(err), HUB_INVALID) from None
-                refs.append(ModelRef(repo_id, revision or "main", family or infer_family(repo_id)))
+                refs.append(ModelRef(repo_id, self._pin(repo_id, revision or "main"), family or infer_family(repo_id)))
             return refs
         kwargs = {k: query[k] for k in ("author", "search", "sort", "limit") if query.get(k) is not None}
         if query.get("filter"):
             kwargs["filter"] = _as_list(query["filter"])
-        models = self._call("list models", lambda: list(self.api.list_models(**kwargs)))
+        models = self._call("list models", lambda: list(self.api.list_models(**kwargs, expand=LISTING_EXPAND)))
         refs = []
         for model in models:
             # Ids and shas from the network become file names: anything else is skipped, with a warning.
             try:
                 repo_id = check_repo_id(model.id, "the hub listed a repo id")
+                # A server that ignores expand lists no sha: the repo is pinned by its model_info when scanned.
                 sha = check_commit_sha(model.sha, repo_id) if model.sha else "main"
             except (ValueError, HubError) as err:
                 logger.warning("list models: %s; skipped", err)
                 continue
             refs.append(ModelRef(repo_id, sha, family or infer_family(repo_id)))
         return refs
+
+    def _pin(self, repo_id: str, revision: str) -> str:
+        """The commit sha a branch or tag points to, from the ``X-Repo-Commit`` of one resolver HEAD request (the
+        Hub's rate limits are far higher for resolvers than for its API); the file need not exist, as a 404 for a
+        missing file names the commit too. ``revision`` itself when it is a full sha, or when the hub does not say
+        (the scan's ``model_info`` then says why)."""
+        if re.fullmatch(r"[0-9a-f]{40}", revision):
+            return revision
+        from huggingface_hub import get_hf_file_metadata, hf_hub_url
+        from huggingface_hub.errors import EntryNotFoundError
+
+        url = hf_hub_url(repo_id, PIN_PROBE, revision=revision, endpoint=self.endpoint)
+        try:
+            commit = get_hf_file_metadata(url, token=self.token, timeout=self.settings.timeout).commit_hash
+        except EntryNotFoundError as err:
+            commit = err.response.headers.get("X-Repo-Commit") if err.response is not None else None
+        except Exception as err:  # noqa: BLE001 - classified when the model is scanned
+            logger.debug("%s@%s: not pinned by the resolver (%s)", repo_id, revision, err)
+            return revision
+        try:
+            return check_commit_sha(commit, f"{repo_id}@{revision}")
+        except HubError:
+            return revision
 
     def resolve(self, ref: ModelRef) -> ModelRef:
         """Pin a ref to its commit sha (one model_info call, kept for ``describe``)."""

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from flows.lake import Lake, connect
-from flows.pipeline import SourceSpec, run_scan
+from flows.pipeline import ScanOptions, SourceSpec, run_scan
 from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
 
@@ -44,7 +44,12 @@ def test_dask_scan_matches_local_and_survives_a_killed_worker(prefect_server, da
     address, workers = dask_cluster
     spec = SourceSpec("hub", fake_hub.endpoint)
     local = tmp_path / "local"
-    assert run_scan(spec, family, str(local), {"randomize": True, "seed": 3}, workers=2).count("scanned") == 8
+    assert (
+        run_scan(spec, family, str(local), ScanOptions(analysis={"randomize": True, "seed": 3}, workers=2)).count(
+            "scanned"
+        )
+        == 8
+    )
 
     remote = tmp_path / "remote"
     fake_hub.slow(0.3, match=".safetensors")  # long enough to kill a worker while models are in flight

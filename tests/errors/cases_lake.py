@@ -103,7 +103,7 @@ CASES = [
         "`wwhub lake import` of a file whose name is no table",
         2,
         "wwhub lake: error: export.parquet: cannot tell which table it holds (name it TABLE.parquet or pass --table; "
-        "layers, esd, evals, models, scans, distances)",
+        "layers, esd, evals, models, scans, attempts, memberships, distances)",
         lambda ctx: (
             (ctx.root / "export.parquet").write_bytes(b"PAR1"),
             ["lake", "import", "export.parquet", "--lake", str(ctx.lake)],

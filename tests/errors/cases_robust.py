@@ -44,9 +44,18 @@ def models_row(ctx: Ctx, repo_id: str) -> dict:
     return run_query(ctx.lake, "SELECT * FROM models WHERE repo_id = ?", parameters=[repo_id])[0]
 
 
+def newest_record(ctx: Ctx, repo_id: str) -> dict:
+    """The repo's newest record: its models row, or the attempt of a scan that could not scan it (hub errors)."""
+    sql = (
+        "SELECT status, reason FROM (SELECT status, reason, attempted_at AS happened FROM attempts WHERE repo_id = $1 "
+        "UNION ALL SELECT status, reason, scanned_at FROM models WHERE repo_id = $1) ORDER BY happened DESC LIMIT 1"
+    )
+    return run_query(ctx.lake, sql, parameters=[repo_id])[0]
+
+
 def status_is(repo_id: str, status: str, *words: str):
     def check(ctx: Ctx) -> None:
-        row = models_row(ctx, repo_id)
+        row = newest_record(ctx, repo_id)
         assert row["status"] == status, row
         for word in words:
             assert word in row["reason"], row["reason"]

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.pipeline import SourceSpec, run_scan
+from flows.pipeline import ScanOptions, SourceSpec, run_scan
 from tests.errors.framework import DOC, Ctx, all_cases, render, snapshot
 from tests.fakehub import model_index, write_model
 
@@ -25,7 +25,7 @@ def small_lake(tmp_path_factory):
         {"w.weight": rng.standard_t(3, (80, 40)).astype(np.float32)},
         card={"model-index": model_index("acme/tiny-1m", 0.8)},
     )
-    report = run_scan(SourceSpec("local", str(root / "repos")), {"tiny": {}}, str(root / "lake"), {})
+    report = run_scan(SourceSpec("local", str(root / "repos")), {"tiny": {}}, str(root / "lake"), ScanOptions())
     assert report.count("scanned") == 1
     return root / "lake"
 

@@ -1,10 +1,14 @@
 """The Prefect flow is a thin recipe over the same functions: same lake as the CLI, tasks per model."""
 
+import re
+
 import numpy as np
 import pytest
 
+from flows.cli import main
 from flows.lake import Lake, connect
-from flows.pipeline import SourceSpec
+from flows.pipeline import ScanOptions, SourceSpec
+from flows.query import run_query
 from tests.fakehub import model_index, write_model
 
 
@@ -14,6 +18,15 @@ def prefect_harness():
 
     with prefect_test_harness(server_startup_timeout=90):
         yield
+
+
+def scan_task_runs() -> int:
+    """How many scan-model task runs the Prefect server knows of."""
+    import httpx
+    from prefect.settings import PREFECT_API_URL
+
+    runs = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json={"limit": 200, "offset": 0}).json()
+    return sum(r["name"].startswith("scan ") for r in runs)
 
 
 def read_artifacts(api_url: str | None = None) -> list[dict]:
@@ -68,7 +81,8 @@ def test_scan_families_flow_selects_layers_and_compares_with_the_base(prefect_ha
     lake = str(tmp_path / "lake")
     families = {"tunes": {"repos": ["acme/tune-1m"]}}
     spec = SourceSpec("hub", fake_hub.endpoint)
-    report = scan_families(families, lake, spec, progress=False, layers="dense", base="acme/base-1m")
+    options = ScanOptions(layers="dense", base="acme/base-1m")
+    report = scan_families(families, lake, spec, options, progress=False)
     assert report.count("scanned") == 1
     con = connect(Lake.open(tmp_path / "lake"))
     assert con.execute("SELECT layer_selection, num_layers FROM models").fetchall() == [("dense", 1)]
@@ -98,6 +112,7 @@ def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_ha
     families.write_text("families:\n  night:\n    author: acme\n")
     lake = str(tmp_path / "lake")
     params = dict(families_file=str(families), lake=lake, source="hub", endpoint=fake_hub.endpoint, workers=2)
+    tasks_at_start = scan_task_runs()
     first = nightly_scan(**params)
     assert first["scanned"] == 3 and first["failed"] == 0
     assert (tmp_path / "lake" / "reports" / "leaderboard.html").exists()
@@ -108,14 +123,11 @@ def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_ha
     assert second["scanned"] == 2 and second["skipped"] == 2
     assert sorted(second["changed"]) == ["acme/night-1m", "acme/night-9m"]
 
-    # Third night, nothing new: the models the ledger holds are answered from Prefect's cache (repo@commit).
+    # Third night, nothing new: the ledger skips every listed commit before any task is made.
+    assert scan_task_runs() - tasks_at_start == 3 + 2  # one task per model scanned, none for the skipped ones
     third = nightly_scan(**params)
     assert third["scanned"] == 0 and third["skipped"] == 4
-    import httpx
-    from prefect.settings import PREFECT_API_URL
-
-    runs = httpx.post(f"{PREFECT_API_URL.value()}/task_runs/filter", json={"limit": 200, "offset": 0}).json()
-    assert any(r["state_name"] == "Cached" and r["name"].startswith("scan acme/night-0m") for r in runs)
+    assert scan_task_runs() - tasks_at_start == 3 + 2
 
     found = read_artifacts()
     keys = {a["key"] for a in found}
@@ -125,3 +137,49 @@ def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_ha
     assert "## New models (1)\n- `acme/night-9m`" in summaries[1]
     assert "## New commits (1)\n- `acme/night-1m`" in summaries[1]
     assert "## New models (0)" in summaries[0] and "## New commits (0)" in summaries[0]
+
+
+@pytest.mark.slow
+@pytest.mark.e2e
+def test_the_cli_and_the_prefect_flow_record_the_same_scan(prefect_harness, fake_hub, tmp_path, capsys):
+    """One scan loop: the same fixture hub scanned by `wwhub scan` and by the Prefect flow gives the same counts and
+    the same scans row (but its id and times), problems included: a missing repo, a corrupt shard, one already in
+    the lake."""
+    from flows.scan import scan_families
+
+    rng = np.random.default_rng(3)
+    for i in range(3):
+        folder = write_model(tmp_path / f"s{i}", {"w.weight": rng.standard_t(3, (90, 45)).astype(np.float32)}, shards=1)
+        if i == 2:
+            shard = folder / "model.safetensors"
+            shard.write_bytes(shard.read_bytes()[:200])
+        fake_hub.add_folder(f"acme/same-{i}m", folder)
+    families = {"same": {"repos": ["acme/same-0m", "acme/same-1m", "acme/same-2m", "acme/gone"]}}
+    spec = SourceSpec("hub", fake_hub.endpoint)
+    scans = {}
+    for path in ("cli", "prefect"):
+        lake = tmp_path / path
+        # acme/same-0m is already in each lake: skipped by both.
+        assert (
+            main(["scan", "acme/same-0m", "--family", "same", "--endpoint", fake_hub.endpoint, "--lake", str(lake)])
+            == 0
+        )
+        if path == "cli":
+            families_file = tmp_path / "families.yaml"
+            families_file.write_text(
+                "families:\n  same:\n    repos: [acme/same-0m, acme/same-1m, acme/same-2m, acme/gone]\n"
+            )
+            code = main(
+                ["scan", "--families", str(families_file), "--endpoint", fake_hub.endpoint, "--lake", str(lake)]
+            )
+            assert code == 1
+        else:
+            report = scan_families(families, str(lake), spec, ScanOptions(), progress=False)
+            assert report.exit_code == 1
+        rows = run_query(lake, "SELECT * EXCLUDE (scan_id, started_at, ended_at, seconds, wwhub_version) FROM scans")
+        for row in rows:  # a shard's download folder is named by the process that fetched it
+            row["errors"] = re.sub(r"/\S*wwhub-shards-[^/]+/", "WORKDIR/", row["errors"])
+        scans[path] = sorted(rows, key=lambda r: r["listed"])
+    assert scans["cli"] == scans["prefect"]
+    last = scans["cli"][-1]
+    assert (last["listed"], last["scanned"], last["skipped"], last["failed"]) == (4, 1, 1, 2)

@@ -103,7 +103,13 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     assert models["acme/tiny-1m"]["status"] == "scanned" and models["acme/tiny-2m"]["status"] == "scanned"
     assert models["acme/tiny-corrupt"]["status"] == "partial"
     assert "model-00002-of-00002.safetensors" in models["acme/tiny-corrupt"]["reason"]
-    assert models["acme/tiny-missing"]["status"] == "failed" and "not found" in models["acme/tiny-missing"]["reason"]
+    # A repo the hub does not know is an attempt, not a models row: it never shadows a scan (there is none here).
+    assert "acme/tiny-missing" not in models
+    attempts = lake_rows(lake, "SELECT repo_id, revision, status, reason, error_kind FROM attempts")
+    assert [(a["repo_id"], a["revision"], a["status"], a["error_kind"]) for a in attempts] == [
+        ("acme/tiny-missing", "main", "failed", "not_found")
+    ]
+    assert "repository not found" in attempts[0]["reason"]
     assert models["acme/tiny-malformed"]["card_status"].startswith("malformed")
     assert models["acme/tiny-malformed"]["num_ok"] == 1  # the weights were still scanned
     corrupt_layers = lake_rows(lake, "SELECT name, fit_status, reason FROM layers WHERE repo_id = 'acme/tiny-corrupt'")
@@ -117,10 +123,13 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
         return sum(1 for m, p, _ in fake_hub.requests if m == "GET" and p.endswith(".safetensors"))
 
     downloads_before = weight_reads()
+    api_before = sum(1 for m, p, _ in fake_hub.requests if p.startswith("/api/models/"))
     assert scan(fake_hub, lake, *repos) == 1  # the missing repo is still missing
     assert "scanned 0" in capsys.readouterr().out
-    # Only the model_info calls that pin each commit; not one byte of weights (nor a header) is read again.
+    # Each repo pinned by one resolver request; no per-repo API call but the missing repo's model_info, and not
+    # one byte of weights (nor a header) read again.
     assert weight_reads() == downloads_before
+    assert sum(1 for m, p, _ in fake_hub.requests if p.startswith("/api/models/")) - api_before == 1
     assert lake_rows(lake, "SELECT count(*) AS n FROM layers")[0]["n"] == layer_count
 
     assert scan(fake_hub, lake, "--force", "acme/tiny-1m") == 0
