@@ -63,6 +63,15 @@ class Commit:
     sha: str
     files: dict[str, bytes]
     created: float
+    _card: dict | None = field(default=None, repr=False)
+    _card_read: bool = field(default=False, repr=False)
+
+    @property
+    def card(self) -> dict | None:
+        """The README's front matter, parsed once (listings of thousands of repos ask for it every page)."""
+        if not self._card_read:
+            self._card, self._card_read = card_metadata(self.files.get("README.md")), True
+        return self._card
 
 
 @dataclass
@@ -371,7 +380,7 @@ class FakeHub:
         return repo.fake_sha or commit.sha
 
     def model_payload(self, repo: Repo, commit: Commit) -> dict:
-        card = card_metadata(commit.files.get("README.md"))
+        card = commit.card
         tags = list((card or {}).get("tags") or [])
         base = (card or {}).get("base_model")
         for b in [base] if isinstance(base, str) else base or []:
