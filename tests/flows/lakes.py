@@ -1,6 +1,9 @@
-"""Small lakes for tests: models and evals rows without weights, with the derived correlations table."""
+"""Small lakes for tests: models and evals rows without weights (``write_lake``), or every table a scan writes from
+real matrices (``write_site_lake``), with the derived correlations table."""
 
 import math
+
+import numpy as np
 
 from flows.correlations import refresh_correlations
 from flows.lake import Lake
@@ -26,5 +29,224 @@ def write_lake(root, models, metric="accuracy", scale="fraction"):
             num_params=num_params,
         )
         lake.commit_model(repo_id, "r1", {"evals": evals, "models": [row]})
+    refresh_correlations(lake.root)
+    return lake.root
+
+
+def scanned_tables(repo_id, revision, family, matrices, scanned_at, scan_id="scan-1", facts=None, evals=()):
+    """One model's rows as a scan writes them, from real matrices: ``matrices`` is [(name, W, decoding columns)],
+    analyzed by ww_core (randomized, seeded, eigenvalues kept for the ESD tail and sketch)."""
+    import json
+
+    import ww_core
+    from flows.lake.esd import esd_row
+
+    key = dict(repo_id=repo_id, revision=revision, family=family)
+    metrics = list(ww_core.analyze_model(((name, w) for name, w, _ in matrices), randomize=True, keep_evals=True))
+    decoding = {name: extra for name, _, extra in matrices}
+    layers = [
+        dict(
+            key,
+            shard="model.safetensors",
+            source_tensors=m.name,
+            **m.as_row(),
+            **{"quantization": ""} | decoding[m.name],
+        )
+        for m in metrics
+    ]
+    summary = ww_core.summarize(metrics)
+    model = dict(
+        key,
+        status="scanned",
+        reason="",
+        scanned_at=scanned_at,
+        scan_id=scan_id,
+        wwhub_version="0.1.0",
+        source="hub",
+        options=json.dumps({"randomize": True, "seed": 0}),
+        card_status="ok",
+        model_kind="model",
+        quantization="",
+        num_params=sum(int(w.size) for _, w, _ in matrices),
+        **summary.as_dict(),
+    ) | (facts or {})
+    return {
+        "layers": layers,
+        "esd": [row for m in metrics if (row := esd_row(key, m)) is not None],
+        "evals": [dict(key, scale="fraction", split="test", task="t") | e for e in evals],
+        "models": [model],
+    }
+
+
+def _heavy_tailed(rng, rows, columns, tail):
+    return (rng.standard_t(tail, (rows, columns)) / math.sqrt(rows)).astype(np.float64)
+
+
+def write_site_lake(root, hostile: str | None = None):
+    """A lake with what every part of the static site shows, every row from ww_core on real matrices: two families;
+    a repo scanned at two commits; a fine-tune with its distances to its base; a mixture-of-experts model with
+    quantized layers; skipped and failed layers; a correlation trap; an adapter; a model whose scan failed; card
+    and imported evals. ``hostile``: a text put in every field a card, a file or a family name can fill."""
+    import datetime as dt
+
+    from ww_core.distances import layer_distance
+
+    rng = np.random.default_rng(7)
+    lake = Lake.for_writing(root)
+    day = lambda d: dt.datetime(2026, 1, d, tzinfo=dt.UTC)  # noqa: E731 - a short local helper
+    text = hostile or ""
+    fam_a, fam_b = "fam-a" + text, "fam-b"
+
+    def dense(prefix, count, tail=3.0, shape=(96, 48)):
+        return [(f"{prefix}.{i}.weight", _heavy_tailed(rng, *shape, tail + i / 3), {}) for i in range(count)]
+
+    base_old = dense("model.layers", 5)
+    base_new = dense("model.layers", 5, tail=2.5)
+    tables = [
+        scanned_tables(
+            "org/base",
+            "a" * 40,
+            fam_a,
+            base_old,
+            day(1),
+            evals=[dict(source="model-index", metric="accuracy", value=0.55, dataset="d")],
+        ),
+        scanned_tables(
+            "org/base",
+            "b" * 40,
+            fam_a,
+            base_new,
+            day(10),
+            scan_id="scan-2",
+            facts=dict(library_name="transformers" + text, pipeline_tag="text-generation" + text),
+            evals=[dict(source="model-index", metric="accuracy", value=0.61, dataset="d" + text, task="t" + text)],
+        ),
+    ]
+    tuned = [(name, w + 0.05 * _heavy_tailed(rng, *w.shape, 4.0), {}) for name, w, _ in base_new]
+    finetune = scanned_tables(
+        "org/base-ft",
+        "c" * 40,
+        fam_a,
+        tuned,
+        day(10),
+        scan_id="scan-2",
+        facts=dict(base_model="org/base"),
+        evals=[dict(source="model-index", metric="accuracy", value=0.66, dataset="d")],
+    )
+    key = dict(repo_id="org/base-ft", revision="c" * 40, family=fam_a, base_repo_id="org/base", base_revision="b" * 40)
+    finetune["distances"] = [
+        dict(key, **layer_distance(w, base_w, name, i).as_row())
+        for i, ((name, w, _), (_, base_w, _)) in enumerate(zip(tuned, base_new, strict=True))
+    ]
+    tables.append(finetune)
+    experts = [
+        (
+            f"model.layers.0.mlp.experts.{e}.down_proj",
+            _heavy_tailed(rng, 96, 48, 2.5 + e),
+            {"expert": e, "quantization": "gptq"},
+        )
+        for e in range(4)
+    ]
+    tables.append(
+        scanned_tables(
+            "org/moe",
+            "d" * 40,
+            fam_a,
+            dense("model.attn", 2) + experts,
+            day(10),
+            scan_id="scan-2",
+            facts=dict(quantization="gptq"),
+            evals=[dict(source="model-index", metric="accuracy", value=0.58, dataset="d")],
+        )
+    )
+    trapped = _heavy_tailed(rng, 120, 60, 6.0)
+    trapped[0, :4] = 40.0  # a few huge elements: shuffling keeps them, so the shuffled matrix still has a spike
+    odd = [
+        (f"model.layers.0.{text or 'q'}_proj.weight", _heavy_tailed(rng, 96, 48, 3.0), {}),
+        ("model.layers.1.trap.weight", trapped, {}),
+        ("model.layers.2.tiny.weight", _heavy_tailed(rng, 6, 4, 3.0), {}),  # fewer than min_evals: skipped
+        ("model.layers.3.nan.weight", np.full((40, 20), np.nan), {}),  # NaN: failed
+    ]
+    tables.append(
+        scanned_tables(
+            "org/odd",
+            "e" * 40,
+            fam_b,
+            odd,
+            day(10),
+            scan_id="scan-2",
+            evals=[dict(source="model-index", metric="accuracy", value=0.52, dataset="d", raw_metric="acc" + text)],
+        )
+    )
+    for i in range(3):
+        tables.append(
+            scanned_tables(
+                f"org/b-{i}",
+                "f" * 40,
+                fam_b,
+                dense("layers", 3, tail=2.5 + i),
+                day(10),
+                scan_id="scan-2",
+                evals=[dict(source="model-index", metric="accuracy", value=0.7 - i / 20, dataset="d")],
+            )
+        )
+    tables.append(
+        scanned_tables(
+            "org/b-lora",
+            "9" * 40,
+            fam_b,
+            dense("lora", 2),
+            day(10),
+            scan_id="scan-2",
+            facts=dict(model_kind="adapter", base_model="org/b-0"),
+            evals=[dict(source="model-index", metric="accuracy", value=0.69, dataset="d")],
+        )
+    )
+    for model in tables:
+        first = model["models"][0]
+        lake.commit_model(first["repo_id"], first["revision"], model)
+    failed = dict(
+        repo_id="org/broken",
+        revision="0" * 40,
+        family=fam_b,
+        status="failed",
+        scanned_at=day(10),
+        scan_id="scan-2",
+        reason="model.safetensors: truncated (12 of 40 bytes)" + text,
+        num_layers=0,
+    )
+    lake.commit_model("org/broken", "0" * 40, {"models": [failed]})
+    lake.commit(
+        {
+            "evals": [
+                dict(
+                    repo_id="org/b-1",
+                    family=fam_b,
+                    source="import:csv:x" + text,
+                    metric="accuracy",
+                    value=0.6,
+                    scale="fraction",
+                    import_id="x",
+                )
+            ]
+        }
+    )
+    for scan_id, started in (("scan-1", day(1)), ("scan-2", day(10))):
+        lake.write_scan(
+            dict(
+                scan_id=scan_id,
+                started_at=started,
+                ended_at=started + dt.timedelta(minutes=5),
+                families=f"{fam_a},{fam_b}",
+                source="hub",
+                listed=9,
+                scanned=8,
+                skipped=0,
+                failed=1,
+                errors="[]",
+                wwhub_version="0.1.0",
+                seconds=300.0,
+            )
+        )
     refresh_correlations(lake.root)
     return lake.root

@@ -1,0 +1,89 @@
+"""What the static site reads from the lake: everything through queries/*.sql, nothing computed here.
+
+The lake-wide tables (leaderboard, correlations, each repo's latest models row, every scan of every repo, reported
+values, fine-tune distances) are small (a row per model or per scan) and read once. The per-layer tables (layers,
+the plotted ESDs, distances, drift) grow with models × layers, so ``model_details`` reads them a slice of repos at a
+time (the queries' ``first_repo`` / ``last_repo`` variables) and yields one model's rows at a time.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..query import run_query
+from ..report import leaderboard_data
+
+# Models per slice of the per-layer queries: ~256 × 200 layers keeps a slice's rows to a few tens of MB.
+SLICE_MODELS = 256
+SCANNED_STATUSES = ("scanned", "partial")
+
+
+@dataclass
+class LakeData:
+    metric: str
+    board: list[dict]  # queries/leaderboard.sql for ``metric``: each scanned repo's latest scan, ranked
+    correlations: list[dict]  # the correlations table's rows for ``metric`` (per family and pooled)
+    models: dict[str, dict]  # repo_id → its latest models row (every status)
+    history: dict[str, list[dict]]  # repo_id → queries/site_history.sql rows, oldest first
+    evals: dict[str, list[dict]]  # repo_id → queries/site_evals.sql rows
+    finetunes: list[dict]  # queries/finetune_drift.sql: each fine-tune against its base
+    scans: list[dict]  # the scans table
+
+    @property
+    def families(self) -> list[str]:
+        return sorted({row["family"] for row in self.models.values()})
+
+
+@dataclass
+class ModelDetails:
+    layers: list[dict] = field(default_factory=list)  # queries/site_layers.sql
+    esd: list[dict] = field(default_factory=list)  # queries/site_esd.sql
+    distances: list[dict] = field(default_factory=list)  # queries/site_distances.sql
+    drift: list[dict] = field(default_factory=list)  # queries/site_drift.sql
+
+
+def _by_repo(rows: list[dict]) -> dict[str, list[dict]]:
+    grouped: dict[str, list[dict]] = defaultdict(list)
+    for row in rows:
+        grouped[row["repo_id"]].append(row)
+    return dict(grouped)
+
+
+def read_lake(root: Path, metric: str) -> LakeData:
+    board, correlations = leaderboard_data(root, metric=metric)
+    models = {row["repo_id"]: row for row in run_query(root, "models_latest")}
+    return LakeData(
+        metric=metric,
+        board=board,
+        correlations=correlations,
+        models=models,
+        history=_by_repo(run_query(root, "site_history")),
+        evals=_by_repo(run_query(root, "site_evals", {"prefer_import": False, "dataset": None, "family": None})),
+        finetunes=run_query(root, "finetune_drift", {"metric": metric, "prefer_import": False, "dataset": None}),
+        scans=run_query(root, "scans"),
+    )
+
+
+def model_details(
+    root: Path, repo_ids: list[str], slice_models: int = SLICE_MODELS
+) -> Iterator[tuple[str, ModelDetails]]:
+    """(repo_id, its per-layer rows) for every repo of ``repo_ids``, in sorted order, reading ``slice_models``
+    repos per query."""
+    ordered = sorted(repo_ids)
+    for start in range(0, len(ordered), slice_models):
+        members = ordered[start : start + slice_models]
+        bounds = {"first_repo": members[0], "last_repo": members[-1]}
+        details: dict[str, ModelDetails] = defaultdict(ModelDetails)
+        for name, attribute in (
+            ("site_layers", "layers"),
+            ("site_esd", "esd"),
+            ("site_distances", "distances"),
+            ("site_drift", "drift"),
+        ):
+            for row in run_query(root, name, bounds):
+                getattr(details[row["repo_id"]], attribute).append(row)
+        for repo_id in members:
+            yield repo_id, details.get(repo_id) or ModelDetails()
