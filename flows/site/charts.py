@@ -93,6 +93,15 @@ class Scale:
         low, high = self._t(self.low), self._t(self.high)
         return self.start + (self._t(value) - low) / (high - low) * (self.end - self.start)
 
+    def pixels(self, values) -> tuple[np.ndarray, np.ndarray]:
+        """(pixel positions, mask of the values inside the scale) of many values at once."""
+        values = np.asarray(values, dtype=float)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            inside = np.isfinite(values) & (values >= self.low) & (values <= self.high) & ((values > 0) | (not self.log))
+            t = np.log10(values) if self.log else values
+            low, high = self._t(self.low), self._t(self.high)
+            return self.start + (t - low) / (high - low) * (self.end - self.start), inside
+
     def contains(self, value: float) -> bool:
         return _finite(value) and (value > 0 or not self.log) and self.low <= value <= self.high
 
@@ -183,11 +192,10 @@ class Frame:
             )
 
     def polyline(self, xs, ys, colour: str, width: float = 1.6, dash: str = "", label: str = "") -> None:
-        points = [
-            f"{_num(self.x(x))},{_num(self.y(y))}"
-            for x, y in zip(xs, ys, strict=True)
-            if self.x.contains(x) and self.y.contains(y)
-        ]
+        px, x_inside = self.x.pixels(xs)
+        py, y_inside = self.y.pixels(ys)
+        inside = x_inside & y_inside
+        points = [f"{x:.1f},{y:.1f}" for x, y in zip(px[inside].tolist(), py[inside].tolist(), strict=True)]
         if len(points) > 1:
             extra = f' stroke-dasharray="{dash}"' if dash else ""
             title = f"<title>{esc(label)}</title>" if label else ""
@@ -321,11 +329,8 @@ def fit_chart(points: list[dict], x_label: str, y_label: str, band, note: str) -
         frame.area(grid, low, high, OVER_COLOUR)
         frame.polyline(grid, line, OVER_COLOUR, label=note)
         legend.append((OVER_COLOUR, "line", note))
-    palette = colours([p.get("group", "") for p in points])
     for p in points:
-        frame.dot(p["x"], p["y"], palette[p.get("group", "")], p["title"], p.get("href"))
-    if len(palette) > 1:
-        legend = [(colour, "dot", name) for name, colour in palette.items()] + legend
+        frame.dot(p["x"], p["y"], PALETTE[0], p["title"], p.get("href"))
     return Figure(frame.svg(f"{y_label} against {x_label}"), legend)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from ..query import run_query
@@ -36,6 +37,40 @@ class LakeData:
     def families(self) -> list[str]:
         return sorted({row["family"] for row in self.models.values()})
 
+    @cached_property
+    def board_of(self) -> dict[str, list[dict]]:
+        """family → its leaderboard rows (its scanned models), ranked."""
+        return _grouped(self.board, "family")
+
+    @cached_property
+    def models_of(self) -> dict[str, list[dict]]:
+        """family → its repos' latest models rows (every status)."""
+        return _grouped(list(self.models.values()), "family")
+
+    @cached_property
+    def family_sizes(self) -> dict[str, int]:
+        """Scanned models per family (the leaderboard's rows)."""
+        return {family: len(rows) for family, rows in self.board_of.items()}
+
+    @cached_property
+    def finetunes_of(self) -> dict[str, list[dict]]:
+        """base repo_id → finetune_drift rows of its fine-tunes."""
+        return _grouped(self.finetunes, "base_repo_id")
+
+    @cached_property
+    def bases_of(self) -> dict[str, list[dict]]:
+        """fine-tune repo_id → its finetune_drift rows (one per base it was compared with)."""
+        return _grouped(self.finetunes, "repo_id")
+
+    @cached_property
+    def declared_children(self) -> dict[str, list[str]]:
+        """base repo_id → the repos whose card names it as base_model."""
+        children: dict[str, list[str]] = defaultdict(list)
+        for row in self.models.values():
+            if row.get("base_model"):
+                children[row["base_model"]].append(row["repo_id"])
+        return dict(children)
+
 
 @dataclass
 class ModelDetails:
@@ -45,11 +80,15 @@ class ModelDetails:
     drift: list[dict] = field(default_factory=list)  # queries/site_drift.sql
 
 
-def _by_repo(rows: list[dict]) -> dict[str, list[dict]]:
+def _grouped(rows: list[dict], column: str) -> dict[str, list[dict]]:
     grouped: dict[str, list[dict]] = defaultdict(list)
     for row in rows:
-        grouped[row["repo_id"]].append(row)
+        grouped[row[column]].append(row)
     return dict(grouped)
+
+
+def _by_repo(rows: list[dict]) -> dict[str, list[dict]]:
+    return _grouped(rows, "repo_id")
 
 
 def read_lake(root: Path, metric: str) -> LakeData:

@@ -173,18 +173,17 @@ def fit_note(fit: dict | None) -> str:
 def trend_figure(
     board: list[dict], correlations: dict, family: str, metric: str, reported: str, prefix: str
 ) -> charts.Figure:
-    """A family's (or, pooled, every family's) reported value against one weight metric, with the OLS band."""
+    """A family's reported value against one weight metric (``board``: the family's leaderboard rows), with the
+    OLS band and the family's correlation in the legend."""
     points = [
         dict(
             x=row[metric],
             y=row["value"],
-            group=row["family"] if family == POOLED else "",
             title=f"{row['repo_id']}: {metric} {row[metric]:.4g}, {reported} {row['value']:.4g}",
             href=prefix + model_href(row["repo_id"]),
         )
         for row in board
-        if (family == POOLED or row["family"] == family)
-        and row.get("value") is not None
+        if row.get("value") is not None
         and row.get(metric) is not None
         and math.isfinite(row[metric])
     ]
@@ -257,8 +256,8 @@ def index_page(data: LakeData, title: str, generated: str) -> tuple[str, dict[st
     families = []
     thumbnails = {}
     for family in data.families:
-        members = [r for r in data.board if r["family"] == family]
-        thumbnails[family] = trend_figure(data.board, by_key, family, "alpha", data.metric, "../")
+        members = data.board_of.get(family, [])
+        thumbnails[family] = trend_figure(members, by_key, family, "alpha", data.metric, "../")
         families.append(
             dict(
                 name=family,
@@ -266,7 +265,7 @@ def index_page(data: LakeData, title: str, generated: str) -> tuple[str, dict[st
                 thumbnail=f"families/{page_slug(family)}-alpha.svg",
                 models=len(members),
                 with_value=sum(r.get("value") is not None for r in members),
-                not_scanned=sum(1 for m in data.models.values() if m["family"] == family) - len(members),
+                not_scanned=len(data.models_of.get(family, [])) - len(members),
                 correlations=correlation_rows([c for c in data.correlations if c["family"] == family]),
             )
         )
@@ -294,14 +293,14 @@ def index_page(data: LakeData, title: str, generated: str) -> tuple[str, dict[st
 
 def family_page(data: LakeData, family: str, title: str, generated: str) -> str:
     by_key = {(c["family"], c["metric"]): c for c in data.correlations}
-    members = [r for r in data.board if r["family"] == family]
+    members = data.board_of.get(family, [])
     names = value_names(data.metric)
-    trends = [trend_figure(data.board, by_key, family, m, data.metric, "../") for m in TREND_METRICS]
-    repos = sorted({r["repo_id"] for r in data.models.values() if r["family"] == family})
+    trends = [trend_figure(members, by_key, family, m, data.metric, "../") for m in TREND_METRICS]
+    repos = sorted(r["repo_id"] for r in data.models_of.get(family, []))
     over_time = [
         history_figure(data.history, repos, m, "../") for m in ("alpha", "alpha_weighted", "log_spectral_norm")
     ]
-    others = [m for m in data.models.values() if m["family"] == family and m["status"] not in ("scanned", "partial")]
+    others = [m for m in data.models_of.get(family, []) if m["status"] not in ("scanned", "partial")]
     return render(
         "family.html.j2",
         root="../",
@@ -371,39 +370,28 @@ def esd_figures(rows: list[dict], repo_id: str) -> list[dict]:
 def lineage(data: LakeData, model: dict, details: ModelDetails) -> dict:
     """The model's base (from its card, with the distances when the lake holds them) and its fine-tunes."""
     repo_id = model["repo_id"]
-    as_finetune = [f for f in data.finetunes if f["repo_id"] == repo_id]
-    bases = {f["base_repo_id"] for f in as_finetune}
-    if model.get("base_model"):
-        bases.add(model["base_model"])
-    measured = {f["repo_id"] for f in data.finetunes if f["base_repo_id"] == repo_id}
-    declared = sorted(
-        m["repo_id"] for m in data.models.values() if m.get("base_model") == repo_id and m["repo_id"] not in measured
-    )
-    distance_rows = [dict(r, anchor=f"#layer-{r['layer_id']}") for r in details.distances]
+    as_finetune = data.bases_of.get(repo_id, [])
+    finetunes = data.finetunes_of.get(repo_id, [])
+    bases = {f["base_repo_id"] for f in as_finetune} | ({model["base_model"]} if model.get("base_model") else set())
+    measured = {f["repo_id"] for f in finetunes}
+    declared = sorted(r for r in data.declared_children.get(repo_id, []) if r not in measured)
     chart = None
-    if distance_rows:
+    if details.distances:
         points = [
-            dict(
-                r,
-                fit_status=r["fit_status"],
-                category=r.get("layer_type") or "layer",
-                warning="",
-                correlation_trap=False,
-            )
-            for r in distance_rows
+            dict(r, category=r.get("layer_type") or "layer", anchor=layer_anchor(r), warning="", correlation_trap=False)
+            for r in details.distances
         ]
         chart = charts.depth_chart(points, "relative_change")
+
+    def href(repo: str) -> str | None:
+        return "../" + model_href(repo) if repo in data.models else None
+
     return dict(
-        bases=[dict(repo_id=b, href=("../" + model_href(b)) if b in data.models else None) for b in sorted(bases)],
-        as_finetune=[
-            dict(f, base_href=("../" + model_href(f["base_repo_id"])) if f["base_repo_id"] in data.models else None)
-            for f in as_finetune
-        ],
-        finetunes=[
-            dict(f, href="../" + model_href(f["repo_id"])) for f in data.finetunes if f["base_repo_id"] == repo_id
-        ],
-        declared=[dict(repo_id=r, href="../" + model_href(r)) for r in declared],
-        distances=distance_rows,
+        bases=[dict(repo_id=b, href=href(b)) for b in sorted(bases)],
+        as_finetune=[dict(f, base_href=href(f["base_repo_id"])) for f in as_finetune],
+        finetunes=[dict(f, href=href(f["repo_id"])) for f in finetunes],
+        declared=[dict(repo_id=r, href=href(r)) for r in declared],
+        distances=[dict(r, anchor=layer_anchor(r)) for r in details.distances],
         chart=chart,
     )
 
@@ -426,7 +414,7 @@ def model_page(
         facts=[(name, model.get(name)) for name in FACTS if model.get(name) not in (None, "")],
         family_link="../" + family_href(model["family"]),
         board=board_row,
-        family_size=sum(r["family"] == model["family"] for r in data.board),
+        family_size=data.family_sizes.get(model["family"], 0),
         value_label=names["value"],
         rank_label=names["rank_by_value"],
         metric=data.metric,

@@ -2,6 +2,7 @@
 real matrices (``write_site_lake``), with the derived correlations table."""
 
 import math
+from pathlib import Path
 
 import numpy as np
 
@@ -250,3 +251,78 @@ def write_site_lake(root, hostile: str | None = None):
         )
     refresh_correlations(lake.root)
     return lake.root
+
+
+def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families: int = 20, esd: bool = False):
+    """A lake of ``models`` models × ``layers`` layers in ``families`` families, generated in DuckDB and brought in
+    by the public import path (no ww_core: metrics drawn at random, a model's averages and counts from its own
+    layers; accuracy falls with mean alpha plus noise). Every 10th model gptq, every 10th+1 awq, every 7th an
+    adapter. ``esd``: a tail and sketch per layer, as a default scan stores (the size a real site reads)."""
+    import tempfile
+
+    import duckdb
+
+    from flows.lake.transfer import import_paths
+
+    work = Path(tempfile.mkdtemp(prefix="wwhub-synthetic-"))
+    con = duckdb.connect()
+    con.execute("SELECT setseed(0.42)")
+    con.execute(
+        f"""CREATE TABLE layers AS
+        SELECT printf('org%03d/model-%05d', m % {families}, m) AS repo_id, md5(m::VARCHAR) || '00000000' AS revision,
+               printf('family-%03d', m % {families}) AS family, 'model.safetensors' AS shard, l AS layer_id,
+               printf('model.layers.%d.%s.weight', l // 4, ['q_proj', 'k_proj', 'v_proj', 'o_proj'][l % 4 + 1]) AS name,
+               'dense' AS layer_type, 4096 AS N, 1024 AS M, 1 AS rf, -1 AS slice_id, 1024 AS num_evals,
+               1.6 + (m % 9) / 4 + 2.5 * random() AS alpha, 1 + random() AS log_spectral_norm, 2 + random() AS log_norm,
+               0.5 + random() AS xmin, 0.05 * random() AS D, (20 + 200 * random())::BIGINT AS num_pl_spikes,
+               random() < 0.03 AS correlation_trap, 0.2 * random() AS rand_distance,
+               CASE m % 10 WHEN 0 THEN 'gptq' WHEN 1 THEN 'awq' ELSE '' END AS quantization,
+               'ok' AS fit_status, '' AS reason
+        FROM range({models}) t(m), range({layers}) u(l)"""
+    )
+    con.execute(
+        """CREATE TABLE layers2 AS SELECT *, alpha * log_spectral_norm AS alpha_weighted, alpha + log_norm AS log_alpha_norm,
+           CASE WHEN alpha < 2 THEN 'over-trained' WHEN alpha > 6 THEN 'under-trained' ELSE '' END AS warning
+           FROM layers"""
+    )
+    con.execute(
+        f"""CREATE TABLE models AS
+        SELECT repo_id, revision, family, 'scanned' AS status, '' AS reason,
+               TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(hash(repo_id) % 86400) AS scanned_at,
+               'synthetic' AS scan_id, '0.1.0' AS wwhub_version, 'hub' AS source, '{{"seed": 0}}' AS options,
+               CASE WHEN hash(repo_id) % 7 = 0 THEN 'adapter' ELSE 'model' END AS model_kind,
+               any_value(quantization) AS quantization, 'ok' AS card_status, 1000000 * count(*) AS num_params,
+               avg(alpha) AS alpha, avg(alpha_weighted) AS alpha_weighted, avg(log_alpha_norm) AS log_alpha_norm,
+               avg(log_norm) AS log_norm, avg(log_spectral_norm) AS log_spectral_norm, count(*) AS num_layers,
+               count(*) AS num_ok, 0 AS num_failed, 0 AS num_skipped,
+               count(*) FILTER (WHERE warning = 'over-trained') AS num_over_trained,
+               count(*) FILTER (WHERE warning = 'under-trained') AS num_under_trained,
+               count(*) FILTER (WHERE correlation_trap) AS num_traps
+        FROM layers2 GROUP BY repo_id, revision, family"""
+    )
+    con.execute(
+        """CREATE TABLE evals AS
+        SELECT repo_id, revision, family, 'model-index' AS source, 'text-generation' AS task, 'mmlu' AS dataset,
+               'test' AS split, 'accuracy' AS metric, 0.95 - 0.08 * alpha + 0.05 * random() AS value,
+               'fraction' AS scale, CAST(NULL AS VARCHAR) AS import_id
+        FROM models"""
+    )
+    tables = ["layers2", "models", "evals"]
+    if esd:
+        con.execute(
+            """CREATE TABLE esd AS
+            SELECT repo_id, revision, family, layer_id, name, slice_id, 'tail' AS storage, 1024 AS num_evals,
+                   list_transform(range(num_pl_spikes::INTEGER), lambda i: xmin * pow(1 - (i + 0.5) / num_pl_spikes, -1 / (alpha - 1)))
+                       AS evals,
+                   list_transform(range(65), lambda i: xmin * i / 64) AS bulk_quantiles, 1024 AS rand_num_evals,
+                   list_transform(range(65), lambda i: 2 * xmin * i / 64) AS rand_bulk_quantiles
+            FROM layers2"""
+        )
+        tables.append("esd")
+    for table in tables:
+        name = "layers" if table == "layers2" else table
+        con.execute(f"COPY {table} TO '{work / name}.parquet' (FORMAT parquet)")
+    con.close()
+    import_paths(root, [work])
+    refresh_correlations(root)
+    return Path(root)
