@@ -160,7 +160,7 @@ def run_export(args: argparse.Namespace) -> int:
     from ..sources.base import check_repo_id
     from ._output import check_output_folder
 
-    out = check_output_folder(args.out)
+    out = check_output_folder(args.out, "DIR")
     if args.max_file_mb < 1:
         raise CliError(f"--max-file-mb {args.max_file_mb}: give a size of at least 1 (MB)")
     if args.repo_id != "ORG/NAME":

@@ -4,7 +4,7 @@ One config per table, each a folder of Parquet files under ``data/`` (``train-00
 dataset card ``README.md`` whose front matter lists the configs. Rows are read through queries/export_*.sql (and the
 ``scans``, ``leaderboard`` and ``correlations`` views) and streamed to Parquet a batch at a time, so a table larger
 than memory passes through; a file is closed once it reaches ``max_file_bytes`` (it can pass the bound by one batch
-of ``BATCH_ROWS`` rows).
+of ``ExportOptions.batch_rows`` rows).
 """
 
 from __future__ import annotations
@@ -60,6 +60,7 @@ class ExportOptions:
     max_file_bytes: int = DEFAULT_MAX_FILE_MB * 1024 * 1024
     repo_id: str = "ORG/NAME"  # where it will be published: fills the card's examples
     title: str = "wwhub lake"
+    batch_rows: int = BATCH_ROWS  # rows read and written at a time (a file passes max_file_bytes by at most one)
 
 
 @dataclass
@@ -114,7 +115,7 @@ def _export_table(root: Path, config: Config, staging: Path, options: ExportOpti
         rows, files = _write_parquet(reader, folder, options.max_file_bytes)
         return rows, files, [(f.name, str(f.type)) for f in reader.schema]
 
-    rows, files, columns = stream_query(root, config.query, consume, variables, BATCH_ROWS)
+    rows, files, columns = stream_query(root, config.query, consume, variables, options.batch_rows)
     return TableExport(
         config=config,
         rows=rows,

@@ -41,8 +41,16 @@ class Figure:
     )  # (colour, marker: dot|ring|x|line|dash|band, label)
 
 
+# Names longer than this (a hostile card, a generated tensor name) are cut in a chart's labels and tooltips.
+MAX_LABEL = 300
+
+
 def esc(text) -> str:
-    return html.escape(str(text), quote=True)
+    """Text for SVG markup: escaped, and cut at MAX_LABEL characters."""
+    text = str(text)
+    if len(text) > MAX_LABEL:
+        text = text[:MAX_LABEL] + "…"
+    return html.escape(text, quote=True)
 
 
 def _num(value: float) -> str:
@@ -97,7 +105,9 @@ class Scale:
         """(pixel positions, mask of the values inside the scale) of many values at once."""
         values = np.asarray(values, dtype=float)
         with np.errstate(divide="ignore", invalid="ignore"):
-            inside = np.isfinite(values) & (values >= self.low) & (values <= self.high) & ((values > 0) | (not self.log))
+            inside = np.isfinite(values) & (values >= self.low) & (values <= self.high)
+            if self.log:
+                inside &= values > 0
             t = np.log10(values) if self.log else values
             low, high = self._t(self.low), self._t(self.high)
             return self.start + (t - low) / (high - low) * (self.end - self.start), inside

@@ -123,7 +123,7 @@ def figure_html(figure: charts.Figure) -> Markup:
     from markupsafe import escape
 
     items = "".join(
-        f'<li><span class="key {marker}" style="--c:{colour}"></span>{escape(label)}</li>'
+        f'<li><span class="key {marker}" style="--c:{colour}"></span>{escape(clip(label, 300))}</li>'
         for colour, marker, label in figure.legend
     )
     legend = f'<ul class="legend">{items}</ul>' if items else ""
@@ -183,9 +183,7 @@ def trend_figure(
             href=prefix + model_href(row["repo_id"]),
         )
         for row in board
-        if row.get("value") is not None
-        and row.get(metric) is not None
-        and math.isfinite(row[metric])
+        if row.get("value") is not None and row.get(metric) is not None and math.isfinite(row[metric])
     ]
     band = None
     if len(points) >= 3:

@@ -258,6 +258,7 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
     by the public import path (no ww_core: metrics drawn at random, a model's averages and counts from its own
     layers; accuracy falls with mean alpha plus noise). Every 10th model gptq, every 10th+1 awq, every 7th an
     adapter. ``esd``: a tail and sketch per layer, as a default scan stores (the size a real site reads)."""
+    import shutil
     import tempfile
 
     import duckdb
@@ -266,9 +267,11 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
 
     work = Path(tempfile.mkdtemp(prefix="wwhub-synthetic-"))
     con = duckdb.connect()
+    con.execute("SET enable_progress_bar = false")
     con.execute("SELECT setseed(0.42)")
+    # Layer metrics drawn at random (a model's alphas centred by its index), then what derives from them.
     con.execute(
-        f"""CREATE TABLE layers AS
+        f"""CREATE TABLE drawn AS
         SELECT printf('org%03d/model-%05d', m % {families}, m) AS repo_id, md5(m::VARCHAR) || '00000000' AS revision,
                printf('family-%03d', m % {families}) AS family, 'model.safetensors' AS shard, l AS layer_id,
                printf('model.layers.%d.%s.weight', l // 4, ['q_proj', 'k_proj', 'v_proj', 'o_proj'][l % 4 + 1]) AS name,
@@ -281,15 +284,16 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
         FROM range({models}) t(m), range({layers}) u(l)"""
     )
     con.execute(
-        """CREATE TABLE layers2 AS SELECT *, alpha * log_spectral_norm AS alpha_weighted, alpha + log_norm AS log_alpha_norm,
-           CASE WHEN alpha < 2 THEN 'over-trained' WHEN alpha > 6 THEN 'under-trained' ELSE '' END AS warning
-           FROM layers"""
+        """CREATE TABLE layers AS
+        SELECT *, alpha * log_spectral_norm AS alpha_weighted, alpha + log_norm AS log_alpha_norm,
+               CASE WHEN alpha < 2 THEN 'over-trained' WHEN alpha > 6 THEN 'under-trained' ELSE '' END AS warning
+        FROM drawn"""
     )
     con.execute(
-        f"""CREATE TABLE models AS
+        """CREATE TABLE models AS
         SELECT repo_id, revision, family, 'scanned' AS status, '' AS reason,
                TIMESTAMPTZ '2026-11-01 00:00:00+00' + to_seconds(hash(repo_id) % 86400) AS scanned_at,
-               'synthetic' AS scan_id, '0.1.0' AS wwhub_version, 'hub' AS source, '{{"seed": 0}}' AS options,
+               'synthetic' AS scan_id, '0.1.0' AS wwhub_version, 'hub' AS source, '{"seed": 0}' AS options,
                CASE WHEN hash(repo_id) % 7 = 0 THEN 'adapter' ELSE 'model' END AS model_kind,
                any_value(quantization) AS quantization, 'ok' AS card_status, 1000000 * count(*) AS num_params,
                avg(alpha) AS alpha, avg(alpha_weighted) AS alpha_weighted, avg(log_alpha_norm) AS log_alpha_norm,
@@ -298,7 +302,7 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
                count(*) FILTER (WHERE warning = 'over-trained') AS num_over_trained,
                count(*) FILTER (WHERE warning = 'under-trained') AS num_under_trained,
                count(*) FILTER (WHERE correlation_trap) AS num_traps
-        FROM layers2 GROUP BY repo_id, revision, family"""
+        FROM layers GROUP BY repo_id, revision, family"""
     )
     con.execute(
         """CREATE TABLE evals AS
@@ -307,22 +311,22 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
                'fraction' AS scale, CAST(NULL AS VARCHAR) AS import_id
         FROM models"""
     )
-    tables = ["layers2", "models", "evals"]
+    tables = ["layers", "models", "evals"]
     if esd:
         con.execute(
             """CREATE TABLE esd AS
             SELECT repo_id, revision, family, layer_id, name, slice_id, 'tail' AS storage, 1024 AS num_evals,
-                   list_transform(range(num_pl_spikes::INTEGER), lambda i: xmin * pow(1 - (i + 0.5) / num_pl_spikes, -1 / (alpha - 1)))
-                       AS evals,
+                   list_transform(range(num_pl_spikes::INTEGER),
+                                  lambda i: xmin * pow(1 - (i + 0.5) / num_pl_spikes, -1 / (alpha - 1))) AS evals,
                    list_transform(range(65), lambda i: xmin * i / 64) AS bulk_quantiles, 1024 AS rand_num_evals,
                    list_transform(range(65), lambda i: 2 * xmin * i / 64) AS rand_bulk_quantiles
-            FROM layers2"""
+            FROM layers"""
         )
         tables.append("esd")
     for table in tables:
-        name = "layers" if table == "layers2" else table
-        con.execute(f"COPY {table} TO '{work / name}.parquet' (FORMAT parquet)")
+        con.execute(f"COPY {table} TO '{work / table}.parquet' (FORMAT parquet)")
     con.close()
     import_paths(root, [work])
+    shutil.rmtree(work)
     refresh_correlations(root)
     return Path(root)
