@@ -23,5 +23,8 @@ SELECT r.repo_id, r.revision, r.layer_id, r.slice_id, r.name, r.alpha, r.xmin, r
        e.rand_bulk_quantiles
 FROM ranked r
 JOIN esd e ON e.repo_id = r.repo_id AND e.revision = r.revision AND e.name = r.name AND e.slice_id = r.slice_id
-WHERE r.is_lowest OR r.is_highest OR (r.correlation_trap AND r.trap_rank <= 3)
+WHERE (r.is_lowest OR r.is_highest OR (r.correlation_trap AND r.trap_rank <= 3))
+  -- Stated on esd itself too, so the scan of its large eigenvalue lists skips what is outside the slice.
+  AND (getvariable('first_repo') IS NULL
+       OR e.repo_id BETWEEN getvariable('first_repo') AND getvariable('last_repo'))
 ORDER BY r.repo_id, r.layer_id, r.slice_id

@@ -48,17 +48,14 @@ def register(sub) -> None:
 
 
 def register_export(actions) -> None:
-    from ..report import DEFAULT_METRIC
-
     exporter = actions.add_parser(
         "export", help="write the lake as a Hugging Face dataset folder (Parquet per table + dataset card)"
     )
     exporter.add_argument("out", metavar="DIR", help="the dataset folder (created; its data/ and README.md replaced)")
     exporter.add_argument("--lake", help=LAKE_HELP)
     exporter.add_argument("--latest-only", action="store_true", help="only each repo's latest scan")
-    exporter.add_argument(
-        "--metric", default=DEFAULT_METRIC, help=f"reported metric the leaderboard ranks by (default: {DEFAULT_METRIC})"
-    )
+    # No default here: the leaderboard's own (flows.report, imported only when the export runs).
+    exporter.add_argument("--metric", help="reported metric the leaderboard ranks by (default: accuracy)")
     exporter.add_argument(
         "--max-file-mb", type=int, default=200, help="close a Parquet file once it reaches this size (default: 200)"
     )
@@ -157,6 +154,7 @@ def run_export(args: argparse.Namespace) -> int:
     from ..dataset import ExportOptions, export_dataset
     from ..evals.vocabulary import normalize_metric
     from ..query import QueryError
+    from ..report import DEFAULT_METRIC
     from ..sources.base import check_repo_id
     from ._output import check_output_folder
 
@@ -170,7 +168,7 @@ def run_export(args: argparse.Namespace) -> int:
             raise CliError(str(err)) from err
     options = ExportOptions(
         latest_only=args.latest_only,
-        metric=normalize_metric(args.metric),
+        metric=normalize_metric(args.metric or DEFAULT_METRIC),
         max_file_bytes=args.max_file_mb * 1024 * 1024,
         repo_id=args.repo_id,
         title=args.title,

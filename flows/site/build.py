@@ -58,7 +58,8 @@ def _write_models(data: LakeData, root: Path, staging: Path, title: str, generat
     """Every model page; (total bytes, largest page's bytes)."""
     board = {row["repo_id"]: row for row in data.board}
     total = largest = 0
-    for repo_id, details in model_details(root, list(data.models)):
+    sizes = {repo_id: row.get("num_layers") or 0 for repo_id, row in data.models.items()}
+    for repo_id, details in model_details(root, sizes):
         html = pages.model_page(data, data.models[repo_id], details, board.get(repo_id), title, generated)
         size = _write(staging / pages.model_href(repo_id), html)
         total += size

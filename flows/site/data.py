@@ -17,8 +17,9 @@ from pathlib import Path
 from ..query import run_query
 from ..report import leaderboard_data
 
-# Models per slice of the per-layer queries: ~256 × 200 layers keeps a slice's rows to a few tens of MB.
-SLICE_MODELS = 256
+# Layer rows per slice of the per-layer queries: ~100 MB of rows in memory. Each slice's ESD query decodes the
+# row groups holding its repos (256K rows each in a compacted lake), so fewer, larger slices read less.
+SLICE_LAYERS = 100_000
 SCANNED_STATUSES = ("scanned", "partial")
 
 
@@ -106,14 +107,26 @@ def read_lake(root: Path, metric: str) -> LakeData:
     )
 
 
-def model_details(
-    root: Path, repo_ids: list[str], slice_models: int = SLICE_MODELS
-) -> Iterator[tuple[str, ModelDetails]]:
-    """(repo_id, its per-layer rows) for every repo of ``repo_ids``, in sorted order, reading ``slice_models``
-    repos per query."""
-    ordered = sorted(repo_ids)
-    for start in range(0, len(ordered), slice_models):
-        members = ordered[start : start + slice_models]
+def slices(sizes: dict[str, int], budget: int = SLICE_LAYERS) -> Iterator[list[str]]:
+    """Repo ids in sorted order, cut into runs whose layer counts (``sizes``) add up to at most ``budget`` (a larger
+    model is a run of its own)."""
+    run: list[str] = []
+    total = 0
+    for repo_id in sorted(sizes):
+        size = max(1, sizes[repo_id] or 0)
+        if run and total + size > budget:
+            yield run
+            run, total = [], 0
+        run.append(repo_id)
+        total += size
+    if run:
+        yield run
+
+
+def model_details(root: Path, sizes: dict[str, int], budget: int = SLICE_LAYERS) -> Iterator[tuple[str, ModelDetails]]:
+    """(repo_id, its per-layer rows) for every repo of ``sizes`` (repo_id → its number of layers), in sorted order,
+    reading about ``budget`` layer rows per query."""
+    for members in slices(sizes, budget):
         bounds = {"first_repo": members[0], "last_repo": members[-1]}
         details: dict[str, ModelDetails] = defaultdict(ModelDetails)
         for name, attribute in (

@@ -324,7 +324,9 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
         )
         tables.append("esd")
     for table in tables:
-        con.execute(f"COPY {table} TO '{work / table}.parquet' (FORMAT parquet)")
+        # In repo order, as a compacted lake keeps its files (flows/lake/schema.py SORT_KEYS).
+        order = "repo_id, layer_id" if table in ("layers", "esd") else "repo_id"
+        con.execute(f"COPY (SELECT * FROM {table} ORDER BY {order}) TO '{work / table}.parquet' (FORMAT parquet)")
     con.close()
     import_paths(root, [work])
     shutil.rmtree(work)

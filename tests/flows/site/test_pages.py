@@ -107,3 +107,11 @@ def test_a_model_page_per_model_and_a_family_page_per_family(tmp_path):
     assert (site.models, site.families) == (5, 2)
     assert sorted(p.name for p in (tmp_path / "site" / "families").glob("*.html")) == ["f0.html", "f1.html"]
     assert site.bytes["index.html"] < 50_000 and site.bytes["largest model page"] < 50_000
+
+
+def test_per_layer_reads_go_by_slices_of_about_a_budget_of_layer_rows():
+    from flows.site.data import slices
+
+    sizes = {"b": 40, "a": 30, "c": 50, "d": 500, "e": 0, "f": None}
+    # Sorted by repo; a run closes before it would pass the budget; a model larger than it is a run of its own.
+    assert list(slices(sizes, budget=100)) == [["a", "b"], ["c"], ["d"], ["e", "f"]]
