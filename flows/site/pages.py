@@ -15,17 +15,18 @@ from pathlib import Path
 
 import numpy as np
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
-from markupsafe import Markup
+from markupsafe import Markup, escape
 
 from .. import __version__
+from ..correlations import WEIGHT_METRICS
 from ..lake.esd import eigenvalues
-from ..report import correlation_cells, explanations, value_names
+from ..report import board_view, correlation_cells, explanations, value_names
 from ..stats import POOLED, VERDICT_SIGNIFICANT, ols_band
 from . import charts
 from .data import LakeData, ModelDetails
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
-TREND_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
+TREND_METRICS = WEIGHT_METRICS  # the metrics the correlations table holds
 DEPTH_METRICS = (("alpha", (2.0, 6.0)), ("alpha_weighted", None), ("log_spectral_norm", None))
 SUMMARY_METRICS = (
     "alpha",
@@ -120,14 +121,12 @@ def sort_key(value) -> str:
 
 def figure_html(figure: charts.Figure) -> Markup:
     """A chart's SVG (escaped by charts.py) and its legend (escaped here)."""
-    from markupsafe import escape
-
     items = "".join(
         f'<li><span class="key {marker}" style="--c:{colour}"></span>{escape(clip(label, 300))}</li>'
         for colour, marker, label in figure.legend
     )
     legend = f'<ul class="legend">{items}</ul>' if items else ""
-    return Markup(f'<figure class="chart">{figure.svg}{legend}</figure>')  # noqa: S704 - built from escaped parts
+    return Markup(f'<figure class="chart">{figure.svg}{legend}</figure>')
 
 
 @cache
@@ -140,7 +139,7 @@ def environment() -> Environment:
         lstrip_blocks=True,
     )
     env.filters.update(fmt=fmt, key=sort_key, clip=clip, figure=figure_html)
-    env.globals.update(version=__version__, POOLED=POOLED)
+    env.globals.update(version=__version__)
     return env
 
 
@@ -220,8 +219,6 @@ def board_payload(data: LakeData) -> str:
         ("source", "source", "text"),
         ("flags", "flags", "text"),
     ]
-    from ..report import board_view
-
     view = board_view(data.board, data.metric)
     rows = []
     for plain, shown in zip(data.board, view, strict=True):
