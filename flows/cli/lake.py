@@ -57,7 +57,7 @@ def register_export(actions) -> None:
     # No default here: the leaderboard's own (flows.report, imported only when the export runs).
     exporter.add_argument("--metric", help="reported metric the leaderboard ranks by (default: accuracy)")
     exporter.add_argument(
-        "--max-file-mb", type=int, default=200, help="close a Parquet file once it reaches this size (default: 200)"
+        "--max-file-mb", type=int, help="close a Parquet file once it reaches this size (default: 200)"
     )
     exporter.add_argument(
         "--repo-id", default="ORG/NAME", help="where it will be published (fills the card's examples)"
@@ -152,6 +152,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ..dataset import ExportOptions, export_dataset
+    from ..dataset.export import DEFAULT_MAX_FILE_MB
     from ..evals.vocabulary import normalize_metric
     from ..query import QueryError
     from ..report import DEFAULT_METRIC
@@ -159,8 +160,9 @@ def run_export(args: argparse.Namespace) -> int:
     from ._output import check_output_folder
 
     out = check_output_folder(args.out, "DIR")
-    if args.max_file_mb < 1:
-        raise CliError(f"--max-file-mb {args.max_file_mb}: give a size of at least 1 (MB)")
+    max_file_mb = DEFAULT_MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb
+    if max_file_mb < 1:
+        raise CliError(f"--max-file-mb {max_file_mb}: give a size of at least 1 (MB)")
     if args.repo_id != "ORG/NAME":
         try:
             check_repo_id(args.repo_id, "--repo-id")
@@ -169,7 +171,7 @@ def run_export(args: argparse.Namespace) -> int:
     options = ExportOptions(
         latest_only=args.latest_only,
         metric=normalize_metric(args.metric or DEFAULT_METRIC),
-        max_file_bytes=args.max_file_mb * 1024 * 1024,
+        max_file_bytes=max_file_mb * 1024 * 1024,
         repo_id=args.repo_id,
         title=args.title,
     )
