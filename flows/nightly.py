@@ -125,15 +125,16 @@ def changes_markdown(changes: Changes, counts: dict[str, int], problems: list[st
 
 
 def refresh_exports(lake: str | Path, metric: str = "accuracy") -> list[Path]:
-    """Rewrite LAKE/reports/: leaderboard.html (plots inlined), leaderboard.csv, and the PNG/SVG plots."""
-    from .report import board_csv
+    """Rewrite LAKE/reports/: the static site (index.html, a page per family and per model, leaderboard.csv:
+    flows/site), leaderboard.html (one self-contained page, plots inlined) and the PNG/SVG plots."""
+    from .site import build_site
 
     root = lake_path(lake)
     out = root / "reports"
     board, correlations = leaderboard_data(root, metric=metric)
     if not board:
         return []
+    site = build_site(root, out, metric)
     plots = write_plots(root, out, data=(board, correlations))
-    (out / "leaderboard.csv").write_text(board_csv(board))
     (out / "leaderboard.html").write_text(render_html(board, correlations, plots))
-    return [out / "leaderboard.html", out / "leaderboard.csv", *plots]
+    return [site.index, out / "leaderboard.csv", out / "leaderboard.html", *plots]

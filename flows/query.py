@@ -108,3 +108,15 @@ def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
     return _execute(
         Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.sql(sql).to_arrow_table(), user=True
     )
+
+
+def stream_query(lake_root, sql_or_name: str, consume, variables: dict | None = None, batch_rows: int = 100_000):
+    """``consume(reader)`` over a query's rows as Arrow record batches (a ``pyarrow.RecordBatchReader`` of about
+    ``batch_rows`` rows each) while its connection is open: a table larger than memory passes through in pieces.
+    ``consume`` runs again from the start if the read is retried (a compaction retired a file under it)."""
+    return _execute(
+        Lake.open(lake_root),
+        sql_or_name,
+        variables,
+        lambda con, sql, _: consume(con.sql(sql).to_arrow_reader(batch_rows)),
+    )

@@ -1,5 +1,5 @@
 """``wwhub demo``: the embedded default. Scans the demo families shipped in the package into a local lake (no hub,
-no server), prints the leaderboard and the correlation table, and writes the plots and the HTML page."""
+no server), prints the leaderboard and the correlation table, and writes the lake's static site (flows/site)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,8 @@ from pathlib import Path
 from ..families import load_families
 from ..lake import Lake, LakeError, lake_path
 from ..pipeline import ScanOptions, SourceSpec, run_scan
-from ..report import leaderboard_data, render_html, write_esd_plot, write_plots
+from ..report import leaderboard_data
+from ..site import build_site
 from ..status import Status
 from ._errors import EXIT_OK, CliError
 from ._output import check_output_folder
@@ -27,7 +28,11 @@ DEMO_LAKE = "wwhub-demo-lake"
 def register(sub) -> None:
     parser = sub.add_parser("demo", help="scan the bundled demo families and show the leaderboard (no setup)")
     parser.add_argument("--lake", default=DEMO_LAKE, help=f"lake folder (default: ./{DEMO_LAKE}, apart from yours)")
-    parser.add_argument("--out", default="wwhub-report", help="plots and index.html (default: ./wwhub-report)")
+    parser.add_argument(
+        "--out",
+        default="wwhub-report",
+        help="the site: index.html, a page per family and model (default: ./wwhub-report)",
+    )
     parser.add_argument("--force", action="store_true", help="rescan even if the demo models are in the lake")
     parser.set_defaults(run=run)
 
@@ -59,13 +64,8 @@ def run(args: argparse.Namespace) -> int:
         f"(scanned {report.count(Status.SCANNED)}, already in the lake {report.count(Status.SKIPPED)}) → {lake}\n"
     )
     sys.stdout.write(export(board, correlations, "table"))
-    plots = write_plots(lake, out, data=(board, correlations))
-    first = board[0]
-    plots += write_esd_plot(lake, first["repo_id"], "1", out)
-    page = out / "index.html"
-    page.write_text(render_html(board, correlations, plots, title="wwhub demo: digits MLP families"))
-    print(f"\nplots: {', '.join(p.name for p in plots if p.suffix == '.png')} in {out}/")
-    print(f"page:  {page}  (open it in a browser; no server needed)")
+    site = build_site(lake, out, title="wwhub demo: digits MLP families")
+    print(f"\nsite:  {site.index}  (a page per family and per model; open it in a browser, no server needed)")
     print(f'query: wwhub query "SELECT * FROM layer_outliers" --lake {lake}')
     print(f"done in {time.perf_counter() - started:.1f} s")
     return EXIT_OK

@@ -1,4 +1,5 @@
-"""``wwhub lake import|merge|compact|info|migrate``: the lake as a whole (docs/lake.md)."""
+"""``wwhub lake import|merge|compact|info|migrate|export``: the lake as a whole (docs/lake.md; the export as a
+Hugging Face dataset: docs/report.md)."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ LAKE_HELP = "lake folder (default: WWHUB_LAKE or ./wwhub-lake)"
 
 
 def register(sub) -> None:
-    parser = sub.add_parser("lake", help="import, merge, compact, inspect or migrate a lake")
+    parser = sub.add_parser("lake", help="import, merge, compact, inspect, migrate or export a lake")
     actions = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     importer = actions.add_parser(
         "import",
@@ -43,6 +44,26 @@ def register(sub) -> None:
     migrator = actions.add_parser("migrate", help="move a lake written by wwhub <= 0.1 to today's layout")
     migrator.add_argument("--lake", help=LAKE_HELP)
     migrator.set_defaults(run=run_migrate)
+    register_export(actions)
+
+
+def register_export(actions) -> None:
+    exporter = actions.add_parser(
+        "export", help="write the lake as a Hugging Face dataset folder (Parquet per table + dataset card)"
+    )
+    exporter.add_argument("out", metavar="DIR", help="the dataset folder (created; its data/ and README.md replaced)")
+    exporter.add_argument("--lake", help=LAKE_HELP)
+    exporter.add_argument("--latest-only", action="store_true", help="only each repo's latest scan")
+    # No default here: the leaderboard's own (flows.report, imported only when the export runs).
+    exporter.add_argument("--metric", help="reported metric the leaderboard ranks by (default: accuracy)")
+    exporter.add_argument(
+        "--max-file-mb", type=int, help="close a Parquet file once it reaches this size (default: 200)"
+    )
+    exporter.add_argument(
+        "--repo-id", default="ORG/NAME", help="where it will be published (fills the card's examples)"
+    )
+    exporter.add_argument("--title", default="wwhub lake", help="the dataset card's title")
+    exporter.set_defaults(run=run_export)
 
 
 def _refresh_derived(lake: str | None) -> None:
@@ -126,4 +147,40 @@ def run_migrate(args: argparse.Namespace) -> int:
     if moved is not None:
         _refresh_derived(args.lake)
     print("already in today's layout" if moved is None else f"migrated: {_counts(moved)} rows")
+    return 0
+
+
+def run_export(args: argparse.Namespace) -> int:
+    from ..dataset import ExportOptions, export_dataset
+    from ..dataset.export import DEFAULT_MAX_FILE_MB
+    from ..evals.vocabulary import normalize_metric
+    from ..query import QueryError
+    from ..report import DEFAULT_METRIC
+    from ..sources.base import check_repo_id
+    from ._output import check_output_folder
+
+    out = check_output_folder(args.out, "DIR")
+    max_file_mb = DEFAULT_MAX_FILE_MB if args.max_file_mb is None else args.max_file_mb
+    if max_file_mb < 1:
+        raise CliError(f"--max-file-mb {max_file_mb}: give a size of at least 1 (MB)")
+    if args.repo_id != "ORG/NAME":
+        try:
+            check_repo_id(args.repo_id, "--repo-id")
+        except ValueError as err:
+            raise CliError(str(err)) from err
+    options = ExportOptions(
+        latest_only=args.latest_only,
+        metric=normalize_metric(args.metric or DEFAULT_METRIC),
+        max_file_bytes=max_file_mb * 1024 * 1024,
+        repo_id=args.repo_id,
+        title=args.title,
+    )
+    try:
+        export = export_dataset(args.lake, out, options)
+    except (LakeError, QueryError) as err:
+        raise CliError(str(err)) from err
+    for table in export.tables:
+        where = f"{len(table.files)} file(s) under data/{table.config.name}/" if table.files else "no rows: no config"
+        print(f"{table.config.name:13} {table.rows:>10} rows  {where}")
+    print(f"wrote {out / 'README.md'}; publish with: hf upload {args.repo_id} {out} --repo-type dataset")
     return 0
