@@ -39,6 +39,8 @@ CONFIGS = (
     Config("evals", "export_evals", "reported evaluation results: model cards, the Hub's eval results, imports"),
     Config("distances", "export_distances", "each fine-tune's layers against the same layers of its base model"),
     Config("scans", "scans", "one row per scan run"),
+    Config("attempts", "attempts", "models a scan tried and could not scan (the hub did not answer, gated, gone)"),
+    Config("memberships", "memberships", "which repos each family's listing held in each scan, at what rank"),
     Config("leaderboard", "leaderboard", "each repo's latest scan ranked in its family by a reported metric"),
     Config("correlations", "correlations", "each weight metric against each reported metric, per family and pooled"),
 )

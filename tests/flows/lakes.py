@@ -232,6 +232,33 @@ def write_site_lake(root, hostile: str | None = None):
             ]
         }
     )
+    # The second scan could not reach one repo (an attempt: org/b-2 keeps its good scan), and both recorded what
+    # fam-b's query listed: the second listing holds every fam-b repo.
+    listed = {
+        "scan-1": ["org/b-0", "org/b-1", "org/b-2"],
+        "scan-2": ["org/b-0", "org/b-1", "org/b-2", "org/odd", "org/b-lora", "org/broken"],
+    }
+    lake.commit(
+        {
+            "attempts": [
+                dict(
+                    repo_id="org/b-2",
+                    revision="1" * 40,
+                    family=fam_b,
+                    scan_id="scan-2",
+                    attempted_at=day(11),
+                    status="unavailable",
+                    reason="hub unavailable: HTTP 503 (4 attempts)" + text,
+                    error_kind="unavailable",
+                )
+            ],
+            "memberships": [
+                dict(scan_id=scan_id, family=fam_b, repo_id=repo_id, revision="f" * 40, rank=rank, listed_at=started)
+                for scan_id, started in (("scan-1", day(1)), ("scan-2", day(10)))
+                for rank, repo_id in enumerate(listed[scan_id], start=1)
+            ],
+        }
+    )
     for scan_id, started in (("scan-1", day(1)), ("scan-2", day(10))):
         lake.write_scan(
             dict(

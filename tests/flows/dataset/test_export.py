@@ -108,9 +108,10 @@ def test_an_empty_table_is_no_config_and_a_new_export_keeps_other_files(lake, tm
     bare = write_lake(tmp_path / "bare", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10, 1000) for i in range(3)])
     export = export_dataset(bare, tmp_path / "bare-dataset")
     empty = {t.config.name for t in export.tables if not t.rows}
-    assert empty == {"layers", "distances", "scans"}  # `datasets` cannot load an empty split: no config for them
+    # `datasets` cannot load an empty split: no config for them
+    assert empty == {"layers", "distances", "scans", "attempts", "memberships"}
     card = (tmp_path / "bare-dataset" / "README.md").read_text()
     meta = yaml.safe_load(card.split("---\n")[1])
     assert {c["config_name"] for c in meta["configs"]} == {c.name for c in CONFIGS} - empty
     assert not (tmp_path / "bare-dataset" / "data" / "layers").exists()
-    assert card.count("(no rows in this lake: no config)") == 3
+    assert card.count("(no rows in this lake: no config)") == 5
