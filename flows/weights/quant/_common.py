@@ -10,7 +10,7 @@ import numpy as np
 
 from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
-from ..readers import TensorInfo
+from ..tensors import TensorInfo
 
 FLOAT8_DTYPES = {"F8_E4M3", "F8_E5M2"}
 # A decoded tile holds about this many float32 values (16 MB), so a layer needs its output plus a few tiles.
