@@ -2,9 +2,11 @@
 
     python benchmarks/bench_core.py [--ww-python PATH] [--repeat 3] [--skip-slow-ww] [--llama7b estimate|measure|skip]
 
-Cases (issue #11):
+Cases (issues #11, #20):
   a. all-MiniLM-L6-v2, default options: `wwhub analyze --example minilm` against the floor and weightwatcher
-  b. all-MiniLM-L6-v2, randomize + mp_fit: wwhub against weightwatcher
+     (target: >= 8x faster than weightwatcher 0.7.7)
+  b. all-MiniLM-L6-v2, --randomize --mp-fit: wwhub against the floor (with --randomize: the shuffled matrices'
+     eigenvalues too) and weightwatcher (target: >= 30x)
   c. a TinyLlama-shaped bf16 checkpoint (benchmarks/llama_checkpoint.py: hidden 2048, intermediate 5632, 22 blocks,
      vocab 32000, 3 shards, 2.2 GB), float64 and --precision float32, each against the floor in its precision; the
      float32 alphas against the float64 ones; wwhub's peak RSS against the largest shard
@@ -74,6 +76,24 @@ _WW_SCRIPT = textwrap.dedent(
 )
 
 
+@dataclass(frozen=True)
+class MinilmCase:
+    """A MiniLM timing: wwhub's options, weightwatcher's, and how many times faster than weightwatcher wwhub must be
+    (issue #20: whole processes, start-up included)."""
+
+    key: str
+    label: str
+    options: tuple[str, ...]
+    ww_options: dict
+    target: float
+
+
+MINILM_CASES = (
+    MinilmCase("a", "default options", (), {}, 8),
+    MinilmCase("b", "randomize + mp_fit", ("--randomize", "--mp-fit"), {"randomize": True, "mp_fit": True}, 30),
+)
+
+
 @dataclass
 class Run:
     """One whole process: wall seconds, CPU seconds (user + system: steadier than wall time when other work shares
@@ -114,21 +134,16 @@ def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path)
     return best_of(repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED)
 
 
-def floor_command(folder: Path, precision: str, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "benchmarks" / "floor.py"),
-        str(folder),
-        "--precision",
-        precision,
-        "--workers",
-        str(workers),
-    ]
+def floor_command(folder: Path, precision: str, workers: int, randomize: bool = False) -> list[str]:
+    script = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder)]
+    return [*script, "--precision", precision, "--workers", str(workers), *(["--randomize"] if randomize else [])]
 
 
-def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[Run, dict, dict[str, float]]:
+def floor(
+    folder: Path, precision: str, workers: int, repeat: int, randomize: bool = False
+) -> tuple[Run, dict, dict[str, float]]:
     """The floor run, its per-size library choice, and the seconds of each single-library run."""
-    script = floor_command(folder, precision, workers)
+    script = floor_command(folder, precision, workers, randomize)
     runs, per_m = {}, {}
     for library in ("numpy", "torch"):
         runs[library] = best_of(repeat, [*script, "--eig", library], PINNED)
@@ -229,21 +244,23 @@ def main() -> None:
     tmp = Path(tempfile.mkdtemp(prefix="wwhub-bench-"))
 
     minilm = example_path("minilm")
-    ours = wwhub_analyze(["--example", "minilm"], [], args.repeat, tmp / "minilm.csv")
-    bare, _, _ = floor(minilm, "float64", workers, args.repeat)
-    ww = weightwatcher(ww_python, minilm, {}, args.repeat)
-    print(f"a. MiniLM, default options: {versus(ours, bare)}")
-    if ww:
-        print(
-            f"   weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): "
-            f"wwhub {ww[0] / ours.seconds:4.1f}x faster"
-        )
-    ours = wwhub_analyze(["--example", "minilm"], ["--randomize", "--mp-fit"], 1, tmp / "minilm-rand.csv")
-    ww = None if args.skip_slow_ww else weightwatcher(ww_python, minilm, {"randomize": True, "mp_fit": True}, 1)
-    line = f"b. MiniLM, randomize + mp_fit: wwhub {ours.seconds:6.2f} s"
-    if ww:
-        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): {ww[0] / ours.seconds:4.1f}x faster"
-    print(line, flush=True)
+    ww_label = "weightwatcher 0.7.7" if ww_python else "weightwatcher (not found)"
+    for case in MINILM_CASES:
+        repeat = args.repeat if not case.options else 1
+        ours = wwhub_analyze(["--example", "minilm"], list(case.options), repeat, tmp / f"minilm-{case.key}.csv")
+        bare, _, _ = floor(minilm, "float64", workers, repeat, randomize="--randomize" in case.options)
+        skip_ww = args.skip_slow_ww and case.options
+        ww = None if skip_ww else weightwatcher(ww_python, minilm, case.ww_options, repeat)
+        print(f"{case.key}. MiniLM, {case.label}: {versus(ours, bare)}", flush=True)
+        if ww:
+            ratio = ww[0] / ours.seconds
+            verdict = "met" if ratio >= case.target else "NOT met"
+            print(
+                f"   {ww_label} {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s)  floor {bare.seconds:5.2f} s  "
+                f"wwhub {ours.seconds:5.2f} s: {ratio:5.1f}x faster than weightwatcher "
+                f"(target >= {case.target:g}x: {verdict}), {ours.seconds / bare.seconds:4.2f}x the floor",
+                flush=True,
+            )
 
     overhead = None
     if not args.skip_tinyllama:
