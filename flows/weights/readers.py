@@ -83,6 +83,10 @@ def _read_header(path: Path) -> tuple[int, list[_Located]]:
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: truncated: {size} bytes, not even a safetensors header")
             (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER_BYTES or length > size - 8:
+                instead = text_instead_of_weights(prefix + handle.read(56))
+                if instead:
+                    raise WeightsError(f"{path}: {instead}")
             if length > MAX_HEADER_BYTES:
                 raise WeightsError(f"{path}: header length {length} is more than the {MAX_HEADER_BYTES} bytes allowed")
             if length > size - 8:
@@ -150,6 +154,19 @@ class SafetensorsShard(ShardReader):
         close_map(self._map)
 
 
+def text_instead_of_weights(head: bytes) -> str | None:
+    """What a weight file holds instead, when its first bytes are text: an HTML or JSON page (a download that got
+    an error page) or a Git LFS pointer (a clone without the LFS files). None for anything else."""
+    text = head.lstrip()
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights (fetch them: git lfs pull)"
+    if text[:1] == b"<":
+        return "an HTML page, not a checkpoint (a failed download? download it again)"
+    if text[:1] == b"{":
+        return "a JSON document, not a checkpoint (a failed download? download it again)"
+    return None
+
+
 def map_file(path: Path) -> mmap.mmap:
     """The whole file as one read-only memory map; :class:`WeightsError` naming it when it cannot be mapped."""
     try:
@@ -192,6 +209,11 @@ class PickleShard(ShardReader):
         if not self.path.is_file():
             raise WeightsError(f"{self.path}: no such file")
         mapped = zipfile.is_zipfile(self.path)
+        if not mapped:
+            with open(self.path, "rb") as handle:
+                instead = text_instead_of_weights(handle.read(64))
+            if instead:
+                raise WeightsError(f"{self.path}: {instead}")
         try:
             state = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=mapped)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
