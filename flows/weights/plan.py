@@ -190,9 +190,10 @@ def plan_merged(adapter: Path, base: Path) -> tuple[Path, ModelPlan]:
     return folder, merge_plans(adapter_plan, base)
 
 
-def merge_plans(adapter_plan: ModelPlan, base: Path) -> ModelPlan:
-    """``adapter_plan`` followed by the shards of the local base checkpoint ``base``."""
-    base_folder, base_plan = plan_local(base)
+def merge_plans(adapter_plan: ModelPlan, base: Path, allow_pickle: bool = True) -> ModelPlan:
+    """``adapter_plan`` followed by the shards of the local base checkpoint ``base`` (its pickles refused, as
+    :class:`UnsupportedWeights`, unless ``allow_pickle``)."""
+    base_folder, base_plan = plan_local(base, allow_pickle=allow_pickle)
     if base_plan.config.adapter_config is not None:
         raise WeightsError(f"{base}: --merge-base must name a full model, not another adapter")
     for shard in base_plan.shards:
