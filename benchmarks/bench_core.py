@@ -169,12 +169,17 @@ def find_ww_python(given: str | None) -> str | None:
     return None
 
 
-def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) -> tuple[float, float] | None:
-    """(whole process, analyze() alone) seconds, or None without weightwatcher."""
+def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) -> tuple[Run, float] | None:
+    """(the whole process, seconds of analyze() alone), or None without weightwatcher."""
     if python is None:
         return None
     run = best_of(repeat, [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], PINNED)
-    return run.seconds, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+    return run, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def load() -> str:
+    """The machine's load averages: other work on the cores stretches wall times (a 2-worker wwhub most)."""
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def alphas(path: Path) -> dict[str, float]:
@@ -240,7 +245,7 @@ def main() -> None:
     import torch
 
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__}; wwhub and the floor")
-    print(f"run {workers} layers side by side, one BLAS thread each; whole processes, best of {args.repeat}")
+    print(f"run {workers} layers side by side, one BLAS thread each; whole processes, best of {args.repeat}; {load()}")
     tmp = Path(tempfile.mkdtemp(prefix="wwhub-bench-"))
 
     minilm = example_path("minilm")
@@ -253,12 +258,14 @@ def main() -> None:
         ww = None if skip_ww else weightwatcher(ww_python, minilm, case.ww_options, repeat)
         print(f"{case.key}. MiniLM, {case.label}: {versus(ours, bare)}", flush=True)
         if ww:
-            ratio = ww[0] / ours.seconds
+            theirs, analyze_seconds = ww
+            ratio = theirs.seconds / ours.seconds
             verdict = "met" if ratio >= case.target else "NOT met"
             print(
-                f"   {ww_label} {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s)  floor {bare.seconds:5.2f} s  "
-                f"wwhub {ours.seconds:5.2f} s: {ratio:5.1f}x faster than weightwatcher "
-                f"(target >= {case.target:g}x: {verdict}), {ours.seconds / bare.seconds:4.2f}x the floor",
+                f"   {ww_label} {theirs.seconds:6.2f} s (cpu {theirs.cpu:.2f} s, analyze() alone "
+                f"{analyze_seconds:.2f} s)  floor {bare.seconds:5.2f} s  wwhub {ours.seconds:5.2f} s: {ratio:5.1f}x "
+                f"faster than weightwatcher (target >= {case.target:g}x: {verdict}; cpu {theirs.cpu / ours.cpu:.1f}x), "
+                f"{ours.seconds / bare.seconds:4.2f}x the floor; {load()}",
                 flush=True,
             )
 
