@@ -2,9 +2,11 @@
 
     python benchmarks/bench_core.py [--ww-python PATH] [--repeat 3] [--skip-slow-ww] [--llama7b estimate|measure|skip]
 
-Cases (issue #11):
+Cases (issues #11, #20):
   a. all-MiniLM-L6-v2, default options: `wwhub analyze --example minilm` against the floor and weightwatcher
-  b. all-MiniLM-L6-v2, randomize + mp_fit: wwhub against weightwatcher
+     (target: >= 8x faster than weightwatcher 0.7.7)
+  b. all-MiniLM-L6-v2, --randomize --mp-fit: wwhub against the floor (with --randomize: the shuffled matrices'
+     eigenvalues too) and weightwatcher (target: >= 30x)
   c. a TinyLlama-shaped bf16 checkpoint (benchmarks/llama_checkpoint.py: hidden 2048, intermediate 5632, 22 blocks,
      vocab 32000, 3 shards, 2.2 GB), float64 and --precision float32, each against the floor in its precision; the
      float32 alphas against the float64 ones; wwhub's peak RSS against the largest shard
@@ -74,6 +76,24 @@ _WW_SCRIPT = textwrap.dedent(
 )
 
 
+@dataclass(frozen=True)
+class MinilmCase:
+    """A MiniLM timing: wwhub's options, weightwatcher's, and how many times faster than weightwatcher wwhub must be
+    (issue #20: whole processes, start-up included)."""
+
+    key: str
+    label: str
+    options: tuple[str, ...]
+    ww_options: dict
+    target: float
+
+
+MINILM_CASES = (
+    MinilmCase("a", "default options", (), {}, 8),
+    MinilmCase("b", "randomize + mp_fit", ("--randomize", "--mp-fit"), {"randomize": True, "mp_fit": True}, 30),
+)
+
+
 @dataclass
 class Run:
     """One whole process: wall seconds, CPU seconds (user + system: steadier than wall time when other work shares
@@ -114,21 +134,16 @@ def wwhub_analyze(target: list[str], options: list[str], repeat: int, out: Path)
     return best_of(repeat, wwhub_command("analyze", *target, *options, "--format", "csv", "--out", str(out)), UNPINNED)
 
 
-def floor_command(folder: Path, precision: str, workers: int) -> list[str]:
-    return [
-        sys.executable,
-        str(ROOT / "benchmarks" / "floor.py"),
-        str(folder),
-        "--precision",
-        precision,
-        "--workers",
-        str(workers),
-    ]
+def floor_command(folder: Path, precision: str, workers: int, randomize: bool = False) -> list[str]:
+    script = [sys.executable, str(ROOT / "benchmarks" / "floor.py"), str(folder)]
+    return [*script, "--precision", precision, "--workers", str(workers), *(["--randomize"] if randomize else [])]
 
 
-def floor(folder: Path, precision: str, workers: int, repeat: int) -> tuple[Run, dict, dict[str, float]]:
+def floor(
+    folder: Path, precision: str, workers: int, repeat: int, randomize: bool = False
+) -> tuple[Run, dict, dict[str, float]]:
     """The floor run, its per-size library choice, and the seconds of each single-library run."""
-    script = floor_command(folder, precision, workers)
+    script = floor_command(folder, precision, workers, randomize)
     runs, per_m = {}, {}
     for library in ("numpy", "torch"):
         runs[library] = best_of(repeat, [*script, "--eig", library], PINNED)
@@ -154,12 +169,17 @@ def find_ww_python(given: str | None) -> str | None:
     return None
 
 
-def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) -> tuple[float, float] | None:
-    """(whole process, analyze() alone) seconds, or None without weightwatcher."""
+def weightwatcher(python: str | None, folder: Path, options: dict, repeat: int) -> tuple[Run, float] | None:
+    """(the whole process, seconds of analyze() alone), or None without weightwatcher."""
     if python is None:
         return None
     run = best_of(repeat, [python, "-c", _WW_SCRIPT, str(folder), json.dumps(options)], PINNED)
-    return run.seconds, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+    return run, json.loads(run.stdout.strip().splitlines()[-1])["seconds"]
+
+
+def load() -> str:
+    """The machine's load averages: other work on the cores stretches wall times (a 2-worker wwhub most)."""
+    return "load average " + " ".join(f"{value:.2f}" for value in os.getloadavg())
 
 
 def alphas(path: Path) -> dict[str, float]:
@@ -225,25 +245,29 @@ def main() -> None:
     import torch
 
     print(f"machine: {os.cpu_count()} cores; numpy {np.__version__}, torch {torch.__version__}; wwhub and the floor")
-    print(f"run {workers} layers side by side, one BLAS thread each; whole processes, best of {args.repeat}")
+    print(f"run {workers} layers side by side, one BLAS thread each; whole processes, best of {args.repeat}; {load()}")
     tmp = Path(tempfile.mkdtemp(prefix="wwhub-bench-"))
 
     minilm = example_path("minilm")
-    ours = wwhub_analyze(["--example", "minilm"], [], args.repeat, tmp / "minilm.csv")
-    bare, _, _ = floor(minilm, "float64", workers, args.repeat)
-    ww = weightwatcher(ww_python, minilm, {}, args.repeat)
-    print(f"a. MiniLM, default options: {versus(ours, bare)}")
-    if ww:
-        print(
-            f"   weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): "
-            f"wwhub {ww[0] / ours.seconds:4.1f}x faster"
-        )
-    ours = wwhub_analyze(["--example", "minilm"], ["--randomize", "--mp-fit"], 1, tmp / "minilm-rand.csv")
-    ww = None if args.skip_slow_ww else weightwatcher(ww_python, minilm, {"randomize": True, "mp_fit": True}, 1)
-    line = f"b. MiniLM, randomize + mp_fit: wwhub {ours.seconds:6.2f} s"
-    if ww:
-        line += f"  weightwatcher {ww[0]:6.2f} s (analyze() alone {ww[1]:.2f} s): {ww[0] / ours.seconds:4.1f}x faster"
-    print(line, flush=True)
+    ww_label = "weightwatcher 0.7.7" if ww_python else "weightwatcher (not found)"
+    for case in MINILM_CASES:
+        repeat = args.repeat if not case.options else 1
+        ours = wwhub_analyze(["--example", "minilm"], list(case.options), repeat, tmp / f"minilm-{case.key}.csv")
+        bare, _, _ = floor(minilm, "float64", workers, repeat, randomize="--randomize" in case.options)
+        skip_ww = args.skip_slow_ww and case.options
+        ww = None if skip_ww else weightwatcher(ww_python, minilm, case.ww_options, repeat)
+        print(f"{case.key}. MiniLM, {case.label}: {versus(ours, bare)}", flush=True)
+        if ww:
+            theirs, analyze_seconds = ww
+            ratio = theirs.seconds / ours.seconds
+            verdict = "met" if ratio >= case.target else "NOT met"
+            print(
+                f"   {ww_label} {theirs.seconds:6.2f} s (cpu {theirs.cpu:.2f} s, analyze() alone "
+                f"{analyze_seconds:.2f} s)  floor {bare.seconds:5.2f} s  wwhub {ours.seconds:5.2f} s: {ratio:5.1f}x "
+                f"faster than weightwatcher (target >= {case.target:g}x: {verdict}; cpu {theirs.cpu / ours.cpu:.1f}x), "
+                f"{ours.seconds / bare.seconds:4.2f}x the floor; {load()}",
+                flush=True,
+            )
 
     overhead = None
     if not args.skip_tinyllama:

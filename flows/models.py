@@ -14,9 +14,13 @@ import threading
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .sources import HubError, HubSource, ModelRef
+from .sources import HubError, ModelRef
 from .weights import ModelPlan, Shard, WeightsError, plan_local
+
+if TYPE_CHECKING:
+    from .sources import HubSource
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 
@@ -55,6 +59,8 @@ def open_model(text: str, endpoint: str | None = None) -> OpenedModel:
         return OpenedModel(text, plan, folder=folder)
     if not is_repo_id(text):
         raise WeightsError(f"{text}: no such file or folder, and not a hub repo id (org/name[@revision])")
+    from .sources import HubSource
+
     repo_id, _, revision = text.partition("@")
     source = HubSource(endpoint=endpoint)
     description = source.describe(source.resolve(ModelRef(repo_id, revision or "main", "")))

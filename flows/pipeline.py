@@ -70,9 +70,9 @@ class SourceSpec:
                 endpoint=self.location, settings=self.hub, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file
             )
         if self.kind == "local":
-            return LocalSource(self.location, self.gguf_file)
+            return LocalSource(self.location, self.gguf_file, self.allow_pickle)
         if self.kind == "cache":
-            return CacheSource(self.location, self.gguf_file)
+            return CacheSource(self.location, self.gguf_file, self.allow_pickle)
         raise ValueError(f"source kind {self.kind!r}: expected hub, local or cache")
 
 

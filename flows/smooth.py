@@ -25,7 +25,7 @@ from ww_core.smoothing import LayerTransform
 from .describe import plan_layers
 from .selection import LayerSelection
 from .weights import WeightsError, open_shard, plan_local
-from .weights.readers import NUMPY_DTYPES
+from .weights.tensors import READABLE_DTYPES, numpy_dtype
 
 Transform = Callable[[str, np.ndarray], tuple[np.ndarray | None, LayerTransform]]
 
@@ -59,12 +59,12 @@ def _transform_shard(
     rows = []
     try:
         infos = reader.infos()
-        unknown = [i for i in infos if i.dtype not in NUMPY_DTYPES]
+        unknown = [i for i in infos if i.dtype not in READABLE_DTYPES]
         if unknown:
             raise WeightsError(
                 f"{source}: {unknown[0].name} has dtype {unknown[0].dtype}, which this copy cannot write"
             )
-        sizes = [(i.name, i.dtype, i.shape, NUMPY_DTYPES[i.dtype].itemsize * math.prod(i.shape)) for i in infos]
+        sizes = [(i.name, i.dtype, i.shape, numpy_dtype(i.dtype).itemsize * math.prod(i.shape)) for i in infos]
         with open(target, "wb") as out:
             out.write(_header(_metadata(source), sizes))
             for info in infos:

@@ -23,6 +23,7 @@ from ._errors import (
     EXIT_INTERRUPTED,
     REPORT_BUGS,
     CliError,
+    OneLineParser,
     debug_requested,
     os_error_message,
 )
@@ -53,7 +54,7 @@ def _command_in(argv: list[str]) -> str | None:
 def build_parser(argv: list[str] | None = None) -> argparse.ArgumentParser:
     """The parser, with the full subparser of the command named in ``argv`` (its module imported) and a one-line
     entry for every other command. Without ``argv``, every command's module is imported."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="wwhub",
         description="How well trained is a model, from its weights alone (WeightWatcher-style spectral analysis).",
         epilog="Exit codes: 0 ok, 1 partial (some models failed, each recorded), 2 bad usage or input, "

@@ -6,7 +6,9 @@ value and what to do), 70 an internal error (a bug in wwhub: one line saying whe
 
 from __future__ import annotations
 
+import argparse
 import os
+from typing import NoReturn
 
 EXIT_OK = 0
 EXIT_PARTIAL = 1
@@ -26,6 +28,14 @@ class CliError(Exception):
     def __init__(self, message: str, exit_code: int = EXIT_BAD_INPUT):
         super().__init__(message)
         self.exit_code = exit_code
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """A usage error is one line: the option, what it accepts and where the usage is. (argparse prints the whole
+    usage first, 17 lines for ``wwhub scan``, above the one line that says what is wrong.) Subparsers inherit it."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(EXIT_BAD_INPUT, f"{self.prog}: error: {message} (usage: {self.prog} --help)\n")
 
 
 def debug_requested(argv: list[str]) -> bool:

@@ -122,11 +122,11 @@ def run(args: argparse.Namespace) -> int:
     if not rows and not selection.is_all:
         # A pickle has no header to check the selection against before it is opened.
         raise CliError(f"--layers {selection.text!r} selects no layer of {path}")
+    if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
+        raise CliError(shards[0].error)  # the one line: not also printed as a shard's error below
     for shard in shards:
         if shard.error:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)
-    if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
-        raise CliError(shards[0].error)
     notes = [planned[1].note] if planned[1].note else []
     for reason in notes + model.analysis.decoding_reasons():
         print(f"wwhub analyze: {reason}", file=sys.stderr)

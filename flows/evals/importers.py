@@ -7,7 +7,8 @@ row and why: nothing of that file is written (fix it and import again).
 Shapes:
 
 * CSV (``wwhub evals import FILE.csv``): columns ``repo_id, metric, value`` and optionally ``dataset, source,
-  split, task, scale, n_shot, stderr``; ``95%`` reads as 95 percent.
+  split, task, scale, n_shot, stderr``; ``95%`` reads as 95 percent. Columns are separated by commas, or by
+  semicolons (Excel's CSV where the decimal mark is a comma: there ``0,71`` reads as 0.71) or tabs.
 * Open LLM Leaderboard (``--open-llm-leaderboard``): the ``open-llm-leaderboard/contents`` dataset, one Parquet row
   per evaluated model (``fullname`` = repo id, ``Precision``, ``Flagged``, and per benchmark a ``<name> Raw``
   fraction and a normalised ``<name>`` score in percent, plus ``Average ⬆️``), as its dataset card declares
@@ -24,6 +25,7 @@ from __future__ import annotations
 import csv
 import json
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,8 @@ from .vocabulary import (
 
 CSV_REQUIRED = ("repo_id", "metric", "value")
 CSV_OPTIONAL = ("dataset", "source", "split", "task", "scale", "n_shot", "stderr")
+CSV_DELIMITERS = (",", ";", "\t")
+_DECIMAL_COMMA = re.compile(r"^([+-]?\d+),(\d+%?)$")
 OPEN_LLM_REPO = "open-llm-leaderboard/contents"
 OPEN_LLM_SOURCE = "import:open-llm-leaderboard"
 # (column prefix, dataset, shots, metric of the "Raw" column): the six v2 benchmarks.
@@ -110,13 +114,25 @@ def _duplicates(rows: list[dict], where: list[str]) -> None:
         seen[key] = place
 
 
+def _delimiter(header: str) -> str:
+    """The column separator of a CSV file whose first line is ``header``: the first of comma, semicolon and tab
+    that splits it into the required columns (a comma when none does: the missing columns are then named)."""
+    for delimiter in CSV_DELIMITERS:
+        names = {name.strip() for name in next(csv.reader([header], delimiter=delimiter), [])}
+        if names.issuperset(CSV_REQUIRED):
+            return delimiter
+    return ","
+
+
 def read_csv(path: Path, scale: str | None = None) -> Import:
     """A hand-made CSV. The scale of each (source, metric) comes from a ``scale`` column, else ``scale``
     (``--scale``), else the values: a proportion above 1 anywhere makes that group percent; values on both sides
     of 1 in one group are refused as ambiguous."""
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
-            reader = csv.DictReader(handle)
+            delimiter = _delimiter(handle.readline())
+            handle.seek(0)
+            reader = csv.DictReader(handle, delimiter=delimiter)
             columns = [c.strip() for c in reader.fieldnames or []]
             records = list(reader)
     except FileNotFoundError:
@@ -127,7 +143,10 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
         raise ImportFailed(f"{path}: empty file; expected a header {', '.join(CSV_REQUIRED)} and rows")
     missing = [c for c in CSV_REQUIRED if c not in columns]
     if missing:
-        raise ImportFailed(f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(CSV_REQUIRED)}")
+        raise ImportFailed(
+            f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(CSV_REQUIRED)} in the first line, "
+            "separated by commas, semicolons or tabs"
+        )
     unknown = [c for c in columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
     if unknown:
         raise ImportFailed(
@@ -138,6 +157,9 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
     parsed = []
     for line, raw in enumerate(records, start=2):
         record = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
+        if delimiter == ";":
+            # Semicolons separate columns where a comma is the decimal mark: 0,71 is 0.71 there.
+            record = {k: _DECIMAL_COMMA.sub(r"\1.\2", v) for k, v in record.items()}
         where = f"{path}:{line}"
         repo_id = _check_repo_id(record["repo_id"], where)
         if not record["metric"]:

@@ -9,6 +9,8 @@ Every source answers the same three questions, so the scan does not care which o
   source), or leaves it alone (the user's own folders and cache).
 """
 
+from importlib import import_module
+
 from .base import (
     HUB_GATED,
     HUB_INVALID,
@@ -20,10 +22,26 @@ from .base import (
     ModelRef,
     infer_family,
 )
-from .cards import parse_card
-from .hub import DEFAULT_ENDPOINT, HubSource, classify_hub_error, hub_endpoint
-from .local import CacheSource, LocalSource
-from .transport import HubSettings
+
+# The sources themselves are imported on first use (PEP 562): `wwhub analyze` of a local folder needs HubError and
+# ModelRef, not huggingface_hub's client, the transport or the card parser's YAML (~70 ms of its start-up).
+_LAZY = {
+    "parse_card": "cards",
+    "DEFAULT_ENDPOINT": "hub",
+    "HubSource": "hub",
+    "classify_hub_error": "hub",
+    "hub_endpoint": "hub",
+    "CacheSource": "local",
+    "LocalSource": "local",
+    "HubSettings": "transport",
+}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "HUB_GATED",

@@ -19,22 +19,20 @@ from pathlib import Path
 from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from ..weights import (
     MODEL_CONFIG,
-    PICKLE_INDEX,
     SAFETENSORS_INDEX,
     ModelConfig,
     ModelPlan,
     Shard,
     TensorInfo,
-    UnsupportedWeights,
     WeightsError,
     check_tensor_entry,
-    gguf_plan,
     parse_adapter_config,
     parse_model_config,
+    plan_layout,
     shards_from_index,
+    weight_layout,
 )
-from ..weights.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
-from ..weights.plan import GGUF_SUFFIX
+from ..weights.lora import ADAPTER_CONFIG
 from .base import (
     HUB_GATED,
     HUB_INVALID,
@@ -81,16 +79,6 @@ def hub_endpoint(endpoint: str | None = None) -> str:
     return chosen.rstrip("/")
 
 
-def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] | None) -> ModelPlan:
-    """A plan from per-file tensor lists, in index order when an index gave one."""
-    if order:
-        for shard in order:
-            known = {t.name: t for t in headers.get(shard.filename, [])}
-            shard.tensors = [known.get(t.name, t) for t in shard.tensors]
-        return ModelPlan(order)
-    return ModelPlan([Shard(name, tensors) for name, tensors in headers.items()])
-
-
 class HubSource:
     """The Hugging Face Hub (or any Hub-compatible server) through ``huggingface_hub``.
 
@@ -120,7 +108,7 @@ class HubSource:
         install(self.settings, self.endpoint)
         self.api = HfApi(endpoint=self.endpoint, token=token)
         self.allow_pickle = allow_pickle
-        self.gguf_file = gguf_file  # which GGUF file of a GGUF-only repo to analyze (None: the one gguf_plan picks)
+        self.gguf_file = gguf_file  # which GGUF file of a GGUF-only repo to analyze (None: weight_layout picks)
         self._infos: dict[tuple[str, str], object] = {}
 
     def _call(self, what: str, fn: Callable):
@@ -215,7 +203,7 @@ class HubSource:
         if any(name.startswith(EVAL_RESULTS_DIR) for name in files):
             evals += self._eval_results(pinned)
         config = self._model_config(pinned, files)
-        plan = self._adapter_plan(pinned, files) if config.adapter_config is not None else self._plan(pinned, files)
+        plan = self._plan(pinned, files)
         plan.config = config
         return ModelDescription(pinned, plan, status, facts, evals)
 
@@ -229,24 +217,6 @@ class HubSource:
             parse_model_config(text(MODEL_CONFIG), f"{ref.repo_id}/{MODEL_CONFIG}"),
             parse_adapter_config(text(ADAPTER_CONFIG), f"{ref.repo_id}/{ADAPTER_CONFIG}"),
         )
-
-    def _adapter_plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
-        """A PEFT adapter repo: its ``adapter_model.safetensors`` (header by Range requests) or ``.bin``."""
-        safetensors, pickle = ADAPTER_WEIGHTS
-        if safetensors in files:
-            headers = self._file_headers(ref, [safetensors])
-            return ModelPlan([Shard(safetensors, headers[safetensors], files.get(safetensors))])
-        if pickle in files:
-            if not self.allow_pickle:
-                raise UnsupportedWeights(f"{ref.repo_id}: only a pickled adapter_model.bin, and --no-pickle was given")
-            return ModelPlan([Shard(pickle, size=files.get(pickle))], fmt="pickle")
-        raise WeightsError(f"{ref.repo_id}@{ref.revision}: {ADAPTER_CONFIG} but no {' or '.join(ADAPTER_WEIGHTS)}")
-
-    @staticmethod
-    def _gguf_only(files: dict[str, int | None]) -> bool:
-        """No safetensors and no pickles, but GGUF files: analyze one of them (``gguf_plan`` says which)."""
-        pickles = any(re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f) for f in files)
-        return not pickles and any(f.endswith(GGUF_SUFFIX) for f in files)
 
     def _file_headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
@@ -328,33 +298,17 @@ class HubSource:
         return shards_from_index(index, label)
 
     def _plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
-        safetensors = sorted(f for f in files if f.endswith(".safetensors") and "/" not in f)
-        if SAFETENSORS_INDEX in files:
-            order = self._index(ref, SAFETENSORS_INDEX, files)
-        elif safetensors:
-            order = [Shard(f) for f in safetensors]
-        elif self._gguf_only(files):
-            return gguf_plan({f: files[f] for f in files if f.endswith(GGUF_SUFFIX)}, self.gguf_file, ref.repo_id)
-        else:
-            return self._pickle_plan(ref, files)
-        filenames = [s.filename for s in order]
-        standard = SAFETENSORS_INDEX in files or "model.safetensors" in files
-        headers = self._headers(ref, filenames) if standard else self._file_headers(ref, filenames)
-        plan = plan_from_headers(headers, order if SAFETENSORS_INDEX in files else None)
-        for shard in plan.shards:
-            shard.size = files.get(shard.filename)
-        return plan
+        """The weight files :func:`flows.weights.weight_layout` chooses from the repo's file list, planned from
+        the index and the safetensors headers by Range requests (no weights are downloaded)."""
+        label = f"{ref.repo_id}@{ref.revision[:12]}"
+        layout = weight_layout(files, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file, label=label)
+        # One call reads every header of a standard checkpoint; other file names (an adapter's) are read one by one.
+        standard = not layout.adapter and (layout.index == SAFETENSORS_INDEX or "model.safetensors" in files)
 
-    def _pickle_plan(self, ref: ModelRef, files: dict[str, int | None]) -> ModelPlan:
-        pickles = sorted(f for f in files if re.fullmatch(r"pytorch_model(-\d+-of-\d+)?\.bin", f))
-        if not pickles:
-            raise WeightsError(f"{ref.repo_id}@{ref.revision}: no *.safetensors or pytorch_model*.bin weights")
-        if not self.allow_pickle:
-            raise UnsupportedWeights(f"{ref.repo_id}: only pickled .bin weights, and --no-pickle was given")
-        if PICKLE_INDEX in files:
-            order = self._index(ref, PICKLE_INDEX, files)
-            return ModelPlan(order, fmt="pickle")
-        return ModelPlan([Shard(p, size=files.get(p)) for p in pickles], fmt="pickle")
+        def headers(filenames: list[str]) -> dict[str, list[TensorInfo]]:
+            return self._headers(ref, filenames) if standard else self._file_headers(ref, filenames)
+
+        return plan_layout(layout, files, lambda name: self._index(ref, name, files), headers)
 
     def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""

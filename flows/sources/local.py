@@ -21,9 +21,10 @@ class LocalSource:
     kind = "local"
     deletes_shards = False
 
-    def __init__(self, root: str | os.PathLike, gguf_file: str | None = None):
+    def __init__(self, root: str | os.PathLike, gguf_file: str | None = None, allow_pickle: bool = True):
         self.root = Path(root)
         self.gguf_file = gguf_file
+        self.allow_pickle = allow_pickle
         if not self.root.is_dir():
             raise HubError(f"local source {self.root} is not a folder")
 
@@ -81,7 +82,7 @@ class LocalSource:
         folder = self._repo_dir(ref.repo_id)
         if not folder.is_dir():
             raise HubError(f"{ref.repo_id}: no folder {folder} in the local source", HUB_NOT_FOUND)
-        _, plan = plan_local(folder, self.gguf_file)
+        _, plan = plan_local(folder, self.gguf_file, self.allow_pickle)
         readme = folder / "README.md"
         status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
         return ModelDescription(ref, plan, status, facts, evals)
@@ -98,10 +99,13 @@ class CacheSource(LocalSource):
 
     kind = "cache"
 
-    def __init__(self, cache_dir: str | os.PathLike | None = None, gguf_file: str | None = None):
+    def __init__(
+        self, cache_dir: str | os.PathLike | None = None, gguf_file: str | None = None, allow_pickle: bool = True
+    ):
         from huggingface_hub import scan_cache_dir
 
         self.gguf_file = gguf_file
+        self.allow_pickle = allow_pickle
         try:
             info = scan_cache_dir(cache_dir)
         except Exception as err:  # noqa: BLE001 - CacheNotFound and corrupt caches alike
@@ -135,7 +139,7 @@ class CacheSource(LocalSource):
 
     def describe(self, ref: ModelRef) -> ModelDescription:
         folder = self._snapshot(ref)
-        _, plan = plan_local(folder, self.gguf_file)
+        _, plan = plan_local(folder, self.gguf_file, self.allow_pickle)
         readme = folder / "README.md"
         status, facts, evals = parse_card(readme.read_text(errors="replace") if readme.exists() else None)
         return ModelDescription(ref, plan, status, facts, evals)

@@ -1,7 +1,9 @@
 """Weights: readers yield stored tensors, decoders turn them into the logical matrices that reach ``ww_core``.
 
+* :mod:`.tensors`: stored tensors' names, dtypes and shapes (:class:`TensorInfo`) and the dtype tables (a leaf);
 * :mod:`.readers`: stored tensors from one file each, lazily (safetensors memory maps, ``.bin`` pickles with
-  ``weights_only=True``), as numpy arrays in the file's dtype;
+  ``weights_only=True``, GGUF files: :mod:`.gguf_file`), as numpy arrays in the file's dtype;
+* :mod:`.layout`: which files of a repo hold its weights (one decision for every source, from the file list);
 * :mod:`.plan`: which shard holds which stored tensor, from the index or the headers alone, and the model's configs;
 * :mod:`.decoding`: the contract between stored tensors and logical weight matrices;
 * :mod:`.decode`: the pipeline (quantized schemes, MXFP4, fused experts, LoRA, buffers, plain) in depth order
@@ -11,28 +13,22 @@
 from .decode import MatrixStream, plan_matrices, plan_model, skip_counts, spec_columns
 from .decoding import Claim, Decoder, MatrixSpec, ModelConfig
 from .errors import UnsupportedWeights, WeightsError
+from .layout import PICKLE_INDEX, SAFETENSORS_INDEX, WeightLayout, weight_layout
 from .plan import (
     MODEL_CONFIG,
-    PICKLE_INDEX,
-    SAFETENSORS_INDEX,
     ModelPlan,
     Shard,
-    gguf_plan,
+    list_model_files,
     merge_plans,
     parse_adapter_config,
     parse_model_config,
+    plan_layout,
     plan_local,
     plan_merged,
     shards_from_index,
 )
-from .readers import (
-    ShardReader,
-    TensorInfo,
-    check_tensor_entry,
-    open_shard,
-    parse_safetensors_header,
-    read_safetensors_header,
-)
+from .readers import ShardReader, open_shard, parse_safetensors_header, read_safetensors_header
+from .tensors import TensorInfo, check_tensor_entry
 
 __all__ = [
     "MODEL_CONFIG",
@@ -48,14 +44,16 @@ __all__ = [
     "ShardReader",
     "TensorInfo",
     "UnsupportedWeights",
+    "WeightLayout",
     "WeightsError",
     "check_tensor_entry",
-    "gguf_plan",
+    "list_model_files",
     "merge_plans",
     "open_shard",
     "parse_adapter_config",
     "parse_model_config",
     "parse_safetensors_header",
+    "plan_layout",
     "plan_local",
     "plan_matrices",
     "plan_merged",
@@ -64,4 +62,5 @@ __all__ = [
     "shards_from_index",
     "skip_counts",
     "spec_columns",
+    "weight_layout",
 ]

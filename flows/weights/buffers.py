@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from .decoding import Claim, ModelConfig
-from .readers import TensorInfo
+from .tensors import TensorInfo
 
 _MASK_NAMES = {"bias", "masked_bias", "mask", "causal_mask", "attn_mask", "attention_mask", "tril"}
 _INDEX_NAMES = {"position_ids", "token_type_ids"}

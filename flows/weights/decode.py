@@ -33,11 +33,11 @@ from .mxfp4 import Mxfp4Experts
 from .plain import Plain
 from .plan import ModelPlan
 from .quant import DECODERS as QUANT_DECODERS
-from .readers import NUMPY_DTYPES, TensorInfo
+from .tensors import READABLE_DTYPES, TensorInfo
 
 
 class GgufTensors:
-    """GGUF's decoder (:class:`flows.weights.gguf.GGUFDecoder`: GGML quantized types, fused ``*_exps`` experts),
+    """GGUF's decoder (:class:`flows.weights.gguf_decoder.GGUFDecoder`: GGML quantized types, fused ``*_exps`` experts),
     offered only tensors that can be GGUF's, so that a safetensors model never pays for importing ``gguf``."""
 
     name = "gguf"
@@ -46,11 +46,11 @@ class GgufTensors:
         candidates = {
             name: info
             for name, info in tensors.items()
-            if (info.dtype and info.dtype not in NUMPY_DTYPES) or name.endswith("_exps.weight")
+            if (info.dtype and info.dtype not in READABLE_DTYPES) or name.endswith("_exps.weight")
         }
         if not candidates:
             return Claim()
-        from .gguf import GGUFDecoder
+        from .gguf_decoder import GGUFDecoder
 
         return GGUFDecoder().claim(candidates, config)
 

@@ -23,7 +23,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .readers import TensorInfo
+from .tensors import TensorInfo
 
 
 @dataclass(frozen=True)

@@ -29,7 +29,7 @@ import numpy as np
 
 from .decoding import Claim, MatrixSpec, ModelConfig
 from .errors import WeightsError
-from .readers import TensorInfo
+from .tensors import TensorInfo
 
 ADAPTER_CONFIG = "adapter_config.json"
 ADAPTER_WEIGHTS = ("adapter_model.safetensors", "adapter_model.bin")

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .decoding import Claim, MatrixSpec, ModelConfig
-from .readers import FLOAT_DTYPES, TensorInfo
+from .tensors import FLOAT_DTYPES, TensorInfo
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,7 @@ import numpy as np
 
 from .decoding import Claim, ModelConfig
 from .moe import DOWN, GATE_UP, GPT_OSS_LAYOUT, LAYOUTS, expert_specs, fused_role, skipped_expert_specs
-from .readers import TensorInfo
+from .tensors import TensorInfo
 
 QUANTIZATION = "mxfp4"
 # FP4 E2M1 code → value (OCP Microscaling Formats v1.0, table 5; the order of transformers' FP4_VALUES).

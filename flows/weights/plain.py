@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping
 
 from .decoding import Claim, MatrixSpec, ModelConfig
-from .readers import FLOAT_DTYPES, INTEGER_DTYPES, TensorInfo
+from .tensors import FLOAT_DTYPES, INTEGER_DTYPES, TensorInfo
 
 # Last name parts that only quantized checkpoints store beside a weight.
 _SIDE_TENSORS = re.compile(

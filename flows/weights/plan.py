@@ -1,23 +1,25 @@
 """A model's plan: which shard holds which stored tensor (name, dtype, shape), known from the index or the
 safetensors headers (a few KB) before any weight is read, plus what decoders read besides the tensors
-(``config.json``, ``adapter_config.json``)."""
+(``config.json``, ``adapter_config.json``). Which files are read is :mod:`.layout`'s decision, the same for every
+source; :func:`plan_layout` turns it into a plan with the source's own way of reading an index and headers."""
 
 from __future__ import annotations
 
 import json
+import os
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .decoding import ModelConfig
-from .errors import WeightsError
-from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS, validate_adapter_config
-from .readers import TensorInfo, gguf_support, read_safetensors_header
+from .errors import UnsupportedWeights, WeightsError
+from .layout import GGUF_SUFFIX, SAFETENSORS_SUFFIX, WeightLayout, weight_layout
+from .lora import ADAPTER_CONFIG, validate_adapter_config
+from .readers import read_safetensors_header
+from .tensors import TensorInfo
 
-SAFETENSORS_INDEX = "model.safetensors.index.json"
-PICKLE_INDEX = "pytorch_model.bin.index.json"
 MODEL_CONFIG = "config.json"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth")
-GGUF_SUFFIX = ".gguf"
 
 
 @dataclass
@@ -81,65 +83,102 @@ def read_model_config(folder: Path) -> ModelConfig:
     )
 
 
-def _local_shard(path: Path) -> Shard:
-    return Shard(path.name, read_safetensors_header(path), path.stat().st_size)
+def plan_layout(
+    layout: WeightLayout,
+    sizes: Mapping[str, int | None],
+    read_index: Callable[[str], list[Shard]],
+    read_headers: Callable[[list[str]], dict[str, list[TensorInfo]]],
+) -> ModelPlan:
+    """The plan of ``layout``, whatever the source: ``read_index(name)`` gives an index file's shards (in its
+    order, tensor names only) and ``read_headers(filenames)`` each safetensors file's tensors (a file it leaves out
+    keeps the index's view, and its tensors fail when it is read). Pickles and GGUF files are planned when opened;
+    ``sizes`` are the files' sizes in bytes."""
+    order = read_index(layout.index) if layout.index else None
+    if layout.fmt == "safetensors":
+        filenames = [s.filename for s in order] if order else list(layout.files)
+        plan = plan_from_headers(read_headers(filenames), order)
+    else:
+        plan = ModelPlan(order if order is not None else [Shard(f) for f in layout.files], fmt=layout.fmt)
+    plan.note = layout.note
+    for shard in plan.shards:
+        shard.size = sizes.get(shard.filename)
+    return plan
 
 
-def plan_local(path: Path, gguf_file: str | None = None) -> tuple[Path, ModelPlan]:
-    """Plan a local model: a folder of ``*.safetensors`` (ordered by the index when present), a single
-    ``.safetensors`` / ``.bin`` / ``.gguf`` file, or, when no safetensors exist, ``pytorch_model*.bin`` pickles, else
-    one of its GGUF files (``gguf_file``, or the one :func:`gguf_plan` picks); a folder with ``adapter_config.json``
-    is a PEFT adapter (its ``adapter_model.*``). Returns (folder, plan)."""
+def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] | None) -> ModelPlan:
+    """A plan from per-file tensor lists, in index order when an index gave one."""
+    if order:
+        for shard in order:
+            known = {t.name: t for t in headers.get(shard.filename, [])}
+            shard.tensors = [known.get(t.name, t) for t in shard.tensors]
+        return ModelPlan(order)
+    return ModelPlan([Shard(name, tensors) for name, tensors in headers.items()])
+
+
+def list_model_files(folder: Path) -> dict[str, int | None]:
+    """A local model folder's files as the hub lists a repo's: paths relative to the folder (``/``-separated) with
+    their sizes (None for a link to nowhere, e.g. an incomplete cache entry). Hidden folders (``.git``, the
+    client's ``.cache``) are bookkeeping, not the model's files."""
+    files: dict[str, int | None] = {}
+    for root, dirs, names in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        relative = Path(root).relative_to(folder)
+        for name in sorted(names):
+            try:
+                size: int | None = (Path(root) / name).stat().st_size
+            except OSError:
+                size = None
+            files[(relative / name).as_posix()] = size
+    return files
+
+
+def plan_local(path: Path, gguf_file: str | None = None, allow_pickle: bool = True) -> tuple[Path, ModelPlan]:
+    """Plan a local model: a single ``.safetensors`` / ``.bin`` / ``.gguf`` file, or a folder whose weight files
+    :func:`flows.weights.layout.weight_layout` chooses (safetensors, else pickles when ``allow_pickle``, else one
+    GGUF file: ``gguf_file`` or the one it picks; a PEFT adapter's ``adapter_model.*``). Returns (folder, plan)."""
     path = Path(path)
     if not path.exists():
         raise WeightsError(f"{path}: no such file or directory")
     if path.is_file():
-        config = read_model_config(path.parent)
-        if path.suffix == ".safetensors":
-            return path.parent, ModelPlan([_local_shard(path)], config=config)
-        if path.suffix in PICKLE_SUFFIXES:
-            return path.parent, ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="pickle", config=config)
-        if path.suffix == GGUF_SUFFIX:
-            # Planned when opened: a GGUF header (with its tokenizer) is read once, by the reader.
-            return path.parent, ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="gguf", config=config)
-        raise WeightsError(f"{path}: not a .safetensors, .bin or .gguf weight file")
+        return path.parent, _single_file_plan(path, allow_pickle)
     config = read_model_config(path)
-    if config.adapter_config is not None:
-        return path, _adapter_plan(path, config)
-    index = path / SAFETENSORS_INDEX
-    if index.exists():
-        return path, ModelPlan(_plan_from_index(index, path), config=config)
-    files = sorted(p for p in path.glob("*.safetensors"))
-    if files:
-        return path, ModelPlan([_local_shard(f) for f in files], config=config)
-    pickles = sorted(path.glob("pytorch_model*.bin"))
-    if pickles:
-        return path, ModelPlan([Shard(f.name, size=f.stat().st_size) for f in pickles], fmt="pickle", config=config)
-    ggufs = {f.name: f.stat().st_size for f in sorted(path.glob(f"*{GGUF_SUFFIX}"))}
-    if ggufs:
-        plan = gguf_plan(ggufs, gguf_file, str(path))
-        plan.config = config
-        return path, plan
-    raise WeightsError(f"{path}: no *.safetensors, pytorch_model*.bin or *.gguf weights in this folder")
+    files = list_model_files(path)
+    layout = weight_layout(files, allow_pickle=allow_pickle, gguf_file=gguf_file, label=str(path))
+    plan = plan_layout(
+        layout,
+        files,
+        lambda name: _read_index(path / name),
+        lambda names: _local_headers(path, names, keep_bad=layout.index is not None),
+    )
+    plan.config = config
+    return path, plan
 
 
-def gguf_plan(files: dict[str, int | None], chosen: str | None, label: str) -> ModelPlan:
-    """A GGUF-only model: one file of ``files`` (name → size), ``chosen`` or the one flows.weights.gguf picks (the
-    largest non-split file of at most 8 bits per weight), planned when opened; the plan's note says which."""
-    gguf = gguf_support(label)
-    name = gguf.choose_gguf_file(files, chosen)
-    note = f"analyzed {name} ({'chosen' if chosen else 'picked'} among {len(files)} GGUF files)"
-    return ModelPlan([Shard(name, size=files.get(name))], fmt="gguf", note=note)
+def _single_file_plan(path: Path, allow_pickle: bool) -> ModelPlan:
+    config = read_model_config(path.parent)
+    if path.suffix == SAFETENSORS_SUFFIX:
+        return ModelPlan([Shard(path.name, read_safetensors_header(path), path.stat().st_size)], config=config)
+    if path.suffix in PICKLE_SUFFIXES:
+        if not allow_pickle:
+            raise UnsupportedWeights(f"{path}: a pickled checkpoint, and --no-pickle forbids loading pickles")
+        return ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="pickle", config=config)
+    if path.suffix == GGUF_SUFFIX:
+        # Planned when opened: a GGUF header (with its tokenizer) is read once, by the reader.
+        return ModelPlan([Shard(path.name, size=path.stat().st_size)], fmt="gguf", config=config)
+    raise WeightsError(f"{path}: not a .safetensors, .bin or .gguf weight file")
 
 
-def _adapter_plan(folder: Path, config: ModelConfig) -> ModelPlan:
-    for filename in ADAPTER_WEIGHTS:
-        weights = folder / filename
-        if weights.is_file():
-            if weights.suffix == ".safetensors":
-                return ModelPlan([_local_shard(weights)], config=config)
-            return ModelPlan([Shard(filename, size=weights.stat().st_size)], fmt="pickle", config=config)
-    raise WeightsError(f"{folder}: {ADAPTER_CONFIG} but no adapter weights ({' or '.join(ADAPTER_WEIGHTS)})")
+def _local_headers(folder: Path, filenames: list[str], keep_bad: bool) -> dict[str, list[TensorInfo]]:
+    """Each local safetensors file's tensors. With ``keep_bad`` (an index named the files), a file whose header
+    cannot be read is left out: its tensors keep the index's view and are reported failed when it is read."""
+    headers = {}
+    for filename in filenames:
+        try:
+            headers[filename] = read_safetensors_header(folder / filename)
+        except WeightsError:
+            if not keep_bad:
+                raise
+    return headers
 
 
 def plan_merged(adapter: Path, base: Path) -> tuple[Path, ModelPlan]:
@@ -151,9 +190,10 @@ def plan_merged(adapter: Path, base: Path) -> tuple[Path, ModelPlan]:
     return folder, merge_plans(adapter_plan, base)
 
 
-def merge_plans(adapter_plan: ModelPlan, base: Path) -> ModelPlan:
-    """``adapter_plan`` followed by the shards of the local base checkpoint ``base``."""
-    base_folder, base_plan = plan_local(base)
+def merge_plans(adapter_plan: ModelPlan, base: Path, allow_pickle: bool = True) -> ModelPlan:
+    """``adapter_plan`` followed by the shards of the local base checkpoint ``base`` (its pickles refused, as
+    :class:`UnsupportedWeights`, unless ``allow_pickle``)."""
+    base_folder, base_plan = plan_local(base, allow_pickle=allow_pickle)
     if base_plan.config.adapter_config is not None:
         raise WeightsError(f"{base}: --merge-base must name a full model, not another adapter")
     for shard in base_plan.shards:
@@ -171,7 +211,7 @@ def shards_from_index(index: dict, label: str) -> list[Shard]:
         weight_map = index["weight_map"]
         items = list(weight_map.items())
     except (KeyError, TypeError, AttributeError) as err:
-        raise WeightsError(f"{label}: no weight_map in the safetensors index") from err
+        raise WeightsError(f"{label}: no weight_map in the index") from err
     shards: dict[str, Shard] = {}
     for name, filename in items:
         shard_filename(filename, label)
@@ -188,19 +228,9 @@ def shard_filename(filename: object, label: str) -> str:
     return filename
 
 
-def _plan_from_index(index_path: Path, folder: Path) -> list[Shard]:
+def _read_index(index_path: Path) -> list[Shard]:
     try:
         index = json.loads(index_path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise WeightsError(f"{index_path}: unreadable index ({err})") from err
-    shards = shards_from_index(index, str(index_path))
-    for shard in shards:
-        shard_path = folder / shard.filename
-        try:
-            header = {t.name: t for t in read_safetensors_header(shard_path)}
-            shard.size = shard_path.stat().st_size
-        except WeightsError:
-            # Keep the index's view of a bad shard: its tensors are reported failed when the shard is read.
-            continue
-        shard.tensors = [header.get(t.name, t) for t in shard.tensors]
-    return shards
+    return shards_from_index(index, str(index_path))

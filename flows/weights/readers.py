@@ -21,71 +21,15 @@ import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
-from .errors import UnsupportedWeights, WeightsError
-
-
-@dataclass
-class TensorInfo:
-    """A stored tensor as a file's header describes it (``dtype`` is the safetensors name, e.g. ``BF16``)."""
-
-    name: str
-    dtype: str
-    shape: tuple[int, ...]
-
-
-# safetensors dtype names → numpy dtypes (little-endian, as the format stores them).
-NUMPY_DTYPES: dict[str, np.dtype] = {
-    "F64": np.dtype("<f8"),
-    "F32": np.dtype("<f4"),
-    "F16": np.dtype("<f2"),
-    "BF16": np.dtype(ml_dtypes.bfloat16),
-    "F8_E4M3": np.dtype(ml_dtypes.float8_e4m3fn),
-    "F8_E5M2": np.dtype(ml_dtypes.float8_e5m2),
-    "F8_E8M0": np.dtype(ml_dtypes.float8_e8m0fnu),
-    "I8": np.dtype("i1"),
-    "U8": np.dtype("u1"),
-    "I16": np.dtype("<i2"),
-    "U16": np.dtype("<u2"),
-    "I32": np.dtype("<i4"),
-    "U32": np.dtype("<u4"),
-    "I64": np.dtype("<i8"),
-    "U64": np.dtype("<u8"),
-    "BOOL": np.dtype(np.bool_),
-}
-FLOAT_DTYPES = frozenset({"F64", "F32", "F16", "BF16", "F8_E4M3", "F8_E5M2"})
-INTEGER_DTYPES = frozenset({"I8", "U8", "I16", "U16", "I32", "U32", "I64", "U64", "BOOL"})
+from . import gguf_file
+from .errors import WeightsError
+from .tensors import TensorInfo, check_tensor_entry, numpy_dtype
 
 # The largest header we parse, checked before it is read: huggingface_hub's limit for remote headers
 # (SAFETENSORS_MAX_HEADER_LENGTH); a 100k-tensor shard needs ~15 MB. A larger length prefix is corrupt or hostile.
 MAX_HEADER_BYTES = 25_000_000
-# Bits per element of each safetensors dtype (the format's spec), to check a shape against its data offsets.
-_DTYPE_BITS = {
-    "BOOL": 8, "U8": 8, "I8": 8, "F8_E5M2": 8, "F8_E4M3": 8, "F8_E8M0": 8, "I16": 16, "U16": 16, "F16": 16,
-    "BF16": 16, "I32": 32, "U32": 32, "F32": 32, "F64": 64, "I64": 64, "U64": 64, "C64": 64, "F4": 4,
-    "F6_E2M3": 6, "F6_E3M2": 6,
-}  # fmt: skip
-
-
-def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: int, end: int) -> None:
-    """A header entry that describes its own data: whole non-negative dimensions whose product, at the dtype's
-    width, fills ``data_offsets`` exactly. Checked before anything is allocated from the shape (a shape claiming
-    10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or len(shape) > 8:
-        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
-        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")
-    numel = 1
-    for dim in shape:
-        numel *= dim
-    need = (numel * _DTYPE_BITS.get(dtype, 1) + 7) // 8  # an unknown dtype has at least one bit per element
-    if (need != end - begin) if dtype in _DTYPE_BITS else (need > end - begin):
-        raise WeightsError(
-            f"{label}: tensor {name!r} of shape {list(shape)} ({dtype}) needs {need} bytes, "
-            f"but its data offsets hold {end - begin}: corrupt header"
-        )
 
 
 @dataclass
@@ -139,6 +83,10 @@ def _read_header(path: Path) -> tuple[int, list[_Located]]:
             if len(prefix) < 8:
                 raise WeightsError(f"{path}: truncated: {size} bytes, not even a safetensors header")
             (length,) = struct.unpack("<Q", prefix)
+            if length > MAX_HEADER_BYTES or length > size - 8:
+                instead = text_instead_of_weights(prefix + handle.read(56))
+                if instead:
+                    raise WeightsError(f"{path}: {instead}")
             if length > MAX_HEADER_BYTES:
                 raise WeightsError(f"{path}: header length {length} is more than the {MAX_HEADER_BYTES} bytes allowed")
             if length > size - 8:
@@ -190,7 +138,7 @@ class SafetensorsShard(ShardReader):
     def array(self, name: str) -> np.ndarray:
         located = self._tensors[name]
         info = located.info
-        dtype = NUMPY_DTYPES.get(info.dtype)
+        dtype = numpy_dtype(info.dtype)
         if dtype is None:
             raise WeightsError(f"{self.path}: tensor {name!r} has dtype {info.dtype}, which wwhub cannot read")
         count = math.prod(info.shape)
@@ -204,6 +152,19 @@ class SafetensorsShard(ShardReader):
 
     def close(self) -> None:
         close_map(self._map)
+
+
+def text_instead_of_weights(head: bytes) -> str | None:
+    """What a weight file holds instead, when its first bytes are text: an HTML or JSON page (a download that got
+    an error page) or a Git LFS pointer (a clone without the LFS files). None for anything else."""
+    text = head.lstrip()
+    if text.startswith(b"version https://git-lfs"):
+        return "a Git LFS pointer, not the weights (fetch them: git lfs pull)"
+    if text[:1] == b"<":
+        return "an HTML page, not a checkpoint (a failed download? download it again)"
+    if text[:1] == b"{":
+        return "a JSON document, not a checkpoint (a failed download? download it again)"
+    return None
 
 
 def map_file(path: Path) -> mmap.mmap:
@@ -248,6 +209,11 @@ class PickleShard(ShardReader):
         if not self.path.is_file():
             raise WeightsError(f"{self.path}: no such file")
         mapped = zipfile.is_zipfile(self.path)
+        if not mapped:
+            with open(self.path, "rb") as handle:
+                instead = text_instead_of_weights(handle.read(64))
+            if instead:
+                raise WeightsError(f"{self.path}: {instead}")
         try:
             state = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=mapped)
         except (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError) as err:
@@ -298,34 +264,20 @@ def torch_to_numpy(tensor) -> np.ndarray:
 
     tensor = tensor.detach()
     if tensor.dtype == torch.bfloat16:
-        return tensor.view(torch.int16).numpy().view(ml_dtypes.bfloat16)
+        return tensor.view(torch.int16).numpy().view(numpy_dtype("BF16"))
     if tensor.dtype in (torch.float8_e4m3fn, torch.float8_e5m2):
-        target = ml_dtypes.float8_e4m3fn if tensor.dtype == torch.float8_e4m3fn else ml_dtypes.float8_e5m2
-        return tensor.view(torch.uint8).numpy().view(target)
+        return tensor.view(torch.uint8).numpy().view(numpy_dtype(_torch_dtype_name(tensor)))
     return tensor.numpy()
 
 
-def gguf_support(label: object):
-    """The GGUF module (``flows/weights/gguf.py``: the ``gguf`` package's reader and dequantizers), or
-    UnsupportedWeights naming ``label`` when this build has none."""
-    try:
-        from . import gguf
-    except ImportError as err:
-        raise UnsupportedWeights(
-            f"{label}: GGUF weights need flows.weights.gguf, which this build lacks ({err})"
-        ) from err
-    return gguf
-
-
 class GgufShard(ShardReader):
-    """A GGUF file through :func:`gguf_support`, one read-only memory map like a safetensors shard: llama.cpp
-    tensor names, numpy-order shapes, ``dtype`` the GGML type name (F32/F16/BF16 read as they are; quantized types
-    raw, for the GGUF decoder to dequantize)."""
+    """A GGUF file (:mod:`.gguf_file`), one read-only memory map like a safetensors shard: llama.cpp tensor names,
+    numpy-order shapes, ``dtype`` the GGML type name (F32/F16/BF16 read as they are; quantized types raw, for the
+    GGUF decoder to dequantize)."""
 
     def __init__(self, path: Path):
-        self._gguf = gguf_support(path)
         self.path = Path(path)
-        self._tensors = {t.info.name: t for t in self._gguf.read_gguf_header(self.path).tensors}
+        self._tensors = {t.info.name: t for t in gguf_file.read_gguf_header(self.path).tensors}
         self._map = map_file(self.path)
         self._bytes = np.frombuffer(self._map, dtype=np.uint8)
 
@@ -333,7 +285,7 @@ class GgufShard(ShardReader):
         return [t.info for t in self._tensors.values()]
 
     def array(self, name: str) -> np.ndarray:
-        return self._gguf.tensor_array(self._bytes, self._tensors[name])
+        return gguf_file.tensor_array(self._bytes, self._tensors[name])
 
     def evict(self, name: str) -> None:
         tensor = self._tensors.get(name)

@@ -109,22 +109,24 @@ CASES = [
         "unknown-command",
         "a command that does not exist",
         2,
-        "wwhub: error: argument COMMAND: invalid choice: 'scna' (choose from <commands>)",
+        "wwhub: error: argument COMMAND: invalid choice: 'scna' (choose from <commands>) (usage: wwhub --help)",
         lambda ctx: ["scna"],
     ),
     ErrorCase(
         "bad-option-value",
         "an option value of the wrong kind (`--max-evals abc`)",
         2,
-        "wwhub analyze: error: argument --max-evals: expected a whole number or 'none', got 'abc'",
+        "wwhub analyze: error: argument --max-evals: expected a whole number or 'none', got 'abc' "
+        "(usage: wwhub analyze --help)",
         lambda ctx: ["analyze", "model.safetensors", "--max-evals", "abc"],
     ),
     ErrorCase(
         "scan-workers-0",
-        "`wwhub scan --workers 0`",
+        "`wwhub scan --source local ROOT --workers 0` (any option value argparse refuses: one line, no usage dump)",
         2,
-        "wwhub scan: error: argument --workers: expected a whole number of at least 1, got '0'",
-        lambda ctx: ["scan", "org/a", "--workers", "0"],
+        "wwhub scan: error: argument --workers: expected a whole number of at least 1, got '0' "
+        "(usage: wwhub scan --help)",
+        lambda ctx: ["scan", "--source", "local", "repos", "--workers", "0"],
     ),
     ErrorCase(
         "analysis-options-conflict",
@@ -187,6 +189,7 @@ CASES = [
         2,
         "  families.yaml:2: family 'mine': repos: expected a list, e.g. [org/a, org/b] (got 'org/a')",
         lambda ctx: families_file(ctx, "families:\n  mine: {repos: org/a}\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-repo-slash",
@@ -195,6 +198,7 @@ CASES = [
         "  families.yaml:3: family 'mine': repos[0]: repo '/' is not a Hub repo id: expected org/name "
         "(letters, digits, '-', '_', '.')",
         lambda ctx: families_file(ctx, "families:\n  mine:\n    repos: ['/']\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-limit-many",
@@ -202,6 +206,7 @@ CASES = [
         2,
         "  families.yaml:4: family 'pythia': limit: expected a whole number (got 'many')",
         lambda ctx: families_file(ctx, "families:\n  pythia:\n    search: pythia\n    limit: many\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-limit-negative",
@@ -209,6 +214,7 @@ CASES = [
         2,
         "  families.yaml:2: family 'pythia': limit: must be at least 1 (got -1)",
         lambda ctx: families_file(ctx, "families:\n  pythia: {search: pythia, limit: -1}\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-search-number",
@@ -216,6 +222,7 @@ CASES = [
         2,
         "  families.yaml:2: family 'x': search: expected text (got 123)",
         lambda ctx: families_file(ctx, "families:\n  x: {search: 123}\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-sort-bogus",
@@ -224,6 +231,7 @@ CASES = [
         "  families.yaml:2: family 'x': sort: expected one of created_at, downloads, last_modified, likes, "
         "trending_score (got 'bogus')",
         lambda ctx: families_file(ctx, "families:\n  x: {author: acme, sort: bogus}\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-unknown-key",
@@ -231,6 +239,7 @@ CASES = [
         2,
         "  families.yaml:3: family 'x': unknown key 'autor' (known: repos, author, search, filter, sort, limit)",
         lambda ctx: families_file(ctx, "families:\n  x:\n    autor: acme\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-no-selector",
@@ -239,6 +248,7 @@ CASES = [
         "  families.yaml:2: family 'x': choose models with one of repos, author, search, filter (sort and limit "
         "alone would list the whole Hub)",
         lambda ctx: families_file(ctx, "families:\n  x: {limit: 3}\n"),
+        lines=2,  # the count of problems, then one line each
     ),
     ErrorCase(
         "families-tab",
@@ -246,6 +256,7 @@ CASES = [
         2,
         "wwhub scan: error: families.yaml:3:1: not valid YAML: found character '\\t' that cannot start any token",
         lambda ctx: families_file(ctx, "families:\n  x:\n\tsearch: a\n"),
+        lines=2,  # the YAML error, then how to fix it
     ),
     ErrorCase(
         "families-indentation",
@@ -253,6 +264,7 @@ CASES = [
         2,
         "wwhub scan: error: families.yaml:4:4: not valid YAML: expected <block end>, but found '<block mapping start>'",
         lambda ctx: families_file(ctx, "families:\n  x:\n    search: a\n   limit: 3\n"),
+        lines=2,  # the YAML error, then how to fix it
     ),
     ErrorCase(
         "families-missing-file",

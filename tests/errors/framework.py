@@ -3,8 +3,9 @@
 A case says what the user did (``setup`` returns the ``wwhub`` arguments, after writing any files it needs), the exit
 code, and the stderr line the user sees (``<placeholders>`` stand for paths, ports and other values that differ
 from run to run). The test runs the command in a fresh work folder holding a copy of a small lake, and asserts the
-exit code, that stderr has that line and no traceback, and that nothing on disk changed (file hashes before and
-after), or, for a case whose ``changes`` is ``"lake"``, that nothing outside the lake changed and ``check`` holds.
+exit code, that stderr holds that line and no traceback, and no more lines than the case declares (``lines``, one
+unless said), and that nothing on disk changed (file hashes before and after), or, for a case whose ``changes`` is
+``"lake"``, that nothing outside the lake changed and ``check`` holds.
 
 Each area keeps its cases in its own module, ``tests/errors/cases_<area>.py`` with a ``CASES`` list; docs/errors.md
 has one section per module, so branches add rows without touching each other's. Regenerate the page with
@@ -49,6 +50,7 @@ class ErrorCase:
     setup: Callable[[Ctx], list[str]]
     changes: str = "nothing"  # "nothing" | "lake"
     check: Callable[[Ctx], None] | None = None
+    lines: int = 1  # lines on stderr: the message alone (families.yaml errors add one per problem found)
 
     def pattern(self) -> re.Pattern:
         """The message as a regex: literal text, each <placeholder> any non-empty text on the line."""

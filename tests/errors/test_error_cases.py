@@ -45,6 +45,7 @@ def test_error_case(case, small_lake, fake_hub, tmp_path, monkeypatch, capsys):
     assert code == case.exit_code, err
     assert case.pattern().search(err), f"expected a line like {case.message!r} on stderr, got:\n{err}"
     assert "Traceback" not in err
+    assert len([line for line in err.splitlines() if line.strip()]) == case.lines, f"not {case.lines} line(s):\n{err}"
     assert snapshot(root, skip) == before, "files changed on disk"
     if case.check is not None:
         case.check(ctx)

@@ -11,9 +11,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from flows.cli import COMMANDS
+from tests.fakehub import write_model
 
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("scipy", "torch", "ww_core.analysis", "ww_core.eigen", "prefect", "safetensors")
@@ -78,3 +80,17 @@ def test_command_table_help_matches_the_module(name):
     # A module may register several commands (smooth and sharpen): the table lists each with its help.
     assert registered[name] == help_text
     assert registered == {other: text for other, (owner, text) in COMMANDS.items() if owner == module}
+
+
+def test_analyze_of_a_float32_model_imports_only_what_its_work_needs(tmp_path):
+    """MiniLM-sized float32 work: no ml_dtypes (~0.7 s with ml_dtypes 0.7.0), no hub client, YAML, tqdm (stderr is
+    no terminal here), gguf, torch or scipy; a bf16 checkpoint brings ml_dtypes in, on its first bf16 tensor."""
+    rng = np.random.default_rng(0)
+    tensors = {"a.weight": rng.standard_t(3, (300, 100)), "b.weight": rng.standard_t(3, (100, 100))}
+    float32 = write_model(tmp_path / "f32", tensors, dtype="float32")
+    bf16 = write_model(tmp_path / "bf16", tensors, dtype="bfloat16")
+    analyze = "from flows.cli import main\nassert main(['analyze', {!r}, '--format', 'csv', '--out', {!r}]) == 0"
+    modules = imported_after(analyze.format(str(float32), str(tmp_path / "f32.csv")))
+    unneeded = ("ml_dtypes", "huggingface_hub", "yaml", "tqdm", "gguf", "torch", "scipy", "flows.sources.hub")
+    assert sorted(m for m in modules if m.split(".")[0] in unneeded or m in unneeded) == []
+    assert "ml_dtypes" in imported_after(analyze.format(str(bf16), str(tmp_path / "bf16.csv")))

@@ -64,6 +64,27 @@ def test_bad_csv_is_refused_whole(lake, tmp_path, capsys, content, message):
     refused(lake, capsys, [str(bad)], message)
 
 
+def test_excel_semicolon_csv_with_decimal_commas_reads_like_the_comma_one(lake, tmp_path):
+    """Excel writes ';'-separated CSV where the decimal mark is a comma (most of Europe): the same values as the
+    ','-separated file, exactly (0,71 is 0.71, 93,5% is 93.5 percent), and a tab-separated file the same."""
+    files = {
+        "excel.csv": "repo_id;metric;value;dataset\norg/m0;accuracy;0,71;imagenet\norg/m1;top-1;93,5%;imagenet\n",
+        "plain.csv": "repo_id,metric,value,dataset\norg/m2,accuracy,0.71,imagenet\norg/m3,top-1,93.5%,imagenet\n",
+        "tabs.csv": "repo_id\tmetric\tvalue\tdataset\norg/m4\taccuracy\t0.71\timagenet\n",
+    }
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        assert main(["evals", "import", str(tmp_path / name), "--lake", str(lake)]) == 0
+    stored = {r["repo_id"]: (r["metric"], r["value"], r["scale"], r["dataset"]) for r in evals(lake)}
+    assert stored == {
+        "org/m0": ("accuracy", 0.71, "fraction", "imagenet"),
+        "org/m1": ("accuracy", 93.5, "percent", "imagenet"),
+        "org/m2": ("accuracy", 0.71, "fraction", "imagenet"),
+        "org/m3": ("accuracy", 93.5, "percent", "imagenet"),
+        "org/m4": ("accuracy", 0.71, "fraction", "imagenet"),
+    }
+
+
 def test_percentages_are_read_explicitly_and_never_mixed_with_fractions(lake, tmp_path, capsys):
     percent = tmp_path / "paper.csv"
     percent.write_text("repo_id,metric,value,source\norg/m0,top-1,95%,paper\norg/m1,accuracy,93.5,paper\n")

@@ -19,7 +19,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ..decoding import Claim, MatrixSpec, ModelConfig
-from ..readers import TensorInfo
+from ..tensors import TensorInfo
 from ._common import (
     as_float32,
     check_shape,

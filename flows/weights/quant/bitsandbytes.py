@@ -24,7 +24,7 @@ import numpy as np
 
 from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
-from ..readers import TensorInfo
+from ..tensors import TensorInfo
 from ._common import as_float32, check_shape, module_tensors, row_tiles, skipped
 
 INT8_SCALE = np.float32(7.874015718698502e-3)  # bitsandbytes' float32 1/127

@@ -25,7 +25,7 @@ import numpy as np
 
 from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
-from ..readers import TensorInfo
+from ..tensors import TensorInfo
 from ._common import (
     FLOAT8_DTYPES,
     as_float32,

@@ -24,7 +24,7 @@ import numpy as np
 
 from ..decoding import Claim, MatrixSpec, ModelConfig
 from ..errors import WeightsError
-from ..readers import TensorInfo
+from ..tensors import TensorInfo
 from ._common import (
     as_float32,
     check_shape,

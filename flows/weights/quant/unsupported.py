@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from ..decoding import Claim, ModelConfig
-from ..readers import INTEGER_DTYPES, TensorInfo
+from ..tensors import INTEGER_DTYPES, TensorInfo
 from ._common import FLOAT8_DTYPES, module_tensors, quant_method, skipped
 
 # Methods decoded elsewhere: this package's decoders, and MXFP4 (GPT-OSS), which the fused-MoE decoding handles.

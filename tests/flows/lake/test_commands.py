@@ -8,7 +8,6 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -31,13 +30,26 @@ def lake(tmp_path) -> Path:
     return lake.root
 
 
-def wwhub(*args: str, user: str | None = None, env: dict | None = None) -> subprocess.CompletedProcess:
-    """``wwhub ARGS`` as its own process (as user ``nobody`` when asked and running as root)."""
-    prefix = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"] if user == "nobody" else []
-    environment = dict(os.environ, HOME="/tmp", MPLCONFIGDIR="/tmp/wwhub-mpl-nobody", **(env or {}))
+def wwhub(*args: str, prefix: tuple[str, ...] = (), env: dict | None = None) -> subprocess.CompletedProcess:
+    """``wwhub ARGS`` as its own process, started through ``prefix`` (see :func:`cannot_write`)."""
+    environment = dict(os.environ, HOME="/tmp", MPLCONFIGDIR="/tmp/wwhub-mpl", **(env or {}))
     return subprocess.run(
         [*prefix, sys.executable, "-m", "flows", *args], cwd=ROOT, capture_output=True, text=True, env=environment
     )
+
+
+def cannot_write(folder: Path) -> tuple[str, ...]:
+    """A command prefix under which a process cannot write ``folder``, whose files are 0444 and folders 0555 (as
+    a lake on read-only media or shared by another user is), wherever the checkout lies and whoever may read it.
+    An ordinary user is bound by those modes: no prefix. Root ignores them, so its process gets a private mount
+    namespace where ``folder`` is a read-only bind mount (writes fail with EROFS, chmod too); where namespaces are
+    not allowed (a container without CAP_SYS_ADMIN), it runs without capabilities, which binds root to the modes."""
+    if os.geteuid() != 0:
+        return ()
+    if shutil.which("unshare") and subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0:
+        remount = 'mount --bind "$0" "$0" && mount -o remount,bind,ro "$0" && exec "$@"'
+        return ("unshare", "-m", "sh", "-c", remount, str(folder))
+    return ("setpriv", "--inh-caps=-all", "--bounding-set=-all")
 
 
 @pytest.mark.parametrize(
@@ -124,13 +136,10 @@ def test_query_empty_list_and_parquet_export(lake, tmp_path, capsys):
 
 def test_a_moved_and_a_read_only_lake_query_identically(lake, tmp_path):
     expected = rows(lake, QUERY)
-    # Outside pytest's private temp folder, so that an unprivileged user can reach it.
-    elsewhere = Path(tempfile.mkdtemp(prefix="wwhub-moved-"))
-    elsewhere.chmod(0o755)
-    moved = elsewhere / "copy"
+    moved = tmp_path / "elsewhere" / "copy"
     shutil.copytree(lake, moved)
     shutil.rmtree(lake)
-    (elsewhere / "repos").mkdir()
+    (tmp_path / "repos").mkdir()
     try:
         assert rows(moved, QUERY) == expected
         board = wwhub("leaderboard", "--format", "csv", "--lake", str(moved))
@@ -138,13 +147,13 @@ def test_a_moved_and_a_read_only_lake_query_identically(lake, tmp_path):
         for path in [moved, *moved.rglob("*")]:
             path.chmod(0o555 if path.is_dir() else 0o444)
         before = tree_hashes(moved)
-        as_user = "nobody" if os.geteuid() == 0 else None  # root ignores file modes
-        result = wwhub("query", QUERY, "--format", "csv", "--lake", str(moved), user=as_user)
+        read_only = cannot_write(moved)
+        result = wwhub("query", QUERY, "--format", "csv", "--lake", str(moved), prefix=read_only)
         assert result.returncode == 0, result.stderr
         assert len(result.stdout.splitlines()) == len(expected) + 1
-        readonly_board = wwhub("leaderboard", "--format", "csv", "--lake", str(moved), user=as_user)
+        readonly_board = wwhub("leaderboard", "--format", "csv", "--lake", str(moved), prefix=read_only)
         assert readonly_board.stdout == board.stdout
-        scan = wwhub("scan", "--source", "local", str(elsewhere / "repos"), "--lake", str(moved), user=as_user)
+        scan = wwhub("scan", "--source", "local", str(tmp_path / "repos"), "--lake", str(moved), prefix=read_only)
         assert scan.returncode == 2, scan.stderr
         assert scan.stderr.strip().count("\n") == 0 and "read-only" in scan.stderr and "Traceback" not in scan.stderr
         assert scan.stdout == ""  # failed at once, before listing or analyzing anything
@@ -152,7 +161,29 @@ def test_a_moved_and_a_read_only_lake_query_identically(lake, tmp_path):
     finally:
         for path in [moved, *moved.rglob("*")]:
             path.chmod(0o755 if path.is_dir() else 0o644)
-        shutil.rmtree(elsewhere)
+
+
+def test_the_read_only_prefix_really_forbids_writing(tmp_path):
+    """What the test above relies on: under cannot_write(), a process can neither create a file in the folder nor
+    change one, and its mount (if any) is private: the folder stays writable for everyone else."""
+    folder = tmp_path / "lake"
+    folder.mkdir()
+    (folder / "manifest.json").write_text("{}")
+    for path in (folder / "manifest.json", folder):
+        path.chmod(0o555 if path.is_dir() else 0o444)
+    try:
+
+        def python(code: str) -> int:
+            command = [*cannot_write(folder), sys.executable, "-c", code, str(folder)]
+            return subprocess.run(command, capture_output=True).returncode
+
+        assert python("import sys; open(sys.argv[1] + '/new', 'w')") != 0 and not (folder / "new").exists()
+        assert python("import sys; open(sys.argv[1] + '/manifest.json', 'a').write('x')") != 0
+        assert (folder / "manifest.json").read_text() == "{}"
+    finally:
+        for path in (folder, folder / "manifest.json"):
+            path.chmod(0o755 if path.is_dir() else 0o644)
+    (folder / "new").write_text("the mount was private")
 
 
 def test_views_sql_opens_in_the_duckdb_command_line_tool(lake):

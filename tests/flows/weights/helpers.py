@@ -50,7 +50,7 @@ def assert_matches_twin(record: dict, truth: ww_core.LayerMetrics, lambda_rtol=L
 
 
 def tensor_infos(tensors: dict[str, np.ndarray]):
-    from flows.weights.readers import TensorInfo
+    from flows.weights.tensors import TensorInfo
 
     names = {np.dtype(np.float32): "F32", np.dtype(np.float16): "F16", np.dtype(np.uint8): "U8"}
     out = []

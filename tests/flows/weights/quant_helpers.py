@@ -8,7 +8,7 @@ import ml_dtypes
 import numpy as np
 
 from flows.weights.decoding import Claim, ModelConfig
-from flows.weights.readers import TensorInfo
+from flows.weights.tensors import TensorInfo
 from ww_core import analyze_matrix
 
 SAFETENSORS_DTYPES = {

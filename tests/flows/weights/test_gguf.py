@@ -15,12 +15,9 @@ from gguf.quants import dequantize, quantize
 
 from flows.weights.decoding import ModelConfig
 from flows.weights.errors import WeightsError
-from flows.weights.gguf import (
-    GGUFDecoder,
-    choose_gguf_file,
-    gguf_precision_bits,
-    read_gguf_header,
-)
+from flows.weights.gguf_decoder import GGUFDecoder
+from flows.weights.gguf_file import read_gguf_header
+from flows.weights.layout import choose_gguf_file, gguf_precision_bits
 from flows.weights.readers import GgufShard
 from tests.flows.weights.quant_helpers import assert_same_spectrum, heavy_tailed
 

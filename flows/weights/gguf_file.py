@@ -1,15 +1,11 @@
-"""GGUF files (llama.cpp): the tensor list, raw tensors, and their decoding with the ``gguf`` package.
+"""The GGUF file format (llama.cpp): the tensor list and raw tensors, no decoding.
 
 * :func:`read_gguf_header` lists a file's tensors (:class:`TensorInfo`: ``dtype`` = the GGML type name, e.g.
   ``Q4_K``; ``shape`` in numpy order: GGUF stores dimensions fastest-first, so ``ne = [in, out]`` is ``(out, in)``;
   names as llama.cpp writes them, ``blk.0.attn_q.weight``) with their offsets in the file.
 * :func:`tensor_array` views one tensor in the memory-mapped file: F32/F16/F64 and integer types as numpy arrays,
-  BF16 as ``ml_dtypes.bfloat16``, quantized types as their raw uint8 blocks ``(*rows, bytes_per_row)``.
-* :class:`GGUFDecoder` claims quantized tensors and dequantizes them with ``gguf.quants.dequantize`` (gguf's own
-  reference implementation of every GGML type) row tile by row tile into float32; fused expert tensors
-  (``blk.N.ffn_*_exps.weight``, ``(experts, out, in)``) become one matrix per expert, decoded one at a time.
-  F32/F16/BF16 tensors are the plain path's: they are read exactly.
-* :func:`choose_gguf_file` picks the file a GGUF-only repo is analyzed from.
+  BF16 as ``ml_dtypes.bfloat16``, quantized types as their raw uint8 blocks ``(*rows, bytes_per_row)``, which
+  :mod:`.gguf_decoder` dequantizes.
 
 The header is parsed here rather than with ``gguf.GGUFReader``: the reader builds a numpy view per element of
 every metadata array, which takes 32 s for the 262 144-token vocabulary of Gemma 3 270M; skipping those arrays
@@ -19,31 +15,25 @@ takes well under a second. Everything the header promises is checked against the
 from __future__ import annotations
 
 import mmap
-import re
 import struct
-from collections.abc import Mapping
 from dataclasses import dataclass
-from functools import cache
 from pathlib import Path
 
-import ml_dtypes
 import numpy as np
 
-from .decoding import Claim, MatrixSpec, ModelConfig
 from .errors import WeightsError
-from .readers import TensorInfo
+from .tensors import TensorInfo, numpy_dtype
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
-# GGML types read exactly by the plain path; every other GGML type is quantized and decoded here.
-EXACT_TYPES = {"F32": np.float32, "F16": np.float16, "F64": np.float64, "BF16": ml_dtypes.bfloat16}
-INTEGER_TYPES = {"I8": np.int8, "I16": np.int16, "I32": np.int32, "I64": np.int64}
+# GGML types stored as plain arrays, with the names and bits of the safetensors dtypes of the same names (read
+# exactly by the plain path); every other GGML type is quantized (flows/weights/gguf_decoder.py).
+EXACT_TYPES = frozenset({"F32", "F16", "F64", "BF16"})
+INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
 # GGUF metadata value types: struct format of each scalar, 8 = string, 9 = array.
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
-_SPLIT_FILE = re.compile(r"-\d{5}-of-\d{5}\.gguf$", re.IGNORECASE)
-_EXPERTS = re.compile(r"_exps\.weight$")
 
 
 @dataclass(frozen=True)
@@ -171,130 +161,7 @@ def tensor_array(data: np.ndarray, tensor: GGUFTensor) -> np.ndarray:
     """One tensor as a view into ``data``, the whole file as uint8 (see the module docstring for dtypes)."""
     raw = data[tensor.offset : tensor.offset + tensor.nbytes]
     info = tensor.info
-    numpy_type = EXACT_TYPES.get(info.dtype) or INTEGER_TYPES.get(info.dtype)
-    if numpy_type is not None:
-        return raw.view(numpy_type).reshape(info.shape)
+    if info.dtype in EXACT_TYPES or info.dtype in INTEGER_TYPES:
+        return raw.view(numpy_dtype(info.dtype)).reshape(info.shape)
     rows = info.shape[:-1]
     return raw.reshape(*rows, tensor.nbytes // max(1, int(np.prod(rows, dtype=np.int64))))
-
-
-@cache
-def _dequantizable(type_name: str) -> bool:
-    """Whether ``gguf.quants`` implements this GGML type's dequantization (probed on one zero block)."""
-    from gguf import GGML_QUANT_SIZES, GGMLQuantizationType
-    from gguf.quants import dequantize
-
-    ggml_type = GGMLQuantizationType[type_name]
-    try:
-        dequantize(np.zeros((1, GGML_QUANT_SIZES[ggml_type][1]), dtype=np.uint8), ggml_type)
-    except NotImplementedError:
-        return False
-    return True
-
-
-def is_quantized_ggml_type(type_name: str) -> bool:
-    """A GGML type name other than the exact float and integer ones (``Q4_K``, ``IQ2_XXS``, ``TQ1_0``, ...)."""
-    from gguf import GGMLQuantizationType
-
-    return type_name in GGMLQuantizationType.__members__ and type_name not in EXACT_TYPES | INTEGER_TYPES
-
-
-def dequantize_gguf(raw: np.ndarray, type_name: str) -> np.ndarray:
-    """Raw GGML blocks ``(rows, bytes_per_row)`` → float32 ``(rows, cols)`` with ``gguf.quants.dequantize``
-    (gguf-py's numpy port of ggml's ``dequantize_row_*``), a few rows at a time."""
-    from gguf import GGMLQuantizationType
-    from gguf.quants import dequantize
-
-    from .quant._common import row_tiles
-
-    ggml_type = GGMLQuantizationType[type_name]
-    first = dequantize(np.asarray(raw[:1]), ggml_type)
-    cols = first.shape[-1]
-    out = np.empty((raw.shape[0], cols), dtype=np.float32)
-    for tile in row_tiles(raw.shape[0], cols):
-        out[tile] = dequantize(np.asarray(raw[tile]), ggml_type)
-    return out
-
-
-class GGUFDecoder:
-    """Quantized GGML tensors (and fused expert tensors of any type), decoded with the ``gguf`` package."""
-
-    name = "gguf"
-
-    def claim(self, tensors: Mapping[str, TensorInfo], config: ModelConfig) -> Claim:
-        claim = Claim()
-        for name, info in tensors.items():
-            quantized = is_quantized_ggml_type(info.dtype)
-            experts = len(info.shape) == 3 and _EXPERTS.search(name) and (quantized or info.dtype in EXACT_TYPES)
-            if not (quantized and len(info.shape) >= 2) and not experts:
-                continue
-            claim.consumed.add(name)
-            label = info.dtype if quantized else ""
-            if quantized and not _dequantizable(info.dtype):
-                why = f"GGML type {info.dtype} cannot be dequantized by the gguf package"
-                claim.matrices.append(MatrixSpec(name, (name,), info.shape, quantization=label, skip_reason=why))
-            elif experts:
-                claim.matrices += [_expert_spec(name, info, e, label) for e in range(info.shape[0])]
-            else:
-                claim.matrices.append(_matrix_spec(name, info, label))
-        return claim
-
-
-def _matrix_spec(name: str, info: TensorInfo, label: str) -> MatrixSpec:
-    rows = int(np.prod(info.shape[:-1]))
-
-    def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        raw = arrays[name]
-        return dequantize_gguf(raw.reshape(rows, raw.shape[-1]), info.dtype).reshape(info.shape)
-
-    return MatrixSpec(name, (name,), info.shape, decode=decode, quantization=label)
-
-
-def _expert_spec(name: str, info: TensorInfo, expert: int, label: str) -> MatrixSpec:
-    """Expert ``expert`` of a fused ``(experts, out, in)`` tensor, named ``blk.N.ffn_up_exps.E.weight``."""
-
-    def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
-        slab = arrays[name][expert]
-        return dequantize_gguf(slab, info.dtype) if label else slab.astype(np.float32)
-
-    stem = name[: -len(".weight")]
-    return MatrixSpec(
-        f"{stem}.{expert}.weight", (name,), info.shape[1:], decode=decode, expert=expert, quantization=label
-    )
-
-
-def gguf_precision_bits(filename: str) -> int | None:
-    """Bits per weight that a GGUF file name announces (``model-Q4_K_M.gguf`` → 4, ``f16`` → 16), or None."""
-    stem = Path(filename).name
-    match = re.search(r"(?i)(?:^|[-_.])(I?Q|TQ)(\d)_", stem)
-    if match:
-        return int(match.group(2))
-    match = re.search(r"(?i)(?:^|[-_.])(MXFP4|BF16|F16|FP16|F32|FP32)(?=[-_.])", stem)
-    if match:
-        return {"MXFP4": 4, "BF16": 16, "F16": 16, "FP16": 16, "F32": 32, "FP32": 32}[match.group(1).upper()]
-    return None
-
-
-def choose_gguf_file(files: Mapping[str, int | None], override: str | None = None) -> str:
-    """The GGUF file a GGUF-only repo is analyzed from: ``override`` when given, else the largest file whose
-    name announces a precision of at most 8 bits, leaving out split files (``-00001-of-00003.gguf``) and
-    multimodal projectors (``mmproj``). ``files`` maps repo paths to sizes in bytes (None when unknown)."""
-    ggufs = {f: s for f, s in files.items() if f.lower().endswith(".gguf")}
-    if override is not None:
-        if override not in ggufs:
-            raise WeightsError(f"--gguf-file {override}: not among this repo's GGUF files ({', '.join(ggufs)})")
-        if _SPLIT_FILE.search(override):
-            raise WeightsError(f"--gguf-file {override}: one part of a split GGUF model cannot be analyzed alone")
-        return override
-    candidates = [
-        f
-        for f in ggufs
-        if not _SPLIT_FILE.search(f)
-        and "mmproj" not in Path(f).name.lower()
-        and (bits := gguf_precision_bits(f)) is not None
-        and bits <= 8
-    ]
-    if not candidates:
-        listed = ", ".join(ggufs) or "none"
-        raise WeightsError(f"no single-file GGUF of at most 8 bits to analyze (GGUF files: {listed}); pick one")
-    return max(candidates, key=lambda f: (ggufs[f] or 0, gguf_precision_bits(f) or 0, f))
