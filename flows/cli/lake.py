@@ -152,7 +152,7 @@ def run_migrate(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     from ..dataset import ExportOptions, export_dataset
-    from ..dataset.export import DEFAULT_MAX_FILE_MB
+    from ..dataset.tables import DEFAULT_MAX_FILE_MB
     from ..evals.vocabulary import normalize_metric
     from ..query import QueryError
     from ..report import DEFAULT_METRIC

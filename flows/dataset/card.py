@@ -10,7 +10,7 @@ from pathlib import Path
 import yaml
 
 from .columns import TABLE_COLUMNS
-from .export import SPLIT, DatasetExport, TableExport
+from .tables import SPLIT, DatasetExport, TableExport
 
 UNDOCUMENTED = "(not documented)"
 

@@ -13,65 +13,13 @@ import datetime as dt
 import os
 import shutil
 import tempfile
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from .. import __version__
 from ..lake import Lake, lake_path
 from ..query import stream_query
-from ..report import DEFAULT_METRIC
-
-DEFAULT_MAX_FILE_MB = 200
-BATCH_ROWS = 100_000
-SPLIT = "train"
-
-
-@dataclass(frozen=True)
-class Config:
-    name: str
-    query: str  # a queries/*.sql name or a view
-    about: str
-
-
-CONFIGS = (
-    Config("models", "export_models", "one row per scanned revision of a repo: status, card facts, layer averages"),
-    Config("layers", "export_layers", "one row per logical weight matrix of a scanned revision: its spectral metrics"),
-    Config("evals", "export_evals", "reported evaluation results: model cards, the Hub's eval results, imports"),
-    Config("distances", "export_distances", "each fine-tune's layers against the same layers of its base model"),
-    Config("scans", "scans", "one row per scan run"),
-    Config("attempts", "attempts", "models a scan tried and could not scan (the hub did not answer, gated, gone)"),
-    Config("memberships", "memberships", "which repos each family's listing held in each scan, at what rank"),
-    Config("leaderboard", "leaderboard", "each repo's latest scan ranked in its family by a reported metric"),
-    Config("correlations", "correlations", "each weight metric against each reported metric, per family and pooled"),
-)
-
-
-@dataclass
-class TableExport:
-    config: Config
-    rows: int
-    files: list[str]  # paths relative to the export folder
-    columns: list[tuple[str, str]]  # (name, Arrow type)
-    bytes: int
-
-
-@dataclass
-class ExportOptions:
-    latest_only: bool = False
-    metric: str = DEFAULT_METRIC
-    max_file_bytes: int = DEFAULT_MAX_FILE_MB * 1024 * 1024
-    repo_id: str = "ORG/NAME"  # where it will be published: fills the card's examples
-    title: str = "wwhub lake"
-    batch_rows: int = BATCH_ROWS  # rows read and written at a time (a file passes max_file_bytes by at most one)
-
-
-@dataclass
-class DatasetExport:
-    out: Path
-    options: ExportOptions
-    tables: list[TableExport] = field(default_factory=list)
-    manifest_version: int | None = None
-    exported_at: str = ""
+from .card import dataset_card
+from .tables import CONFIGS, SPLIT, Config, DatasetExport, ExportOptions, TableExport
 
 
 def _write_parquet(reader, folder: Path, max_file_bytes: int) -> tuple[int, list[Path]]:
@@ -141,7 +89,6 @@ def _install(staging: Path, out: Path) -> None:
 
 def export_dataset(lake: str | Path | None, out: str | Path, options: ExportOptions | None = None) -> DatasetExport:
     """Export every config of ``CONFIGS`` from ``lake`` into ``out`` with its dataset card."""
-    from .card import dataset_card
 
     options = options or ExportOptions()
     root = lake_path(lake)
