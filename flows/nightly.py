@@ -20,7 +20,7 @@ def lake_snapshot(lake: str | Path) -> dict[str, dict]:
         return {}
     rows = run_query(
         root,
-        "SELECT repo_id, revision, family, alpha, alpha_weighted, log_spectral_norm, num_traps, "
+        "SELECT repo_id, revision, family, alpha, alpha_weighted, log_spectral_norm, num_trap_layers, "
         "status FROM models_latest WHERE status IN ('scanned', 'partial')",
     )
     return {row["repo_id"]: row for row in rows}
@@ -73,7 +73,7 @@ def compare_snapshots(
             changes.new_commits.append((old, new))
             if None not in (old["alpha"], new["alpha"]) and abs(new["alpha"] - old["alpha"]) > MOVED_ALPHA:
                 changes.moved.append((old, new))
-        if (new.get("num_traps") or 0) > ((old or {}).get("num_traps") or 0):
+        if (new.get("num_trap_layers") or 0) > ((old or {}).get("num_trap_layers") or 0):
             changes.new_traps.append((old, new))
     return changes
 
@@ -111,7 +111,7 @@ def changes_markdown(changes: Changes, counts: dict[str, int], problems: list[st
     lines += [] if changes.moved else ["- none"]
     lines.append(f"\n## New correlation traps ({len(changes.new_traps)})")
     lines += [
-        f"- `{new['repo_id']}`: {((old or {}).get('num_traps') or 0)} → {new['num_traps']} trapped layers"
+        f"- `{new['repo_id']}`: {((old or {}).get('num_trap_layers') or 0)} → {new['num_trap_layers']} trapped layers"
         for old, new in changes.new_traps
     ] or ["- none"]
     for title, moves in (("joined", changes.joined), ("left", changes.left)):

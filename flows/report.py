@@ -134,12 +134,12 @@ def board_view(board: list[dict], metric: str) -> list[dict]:
     rows = []
     for row in board:
         flags = [
-            f"{row[k]} {label}" + ("s" if k == "num_traps" and row[k] > 1 else "")
+            f"{row[k]} {label}" + ("s" if k == "num_trap_layers" and row[k] > 1 else "")
             for k, label in (
                 ("num_failed", "failed"),
                 ("num_over_trained", "over-trained"),
                 ("num_under_trained", "under-trained"),
-                ("num_traps", "trap"),
+                ("num_trap_layers", "trap"),
             )
             if row.get(k)
         ]

@@ -177,7 +177,7 @@ def nightly_scan(
 def _publish_board(lake: str, metric: str) -> None:
     board, _ = leaderboard_data(lake, metric=metric)
     names = value_names(metric_of(board, metric))
-    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_traps"]
+    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_trap_layers"]
     create_table_artifact(
         [{names.get(c, c): row.get(c) for c in columns} for row in board],
         key="wwhub-leaderboard",

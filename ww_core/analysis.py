@@ -20,7 +20,7 @@ from . import powerlaw
 from .describe import size_skip_reason
 from .eigen import DEVICES, PRECISIONS, compute_dtype, gram_eigenvalues, row_blocks
 from .marchenko_pastur import marchenko_pastur_fit, random_matrix_edge
-from .matrices import LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
+from .matrices import CHANNELS, LayerMatrices, NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims
 from .norms import detx_condition, jensen_shannon_distance, matrix_entropy, matrix_rank
 from .records import (
     FIT_FAILED,
@@ -33,7 +33,10 @@ from .records import (
 )
 
 FIX_FINGERS = (None, "clip_xmax", "xmin_peak")
-FITS = ("PL", "TPL")
+FITS = ("PL", "TPL", "E_TPL")
+PL_PACKAGES = ("ww", "powerlaw")
+# WeightWatcher's default weak_rank_loss tolerance on eigenvalues.
+WEAK_RANK_LOSS_TOLERANCE = 1e-6
 # A randomized ESD whose largest eigenvalue lies this many Tracy-Widom widths right of the MP edge is a trap.
 # The TW1 law puts less than 1e-4 of its mass beyond +4 (Tracy & Widom 1996).
 TRAP_TW_WIDTHS = 4.0
@@ -51,6 +54,12 @@ class AnalysisOptions:
     ``max_evals=None`` analyzes every layer whatever its size; WeightWatcher's defaults (8, 15000) are kept, but a
     layer outside them becomes a ``skipped`` row with its reason instead of vanishing. There is no ``max_N``: the
     Gram matrix is M x M, so embeddings and lm_heads with N > 50 000 cost little and are always analyzed.
+
+    WeightWatcher's per-layer options, each defined in the module that computes it: ``vectors``
+    (:mod:`ww_core.vectors`), ``glorot_fix``, ``conv2d_norm``, ``channels``, ``fft`` (:mod:`ww_core.matrices`),
+    ``conv2d_fft`` (:mod:`ww_core.convolution`), ``fit='E_TPL'``, ``xmax``, ``pl_package`` (:mod:`ww_core.powerlaw`);
+    ``tolerance`` counts ``weak_rank_loss``; ``inverse`` analyzes the ESD of X^-1 (``1/lambda`` for the eigenvalues
+    above the rank threshold). ``keep_evals`` keeps each row's eigenvalues (and eigenvector metrics) for plots.
     """
 
     min_evals: int = 8
@@ -69,14 +78,46 @@ class AnalysisOptions:
     precision: str = "float64"
     blas_threads: int | None = 1
     keep_evals: bool = False
+    vectors: bool = False
+    glorot_fix: bool = False
+    conv2d_norm: bool = True
+    channels: str | None = None
+    conv2d_fft: bool = False
+    fft: bool = False
+    xmax: int | str | None = None
+    pl_package: str = "ww"
+    tolerance: float = WEAK_RANK_LOSS_TOLERANCE
+    inverse: bool = False
 
     def __post_init__(self) -> None:
         if self.fix_fingers not in FIX_FINGERS:
             raise ValueError(f"fix_fingers={self.fix_fingers!r}: expected one of {FIX_FINGERS}")
         if self.fit not in FITS:
             raise ValueError(f"fit={self.fit!r}: expected one of {FITS}")
-        if self.fit == "TPL" and self.fix_fingers is not None:
-            raise ValueError("fit='TPL' cannot be combined with fix_fingers")
+        if self.fit != "PL" and self.fix_fingers == "clip_xmax":
+            raise ValueError(f"fit={self.fit!r} cannot be combined with fix_fingers='clip_xmax'")
+        if self.pl_package not in PL_PACKAGES:
+            raise ValueError(f"pl_package={self.pl_package!r}: expected one of {PL_PACKAGES}")
+        if (
+            self.xmax is not None
+            and self.xmax != "force"
+            and (isinstance(self.xmax, bool) or not isinstance(self.xmax, int) or self.xmax == 0)
+        ):
+            raise ValueError(
+                f"xmax={self.xmax!r}: expected None, 'force' or a nonzero count of top eigenvalues to clip"
+            )
+        if isinstance(self.xmax, int) and self.fix_fingers is not None:
+            raise ValueError(f"xmax={self.xmax} cannot be combined with fix_fingers")
+        if self.channels not in CHANNELS:
+            raise ValueError(f"channels={self.channels!r}: expected one of {CHANNELS}")
+        if self.conv2d_fft and not self.pool:
+            raise ValueError("conv2d_fft needs pool=True (the operator's spectrum pools every frequency)")
+        if self.conv2d_fft and self.fft:
+            raise ValueError("conv2d_fft and fft cannot both be set")
+        if self.inverse and self.vectors:
+            raise ValueError("inverse cannot be combined with vectors")
+        if not self.tolerance >= 0:
+            raise ValueError(f"tolerance={self.tolerance}: must be >= 0")
         if self.device not in DEVICES:
             raise ValueError(f"device={self.device!r}: expected one of {DEVICES}")
         if self.device == "cuda":
@@ -110,11 +151,24 @@ def _layer_seed(seed: int, name: str, slice_id: int) -> np.random.Generator:
 
 
 def _fit_power_law(positive: np.ndarray, options: AnalysisOptions) -> powerlaw.PowerLawFit:
-    if options.fit == "TPL":
-        return powerlaw.fit_truncated_power_law(positive)
+    xmin_peak = options.fix_fingers == "xmin_peak" or options.fit == "E_TPL"
+    if options.pl_package == "powerlaw":
+        return powerlaw.fit_with_powerlaw_package(
+            positive,
+            truncated=options.fit != "PL",
+            xmin_peak=xmin_peak,
+            xmin_max=options.xmin_max,
+            force_xmax=options.xmax == "force",
+            clip_xmax=options.fix_fingers == "clip_xmax",
+            max_fingers=options.max_fingers,
+            finger_thresh=options.finger_thresh,
+        )
+    if options.fit != "PL":
+        start = powerlaw.fit_power_law_xmin_peak(positive, options.xmin_max) if xmin_peak else None
+        return powerlaw.fit_truncated_power_law(positive, start)
     if options.fix_fingers == "clip_xmax":
         return powerlaw.fit_power_law_clip_xmax(positive, options.max_fingers, options.finger_thresh)
-    if options.fix_fingers == "xmin_peak":
+    if xmin_peak:
         return powerlaw.fit_power_law_xmin_peak(positive, options.xmin_max)
     return powerlaw.fit_power_law(positive)
 
@@ -143,6 +197,15 @@ def _log10_sum_of_powers(evals: np.ndarray, alpha: float) -> float:
 
 
 def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOptions) -> None:
+    all_evals = evals
+    if isinstance(options.xmax, int):
+        # WeightWatcher's integer xmax: the |xmax| largest eigenvalues are left out of the fit (and its tail count).
+        clipped = abs(options.xmax)
+        if clipped > evals.size / 2:
+            row.fit_status = FIT_FAILED
+            row.reason = f"xmax={options.xmax} clips more than half of the {evals.size} eigenvalues"
+            return
+        evals = evals[:-clipped]
     positive = evals[evals > powerlaw.EVALS_THRESHOLD]
     try:
         fit = _fit_power_law(positive, options)
@@ -160,7 +223,7 @@ def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOpti
     row.raw_alpha = fit.raw_alpha
     row.num_pl_spikes = int(np.count_nonzero(evals >= fit.xmin))
     row.alpha_weighted = fit.alpha * row.log_spectral_norm
-    row.log_alpha_norm = _log10_sum_of_powers(evals, fit.alpha)
+    row.log_alpha_norm = _log10_sum_of_powers(all_evals, fit.alpha)
     if fit.alpha < OVER_TRAINED_ALPHA:
         row.warning = OVER_TRAINED
     elif fit.alpha > UNDER_TRAINED_ALPHA:
@@ -182,6 +245,7 @@ def _apply_marchenko_pastur(row: LayerMetrics, evals: np.ndarray) -> None:
     row.mp_softrank = mp.mp_softrank
     row.bulk_min = mp.bulk_min
     row.bulk_max = mp.bulk_max
+    row.W_scale = mp.scale
 
 
 def _apply_randomization(
@@ -189,9 +253,11 @@ def _apply_randomization(
 ) -> np.ndarray:
     """Shuffle W's elements (destroying correlations, keeping the element distribution) and compare ESDs.
 
-    ``correlation_trap`` compares each shuffled matrix's largest eigenvalue with the MP edge that its i.i.d.
-    entries imply, ``var(w) (sqrt N + sqrt M)^2``, in Tracy-Widom widths: no fitted sigma is involved, so a
-    Gaussian layer is not flagged by fitting noise, and a few huge elements are.
+    WeightWatcher's rand_* columns come from the Marchenko-Pastur fit of the shuffled ESD (``num_traps`` is its
+    spike count, ``rand_bulk_max`` its fitted bulk edge). ``correlation_trap`` instead compares each shuffled
+    matrix's largest eigenvalue with the MP edge that its i.i.d. entries imply, ``var(w) (sqrt N + sqrt M)^2``
+    (``rand_iid_bulk_max``), in Tracy-Widom widths: no fitted sigma is involved, so a Gaussian layer is not flagged
+    by fitting noise, and a few huge elements are.
     """
     rng = _layer_seed(options.seed, row.name, row.slice_id)
     replicas = _FEW_EVALS_REPLICAS if evals.size < _FEW_EVALS else 1
@@ -211,19 +277,28 @@ def _apply_randomization(
             if replica == 0:
                 variance = _element_variance(matrix) * layer.scale**2
                 edge, width = random_matrix_edge(variance, max(matrix.shape), min(matrix.shape))
-                row.rand_bulk_max = edge if math.isnan(row.rand_bulk_max) else max(edge, row.rand_bulk_max)
+                row.rand_iid_bulk_max = edge if math.isnan(row.rand_iid_bulk_max) else max(edge, row.rand_iid_bulk_max)
                 if width > 0:
                     trap_score = max(trap_score, (float(slice_evals[-1]) - edge) / width)
-        draws.append(np.sort(np.concatenate(per_matrix)))
+        draws.append(_transform(np.sort(np.concatenate(per_matrix)), layer, options))
     rand_evals = np.sort(np.concatenate(draws))
     first = draws[0]
     row.rand_lambda_max = float(rand_evals[-1])
     row.ww_softrank = float(first[-1] / evals[-1])
-    row.rand_distance = jensen_shannon_distance(evals, first)
+    row.ww_maxdist = float(evals[-1] - first[-1])
+    if first.size == evals.size:
+        row.rand_distance = jensen_shannon_distance(evals, first)
     try:
-        row.rand_num_spikes = marchenko_pastur_fit(rand_evals, row.N, row.M).num_spikes
+        mp = marchenko_pastur_fit(rand_evals, row.N, row.M)
     except (ValueError, FloatingPointError) as err:
         _note(row, f"MP fit of the randomized ESD failed: {err}")
+    else:
+        row.rand_num_spikes = row.num_traps = mp.num_spikes
+        row.rand_sigma_mp = mp.sigma_mp
+        row.rand_mp_softrank = mp.mp_softrank
+        row.rand_W_scale = mp.scale
+        row.rand_bulk_min = mp.bulk_min
+        row.rand_bulk_max = mp.bulk_max
     row.correlation_trap = bool(trap_score > TRAP_TW_WIDTHS)
     return rand_evals
 
@@ -242,57 +317,148 @@ def _element_variance(matrix: np.ndarray) -> float:
     return max(squares / matrix.size - mean * mean, 0.0)
 
 
-def _eigenvalues(matrices: list[np.ndarray], layer: LayerMatrices, options: AnalysisOptions) -> np.ndarray:
-    return gram_eigenvalues(matrices, layer.scale, options.device, layer.dtype, options.blas_threads)
+def _eigenvalues(matrices: list[np.ndarray], layer: LayerMatrices, options: AnalysisOptions, per_matrix=False):
+    if layer.gram is not None:
+        evals = np.maximum(np.linalg.eigvalsh(layer.gram)[-layer.M :], 0.0) * layer.scale**2
+        return evals[None, :] if per_matrix else evals
+    if options.inverse and layer.kernel is None:
+        # 1/lambda magnifies the smallest eigenvalues, which the Gram matrix holds only to ~eps lambda_max absolute:
+        # an SVD gives them to ~eps relative (a cost paid only with inverse).
+        rows = [np.linalg.svd(np.asarray(m, dtype=np.float64), compute_uv=False) ** 2 for m in matrices]
+        evals = np.sort(np.stack(rows), axis=1) * layer.scale**2
+        return evals if per_matrix else np.sort(evals.ravel())
+    if layer.kernel is not None:
+        from .convolution import operator_eigenvalues
+
+        evals = operator_eigenvalues(layer.kernel, options.channels, dtype=layer.dtype) * layer.scale**2
+        return evals if per_matrix else np.sort(evals.ravel())
+    return gram_eigenvalues(matrices, layer.scale, options.device, layer.dtype, options.blas_threads, per_matrix)
 
 
-def _analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
-    num_evals = layer.M * (len(layer.matrices))
-    row.num_evals = num_evals
-    skip = size_skip_reason(num_evals, layer.N, layer.M, options.min_evals, options.max_evals)
-    if skip:
-        row.fit_status, row.reason = FIT_SKIPPED, skip
-        return row
+def _transform(evals: np.ndarray, layer: LayerMatrices, options: AnalysisOptions) -> np.ndarray:
+    """The ESD analyzed, from the sorted eigenvalues of X: singular values for an intra-layer product (WeightWatcher
+    fits those), ``1/lambda`` over X's range with ``inverse``."""
+    if layer.singular_values:
+        evals = np.sqrt(evals)
+    if options.inverse:
+        evals = np.sort(1.0 / evals[evals > float(evals[-1]) * max(layer.N, 1) * float(np.finfo(layer.dtype).eps)])
+    return evals
+
+
+def _apply_spectrum(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> np.ndarray | None:
+    """Eigenvalues, singular-value extremes and rank losses; returns the ESD (None when the layer failed)."""
     try:
-        evals = _eigenvalues(layer.matrices, layer, options)
+        per_matrix = _eigenvalues(layer.matrices, layer, options, per_matrix=True)
     except FloatingPointError as err:  # NaN/Inf weights, or an overflow: the message says which
         row.fit_status, row.reason = FIT_FAILED, str(err)
-        return row
+        return None
     except np.linalg.LinAlgError as err:
         row.fit_status, row.reason = FIT_FAILED, f"the eigensolver failed: {err}"
-        return row
-    if evals[-1] <= 0.0:
+        return None
+    if per_matrix[:, -1].max() <= 0.0:
         row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
+        return None
+    eps = float(np.finfo(layer.dtype).eps)
+    singular = np.sqrt(per_matrix)
+    if layer.singular_values:
+        singular = np.sqrt(singular)
+    row.sv_max = float(singular[:, -1].max())
+    row.sv_min = float(singular[:, 0].max())
+    thresholds = per_matrix[:, -1:] * row.N * eps
+    row.rank_loss = int(np.count_nonzero(per_matrix <= thresholds))
+    evals = _transform(np.sort(per_matrix.ravel()), layer, options)
+    row.num_evals = int(evals.size)
+    row.has_esd = True
+    row.weak_rank_loss = int(np.count_nonzero(evals < options.tolerance))
+    return evals
+
+
+def _apply_vectors(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> None:
+    from .vectors import bulk_tail_statistics, eigenvector_metrics
+
+    if layer.kernel is not None or layer.gram is not None:
+        _note(row, "vectors: not computed for a conv2d_fft or stacked layer")
+        return
+    _, metrics = eigenvector_metrics(layer.matrices, layer.scale)
+    if options.keep_evals:
+        row.eigenvector_metrics = metrics
+    if row.num_pl_spikes is not None:
+        for column, value in bulk_tail_statistics(metrics, row.num_pl_spikes).items():
+            setattr(row, column, value)
+
+
+def _apply_detx(row: LayerMetrics, evals: np.ndarray) -> None:
+    row.detX_num, row.detX_val = detx_condition(evals)
+    row.num_ERG_spikes = row.detX_num
+    # WeightWatcher's "unrescaled" value is the one on the unit-mean scale its detX condition uses.
+    row.detX_val_unrescaled = row.detX_val * evals.size / float(np.sum(evals))
+    if row.num_pl_spikes is not None:
+        row.ERG_gap = float(row.detX_num - row.num_pl_spikes)
+
+
+def analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
+    """Every metric of one layer's matrices into ``row`` (which carries its identity: id, name, N, M, rf)."""
+    precomputed = layer.kernel is not None or layer.gram is not None
+    num_evals = layer.M * layer.rf if layer.kernel is not None else layer.M * max(1, len(layer.matrices))
+    row.num_evals = num_evals
+    row.Q = row.N / row.M if row.M else math.nan
+    skip = size_skip_reason(num_evals, layer.N, layer.M, options.min_evals, options.max_evals)
+    if skip and not precomputed:
+        row.fit_status, row.reason = FIT_SKIPPED, skip
+        return row
+    evals = _apply_spectrum(row, layer, options)
+    if evals is None:
         return row
     _apply_norms(row, evals, float(np.finfo(layer.dtype).eps))
     _apply_power_law(row, evals, options)
     if options.mp_fit:
         _apply_marchenko_pastur(row, evals)
-    if options.detX:
-        row.detX_num, row.detX_val = detx_condition(evals)
+    if options.vectors:
+        _apply_vectors(row, layer, options)
     rand_evals = None
-    if options.randomize:
+    if options.randomize and (layer.kernel is not None or layer.gram is not None):
+        _note(row, "randomize: not available with conv2d_fft or stacked")
+    elif options.randomize:
         try:
             rand_evals = _apply_randomization(row, layer, evals, options)
         except (FloatingPointError, np.linalg.LinAlgError) as err:
             _note(row, f"randomization failed: {err}")
+    if options.detX:
+        _apply_detx(row, evals)
     if options.keep_evals:
         row.evals = evals
         row.rand_evals = rand_evals
     return row
 
 
+def _longname(name: str) -> str:
+    return name[: -len(".weight")] if name.endswith(".weight") else name
+
+
 def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) -> list[LayerMetrics]:
     shape = tuple(int(d) for d in tensor.shape)
-    base = dict(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)))
+    base = dict(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)), longname=_longname(name))
     try:
-        N, M, rf = tensor_dims(shape)
+        N, M, rf = tensor_dims(shape, options.channels)
         base.update(N=N, M=M, rf=rf)
-        layers = layer_matrices(name, tensor, pool=options.pool, dtype=compute_dtype(options.precision))
+        layers = layer_matrices(
+            name,
+            tensor,
+            pool=options.pool,
+            dtype=compute_dtype(options.precision),
+            channels=options.channels,
+            conv2d_norm=options.conv2d_norm,
+            glorot_fix=options.glorot_fix,
+            fft=options.fft,
+        )
+        if options.conv2d_fft and len(shape) == 4:
+            from .convolution import operator_layer
+
+            layers = operator_layer(layers, tensor, options.channels)
         if isinstance(layers, LayerMatrices):
-            return [_analyze_layer(LayerMetrics(**base), layers, options)]
+            return [analyze_layer(LayerMetrics(**base), layers, options)]
         return [
-            _analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options)
+            analyze_layer(LayerMetrics(**base, slice_id=slice_id), layer, options)
             for slice_id, layer in enumerate(layers)
         ]
     except NotAWeightMatrix as err:

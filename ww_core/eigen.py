@@ -165,8 +165,12 @@ def symmetric_eigenvalues(gram: np.ndarray, solver: str | None = None, threads: 
             raise np.linalg.LinAlgError(str(err)) from err
 
 
-def _finish(evals: np.ndarray, scale: float) -> np.ndarray:
-    evals = np.sort(evals.astype(np.float64, copy=False).ravel()) * (scale * scale)
+def _finish(evals: np.ndarray, scale: float, per_matrix: bool = False) -> np.ndarray:
+    evals = evals.astype(np.float64, copy=False)
+    if per_matrix:
+        evals = np.sort(evals.reshape(-1, evals.shape[-1]), axis=1) * (scale * scale)
+    else:
+        evals = np.sort(evals.ravel()) * (scale * scale)
     # Tiny negative eigenvalues are rounding: the Gram matrix is positive semi-definite.
     np.maximum(evals, 0.0, out=evals)
     return evals
@@ -178,8 +182,10 @@ def gram_eigenvalues(
     device: str = "cpu",
     dtype=None,
     threads: int | None = 1,
+    per_matrix: bool = False,
 ) -> np.ndarray:
-    """Sorted eigenvalues of ``(scale W)^T (scale W)`` for every W in ``matrices``, concatenated (pooled ESD).
+    """Sorted eigenvalues of ``(scale W)^T (scale W)`` for every W in ``matrices``, concatenated (pooled ESD), or
+    with ``per_matrix`` one sorted row per W (matrices of the same shape).
 
     W may be any float dtype (numpy, ml_dtypes bf16/fp8, read-only memory maps). Computed in ``dtype`` (float64 or
     float32; None: the matrices' own when float32/float64, else float64), Gram matrix and eigensolve alike.
@@ -195,14 +201,14 @@ def gram_eigenvalues(
 
         if not torch.cuda.is_available():
             raise RuntimeError("device='cuda' was requested but torch sees no CUDA device")
-        return _finish(_torch_eigenvalues(matrices, dtype, device), scale)
+        return _finish(_torch_eigenvalues(matrices, dtype, device), scale, per_matrix)
     grams = []
     for matrix in matrices:
         gram = gram_matrix(matrix, dtype)
         _check_finite(bool(np.isfinite(np.diagonal(gram)).all()), matrix, lambda m: _count_nonfinite(m, dtype))
         grams.append(gram)
     evals = symmetric_eigenvalues(grams[0] if len(grams) == 1 else np.stack(grams), threads=threads)
-    return _finish(evals, scale)
+    return _finish(evals, scale, per_matrix)
 
 
 _SAME_WIDTH_INT = {1: np.uint8, 2: np.int16}

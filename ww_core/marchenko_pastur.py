@@ -132,3 +132,14 @@ def random_matrix_edge(element_variance: float, N: int, M: int) -> tuple[float, 
     edge = element_variance * root_sum**2
     width = element_variance * root_sum * (1 / math.sqrt(N) + 1 / math.sqrt(M)) ** (1 / 3)
     return edge, width
+
+
+def marchenko_pastur_density(x: np.ndarray, q: float, sigma: float) -> np.ndarray:
+    """The MP density ``Q / (2 pi sigma^2 x) sqrt((lambda_+ - x)(x - lambda_-))`` on ``[lambda_-, lambda_+]``
+    (0 outside) for aspect ratio ``Q = N / M``; the fit's own scale (eigenvalues times ``W_scale^2``)."""
+    x = np.asarray(x, dtype=np.float64)
+    lam_plus = (sigma * (1 + 1 / math.sqrt(q))) ** 2
+    lam_minus = (sigma * (1 - 1 / math.sqrt(q))) ** 2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        density = q / (2 * np.pi * sigma * sigma * x) * np.sqrt((lam_plus - x) * (x - lam_minus))
+    return np.where((x > lam_minus) & (x < lam_plus), np.nan_to_num(density), 0.0)

@@ -43,6 +43,12 @@ class LayerMatrices:
     scale: float = 1.0
     # The working precision: float64 or float32.
     dtype: np.dtype = np.dtype(np.float64)
+    # The ESD is the singular values of the matrix, not their squares (WeightWatcher's intra-layer products).
+    singular_values: bool = False
+    # conv2d_fft: the Conv2D kernel whose convolution operator's spectrum is the ESD (ww_core.convolution).
+    kernel: np.ndarray | None = None
+    # A precomputed Gram matrix whose M largest eigenvalues are the ESD (the stacked layers: ww_core.crosslayer).
+    gram: np.ndarray | None = None
 
 
 # torch float types numpy lacks, and the ml_dtypes type with the same bits (shared through a same-width int view).
@@ -123,10 +129,19 @@ def layer_type_for(name: str, ndim: int) -> str:
     return LAYER_DENSE
 
 
-def tensor_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
-    """(N, M, rf) of a weight tensor's shape: N >= M the matrix dimensions, rf the receptive field (kernel size)."""
+CHANNELS = (None, "first", "last")
+
+
+def tensor_dims(shape: tuple[int, ...], channels: str | None = None) -> tuple[int, int, int]:
+    """(N, M, rf) of a weight tensor's shape: N >= M the matrix dimensions, rf the receptive field (kernel size).
+
+    A 4-D kernel is ``(out, in, kh, kw)`` (``channels='last'``, torch's layout and the default) or ``(kh, kw, in,
+    out)`` (``channels='first'``, Keras'): WeightWatcher's ``channels`` option names which two axes hold the kernel.
+    """
     if len(shape) == 2:
         return max(shape), min(shape), 1
+    if len(shape) == 4 and channels == "first":
+        return max(shape[2:]), min(shape[2:]), int(shape[0] * shape[1])
     if len(shape) in (3, 4):
         rf = int(math.prod(shape[2:]))
         return max(shape[:2]), min(shape[:2]), rf
@@ -135,25 +150,62 @@ def tensor_dims(shape: tuple[int, ...]) -> tuple[int, int, int]:
     )
 
 
-def layer_matrices(name: str, tensor, pool: bool = True, dtype=np.float64) -> LayerMatrices | list[LayerMatrices]:
+def kernel_slices(array: np.ndarray, channels: str | None = None) -> list[np.ndarray]:
+    """The matrices of a Conv kernel, one per kernel position (views): ``W[:, :, i, j]`` in torch's layout,
+    ``W[i, j, :, :]`` with ``channels='first'``."""
+    if array.ndim == 4 and channels == "first":
+        slices = array.reshape(array.shape[0] * array.shape[1], array.shape[2], array.shape[3])
+        return [slices[k] for k in range(slices.shape[0])]
+    slices = array.reshape(array.shape[0], array.shape[1], -1)
+    return [slices[:, :, k] for k in range(slices.shape[2])]
+
+
+def fourier_slices(matrices: list[np.ndarray]) -> list[np.ndarray]:
+    """WeightWatcher's documented ``fft`` option: each kernel slice replaced by the real part of its 2-D discrete
+    Fourier transform over the (out, in) channel axes, ``Re(F_N W F_M)``."""
+    return [np.real(np.fft.fft2(np.asarray(m, dtype=np.float64))) for m in matrices]
+
+
+def glorot_scale(N: int, M: int, rf: int) -> float:
+    """``1 / kappa`` with ``kappa = sqrt(2 / ((N + M) rf))``, the Glorot (Xavier) standard deviation of a layer whose
+    fans are N rf and M rf: WeightWatcher's ``glorot_fix`` rescales W to unit-variance Glorot units."""
+    return math.sqrt((N + M) * rf / 2.0)
+
+
+def layer_matrices(
+    name: str,
+    tensor,
+    pool: bool = True,
+    dtype=np.float64,
+    channels: str | None = None,
+    conv2d_norm: bool = True,
+    glorot_fix: bool = False,
+    fft: bool = False,
+) -> LayerMatrices | list[LayerMatrices]:
     """Split a weight tensor into its matrices (views in the stored dtype, analyzed in ``dtype``). Conv kernels give
     one matrix per kernel position.
 
     With ``pool=False`` a Conv layer gives one :class:`LayerMatrices` per kernel position (a list).
     Conv2D matrices are scaled by ``sqrt(rf / 2)`` per slice and ``sqrt(1 / 2)`` pooled: WeightWatcher's default
-    ``conv2d_norm``, kept so that our numbers are comparable with what users know.
+    ``conv2d_norm``, kept so that our numbers are comparable with what users know. ``glorot_fix`` scales every
+    matrix by :func:`glorot_scale` instead; ``fft`` replaces Conv2D slices by :func:`fourier_slices`.
     """
     shape = tuple(int(d) for d in getattr(tensor, "shape", ()))
     if len(shape) < 2:
         raise NotAWeightMatrix(f"a {len(shape)}-D tensor is a bias or norm, not a layer weight")
-    N, M, rf = tensor_dims(shape)
+    N, M, rf = tensor_dims(shape, channels)
     layer_type = layer_type_for(name, len(shape))
     array = stored_array(tensor)
     dtype = np.dtype(dtype)
     if array.ndim == 2:
-        return LayerMatrices(layer_type, [array], N, M, 1, dtype=dtype)
-    slices = array.reshape(shape[0], shape[1], rf)
-    matrices = [slices[:, :, k] for k in range(rf)]
+        scale = glorot_scale(N, M, 1) if glorot_fix else 1.0
+        return LayerMatrices(layer_type, [array], N, M, 1, scale=scale, dtype=dtype)
+    matrices = kernel_slices(array, channels)
+    if fft and array.ndim == 4:
+        matrices = fourier_slices(matrices)
+    # The conv2d normalization has always applied to Conv1d kernels here too (WeightWatcher cannot analyze those).
     if pool:
-        return LayerMatrices(layer_type, matrices, N, M, rf, scale=math.sqrt(0.5), dtype=dtype)
-    return [LayerMatrices(layer_type, [m], N, M, rf, scale=math.sqrt(rf / 2.0), dtype=dtype) for m in matrices]
+        scale = glorot_scale(N, M, rf) if glorot_fix else (math.sqrt(0.5) if conv2d_norm else 1.0)
+        return LayerMatrices(layer_type, matrices, N, M, rf, scale=scale, dtype=dtype)
+    slice_scale = glorot_scale(N, M, rf) if glorot_fix else (math.sqrt(rf / 2.0) if conv2d_norm else 1.0)
+    return [LayerMatrices(layer_type, [m], N, M, rf, scale=slice_scale, dtype=dtype) for m in matrices]

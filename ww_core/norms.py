@@ -66,3 +66,9 @@ def jensen_shannon_distance(p: np.ndarray, q: np.ndarray) -> float:
         return float(np.sum(a[mask] * np.log(a[mask] / b[mask])))
 
     return math.sqrt(max(0.0, (kl(p, m) + kl(q, m)) / 2))
+
+
+def level_spacings(evals: np.ndarray) -> np.ndarray:
+    """WeightWatcher's ``deltas``: the gaps ``lambda_{i+1} - lambda_i`` between consecutive sorted eigenvalues
+    (level statistics; Wigner 1955)."""
+    return np.diff(np.sort(np.asarray(evals, dtype=np.float64)))

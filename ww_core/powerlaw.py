@@ -14,7 +14,11 @@ All candidates are evaluated at once (blocks of a lower-triangular matrix), not 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -91,7 +95,8 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
 
     ``evals`` must be positive and finite (callers drop eigenvalues below :data:`EVALS_THRESHOLD`).
     With fewer than 20 eigenvalues, as in WeightWatcher 0.7.7, the exponent is the bias-corrected MLE
-    ``1 + (n - 1) / sum(ln(x / xmin))`` and only tails of at least 8 eigenvalues are candidates. (WeightWatcher's
+    ``1 + (n - 1) / sum(ln(x / xmin))`` and only tails of at least 8 eigenvalues are candidates (fewer than 8: the
+    whole spectrum is the tail). (WeightWatcher's
     small-sample code also computes an objective ``D - 0.868 / sqrt(n)``, but its caller then overrides the choice
     with the minimum-D candidate; we reproduce what it computes, not the unused objective.)
     """
@@ -105,7 +110,7 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
     if small_n:
         valid = np.isfinite(alphas) & (alphas > 1.0) & (tail_sizes >= _SMALL_N_MIN_TAIL)
         if not valid.any():
-            raise PowerLawFitError(f"no tail of at least {_SMALL_N_MIN_TAIL} eigenvalues has a finite exponent")
+            return _whole_spectrum_fit(x)
         best = int(np.argmin(np.where(valid, distances, np.inf)))
     else:
         if not (np.isfinite(alphas) & (alphas > 1.0)).any():
@@ -124,21 +129,41 @@ def fit_power_law(evals: np.ndarray) -> PowerLawFit:
     )
 
 
+def _whole_spectrum_fit(x: np.ndarray) -> PowerLawFit:
+    """WeightWatcher's small-sample fallback when no tail of 8 eigenvalues has a finite exponent: the whole spectrum
+    as the tail, ``alpha = 1 + (n - 1) / sum(ln(x / x_1))``."""
+    n = x.size
+    log_ratio_sum = float(np.sum(np.log(x / x[0])))
+    if log_ratio_sum <= 1e-12:
+        raise PowerLawFitError("all eigenvalues are equal: the tail has no power law")
+    alpha = 1.0 + (n - 1.0) / log_ratio_sum
+    fitted = 1.0 - (x / x[0]) ** (1.0 - alpha)
+    D = float(np.max(np.abs(np.arange(n) / n - fitted)))
+    return PowerLawFit(alpha, float(x[0]), float(x[-1]), D, (alpha - 1.0) / math.sqrt(n), n)
+
+
 def fit_power_law_clip_xmax(
-    evals: np.ndarray, max_fingers: int = 10, finger_thresh: float = 1.0, min_alpha: float = 2.0
+    evals: np.ndarray,
+    max_fingers: int = 10,
+    finger_thresh: float = 1.0,
+    min_alpha: float = 2.0,
+    fitter: Callable[[np.ndarray], PowerLawFit] | None = None,
 ) -> PowerLawFit:
     """WeightWatcher's ``fix_fingers='clip_xmax'``: drop the largest eigenvalues ("fingers") one more at a time.
 
     Starting from 2 clipped eigenvalues, the first clipped fit whose alpha is smaller than the unclipped alpha by more
     than ``finger_thresh`` is kept; clipping stops when alpha falls to ``min_alpha`` or ``max_fingers`` is reached.
-    ``num_fingers`` is the number of eigenvalues actually removed (WeightWatcher reports one less).
+    ``num_fingers`` is WeightWatcher's count: one less than the eigenvalues removed (``n_tail`` counts what is left
+    of the tail). ``fitter`` fits
+    each clipped spectrum (default :func:`fit_power_law`).
     """
+    fit_power_law_ = fitter or fit_power_law
     x = np.sort(np.asarray(evals, dtype=np.float64))
-    first = fit_power_law(x)
+    first = fit_power_law_(x)
     for clipped in range(2, max_fingers):
         if x.size - clipped < 2:
             break
-        fit = fit_power_law(x[:-clipped])
+        fit = fit_power_law_(x[:-clipped])
         if fit.alpha + finger_thresh < first.alpha:
             return PowerLawFit(
                 alpha=fit.alpha,
@@ -147,7 +172,7 @@ def fit_power_law_clip_xmax(
                 D=fit.D,
                 sigma=fit.sigma,
                 n_tail=fit.n_tail,
-                num_fingers=clipped,
+                num_fingers=clipped - 1,
                 raw_alpha=first.alpha,
             )
         if fit.alpha <= min_alpha:
@@ -223,17 +248,18 @@ def _upper_incomplete_gamma(s: float, z: float) -> float:
     return value
 
 
-def fit_truncated_power_law(evals: np.ndarray) -> PowerLawFit:
+def fit_truncated_power_law(evals: np.ndarray, start: PowerLawFit | None = None) -> PowerLawFit:
     """Truncated power law ``p(x) ~ x^-alpha exp(-Lambda x)`` on the tail ``x >= xmin``.
 
-    xmin is the power-law fit's (minimum KS distance); ``alpha`` and ``Lambda >= 0`` maximize the likelihood with
+    xmin is the power-law fit's (minimum KS distance), or ``start``'s (``fit='E_TPL'``: the ``xmin_peak`` fit's, as
+    WeightWatcher's E_TPL restricts xmin to the ESD peak); ``alpha`` and ``Lambda >= 0`` maximize the likelihood with
     normalization ``integral_xmin^inf x^-alpha e^(-Lambda x) dx = Lambda^(alpha-1) Gamma(1 - alpha, Lambda xmin)``.
     WeightWatcher 0.7.7 delegates this to the ``powerlaw`` package, whose 2.0 release breaks it; this is our own MLE.
     Eigenvalues are scaled by xmin so that the optimizer works on ``x / xmin >= 1``.
     """
     from scipy import optimize
 
-    pl = fit_power_law(evals)
+    pl = start or fit_power_law(evals)
     x = np.sort(np.asarray(evals, dtype=np.float64))
     tail = x[x >= pl.xmin] / pl.xmin
     n = tail.size
@@ -267,3 +293,75 @@ def fit_truncated_power_law(evals: np.ndarray) -> PowerLawFit:
         n_tail=n,
         Lambda=math.exp(log_lambda) / pl.xmin,
     )
+
+
+def _standard_error(fit) -> float:
+    # powerlaw 2.0 renamed the MLE's standard error `standard_err` (the old `sigma` warns, and goes in 2.1).
+    law = fit.power_law
+    return law.standard_err if hasattr(type(law), "standard_err") else law.sigma
+
+
+def _package_fit(x: np.ndarray, truncated: bool, xmin, force_xmax: bool) -> PowerLawFit:
+    import powerlaw  # the PyPI package (wwhub[powerlaw]), imported only when pl_package='powerlaw' asks for it
+
+    with (
+        contextlib.redirect_stdout(io.StringIO()),
+        contextlib.redirect_stderr(io.StringIO()),
+        warnings.catch_warnings(),
+    ):
+        warnings.simplefilter("ignore")
+        # xmin by the power law's KS distance (the package's default) for either distribution: searching it with
+        # the truncated law's (weightwatcher's xmin_distribution=distribution) fits a TPL per candidate, ~100x slower.
+        fit = powerlaw.Fit(x, xmin=xmin, xmax=float(x[-1]) if force_xmax else None, verbose=False)
+        alpha, Lambda = float(fit.alpha), math.nan
+        if truncated:
+            alpha, Lambda = float(fit.truncated_power_law.alpha), float(fit.truncated_power_law.Lambda)
+        standard_error = _standard_error(fit)
+    if not math.isfinite(alpha):
+        raise PowerLawFitError(f"the powerlaw package found no finite exponent (alpha={alpha})")
+    n_tail = int(np.count_nonzero(x >= fit.xmin))
+    return PowerLawFit(
+        alpha=alpha,
+        xmin=float(fit.xmin),
+        xmax=float(fit.xmax) if fit.xmax is not None else float(x[-1]),
+        D=float(fit.D),
+        sigma=float(standard_error),
+        n_tail=n_tail,
+        Lambda=Lambda,
+    )
+
+
+def fit_with_powerlaw_package(
+    evals: np.ndarray,
+    truncated: bool = False,
+    xmin_peak: bool = False,
+    xmin_max: float | None = None,
+    force_xmax: bool = False,
+    clip_xmax: bool = False,
+    max_fingers: int = 10,
+    finger_thresh: float = 1.0,
+) -> PowerLawFit:
+    """WeightWatcher's ``pl_package='powerlaw'``: the same fits through the ``powerlaw`` package (Alstott, Bullmore
+    & Plenz 2014), ``powerlaw.Fit(evals, xmin, xmax)``: xmin by minimum KS distance of the power law over the
+    candidates (``truncated``: then the truncated power law's alpha and Lambda at that xmin), xmin searched
+    in ``[0.95 peak, xmin_max]`` with ``xmin_peak`` (default ``xmin_max`` 1.5 peak; WeightWatcher 0.7.7 passes
+    ``log10(0.95 peak)`` as the lower end), the largest eigenvalue as xmax with ``force_xmax`` (``xmax='force'``).
+    """
+    x = np.sort(np.asarray(evals, dtype=np.float64))
+    if x.size < 2:
+        raise PowerLawFitError(f"a power-law fit needs at least 2 positive eigenvalues, got {x.size}")
+    xmin = None
+    if xmin_peak:
+        peak = esd_peak(x)
+        xmin = (0.95 * peak, 1.5 * peak if xmin_max is None else float(xmin_max))
+    if clip_xmax:
+        return fit_power_law_clip_xmax(
+            x, max_fingers, finger_thresh, fitter=lambda y: _package_fit(y, truncated, xmin, force_xmax)
+        )
+    return _package_fit(x, truncated, xmin, force_xmax)
+
+
+def power_law_pdf(x: np.ndarray, alpha: float, xmin: float) -> np.ndarray:
+    """The fitted density ``(alpha - 1) / xmin (x / xmin)^-alpha`` on ``x >= xmin`` (0 below)."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(x >= xmin, (alpha - 1.0) / xmin * (x / xmin) ** (-alpha), 0.0)

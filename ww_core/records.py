@@ -36,7 +36,18 @@ class LayerMetrics:
     M: int = 0
     rf: int = 1
     slice_id: int = -1
+    # WeightWatcher's longname: the module path (the tensor name without ".weight"); Q = N / M.
+    longname: str = ""
+    Q: float = NAN
     num_evals: int = 0
+    has_esd: bool = False
+    # Largest singular value, and WeightWatcher's sv_min: the largest over the layer's matrices of each one's smallest
+    # singular value (one matrix: its smallest).
+    sv_max: float = NAN
+    sv_min: float = NAN
+    # Eigenvalues below the rank threshold (num_evals - matrix_rank, summed over the matrices) and below ``tolerance``.
+    rank_loss: int | None = None
+    weak_rank_loss: int | None = None
     lambda_max: float = NAN
     norm: float = NAN
     log_norm: float = NAN
@@ -62,26 +73,63 @@ class LayerMetrics:
     mp_softrank: float = NAN
     bulk_min: float = NAN
     bulk_max: float = NAN
+    W_scale: float = NAN
     rand_lambda_max: float = NAN
     rand_distance: float = NAN
+    # The MP fit of the randomized ESD (WeightWatcher's rand_* columns; num_traps is its spike count).
     rand_num_spikes: int | None = None
+    num_traps: int | None = None
+    rand_sigma_mp: float = NAN
+    rand_mp_softrank: float = NAN
+    rand_W_scale: float = NAN
+    rand_bulk_min: float = NAN
     rand_bulk_max: float = NAN
+    # Ours: the MP edge var(w) (sqrt N + sqrt M)^2 that W's i.i.d. entries imply, which correlation_trap tests against.
+    rand_iid_bulk_max: float = NAN
     ww_softrank: float = NAN
+    ww_maxdist: float = NAN
     correlation_trap: bool | None = None
     detX_num: int | None = None
     detX_val: float = NAN
+    # WeightWatcher's names: detX_val on the unit-mean scale, detX_num again, detX_num - num_pl_spikes.
+    detX_val_unrescaled: float = NAN
+    num_ERG_spikes: int | None = None
+    ERG_gap: float = NAN
+    # Eigenvector localization (``vectors``): mean and variance over the bulk (eigenvalue < xmin) and the tail.
+    bulk_mean_vec_entropy: float = NAN
+    bulk_var_vec_entropy: float = NAN
+    tail_mean_vec_entropy: float = NAN
+    tail_var_vec_entropy: float = NAN
+    bulk_mean_loc_ratio: float = NAN
+    bulk_var_loc_ratio: float = NAN
+    tail_mean_loc_ratio: float = NAN
+    tail_var_loc_ratio: float = NAN
+    bulk_mean_part_ratio: float = NAN
+    bulk_var_part_ratio: float = NAN
+    tail_mean_part_ratio: float = NAN
+    tail_var_part_ratio: float = NAN
+    # Rows of the cross-layer analyses: intra-layer products (Xflag) and LoRA updates (peft).
+    Xflag: bool | None = None
+    peft: bool | None = None
     fit_status: str = FIT_OK
     reason: str = ""
     evals: object = field(default=None, repr=False, compare=False)
     rand_evals: object = field(default=None, repr=False, compare=False)
+    # Per-eigenvector metrics (``vectors`` with ``keep_evals``): arrays in ascending eigenvalue order.
+    eigenvector_metrics: object = field(default=None, repr=False, compare=False)
 
     def as_row(self) -> dict:
         """The record as a flat dict of plain Python values (eigenvalue arrays left out)."""
         return {name: getattr(self, name) for name in LAYER_COLUMNS}
 
 
-LAYER_COLUMNS: tuple[str, ...] = tuple(
-    f.name for f in dataclasses.fields(LayerMetrics) if f.name not in ("evals", "rand_evals")
+ARRAY_FIELDS = ("evals", "rand_evals", "eigenvector_metrics")
+LAYER_COLUMNS: tuple[str, ...] = tuple(f.name for f in dataclasses.fields(LayerMetrics) if f.name not in ARRAY_FIELDS)
+VECTOR_COLUMNS: tuple[str, ...] = tuple(
+    f"{part}_{stat}_{metric}"
+    for metric in ("vec_entropy", "loc_ratio", "part_ratio")
+    for part in ("bulk", "tail")
+    for stat in ("mean", "var")
 )
 
 SUMMARY_METRICS: tuple[str, ...] = (
@@ -112,7 +160,8 @@ class ModelSummary:
     num_skipped: int = 0
     num_over_trained: int = 0
     num_under_trained: int = 0
-    num_traps: int = 0
+    # Layers whose randomized ESD is trapped (correlation_trap); a layer's own num_traps counts its spikes.
+    num_trap_layers: int = 0
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -131,7 +180,7 @@ def summarize(layers: list[LayerMetrics]) -> ModelSummary:
         num_skipped=sum(layer.fit_status == FIT_SKIPPED for layer in layers),
         num_over_trained=sum(layer.warning == OVER_TRAINED for layer in ok),
         num_under_trained=sum(layer.warning == UNDER_TRAINED for layer in ok),
-        num_traps=sum(bool(layer.correlation_trap) for layer in layers),
+        num_trap_layers=sum(bool(layer.correlation_trap) for layer in layers),
     )
     for metric in SUMMARY_METRICS:
         values = [getattr(layer, metric) for layer in ok]

@@ -46,14 +46,19 @@ def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "fl
     group = parser.add_argument_group("analysis (WeightWatcher analyze() options)")
     group.add_argument("--mp-fit", action="store_true", help="fit the Marchenko-Pastur bulk (num_spikes, mp_softrank)")
     group.add_argument("--randomize", action="store_true", help="compare with a shuffled W (correlation traps)")
-    group.add_argument("--detX", dest="detX", action="store_true", help="SETOL/ERG detX condition")
+    group.add_argument("--detX", "--ERG", dest="detX", action="store_true", help="SETOL/ERG detX condition")
     group.add_argument(
         "--fix-fingers",
         choices=["clip_xmax", "xmin_peak"],
         default=None,
         help="tame finger-like outliers in the tail fit (WeightWatcher's fix_fingers)",
     )
-    group.add_argument("--fit", choices=["PL", "TPL"], default="PL", help="power law or truncated power law")
+    group.add_argument(
+        "--fit",
+        choices=["PL", "TPL", "E_TPL"],
+        default="PL",
+        help="power law, truncated power law, or E_TPL (TPL with xmin at the ESD peak)",
+    )
     group.add_argument("--no-pool", dest="pool", action="store_false", help="one row per Conv2D kernel position")
     group.add_argument(
         "--min-evals", type=positive_int, default=8, help="skip layers with fewer eigenvalues (default 8)"
@@ -65,6 +70,7 @@ def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "fl
         help="skip layers with more eigenvalues (default 15000; 'none' analyzes every layer)",
     )
     group.add_argument("--seed", type=int, default=0, help="seed of the randomized copies")
+    _add_weightwatcher_arguments(group)
     group.add_argument("--device", choices=["cpu", "cuda"], default="cpu", help="where eigensolves run")
     group.add_argument(
         "--precision",
@@ -73,6 +79,36 @@ def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "fl
         help=f"Gram matrix and eigensolve precision (default: {precision}; float32 is faster, alphas agree to ~1e-5)",
     )
     group.add_argument("--blas-threads", type=positive_int, default=1, help="BLAS threads per eigensolve (default 1)")
+
+
+def xmax_value(text: str) -> int | str:
+    """``--xmax``: 'force', or how many of the largest eigenvalues the fit leaves out."""
+    if text == "force":
+        return text
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected 'force' or a whole number, got {text!r}") from None
+    if value == 0:
+        raise argparse.ArgumentTypeError("expected 'force' or a nonzero whole number, got 0")
+    return value
+
+
+def _add_weightwatcher_arguments(group) -> None:
+    """The rest of weightwatcher's per-layer analyze() options (docs/weightwatcher.md)."""
+    group.add_argument("--vectors", action="store_true", help="eigenvector localization (12 bulk/tail columns)")
+    group.add_argument("--glorot-fix", action="store_true", help="rescale W to Glorot units before the ESD")
+    group.add_argument("--no-conv2d-norm", dest="conv2d_norm", action="store_false", help="no Conv2D normalization")
+    group.add_argument("--channels", choices=["first", "last"], help="Conv2D layout: last (torch) or first (Keras)")
+    group.add_argument("--conv2d-fft", action="store_true", help="ESD of each Conv2D's convolution operator")
+    group.add_argument("--fft", action="store_true", help="Conv2D kernel slices replaced by Re(FFT2)")
+    group.add_argument("--xmax", type=xmax_value, help="'force', or leave the N largest eigenvalues out of the fit")
+    group.add_argument("--xmin-max", type=float, help="upper end of the xmin range with xmin_peak / E_TPL")
+    group.add_argument("--max-fingers", type=positive_int, default=10, help="clip_xmax: most eigenvalues clipped")
+    group.add_argument("--finger-thresh", type=float, default=1.0, help="clip_xmax: alpha drop that counts")
+    group.add_argument("--pl-package", choices=["ww", "powerlaw"], default="ww", help="fit with the powerlaw package")
+    group.add_argument("--tolerance", type=float, default=1e-6, help="weak_rank_loss: eigenvalues below this")
+    group.add_argument("--inverse", action="store_true", help="analyze the ESD of X^-1")
 
 
 def analysis_options(args: argparse.Namespace) -> dict:
@@ -92,6 +128,19 @@ def analysis_options(args: argparse.Namespace) -> dict:
         device=args.device,
         precision=args.precision,
         blas_threads=args.blas_threads,
+        vectors=args.vectors,
+        glorot_fix=args.glorot_fix,
+        conv2d_norm=args.conv2d_norm,
+        channels=args.channels,
+        conv2d_fft=args.conv2d_fft,
+        fft=args.fft,
+        xmax=args.xmax,
+        xmin_max=args.xmin_max,
+        max_fingers=args.max_fingers,
+        finger_thresh=args.finger_thresh,
+        pl_package=args.pl_package,
+        tolerance=args.tolerance,
+        inverse=args.inverse,
     )
     try:
         ww_core.AnalysisOptions.from_kwargs(**options)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 import ww_core
 
@@ -16,7 +17,7 @@ from ..sources import HubError
 from ..weights import MatrixStream, WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
 from ._options import add_analysis_arguments, add_layers_argument, analysis_options, layer_selection, positive_int
-from ._output import FORMATS, check_output_file, render_table, write_rows
+from ._output import FORMATS, check_output_file, check_output_folder, render_table, write_rows
 from ._progress import progress_bar
 
 TABLE_COLUMNS = [
@@ -79,6 +80,19 @@ def register(sub) -> None:
     )
     parser.add_argument("--endpoint", help="Hub endpoint URL for --describe REPO_ID (default: HF_ENDPOINT)")
     add_analysis_arguments(parser)
+    whole = parser.add_argument_group("weightwatcher options of the whole model (this command only)")
+    whole.add_argument(
+        "--plot",
+        metavar="DIR",
+        help="write per-layer figures into DIR: log-log ESD with the power-law fit, linear ESD (MP fit with --mp-fit), "
+        "randomized ESD (--randomize), detX (--detX), eigenvectors (--vectors), level spacings (--deltas)",
+    )
+    whole.add_argument("--deltas", action="store_true", help="with --plot: level-spacing figures")
+    whole.add_argument("--start-ids", type=int, default=0, help="number layers from this id (default 0)")
+    whole.add_argument("--intra", action="store_true", help="analyze products of consecutive layers instead")
+    whole.add_argument("--no-sparsify", dest="sparsify", action="store_false", help="--intra without the 0/1 mask")
+    whole.add_argument("--stacked", action="store_true", help="analyze all layers stacked into one matrix")
+    whole.add_argument("--base-model", metavar="BASE", help="analyze each layer's dW = W - W_base against BASE")
     parser.add_argument(
         "--workers",
         type=positive_int,
@@ -98,8 +112,13 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--format parquet needs --out FILE")
     selection = layer_selection(args)
     options = analysis_options(args)
+    if args.plot:
+        check_output_folder(args.plot, "--plot")
+        options["keep_evals"] = True
     if args.describe:
         return _describe(args, selection, options)
+    if args.intra or args.stacked or args.base_model:
+        return _whole_model(args, selection, options)
     try:
         path = example_path(args.example) if args.example else args.path
         planned = plan_path(path, args.merge_base)
@@ -130,13 +149,66 @@ def run(args: argparse.Namespace) -> int:
     notes = [planned[1].note] if planned[1].note else []
     for reason in notes + model.analysis.decoding_reasons():
         print(f"wwhub analyze: {reason}", file=sys.stderr)
-    write_rows(model.records(), args.format, args.out, TABLE_COLUMNS)
+    _plots(args, rows, path)
+    write_rows(_with_start_ids(model.records(), args.start_ids), args.format, args.out, TABLE_COLUMNS)
     if args.format == "table" and not args.out:
         summary = ww_core.summarize(rows).as_dict()
         subset = "" if selection.is_all else f", layers {selection.text!r} only"
         sys.stdout.write(f"\nmodel summary (mean over ok layers{subset})\n")
         sys.stdout.write(render_table([summary], list(summary)))
     return EXIT_PARTIAL if any(shard.error for shard in shards) else EXIT_OK
+
+
+def _with_start_ids(records: list[dict], start_ids: int) -> list[dict]:
+    for record in records:
+        record["layer_id"] += start_ids
+    return records
+
+
+def _plots(args: argparse.Namespace, rows, path) -> None:
+    if not args.plot:
+        return
+    from ..layer_plots import write_layer_plots
+
+    label = args.example or Path(str(path)).name
+    written = write_layer_plots(
+        rows, args.plot, label, randomize=args.randomize, detX=args.detX, vectors=args.vectors, deltas=args.deltas
+    )
+    print(f"wwhub analyze: {len(written)} figures written to {args.plot}", file=sys.stderr)
+
+
+def _whole_model(args: argparse.Namespace, selection, options: dict) -> int:
+    """--intra, --stacked, --base-model: ww_core.WeightWatcher over the same reader (flows.notebook)."""
+    from ww_core.sources import NoAdapterInstalled
+
+    path = str(example_path(args.example)) if args.example else args.path
+    base = args.base_model
+    if base is not None and not Path(base).exists():
+        raise CliError(f"--base-model {base}: no such file or folder")
+    watcher = ww_core.WeightWatcher(path)
+    keep = {key: options[key] for key in options if key != "keep_evals"}
+    try:
+        watcher.analyze(
+            layers=[] if selection.is_all else _selected_names(path, selection),
+            intra=args.intra,
+            sparsify=args.sparsify,
+            stacked=args.stacked,
+            base_model=base,
+            start_ids=args.start_ids,
+            plot=bool(args.plot),
+            savefig=args.plot or False,
+            deltas=args.deltas,
+            **keep,
+        )
+    except (WeightsError, HubError, NoAdapterInstalled, ValueError) as err:
+        raise CliError(str(err)) from err
+    write_rows([row.as_row() for row in watcher.layers], args.format, args.out, TABLE_COLUMNS)
+    return EXIT_OK
+
+
+def _selected_names(path: str, selection) -> list[str]:
+    _, plan = plan_path(path)
+    return [layer.name for layer in selection.select(layer for layer, _ in plan_layers(plan))]
 
 
 def _describe(args: argparse.Namespace, selection, options: dict) -> int:

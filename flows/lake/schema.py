@@ -11,7 +11,7 @@ import functools
 import types
 import typing
 
-from ww_core.records import LayerDistance, LayerMetrics, ModelSummary
+from ww_core.records import ARRAY_FIELDS, LayerDistance, LayerMetrics, ModelSummary
 
 # Column types are DuckDB's names; Arrow schemas are derived on demand (readers never import pyarrow).
 STRING, INT, FLOAT, BOOL, FLOATS = "VARCHAR", "BIGINT", "DOUBLE", "BOOLEAN", "DOUBLE[]"
@@ -42,7 +42,7 @@ LAYERS_SCHEMA = (
         ("quantization", STRING),
         ("source_tensors", STRING),
     ]
-    + _dataclass_fields(LayerMetrics, skip=("evals", "rand_evals"))
+    + _dataclass_fields(LayerMetrics, skip=ARRAY_FIELDS)
 )
 # What the ESD plots and refits need, bounded per layer (flows/lake/esd.py): ``storage`` 'full' keeps every
 # eigenvalue in ``evals``; 'tail' keeps the fitted tail exactly (up to a cap) in ``evals`` and a fixed-size

@@ -132,7 +132,7 @@ CASES = [
         "analysis-options-conflict",
         "analysis options that contradict each other",
         2,
-        "wwhub analyze: error: --fit 'TPL' cannot be combined with fix_fingers",
+        "wwhub analyze: error: --fit 'TPL' cannot be combined with --fix-fingers 'clip_xmax'",
         lambda ctx: ["analyze", "x.safetensors", "--fit", "TPL", "--fix-fingers", "clip_xmax"],
     ),
     ErrorCase(

@@ -328,7 +328,7 @@ def write_synthetic_lake(root, models: int = 10_000, layers: int = 12, families:
                count(*) AS num_ok, 0 AS num_failed, 0 AS num_skipped,
                count(*) FILTER (WHERE warning = 'over-trained') AS num_over_trained,
                count(*) FILTER (WHERE warning = 'under-trained') AS num_under_trained,
-               count(*) FILTER (WHERE correlation_trap) AS num_traps
+               count(*) FILTER (WHERE correlation_trap) AS num_trap_layers
         FROM layers GROUP BY repo_id, revision, family"""
     )
     con.execute(

@@ -66,3 +66,28 @@ def sketch(matrix: np.ndarray) -> np.ndarray:
     left = np.random.default_rng(1).standard_normal((SKETCH_SIZE, w.shape[0]))
     right = np.random.default_rng(2).standard_normal((w.shape[1], SKETCH_SIZE))
     return left @ w @ right
+
+
+def small_conv_model():
+    """A small CNN (torch ``nn.Sequential``: two Conv2D, two Linear) with seeded heavy-tailed weights, the same in
+    every Python that has torch: the notebook tests run weightwatcher and ww_core on it."""
+    import torch
+    from torch import nn
+
+    model = nn.Sequential(
+        nn.Conv2d(3, 16, 3),
+        nn.ReLU(),
+        nn.Conv2d(16, 32, 3),
+        nn.ReLU(),
+        nn.Flatten(),
+        nn.Linear(512, 96),
+        nn.ReLU(),
+        nn.Linear(96, 10),
+    )
+    rng = np.random.default_rng(11)
+    with torch.no_grad():
+        for parameter in model.parameters():
+            fan_in = int(np.prod(parameter.shape[1:])) if parameter.ndim > 1 else parameter.shape[0]
+            values = rng.standard_t(4, size=tuple(parameter.shape)) / np.sqrt(fan_in)
+            parameter.copy_(torch.from_numpy(values.astype(np.float32)))
+    return model

@@ -64,7 +64,7 @@ def test_planted_huge_elements_make_a_correlation_trap():
     W.flat[rng.choice(W.size, 4, replace=False)] = 40 * W.std()
     row = ww_core.analyze_matrix(W, randomize=True)
     assert row.correlation_trap is True
-    assert row.rand_lambda_max > row.rand_bulk_max
+    assert row.rand_lambda_max > row.rand_iid_bulk_max
 
 
 def test_same_seed_same_numbers_other_seed_other_draw():
@@ -272,5 +272,10 @@ def test_detx_counts_the_tail_whose_product_reaches_one():
 def test_watcher_frame_mirrors_weightwatcher_api():
     watcher = ww_core.Watcher({"a.weight": heavy_tailed(200, 100), "b.weight": heavy_tailed(300, 100, seed=1)})
     details = watcher.analyze()
-    assert list(details["name"]) == ["a.weight", "b.weight"]
+    # weightwatcher's names and ids for a state dict: the key without .weight, every .weight key from 1.
+    assert list(details["name"]) == ["a", "b"] and list(details["tensor"]) == ["a.weight", "b.weight"]
+    assert list(details["layer_id"]) == [1, 2]
+    # As weightwatcher, the summary has mp_softrank only when the MP fit ran.
+    assert set(ww_core.SUMMARY_METRICS) - {"mp_softrank"} <= set(watcher.get_summary())
+    watcher.analyze(mp_fit=True)
     assert set(ww_core.SUMMARY_METRICS) <= set(watcher.get_summary())

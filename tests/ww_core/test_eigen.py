@@ -146,7 +146,7 @@ def test_randomization_of_a_bf16_layer_equals_that_of_its_float32_copy():
     b = ww_core.analyze_matrix(W.astype(np.float32), randomize=True, seed=3)
     # The shuffle draws the same permutation whatever the dtype; upcasting is exact: the same numbers.
     assert a.rand_lambda_max == b.rand_lambda_max
-    assert a.rand_bulk_max == pytest.approx(b.rand_bulk_max, rel=1e-12)
+    assert a.rand_iid_bulk_max == pytest.approx(b.rand_iid_bulk_max, rel=1e-12)
     assert a.correlation_trap == b.correlation_trap
 
 

@@ -1,0 +1,72 @@
+"""``ww_core.WeightWatcher(PATH)``: a model read through flows.notebook (the ``ww_core.sources`` entry point) gives
+``wwhub analyze``'s rows, numbered in depth order from ``start_ids``; the whole-model options read its matrices."""
+
+import json
+
+import numpy as np
+import pytest
+from safetensors.numpy import save_file
+
+import ww_core
+from flows.analyze import analyze_path
+from flows.cli import main
+from flows.weights import WeightsError
+
+
+def heavy(n, m, seed):
+    return (np.random.default_rng(seed).standard_t(3, size=(n, m)) / np.sqrt(n)).astype(np.float32)
+
+
+@pytest.fixture
+def folder(tmp_path):
+    path = tmp_path / "model"
+    path.mkdir()
+    tensors = {"layers.0.up.weight": heavy(160, 80, 1), "layers.0.down.weight": heavy(80, 160, 2)}
+    tensors["embed.weight"] = heavy(300, 80, 3)
+    save_file(tensors, str(path / "model.safetensors"))
+    return path
+
+
+def test_a_folder_gives_the_rows_of_wwhub_analyze(folder):
+    frame = ww_core.WeightWatcher(str(folder)).analyze(start_ids=1)
+    cli = {row.name: row for row in analyze_path(folder, {}).rows}
+    assert list(frame.tensor) == sorted(cli, key=lambda name: cli[name].layer_id)
+    for record in frame.to_dict("records"):
+        expected = cli[record["tensor"]]
+        assert record["layer_id"] == expected.layer_id + 1
+        assert record["alpha"] == pytest.approx(expected.alpha, rel=1e-12)
+        assert record["name"] == record["tensor"].removesuffix(".weight")
+
+
+def test_whole_model_options_read_the_matrices(folder):
+    watcher = ww_core.WeightWatcher(str(folder))
+    intra = watcher.analyze(intra=True, sparsify=False)
+    assert len(intra) == 2 and intra.Xflag.all()
+    stacked = watcher.analyze(stacked=True)
+    assert (stacked.N.iloc[0], stacked.M.iloc[0]) == (300 + 160 + 80, 160)
+    esd = watcher.get_ESD(layer="layers.0.up")
+    assert esd.size == 80 and esd[-1] == pytest.approx(np.linalg.svd(heavy(160, 80, 1), compute_uv=False)[0] ** 2)
+    smoothed = watcher.SVDSmoothing(method="svd", percent=0.5, svd_method="exact")
+    assert set(smoothed) == {"embed.weight", "layers.0.up.weight", "layers.0.down.weight"}
+    assert np.linalg.matrix_rank(smoothed["layers.0.up.weight"]) == 40
+
+
+def test_cli_base_model_analyzes_the_update(folder, tmp_path, capsys):
+    base = tmp_path / "base"
+    base.mkdir()
+    save_file({name: np.zeros_like(t) for name, t in _tensors(folder).items()}, str(base / "model.safetensors"))
+    assert main(["analyze", str(folder), "--base-model", str(base), "--format", "json"]) == 0
+    rows = {r["name"]: r for r in json.loads(capsys.readouterr().out)}
+    direct = {r.name: r for r in analyze_path(folder, {}).rows}
+    assert rows["embed.weight"]["alpha"] == pytest.approx(direct["embed.weight"].alpha, rel=1e-9)
+
+
+def _tensors(folder):
+    from safetensors.numpy import load_file
+
+    return load_file(str(folder / "model.safetensors"))
+
+
+def test_a_missing_path_is_one_clear_error(tmp_path):
+    with pytest.raises(WeightsError, match="no such file or folder"):
+        ww_core.WeightWatcher(str(tmp_path / "nowhere")).analyze()

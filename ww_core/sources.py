@@ -1,0 +1,71 @@
+"""The seam between the notebook API (:mod:`ww_core.watcher`) and whatever reads files and draws figures.
+
+ww_core reads no file and writes none. A :class:`~ww_core.watcher.WeightWatcher` given a path or a hub repo id, or
+asked for plots, finds an implementation through an entry point (``importlib.metadata``): the ``wwhub``
+distribution registers ``flows.notebook:open_source`` under :data:`SOURCES_GROUP` and
+``flows.layer_plots:write_layer_plots`` under :data:`PLOTS_GROUP` (pyproject.toml). Another package may register
+its own; without one, the error says what to install.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from .records import LayerMetrics
+
+SOURCES_GROUP = "ww_core.sources"
+PLOTS_GROUP = "ww_core.plots"
+
+
+@dataclass(frozen=True)
+class SourceLayer:
+    """One logical matrix of a model read from files: its id in depth order, tensor name, shape, dtype, and why it
+    cannot be analyzed (None when it can)."""
+
+    layer_id: int
+    name: str
+    shape: tuple[int, ...]
+    dtype: str = ""
+    skip_reason: str | None = None
+
+
+class ModelSource(Protocol):
+    """A model read from a path or a hub repo (what an entry point of :data:`SOURCES_GROUP` returns)."""
+
+    label: str
+
+    def layers(self) -> list[SourceLayer]:
+        """Every logical matrix, in depth order, without reading a weight."""
+
+    def tensors(self, names: Collection[str] | None = None) -> Iterator[tuple[str, object]]:
+        """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time."""
+
+    def analyze(self, options: dict, names: Collection[str] | None = None, workers: int = 1) -> list[LayerMetrics]:
+        """Every (selected) layer analyzed with ww_core's ``options``, as ``wwhub analyze`` does it."""
+
+
+class NoAdapterInstalled(RuntimeError):
+    """No package provides the reader or plotter an entry point group names."""
+
+
+def _load(group: str, what: str) -> Callable:
+    found = list(entry_points(group=group))
+    if not found:
+        raise NoAdapterInstalled(
+            f"{what} needs an adapter registered under the entry point group {group!r}; none is installed "
+            "(install wwhub, which provides it, e.g. pip install -e . in its checkout)"
+        )
+    return found[0].load()
+
+
+def open_source(model: str, **kwargs) -> ModelSource:
+    """A path (folder or weight file, PEFT adapter, GGUF) or hub repo id, through the installed reader."""
+    return _load(SOURCES_GROUP, f"reading {model!r}")(str(model), **kwargs)
+
+
+def plotter() -> Callable:
+    """The installed per-layer plot writer: ``write_layer_plots(rows, folder, model, **what) -> list of paths``."""
+    return _load(PLOTS_GROUP, "plot=True")
