@@ -50,8 +50,8 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 
 from llama_checkpoint import SHAPES, heavy_tailed_bf16, llama_checkpoint, tensor_shapes  # noqa: E402
 
-from flows.analyze import default_layer_workers  # noqa: E402
-from flows.examples import example_path  # noqa: E402
+from flows.analysis.examples import example_path  # noqa: E402
+from flows.analysis.model_analysis import default_layer_workers  # noqa: E402
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PINNED = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, "1"))

@@ -23,8 +23,8 @@ import pyarrow as pa
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.correlations import refresh_correlations  # noqa: E402
 from flows.lake import Lake, connect  # noqa: E402
+from flows.leaderboard.correlations import refresh_correlations  # noqa: E402
 
 # The per-family and pooled statistics as queries/correlations.sql computed them before the correlations table.
 OLD_SQL = """

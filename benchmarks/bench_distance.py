@@ -32,7 +32,7 @@ from safetensors.numpy import load_file, save_file
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.examples import example_path  # noqa: E402
+from flows.analysis.examples import example_path  # noqa: E402
 from tests.ww_core.cases import perturbed_copy  # noqa: E402
 
 _WW_SCRIPT = textwrap.dedent(

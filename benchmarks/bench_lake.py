@@ -28,10 +28,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.correlations import refresh_correlations  # noqa: E402
 from flows.lake import Lake  # noqa: E402
 from flows.lake.schema import SCHEMAS, quoted  # noqa: E402
 from flows.lake.views import query_files, sql_literal  # noqa: E402
+from flows.leaderboard.correlations import refresh_correlations  # noqa: E402
 from tests.flows.lake.synth import model_tables  # noqa: E402
 
 WWHUB = [sys.executable, "-m", "flows"]
@@ -260,7 +260,7 @@ def main() -> None:
         # from the manifest, the query) timed inside it, best of --repeat.
         code = (
             "import sys, time\nstart = time.perf_counter()\nimport duckdb\nduck = time.perf_counter()\n"
-            "from flows.query import run_query\nfrom flows.report import leaderboard_data\n"
+            "from flows.lake.sql import run_query\nfrom flows.leaderboard.render import leaderboard_data\n"
             "ready = time.perf_counter()\nbest = {}\n"
             f"calls = {{'count': lambda: run_query({str(lake_root)!r}, 'SELECT count(*) FROM layers'), "
             f"'leaderboard': lambda: leaderboard_data({str(lake_root)!r}, {family!r})}}\n"
@@ -272,7 +272,7 @@ def main() -> None:
         result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True)
         duck, flows_import, count_work, board_work = (float(v) for v in result.stdout.split())
         print(
-            f"  of which: import duckdb {duck:.2f} s, import flows.query/report (ww_core, scipy) {flows_import:.2f} s;"
+            f"  of which: import duckdb {duck:.2f} s, import flows (ww_core, scipy) {flows_import:.2f} s;"
             f" lake work in-process: count {count_work:.3f} s, leaderboard --family {board_work:.3f} s"
         )
 

@@ -207,7 +207,7 @@ def prefect_quiet_night(hub: FakeHub, families_file: Path, lake: Path, tmp: Path
     from prefect.settings import PREFECT_API_URL
     from prefect.testing.utilities import prefect_test_harness
 
-    from flows.scan import nightly_scan
+    from flows.nightly import nightly_scan
 
     with prefect_test_harness(server_startup_timeout=120):
         started = time.perf_counter()

@@ -20,7 +20,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.pipeline import ScanOptions, SourceSpec, run_scan  # noqa: E402
+from flows.scanning.loop import run_scan  # noqa: E402
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.e2e.conftest import BIN, free_port, start, stop, wait_until  # noqa: E402
 from tests.fakehub import FakeHub, model_index, write_model  # noqa: E402
 

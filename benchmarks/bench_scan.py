@@ -20,8 +20,9 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.analyze import analyze_path, default_layer_workers  # noqa: E402
-from flows.pipeline import ScanOptions, SourceSpec, run_scan  # noqa: E402
+from flows.analysis.model_analysis import analyze_path, default_layer_workers  # noqa: E402
+from flows.scanning.loop import run_scan  # noqa: E402
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.fakehub import FakeHub, model_index, write_model  # noqa: E402
 
 

@@ -37,7 +37,7 @@ from threadpoolctl import threadpool_info, threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from flows.analyze import default_layer_workers  # noqa: E402
+from flows.analysis.model_analysis import default_layer_workers  # noqa: E402
 from ww_core.eigen import gram_matrix, symmetric_eigenvalues  # noqa: E402
 
 

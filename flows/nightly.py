@@ -1,140 +1,68 @@
-"""What changed between two nights, and the exports refreshed after a scan (plain functions, no Prefect)."""
+"""The nightly Prefect flow (prefect.yaml's deployment): scan every family of a families file through the scan
+flows of :mod:`flows.scan`, then refresh the exports and publish what changed since the previous night."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from prefect import flow
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
-from .lake import Lake, lake_path
-from .query import run_query
-from .report import leaderboard_data, render_html, write_plots
+from . import __version__
+from .leaderboard.exports import refresh_exports
+from .leaderboard.render import leaderboard_data, metric_of, value_names
+from .scan import DEFAULT_WORKERS, make_task_runner, scan_families
+from .scanning.changes import changes_markdown, compare_snapshots, family_members, lake_snapshot
+from .scanning.families import load_families
+from .scanning.options import ScanOptions, SourceSpec
 
-# An average that moves by more than this between two scans of a repo is reported as moved.
-MOVED_ALPHA = 0.05
 
-
-def lake_snapshot(lake: str | Path) -> dict[str, dict]:
-    """Each repo's latest scanned revision and averages, keyed by repo_id ({} for an empty lake)."""
-    root = lake_path(lake)
-    if Lake(root).layout() is None:
-        return {}
-    rows = run_query(
-        root,
-        "SELECT repo_id, revision, family, alpha, alpha_weighted, log_spectral_norm, num_trap_layers, "
-        "status FROM models_latest WHERE status IN ('scanned', 'partial')",
+@flow(name="nightly-scan", log_prints=True)
+def nightly_scan(
+    families_file: str = "families.yaml",
+    lake: str = "wwhub-lake",
+    metric: str = "accuracy",
+    source: str = "hub",
+    endpoint: str | None = None,
+    task_runner: str = "threads",
+    dask_address: str | None = None,
+    workers: int = DEFAULT_WORKERS,
+    force: bool = False,
+    options: dict | None = None,
+) -> dict:
+    """Every night: scan new commits of every family in ``families_file``, refresh the leaderboard exports and
+    plots in LAKE/reports, and publish artifacts (progress, leaderboard table, what changed since last night,
+    who joined and left each family). The token for gated or private repos is the worker's ``HF_TOKEN``."""
+    families = load_families(families_file)
+    spec = SourceSpec(source, endpoint)
+    before, members_before = lake_snapshot(lake), family_members(lake)
+    runner = make_task_runner(task_runner, dask_address, workers)
+    scan_options = ScanOptions(analysis=options or {}, force=force)
+    report = scan_families.with_options(task_runner=runner)(families, lake, spec, scan_options)
+    changes = compare_snapshots(before, lake_snapshot(lake), members_before, family_members(lake))
+    exports = refresh_exports(lake, metric)
+    _publish_board(lake, metric)
+    counts = report.counts()
+    create_markdown_artifact(
+        changes_markdown(changes, counts, report.problems()),
+        key="wwhub-nightly-changes",
+        description="what changed since the previous night",
     )
-    return {row["repo_id"]: row for row in rows}
+    return {
+        "scan_id": report.scan_id,
+        **counts,
+        "changed": changes.scanned_repos,
+        "joined": changes.joined,
+        "left": changes.left,
+        "exports": [str(p) for p in exports],
+        "wwhub_version": __version__,
+    }
 
 
-def family_members(lake: str | Path) -> dict[str, set[str]]:
-    """Each family's current members (queries/family_members.sql), {} for an empty lake."""
-    root = lake_path(lake)
-    if Lake(root).layout() is None:
-        return {}
-    members: dict[str, set[str]] = {}
-    for row in run_query(root, "SELECT family, repo_id FROM family_members"):
-        members.setdefault(row["family"], set()).add(row["repo_id"])
-    return members
-
-
-@dataclass
-class Changes:
-    new_models: list[dict] = field(default_factory=list)
-    new_commits: list[tuple[dict, dict]] = field(default_factory=list)
-    moved: list[tuple[dict, dict]] = field(default_factory=list)
-    new_traps: list[tuple[dict | None, dict]] = field(default_factory=list)
-    joined: dict[str, list[str]] = field(default_factory=dict)  # family → repos its listing holds since tonight
-    left: dict[str, list[str]] = field(default_factory=dict)  # family → repos its listing no longer holds
-
-    @property
-    def scanned_repos(self) -> list[str]:
-        return [m["repo_id"] for m in self.new_models] + [new["repo_id"] for _, new in self.new_commits]
-
-
-def compare_snapshots(
-    before: dict[str, dict],
-    after: dict[str, dict],
-    members_before: dict[str, set[str]] | None = None,
-    members_after: dict[str, set[str]] | None = None,
-) -> Changes:
-    changes = Changes()
-    members_before, members_after = members_before or {}, members_after or {}
-    for family in sorted(members_after):
-        old, new = members_before.get(family, set()), members_after[family]
-        if new - old:
-            changes.joined[family] = sorted(new - old)
-        if old - new:
-            changes.left[family] = sorted(old - new)
-    for repo_id, new in sorted(after.items()):
-        old = before.get(repo_id)
-        if old is None:
-            changes.new_models.append(new)
-        elif old["revision"] != new["revision"]:
-            changes.new_commits.append((old, new))
-            if None not in (old["alpha"], new["alpha"]) and abs(new["alpha"] - old["alpha"]) > MOVED_ALPHA:
-                changes.moved.append((old, new))
-        if (new.get("num_trap_layers") or 0) > ((old or {}).get("num_trap_layers") or 0):
-            changes.new_traps.append((old, new))
-    return changes
-
-
-def _fmt(value) -> str:
-    return "–" if value is None else f"{value:.3f}"
-
-
-def changes_markdown(changes: Changes, counts: dict[str, int], problems: list[str]) -> str:
-    """The nightly summary: what is new since the previous night, for a Prefect markdown artifact. ``counts`` and
-    ``problems`` are the scan report's (``ScanReport.counts``, ``ScanReport.problems``)."""
-    lines = [
-        "# wwhub nightly scan",
-        "",
-        ", ".join(f"{name} **{count}**" if name == "scanned" else f"{name} {count}" for name, count in counts.items()),
-        "",
-    ]
-    lines.append(f"## New models ({len(changes.new_models)})")
-    lines += [
-        f"- `{m['repo_id']}` ({m['family']}) at `{m['revision'][:12]}`: alpha {_fmt(m['alpha'])}"
-        for m in changes.new_models
-    ] or ["- none"]
-    lines.append(f"\n## New commits ({len(changes.new_commits)})")
-    lines += [
-        f"- `{new['repo_id']}`: `{old['revision'][:12]}` → `{new['revision'][:12]}`, alpha "
-        f"{_fmt(old['alpha'])} → {_fmt(new['alpha'])}"
-        for old, new in changes.new_commits
-    ] or ["- none"]
-    lines.append(f"\n## Averages that moved (|Δalpha| > {MOVED_ALPHA}) ({len(changes.moved)})")
-    lines += [
-        f"- `{new['repo_id']}`: Δalpha {new['alpha'] - old['alpha']:+.3f}, Δalpha_weighted "
-        f"{(new['alpha_weighted'] or 0) - (old['alpha_weighted'] or 0):+.3f}"
-        for old, new in changes.moved
-    ]
-    lines += [] if changes.moved else ["- none"]
-    lines.append(f"\n## New correlation traps ({len(changes.new_traps)})")
-    lines += [
-        f"- `{new['repo_id']}`: {((old or {}).get('num_trap_layers') or 0)} → {new['num_trap_layers']} trapped layers"
-        for old, new in changes.new_traps
-    ] or ["- none"]
-    for title, moves in (("joined", changes.joined), ("left", changes.left)):
-        count = sum(len(repos) for repos in moves.values())
-        lines.append(f"\n## Models that {title} a family's listing ({count})")
-        lines += [f"- {family}: {', '.join(f'`{r}`' for r in repos)}" for family, repos in moves.items()] or ["- none"]
-    if problems:
-        lines.append("\n## Problems")
-        lines += [f"- {problem}" for problem in problems]
-    return "\n".join(lines) + "\n"
-
-
-def refresh_exports(lake: str | Path, metric: str = "accuracy") -> list[Path]:
-    """Rewrite LAKE/reports/: the static site (index.html, a page per family and per model, leaderboard.csv:
-    flows/site), leaderboard.html (one self-contained page, plots inlined) and the PNG/SVG plots."""
-    from .site import build_site
-
-    root = lake_path(lake)
-    out = root / "reports"
-    board, correlations = leaderboard_data(root, metric=metric)
-    if not board:
-        return []
-    site = build_site(root, out, metric)
-    plots = write_plots(root, out, data=(board, correlations))
-    (out / "leaderboard.html").write_text(render_html(board, correlations, plots))
-    return [site.index, out / "leaderboard.csv", out / "leaderboard.html", *plots]
+def _publish_board(lake: str, metric: str) -> None:
+    board, _ = leaderboard_data(lake, metric=metric)
+    names = value_names(metric_of(board, metric))
+    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_trap_layers"]
+    create_table_artifact(
+        [{names.get(c, c): row.get(c) for c in columns} for row in board],
+        key="wwhub-leaderboard",
+        description=f"family leaderboards ({metric})",
+    )

@@ -1,4 +1,4 @@
-"""Prefect flows: thin recipes over the scan loop of ``flows/pipeline.py`` (list → ledger → scan models → record).
+"""Prefect flows: thin recipes over the scan loop of ``flows/scanning/loop.py`` (list → ledger → scan models → record).
 
 The flows run ``run_scan`` itself, the loop ``wwhub scan`` runs, with an executor that submits one Prefect task per
 model that needs scanning (retried with backoff, concurrency bounded by the task runner: threads, or prefect-dask
@@ -13,20 +13,17 @@ from collections.abc import Callable, Iterator
 
 from prefect import flow, get_run_logger, task
 from prefect.artifacts import (
-    create_markdown_artifact,
     create_progress_artifact,
-    create_table_artifact,
     update_progress_artifact,
 )
 from prefect.cache_policies import NO_CACHE
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from . import __version__
-from .analyze import usable_cores
-from .families import load_families
-from .nightly import changes_markdown, compare_snapshots, family_members, lake_snapshot, refresh_exports
-from .pipeline import ModelJob, ModelOutcome, ScanOptions, ScanReport, SourceSpec, run_scan
-from .report import leaderboard_data, metric_of, value_names
+from .analysis.model_analysis import usable_cores
+from .scanning.loop import run_scan
+from .scanning.model_scan import ModelJob
+from .scanning.options import ScanOptions, SourceSpec
+from .scanning.outcomes import ModelOutcome, ScanReport
 from .sources import ModelRef
 
 # Models scanned at once by the default runner: one per core, each eigensolve on one BLAS thread.
@@ -130,56 +127,3 @@ def scan_families(
 ) -> ScanReport:
     """Scan several families in one run (the runner is chosen by the caller with ``with_options``)."""
     return _scan(source or SourceSpec(), families, lake, options or ScanOptions(), progress=progress)
-
-
-@flow(name="nightly-scan", log_prints=True)
-def nightly_scan(
-    families_file: str = "families.yaml",
-    lake: str = "wwhub-lake",
-    metric: str = "accuracy",
-    source: str = "hub",
-    endpoint: str | None = None,
-    task_runner: str = "threads",
-    dask_address: str | None = None,
-    workers: int = DEFAULT_WORKERS,
-    force: bool = False,
-    options: dict | None = None,
-) -> dict:
-    """Every night: scan new commits of every family in ``families_file``, refresh the leaderboard exports and
-    plots in LAKE/reports, and publish artifacts (progress, leaderboard table, what changed since last night,
-    who joined and left each family). The token for gated or private repos is the worker's ``HF_TOKEN``."""
-    families = load_families(families_file)
-    spec = SourceSpec(source, endpoint)
-    before, members_before = lake_snapshot(lake), family_members(lake)
-    runner = make_task_runner(task_runner, dask_address, workers)
-    scan_options = ScanOptions(analysis=options or {}, force=force)
-    report = scan_families.with_options(task_runner=runner)(families, lake, spec, scan_options)
-    changes = compare_snapshots(before, lake_snapshot(lake), members_before, family_members(lake))
-    exports = refresh_exports(lake, metric)
-    _publish_board(lake, metric)
-    counts = report.counts()
-    create_markdown_artifact(
-        changes_markdown(changes, counts, report.problems()),
-        key="wwhub-nightly-changes",
-        description="what changed since the previous night",
-    )
-    return {
-        "scan_id": report.scan_id,
-        **counts,
-        "changed": changes.scanned_repos,
-        "joined": changes.joined,
-        "left": changes.left,
-        "exports": [str(p) for p in exports],
-        "wwhub_version": __version__,
-    }
-
-
-def _publish_board(lake: str, metric: str) -> None:
-    board, _ = leaderboard_data(lake, metric=metric)
-    names = value_names(metric_of(board, metric))
-    columns = ["family", "repo_id", "value", "source", "rank_by_value", "alpha", "alpha_weighted", "num_trap_layers"]
-    create_table_artifact(
-        [{names.get(c, c): row.get(c) for c in columns} for row in board],
-        key="wwhub-leaderboard",
-        description=f"family leaderboards ({metric})",
-    )

@@ -5,7 +5,7 @@ import pytest
 from huggingface_hub import HfApi, hf_hub_download
 from huggingface_hub.errors import EntryNotFoundError, RepositoryNotFoundError, RevisionNotFoundError
 
-from flows.families import SORT_KEYS
+from flows.scanning.families import SORT_KEYS
 from tests.fakehub import model_index, write_model
 
 

@@ -154,8 +154,8 @@ def test_the_graph_sees_function_local_relative_and_package_imports():
     # ``from ..weights import X`` is an import of the package flows.weights; ``from . import powerlaw`` of a module.
     assert "flows.weights" in graph["flows.sources.hub"]
     assert "ww_core.powerlaw" in graph["ww_core.analysis"]
-    # flows.weights.decode imports the GGUF decoder inside a method, only when a tensor may be GGUF's.
-    assert "flows.weights.gguf_decoder" in graph["flows.weights.decode"]
+    # flows.weights.matrices imports the GGUF decoder inside a method, only when a tensor may be GGUF's.
+    assert "flows.weights.decoders.gguf" in graph["flows.weights.matrices"]
 
 
 def test_cycles_finds_a_cycle_through_any_number_of_modules():

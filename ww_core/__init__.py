@@ -11,7 +11,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING
 
-from .records import (
+from ww_core.records import (
     FIT_FAILED,
     FIT_OK,
     FIT_SKIPPED,
@@ -23,8 +23,8 @@ from .records import (
 )
 
 if TYPE_CHECKING:
-    from .analysis import AnalysisOptions, analyze_matrix, analyze_model
-    from .watcher import Watcher, WeightWatcher
+    from ww_core.analysis import AnalysisOptions, analyze_matrix, analyze_model
+    from ww_core.watcher import Watcher, WeightWatcher
 
 _LAZY = {
     "AnalysisOptions": ".analysis",

@@ -2,8 +2,9 @@
 
 ww_core reads no file and writes none. A :class:`~ww_core.watcher.WeightWatcher` given a path or a hub repo id, or
 asked for plots, finds an implementation through an entry point (``importlib.metadata``): the ``wwhub``
-distribution registers ``flows.notebook:open_source`` under :data:`SOURCES_GROUP` and
-``flows.layer_plots:write_layer_plots`` under :data:`PLOTS_GROUP` (pyproject.toml). Another package may register
+distribution registers ``flows.analysis.notebook_source:open_source`` under :data:`SOURCES_GROUP` and
+``flows.analysis.layer_plots:write_layer_plots`` under :data:`PLOTS_GROUP` (pyproject.toml). Another package may
+register
 its own; without one, the error says what to install.
 """
 

@@ -161,8 +161,8 @@ def add_layers_argument(parser: argparse.ArgumentParser) -> None:
 
 
 def layer_selection(args: argparse.Namespace):
-    """The parsed ``--layers`` (a :class:`flows.selection.LayerSelection`); exit 2 on a bad value."""
-    from ..selection import LayerSelection, SelectionError
+    """The parsed ``--layers`` (a :class:`flows.analysis.selection.LayerSelection`); exit 2 on a bad value."""
+    from ..analysis.selection import LayerSelection, SelectionError
     from ._errors import CliError
 
     try:

@@ -10,7 +10,7 @@ import math
 import sys
 from pathlib import Path
 
-from ..values import plain_value as _plain
+from ..lake.plain_values import plain_value as _plain
 from ._errors import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")

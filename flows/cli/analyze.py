@@ -8,11 +8,11 @@ from pathlib import Path
 
 import ww_core
 
-from ..analyze import analyze_path, default_layer_workers, plan_path
-from ..describe import describe_plan, plan_layers
-from ..examples import EXAMPLES, example_path
-from ..models import open_model
-from ..selection import SelectionError
+from ..analysis.describe import describe_plan, plan_layers
+from ..analysis.examples import EXAMPLES, example_path
+from ..analysis.model_analysis import analyze_path, default_layer_workers, plan_path
+from ..analysis.named_model import open_model
+from ..analysis.selection import SelectionError
 from ..sources import HubError
 from ..weights import MatrixStream, WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
@@ -168,7 +168,7 @@ def _with_start_ids(records: list[dict], start_ids: int) -> list[dict]:
 def _plots(args: argparse.Namespace, rows, path) -> None:
     if not args.plot:
         return
-    from ..layer_plots import write_layer_plots
+    from ..analysis.layer_plots import write_layer_plots
 
     label = args.example or Path(str(path)).name
     written = write_layer_plots(
@@ -178,7 +178,7 @@ def _plots(args: argparse.Namespace, rows, path) -> None:
 
 
 def _whole_model(args: argparse.Namespace, selection, options: dict) -> int:
-    """--intra, --stacked, --base-model: ww_core.WeightWatcher over the same reader (flows.notebook)."""
+    """--intra, --stacked, --base-model: ww_core.WeightWatcher over the same reader (flows.analysis.notebook_source)."""
     from ww_core.sources import NoAdapterInstalled
 
     path = str(example_path(args.example)) if args.example else args.path

@@ -8,12 +8,13 @@ import sys
 import time
 from pathlib import Path
 
-from ..families import load_families
 from ..lake import Lake, LakeError, lake_path
-from ..pipeline import ScanOptions, SourceSpec, run_scan
-from ..report import leaderboard_data
+from ..leaderboard.render import leaderboard_data
+from ..scanning.families import load_families
+from ..scanning.loop import run_scan
+from ..scanning.options import ScanOptions, SourceSpec
+from ..scanning.status import Status
 from ..site import build_site
-from ..status import Status
 from ._errors import EXIT_OK, CliError
 from ._output import check_output_folder
 from ._progress import progress_bar

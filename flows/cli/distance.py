@@ -7,9 +7,9 @@ import sys
 
 from ww_core.distances import DISTANCE_METHODS, summarize_distances
 
-from ..distance import DistanceOptions, compare_models
-from ..models import open_model
-from ..selection import SelectionError
+from ..analysis.base_distance import DistanceOptions, compare_models
+from ..analysis.named_model import open_model
+from ..analysis.selection import SelectionError
 from ..sources import HubError
 from ..weights import WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError

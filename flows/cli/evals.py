@@ -97,7 +97,7 @@ def _read(args: argparse.Namespace):
 
 def run_import(args: argparse.Namespace) -> int:
     from ..evals.importers import ImportFailed
-    from ..evals.store import store_import
+    from ..evals.ingest import store_import
 
     try:
         imported, label, origin = _read(args)

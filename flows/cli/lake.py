@@ -54,7 +54,7 @@ def register_export(actions) -> None:
     exporter.add_argument("out", metavar="DIR", help="the dataset folder (created; its data/ and README.md replaced)")
     exporter.add_argument("--lake", help=LAKE_HELP)
     exporter.add_argument("--latest-only", action="store_true", help="only each repo's latest scan")
-    # No default here: the leaderboard's own (flows.report, imported only when the export runs).
+    # No default here: the leaderboard's own (flows.leaderboard.render, imported only when the export runs).
     exporter.add_argument("--metric", help="reported metric the leaderboard ranks by (default: accuracy)")
     exporter.add_argument(
         "--max-file-mb", type=int, help="close a Parquet file once it reaches this size (default: 200)"
@@ -68,7 +68,7 @@ def register_export(actions) -> None:
 
 def _refresh_derived(lake: str | None) -> None:
     """Rows came in: the derived ``correlations`` table is recomputed by its producer (never copied)."""
-    from ..correlations import refresh_correlations
+    from ..leaderboard.correlations import refresh_correlations
 
     refresh_correlations(lake_path(lake))
 
@@ -154,8 +154,8 @@ def run_export(args: argparse.Namespace) -> int:
     from ..dataset import ExportOptions, export_dataset
     from ..dataset.tables import DEFAULT_MAX_FILE_MB
     from ..evals.vocabulary import normalize_metric
-    from ..query import QueryError
-    from ..report import DEFAULT_METRIC
+    from ..lake.sql import QueryError
+    from ..leaderboard.render import DEFAULT_METRIC
     from ..sources.base import check_repo_id
     from ._output import check_output_folder
 

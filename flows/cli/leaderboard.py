@@ -8,7 +8,7 @@ import tempfile
 import textwrap
 from pathlib import Path
 
-from ..report import (
+from ..leaderboard.render import (
     BOARD_COLUMNS,
     CORRELATION_HEADERS,
     DEFAULT_METRIC,
@@ -24,7 +24,7 @@ from ..report import (
     value_names,
     write_plots,
 )
-from ..stats import POOLED
+from ..leaderboard.stats import POOLED
 from ._errors import CliError
 from ._output import check_output_file, render_json, render_table
 

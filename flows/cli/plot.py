@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ..report import leaderboard_data, write_esd_plot, write_plots
+from ..leaderboard.render import leaderboard_data, write_esd_plot, write_plots
 from ._errors import CliError
 from ._output import check_output_folder
 from .leaderboard import add_board_arguments, board_request

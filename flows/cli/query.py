@@ -7,7 +7,7 @@ import argparse
 import sys
 
 from ..lake import LakeError
-from ..query import QueryError, named_queries, query_arrow, run_query
+from ..lake.sql import QueryError, named_queries, query_arrow, run_query
 from ._errors import CliError
 from ._output import FORMATS, check_output_file, render_table, write_rows
 

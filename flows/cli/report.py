@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..lake import LakeError
-from ..report import DEFAULT_METRIC
+from ..leaderboard.render import DEFAULT_METRIC
 from ._errors import CliError
 from ._output import check_output_folder
 
@@ -23,7 +23,7 @@ def register(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..evals.vocabulary import normalize_metric
-    from ..query import QueryError
+    from ..lake.sql import QueryError
     from ..site import NothingToReport, build_site
 
     out = check_output_folder(args.out)

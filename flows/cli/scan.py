@@ -8,14 +8,16 @@ import sys
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from ..analyze import usable_cores
-from ..families import FamiliesError, load_families, validate_query
+from ..analysis.model_analysis import usable_cores
 from ..lake import Lake, LakeError, lake_path
 from ..lake.esd import DEFAULT_ESD, ESD_MODES
-from ..pipeline import INFERRED_FAMILY, SCAN_DEFAULTS, NothingListed, ScanOptions, ScanReport, SourceSpec, run_scan
+from ..scanning.families import FamiliesError, load_families, validate_query
+from ..scanning.loop import NothingListed, run_scan
+from ..scanning.options import INFERRED_FAMILY, SCAN_DEFAULTS, ScanOptions, SourceSpec
+from ..scanning.outcomes import ScanReport
+from ..scanning.status import Status
 from ..sources import HUB_INVALID, HUB_NOT_FOUND, HubError, HubSettings
 from ..sources.base import check_repo_id
-from ..status import Status
 from ._errors import EXIT_BAD_INPUT, CliError
 from ._options import (
     add_analysis_arguments,

@@ -6,7 +6,7 @@ import argparse
 
 import yaml
 
-from ..families import FamiliesError, load_families
+from ..scanning.families import FamiliesError, load_families
 from ._errors import CliError
 
 PREFECT_YAML = "prefect.yaml"
@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     check_prefect_server(api_url, api_key.get_secret_value() if hasattr(api_key, "get_secret_value") else api_key)
     from prefect.schedules import Cron
 
-    from ..scan import nightly_scan
+    from ..nightly import nightly_scan
 
     nightly_scan.serve(
         name="nightly-serve",

@@ -9,8 +9,8 @@ from functools import partial
 
 from ww_core.smoothing import SMOOTH_METHODS, SVD_SOLVERS, sharpen_tensor, smooth_tensor
 
-from ..selection import SelectionError
-from ..smooth import transform_checkpoint
+from ..analysis.selection import SelectionError
+from ..analysis.smoothing import transform_checkpoint
 from ..weights import WeightsError
 from ._errors import EXIT_OK, EXIT_PARTIAL, CliError
 from ._options import add_layers_argument, count_or_none, layer_selection

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .. import __version__
 from ..lake import Lake, lake_path
-from ..query import stream_query
+from ..lake.sql import stream_query
 from .card import dataset_card
 from .tables import CONFIGS, SPLIT, Config, DatasetExport, ExportOptions, TableExport
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..report import DEFAULT_METRIC
+from ..leaderboard.render import DEFAULT_METRIC
 
 DEFAULT_MAX_FILE_MB = 200
 BATCH_ROWS = 100_000

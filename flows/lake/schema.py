@@ -71,7 +71,7 @@ EVALS_SCHEMA = _KEY_FIELDS + [
     ("raw_metric", STRING),  # the name as reported; `metric` holds the normalized one
     ("stderr", FLOAT),
     # Imported rows only (revision null): which import they came from, `<file label>-<digest of its origin>`
-    # (flows/evals/store.py). Importing the same origin again replaces exactly these rows.
+    # (flows/evals/ingest.py). Importing the same origin again replaces exactly these rows.
     ("import_id", STRING),
 ]
 MODELS_SCHEMA = (
@@ -120,7 +120,8 @@ SCANS_SCHEMA = [
     ("unsupported", INT),  # nothing analyzable with the run's options
     ("gated", INT),  # the hub wants a license accepted and a token with access
 ]
-# One row per model a scan tried and could not scan (flows/status.py): the hub did not answer, the repo is gated
+# One row per model a scan tried and could not scan (flows/scanning/status.py): the hub did not answer, the repo is
+# gated
 # or gone. It never shadows the model's last good scan (models_latest shows that one, flagged).
 ATTEMPTS_SCHEMA = _KEY_FIELDS + [
     ("scan_id", STRING),
@@ -143,7 +144,8 @@ MEMBERSHIPS_SCHEMA = [
 DISTANCES_SCHEMA = (
     _KEY_FIELDS + [("base_repo_id", STRING), ("base_revision", STRING)] + _dataclass_fields(LayerDistance)
 )
-# Derived from `models` and `evals` (flows/correlations.py), written whole by Lake.replace_derived after every scan
+# Derived from `models` and `evals` (flows/leaderboard/correlations.py), written whole by Lake.replace_derived after
+# every scan
 # and evals import; the columns are described there.
 CORRELATIONS_SCHEMA = (
     [("reported_metric", STRING), ("family", STRING), ("metric", STRING), ("n", INT)]

@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-from ..status import RETRIED
+from ..scanning.status import RETRIED
 from .schema import DERIVED_TABLES, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES, key_source_columns, row_key
 
 LAYOUT_VERSION = 2
@@ -59,7 +59,8 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 
 def stands_for_scan(status: str, stored_selection: str | None, selection: str) -> bool:
     """Whether a ``models`` row makes a scan of its commit with the ``--layers`` ``selection`` ('' = all layers)
-    unnecessary: its status is not one a later run retries (flows/status.py ``RETRIED``), and it covers all layers
+    unnecessary: its status is not one a later run retries (flows/scanning/status.py ``RETRIED``), and it covers all
+    layers
     or the same selection (a scan of a subset does not stand for a full scan, a full scan stands for any subset)."""
     return status not in RETRIED and (stored_selection or "") in ("", selection)
 

@@ -18,7 +18,8 @@ from .store import DATA, MANIFEST, Lake, LakeError, Segment, Snapshot, distinct_
 from .views import sql_literal, table_sql
 
 V1_TABLES = ("layers", "esd", "evals", "models", "scans", "distances")
-# Layout 1's derived table: not carried over; its producer (flows/correlations.py) rewrites it after the move.
+# Layout 1's derived table: not carried over; its producer (flows/leaderboard/correlations.py) rewrites it after the
+# move.
 V1_DERIVED = ("correlations",)
 V1_CATALOG = "wwhub.duckdb"
 V1_IMPORT_PREFIX = "import__"

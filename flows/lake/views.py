@@ -14,7 +14,8 @@ from pathlib import Path
 from .schema import SCHEMAS, TABLES, quoted
 from .store import Lake, Segment, Snapshot, schema_fingerprint
 
-# Each repo's newest good scan (scanned or partial: flows/status.py GOOD), else its newest row: what leaderboards
+# Each repo's newest good scan (scanned or partial: flows/scanning/status.py GOOD), else its newest row: what
+# leaderboards
 # rank. A later attempt that failed (an `attempts` row, or a models row that is not good) never hides it; it is
 # named in last_attempt_* and flagged by last_attempt_failed.
 MODELS_LATEST = """WITH tried AS (

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..lake import lake_path
-from ..report import DEFAULT_METRIC, board_csv, board_view
+from ..leaderboard.render import DEFAULT_METRIC, board_csv, board_view
 from . import pages
 from .charts import Figure
 from .data import LakeData, model_details, read_lake

@@ -327,7 +327,8 @@ def esd_chart(evals: np.ndarray, rand: np.ndarray | None, alpha, xmin, title: st
 
 def fit_chart(points: list[dict], x_label: str, y_label: str, band, note: str) -> Figure:
     """Reported value (``y``) against a weight metric (``x``), one dot per model (linking to its page), with the
-    OLS line and its 95% confidence band (``band``: grid, line, low, high from flows.stats.ols_band, or None)."""
+    OLS line and its 95% confidence band (``band``: grid, line, low, high from flows.leaderboard.stats.ols_band, or
+    None)."""
     xs = [p["x"] for p in points]
     ys = [p["y"] for p in points]
     if band is not None:

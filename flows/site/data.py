@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
-from ..query import run_query
-from ..report import leaderboard_data
+from ..lake.sql import run_query
+from ..leaderboard.render import leaderboard_data
 
 # Layer rows per slice of the per-layer queries: ~100 MB of rows in memory. Each slice's ESD query decodes the
 # row groups holding its repos (256K rows each in a compacted lake), so fewer, larger slices read less.

@@ -18,10 +18,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 from markupsafe import Markup, escape
 
 from .. import __version__
-from ..correlations import WEIGHT_METRICS
 from ..lake.esd import eigenvalues
-from ..report import board_view, correlation_cells, explanations, value_names
-from ..stats import POOLED, VERDICT_SIGNIFICANT, ols_band
+from ..leaderboard.correlations import WEIGHT_METRICS
+from ..leaderboard.render import board_view, correlation_cells, explanations, value_names
+from ..leaderboard.stats import POOLED, VERDICT_SIGNIFICANT, ols_band
 from . import charts
 from .data import LakeData, ModelDetails
 

@@ -32,7 +32,7 @@ from ..weights import (
     shards_from_index,
     weight_layout,
 )
-from ..weights.lora import ADAPTER_CONFIG
+from ..weights.decoders.lora import ADAPTER_CONFIG
 from .base import (
     HUB_GATED,
     HUB_INVALID,

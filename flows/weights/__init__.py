@@ -5,15 +5,16 @@
   ``weights_only=True``, GGUF files: :mod:`.gguf_file`), as numpy arrays in the file's dtype;
 * :mod:`.layout`: which files of a repo hold its weights (one decision for every source, from the file list);
 * :mod:`.plan`: which shard holds which stored tensor, from the index or the headers alone, and the model's configs;
-* :mod:`.decoding`: the contract between stored tensors and logical weight matrices;
-* :mod:`.decode`: the pipeline (quantized schemes, MXFP4, fused experts, LoRA, buffers, plain) in depth order
+* :mod:`.decoders`: one decoding scheme per module (:mod:`.decoders.quant` for the quantized ones, MXFP4 among
+  them; fused experts, LoRA, GGUF, plain weights) and their contract (:mod:`.decoders.contract`);
+* :mod:`.matrices`: the pipeline: the decoders in turn, buffers dropped (:mod:`.buffers`), matrices in depth order
   (:mod:`.depth`), and the shard-by-shard stream of matrices.
 """
 
-from .decode import MatrixStream, plan_matrices, plan_model, skip_counts, spec_columns
-from .decoding import Claim, Decoder, MatrixSpec, ModelConfig
+from .decoders.contract import Claim, Decoder, MatrixSpec, ModelConfig
 from .errors import UnsupportedWeights, WeightsError
 from .layout import PICKLE_INDEX, SAFETENSORS_INDEX, WeightLayout, weight_layout
+from .matrices import MatrixStream, plan_matrices, plan_model, skip_counts, spec_columns
 from .plan import (
     MODEL_CONFIG,
     ModelPlan,

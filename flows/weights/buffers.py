@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from .decoding import Claim, ModelConfig
+from .decoders.contract import Claim, ModelConfig
 from .tensors import TensorInfo
 
 _MASK_NAMES = {"bias", "masked_bias", "mask", "causal_mask", "attn_mask", "attention_mask", "tril"}

@@ -5,7 +5,7 @@
   names as llama.cpp writes them, ``blk.0.attn_q.weight``) with their offsets in the file.
 * :func:`tensor_array` views one tensor in the memory-mapped file: F32/F16/F64 and integer types as numpy arrays,
   BF16 as ``ml_dtypes.bfloat16``, quantized types as their raw uint8 blocks ``(*rows, bytes_per_row)``, which
-  :mod:`.gguf_decoder` dequantizes.
+  :mod:`.decoders.gguf` dequantizes.
 
 The header is parsed here rather than with ``gguf.GGUFReader``: the reader builds a numpy view per element of
 every metadata array, which takes 32 s for the 262 144-token vocabulary of Gemma 3 270M; skipping those arrays
@@ -28,7 +28,7 @@ GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
 # GGML types stored as plain arrays, with the names and bits of the safetensors dtypes of the same names (read
-# exactly by the plain path); every other GGML type is quantized (flows/weights/gguf_decoder.py).
+# exactly by the plain path); every other GGML type is quantized (flows/weights/decoders/gguf.py).
 EXACT_TYPES = frozenset({"F32", "F16", "F64", "BF16"})
 INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
 # GGUF metadata value types: struct format of each scalar, 8 = string, 9 = array.

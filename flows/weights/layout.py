@@ -23,8 +23,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
+from .decoders.lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 from .errors import UnsupportedWeights, WeightsError
-from .lora import ADAPTER_CONFIG, ADAPTER_WEIGHTS
 
 SAFETENSORS_INDEX = "model.safetensors.index.json"
 PICKLE_INDEX = "pytorch_model.bin.index.json"

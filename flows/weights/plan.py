@@ -11,10 +11,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .decoding import ModelConfig
+from .decoders.contract import ModelConfig
+from .decoders.lora import ADAPTER_CONFIG, validate_adapter_config
 from .errors import UnsupportedWeights, WeightsError
 from .layout import GGUF_SUFFIX, SAFETENSORS_SUFFIX, WeightLayout, weight_layout
-from .lora import ADAPTER_CONFIG, validate_adapter_config
 from .readers import read_safetensors_header
 from .tensors import TensorInfo
 

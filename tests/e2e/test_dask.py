@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 
 from flows.lake import Lake, connect
-from flows.pipeline import ScanOptions, SourceSpec, run_scan
+from flows.scanning.loop import run_scan
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
 

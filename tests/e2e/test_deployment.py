@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import yaml
 
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.e2e.conftest import BIN, ROOT
 from tests.fakehub import model_index, write_model
 

@@ -8,7 +8,7 @@ import struct
 
 import numpy as np
 
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.errors.framework import ROOT, Ctx, ErrorCase
 from tests.fakehub import model_index, write_model
 

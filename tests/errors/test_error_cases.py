@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.pipeline import ScanOptions, SourceSpec, run_scan
+from flows.scanning.loop import run_scan
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.errors.framework import DOC, Ctx, all_cases, render, snapshot
 from tests.fakehub import model_index, write_model
 

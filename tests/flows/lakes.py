@@ -6,8 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
-from flows.correlations import refresh_correlations
 from flows.lake import Lake
+from flows.leaderboard.correlations import refresh_correlations
 
 
 def write_lake(root, models, metric="accuracy", scale="fraction"):

@@ -99,16 +99,16 @@ def test_one_bad_shard_keeps_the_rest_and_exits_1(sharded_model, capsys):
 
 
 def test_an_unexpected_error_in_one_shard_is_a_reason_not_a_crash(sharded_model, capsys, monkeypatch):
-    import flows.analyze
+    import flows.analysis.model_analysis
 
-    real = flows.analyze.open_shard
+    real = flows.analysis.model_analysis.open_shard
 
     def open_shard(path, fmt="safetensors"):
         if path.name == "model-00002-of-00002.safetensors":
             raise RuntimeError("a bug we did not foresee")
         return real(path, fmt)
 
-    monkeypatch.setattr(flows.analyze, "open_shard", open_shard)
+    monkeypatch.setattr(flows.analysis.model_analysis, "open_shard", open_shard)
     code, rows = run_json(capsys, str(sharded_model))
     assert code == 1
     by_name = {r["name"]: r for r in rows}

@@ -62,7 +62,7 @@ def test_warnings_of_wwhub_are_one_line_without_debug(capsys):
     try:
         raise RuntimeError("inner")
     except RuntimeError:
-        logging.getLogger("flows.pipeline").exception("acme/x: unexpected error")
+        logging.getLogger("flows.scanning.loop").exception("acme/x: unexpected error")
     assert capsys.readouterr().err == "wwhub: ERROR: acme/x: unexpected error\n"
 
 

@@ -10,9 +10,9 @@ import pytest
 from scipy import stats
 
 from flows.cli import main
-from flows.correlations import refresh_correlations
 from flows.lake import Lake
-from flows.report import leaderboard_data
+from flows.leaderboard.correlations import refresh_correlations
+from flows.leaderboard.render import leaderboard_data
 from tests.flows.lakes import write_lake
 
 WEIGHT_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")

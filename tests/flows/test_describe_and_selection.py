@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from flows.analysis.selection import LayerInfo, LayerSelection, SelectionError
 from flows.cli import main
-from flows.selection import LayerInfo, LayerSelection, SelectionError
 from tests.fakehub import write_model
 
 REFERENCE = json.loads(

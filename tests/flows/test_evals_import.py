@@ -9,8 +9,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from flows.cli import main
-from flows.query import run_query
-from flows.report import leaderboard_data
+from flows.lake.sql import run_query
+from flows.leaderboard.render import leaderboard_data
 from tests.fakehub import model_index, write_model
 from tests.flows.lake.synth import tree_hashes
 from tests.flows.lakes import write_lake

@@ -1,4 +1,4 @@
-"""families.yaml and the scan's query options, checked by one declared schema (flows/families.py)."""
+"""families.yaml and the scan's query options, checked by one declared schema (flows/scanning/families.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from huggingface_hub.hf_api import ModelSort_T
 
-from flows.families import SORT_KEYS, FamiliesError, load_families, validate_query
+from flows.scanning.families import SORT_KEYS, FamiliesError, load_families, validate_query
 
 ROOT = Path(__file__).resolve().parents[2]
 

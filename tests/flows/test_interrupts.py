@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.workdirs import PREFIX, _host, new_workdir, remove_dead_workdirs
+from flows.scanning.workdirs import PREFIX, _host, new_workdir, remove_dead_workdirs
 from tests.fakehub import model_index, write_model
 from tests.flows.lake.synth import rows
 

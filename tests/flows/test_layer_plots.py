@@ -10,8 +10,8 @@ from PIL import Image
 from safetensors.numpy import save_file
 
 import ww_core
+from flows.analysis.layer_plots import FIT_COLOR, write_layer_plots
 from flows.cli import main
-from flows.layer_plots import FIT_COLOR, write_layer_plots
 
 
 def heavy(n, m, seed):

@@ -12,7 +12,7 @@ from scipy import stats
 
 from flows.cli import main
 from flows.lake import Lake
-from flows.report import board_view, leaderboard_data
+from flows.leaderboard.render import board_view, leaderboard_data
 
 METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
 
@@ -231,7 +231,7 @@ def test_drift_between_two_commits(tmp_path):
         lake.commit_model(
             "org/m", revision, {"layers": [layer], "models": [dict(common, status="scanned", scanned_at=when)]}
         )
-    from flows.query import run_query
+    from flows.lake.sql import run_query
 
     rows = run_query(lake.root, "drift")
     assert [(r["previous_revision"], r["revision"], r["delta_alpha"]) for r in rows] == [("old", "new", -0.5)]
@@ -357,7 +357,7 @@ def test_html_page_explains_and_greys_out(demo_lake):
 
 
 def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
-    import flows.plots
+    import flows.leaderboard.plots
 
     legends = []
 
@@ -365,12 +365,12 @@ def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
         legends.extend(text.get_text() for ax in fig.axes if ax.get_legend() for text in ax.get_legend().get_texts())
         return []
 
-    monkeypatch.setattr(flows.plots, "_save", keep_legends)
+    monkeypatch.setattr(flows.leaderboard.plots, "_save", keep_legends)
     lake = make_lake(
         tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i / 5, 0.9 - i / 50 + (i % 2) / 100) for i in range(6)]
     )
     board, correlations = leaderboard_data(lake)
-    flows.plots.plot_family_trends(board, correlations, tmp_path)
+    flows.leaderboard.plots.plot_family_trends(board, correlations, tmp_path)
     alpha = next(r for r in correlations if r["metric"] == "alpha")
     expected = (
         f"n=6  r = {alpha['pearson_r']:.2f} [{alpha['pearson_ci_low']:.2f}, {alpha['pearson_ci_high']:.2f}], "

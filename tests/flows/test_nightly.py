@@ -10,10 +10,11 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.families import admission_warnings
 from flows.lake import Lake
-from flows.pipeline import ModelJob, ScanOptions, SourceSpec, release_bases, scan_bases
-from flows.query import run_query
+from flows.lake.sql import run_query
+from flows.scanning.families import admission_warnings
+from flows.scanning.model_scan import ModelJob, release_bases, scan_bases
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.fakehub import write_model
 from tests.flows.lake.synth import model_tables
 

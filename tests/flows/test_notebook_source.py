@@ -1,4 +1,5 @@
-"""``ww_core.WeightWatcher(PATH)``: a model read through flows.notebook (the ``ww_core.sources`` entry point) gives
+"""``ww_core.WeightWatcher(PATH)``: a model read through flows.analysis.notebook_source (the ``ww_core.sources`` entry
+point) gives
 ``wwhub analyze``'s rows, numbered in depth order from ``start_ids``; the whole-model options read its matrices."""
 
 import json
@@ -8,7 +9,7 @@ import pytest
 from safetensors.numpy import save_file
 
 import ww_core
-from flows.analyze import analyze_path
+from flows.analysis.model_analysis import analyze_path
 from flows.cli import main
 from flows.weights import WeightsError
 

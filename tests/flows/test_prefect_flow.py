@@ -7,8 +7,8 @@ import pytest
 
 from flows.cli import main
 from flows.lake import Lake, connect
-from flows.pipeline import ScanOptions, SourceSpec
-from flows.query import run_query
+from flows.lake.sql import run_query
+from flows.scanning.options import ScanOptions, SourceSpec
 from tests.fakehub import model_index, write_model
 
 
@@ -94,7 +94,7 @@ def test_scan_families_flow_selects_layers_and_compares_with_the_base(prefect_ha
 @pytest.mark.slow
 @pytest.mark.e2e
 def test_nightly_flow_scans_only_what_changed_and_publishes_artifacts(prefect_harness, fake_hub, tmp_path):
-    from flows.scan import nightly_scan
+    from flows.nightly import nightly_scan
 
     rng = np.random.default_rng(1)
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.fakehub import model_index, write_model
 
 
@@ -264,16 +264,16 @@ def test_newer_eval_results_files_land_beside_the_model_index(fake_hub, tmp_path
 
 
 def test_an_unexpected_error_in_one_shard_is_recorded_and_the_scan_goes_on(fake_hub, family, tmp_path, monkeypatch):
-    import flows.analyze
+    import flows.analysis.model_analysis
 
-    real = flows.analyze.open_shard
+    real = flows.analysis.model_analysis.open_shard
 
     def open_shard(path, fmt="safetensors"):
         if path.name == "model-00002-of-00003.safetensors":
             raise RuntimeError("a bug we did not foresee")
         return real(path, fmt)
 
-    monkeypatch.setattr(flows.analyze, "open_shard", open_shard)
+    monkeypatch.setattr(flows.analysis.model_analysis, "open_shard", open_shard)
     lake = tmp_path / "lake"
     assert scan(fake_hub, lake, "--author", "acme") == 1
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT repo_id, status, reason FROM models")}

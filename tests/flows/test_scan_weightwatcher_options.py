@@ -4,7 +4,7 @@ weightwatcher's names (rand_bulk_max is the fitted edge, num_traps a layer's spi
 import numpy as np
 
 from flows.cli import main
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.fakehub import write_model
 
 

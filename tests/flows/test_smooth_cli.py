@@ -11,8 +11,8 @@ from safetensors import safe_open
 from safetensors.numpy import load_file
 
 import ww_core
+from flows.analysis.examples import example_path
 from flows.cli import main
-from flows.examples import example_path
 from tests.fakehub import write_model
 from tests.ww_core.cases import sketch
 

@@ -1,4 +1,4 @@
-"""flows/stats.py against scipy.stats and the textbook formulas, on fixed data and on simulated samples."""
+"""flows/leaderboard/stats.py against scipy.stats and the textbook formulas, on fixed data and on simulated samples."""
 
 import math
 
@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from flows import stats as wstats
+from flows.leaderboard import stats as wstats
 
 # Fixed data: nine models, a tie in each variable, a clearly negative trend.
 X = np.array([2.1, 2.4, 2.4, 2.9, 3.3, 3.6, 4.0, 4.4, 5.2])

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import load_file
 
 import ww_core
-from flows.examples import example_path
+from flows.analysis.examples import example_path
 from tests.ww_core.cases import synthetic_cases
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "weightwatcher_0.7.7.json").read_text())

@@ -16,7 +16,7 @@ import pytest
 from safetensors.numpy import load_file
 
 import ww_core
-from flows.examples import example_path
+from flows.analysis.examples import example_path
 from tests.ww_core.cases import perturbed_copy
 from ww_core import distances
 from ww_core.distances import layer_distance, summarize_distances

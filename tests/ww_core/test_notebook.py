@@ -42,7 +42,7 @@ import torch
 from safetensors.torch import load_file
 
 import ww_core
-from flows.examples import example_path
+from flows.analysis.examples import example_path
 from tests.ww_core.cases import perturbed_copy, small_conv_model
 from tests.ww_core.notebook import run_notebook
 from ww_core.vectors import bulk_tail_statistics

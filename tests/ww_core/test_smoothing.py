@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from safetensors.numpy import load_file
 
-from flows.examples import example_path
+from flows.analysis.examples import example_path
 from tests.ww_core.cases import sketch, synthetic_cases
 from ww_core import FIT_OK
 from ww_core.smoothing import sharpen_tensor, smooth_tensor, truncate_svd

@@ -10,7 +10,7 @@ from flows.dataset import CONFIGS, ExportOptions, export_dataset
 from flows.dataset.card import UNDOCUMENTED
 from flows.dataset.columns import TABLE_COLUMNS
 from flows.lake.schema import column_names
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.flows.lakes import write_lake, write_site_lake
 
 TABLES = ("models", "layers", "evals", "distances", "scans")

@@ -84,7 +84,7 @@ def fill(
 
 def rows(lake_root, sql: str, parameters=()) -> list[tuple]:
     """All rows of a query over the lake (``?`` bound to ``parameters``), as tuples (to compare two states)."""
-    from flows.query import run_query
+    from flows.lake.sql import run_query
 
     return [tuple(r.values()) for r in run_query(lake_root, sql, parameters=list(parameters))]
 

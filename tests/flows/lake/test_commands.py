@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.correlations import refresh_correlations
 from flows.lake import Lake
+from flows.leaderboard.correlations import refresh_correlations
 from tests.fakehub import model_index, write_model
 from tests.flows.lake.synth import fill, rows, tree_hashes
 
@@ -251,7 +251,7 @@ def test_two_scans_at_once_leave_every_model_once(fake_hub, tmp_path):
 
 
 def test_leaderboard_of_one_family_reads_only_it_and_ranks_as_the_full_board(lake):
-    from flows.report import leaderboard_data
+    from flows.leaderboard.render import leaderboard_data
 
     full, _ = leaderboard_data(lake)
     board, correlations = leaderboard_data(lake, "even")

@@ -10,7 +10,7 @@ import pytest
 import ww_core
 from flows.lake import Lake
 from flows.lake.esd import SKETCH_POINTS, TAIL_CAP, eigenvalues, esd_row
-from flows.report import write_esd_plot
+from flows.leaderboard.render import write_esd_plot
 
 KEY = dict(repo_id="org/m", revision="r1", family="fam")
 

@@ -16,7 +16,7 @@ import pytest
 from flows.lake import MANIFEST, Lake, store
 from flows.lake.compaction import compact
 from flows.lake.schema import to_arrow
-from flows.query import run_query
+from flows.lake.sql import run_query
 from tests.flows.lake.synth import fill, model_tables, rows
 
 ROOT = Path(__file__).resolve().parents[3]

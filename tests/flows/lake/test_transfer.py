@@ -11,8 +11,8 @@ import pytest
 from flows.cli import main
 from flows.lake import Lake
 from flows.lake.schema import to_arrow
+from flows.lake.sql import run_query
 from flows.lake.transfer import info
-from flows.query import run_query
 from tests.flows.lake.synth import fill, model_tables, rows, tree_hashes
 
 LAYERS = "SELECT repo_id, revision, layer_id, alpha, fit_status FROM layers ORDER BY ALL"

@@ -8,7 +8,7 @@ import re
 import pytest
 
 from flows.cli import main
-from flows.query import run_query
+from flows.lake.sql import run_query
 from flows.site.pages import family_href, model_href
 from tests.flows.lakes import write_site_lake, write_synthetic_lake
 from tests.flows.site.browser import broken_links

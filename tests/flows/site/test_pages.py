@@ -11,7 +11,7 @@ import pytest
 
 from flows.cli import main
 from flows.lake import Lake
-from flows.nightly import refresh_exports
+from flows.leaderboard.exports import refresh_exports
 from flows.site import build_site, charts
 from flows.site.data import read_lake
 from flows.site.pages import board_payload, model_href, page_slug

@@ -10,7 +10,7 @@ import numpy as np
 from safetensors.numpy import save_file
 
 import ww_core
-from flows.analyze import analyze_path
+from flows.analysis.model_analysis import analyze_path
 
 # The tolerances for a decoded matrix against its dense twin analyzed by the plain path, where decoding is
 # exact up to float32 rounding: λmax within 1e-4 relative, alpha within 1e-3 relative.

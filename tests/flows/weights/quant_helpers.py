@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import ml_dtypes
 import numpy as np
 
-from flows.weights.decoding import Claim, ModelConfig
+from flows.weights.decoders.contract import Claim, ModelConfig
 from flows.weights.tensors import TensorInfo
 from ww_core import analyze_matrix
 

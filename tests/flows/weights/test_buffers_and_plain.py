@@ -37,7 +37,8 @@ def test_square_float_tensors_named_bias_without_broadcast_dims_are_weights():
 
 
 def test_leftover_quantized_modules_are_one_skipped_row_each_never_ok():
-    # What the quantized decoders (flows.weights.quant) leave of a checkpoint without a quantization_config: codes
+    # What the quantized decoders (flows.weights.decoders.quant) leave of a checkpoint without a quantization_config:
+    # codes
     # beside scales under names no scheme owns, and a bare integer matrix.
     infos = [
         TensorInfo("model.layers.0.mlp.gate_proj.codes", "U8", (256, 512)),

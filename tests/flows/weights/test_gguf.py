@@ -13,9 +13,9 @@ import pytest
 from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
 from gguf.quants import dequantize, quantize
 
-from flows.weights.decoding import ModelConfig
+from flows.weights.decoders.contract import ModelConfig
+from flows.weights.decoders.gguf import GGUFDecoder
 from flows.weights.errors import WeightsError
-from flows.weights.gguf_decoder import GGUFDecoder
 from flows.weights.gguf_file import read_gguf_header
 from flows.weights.layout import choose_gguf_file, gguf_precision_bits
 from flows.weights.readers import GgufShard

@@ -12,7 +12,7 @@ import torch
 from huggingface_hub import snapshot_download
 
 from flows.cli import main
-from flows.query import run_query
+from flows.lake.sql import run_query
 from flows.weights import UnsupportedWeights, WeightLayout, WeightsError, plan_local, weight_layout
 
 SIZES = dict.fromkeys(["README.md", "config.json"], 10)

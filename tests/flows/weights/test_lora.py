@@ -16,7 +16,7 @@ from safetensors.torch import save_file
 from torch import nn
 from transformers.pytorch_utils import Conv1D
 
-from flows.analyze import analyze_path
+from flows.analysis.model_analysis import analyze_path
 from flows.cli import main
 from tests.flows.weights.helpers import assert_matches_twin, twin
 

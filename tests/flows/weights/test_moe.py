@@ -16,14 +16,7 @@ from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeExperts
 
 from flows.cli import main
-from tests.flows.weights.helpers import (
-    analyze_rows,
-    assert_matches_twin,
-    decoded,
-    heavy,
-    twin,
-    write_checkpoint,
-)
+from tests.flows.weights.helpers import analyze_rows, assert_matches_twin, decoded, heavy, twin, write_checkpoint
 
 H, INNER, E = 40, 24, 4  # hidden, intermediate, experts: 2I != H, so a transposed layout cannot pass for another
 PREFIX = "model.layers.0.mlp.experts"

@@ -13,7 +13,7 @@ import pytest
 import torch
 from transformers.integrations.mxfp4 import convert_moe_packed_tensors
 
-from flows.weights.mxfp4 import dequantize_mxfp4
+from flows.weights.decoders.quant.mxfp4 import dequantize_mxfp4
 from tests.flows.weights.helpers import analyze_rows, assert_matches_twin, decoded, twin, write_checkpoint
 
 H, INNER, E = 64, 32, 3  # H and INNER multiples of the 32-value block

@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from flows.weights.decoding import ModelConfig
-from flows.weights.quant import DECODERS
-from flows.weights.quant.awq import AWQDecoder
+from flows.weights.decoders.contract import ModelConfig
+from flows.weights.decoders.quant import DECODERS
+from flows.weights.decoders.quant.awq import AWQDecoder
 from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, plan_of
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "gptq_awq_reference.npz")

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import torch
 
+from flows.weights.decoders.quant.bitsandbytes import BitsAndBytesDecoder
 from flows.weights.errors import WeightsError
-from flows.weights.quant.bitsandbytes import BitsAndBytesDecoder
 from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
+from flows.weights.decoders.quant.compressed_tensors import CompressedTensorsDecoder
 from flows.weights.errors import WeightsError
-from flows.weights.quant.compressed_tensors import CompressedTensorsDecoder
 from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
 
 ct = pytest.importorskip("compressed_tensors")

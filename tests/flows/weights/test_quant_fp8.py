@@ -15,8 +15,8 @@ import numpy as np
 import pytest
 import torch
 
-from flows.weights.quant import DECODERS
-from flows.weights.quant.fp8 import FP8Decoder
+from flows.weights.decoders.quant import DECODERS
+from flows.weights.decoders.quant.fp8 import FP8Decoder
 from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
 
 FP8_MAX = 448.0

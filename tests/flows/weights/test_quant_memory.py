@@ -10,13 +10,13 @@ import ml_dtypes
 import numpy as np
 import pytest
 
-from flows.weights.decoding import ModelConfig
-from flows.weights.quant import _common
-from flows.weights.quant.awq import AWQDecoder
-from flows.weights.quant.bitsandbytes import BitsAndBytesDecoder
-from flows.weights.quant.compressed_tensors import CompressedTensorsDecoder
-from flows.weights.quant.fp8 import FP8Decoder
-from flows.weights.quant.gptq import GPTQDecoder
+from flows.weights.decoders.contract import ModelConfig
+from flows.weights.decoders.quant import _common
+from flows.weights.decoders.quant.awq import AWQDecoder
+from flows.weights.decoders.quant.bitsandbytes import BitsAndBytesDecoder
+from flows.weights.decoders.quant.compressed_tensors import CompressedTensorsDecoder
+from flows.weights.decoders.quant.fp8 import FP8Decoder
+from flows.weights.decoders.quant.gptq import GPTQDecoder
 from tests.flows.weights.quant_helpers import plan_of
 
 N = 2048

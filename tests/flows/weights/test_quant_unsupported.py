@@ -6,9 +6,9 @@ from __future__ import annotations
 import ml_dtypes
 import numpy as np
 
-from flows.weights.decoding import ModelConfig
-from flows.weights.quant import DECODERS
-from flows.weights.quant.unsupported import UnsupportedDecoder
+from flows.weights.decoders.contract import ModelConfig
+from flows.weights.decoders.quant import DECODERS
+from flows.weights.decoders.quant.unsupported import UnsupportedDecoder
 from tests.flows.weights.quant_helpers import plan_of
 
 

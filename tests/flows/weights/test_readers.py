@@ -13,7 +13,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from flows.analyze import analyze_path
+from flows.analysis.model_analysis import analyze_path
 from flows.weights import WeightsError, open_shard, read_safetensors_header
 from flows.weights.readers import torch_to_numpy
 
@@ -63,7 +63,7 @@ def test_every_safetensors_dtype_reads_bit_for_bit_as_torch_stores_it(tmp_path):
 def test_analysis_of_safetensors_never_imports_torch(tmp_path):
     save_file({"w.weight": sample(torch.bfloat16, 0, (140, 100))}, str(tmp_path / "m.safetensors"))
     code = (
-        "import sys; from flows.analyze import analyze_path; "
+        "import sys; from flows.analysis.model_analysis import analyze_path; "
         f"rows = analyze_path({str(tmp_path / 'm.safetensors')!r}, {{}}).rows; "
         "assert rows[0].fit_status == 'ok', rows; assert 'torch' not in sys.modules, 'torch was imported'"
     )

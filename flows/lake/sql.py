@@ -1,0 +1,122 @@
+"""Run SQL against the lake's views (read-only), by text or by the name of a ``queries/*.sql`` file.
+
+Nothing here writes: each query runs in an in-memory DuckDB connection holding views over the current manifest,
+sandboxed to reading inside the lake. A user's SQL must also be one SELECT (or EXPLAIN) statement.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from . import QUERIES_DIR, Lake, connect
+
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_READ_ONLY = ("SELECT", "EXPLAIN")
+# A reader that loaded the manifest just before a compaction retired a file may find it gone once the grace
+# period is over: the query is retried on the newer manifest.
+_RETRIES = 2
+
+
+class QueryError(ValueError):
+    """A query that cannot run (refused, unknown name, SQL error), in one line."""
+
+
+def named_queries(queries_dir: Path | None = None) -> dict[str, str]:
+    """Each ``queries/NAME.sql`` and the first line of its header comment (what it answers)."""
+    out = {}
+    for path in sorted((queries_dir or QUERIES_DIR).glob("*.sql")):
+        first = next((line for line in path.read_text().splitlines() if line.strip()), "")
+        out[path.stem] = first.lstrip("-").strip().removeprefix(f"{path.stem}:").strip()
+    return out
+
+
+def check_read_only(sql: str) -> None:
+    """Refuse anything but one SELECT/EXPLAIN statement (COPY, ATTACH, INSTALL, CREATE, SET, PRAGMA, two
+    statements ...), naming what was refused."""
+    import duckdb
+
+    try:
+        statements = duckdb.extract_statements(sql)
+    except duckdb.Error as err:
+        raise QueryError(f"query failed: {_first_line(err)}") from None
+    if not statements:
+        raise QueryError("empty query: give a SELECT statement or a query name (see `wwhub query --list`)")
+    if len(statements) > 1:
+        raise QueryError(f"refused: {len(statements)} statements; wwhub query runs one SELECT statement at a time")
+    kind = statements[0].type.name
+    if kind not in _READ_ONLY:
+        raise QueryError(f"refused: {kind} statement; wwhub query only reads (one SELECT statement)")
+
+
+def resolve(sql_or_name: str) -> str:
+    """The SQL of ``sql_or_name``: a bare name runs ``queries/NAME.sql``, or reads the view NAME (a table such as
+    ``layers`` or the derived ``correlations``)."""
+    text = sql_or_name.strip()
+    if not text:
+        raise QueryError("empty query: give a SELECT statement or a query name (see `wwhub query --list`)")
+    if _NAME.match(text):
+        path = QUERIES_DIR / f"{text}.sql"
+        return path.read_text() if path.exists() else f"SELECT * FROM {text}"
+    return sql_or_name
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+
+
+def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parameters=None, user: bool = False):
+    """``fetch(connection, sql, parameters)`` on a fresh connection over the current manifest."""
+    import duckdb
+
+    for attempt in range(_RETRIES):
+        snapshot = lake.snapshot()
+        sql = resolve(sql_or_name)
+        if user:
+            check_read_only(sql)
+        con = connect(lake, snapshot, reading=sql)
+        try:
+            for name, value in (variables or {}).items():
+                con.execute(f"SET VARIABLE {name} = ?", [value])
+            return fetch(con, sql, parameters)
+        except duckdb.IOException as err:
+            if attempt + 1 == _RETRIES:
+                raise QueryError(f"query failed: {_first_line(err)}") from None
+        except duckdb.Error as err:
+            raise QueryError(f"query failed: {_first_line(err)}") from None
+        finally:
+            con.close()
+    raise AssertionError("unreachable")
+
+
+def run_query(
+    lake_root, sql_or_name: str, variables: dict | None = None, user: bool = False, parameters: list | None = None
+) -> list[dict]:
+    """Rows (dicts) of a query (``?`` placeholders bound to ``parameters``). ``user``: the SQL came from a user
+    and must be one read-only statement."""
+
+    def rows(con, sql, parameters):
+        cursor = con.execute(sql, parameters)
+        columns = [d[0] for d in cursor.description]
+        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+
+    return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
+
+
+def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
+    """A user's query as an Arrow table, with DuckDB's column types (for Parquet exports)."""
+    return _execute(
+        Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.sql(sql).to_arrow_table(), user=True
+    )
+
+
+def stream_query(lake_root, sql_or_name: str, consume, variables: dict | None = None, batch_rows: int = 100_000):
+    """``consume(reader)`` over a query's rows as Arrow record batches (a ``pyarrow.RecordBatchReader`` of about
+    ``batch_rows`` rows each) while its connection is open: a table larger than memory passes through in pieces.
+    ``consume`` runs again from the start if the read is retried (a compaction retired a file under it)."""
+    return _execute(
+        Lake.open(lake_root),
+        sql_or_name,
+        variables,
+        lambda con, sql, _: consume(con.sql(sql).to_arrow_reader(batch_rows)),
+    )

@@ -1,0 +1,1 @@
+"""Leaderboards: statistics, the correlations table, rendering and plots."""

@@ -1,0 +1,186 @@
+"""Figures from the lake (matplotlib, headless): family trends, correlation flow, and one layer's ESD.
+
+Every function takes rows already queried from the lake (plain dicts) and writes PNG and SVG files; none
+recomputes a metric. The ESD plot reads eigenvalues stored in the lake's ``esd`` table (every eigenvalue, or the
+fitted tail exactly and a quantile sketch of the bulk): no re-download.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from .stats import POOLED, VERDICT_SIGNIFICANT, ols_band  # noqa: E402
+
+TREND_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
+
+
+def _save(fig, out: Path, stem: str) -> list[Path]:
+    out.mkdir(parents=True, exist_ok=True)
+    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    fig.savefig(paths[0], dpi=110, bbox_inches="tight")
+    fig.savefig(paths[1], bbox_inches="tight")
+    plt.close(fig)
+    return paths
+
+
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+
+
+def _legend(fit: dict) -> str:
+    """``r = -0.96 [-1.00, -0.52], p = 0.008`` and n, with the verdict when it is not significant."""
+    r, low, high = fit.get("pearson_r"), fit.get("pearson_ci_low"), fit.get("pearson_ci_high")
+    if r is None:
+        return f"n={fit['n']}: r undefined (constant values)"
+    interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+    p = fit.get("pearson_p")
+    text = f"OLS, 95% band\nn={fit['n']}  r = {r:.2f}{interval}, p = {p:.2g}"
+    if fit.get("verdict") != VERDICT_SIGNIFICANT:
+        text += f"\n({fit.get('verdict')})"
+    return text
+
+
+def _draw_fit(ax, xs: list[float], ys: list[float], fit: dict | None) -> None:
+    """The OLS line with its 95% confidence band, labelled with r [CI] and p (nothing to draw for a constant x)."""
+    x = np.asarray(xs, dtype=float)
+    y = np.asarray(ys, dtype=float)
+    if fit is None or x.size < 3:
+        return
+    grid = np.linspace(x.min(), x.max(), 60)
+    band = ols_band(x, y, grid)
+    if band is None:
+        ax.plot([], [], " ", label=_legend(fit))
+        return
+    line, low, high = band
+    significant = fit.get("verdict") == VERDICT_SIGNIFICANT
+    color = "tab:red" if significant else "0.45"
+    ax.fill_between(grid, low, high, color=color, alpha=0.15, lw=0)
+    ax.plot(grid, line, color=color, lw=1.5, ls="-" if significant else "--", label=_legend(fit))
+
+
+def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -> list[Path]:
+    """Per family (and pooled): the reported value against each model-averaged metric, the OLS line with its 95%
+    confidence band, and n, r [95% CI] and p in the legend (dashed grey when not significant)."""
+    by_family: dict[str, list[dict]] = defaultdict(list)
+    for row in board:
+        if row.get("value") is not None:
+            by_family[row["family"]].append(row)
+    stats = {(c["family"], c["metric"]): c for c in correlations}
+    paths: list[Path] = []
+    groups = [(family, rows) for family, rows in sorted(by_family.items())]
+    if len(groups) > 1:
+        groups.append((POOLED, [r for _, rows in groups for r in rows]))
+    for family, rows in groups:
+        fig, axes = plt.subplots(1, len(TREND_METRICS), figsize=(4.2 * len(TREND_METRICS), 3.8), squeeze=False)
+        metric_name = rows[0].get("metric") or "accuracy"
+        for ax, metric in zip(axes[0], TREND_METRICS, strict=True):
+            points = [r for r in rows if r.get(metric) is not None]
+            if family == POOLED:
+                for member, member_rows in sorted(by_family.items()):
+                    shown = [r for r in member_rows if r.get(metric) is not None]
+                    ax.scatter([r[metric] for r in shown], [r["value"] for r in shown], s=28, label=member)
+            else:
+                ax.scatter([r[metric] for r in points], [r["value"] for r in points], s=28, color="tab:blue")
+            _draw_fit(ax, [r[metric] for r in points], [r["value"] for r in points], stats.get((family, metric)))
+            ax.set_xlabel(metric)
+            ax.set_ylabel(metric_name)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(fontsize=7, loc="best")
+            ax.grid(alpha=0.3)
+        title = "all families (pooled)" if family == POOLED else f"family {family}"
+        fig.suptitle(f"{title}: reported {metric_name} vs weight metrics")
+        paths += _save(fig, out, f"trend_{_slug(family)}")
+    return paths
+
+
+def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: list[dict], out: Path) -> list[Path]:
+    """Per family: alpha against relative layer depth, one line per model (Martin & Mahoney's correlation flow),
+    coloured by the model's reported value; the title gives the family's alpha-vs-value r [CI] and p and says
+    whether it is significant (solid lines) or not (dashed)."""
+    by_family: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
+    for row in flow:
+        by_family[row["family"]][row["repo_id"]].append(row)
+    values = {r["repo_id"]: r.get("value") for r in board}
+    fits = {c["family"]: c for c in correlations if c["metric"] == "alpha"}
+    metric_name = next((r["metric"] for r in board if r.get("metric")), "accuracy")
+    paths: list[Path] = []
+    for family, models in sorted(by_family.items()):
+        fig, ax = plt.subplots(figsize=(7, 4))
+        fit = fits.get(family)
+        significant = fit is not None and fit.get("verdict") == VERDICT_SIGNIFICANT
+        known = [v for repo in models if (v := values.get(repo)) is not None]
+        norm = plt.Normalize(min(known), max(known)) if known and min(known) < max(known) else None
+        for repo_id, rows in sorted(models.items()):
+            value = values.get(repo_id)
+            color = plt.cm.viridis(norm(value)) if norm is not None and value is not None else None
+            label = repo_id.split("/")[-1] + ("" if value is None else f" ({value:.3g})")
+            ax.plot(
+                [r["depth"] for r in rows],
+                [r["alpha"] for r in rows],
+                marker="o",
+                ms=3,
+                color=color,
+                ls="-" if significant else "--",
+                label=label,
+            )
+        ax.axhspan(2, 6, color="tab:green", alpha=0.07, label="2 ≤ α ≤ 6")
+        ax.set_xlabel("relative layer depth")
+        ax.set_ylabel("alpha")
+        title = f"correlation flow: {family}"
+        if fit is not None and fit.get("pearson_r") is not None:
+            low, high = fit.get("pearson_ci_low"), fit.get("pearson_ci_high")
+            interval = f" [{low:.2f}, {high:.2f}]" if low is not None and high is not None else ""
+            title += (
+                f"\nalpha vs {metric_name}: r = {fit['pearson_r']:.2f}{interval}, "
+                f"p = {fit['pearson_p']:.2g} ({fit['verdict']})"
+            )
+        else:
+            title += f"\nalpha vs {metric_name}: no correlation (fewer than 3 models with values)"
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7, ncol=2)
+        ax.grid(alpha=0.3)
+        paths += _save(fig, out, f"flow_{_slug(family)}")
+    return paths
+
+
+def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
+    """One layer's ESD on log-log axes with the fitted power law from xmin, and the randomized ESD overlaid with
+    its largest eigenvalue marked: a correlation trap shows as that line far right of the randomized bulk. The
+    title says whether the lake held the full ESD or the tail and a sketch of the bulk (flows/lake/esd.py)."""
+    from ..lake.esd import eigenvalues
+
+    evals, rand, storage = eigenvalues(esd)
+    evals = evals[evals > 0]
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    bins = np.logspace(math.log10(evals.min()), math.log10(evals.max()), 60)
+    ax.hist(evals, bins=bins, density=True, alpha=0.55, color="royalblue", label="ESD of W")
+    if rand is not None and len(rand):
+        rand = rand[rand > 0]
+        rbins = np.logspace(math.log10(rand.min()), math.log10(max(rand.max(), evals.max())), 60)
+        ax.hist(rand, bins=rbins, density=True, alpha=0.45, color="darkorchid", label="ESD of shuffled W")
+        ax.axvline(rand.max(), color="darkorchid", ls="--", lw=1.2, label=f"shuffled λmax = {rand.max():.3g}")
+    alpha, xmin = layer.get("alpha"), layer.get("xmin")
+    if alpha is not None and xmin is not None and math.isfinite(alpha):
+        tail = evals[evals >= xmin]
+        grid = np.logspace(math.log10(xmin), math.log10(evals.max()), 50)
+        # The fitted density on the tail, scaled to the tail's share of the eigenvalues.
+        density = (alpha - 1) / xmin * (grid / xmin) ** (-alpha) * tail.size / evals.size
+        ax.plot(grid, density, color="tab:red", lw=1.8, label=f"power law α = {alpha:.2f}")
+        ax.axvline(xmin, color="tab:red", ls=":", lw=1.2, label=f"xmin = {xmin:.3g}")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("eigenvalue λ of WᵀW")
+    ax.set_ylabel("density")
+    trap = " (correlation trap)" if layer.get("correlation_trap") else ""
+    ax.set_title(f"{esd['repo_id']} · {esd['name']}{trap}\n{storage}", fontsize=10)
+    ax.legend(fontsize=7)
+    ax.grid(alpha=0.3, which="both")
+    return _save(fig, out, f"esd_{_slug(esd['repo_id'])}_{_slug(esd['name'])}")
