@@ -71,11 +71,7 @@ class NotInLake(LookupError):
 
 def available_metrics(root: Path) -> list[tuple[str, int]]:
     """(metric, number of scanned models reporting it), most reported first."""
-    rows = run_query(
-        root,
-        "SELECT metric, count(*) AS models FROM reported_values GROUP BY metric ORDER BY models DESC, metric",
-        {"prefer_import": False, "dataset": None},
-    )
+    rows = run_query(root, "reported_metrics", {"prefer_import": False, "dataset": None})
     return [(r["metric"], r["models"]) for r in rows]
 
 
@@ -104,9 +100,7 @@ def leaderboard_data(
     }
     board = run_query(root, "leaderboard", variables)
     if family and not board:
-        held = run_query(
-            root, "SELECT DISTINCT family FROM models_latest WHERE status IN ('scanned', 'partial') ORDER BY family"
-        )
+        held = run_query(root, "scanned_families")
         families = ", ".join(r["family"] for r in held)
         raise NotInLake(f"no family {family!r} in the lake; families: {families or 'none'}")
     if require_metric and board and all(r["value"] is None for r in board):
@@ -425,15 +419,9 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
     """The ESD plot of one layer (by tensor name or layer_id) of a repo's latest scan, from the lake alone."""
     from .plots import plot_esd
 
-    key = "layer_id = ?" if layer.isdigit() else "name = ?"
-    value = int(layer) if layer.isdigit() else layer
-    sql = (
-        "SELECT e.*, l.alpha, l.xmin, l.correlation_trap FROM esd e "
-        "JOIN models_latest m USING (repo_id, revision) "
-        "JOIN layers l ON l.repo_id = e.repo_id AND l.revision = e.revision AND l.name = e.name "
-        f"AND l.slice_id = e.slice_id WHERE e.repo_id = ? AND e.{key} ORDER BY e.slice_id LIMIT 1"
-    )
-    rows = run_query(lake, sql, parameters=[repo_id, value])
+    by_id = layer.isdigit()
+    variables = {"repo_id": repo_id, "layer_id": int(layer) if by_id else None, "layer_name": None if by_id else layer}
+    rows = run_query(lake, "layer_esd", variables)
     if not rows:
         raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --esd none?)")
     return plot_esd(rows[0], rows[0], out)
