@@ -145,7 +145,8 @@ def board_view(board: list[dict], metric: str) -> list[dict]:
     return rows
 
 
-def _fmt(value) -> str:
+def cell_text(value) -> str:
+    """A table cell: floats to 4 significant digits, NaN and None empty, booleans yes/empty."""
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return ""
     if isinstance(value, bool):
@@ -182,7 +183,7 @@ def correlation_cells(row: dict) -> dict:
         spearman_p=_p(row["spearman_p"]),
         kendall=_interval(row["kendall_tau"], row["kendall_ci_low"], row["kendall_ci_high"]),
         kendall_p=_p(row["kendall_p"]),
-        r_squared=_fmt(row["r_squared"]),
+        r_squared=cell_text(row["r_squared"]),
         verdict=row["verdict"],
         within_family=_interval(
             row.get("within_family_r"), row.get("within_family_ci_low"), row.get("within_family_ci_high")
@@ -234,7 +235,7 @@ def render_markdown(board: list[dict], correlations: list[dict]) -> str:
     def table(rows, columns, headers=None):
         headers = headers or {c: c for c in columns}
         lines = ["| " + " | ".join(headers[c] for c in columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_fmt(r.get(c)) for c in columns) + " |" for r in rows]
+        lines += ["| " + " | ".join(cell_text(r.get(c)) for c in columns) + " |" for r in rows]
         return "\n".join(lines)
 
     metric = metric_of(board)
@@ -312,7 +313,7 @@ def _html_table(rows: list[dict], columns: list[str], headers: dict[str, str] | 
         cells = []
         for c in columns:
             value = row.get(c)
-            text, key = value if isinstance(value, tuple) else (_fmt(value), _fmt(value))
+            text, key = value if isinstance(value, tuple) else (cell_text(value), cell_text(value))
             kind = "text" if isinstance(value, str) else ""
             cells.append(f'<td class="{kind}" data-v="{html.escape(str(key))}">{html.escape(text)}</td>')
         cls = row_class(row) if row_class else ""
@@ -333,9 +334,9 @@ def _html_correlation_rows(correlations: list[dict]) -> list[dict]:
             ("kendall", "kendall_tau"),
             ("within_family", "within_family_r"),
         ):
-            cells[name] = (cells[name], _fmt(row.get(estimate)))
+            cells[name] = (cells[name], cell_text(row.get(estimate)))
         for name in ("pearson_p", "pearson_p_adjusted", "spearman_p", "kendall_p"):
-            cells[name] = (cells[name], _fmt(row.get(name)))
+            cells[name] = (cells[name], cell_text(row.get(name)))
         cells["_verdict"] = row["verdict"]
         cells["_paradox"] = row.get("simpsons_paradox")
         rows.append(cells)

@@ -20,7 +20,7 @@ from markupsafe import Markup, escape
 from .. import __version__
 from ..lake.esd import eigenvalues
 from ..leaderboard.correlations import WEIGHT_METRICS
-from ..leaderboard.render import board_view, correlation_cells, explanations, value_names
+from ..leaderboard.render import board_view, cell_text, correlation_cells, explanations, value_names
 from ..leaderboard.stats import POOLED, VERDICT_SIGNIFICANT, ols_band
 from . import charts
 from .data import LakeData, ModelDetails
@@ -96,16 +96,10 @@ def clip(value, limit: int = MAX_TEXT) -> str:
 
 
 def fmt(value) -> str:
-    """A cell: floats to 4 significant digits, NaN and None empty, booleans yes/empty."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return ""
-    if isinstance(value, bool):
-        return "yes" if value else ""
-    if isinstance(value, float):
-        return f"{value:.4g}"
+    """A cell as the leaderboard writes it (:func:`cell_text`), times in UTC, long text clipped."""
     if hasattr(value, "strftime"):
         return value.strftime("%Y-%m-%d %H:%M UTC")
-    return clip(value)
+    return clip(cell_text(value))
 
 
 def sort_key(value) -> str:
