@@ -1,4 +1,5 @@
-"""The CLI's framework: --version, --debug, exit codes, help text on every option, and README's commands."""
+"""The CLI's framework: --version, --debug, exit codes, help text on every option, and the commands and links
+of README.md and docs/."""
 
 from __future__ import annotations
 
@@ -80,28 +81,56 @@ def test_every_option_and_argument_has_help_text():
     assert missing == []
 
 
-def readme_commands() -> list[str]:
-    """The `wwhub ...` lines of README.md's shell blocks, as typed (comments and env assignments removed)."""
-    text = (ROOT / "README.md").read_text()
+DOCUMENTS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """(document, command) for every `wwhub ...` line of the shell blocks of README.md and docs/*.md, as typed
+    (comments and env assignments removed)."""
     commands = []
-    for block in re.findall(r"```bash\n(.*?)```", text, re.DOTALL):
-        for line in block.splitlines():
-            line = line.split("  #")[0].strip()
-            match = re.search(r"(?:^|\s|&&\s)(?:\.venv/bin/)?wwhub (.*)$", line)
-            if match and not line.startswith("#"):
-                commands.append(match.group(1))
+    for document in DOCUMENTS:
+        for block in re.findall(r"```bash\n(.*?)```", document.read_text(), re.DOTALL):
+            for line in block.splitlines():
+                line = line.split("  #")[0].strip()
+                match = re.search(r"(?:^|\s|&&\s)(?:\.venv/bin/)?wwhub (.*)$", line)
+                if match and not line.startswith("#"):
+                    commands.append((document.relative_to(ROOT).as_posix(), match.group(1)))
     return commands
 
 
-@pytest.mark.parametrize("command", readme_commands())
-def test_readme_commands_parse(command, capsys):
+@pytest.mark.parametrize(("document", "command"), documented_commands())
+def test_documented_commands_parse(document, command, capsys):
     argv = [token for token in shlex.split(command) if token != "..."]
     try:
         build_parser().parse_args(argv)
     except SystemExit as stop:
-        pytest.fail(f"README: `wwhub {command}` does not parse: {capsys.readouterr().err}")
+        pytest.fail(f"{document}: `wwhub {command}` does not parse: {capsys.readouterr().err}")
         raise AssertionError from stop
 
 
-def test_readme_has_wwhub_commands():
-    assert len(readme_commands()) > 15
+def test_readme_and_docs_show_wwhub_commands():
+    documents = {document for document, _ in documented_commands()}
+    # The README shows a few commands per group; the reference pages in docs/ carry the rest.
+    assert {"README.md", "docs/analyze.md", "docs/scan.md", "docs/leaderboards.md"} <= documents
+    assert len(documented_commands()) > 40
+
+
+def test_readme_is_a_first_read():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 200
+
+
+def relative_links(document: Path) -> list[str]:
+    """The link targets of a markdown file that are files of this repository (no URL), without their anchors."""
+    links = re.findall(r"\]\(([^)\s]+)\)", document.read_text())
+    return [link.split("#")[0] for link in links if not re.match(r"[a-z]+:", link)]
+
+
+def test_the_readme_links_every_page_of_docs():
+    linked = {(ROOT / link).resolve() for link in relative_links(ROOT / "README.md")}
+    assert [page.name for page in DOCUMENTS[1:] if page.resolve() not in linked] == []
+
+
+@pytest.mark.parametrize("document", DOCUMENTS, ids=lambda d: d.relative_to(ROOT).as_posix())
+def test_every_relative_link_points_to_a_file(document):
+    broken = [link for link in relative_links(document) if link and not (document.parent / link).exists()]
+    assert broken == []
