@@ -9,7 +9,7 @@ from gguf import GGMLQuantizationType as Q
 from gguf.quants import dequantize, quantize
 
 from flows.cli import main
-from tests.flows.test_scan import lake_rows, scan
+from tests.flows.scanning.test_scan import lake_rows, scan
 from tests.flows.weights.helpers import assert_matches_twin, heavy, twin
 from tests.flows.weights.test_gguf import write_gguf
 

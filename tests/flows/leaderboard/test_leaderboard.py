@@ -247,7 +247,7 @@ def test_html_page_renders_in_headless_chromium(demo_lake, tmp_path):
             pytest.fail("WWHUB_REQUIRE_CHROMIUM is set but Debian's chromium is not on PATH")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_html.sh"
+    script = Path(__file__).resolve().parents[3] / "scripts" / "screenshot_html.sh"
     shot = tmp_path / "page.png"
     subprocess.run(
         [str(script), str(demo_lake / "report" / "index.html"), str(shot), "1400x2600"], check=True, timeout=120

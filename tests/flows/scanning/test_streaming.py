@@ -15,7 +15,7 @@ from huggingface_hub import snapshot_download
 from flows.lake import Lake, connect
 from tests.fakehub import model_index, write_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def spawn(args, env_extra):
