@@ -20,6 +20,7 @@ from flows.weights.gguf_file import read_gguf_header
 from flows.weights.layout import choose_gguf_file, gguf_precision_bits
 from flows.weights.readers import GgufShard
 from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, heavy, write_gguf
+from tests.memory import HAS_PROC, status_bytes
 
 Q = GGMLQuantizationType
 
@@ -188,28 +189,20 @@ def test_real_checkpoint_gemma3_270m_q4_k_m(gemma_gguf):
     assert ffn_down.fit_status == "ok" and 1.5 < ffn_down.alpha < 8
 
 
-def resident_file_bytes() -> int:
-    """This process's resident file-backed memory (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssFile in /proc/self/status")
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from Linux /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="resident memory is read from Linux /proc")
 def test_an_analyzed_gguf_tensor_leaves_resident_memory(tmp_path):
     # A GGUF shard is one memory map, like a safetensors shard: a tensor's pages are dropped once it is analyzed,
     # so a multi-GB GGUF file does not stay resident tensor after tensor.
     values = np.random.default_rng(0).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
     path = write_gguf(tmp_path / "big-F32.gguf", {"blk.0.ffn_up.weight": (values, Q.F32)})
     shard = GgufShard(path)
-    before = resident_file_bytes()
+    before = status_bytes("RssFile")
     assert float(shard.array("blk.0.ffn_up.weight").sum(dtype=np.float64)) == pytest.approx(
         values.sum(dtype=np.float64)
     )
-    touched = resident_file_bytes()
+    touched = status_bytes("RssFile")
     assert touched - before > 24 * 2**20
     shard.evict("blk.0.ffn_up.weight")
-    assert touched - resident_file_bytes() > 24 * 2**20
+    assert touched - status_bytes("RssFile") > 24 * 2**20
     np.testing.assert_array_equal(shard.array("blk.0.ffn_up.weight"), values)  # read back from the file
     shard.close()

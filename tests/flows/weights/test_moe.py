@@ -25,6 +25,7 @@ from tests.flows.weights.helpers import (
     twin,
     write_checkpoint,
 )
+from tests.memory import peak_rss
 
 H, INNER, E = 40, 24, 4  # hidden, intermediate, experts: 2I != H, so a transposed layout cannot pass for another
 PREFIX = "model.layers.0.mlp.experts"
@@ -252,22 +253,14 @@ def peak_rss_of_analyze(folder) -> int:
     """Peak resident memory of a `wwhub analyze` process, sampled every 10 ms."""
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
     argv = [sys.executable, "-m", "flows", "analyze", str(folder), "--format", "csv", "--out", "/dev/null"]
     proc = subprocess.Popen([*argv, "--workers", "1", "--precision", "float32"], cwd=root)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak = max(peak, int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]))
-        except (FileNotFoundError, StopIteration):
-            pass
-        time.sleep(0.01)
+    peak = peak_rss(proc)
     assert proc.returncode == 0
-    return peak * 1024
+    return peak
 
 
 @pytest.mark.slow
