@@ -1,19 +1,16 @@
 """The shape of the code: no import cycle among the modules of flows/ and ww_core/, and no function over 100 lines.
 
-Imports are read with ast, not by importing: every ``import`` and ``from ... import`` of a module counts, those
-inside functions included (they are imports all the same, only deferred), with relative imports resolved;
-``from pkg import name`` is an import of ``pkg.name`` when that is a module, else of ``pkg`` itself. Imports under
-``if TYPE_CHECKING:`` never run, so they are left out: they are how an annotation names a type without a cycle.
-A computed import (``importlib.import_module(name)``) is invisible here; flows/ uses one, in flows/sources/__init__.py,
-for names of its own subpackage.
+Imports are read by tests/import_graph.py (with ast: function-local and relative imports count, those under
+``if TYPE_CHECKING:`` do not). A computed import (``importlib.import_module(name)``) is invisible there; flows/ uses
+one, in flows/sources/__init__.py, for names of its own subpackage.
 """
 
 from __future__ import annotations
 
 import ast
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.import_graph import imports_of, module_files
+
 PACKAGES = ("flows", "ww_core")
 MAX_FUNCTION_LINES = 100
 
@@ -29,58 +26,8 @@ ALLOWED_CYCLES: list[frozenset[str]] = [
 ALLOWED_LONG_FUNCTIONS: set[str] = set()
 
 
-def module_files() -> dict[str, Path]:
-    modules = {}
-    for package in PACKAGES:
-        for path in sorted((ROOT / package).rglob("*.py")):
-            parts = path.relative_to(ROOT).with_suffix("").parts
-            modules[".".join(parts[:-1] if parts[-1] == "__init__" else parts)] = path
-    return modules
-
-
-def _is_type_checking(node: ast.If) -> bool:
-    test = node.test
-    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
-    )
-
-
-def _import_nodes(nodes):
-    """Every Import/ImportFrom node under ``nodes``, at any depth, except in the body of ``if TYPE_CHECKING:``."""
-    for node in nodes:
-        if isinstance(node, ast.Import | ast.ImportFrom):
-            yield node
-        elif isinstance(node, ast.If) and _is_type_checking(node):
-            yield from _import_nodes(node.orelse)
-        else:
-            yield from _import_nodes(ast.iter_child_nodes(node))
-
-
-def imports_of(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The modules of ``modules`` that module ``name`` (at ``path``) imports."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found = set()
-    for node in _import_nodes([ast.parse(path.read_text(), str(path))]):
-        if isinstance(node, ast.Import):
-            found.update(alias.name for alias in node.names if alias.name in modules)
-            continue
-        if node.level:
-            base = package.split(".")[: len(package.split(".")) - node.level + 1]
-            target = ".".join(base + ([node.module] if node.module else []))
-        else:
-            target = node.module or ""
-        for alias in node.names:
-            submodule = f"{target}.{alias.name}"
-            if submodule in modules:
-                found.add(submodule)
-            elif target in modules:
-                found.add(target)
-    found.discard(name)
-    return found
-
-
 def import_graph() -> dict[str, set[str]]:
-    modules = module_files()
+    modules = module_files(PACKAGES)
     return {name: imports_of(name, path, modules) for name, path in modules.items()}
 
 
@@ -142,7 +89,7 @@ def long_functions() -> dict[str, int]:
     """``module:qualified name`` → lines, for every function of more than MAX_FUNCTION_LINES lines."""
     return {
         f"{name}:{qualified}": lines
-        for name, path in module_files().items()
+        for name, path in module_files(PACKAGES).items()
         for qualified, lines in functions(ast.parse(path.read_text(), str(path)))
         if lines > MAX_FUNCTION_LINES
     }

@@ -1,5 +1,5 @@
-"""Small lakes for tests: models and evals rows without weights (``write_lake``), or every table a scan writes from
-real matrices (``write_site_lake``), with the derived correlations table."""
+"""Small lakes for tests, every one built here: models and evals rows without weights (``write_lake``), or every
+table a scan writes from real matrices (``write_site_lake``), with the derived correlations table."""
 
 import math
 from pathlib import Path
@@ -10,11 +10,13 @@ from flows.lake import Lake
 from flows.leaderboard.correlations import refresh_correlations
 
 
-def write_lake(root, models, metric="accuracy", scale="fraction"):
-    """A lake of models and card evals without weights, with its correlations table. ``models``: (family, repo_id,
-    alpha, value, num_params)."""
+def write_lake(root, models, metric="accuracy", scale="fraction", correlations=True):
+    """A lake of models and card evals without weights. ``models``: (family, repo_id, alpha, value) or (family,
+    repo_id, alpha, value, num_params). ``correlations``: refresh the derived correlations table, as a scan does;
+    False leaves the lake without one, so readers compute correlations on the spot (the path of ``--prefer-import``,
+    ``--dataset`` and a lake whose table predates its models)."""
     lake = Lake.for_writing(root)
-    for family, repo_id, alpha, value, num_params in models:
+    for family, repo_id, alpha, value, *size in models:
         common = dict(repo_id=repo_id, revision="r1", family=family)
         evals = [dict(common, source="model-index", dataset="d", split="test", metric=metric, value=value, scale=scale)]
         row = dict(
@@ -27,10 +29,11 @@ def write_lake(root, models, metric="accuracy", scale="fraction"):
             log_norm=math.sqrt(alpha),
             num_layers=1,
             num_ok=1,
-            num_params=num_params,
+            num_params=size[0] if size else None,
         )
         lake.commit_model(repo_id, "r1", {"evals": evals, "models": [row]})
-    refresh_correlations(lake.root)
+    if correlations:
+        refresh_correlations(lake.root)
     return lake.root
 
 

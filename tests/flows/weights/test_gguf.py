@@ -10,8 +10,8 @@ from pathlib import Path
 import ml_dtypes
 import numpy as np
 import pytest
-from gguf import GGMLQuantizationType, GGUFReader, GGUFWriter
-from gguf.quants import dequantize, quantize
+from gguf import GGMLQuantizationType, GGUFReader
+from gguf.quants import dequantize
 
 from flows.weights.decoders.contract import ModelConfig
 from flows.weights.decoders.gguf import GGUFDecoder
@@ -19,7 +19,8 @@ from flows.weights.errors import WeightsError
 from flows.weights.gguf_file import read_gguf_header
 from flows.weights.layout import choose_gguf_file, gguf_precision_bits
 from flows.weights.readers import GgufShard
-from tests.flows.weights.quant_helpers import assert_same_spectrum, heavy_tailed
+from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, heavy, write_gguf
+from tests.memory import HAS_PROC, status_bytes
 
 Q = GGMLQuantizationType
 
@@ -35,24 +36,6 @@ def iter_gguf_tensors(path, names=None):
         yield name, shard.array(name)
 
 
-def write_gguf(path: Path, tensors: dict[str, tuple[np.ndarray, GGMLQuantizationType]]) -> Path:
-    """A GGUF file written by gguf's GGUFWriter, with a vocabulary (a metadata string array) to skip."""
-    writer = GGUFWriter(str(path), "llama")
-    writer.add_block_count(1)
-    writer.add_token_list([f"token{i}" for i in range(500)])
-    writer.add_token_scores([0.0] * 500)
-    for name, (values, qtype) in tensors.items():
-        if qtype in (Q.F32, Q.F16):
-            writer.add_tensor(name, values)
-        else:
-            writer.add_tensor(name, quantize(values, qtype), raw_dtype=qtype)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return path
-
-
 @pytest.fixture
 def small_gguf(tmp_path) -> Path:
     rng = np.random.default_rng(0)
@@ -61,10 +44,10 @@ def small_gguf(tmp_path) -> Path:
         {
             "token_embd.weight": (rng.standard_normal((100, 64)).astype(np.float16), Q.F16),
             "blk.0.attn_norm.weight": (np.ones(64, dtype=np.float32), Q.F32),
-            "blk.0.attn_q.weight": (heavy_tailed(64, 64), Q.Q8_0),
-            "blk.0.ffn_down.weight": (heavy_tailed(64, 128, seed=1), Q.Q4_0),
-            "blk.0.ffn_up.weight": (heavy_tailed(128, 64, seed=2), Q.BF16),
-            "blk.0.ffn_gate_exps.weight": (heavy_tailed(4 * 32, 64, seed=3).reshape(4, 32, 64), Q.Q8_0),
+            "blk.0.attn_q.weight": (heavy(64, 64, scale=WEIGHT_SCALE), Q.Q8_0),
+            "blk.0.ffn_down.weight": (heavy(64, 128, seed=1, scale=WEIGHT_SCALE), Q.Q4_0),
+            "blk.0.ffn_up.weight": (heavy(128, 64, seed=2, scale=WEIGHT_SCALE), Q.BF16),
+            "blk.0.ffn_gate_exps.weight": (heavy(4 * 32, 64, seed=3, scale=WEIGHT_SCALE).reshape(4, 32, 64), Q.Q8_0),
         },
     )
 
@@ -106,7 +89,9 @@ def test_decoder_claims_quantized_tensors_and_dequantizes_with_gguf(small_gguf):
 
 
 def test_q8_0_end_to_end_against_the_dense_twin(tmp_path):
-    path = write_gguf(tmp_path / "m.gguf", {"blk.0.ffn_up.weight": (heavy_tailed(384, 768, seed=5), Q.Q8_0)})
+    path = write_gguf(
+        tmp_path / "m.gguf", {"blk.0.ffn_up.weight": (heavy(384, 768, seed=5, scale=WEIGHT_SCALE), Q.Q8_0)}
+    )
     (spec,) = GGUFDecoder().claim({t.name: t for t in read_gguf_plan(path)}, ModelConfig()).matrices
     raw = dict(iter_gguf_tensors(path))["blk.0.ffn_up.weight"]
     decoded = spec.decode({spec.name: raw})
@@ -204,28 +189,20 @@ def test_real_checkpoint_gemma3_270m_q4_k_m(gemma_gguf):
     assert ffn_down.fit_status == "ok" and 1.5 < ffn_down.alpha < 8
 
 
-def resident_file_bytes() -> int:
-    """This process's resident file-backed memory (Linux /proc)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssFile:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError("no RssFile in /proc/self/status")
-
-
-@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="resident memory is read from Linux /proc")
+@pytest.mark.skipif(not HAS_PROC, reason="resident memory is read from Linux /proc")
 def test_an_analyzed_gguf_tensor_leaves_resident_memory(tmp_path):
     # A GGUF shard is one memory map, like a safetensors shard: a tensor's pages are dropped once it is analyzed,
     # so a multi-GB GGUF file does not stay resident tensor after tensor.
     values = np.random.default_rng(0).standard_normal((2048, 4096)).astype(np.float32)  # 32 MiB
     path = write_gguf(tmp_path / "big-F32.gguf", {"blk.0.ffn_up.weight": (values, Q.F32)})
     shard = GgufShard(path)
-    before = resident_file_bytes()
+    before = status_bytes("RssFile")
     assert float(shard.array("blk.0.ffn_up.weight").sum(dtype=np.float64)) == pytest.approx(
         values.sum(dtype=np.float64)
     )
-    touched = resident_file_bytes()
+    touched = status_bytes("RssFile")
     assert touched - before > 24 * 2**20
     shard.evict("blk.0.ffn_up.weight")
-    assert touched - resident_file_bytes() > 24 * 2**20
+    assert touched - status_bytes("RssFile") > 24 * 2**20
     np.testing.assert_array_equal(shard.array("blk.0.ffn_up.weight"), values)  # read back from the file
     shard.close()

@@ -9,9 +9,8 @@ from gguf import GGMLQuantizationType as Q
 from gguf.quants import dequantize, quantize
 
 from flows.cli import main
-from tests.flows.test_scan import lake_rows, scan
-from tests.flows.weights.helpers import assert_matches_twin, heavy, twin
-from tests.flows.weights.test_gguf import write_gguf
+from tests.flows.scanning.helpers import lake_rows, scan
+from tests.flows.weights.helpers import assert_matches_twin, heavy, twin, write_gguf
 
 
 def tensors():

@@ -16,7 +16,16 @@ from transformers.models.mixtral.modeling_mixtral import MixtralExperts
 from transformers.models.qwen2_moe.modeling_qwen2_moe import Qwen2MoeExperts
 
 from flows.cli import main
-from tests.flows.weights.helpers import analyze_rows, assert_matches_twin, decoded, heavy, twin, write_checkpoint
+from tests.flows.weights.helpers import (
+    analyze_rows,
+    assert_matches_twin,
+    decoded,
+    heavy,
+    plan_of,
+    twin,
+    write_checkpoint,
+)
+from tests.memory import peak_rss
 
 H, INNER, E = 40, 24, 4  # hidden, intermediate, experts: 2I != H, so a transposed layout cannot pass for another
 PREFIX = "model.layers.0.mlp.experts"
@@ -164,9 +173,8 @@ def test_expert_biases_are_parameters_not_layers():
     matrices = decoded(stored, {"model_type": "gpt_oss"})
     assert not [name for name in matrices if "bias" in name]
     from flows.weights import ModelConfig, plan_matrices
-    from tests.flows.weights.helpers import tensor_infos
 
-    decoding = plan_matrices(tensor_infos(stored), ModelConfig({"model_type": "gpt_oss"}))
+    decoding = plan_matrices(list(plan_of(stored).values()), ModelConfig({"model_type": "gpt_oss"}))
     assert decoding.num_params == sum(a.size for a in stored.values())
 
 
@@ -228,9 +236,8 @@ def test_quantized_fused_experts_without_a_decoder_are_skipped_and_their_scales_
         f"{PREFIX}.down_proj_scale_inv": np.ones((E, 1, 1), np.float32),
     }
     from flows.weights import ModelConfig, plan_matrices
-    from tests.flows.weights.helpers import tensor_infos
 
-    infos = tensor_infos({k: v for k, v in stored.items() if "scale" in k})
+    infos = list(plan_of({k: v for k, v in stored.items() if "scale" in k}).values())
     infos += [
         __import__("flows.weights", fromlist=["TensorInfo"]).TensorInfo(k, "F8_E4M3", v.shape)
         for k, v in stored.items()
@@ -246,22 +253,14 @@ def peak_rss_of_analyze(folder) -> int:
     """Peak resident memory of a `wwhub analyze` process, sampled every 10 ms."""
     import subprocess
     import sys
-    import time
     from pathlib import Path
 
     root = Path(__file__).resolve().parents[3]
     argv = [sys.executable, "-m", "flows", "analyze", str(folder), "--format", "csv", "--out", "/dev/null"]
     proc = subprocess.Popen([*argv, "--workers", "1", "--precision", "float32"], cwd=root)
-    peak = 0
-    while proc.poll() is None:
-        try:
-            status = Path(f"/proc/{proc.pid}/status").read_text()
-            peak = max(peak, int(next(line for line in status.splitlines() if line.startswith("VmRSS")).split()[1]))
-        except (FileNotFoundError, StopIteration):
-            pass
-        time.sleep(0.01)
+    peak = peak_rss(proc)
     assert proc.returncode == 0
-    return peak * 1024
+    return peak
 
 
 @pytest.mark.slow

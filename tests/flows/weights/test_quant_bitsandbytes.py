@@ -14,7 +14,7 @@ import torch
 
 from flows.weights.decoders.quant.bitsandbytes import BitsAndBytesDecoder
 from flows.weights.errors import WeightsError
-from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
+from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, claim_and_decode, heavy
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")
 from bitsandbytes.backends.default import ops as bnb_default_ops  # noqa: E402
@@ -56,7 +56,7 @@ def four_bit_checkpoint(w: np.ndarray, quant_type: str, nested: bool, blocksize:
 
 
 def test_int8_matches_int8_vectorwise_dequant():
-    arrays, reference = int8_checkpoint(heavy_tailed(192, 320))
+    arrays, reference = int8_checkpoint(heavy(192, 320, scale=WEIGHT_SCALE))
     claim, decoded = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
     (spec,) = claim.matrices
     assert spec.quantization == "bnb-int8" and spec.shape == (192, 320)
@@ -68,7 +68,7 @@ def test_int8_matches_int8_vectorwise_dequant():
 @pytest.mark.parametrize("nested", [False, True])
 @pytest.mark.parametrize(("shape", "blocksize"), [((128, 256), 64), ((100, 30), 64), ((96, 160), 128)])
 def test_four_bit_matches_dequantize_4bit(quant_type, nested, shape, blocksize):
-    arrays, reference = four_bit_checkpoint(heavy_tailed(*shape, seed=1), quant_type, nested, blocksize)
+    arrays, reference = four_bit_checkpoint(heavy(*shape, seed=1, scale=WEIGHT_SCALE), quant_type, nested, blocksize)
     claim, decoded = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
     (spec,) = claim.matrices
     assert spec.name == f"{PREFIX}.weight" and spec.quantization == f"bnb-{quant_type}"
@@ -77,7 +77,7 @@ def test_four_bit_matches_dequantize_4bit(quant_type, nested, shape, blocksize):
 
 
 def test_four_bit_end_to_end_against_the_dense_twin():
-    arrays, _ = four_bit_checkpoint(heavy_tailed(384, 768, seed=3), "nf4", False, 64)
+    arrays, _ = four_bit_checkpoint(heavy(384, 768, seed=3, scale=WEIGHT_SCALE), "nf4", False, 64)
     _, decoded = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
     packed = arrays[f"{PREFIX}.weight"].reshape(-1)
     codes = np.stack((packed >> 4, packed & 15), axis=-1).reshape(-1)
@@ -88,7 +88,7 @@ def test_four_bit_end_to_end_against_the_dense_twin():
 
 
 def test_int8_end_to_end_against_the_dense_twin():
-    arrays, _ = int8_checkpoint(heavy_tailed(384, 768, seed=4))
+    arrays, _ = int8_checkpoint(heavy(384, 768, seed=4, scale=WEIGHT_SCALE))
     _, decoded = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
     scb = arrays[f"{PREFIX}.SCB"].astype(np.float64)
     twin = arrays[f"{PREFIX}.weight"].astype(np.float64) * scb[:, None] / 127
@@ -96,7 +96,7 @@ def test_int8_end_to_end_against_the_dense_twin():
 
 
 def test_missing_absmax_and_missing_quant_state_are_skipped_rows():
-    arrays, _ = four_bit_checkpoint(heavy_tailed(64, 64), "nf4", False, 64)
+    arrays, _ = four_bit_checkpoint(heavy(64, 64, scale=WEIGHT_SCALE), "nf4", False, 64)
     without_absmax = {k: v for k, v in arrays.items() if not k.endswith(".absmax")}
     claim, decoded = claim_and_decode(BitsAndBytesDecoder(), without_absmax, {})
     assert claim.matrices[0].skip_reason == f"bnb-nf4: missing {PREFIX}.weight.absmax" and decoded == {}
@@ -108,12 +108,12 @@ def test_missing_absmax_and_missing_quant_state_are_skipped_rows():
 
 
 def test_corrupt_quant_state_and_mismatched_scb_fail_naming_the_matrix():
-    arrays, _ = four_bit_checkpoint(heavy_tailed(64, 64), "nf4", False, 64)
+    arrays, _ = four_bit_checkpoint(heavy(64, 64, scale=WEIGHT_SCALE), "nf4", False, 64)
     claim, _ = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
     state = f"{PREFIX}.weight.quant_state.bitsandbytes__nf4"
     with pytest.raises(WeightsError, match=f"{PREFIX}.weight: unreadable bitsandbytes quant_state"):
         claim.matrices[0].decode(dict(arrays, **{state: np.frombuffer(b"{not json", dtype=np.uint8)}))
-    int8_arrays, _ = int8_checkpoint(heavy_tailed(64, 96))
+    int8_arrays, _ = int8_checkpoint(heavy(64, 96, scale=WEIGHT_SCALE))
     int8_arrays[f"{PREFIX}.SCB"] = int8_arrays[f"{PREFIX}.SCB"][:10]
     claim, _ = claim_and_decode(BitsAndBytesDecoder(), int8_arrays, {})
     assert claim.matrices[0].skip_reason.startswith("bnb-int8: ")

@@ -11,7 +11,7 @@ import torch
 
 from flows.weights.decoders.quant.compressed_tensors import CompressedTensorsDecoder
 from flows.weights.errors import WeightsError
-from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
+from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, claim_and_decode, heavy
 
 ct = pytest.importorskip("compressed_tensors")
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
@@ -51,7 +51,7 @@ def packed_checkpoint(w: np.ndarray, args: QuantizationArgs):
     [(4, "group", True), (4, "channel", False), (3, "group", False), (8, "group", True), (2, "tensor", True)],
 )
 def test_pack_quantized_matches_compressed_tensors_decompress(bits, strategy, symmetric):
-    w = heavy_tailed(192, 256, seed=bits)
+    w = heavy(192, 256, seed=bits, scale=WEIGHT_SCALE)
     args = QuantizationArgs(
         num_bits=bits,
         type="int",
@@ -77,7 +77,7 @@ def test_pack_quantized_matches_compressed_tensors_decompress(bits, strategy, sy
 
 def test_pack_quantized_without_config_infers_the_code_width():
     args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=64)
-    arrays, reference, _ = packed_checkpoint(heavy_tailed(64, 128), args)
+    arrays, reference, _ = packed_checkpoint(heavy(64, 128, scale=WEIGHT_SCALE), args)
     claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
     np.testing.assert_array_equal(decoded[f"{PREFIX}.weight"], reference)
 
@@ -87,7 +87,7 @@ def test_act_order_group_index_picks_each_columns_group():
     decompressor ignores g_idx, so the truth here is the definition, (q − z)·s[:, g_idx[j]], on known codes."""
     rng = np.random.default_rng(7)
     args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=32)
-    arrays, _, _ = packed_checkpoint(heavy_tailed(48, 128), args)
+    arrays, _, _ = packed_checkpoint(heavy(48, 128, scale=WEIGHT_SCALE), args)
     g_idx = rng.permutation(np.arange(128) // 32).astype(np.int32)
     arrays[f"{PREFIX}.weight_g_idx"] = g_idx
     claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
@@ -102,7 +102,7 @@ def test_act_order_group_index_picks_each_columns_group():
 
 def test_pack_quantized_end_to_end_against_the_dense_twin():
     args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=False, group_size=128)
-    w = heavy_tailed(384, 768, seed=11)
+    w = heavy(384, 768, seed=11, scale=WEIGHT_SCALE)
     arrays, reference, _ = packed_checkpoint(w, args)
     _, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, {})
     from compressed_tensors.compressors.pack_quantized.helpers import unpack_from_int32
@@ -116,7 +116,7 @@ def test_pack_quantized_end_to_end_against_the_dense_twin():
 
 def test_missing_scale_is_a_skipped_row_and_mismatched_shapes_fail_naming_the_tensor():
     args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=64)
-    arrays, _, _ = packed_checkpoint(heavy_tailed(64, 128), args)
+    arrays, _, _ = packed_checkpoint(heavy(64, 128, scale=WEIGHT_SCALE), args)
     without_scale = {k: v for k, v in arrays.items() if not k.endswith("weight_scale")}
     claim, decoded = claim_and_decode(CompressedTensorsDecoder(), without_scale, {})
     (spec,) = claim.matrices

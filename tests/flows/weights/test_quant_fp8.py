@@ -17,7 +17,7 @@ import torch
 
 from flows.weights.decoders.quant import DECODERS
 from flows.weights.decoders.quant.fp8 import FP8Decoder
-from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, heavy_tailed
+from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, claim_and_decode, heavy
 
 FP8_MAX = 448.0
 DEEPSEEK_CONFIG = {
@@ -46,7 +46,7 @@ def torch_fp8(codes: np.ndarray) -> torch.Tensor:
 
 
 def test_deepseek_block_scales_match_weight_dequant_with_ragged_edges():
-    w = heavy_tailed(300, 520)  # neither dimension a multiple of 128: ragged edge tiles
+    w = heavy(300, 520, scale=WEIGHT_SCALE)  # neither dimension a multiple of 128: ragged edge tiles
     codes, scales = block_quantize(w)
     arrays = {"model.layers.0.mlp.down_proj.weight": codes, "model.layers.0.mlp.down_proj.weight_scale_inv": scales}
     claim, decoded = claim_and_decode(FP8Decoder(), arrays, DEEPSEEK_CONFIG)
@@ -62,7 +62,7 @@ def test_deepseek_block_scales_match_weight_dequant_with_ragged_edges():
 
 
 def test_block_size_from_config_other_than_128():
-    w = heavy_tailed(96, 160, seed=1)
+    w = heavy(96, 160, seed=1, scale=WEIGHT_SCALE)
     codes, scales = block_quantize(w, block=64)
     config = {"quantization_config": {"quant_method": "fp8", "weight_block_size": [64, 64]}}
     arrays = {"l.weight": codes, "l.weight_scale_inv": scales}
@@ -72,7 +72,7 @@ def test_block_size_from_config_other_than_128():
 
 
 def test_fbgemm_per_row_scales():
-    w = heavy_tailed(256, 384, seed=2)
+    w = heavy(256, 384, seed=2, scale=WEIGHT_SCALE)
     scale = (np.abs(w).max(axis=1, keepdims=True) / FP8_MAX).astype(np.float32)
     codes = (w / scale).astype(ml_dtypes.float8_e4m3fn)
     arrays = {
@@ -166,7 +166,7 @@ def test_plain_float8_weights_without_any_scale_are_left_to_the_plain_path():
 def test_decode_checks_the_stored_arrays_against_the_plan():
     from flows.weights.errors import WeightsError
 
-    codes, scales = block_quantize(heavy_tailed(128, 128))
+    codes, scales = block_quantize(heavy(128, 128, scale=WEIGHT_SCALE))
     claim, _ = claim_and_decode(FP8Decoder(), {"a.weight": codes, "a.weight_scale_inv": scales}, DEEPSEEK_CONFIG)
     with pytest.raises(WeightsError, match="a.weight"):
         claim.matrices[0].decode({"a.weight": codes[:64], "a.weight_scale_inv": scales})

@@ -17,7 +17,7 @@ from flows.weights.decoders.contract import ModelConfig
 from flows.weights.decoders.quant import DECODERS
 from flows.weights.decoders.quant.gptq import GPTQDecoder
 from flows.weights.errors import WeightsError
-from tests.flows.weights.quant_helpers import assert_same_spectrum, claim_and_decode, plan_of
+from tests.flows.weights.helpers import assert_same_spectrum, claim_and_decode, plan_of
 
 REFERENCE = np.load(Path(__file__).parent / "data" / "gptq_awq_reference.npz")
 CASES = sorted({key.split("/")[0] for key in REFERENCE.files if key.startswith("gptq_")})

@@ -17,7 +17,7 @@ from flows.weights.decoders.quant.bitsandbytes import BitsAndBytesDecoder
 from flows.weights.decoders.quant.compressed_tensors import CompressedTensorsDecoder
 from flows.weights.decoders.quant.fp8 import FP8Decoder
 from flows.weights.decoders.quant.gptq import GPTQDecoder
-from tests.flows.weights.quant_helpers import plan_of
+from tests.flows.weights.helpers import plan_of
 
 N = 2048
 

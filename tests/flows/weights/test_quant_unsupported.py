@@ -9,7 +9,7 @@ import numpy as np
 from flows.weights.decoders.contract import ModelConfig
 from flows.weights.decoders.quant import DECODERS
 from flows.weights.decoders.quant.unsupported import UnsupportedDecoder
-from tests.flows.weights.quant_helpers import plan_of
+from tests.flows.weights.helpers import plan_of
 
 
 def run_registry(arrays: dict[str, np.ndarray], config: dict) -> tuple[list, set[str]]:

@@ -6,7 +6,7 @@ import pytest
 
 from flows.cli import main
 from tests.fakehub import model_index, write_model
-from tests.flows.test_scan import lake_rows
+from tests.flows.scanning.helpers import lake_rows
 
 SHAPES = {"embed.weight": (300, 48), "block.0.attn.weight": (48, 48), "block.0.mlp.weight": (192, 48)}
 SHAPES["head.weight"] = (10, 48)

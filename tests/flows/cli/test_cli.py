@@ -14,7 +14,7 @@ import pytest
 from flows import __version__
 from flows.cli import build_parser, main
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_version(capsys):

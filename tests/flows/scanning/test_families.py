@@ -10,7 +10,7 @@ from huggingface_hub.hf_api import ModelSort_T
 
 from flows.scanning.families import SORT_KEYS, FamiliesError, load_families, validate_query
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_sort_keys_are_the_hubs():

@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from flows.cli import main
-from flows.lake.sql import run_query
 from tests.fakehub import model_index, write_model
+from tests.flows.scanning.helpers import lake_rows, scan
 
 
 def tensors(seed: int, width: int = 64) -> dict[str, np.ndarray]:
@@ -42,14 +42,6 @@ def family(fake_hub, tmp_path):
         fake_hub.add_folder(repo_id, folder)
         folders[repo_id] = folder
     return folders
-
-
-def lake_rows(lake, sql):
-    return run_query(lake, sql)
-
-
-def scan(fake_hub, lake, *extra):
-    return main(["scan", "--endpoint", fake_hub.endpoint, "--lake", str(lake), *extra])
 
 
 def test_scan_matches_analyze_row_for_row(fake_hub, family, tmp_path, capsys):

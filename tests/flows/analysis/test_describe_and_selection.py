@@ -12,7 +12,7 @@ from flows.cli import main
 from tests.fakehub import write_model
 
 REFERENCE = json.loads(
-    (Path(__file__).parents[1] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
+    (Path(__file__).parents[2] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
 )
 
 

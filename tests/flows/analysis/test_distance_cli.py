@@ -10,9 +10,9 @@ import pytest
 from flows.cli import main
 from tests.fakehub import write_model
 
-DEMO = Path(__file__).parents[2] / "flows" / "demo" / "repos" / "wwhub-demo"
+DEMO = Path(__file__).parents[3] / "flows" / "demo" / "repos" / "wwhub-demo"
 REFERENCE = json.loads(
-    (Path(__file__).parents[1] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
+    (Path(__file__).parents[2] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
 )
 
 

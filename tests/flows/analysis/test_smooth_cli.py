@@ -17,7 +17,7 @@ from tests.fakehub import write_model
 from tests.ww_core.cases import sketch
 
 REFERENCE = json.loads(
-    (Path(__file__).parents[1] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
+    (Path(__file__).parents[2] / "ww_core" / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text()
 )
 EMBEDDING = "embeddings.word_embeddings.weight"
 

@@ -7,7 +7,7 @@ import yaml
 from flows.cli import main
 from flows.cli.serve import nightly_schedule
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def test_serve_reads_the_nightly_schedule_from_prefect_yaml():

@@ -11,7 +11,7 @@ from torch import nn
 
 from flows.cli import main
 from tests.fakehub import model_index
-from tests.flows.test_scan import lake_rows, scan
+from tests.flows.scanning.helpers import lake_rows, scan
 from tests.flows.weights.helpers import heavy, write_checkpoint
 
 H, INNER, E = 40, 24, 8  # 8 experts: the router [E, H] has min_evals eigenvalues

@@ -13,6 +13,7 @@ from scipy import stats
 from flows.cli import main
 from flows.lake import Lake
 from flows.leaderboard.render import board_view, leaderboard_data
+from tests.flows.lakes import write_lake
 
 METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
 
@@ -75,44 +76,18 @@ def test_demo_wrote_its_site(demo_lake):
     ]
 
 
-def make_lake(root: Path, models: list[tuple[str, str, float, float]], ties: bool = False) -> Path:
-    """A lake from (family, repo_id, alpha, accuracy) with no weights: models and evals rows only."""
-    lake = Lake.for_writing(root)
-    for family, repo_id, alpha, accuracy in models:
-        common = dict(repo_id=repo_id, revision="r1", family=family)
-        evals = [
-            dict(common, source="model-index", task="t", dataset="d", split="test", metric="accuracy", value=accuracy)
-        ]
-        lake.commit_model(
-            repo_id,
-            "r1",
-            {
-                "evals": evals,
-                "models": [
-                    dict(
-                        common,
-                        status="scanned",
-                        alpha=alpha,
-                        alpha_weighted=alpha * 2,
-                        log_alpha_norm=alpha + 1,
-                        log_spectral_norm=1.0 if ties else alpha / 3,
-                        log_norm=2.0,
-                        num_layers=1,
-                        num_ok=1,
-                    )
-                ],
-            },
-        )
-    return root
+# Both ways a leaderboard gets its correlations: the table a scan refreshes, and computed on the spot without one.
+CORRELATION_PATHS = pytest.mark.parametrize("stored_correlations", [True, False], ids=["stored", "computed"])
 
 
-def test_simpsons_paradox_is_flagged(tmp_path):
+@CORRELATION_PATHS
+def test_simpsons_paradox_is_flagged(tmp_path, stored_correlations):
     # Within each family accuracy falls as alpha grows; across families (offset upwards) it rises.
     models = []
     for f, offset in enumerate((0.0, 1.0, 2.0)):
         for i in range(4):
             models.append((f"fam{f}", f"org/fam{f}-{i}", offset + 0.2 * i, 0.5 + 0.2 * offset - 0.03 * i))
-    lake = make_lake(tmp_path / "lake", models)
+    lake = write_lake(tmp_path / "lake", models, correlations=stored_correlations)
     board, correlations = leaderboard_data(lake)
     by_key = {(c["family"], c["metric"]): c for c in correlations}
     for f in range(3):
@@ -121,20 +96,24 @@ def test_simpsons_paradox_is_flagged(tmp_path):
     pooled = by_key[("(all)", "alpha")]
     assert pooled["pearson_r"] > 0 and pooled["simpsons_paradox"] is True
     assert pooled["families_agreeing"] == 0 and pooled["families_total"] == 3
-    check_against_scipy(board, [c for c in correlations if c["metric"] != "log_norm"])
+    # Three families and the pooled row, each with every metric but log_norm.
+    assert check_against_scipy(board, [c for c in correlations if c["metric"] != "log_norm"]) == 4 * 4
 
 
-def test_ties_use_average_ranks_like_scipy(tmp_path):
+@CORRELATION_PATHS
+def test_ties_use_average_ranks_like_scipy(tmp_path, stored_correlations):
     models = [
         ("fam", f"org/m{i}", a, acc)
         for i, (a, acc) in enumerate([(2.0, 0.9), (2.0, 0.8), (3.0, 0.8), (3.5, 0.7), (4.0, 0.7), (4.0, 0.6)])
     ]
-    board, correlations = leaderboard_data(make_lake(tmp_path / "lake", models))
-    check_against_scipy(board, [c for c in correlations if c["metric"] not in ("log_norm", "log_spectral_norm")])
+    board, correlations = leaderboard_data(write_lake(tmp_path / "lake", models, correlations=stored_correlations))
+    # One family and the pooled row, each with alpha, alpha_weighted and log_alpha_norm.
+    kept = [c for c in correlations if c["metric"] not in ("log_norm", "log_spectral_norm")]
+    assert check_against_scipy(board, kept) == 2 * 3
 
 
 def test_lower_is_better_metrics_rank_ascending(tmp_path):
-    lake = make_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.1), ("fam", "org/b", 3.0, 0.3)])
+    lake = write_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.1), ("fam", "org/b", 3.0, 0.3)])
     errors = [("org/a", 0.1), ("org/b", 0.3)]
     Lake(lake).commit(
         {
@@ -188,7 +167,7 @@ def test_exports_round_trip(demo_lake, tmp_path, capsys):
 
 
 def test_imported_accuracies_and_preference(tmp_path, capsys):
-    lake = make_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.70), ("fam", "org/b", 3.0, 0.60)])
+    lake = write_lake(tmp_path / "lake", [("fam", "org/a", 2.0, 0.70), ("fam", "org/b", 3.0, 0.60)])
     csv_file = tmp_path / "top1.csv"
     csv_file.write_text(
         "repo_id,metric,value,dataset,source\norg/a,accuracy,0.75,imagenet,paper\norg/c,accuracy,0.5,imagenet,paper\n"
@@ -247,7 +226,7 @@ def test_html_page_renders_in_headless_chromium(demo_lake, tmp_path):
             pytest.fail("WWHUB_REQUIRE_CHROMIUM is set but Debian's chromium is not on PATH")
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
 
-    script = Path(__file__).resolve().parents[2] / "scripts" / "screenshot_html.sh"
+    script = Path(__file__).resolve().parents[3] / "scripts" / "screenshot_html.sh"
     shot = tmp_path / "page.png"
     subprocess.run(
         [str(script), str(demo_lake / "report" / "index.html"), str(shot), "1400x2600"], check=True, timeout=120
@@ -261,7 +240,7 @@ def test_html_page_renders_in_headless_chromium(demo_lake, tmp_path):
 
 
 def test_asking_for_a_metric_or_family_the_lake_does_not_hold_names_what_it_holds(tmp_path, capsys):
-    lake = str(make_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)]))
+    lake = str(write_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)]))
     assert main(["leaderboard", "--lake", lake, "--metric", "f1"]) == 2
     assert "no scanned model reports 'f1'; reported metrics: accuracy (3 models)" in capsys.readouterr().err
     assert main(["leaderboard", "--lake", lake, "--metric", "acc"]) == 0  # normalised: acc is accuracy
@@ -273,7 +252,7 @@ def test_asking_for_a_metric_or_family_the_lake_does_not_hold_names_what_it_hold
 
 
 def test_the_value_column_is_named_after_the_metric(tmp_path, capsys):
-    lake = make_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)])
+    lake = write_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10) for i in range(3)])
     Lake(lake).commit(
         {
             "evals": [
@@ -301,7 +280,7 @@ def test_the_value_column_is_named_after_the_metric(tmp_path, capsys):
 def test_html_survives_constant_accuracy_and_constant_alpha(tmp_path):
     constant_accuracy = [("flat", f"org/flat{i}", 2.0 + i / 5, 0.9) for i in range(5)]
     constant_alpha = [("same", f"org/same{i}", 3.0, 0.8 + i / 50) for i in range(5)]
-    lake = make_lake(tmp_path / "lake", constant_accuracy + constant_alpha)
+    lake = write_lake(tmp_path / "lake", constant_accuracy + constant_alpha)
     out = tmp_path / "board.html"
     assert main(["leaderboard", "--lake", str(lake), "--format", "html", "--out", str(out)]) == 0
     page = out.read_text()
@@ -314,7 +293,7 @@ def test_html_survives_constant_accuracy_and_constant_alpha(tmp_path):
 def test_every_string_from_a_card_or_repo_is_escaped_in_html(tmp_path):
     hostile = "<script>alert(1)</script>"
     models = [("fam", f"org/m{i}{hostile if i == 0 else ''}", 2.0 + i / 5, 0.9 - i / 50) for i in range(5)]
-    lake = make_lake(tmp_path / "lake", models)
+    lake = write_lake(tmp_path / "lake", models)
     Lake(lake).commit(
         {
             "evals": [
@@ -366,7 +345,7 @@ def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
         return []
 
     monkeypatch.setattr(flows.leaderboard.plots, "_save", keep_legends)
-    lake = make_lake(
+    lake = write_lake(
         tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i / 5, 0.9 - i / 50 + (i % 2) / 100) for i in range(6)]
     )
     board, correlations = leaderboard_data(lake)
@@ -420,7 +399,7 @@ def test_html_tables_fit_1400_px_in_chromium(demo_lake, tmp_path):
         for f in range(2)
         for i in range(5)
     ]
-    lake = make_lake(tmp_path / "lake", [(f, r, 2.0 + i / 7, 0.91 - i / 97) for i, (f, r) in enumerate(long_names)])
+    lake = write_lake(tmp_path / "lake", [(f, r, 2.0 + i / 7, 0.91 - i / 97) for i, (f, r) in enumerate(long_names)])
     long_page = tmp_path / "long.html"
     assert main(["leaderboard", "--lake", str(lake), "--format", "html", "--out", str(long_page)]) == 0
     # A script appended to a copy of each page records the layout; headless chromium prints the DOM it ends with.

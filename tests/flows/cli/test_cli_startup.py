@@ -17,7 +17,7 @@ import pytest
 from flows.cli import COMMANDS
 from tests.fakehub import write_model
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HEAVY = ("scipy", "torch", "ww_core.analysis", "ww_core.eigen", "prefect", "safetensors")
 
 

@@ -14,8 +14,9 @@ from huggingface_hub import snapshot_download
 
 from flows.lake import Lake, connect
 from tests.fakehub import model_index, write_model
+from tests.memory import peaks_while_running, status_bytes
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 
 
 def spawn(args, env_extra):
@@ -37,24 +38,9 @@ def folder_bytes(folder: Path) -> int:
     return total
 
 
-def rss_bytes(pid: int) -> int:
-    try:
-        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) * 1024
-    except FileNotFoundError:
-        pass
-    return 0
-
-
 def watch(proc, workdir: Path) -> tuple[int, int]:
     """Peak bytes under ``workdir`` and peak RSS of ``proc``, sampled every 10 ms until it exits."""
-    peak_disk = peak_rss = 0
-    while proc.poll() is None:
-        peak_disk = max(peak_disk, folder_bytes(workdir))
-        peak_rss = max(peak_rss, rss_bytes(proc.pid))
-        time.sleep(0.01)
-    return peak_disk, peak_rss
+    return peaks_while_running(proc, lambda: folder_bytes(workdir), lambda: status_bytes("VmRSS", proc.pid))
 
 
 def big_tensors(seed: int, count: int) -> dict[str, np.ndarray]:
