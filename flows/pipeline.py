@@ -512,7 +512,8 @@ def release_bases(scan_id: str) -> None:
 
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str, membership: bool) -> None:
     """One commit: the ``scans`` row, an ``attempts`` row per model the scan could not scan (and did not record in
-    ``models``), and, with ``membership``, what each named family listed; then the derived ``correlations``."""
+    ``models``), and, with ``membership``, what each named family listed; then the derived ``correlations`` of the
+    families it wrote models of."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     counts = report.counts()
     scans_row = dict(
@@ -554,7 +555,8 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         for rank, ref in enumerate(refs, start=1)
     ]
     Lake(lake_root).commit({"scans": [scans_row], "attempts": attempts, "memberships": memberships})
-    refresh_correlations(lake_root)
+    if report.touched_families:  # a scan that wrote no model changed no correlation
+        refresh_correlations(lake_root, report.touched_families)
 
 
 def new_scan_id() -> str:
