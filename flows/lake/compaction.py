@@ -27,7 +27,9 @@ ORPHAN_AGE_SECONDS = 3600
 # so each row is rewritten about log16(rows in the lake) times, and a commit never rewrites a large segment.
 FOLD_FANOUT = 16
 FOLD_MAX_ROWS = 1 << 18
-# A segment hiding more keys than this is rewritten without them, so that view filters stay short.
+# A segment hiding more keys than this is rewritten without them, so that view filters stay short; but only up to
+# FOLD_MAX_ROWS rows: no commit rewrites a larger segment (a 20M-row import would take a minute and gigabytes),
+# its hidden keys stay filtered by the views until `wwhub lake compact` rewrites it.
 MAX_HIDDEN_KEYS = 64
 
 # Memory DuckDB may use while rewriting (it spills to LAKE/.tmp past that): the machine is shared.
@@ -39,8 +41,9 @@ def _tier(segment: Segment) -> int:
 
 
 def _fold_candidates(segments: list[Segment]) -> list[Segment]:
-    """FOLD_FANOUT segments of the smallest crowded tier, or one hiding too many keys (rewritten alone)."""
-    crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS]
+    """FOLD_FANOUT segments of the smallest crowded tier, or one of at most FOLD_MAX_ROWS rows hiding too many keys
+    (rewritten alone). Never a segment of more than FOLD_MAX_ROWS rows: what a commit rewrites is bounded."""
+    crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS and s.rows <= FOLD_MAX_ROWS]
     if crowded:
         return crowded[:1]
     tiers: dict[int, list[Segment]] = {}

@@ -8,9 +8,10 @@ keys it brings (a model imported twice, or present in both merged lakes, is ther
 from __future__ import annotations
 
 import shutil
+import uuid
 from pathlib import Path
 
-from .compaction import remove_orphans, write_segment
+from .compaction import REWRITE_MEMORY, remove_orphans, write_segment
 from .files import durable_mkdir, durable_replace
 from .layout1 import V1_TABLES, migrate_v1, v1_snapshot, v1_source
 from .manifest import MANIFEST, LakeError, Segment, new_segment_file, schema_fingerprint
@@ -41,6 +42,10 @@ def _count(lake: Lake, table: str) -> int:
 
 
 # ----- import and merge --------------------------------------------------------------------------------------
+
+# An import (or merge) of more rows than this is split by repo_id range and each range sorted alone: DuckDB sorts
+# one range in memory instead of spilling gigabytes to sort everything at once.
+RANGE_ROWS = 2_000_000
 
 
 def _table_of(path: Path, table: str | None) -> str:
@@ -138,6 +143,55 @@ def _keys(con, table: str, source_sql: str) -> list[dict]:
     return distinct_keys(row_key(table, dict(zip(columns, values, strict=True))) for values in cursor.fetchall())
 
 
+def _repo_ranges(con, source_sql: str) -> list[tuple[str, str]]:
+    """Consecutive (first, last) repo_id ranges of at most ``RANGE_ROWS`` rows each (a larger repo alone), from the
+    rows per repo_id: one column read, a few bytes per repo."""
+    counts = con.execute(f"SELECT repo_id, count(*) FROM ({source_sql}) GROUP BY 1 ORDER BY 1").fetchall()
+    ranges: list[list] = []
+    rows = 0
+    for repo, count in counts:
+        if not ranges or rows + count > RANGE_ROWS:
+            ranges.append([repo, repo])
+            rows = 0
+        ranges[-1][1] = repo
+        rows += count
+    return [tuple(r) for r in ranges]
+
+
+def write_sorted_segments(lake: Lake, con, table: str, source_sql: str) -> list[Segment]:
+    """The rows of ``source_sql`` as segments sorted by the table's keys, however they arrive, in bounded memory:
+    up to RANGE_ROWS rows, one sort; above, one pass splits the rows by repo_id range into temporary files under
+    LAKE/.tmp (streamed, nothing sorted), then each range is sorted alone (within DuckDB's memory limit, no
+    spill) into its own segment. Segments with no rows are dropped."""
+    ranges = _repo_ranges(con, source_sql) if "repo_id" in column_names(table) else []
+    if len(ranges) <= 1:
+        segments = [write_segment(lake, table, source_sql)]
+    else:
+        parts = lake.root / ".tmp" / f"import-{uuid.uuid4().hex[:12]}"
+        parts.mkdir(parents=True)
+        try:
+            # The range of a row: the number of later ranges' first repos at or below it (ranges are ordered).
+            cases = " ".join(f"WHEN repo_id < {sql_literal(r[0])} THEN {i - 1}" for i, r in enumerate(ranges) if i)
+            con.execute(f"SET temp_directory = {sql_literal(str(lake.root / '.tmp'))}")
+            con.execute(f"SET memory_limit = {sql_literal(REWRITE_MEMORY)}")
+            con.execute("SET preserve_insertion_order = false")  # stream the rows: their order is sorted later
+            con.execute(
+                f"COPY (SELECT *, CASE {cases} ELSE {len(ranges) - 1} END AS wwhub_range FROM ({source_sql})) "
+                f"TO {sql_literal(str(parts))} (FORMAT parquet, PARTITION_BY (wwhub_range))"
+            )
+            segments = []
+            for folder in sorted(parts.iterdir(), key=lambda f: int(f.name.partition("=")[2])):
+                files = sql_literal(str(folder / "*.parquet"))
+                part_sql = f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"  # no wwhub_range
+                segments.append(write_segment(lake, table, part_sql))
+        finally:
+            shutil.rmtree(parts, ignore_errors=True)
+    for segment in segments:
+        if not segment.rows:
+            (lake.root / segment.file).unlink(missing_ok=True)
+    return [s for s in segments if s.rows]
+
+
 def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
     """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
     the rows per table."""
@@ -151,10 +205,7 @@ def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
             select = f"SELECT * FROM read_parquet({sql_literal(str(source))})" if isinstance(source, Path) else source
             keys[table] = _keys(con, table, select)
             segment = _adopt_file(lake, table, source) if isinstance(source, Path) else None
-            segment = segment or write_segment(lake, table, select)
-            staged[table] = [segment] if segment.rows else []
-            if not segment.rows:
-                (lake.root / segment.file).unlink(missing_ok=True)
+            staged[table] = [segment] if segment else write_sorted_segments(lake, con, table, select)
     except BaseException:
         for segments in staged.values():
             for segment in segments:
