@@ -45,7 +45,7 @@ def _count(lake: Lake, table: str) -> int:
 
 # An import (or merge) of more rows than this is split by repo_id range and each range sorted alone: DuckDB sorts
 # one range in memory instead of spilling gigabytes to sort everything at once.
-RANGE_ROWS = 2_000_000
+RANGE_ROWS = 1_000_000
 
 
 def _table_of(path: Path, table: str | None) -> str:
