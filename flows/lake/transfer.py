@@ -8,10 +8,9 @@ keys it brings (a model imported twice, or present in both merged lakes, is ther
 from __future__ import annotations
 
 import shutil
-import uuid
 from pathlib import Path
 
-from .compaction import REWRITE_MEMORY, remove_orphans, write_segment
+from .compaction import remove_orphans, write_segment
 from .files import durable_mkdir, durable_replace
 from .layout1 import V1_TABLES, migrate_v1, v1_snapshot, v1_source
 from .manifest import MANIFEST, LakeError, Segment, new_segment_file, schema_fingerprint
@@ -160,32 +159,23 @@ def _repo_ranges(con, source_sql: str) -> list[tuple[str, str]]:
 
 def write_sorted_segments(lake: Lake, con, table: str, source_sql: str) -> list[Segment]:
     """The rows of ``source_sql`` as segments sorted by the table's keys, however they arrive, in bounded memory:
-    up to RANGE_ROWS rows, one sort; above, one pass splits the rows by repo_id range into temporary files under
-    LAKE/.tmp (streamed, nothing sorted), then each range is sorted alone (within DuckDB's memory limit, no
-    spill) into its own segment. Segments with no rows are dropped."""
+    up to RANGE_ROWS rows, one sort; above, one sorted segment per repo_id range of at most RANGE_ROWS rows, each
+    read from the source by a filter on repo_id (Parquet skips what is outside the range cheaply: the filter column
+    is read first) and sorted alone within DuckDB's memory limit, so nothing spills and no temporary copy is
+    written. Segments with no rows are dropped."""
     ranges = _repo_ranges(con, source_sql) if "repo_id" in column_names(table) else []
     if len(ranges) <= 1:
         segments = [write_segment(lake, table, source_sql)]
     else:
-        parts = lake.root / ".tmp" / f"import-{uuid.uuid4().hex[:12]}"
-        parts.mkdir(parents=True)
+        segments = []
         try:
-            # The range of a row: the number of later ranges' first repos at or below it (ranges are ordered).
-            cases = " ".join(f"WHEN repo_id < {sql_literal(r[0])} THEN {i - 1}" for i, r in enumerate(ranges) if i)
-            con.execute(f"SET temp_directory = {sql_literal(str(lake.root / '.tmp'))}")
-            con.execute(f"SET memory_limit = {sql_literal(REWRITE_MEMORY)}")
-            con.execute("SET preserve_insertion_order = false")  # stream the rows: their order is sorted later
-            con.execute(
-                f"COPY (SELECT *, CASE {cases} ELSE {len(ranges) - 1} END AS wwhub_range FROM ({source_sql})) "
-                f"TO {sql_literal(str(parts))} (FORMAT parquet, PARTITION_BY (wwhub_range))"
-            )
-            segments = []
-            for folder in sorted(parts.iterdir(), key=lambda f: int(f.name.partition("=")[2])):
-                files = sql_literal(str(folder / "*.parquet"))
-                part_sql = f"SELECT * FROM read_parquet({files}, hive_partitioning = false)"  # no wwhub_range
-                segments.append(write_segment(lake, table, part_sql))
-        finally:
-            shutil.rmtree(parts, ignore_errors=True)
+            for first, last in ranges:
+                bounds = f"repo_id BETWEEN {sql_literal(first)} AND {sql_literal(last)}"
+                segments.append(write_segment(lake, table, f"SELECT * FROM ({source_sql}) WHERE {bounds}"))
+        except BaseException:
+            for segment in segments:
+                (lake.root / segment.file).unlink(missing_ok=True)
+            raise
     for segment in segments:
         if not segment.rows:
             (lake.root / segment.file).unlink(missing_ok=True)
