@@ -139,6 +139,15 @@ def refresh_correlations(root: str | Path, families: Iterable[str] | None = None
     return len(rows)
 
 
+def families_with_reported_values(root: str | Path, family_of: dict[str, str]) -> set[str]:
+    """The families (``family_of``: repo_id → family) of the repos with any evals row in the lake: only their
+    models can be points of the table, so a scan of models without reported values changes no correlation."""
+    if not family_of:
+        return set()
+    sql = "SELECT DISTINCT repo_id FROM evals WHERE list_contains(getvariable('repos'), repo_id)"
+    return {family_of[r["repo_id"]] for r in run_query(root, sql, {"repos": sorted(family_of)})}
+
+
 def read_all_correlations(root: Path) -> list[dict]:
     """Every stored row of the table."""
     return run_query(root, "SELECT * FROM correlations")

@@ -30,7 +30,7 @@ from ww_core import FIT_OK
 
 from . import __version__
 from .analyze import ModelAnalysis, default_layer_workers, usable_cores
-from .correlations import refresh_correlations
+from .correlations import families_with_reported_values, refresh_correlations
 from .describe import plan_layers
 from .distance import BaseModels, DistanceOptions
 from .families import admission_warnings
@@ -513,7 +513,7 @@ def release_bases(scan_id: str) -> None:
 def record_scan(lake_root: str, report: ScanReport, families: list[str], source: str, membership: bool) -> None:
     """One commit: the ``scans`` row, an ``attempts`` row per model the scan could not scan (and did not record in
     ``models``), and, with ``membership``, what each named family listed; then the derived ``correlations`` of the
-    families it wrote models of."""
+    families it wrote models with reported values of."""
     report.ended_at = report.ended_at or dt.datetime.now(dt.UTC)
     counts = report.counts()
     scans_row = dict(
@@ -555,8 +555,11 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         for rank, ref in enumerate(refs, start=1)
     ]
     Lake(lake_root).commit({"scans": [scans_row], "attempts": attempts, "memberships": memberships})
-    if report.touched_families:  # a scan that wrote no model changed no correlation
-        refresh_correlations(lake_root, report.touched_families)
+    # Only models with reported values are points of the correlations: a scan that wrote none changes nothing.
+    written = {o.repo_id: o.family for o in report.outcomes if o.committed}
+    families = families_with_reported_values(lake_root, written)
+    if families:
+        refresh_correlations(lake_root, families)
 
 
 def new_scan_id() -> str:

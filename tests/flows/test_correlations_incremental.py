@@ -5,7 +5,7 @@ import math
 
 import numpy as np
 
-from flows.correlations import refresh_correlations
+from flows.correlations import families_with_reported_values, refresh_correlations
 from flows.lake import Lake
 from flows.query import run_query
 from tests.flows.lakes import write_lake
@@ -85,3 +85,12 @@ def test_a_lake_without_stored_rows_is_refreshed_in_full(tmp_path):
     Lake(root).replace_derived("correlations", [])
     refresh_correlations(root, {"fam0"})
     assert _table(root) == full
+
+
+def test_only_families_of_repos_with_reported_values_are_refreshed(tmp_path):
+    root = write_lake(tmp_path / "lake", _models(4))
+    plain = dict(repo_id="org/plain", revision="r1", family="plainfam", status="scanned", alpha=3.0)
+    Lake(root).commit_model("org/plain", "r1", {"models": [plain]})
+    family_of = {"org/plain": "plainfam", "org/fam2-1": "fam2", "org/unknown": "nofam"}
+    assert families_with_reported_values(root, family_of) == {"fam2"}
+    assert families_with_reported_values(root, {}) == set()
