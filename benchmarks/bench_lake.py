@@ -1,16 +1,21 @@
-"""The lake at hub scale (issue #10): a synthetic lake of 100 000 models x 200 layers (~1 000 families, one
+"""The lake at hub scale (issues #10, #17): a synthetic lake of 100 000 models x 200 layers (~1 000 families, one
 reported accuracy each) built through the public import path, then the commands a user times, as whole processes,
 next to the floor: the same SQL in a bare DuckDB process over one Parquet file per table holding the same rows.
 
-    python benchmarks/bench_lake.py [--models 100000] [--layers 200] [--workdir DIR] [--keep]
+    python benchmarks/bench_lake.py [--models 100000] [--layers 200] [--rescans 200] [--workdir DIR] [--keep]
 
-Prints: `wwhub lake import` time and disk (vs the same rows in one zstd Parquet file), `wwhub query "SELECT
-count(*) FROM layers"`, `wwhub leaderboard --family F`, the `correlations` table recomputed (in-process, as after
-a scan) and read back by `wwhub query correlations`, each command the best of --repeat runs; and the lake work of
-adding one scanned model (Lake.commit_model of 200 layer rows + ESD + evals + models row, folding included) at
-1 000 models and at the full size. Targets (2 cores): count <= 0.75 s, leaderboard <= 1 s, correlations <= 2 s,
-each within 1.5x of the floor plus process start; one model <= 100 ms; import of 20M rows <= 60 s; disk <= 1.5x.
-Needs ~6 GB of free disk at full size and keeps DuckDB's memory at 4 GB.
+Prints: `wwhub lake import` of the generated files (rows in shuffled order) and of an export written by `wwhub query
+"SELECT * FROM layers" --format parquet` (whether that export is clustered by repo is printed: a clustered file is
+adopted by a copy, any other sorted by repo range), time and disk; `wwhub query "SELECT count(*) FROM layers"`,
+`wwhub leaderboard --family F`, the `correlations` table recomputed in full and for one family (in-process) and
+read back by `wwhub query correlations`; `wwhub scan` of one small model with a reported value and of one without
+(whole processes, best of --repeat) into the big lake and into a small lake in the same run, and the difference;
+the lake work of --rescans successive `--force` rescans of models inside the big imported segment
+(Lake.commit_model of 200 layer rows, folding included): median and the slowest single commit.
+
+Targets (2 cores): import of 20M rows <= 60 s; one-model scan <= 100 ms over the small-lake scan; count <= 0.75 s,
+leaderboard <= 1 s, correlations <= 2 s; the slowest commit bounded (no rewrite of the big segment). Needs ~6 GB of
+free disk at full size and keeps DuckDB's memory at 4 GB.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from flows.lake import Lake  # noqa: E402
+from flows.lake import Lake, transfer  # noqa: E402
 from flows.lake.schema import SCHEMAS, quoted  # noqa: E402
 from flows.lake.views import query_files, sql_literal  # noqa: E402
 from flows.leaderboard.correlations import refresh_correlations  # noqa: E402
@@ -87,8 +92,8 @@ def column_exprs(table: str, values: dict, families: int, models: int) -> str:
 
 
 def generate(floor: Path, models: int, layers: int, families: int) -> None:
-    """The floor files: layers.parquet, models.parquet, evals.parquet (zstd), in repo order (as an export of a
-    compacted lake is), ~models/families models per family."""
+    """The floor files: layers.parquet, models.parquet, evals.parquet (zstd), rows shuffled, ~models/families
+    models per family."""
     import duckdb
 
     floor.mkdir(parents=True, exist_ok=True)
@@ -124,8 +129,8 @@ def generate(floor: Path, models: int, layers: int, families: int) -> None:
         target = floor / f"{table}.parquet"
         if target.exists():
             continue
-        # In repo order, as an export of a compacted lake is (a parallel cross join would interleave models).
-        select = f"SELECT {column_exprs(table, values, families, models)} {plans[table]} ORDER BY repo_id"
+        # Rows in no useful order (every row group spans every family), as a COPY of a parallel query gives.
+        select = f"SELECT {column_exprs(table, values, families, models)} {plans[table]} ORDER BY random()"
         con.execute(f"COPY ({select}) TO {sql_literal(str(target))} (FORMAT parquet, COMPRESSION zstd)")
     con.close()
 
@@ -153,9 +158,12 @@ def floor_command(floor: Path, sql: str, family: str | None = None) -> list[str]
         for t in ("layers", "models", "evals")
     ]
     views.append(
-        "CREATE VIEW models_latest AS SELECT * FROM models "
+        "CREATE VIEW models_latest AS SELECT *, false AS last_attempt_failed, NULL::VARCHAR AS last_attempt_status, "
+        "NULL::VARCHAR AS last_attempt_reason FROM models "
         "QUALIFY row_number() OVER (PARTITION BY repo_id ORDER BY scanned_at DESC) = 1"
     )
+    # No family listings recorded: every model is shown.
+    views.append("CREATE VIEW family_members AS SELECT NULL::VARCHAR AS family, NULL::VARCHAR AS repo_id WHERE false")
     queries = query_files()
     for name in ("reported_values", "reported_accuracy", "leaderboard"):
         views.append(f"CREATE VIEW {name} AS {queries[name]}")
@@ -168,23 +176,99 @@ def floor_command(floor: Path, sql: str, family: str | None = None) -> list[str]
     return [sys.executable, "-c", code]
 
 
-def add_one_model(lake: Lake, count: int, tag: str) -> tuple[float, float]:
-    """(median, mean) seconds of lake work to add one scanned 200-layer model, over ``count`` models."""
-    tables = [model_tables(f"new/{tag}-{i:04d}", layers=200, seed=i) for i in range(count)]
-    for table in tables:
-        for row in table["esd"]:
-            row.update(storage="tail", evals=[float(x) for x in range(100)], bulk_quantiles=[0.0] * 65)
-    lake.commit_model("new/warm-up", "r1", model_tables("new/warm-up", layers=200))  # imports, caches
+def rescans(lake: Lake, count: int, models: int, families: int) -> list[float]:
+    """Seconds of lake work of each of ``count`` successive ``--force`` rescans of models inside the imported
+    segment (the commit a scan makes: 200 layer rows + ESD + evals + models row, replacing the model's rows)."""
+    family_of = LAYER_VALUES["family"].replace("{families}", str(families)).replace("{models}", str(models))
+    repo_of = LAYER_VALUES["repo_id"].replace("{families}", str(families)).replace("{models}", str(models))
+    import duckdb
+
+    picks = range(0, models, max(1, models // count))[:count]
+    named = duckdb.execute(
+        f"SELECT {repo_of}, md5(m::VARCHAR) || substr(md5((m + 1)::VARCHAR), 1, 8), {family_of} "
+        f"FROM (SELECT unnest({list(picks)}) AS m)"
+    ).fetchall()
     times = []
-    for i, table in enumerate(tables):
+    for i, (repo_id, revision, family) in enumerate(named):
+        tables = model_tables(repo_id, revision=revision, family=family, layers=200, seed=i)
+        for row in tables["esd"]:
+            row.update(storage="tail", evals=[float(x) for x in range(100)], bulk_quantiles=[0.0] * 65)
         start = time.perf_counter()
-        lake.commit_model(f"new/{tag}-{i:04d}", "r1", table)
+        lake.commit_model(repo_id, revision, tables)
         times.append(time.perf_counter() - start)
-    return statistics.median(times), statistics.fmean(times)
+    return times
+
+
+def small_model(folder: Path) -> Path:
+    """ROOT/org/tiny-1b (three 64x32 matrices and a card with an accuracy) and ROOT/org/plain-1b (the same
+    matrices, no card), for `wwhub scan --source local ROOT`."""
+    import numpy as np
+
+    from tests.fakehub import write_model
+
+    rng = np.random.default_rng(0)
+    tensors = {f"l{k}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for k in range(3)}
+    card = {"model-index": [{"name": "tiny-1b", "results": [{"task": {"type": "text-classification"},
+            "dataset": {"name": "bench", "type": "bench", "split": "test"},
+            "metrics": [{"type": "accuracy", "value": 0.61}]}]}]}  # fmt: skip
+    write_model(folder / "org" / "tiny-1b", tensors, card=card)
+    write_model(folder / "org" / "plain-1b", tensors)  # no reported value: no correlation can change
+    return folder
+
+
+def scan_seconds(source: Path, lake: Path, repeat: int, repo: str) -> float:
+    command = [*WWHUB, "scan", repo, "--source", "local", str(source), "--force", "--lake", str(lake)]
+    return timed(command, repeat)
+
+
+def export(lake: Path, folder: Path) -> None:
+    """What a user exports: `wwhub query "SELECT * FROM T" --format parquet` per table (no ORDER BY)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for table in ("layers", "models", "evals"):
+        command = [*WWHUB, "query", f"SELECT * FROM {table}", "--format", "parquet", "--lake", str(lake)]
+        subprocess.run([*command, "--out", str(folder / f"{table}.parquet")], cwd=ROOT, env=ENV, check=True)
 
 
 def folder_bytes(folder: Path) -> int:
     return sum(p.stat().st_size for p in folder.rglob("*.parquet"))
+
+
+def commands(args, floor: Path, lake_root: Path) -> None:
+    family = f"family-{42 % args.families:04d}"
+    startup = timed([sys.executable, "-c", "import duckdb"], args.repeat)
+    cases = [
+        (
+            "query count(*) layers",
+            [*WWHUB, "query", "SELECT count(*) FROM layers"],
+            floor_command(floor, "SELECT count(*) FROM layers"),
+            0.75,
+        ),
+        (
+            f"leaderboard --family {family}",
+            [*WWHUB, "leaderboard", "--family", family, "--format", "csv"],
+            floor_command(floor, "SELECT * FROM leaderboard", family),
+            1.0,
+        ),
+    ]
+    print(
+        f"\n{'command':34} {'wwhub':>8} {'floor':>8} {'ratio':>6} {'target':>7}   (python + import duckdb: "
+        f"{startup:.2f} s)"
+    )
+    for label, command, floor_cmd, target in cases:
+        ours = timed([*command, "--lake", str(lake_root)], args.repeat)
+        bare = timed(floor_cmd, args.repeat)
+        print(f"{label:34} {ours:7.2f}s {bare:7.2f}s {ours / bare:5.2f}x {target:6.2f}s")
+    # The derived table: in full (as after `lake import`) and for one family and the pooled rows (as after a scan).
+    start = time.perf_counter()
+    refresh_correlations(lake_root)
+    full = time.perf_counter() - start
+    start = time.perf_counter()
+    refresh_correlations(lake_root, {family})
+    one = time.perf_counter() - start
+    print(f"{'refresh correlations, all (in-process)':34} {full:7.2f}s")
+    print(f"{'refresh correlations, one family':34} {one:7.2f}s   ({full / one:.0f}x less)")
+    stored = timed([*WWHUB, "query", "correlations", "--lake", str(lake_root)], args.repeat)
+    print(f"{'query correlations (stored table)':34} {stored:7.2f}s {'':>8} {'':>6} {2.0:6.2f}s")
 
 
 def main() -> None:
@@ -193,102 +277,53 @@ def main() -> None:
     parser.add_argument("--layers", type=int, default=200)
     parser.add_argument("--families", type=int, default=1000)
     parser.add_argument("--repeat", type=int, default=3)
-    parser.add_argument("--adds", type=int, default=40, help="models added one by one at each size")
+    parser.add_argument("--rescans", type=int, default=200, help="successive --force rescans in the big lake")
     parser.add_argument("--workdir", help="keep the generated files here (default: a temporary folder)")
     parser.add_argument("--keep", action="store_true", help="do not delete the work folder")
     args = parser.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="wwhub-bench-lake-"))
-    floor, lake_root = work / "floor", work / "lake"
+    floor, first, exported, lake_root = work / "floor", work / "first-lake", work / "export", work / "lake"
     try:
         start = time.perf_counter()
         generate(floor, args.models, args.layers, args.families)
         rows = args.models * args.layers
         print(
             f"generated {rows:,} layer rows, {args.models:,} models, {args.families} families in "
-            f"{time.perf_counter() - start:.0f} s ({folder_bytes(floor) / 1e9:.2f} GB of zstd Parquet)"
+            f"{time.perf_counter() - start:.0f} s ({folder_bytes(floor) / 1e9:.2f} GB of zstd Parquet, shuffled)"
         )
-
-        small = work / "small-lake"
-        shutil.rmtree(small, ignore_errors=True)
-        subset = work / "subset"
-        if not subset.exists():
-            import duckdb
-
-            subset.mkdir()
-            for table in ("layers", "models", "evals"):
-                src, out = sql_literal(str(floor / f"{table}.parquet")), sql_literal(str(subset / f"{table}.parquet"))
-                duckdb.execute(
-                    f"COPY (SELECT * FROM read_parquet({src}) WHERE repo_id IN "
-                    f"(SELECT repo_id FROM read_parquet({src}) GROUP BY 1 ORDER BY 1 LIMIT 1000)) TO {out}"
-                )
-        subprocess.run([*WWHUB, "lake", "import", str(subset), "--lake", str(small)], cwd=ROOT, env=ENV, check=True)
-        median_1k, mean_1k = add_one_model(Lake(small), args.adds, "small")
-
-        shutil.rmtree(lake_root, ignore_errors=True)
-        import_seconds = timed([*WWHUB, "lake", "import", str(floor), "--lake", str(lake_root)], 1, timeout=3600)
+        for path in (first, exported, lake_root):
+            shutil.rmtree(path, ignore_errors=True)
+        shuffled = timed([*WWHUB, "lake", "import", str(floor), "--lake", str(first)], 1, timeout=3600)
+        export(first, exported)
+        clustered = transfer._clustered_by_repo(exported / "layers.parquet") is not None
+        import_seconds = timed([*WWHUB, "lake", "import", str(exported), "--lake", str(lake_root)], 1, timeout=3600)
+        shutil.rmtree(first, ignore_errors=True)
         disk = folder_bytes(lake_root / "data")
         print(
-            f"wwhub lake import: {import_seconds:.1f} s for {rows:,} layer rows (target <= 60 s at 20M); "
-            f"disk {disk / 1e9:.2f} GB = {disk / folder_bytes(floor):.2f}x one zstd file per table (target <= 1.5x)"
+            f"wwhub lake import of the shuffled files: {shuffled:.1f} s; of the `wwhub query --format parquet` export "
+            f"({'clustered by repo: adopted' if clustered else 'not clustered by repo: sorted by range'}): "
+            f"{import_seconds:.1f} s for {rows:,} layer rows (target <= 60 s at 20M, correlations included); "
+            f"disk {disk / 1e9:.2f} GB = {disk / folder_bytes(floor):.2f}x one zstd file per table"
         )
+        commands(args, floor, lake_root)
 
-        family = f"family-{42 % args.families:04d}"
-        startup = timed([sys.executable, "-c", "import duckdb"], args.repeat)
-        cases = [
-            (
-                "query count(*) layers",
-                [*WWHUB, "query", "SELECT count(*) FROM layers"],
-                floor_command(floor, "SELECT count(*) FROM layers"),
-                0.75,
-            ),
-            (
-                f"leaderboard --family {family}",
-                [*WWHUB, "leaderboard", "--family", family, "--format", "csv"],
-                floor_command(floor, "SELECT * FROM leaderboard", family),
-                1.0,
-            ),
-        ]
+        source, empty = small_model(work / "models"), work / "empty-lake"
+        shutil.rmtree(empty, ignore_errors=True)
+        for repo, what in (("org/tiny-1b", "with a reported accuracy"), ("org/plain-1b", "no reported value")):
+            scan_seconds(source, empty, 1, repo)  # the small lake now holds the model: both scans are --force rescans
+            scan_seconds(source, lake_root, 1, repo)
+            big = scan_seconds(source, lake_root, args.repeat, repo)
+            small = scan_seconds(source, empty, args.repeat, repo)
+            print(
+                f"wwhub scan of one 3-matrix model, {what} (whole process, best of {args.repeat}): into the "
+                f"{args.models:,}-model lake {big:.2f} s, into a small lake {small:.2f} s: "
+                f"{1e3 * (big - small):+.0f} ms (target <= +100 ms)"
+            )
+        times = rescans(Lake(lake_root), args.rescans, args.models, args.families)
         print(
-            f"\n{'command':34} {'wwhub':>8} {'floor':>8} {'ratio':>6} {'target':>7}   (python + import duckdb: "
-            f"{startup:.2f} s)"
-        )
-        for label, command, floor_cmd, target in cases:
-            ours = timed([*command, "--lake", str(lake_root)], args.repeat)
-            bare = timed(floor_cmd, args.repeat)
-            print(f"{label:34} {ours:7.2f}s {bare:7.2f}s {ours / bare:5.2f}x {target:6.2f}s")
-        # Where the time goes: one process importing what `wwhub query` imports, then the lake's own work (views
-        # from the manifest, the query) timed inside it, best of --repeat.
-        code = (
-            "import sys, time\nstart = time.perf_counter()\nimport duckdb\nduck = time.perf_counter()\n"
-            "from flows.lake.sql import run_query\nfrom flows.leaderboard.render import leaderboard_data\n"
-            "ready = time.perf_counter()\nbest = {}\n"
-            f"calls = {{'count': lambda: run_query({str(lake_root)!r}, 'SELECT count(*) FROM layers'), "
-            f"'leaderboard': lambda: leaderboard_data({str(lake_root)!r}, {family!r})}}\n"
-            f"for _ in range({args.repeat}):\n"
-            "    for name, call in calls.items():\n"
-            "        t = time.perf_counter(); call(); best[name] = min(best.get(name, 9e9), time.perf_counter() - t)\n"
-            'print(f\'{duck - start:.2f} {ready - duck:.2f} {best["count"]:.3f} {best["leaderboard"]:.3f}\')\n'
-        )
-        result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=ENV, capture_output=True, text=True)
-        duck, flows_import, count_work, board_work = (float(v) for v in result.stdout.split())
-        print(
-            f"  of which: import duckdb {duck:.2f} s, import flows (ww_core, scipy) {flows_import:.2f} s;"
-            f" lake work in-process: count {count_work:.3f} s, leaderboard --family {board_work:.3f} s"
-        )
-
-        # The derived table: recomputed by its producer after every scan and evals import (in-process, as a scan
-        # runs it; benchmarks/bench_correlations.py compares it with the SQL it replaced), then read back.
-        start = time.perf_counter()
-        refresh_correlations(lake_root)
-        print(f"{'refresh correlations (in-process)':34} {time.perf_counter() - start:7.2f}s")
-        stored = timed([*WWHUB, "query", "correlations", "--lake", str(lake_root)], args.repeat)
-        print(f"{'query correlations (stored table)':34} {stored:7.2f}s {'':>8} {'':>6} {2.0:6.2f}s")
-
-        median_big, mean_big = add_one_model(Lake(lake_root), args.adds, "big")
-        print(
-            f"\nadd one scanned model (lake work, 200 layers): at 1 000 models median {median_1k * 1e3:.0f} ms, "
-            f"mean {mean_1k * 1e3:.0f} ms; at {args.models:,} models median {median_big * 1e3:.0f} ms, mean "
-            f"{mean_big * 1e3:.0f} ms (target <= 100 ms; the mean includes folding small segments)"
+            f"{len(times)} successive --force rescans of models inside the imported segment (lake work per commit, 200 "
+            f"layers): median {1e3 * statistics.median(times):.0f} ms, slowest {1e3 * max(times):.0f} ms "
+            f"(segments of layers now: {len(Lake(lake_root).snapshot().tables['layers'])})"
         )
     finally:
         if not args.keep:

@@ -7,7 +7,7 @@ below ~1e-16 lambda_max, far left of any power-law tail (see ``matrix_rank`` in 
 
 Eigenvalues are the squared singular values of W with no 1/N normalization (WeightWatcher's convention).
 
-Speed (measured by ``benchmarks/calibrate_eigen.py``; see README "Speed"):
+Speed (measured by ``benchmarks/calibrate_eigen.py``; see docs/speed.md):
 
 - The Gram matrix is accumulated over blocks of rows upcast to the working precision, ``G = sum_b W_b^T W_b``, each
   block product a BLAS ``syrk`` (numpy dispatches ``a.T @ a`` on one buffer to it: half a general product's flops;

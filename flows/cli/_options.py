@@ -42,7 +42,7 @@ def count_or_none(text: str) -> int | None:
 
 def add_analysis_arguments(parser: argparse.ArgumentParser, precision: str = "float64") -> None:
     """The analysis switches; ``precision`` is the command's default working precision (``scan``: float32, see
-    README "Precision")."""
+    docs/formats.md "Precision")."""
     group = parser.add_argument_group("analysis (WeightWatcher analyze() options)")
     group.add_argument("--mp-fit", action="store_true", help="fit the Marchenko-Pastur bulk (num_spikes, mp_softrank)")
     group.add_argument("--randomize", action="store_true", help="compare with a shuffled W (correlation traps)")

@@ -204,7 +204,7 @@ def register(sub) -> None:
     )
     parser.add_argument("repos", nargs="*", metavar="REPO_ID", help="org/name[@revision]")
     parser.add_argument("--family", help="family name for the models (or pick one from --families)")
-    parser.add_argument("--families", help="families.yaml (named queries; see README)")
+    parser.add_argument("--families", help="families.yaml (named queries; see docs/scan.md)")
     parser.add_argument("--author", help="models of this user or organization")
     parser.add_argument("--search", help="models whose id contains this text")
     parser.add_argument("--filter", action="append", help="tag, e.g. base_model:org/name (repeatable)")

@@ -1,6 +1,6 @@
 """What each column of an exported table means, for the dataset card (one sentence each).
 
-Every column of every exported table must be here: tests/flows/test_dataset_export.py fails on one that is not, so
+Every column of every exported table must be here: tests/flows/dataset/test_export.py fails on one that is not, so
 a new lake column gets its meaning written down where the people who download the dataset read it.
 """
 
@@ -12,7 +12,7 @@ KEY = {
     "family": "the family the model was scanned in (a families.yaml entry; adapters are `FAMILY-adapters`)",
 }
 
-# The per-layer metrics of ww_core (README "Metrics"): eigenvalues λ of X = WᵀW, N ≥ M the dimensions of W.
+# The per-layer metrics of ww_core (docs/formats.md "Metrics"): eigenvalues λ of X = WᵀW, N ≥ M the dimensions of W.
 LAYER_METRICS = {
     "layer_id": "position of the logical weight matrix in depth order, from 0",
     "longname": "weightwatcher's longname: the module path (the tensor name without .weight)",

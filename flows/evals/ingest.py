@@ -3,9 +3,9 @@
 Each imported row carries ``import_id`` = ``<label>-<digest>``, the digest naming where it came from (the resolved
 path of a local file, or the repo), and the lake keys imported rows by it (flows/lake/schema.py): importing the same
 origin again replaces exactly what it brought before (and says so); a different file with the same name lands
-beside it. The import is one lake commit, followed by the derived ``correlations`` table; the user hears about
-repos that are not in the lake yet and about (model, metric) pairs that other sources report too (the precedence
-of queries/reported_values.sql decides which one counts).
+beside it. The import is one lake commit, followed by the derived ``correlations`` of the families of the repos it
+concerns; the user hears about repos that are not in the lake yet and about (model, metric) pairs that other
+sources report too (the precedence of queries/reported_values.sql decides which one counts).
 """
 
 from __future__ import annotations
@@ -57,9 +57,15 @@ def store_import(root: str | Path | None, imported: Import, label: str, origin: 
         notes.append(f"replaces the previous import of {origin}")
     if earlier - {import_id}:
         notes.append(f"kept beside {len(earlier - {import_id})} earlier import(s) of another file named {label}")
+    # The repos whose reported values change: those this import brings and those the import it replaces brought.
+    repos = {r["repo_id"] for r in imported.rows}
+    if import_id in earlier:
+        sql = "SELECT DISTINCT repo_id FROM evals WHERE import_id = getvariable('import_id')"
+        repos |= {r["repo_id"] for r in run_query(lake.root, sql, {"import_id": import_id})}
     rows = [dict(row, import_id=import_id) for row in imported.rows]
     lake.commit({"evals": rows}, replace={"evals": [{"import_id": import_id}]})
-    scanned = {r["repo_id"] for r in run_query(lake.root, "SELECT DISTINCT repo_id FROM models")}
+    family_of = run_query(lake.root, "SELECT DISTINCT repo_id, family FROM models")
+    scanned = {r["repo_id"] for r in family_of}
     missing = sorted({r["repo_id"] for r in imported.rows} - scanned)
     if missing:
         notes.append(
@@ -80,5 +86,5 @@ def store_import(root: str | Path | None, imported: Import, label: str, origin: 
             f"{len(overlap)} (model, metric) pair(s) also come from other sources ({_some(pairs)}); "
             f"the leaderboard picks one by source: {PRECEDENCE}"
         )
-    refresh_correlations(lake.root)
+    refresh_correlations(lake.root, {r["family"] for r in family_of if r["repo_id"] in repos})
     return StoredImport(lake.root, import_id, len(imported.rows), notes)

@@ -1,8 +1,8 @@
 """The metric vocabulary: one name per reported metric, its range, its direction, and how values are checked.
 
 Sources spell the same metric many ways (``acc``, ``Accuracy``, ``top-1``; lm-evaluation-harness's ``acc,none``);
-a correlation needs one name. ``normalize_metric`` maps a raw name to the vocabulary below (README, "Reported
-metrics", shows the same table); a name outside it keeps its spelling, lower-cased with ``_`` for spaces and ``-``,
+a correlation needs one name. ``normalize_metric`` maps a raw name to the vocabulary below (docs/correlations.md
+shows the same table); a name outside it keeps its spelling, lower-cased with ``_`` for spaces and ``-``,
 and ``acc`` tokens read as ``accuracy`` (``prompt_level_strict_acc`` → ``prompt_level_strict_accuracy``).
 
 Scales: a proportion (accuracy, F1, ...) is reported either as a fraction (0.95) or in percent (95). Each stored

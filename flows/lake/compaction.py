@@ -10,23 +10,27 @@ from __future__ import annotations
 
 import math
 import time
-import uuid
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from .schema import DERIVED_TABLES, SCHEMAS, column_names, quoted
-from .store import (
-    COMPACTION_LOCK,
-    DATA,
-    FOLD_FANOUT,
-    FOLD_MAX_ROWS,
-    MAX_HIDDEN_KEYS,
-    ORPHAN_AGE_SECONDS,
-    ROW_GROUP_ROWS,
-    Lake,
-    Segment,
-    schema_fingerprint,
-    sort_clause,
-)
+from .files import durable_mkdir, durable_replace
+from .manifest import DATA, ROW_GROUP_ROWS, Segment, new_segment_file, schema_fingerprint
+from .schema import DERIVED_TABLES, SCHEMAS, column_names, quoted, sort_clause
+from .views import empty_table_sql, sql_literal, table_sql
+
+if TYPE_CHECKING:
+    from .store import Lake
+
+# An unreferenced file younger than this may be a write in flight; older ones were left by a killed writer.
+ORPHAN_AGE_SECONDS = 3600
+# Size-tiered folding: a segment's tier is floor(log16(rows)); sixteen segments of one tier become one of the next,
+# so each row is rewritten about log16(rows in the lake) times, and a commit never rewrites a large segment.
+FOLD_FANOUT = 16
+FOLD_MAX_ROWS = 1 << 18
+# A segment hiding more keys than this is rewritten without them, so that view filters stay short; but only up to
+# FOLD_MAX_ROWS rows: no commit rewrites a larger segment (a 20M-row import would take a minute and gigabytes),
+# its hidden keys stay filtered by the views until `wwhub lake compact` rewrites it.
+MAX_HIDDEN_KEYS = 64
 
 # Memory DuckDB may use while rewriting (it spills to LAKE/.tmp past that): the machine is shared.
 REWRITE_MEMORY = "2GB"
@@ -37,8 +41,9 @@ def _tier(segment: Segment) -> int:
 
 
 def _fold_candidates(segments: list[Segment]) -> list[Segment]:
-    """FOLD_FANOUT segments of the smallest crowded tier, or one hiding too many keys (rewritten alone)."""
-    crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS]
+    """FOLD_FANOUT segments of the smallest crowded tier, or one of at most FOLD_MAX_ROWS rows hiding too many keys
+    (rewritten alone). Never a segment of more than FOLD_MAX_ROWS rows: what a commit rewrites is bounded."""
+    crowded = [s for s in segments if len(s.hidden) > MAX_HIDDEN_KEYS and s.rows <= FOLD_MAX_ROWS]
     if crowded:
         return crowded[:1]
     tiers: dict[int, list[Segment]] = {}
@@ -55,7 +60,7 @@ def fold_small_segments(lake: Lake, tables: tuple[str, ...]) -> int:
     """Fold crowded tiers of ``tables`` (called after each commit; skipped while another process compacts).
     Returns the number of rewrites done."""
     done = 0
-    with lake._writer_lock(COMPACTION_LOCK, wait=False) as acquired:
+    with lake.compaction_lock(wait=False) as acquired:
         if not acquired:
             return 0
         for table in tables:
@@ -72,7 +77,7 @@ def compact(lake: Lake, target_rows: int = 4_000_000) -> dict[str, int]:
     """``wwhub lake compact``: every table rewritten into sorted segments of up to ``target_rows`` rows with no
     hidden rows, then files no manifest references (left by killed writers) removed. Returns segments per table."""
     result = {}
-    with lake._writer_lock(COMPACTION_LOCK):
+    with lake.compaction_lock():
         for table in SCHEMAS:
             segments = lake.snapshot().tables[table]
             if len(segments) > 1 or any(s.hidden for s in segments) or _outdated(table, segments):
@@ -99,11 +104,9 @@ def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
     part of the lake."""
     import duckdb
 
-    from .views import empty_table_sql, sql_literal
-
-    relative = f"{DATA}/{table}/{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:12]}.parquet"
+    relative = new_segment_file(table)
     path = lake.root / relative
-    path.parent.mkdir(parents=True, exist_ok=True)
+    durable_mkdir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     columns = ", ".join(f"CAST({quoted(name)} AS {kind}) AS {quoted(name)}" for name, kind in SCHEMAS[table])
     has_repo = "repo_id" in column_names(table)
@@ -124,18 +127,20 @@ def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
         raise
     finally:
         con.close()
-    tmp.rename(path)
+    try:
+        durable_replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return Segment(relative, rows, path.stat().st_size, low, high, schema_fingerprint(table))
 
 
 def rewrite(lake: Lake, table: str, inputs: list[Segment]) -> bool:
     """Replace ``inputs`` by one sorted segment of their visible rows (in today's columns). False when another
     writer changed the inputs meanwhile (nothing is lost: the output is dropped and the inputs stay)."""
-    from .views import table_sql
-
     output = write_segment(lake, table, table_sql(table, inputs, prefix=str(lake.root) + "/"))
     path = lake.root / output.file
-    with lake._writer_lock():
+    with lake.writer_lock():
         snapshot = lake.snapshot()
         current = {s.file: s for s in snapshot.tables[table]}
         if any(s.file not in current for s in inputs):
@@ -151,8 +156,8 @@ def rewrite(lake: Lake, table: str, inputs: list[Segment]) -> bool:
         snapshot.tables[table] = kept[:position] + ([output] if output.rows else []) + kept[position:]
         if not output.rows:
             path.unlink(missing_ok=True)
-        lake._retire(snapshot, inputs)
-        lake._publish(snapshot)
+        lake.retire(snapshot, inputs)
+        lake.publish(snapshot)
     return True
 
 

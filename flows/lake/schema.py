@@ -278,3 +278,9 @@ def to_arrow(table: str, rows):
         bad = [name for name in not_float if isinstance(row.get(name), float) and row[name] != row[name]]
         plain.append(dict(row, **dict.fromkeys(bad)) if bad else row)
     return pa.Table.from_pylist(plain, schema=schema)
+
+
+def sort_clause(table: str) -> str:
+    """The ORDER BY a segment of ``table`` is written in (empty for a table with no sort keys)."""
+    keys = SORT_KEYS[table]
+    return f"ORDER BY {', '.join(keys)}" if keys else ""

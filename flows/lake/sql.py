@@ -103,6 +103,11 @@ def run_query(
     return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
 
 
+def query_columns(lake_root, sql_or_name: str, variables: dict | None = None) -> dict:
+    """A query's columns as NumPy arrays (NULLs masked), for numeric work over many rows."""
+    return _execute(Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.execute(sql).fetchnumpy())
+
+
 def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
     """A user's query as an Arrow table, with DuckDB's column types (for Parquet exports)."""
     return _execute(

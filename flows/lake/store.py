@@ -7,9 +7,10 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/data/<table>/<id>.parquet immutable segments (zstd); small ones are folded into larger ones as they pile up
     LAKE/.lock, LAKE/.compact.lock writer locks (fcntl); readers never take them
 
-A write stages its segment files first (written under a temporary name and renamed, so never half a file), then,
-holding the writer lock for a few milliseconds, reads the manifest, records which older segments hold rows with
-the keys it replaces (those rows are hidden from then on), adds its segments and renames a new manifest into place.
+A write stages its segment files first (written under a temporary name, flushed and renamed, so never half a file
+and never lost once listed), then, holding the writer lock for a few milliseconds, reads the manifest, records
+which older segments hold rows with the keys it replaces (those rows are hidden from then on), adds its segments
+and renames a new, flushed manifest into place (flows/lake/files.py: a command that returned has its rows on disk).
 Readers load the manifest once per query and never wait: they see the snapshot before a commit or after it, never
 half a model. A killed writer leaves unreferenced files, which a later compaction removes; segments a compaction
 replaced are deleted only after a grace period, so a reader holding an older manifest can finish its query.
@@ -18,7 +19,6 @@ replaced are deleted only after a grace period, so a reader holding an older man
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import datetime as dt
 import errno
 import fcntl
@@ -26,32 +26,33 @@ import json
 import os
 import threading
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 from ..scanning.status import RETRIED
-from .schema import DERIVED_TABLES, MODEL_TABLES, SCHEMAS, SORT_KEYS, TABLES, key_source_columns, row_key
+from .compaction import fold_small_segments
+from .files import durable_mkdir, durable_replace, durable_write_bytes
+from .layout1 import migrate_v1, v1_snapshot
+from .manifest import (
+    COMPACTION_LOCK,
+    LAYOUT_VERSION,
+    MANIFEST,
+    ROW_GROUP_ROWS,
+    VIEWS_SQL,
+    WRITER_LOCK,
+    LakeError,
+    Segment,
+    Snapshot,
+    new_segment_file,
+    schema_fingerprint,
+)
+from .schema import DERIVED_TABLES, MODEL_TABLES, TABLES, key_source_columns, row_key, to_arrow
+from .views import views_sql
 
-LAYOUT_VERSION = 2
 DEFAULT_LAKE = "wwhub-lake"
-MANIFEST = "manifest.json"
-VIEWS_SQL = "views.sql"
-DATA = "data"
-WRITER_LOCK = ".lock"
-COMPACTION_LOCK = ".compact.lock"
 
 # Segments a compaction replaced stay on disk this long, for readers that loaded the manifest before it.
 RETIRED_GRACE_SECONDS = 600
-# An unreferenced file younger than this may be a write in flight; older ones were left by a killed writer.
-ORPHAN_AGE_SECONDS = 3600
-# Size-tiered folding: a segment's tier is floor(log16(rows)); sixteen segments of one tier become one of the next,
-# so each row is rewritten about log16(rows in the lake) times, and a commit never rewrites a large segment.
-FOLD_FANOUT = 16
-FOLD_MAX_ROWS = 1 << 18
-# A segment hiding more keys than this is rewritten without them, so that view filters stay short.
-MAX_HIDDEN_KEYS = 64
-ROW_GROUP_ROWS = 256 * 1024
 
 _THREAD_LOCKS: dict[str, threading.Lock] = {}
 _THREAD_LOCKS_GUARD = threading.Lock()
@@ -60,70 +61,14 @@ _THREAD_LOCKS_GUARD = threading.Lock()
 def stands_for_scan(status: str, stored_selection: str | None, selection: str) -> bool:
     """Whether a ``models`` row makes a scan of its commit with the ``--layers`` ``selection`` ('' = all layers)
     unnecessary: its status is not one a later run retries (flows/scanning/status.py ``RETRIED``), and it covers all
-    layers
-    or the same selection (a scan of a subset does not stand for a full scan, a full scan stands for any subset)."""
+    layers or the same selection (a scan of a subset does not stand for a full scan, a full scan stands for any
+    subset)."""
     return status not in RETRIED and (stored_selection or "") in ("", selection)
-
-
-class LakeError(ValueError):
-    """A lake that cannot be used as asked (missing, not a lake, read-only, a bad import): one line for the user."""
 
 
 def lake_path(lake: str | os.PathLike | None = None) -> Path:
     """The lake folder: the argument, else ``WWHUB_LAKE``, else ``./wwhub-lake``."""
     return Path(lake or os.environ.get("WWHUB_LAKE") or DEFAULT_LAKE).resolve()
-
-
-@dataclasses.dataclass
-class Segment:
-    """One immutable Parquet file of a table, with what a writer needs to know without opening it."""
-
-    file: str  # relative to the lake root, '/'-separated
-    rows: int
-    bytes: int
-    repo_min: str | None = None
-    repo_max: str | None = None
-    schema: str = ""  # fingerprint of the columns it was written with
-    hidden: list[dict] = dataclasses.field(default_factory=list)  # keys whose rows are no longer visible
-
-    def may_hold(self, repo_id: str | None) -> bool:
-        if self.repo_min is None or repo_id is None:
-            return True
-        return self.repo_min <= repo_id <= self.repo_max
-
-
-@dataclasses.dataclass
-class Snapshot:
-    """What one reader sees: every table's segments at one manifest version."""
-
-    root: Path
-    version: int
-    tables: dict[str, list[Segment]]
-    updated_at: str | None = None
-    retired: list[dict] = dataclasses.field(default_factory=list)
-    layout: int = LAYOUT_VERSION
-
-    def to_json(self) -> dict:
-        return {
-            "layout": self.layout,
-            "version": self.version,
-            "updated_at": self.updated_at,
-            "tables": {t: [dataclasses.asdict(s) for s in segs] for t, segs in self.tables.items()},
-            "retired": self.retired,
-        }
-
-    @classmethod
-    def from_json(cls, root: Path, data: dict) -> Snapshot:
-        tables = {t: [Segment(**s) for s in data.get("tables", {}).get(t, [])] for t in TABLES}
-        return cls(root, data["version"], tables, data.get("updated_at"), data.get("retired", []), data["layout"])
-
-
-def schema_fingerprint(table: str) -> str:
-    """Changes whenever the declared columns of ``table`` change (segments of an older schema are read by name)."""
-    import hashlib
-
-    text = ",".join(f"{name}:{kind}" for name, kind in SCHEMAS[table])
-    return hashlib.sha1(text.encode()).hexdigest()[:12]
 
 
 def batch_keys(table: str, arrow) -> list[dict]:
@@ -192,15 +137,13 @@ class Lake:
         folder cannot be written, before any work is done."""
         lake = cls.check_writable(root)
         try:
-            lake.root.mkdir(parents=True, exist_ok=True)
-            with lake._writer_lock():
+            durable_mkdir(lake.root)
+            with lake.writer_lock():
                 if lake.layout() == 1:
-                    from .transfer import migrate_v1
-
                     migrate_v1(lake)
                 if lake.layout() is None:
                     lake._refuse_foreign_folder()  # again, now that no other writer can be creating it
-                    lake._publish(Snapshot(lake.root, 0, {t: [] for t in TABLES}))
+                    lake.publish(Snapshot(lake.root, 0, {t: [] for t in TABLES}))
         except OSError as err:
             if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
                 raise LakeError(
@@ -230,8 +173,6 @@ class Lake:
     def snapshot(self) -> Snapshot:
         """The current manifest (a layout-1 lake is read in place: one segment per file, nothing hidden)."""
         if self.layout() == 1:
-            from .transfer import v1_snapshot
-
             return v1_snapshot(self.root)
         try:
             data = json.loads((self.root / MANIFEST).read_text())
@@ -282,8 +223,6 @@ class Lake:
         ``tables`` maps a table to its new rows (dicts or an Arrow table in any column order). Older rows whose
         key is in ``replace[table]`` (by default: the keys of the new rows) are hidden by the same step, so the
         lake never holds a key twice; ``replace_all`` empties those tables first (derived tables)."""
-        from .schema import to_arrow
-
         arrows = {t: to_arrow(t, rows) for t, rows in tables.items()}
         keys = dict(replace or {})
         for table, arrow in arrows.items():
@@ -303,24 +242,22 @@ class Lake:
         step, hiding older rows with ``keys[table]``. On any error the staged files are removed, the lake
         unchanged."""
         try:
-            with self._writer_lock():
+            with self.writer_lock():
                 snapshot = self._writable_snapshot()
                 for table in replace_all:
-                    self._retire(snapshot, snapshot.tables[table])
+                    self.retire(snapshot, snapshot.tables[table])
                     snapshot.tables[table] = []
                 for table, table_keys in keys.items():
                     self._hide(snapshot, table, table_keys)
                 for table, segments in staged.items():
                     snapshot.tables[table] += segments
-                self._publish(snapshot)
+                self.publish(snapshot)
         except BaseException:
             for segments in staged.values():
                 for segment in segments:
                     (self.root / segment.file).unlink(missing_ok=True)
             raise
         if fold:
-            from .compaction import fold_small_segments
-
             fold_small_segments(self, tuple(set(staged) | set(keys)))
         return snapshot.version
 
@@ -341,17 +278,21 @@ class Lake:
         return self.commit({table: rows}, replace={}, replace_all=(table,), fold=False)
 
     def _stage(self, table: str, arrow) -> Segment:
-        """Write one segment file (temporary name, then rename) and describe it; not yet part of the lake."""
+        """Write one segment file durably (temporary name, fsync, rename, fsync of its folder) and describe it;
+        not yet part of the lake."""
         import pyarrow.compute as pc
         import pyarrow.parquet as pq
 
-        stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-        relative = f"{DATA}/{table}/{stamp}-{uuid.uuid4().hex[:12]}.parquet"
+        relative = new_segment_file(table)
         path = self.root / relative
-        path.parent.mkdir(parents=True, exist_ok=True)
+        durable_mkdir(path.parent)
         tmp = path.with_name(f".{path.name}.tmp")
-        pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
-        os.replace(tmp, path)
+        try:
+            pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            durable_replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
         repo_min = repo_max = None
         if "repo_id" in arrow.column_names and arrow.num_rows:
             bounds = pc.min_max(arrow.column("repo_id"))
@@ -392,18 +333,19 @@ class Lake:
             return Snapshot(self.root, 0, {t: [] for t in TABLES})
         return self.snapshot()
 
-    def _publish(self, snapshot: Snapshot) -> None:
-        """Rename a new manifest (and views.sql) into place: the one moment a write becomes visible."""
-        from .views import views_sql
-
+    def publish(self, snapshot: Snapshot) -> None:
+        """Rename a new manifest (and views.sql) into place: the one moment a write becomes visible. The caller
+        holds the writer lock, and every segment the snapshot lists is already on the disk (written durably), so
+        the manifest, flushed before its rename and its folder after, never names data a power cut could lose."""
         snapshot.version += 1
         snapshot.updated_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         views = views_sql(snapshot)
         self._drop_expired(snapshot)
-        _atomic_write(self.root / MANIFEST, json.dumps(snapshot.to_json(), separators=(",", ":")))
-        _atomic_write(self.root / VIEWS_SQL, views)
+        durable_write_bytes(self.root / MANIFEST, json.dumps(snapshot.to_json(), separators=(",", ":")).encode())
+        durable_write_bytes(self.root / VIEWS_SQL, views.encode())
 
-    def _retire(self, snapshot: Snapshot, segments: list[Segment]) -> None:
+    def retire(self, snapshot: Snapshot, segments: list[Segment]) -> None:
+        """Drop ``segments`` from readers' future snapshots but keep their files for RETIRED_GRACE_SECONDS."""
         now = time.time()
         snapshot.retired += [{"file": s.file, "at": now} for s in segments]
 
@@ -417,9 +359,18 @@ class Lake:
                 keep.append(entry)
         snapshot.retired = keep
 
+    def writer_lock(self) -> contextlib.AbstractContextManager[bool]:
+        """The lock every change of the manifest holds (a commit holds it for milliseconds); waits for it."""
+        return self._lock(WRITER_LOCK, wait=True)
+
+    def compaction_lock(self, wait: bool = True) -> contextlib.AbstractContextManager[bool]:
+        """The lock of one folding or compacting process at a time; yields False when ``wait`` is off and another
+        process holds it."""
+        return self._lock(COMPACTION_LOCK, wait=wait)
+
     @contextlib.contextmanager
-    def _writer_lock(self, name: str = WRITER_LOCK, wait: bool = True) -> Iterator[bool]:
-        """Held by one writer at a time, across processes (fcntl, released by the kernel if the holder dies) and
+    def _lock(self, name: str, wait: bool) -> Iterator[bool]:
+        """Held by one holder at a time, across processes (fcntl, released by the kernel if the holder dies) and
         across threads of one process. Yields False when ``wait`` is off and someone else holds it."""
         key = f"{self.root}/{name}"
         with _THREAD_LOCKS_GUARD:
@@ -440,16 +391,3 @@ class Lake:
                 os.close(fd)  # closing the file releases the lock
         finally:
             thread_lock.release()
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    """Write then rename: a reader opens the old file or the new one, never a half-written one. (No fsync: a
-    killed process loses nothing the kernel already holds; the lake does not promise to survive a power cut.)"""
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def sort_clause(table: str) -> str:
-    keys = SORT_KEYS[table]
-    return f"ORDER BY {', '.join(keys)}" if keys else ""

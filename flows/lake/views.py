@@ -10,9 +10,13 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from .manifest import Segment, Snapshot, schema_fingerprint
 from .schema import SCHEMAS, TABLES, quoted
-from .store import Lake, Segment, Snapshot, schema_fingerprint
+
+if TYPE_CHECKING:
+    from .store import Lake
 
 # Each repo's newest good scan (scanned or partial: flows/scanning/status.py GOOD), else its newest row: what
 # leaderboards

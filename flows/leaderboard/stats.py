@@ -35,7 +35,7 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from statistics import NormalDist
 
 import numpy as np
@@ -370,6 +370,8 @@ def correlation_table(
     seed: int = 0,
     label: str = "",
     pooled: bool = True,
+    only_families: Collection[str] | None = None,
+    kept_rows: Sequence[dict] = (),
 ) -> list[dict]:
     """Rows for every family with at least 3 models, and one pooled row (family ``(all)``) per metric.
 
@@ -378,7 +380,12 @@ def correlation_table(
     out of that metric's rows. ``label`` (the reported metric) only seeds the resamples. Pearson p-values are
     BH-adjusted across all rows of a metric (every family and the pooled row are tested at once); pooled rows
     carry the within-family estimate, families agreeing with the pooled sign, and the Simpson's-paradox flag
-    (pooled r and within-family r of opposite signs, the within-family interval excluding 0)."""
+    (pooled r and within-family r of opposite signs, the within-family interval excluding 0).
+
+    Incremental use: with ``only_families``, only those families' rows (and the pooled rows, from every model) are
+    computed; ``kept_rows`` are the stored rows of the other families, which take part in the pooled rows' family
+    counts and in the BH adjustment (their ``pearson_p_adjusted`` and ``verdict`` are recomputed, nothing else) and
+    are returned with the new rows. Rows are then the same as a full computation's."""
     families = np.asarray(families, dtype=object).astype(str)
     values = np.asarray(values, dtype=float)
     sizes = None if log_size is None else np.asarray(log_size, dtype=float)
@@ -390,7 +397,7 @@ def correlation_table(
         order = usable[np.argsort(inverse[usable], kind="stable")]
         starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]) if order.size else np.array([], int)
         for members in np.split(order, starts[1:]) if order.size else []:
-            if members.size >= MIN_MODELS:
+            if members.size >= MIN_MODELS and (only_families is None or names[inverse[members[0]]] in only_families):
                 groups.append((names[inverse[members[0]]], metric, members))
         if pooled and usable.size >= MIN_MODELS:
             groups.append((POOLED, metric, usable))
@@ -409,11 +416,12 @@ def correlation_table(
     rows: list[dict] = []
     for metric, column in metrics.items():
         metric_rows = [r for r in computed if r["metric"] == metric and r["family"] != POOLED]
+        metric_rows += [dict(r) for r in kept_rows if r["metric"] == metric and r["family"] != POOLED]
         for row in computed:
             if row["metric"] == metric and row["family"] == POOLED:
                 members = next(g[2] for g in groups if g[0] == POOLED and g[1] == metric)
                 x = np.asarray(column, dtype=float)[members]
-                row.update(within_family(x, values[members], families[members]))
+                row.update(within_family(x, values[members], inverse[members]))
                 row.update(_pooled_signs(row, metric_rows))
                 metric_rows.append(row)
         _adjust(metric_rows)

@@ -28,7 +28,7 @@ from pydantic import (
 from ..sources.base import parse_repo_spec
 
 # huggingface_hub's ModelSort_T (hf_api.py), spelled out so that validating a file does not import the client;
-# tests/flows/test_families.py checks that the two agree.
+# tests/flows/scanning/test_families.py checks that the two agree.
 SORT_KEYS = ("created_at", "downloads", "last_modified", "likes", "trending_score")
 # The keys that choose models; sort and limit only order and cut what they chose.
 SELECTORS = ("repos", "author", "search", "filter")

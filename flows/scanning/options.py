@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ..lake.esd import DEFAULT_ESD
 from ..sources import CacheSource, HubSettings, HubSource, LocalSource
 
-# An adapter's family, by default: its inferred or given family name with this suffix (README: adapters).
+# An adapter's family, by default: its inferred or given family name with this suffix (docs/scan.md: adapters).
 ADAPTER_FAMILY_SUFFIX = "-adapters"
 # The family name of models listed without one (explicit repos, a bare query): each takes its inferred family.
 INFERRED_FAMILY = "*"
@@ -39,7 +39,7 @@ class SourceSpec:
 
 
 # What a scan computes unless told otherwise. float32: as exact as the fits need (alphas within ~1e-5 of float64 on
-# real layers, family ranks unchanged) and faster; `wwhub analyze` stays float64 (README "Precision").
+# real layers, family ranks unchanged) and faster; `wwhub analyze` stays float64 (docs/formats.md "Precision").
 SCAN_DEFAULTS = {"precision": "float32"}
 
 

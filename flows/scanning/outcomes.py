@@ -77,8 +77,3 @@ class ScanReport:
     def exit_code(self) -> int:
         # A model skipped as asked (e.g. --no-pickle) is recorded with its reason but is not a failure.
         return 1 if self.count(*PROBLEMS) or self.list_errors else 0
-
-    @property
-    def touched_families(self) -> set[str]:
-        """Families of the models this scan wrote to the lake."""
-        return {o.family for o in self.outcomes if o.committed}

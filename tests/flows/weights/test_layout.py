@@ -113,7 +113,7 @@ def assert_recorded_unsupported(lake, repo_id):
 def test_no_pickle_keeps_a_local_repo_pickle_closed(tmp_path, pickle_loads, capsys):
     pickled_repo(tmp_path / "repos" / "acme" / "old")
     lake = tmp_path / "lake"
-    # Exit 0: a model skipped as asked is recorded with its reason, and is no failure of the scan (README: Formats).
+    # Exit 0: a model skipped as asked is recorded with its reason, and is no failure of the scan (docs/formats.md).
     assert main(["scan", "--source", "local", str(tmp_path / "repos"), "--lake", str(lake), "--no-pickle"]) == 0
     assert pickle_loads == []
     assert_recorded_unsupported(lake, "acme/old")
