@@ -17,24 +17,29 @@ def write_lake(root, models, metric="accuracy", scale="fraction", correlations=T
     ``--dataset`` and a lake whose table predates its models)."""
     lake = Lake.for_writing(root)
     for family, repo_id, alpha, value, *size in models:
-        common = dict(repo_id=repo_id, revision="r1", family=family)
-        evals = [dict(common, source="model-index", dataset="d", split="test", metric=metric, value=value, scale=scale)]
-        row = dict(
-            common,
-            status="scanned",
-            alpha=alpha,
-            alpha_weighted=2 * alpha,
-            log_alpha_norm=alpha + 1,
-            log_spectral_norm=alpha / 3,
-            log_norm=math.sqrt(alpha),
-            num_layers=1,
-            num_ok=1,
-            num_params=size[0] if size else None,
-        )
-        lake.commit_model(repo_id, "r1", {"evals": evals, "models": [row]})
+        add_model(lake, family, repo_id, alpha, value, size[0] if size else None, metric, scale)
     if correlations:
         refresh_correlations(lake.root)
     return lake.root
+
+
+def add_model(lake, family, repo_id, alpha, value, num_params=None, metric="accuracy", scale="fraction"):
+    """One model (its models row, derived metrics from ``alpha``, and its card's ``value``) as one lake commit."""
+    common = dict(repo_id=repo_id, revision="r1", family=family)
+    evals = [dict(common, source="model-index", dataset="d", split="test", metric=metric, value=value, scale=scale)]
+    row = dict(
+        common,
+        status="scanned",
+        alpha=alpha,
+        alpha_weighted=2 * alpha,
+        log_alpha_norm=alpha + 1,
+        log_spectral_norm=alpha / 3,
+        log_norm=math.sqrt(alpha),
+        num_layers=1,
+        num_ok=1,
+        num_params=num_params,
+    )
+    lake.commit_model(repo_id, "r1", {"evals": evals, "models": [row]})
 
 
 def scanned_tables(repo_id, revision, family, matrices, scanned_at, scan_id="scan-1", facts=None, evals=()):

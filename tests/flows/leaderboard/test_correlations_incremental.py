@@ -1,14 +1,12 @@
 """Incremental correlations: after a change to one family, recomputing that family and the pooled rows gives the
 table a full recomputation gives, and the other families' rows are the stored ones."""
 
-import math
-
 import numpy as np
 
 from flows.lake import Lake
 from flows.lake.sql import run_query
 from flows.leaderboard.correlations import families_with_reported_values, refresh_correlations
-from tests.flows.lakes import write_lake
+from tests.flows.lakes import add_model, write_lake
 
 
 def _models(seed, families=4, per_family=6):
@@ -20,24 +18,6 @@ def _models(seed, families=4, per_family=6):
     ]
 
 
-def _add_model(root, family, repo_id, alpha, value):
-    common = dict(repo_id=repo_id, revision="r1", family=family)
-    evals = [dict(common, source="model-index", dataset="d", split="test", metric="accuracy", value=value)]
-    row = dict(
-        common,
-        status="scanned",
-        alpha=alpha,
-        alpha_weighted=2 * alpha,
-        log_alpha_norm=alpha + 1,
-        log_spectral_norm=alpha / 3,
-        log_norm=math.sqrt(alpha),
-        num_layers=1,
-        num_ok=1,
-        num_params=10**9,
-    )
-    Lake(root).commit_model(repo_id, "r1", {"evals": evals, "models": [row]})
-
-
 def _table(root):
     rows = run_query(root, "SELECT * FROM correlations ORDER BY reported_metric, family, metric")
     assert rows
@@ -47,7 +27,7 @@ def _table(root):
 def test_incremental_refresh_equals_a_full_one(tmp_path):
     root = write_lake(tmp_path / "lake", _models(1))
     before = {(r["family"], r["metric"]): r for r in _table(root)}
-    _add_model(root, "fam1", "org/fam1-new", 9.0, 0.95)
+    add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
 
     refresh_correlations(root, {"fam1"})
     incremental = _table(root)
@@ -69,8 +49,8 @@ def test_incremental_refresh_equals_a_full_one(tmp_path):
 def test_families_not_named_keep_their_stored_rows(tmp_path):
     root = write_lake(tmp_path / "lake", _models(2))
     stored = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
-    _add_model(root, "fam2", "org/fam2-unannounced", 3.0, 0.5)
-    _add_model(root, "fam3", "org/fam3-new", 3.0, 0.5)
+    add_model(Lake(root), "fam2", "org/fam2-unannounced", 3.0, 0.5, 10**9)
+    add_model(Lake(root), "fam3", "org/fam3-new", 3.0, 0.5, 10**9)
 
     refresh_correlations(root, ["fam3"])
     rows = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
