@@ -7,12 +7,13 @@ one value per model and metric, percentages on the fraction scale) and stores th
 leaderboard, the report and ``duckdb`` users read the same numbers.
 
 Work proportional to what changed: a scan passes the families it wrote models of, an evals import the families of
-the repos it concerns, and only those families' rows and the pooled ``(all)`` rows are recomputed; every other
-family's stored rows are kept (only their BH-adjusted p and verdict are recomputed, since the adjustment counts
-every row of a metric), so the table equals a full recomputation's. The pooled rows read every model's point but
-cost O(n log n): above ``stats.BOOTSTRAP_MAX_N`` (500) models the ρ and τ intervals are Fieller-Hartley-Pearson
-Fisher-z intervals instead of a bootstrap (the Pearson interval is Fisher z at every size), so no bootstrap ever
-resamples more than 500 models; below that size the rows are exactly today's bootstrap rows.
+the repos it concerns, and only those families' rows, the rows of families a rescanned model moved out of
+(``_families_left``) and the pooled ``(all)`` rows are recomputed; every other family's stored rows are kept (only
+their BH-adjusted p and verdict are recomputed, since the adjustment counts every row of a metric), so the table
+equals a full recomputation's. The pooled rows read every model's point but cost O(n log n): above
+``stats.BOOTSTRAP_MAX_N`` (500) models the ρ and τ intervals are Fieller-Hartley-Pearson Fisher-z intervals instead
+of a bootstrap (the Pearson interval is Fisher z at every size), so no bootstrap ever resamples more than 500
+models; below that size the rows are exactly today's bootstrap rows.
 
 Columns (``CORRELATIONS_SCHEMA``, flows/lake/schema.py): reported_metric, family (``(all)`` = pooled), metric (the
 weight metric), n, pearson_r, spearman_rho, kendall_tau, slope, intercept, r_squared, rmse (the OLS fit of the
@@ -82,6 +83,22 @@ def _datasets(families: list, datasets: list, present: dict[str, np.ndarray], wa
     return {key: ", ".join(sorted(values)) for key, values in found.items()}
 
 
+def _families_left(kept_rows: list[dict], families: list, values: np.ndarray, metrics: dict) -> set[str]:
+    """The families of ``kept_rows`` whose stored n is no longer the number of their usable points, to be
+    recomputed too: a model moved out of them (rescanned into another family, the one named). A scan changes an
+    unnamed family's points only by such a departure (an arrival or a new value names the family), and a departure
+    always lowers a count, so every family whose rows went stale is found."""
+    names, inverse = np.unique(np.asarray(families, dtype=object).astype(str), return_inverse=True)
+    index = {name: i for i, name in enumerate(names.tolist())}
+    counts = {}
+    for metric, column in metrics.items():
+        usable = np.isfinite(_as_float(column)) & np.isfinite(values)
+        counts[metric] = np.bincount(inverse[usable], minlength=len(names))
+    return {
+        r["family"] for r in kept_rows if r["family"] not in index or counts[r["metric"]][index[r["family"]]] != r["n"]
+    }
+
+
 def compute_rows(
     points: dict[str, np.ndarray], only_families: set[str] | None = None, kept_rows: list[dict] = ()
 ) -> list[dict]:
@@ -94,21 +111,26 @@ def compute_rows(
         at = np.flatnonzero(reported_column == reported)
         families = np.ma.asarray(points["family"][at]).tolist()
         metrics = {m: points[m][at] for m in WEIGHT_METRICS}
+        values = _as_float(points["value"][at])
+        wanted, kept = only_families, [r for r in kept_rows if r["reported_metric"] == reported]
+        if wanted is not None:
+            left = _families_left(kept, families, values, metrics)
+            wanted, kept = wanted | left, [r for r in kept if r["family"] not in left]
         table = stats.correlation_table(
             families,
-            _as_float(points["value"][at]),
+            values,
             {m: _as_float(column) for m, column in metrics.items()},
             _as_float(points["log_size"][at]),
             seed=SEED,
             label=reported,
-            only_families=only_families,
-            kept_rows=[r for r in kept_rows if r["reported_metric"] == reported],
+            only_families=wanted,
+            kept_rows=kept,
         )
         datasets = _datasets(
             families,
             np.ma.asarray(points["dataset"][at]).tolist(),
             {m: _present(column) for m, column in metrics.items()},
-            only_families,
+            wanted,
         )
         higher_is_better = np.ma.asarray(points["higher_is_better"][at]).tolist()[0]
         extra = dict(reported_metric=reported, higher_is_better=higher_is_better)

@@ -1,11 +1,17 @@
 """Incremental correlations: after a change to one family, recomputing that family and the pooled rows gives the
 table a full recomputation gives, and the other families' rows are the stored ones."""
 
+from pathlib import Path
+
 import numpy as np
 
 from flows.lake import Lake
 from flows.lake.sql import run_query
-from flows.leaderboard.correlations import families_with_reported_values, refresh_correlations
+from flows.leaderboard.correlations import (
+    families_with_reported_values,
+    read_all_correlations,
+    refresh_correlations,
+)
 from tests.flows.lakes import add_model, write_lake
 
 
@@ -49,14 +55,26 @@ def test_incremental_refresh_equals_a_full_one(tmp_path):
 def test_families_not_named_keep_their_stored_rows(tmp_path):
     root = write_lake(tmp_path / "lake", _models(2))
     stored = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
-    add_model(Lake(root), "fam2", "org/fam2-unannounced", 3.0, 0.5, 10**9)
+    marked = [dict(r, notes="stored") if r["family"] == "fam2" else r for r in read_all_correlations(Path(root))]
+    Lake(root).replace_derived("correlations", marked)
     add_model(Lake(root), "fam3", "org/fam3-new", 3.0, 0.5, 10**9)
 
     refresh_correlations(root, ["fam3"])
-    rows = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
-    assert rows[("fam2", "alpha")] == stored[("fam2", "alpha")]  # not recomputed: not named
-    assert rows[("fam3", "alpha")] == stored[("fam3", "alpha")] + 1
-    assert rows[("(all)", "alpha")] == stored[("(all)", "alpha")] + 2  # pooled rows always see every model
+    rows = _table(root)
+    assert {r["notes"] for r in rows if r["family"] == "fam2"} == {"stored"}  # read back, not recomputed
+    assert all(r["notes"] != "stored" for r in rows if r["family"] != "fam2")
+    counts = {(r["family"], r["metric"]): r["n"] for r in rows}
+    assert counts[("fam3", "alpha")] == stored[("fam3", "alpha")] + 1
+    assert counts[("(all)", "alpha")] == stored[("(all)", "alpha")] + 1
+
+
+def test_a_family_whose_count_changed_unannounced_is_recomputed(tmp_path):
+    root = write_lake(tmp_path / "lake", _models(7))
+    add_model(Lake(root), "fam2", "org/fam2-unannounced", 3.0, 0.5, 10**9)
+    refresh_correlations(root, ["fam3"])
+    incremental = _table(root)
+    refresh_correlations(root)
+    assert incremental == _table(root)
 
 
 def test_a_lake_without_stored_rows_is_refreshed_in_full(tmp_path):
@@ -74,3 +92,32 @@ def test_only_families_of_repos_with_reported_values_are_refreshed(tmp_path):
     family_of = {"org/plain": "plainfam", "org/fam2-1": "fam2", "org/unknown": "nofam"}
     assert families_with_reported_values(root, family_of) == {"fam2"}
     assert families_with_reported_values(root, {}) == set()
+
+
+def test_a_model_rescanned_into_another_family_leaves_its_old_family(tmp_path):
+    root = write_lake(tmp_path / "lake", _models(5))
+    before = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
+    # The same commit rescanned with --force after families.yaml moved it: its row is replaced, fam0 is not named.
+    add_model(Lake(root), "fam1", "org/fam0-0", 4.0, 0.7, 10**9)
+
+    refresh_correlations(root, {"fam1"})
+    incremental = _table(root)
+    refresh_correlations(root)
+    assert incremental == _table(root)
+    after = {(r["family"], r["metric"]): r["n"] for r in incremental}
+    assert after[("fam0", "alpha")] == before[("fam0", "alpha")] - 1
+    assert after[("fam1", "alpha")] == before[("fam1", "alpha")] + 1
+
+
+def test_a_family_every_model_left_loses_its_rows(tmp_path):
+    models = [m for m in _models(6) if m[0] != "fam3" or m[1].endswith(("-0", "-1", "-2"))]
+    root = write_lake(tmp_path / "lake", models)
+    assert any(r["family"] == "fam3" for r in _table(root))
+    for i in range(3):
+        add_model(Lake(root), "fam2", f"org/fam3-{i}", 3.0 + i, 0.5, 10**9)
+
+    refresh_correlations(root, {"fam2"})
+    incremental = _table(root)
+    assert not any(r["family"] == "fam3" for r in incremental)
+    refresh_correlations(root)
+    assert incremental == _table(root)
