@@ -4,10 +4,13 @@ view); ``--list`` shows the named queries."""
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
+from pathlib import Path
 
 from ..lake import LakeError
-from ..lake.sql import QueryError, named_queries, query_arrow, run_query
+from ..lake.manifest import ROW_GROUP_ROWS
+from ..lake.sql import QueryError, named_queries, run_query, stream_query
 from ._errors import CliError
 from ._output import FORMATS, check_output_file, render_table, write_rows
 
@@ -24,6 +27,23 @@ def register(sub) -> None:
     parser.set_defaults(run=run)
 
 
+def write_parquet(batches, out: str) -> None:
+    """Arrow record batches to ``out`` as one zstd Parquet file, a row group per batch, in DuckDB's own column types
+    (not Python values) so that `wwhub lake import` takes it back. Written beside ``out`` and renamed onto it at the
+    end: a failed export leaves no half file."""
+    import pyarrow.parquet as pq
+
+    target = Path(out)
+    partial = target.with_name(f".{target.name}.partial")
+    try:
+        with pq.ParquetWriter(partial, batches.schema, compression="zstd") as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+        partial.replace(target)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def run(args: argparse.Namespace) -> int:
     if args.list:
         rows = [{"query": name, "answers": about} for name, about in named_queries().items()]
@@ -36,10 +56,9 @@ def run(args: argparse.Namespace) -> int:
         raise CliError("--format parquet needs --out FILE")
     try:
         if args.format == "parquet":
-            import pyarrow.parquet as pq
-
-            # DuckDB's own column types (not Python values), so that `wwhub lake import` takes the file back.
-            pq.write_table(query_arrow(args.lake, args.sql), args.out, compression="zstd")
+            # Streamed a row group at a time: an export of 20M layer rows never holds more than one batch in memory.
+            export = functools.partial(write_parquet, out=args.out)
+            stream_query(args.lake, args.sql, export, batch_rows=ROW_GROUP_ROWS, user=True)
             return 0
         rows = run_query(args.lake, args.sql, user=True)
     except (QueryError, LakeError) as err:

@@ -108,20 +108,22 @@ def query_columns(lake_root, sql_or_name: str, variables: dict | None = None) ->
     return _execute(Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.execute(sql).fetchnumpy())
 
 
-def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None):
-    """A user's query as an Arrow table, with DuckDB's column types (for Parquet exports)."""
-    return _execute(
-        Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.sql(sql).to_arrow_table(), user=True
-    )
-
-
-def stream_query(lake_root, sql_or_name: str, consume, variables: dict | None = None, batch_rows: int = 100_000):
+def stream_query(
+    lake_root,
+    sql_or_name: str,
+    consume,
+    variables: dict | None = None,
+    batch_rows: int = 100_000,
+    user: bool = False,
+):
     """``consume(reader)`` over a query's rows as Arrow record batches (a ``pyarrow.RecordBatchReader`` of about
-    ``batch_rows`` rows each) while its connection is open: a table larger than memory passes through in pieces.
-    ``consume`` runs again from the start if the read is retried (a compaction retired a file under it)."""
+    ``batch_rows`` rows each, DuckDB's column types) while its connection is open: a table larger than memory passes
+    through in pieces. ``consume`` runs again from the start if the read is retried (a compaction retired a file
+    under it). ``user``: as for ``run_query``."""
     return _execute(
         Lake.open(lake_root),
         sql_or_name,
         variables,
         lambda con, sql, _: consume(con.sql(sql).to_arrow_reader(batch_rows)),
+        user=user,
     )

@@ -134,6 +134,26 @@ def test_query_empty_list_and_parquet_export(lake, tmp_path, capsys):
     assert main(["query", "SELECT 1", "--lake", str(lake), "--format", "parquet"]) == 2
 
 
+def test_a_parquet_export_streams_a_row_group_at_a_time(lake, tmp_path, monkeypatch, capsys):
+    import pyarrow.parquet as pq
+
+    import flows.cli.query
+
+    monkeypatch.setattr(flows.cli.query, "ROW_GROUP_ROWS", 5)
+    out = tmp_path / "layers.parquet"
+    sql = "SELECT * FROM layers ORDER BY repo_id, layer_id"
+    assert main(["query", sql, "--lake", str(lake), "--format", "parquet", "--out", str(out)]) == 0
+    exported = pq.ParquetFile(out)
+    assert exported.metadata.num_rows == 24 and exported.metadata.num_row_groups == 5  # one per batch of <= 5 rows
+    assert [tuple(r.values()) for r in exported.read().to_pylist()] == rows(lake, sql)
+
+    failed = tmp_path / "failed.parquet"
+    args = ["query", "SELECT error('boom') FROM layers", "--lake", str(lake), "--format", "parquet"]
+    assert main([*args, "--out", str(failed)]) == 2
+    assert "boom" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir() if "failed" in p.name) == []  # no half file, no partial
+
+
 def test_a_moved_and_a_read_only_lake_query_identically(lake, tmp_path):
     expected = rows(lake, QUERY)
     moved = tmp_path / "elsewhere" / "copy"
