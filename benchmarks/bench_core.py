@@ -38,6 +38,7 @@ import subprocess
 import sys
 import tempfile
 import textwrap
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ from llama_checkpoint import SHAPES, heavy_tailed_bf16, llama_checkpoint, tensor
 
 from flows.analysis.examples import example_path  # noqa: E402
 from flows.analysis.model_analysis import default_layer_workers  # noqa: E402
+from tests.memory import status_bytes  # noqa: E402
 
 THREAD_VARIABLES = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 PINNED = dict(os.environ, **dict.fromkeys(THREAD_VARIABLES, "1"))
@@ -110,15 +112,28 @@ def run_process(command: list[str], env: dict) -> Run:
     with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
         start = time.perf_counter()
         process = subprocess.Popen(command, env=env, stdout=out, stderr=err, text=True)
-        # wait4 gives this child's own rusage (RUSAGE_CHILDREN would be a maximum over every child so far).
+        # The peak is the child's VmHWM (since its exec), sampled until it exits: wait4's ru_maxrss is not used, a
+        # child started by subprocess (vfork, then exec) inherits its parent's peak (tests/memory.py).
+        peak, exited = [0], threading.Event()
+
+        def sample() -> None:
+            while not exited.is_set():
+                peak[0] = max(peak[0], status_bytes("VmHWM", process.pid))
+                exited.wait(0.005)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        # wait4 gives this child's own CPU times (RUSAGE_CHILDREN would sum every child so far).
         _, status, usage = os.wait4(process.pid, 0)
         seconds = time.perf_counter() - start
+        exited.set()
+        sampler.join()
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
         if process.returncode != 0:
             raise RuntimeError(f"{' '.join(command[:4])} ... exited {process.returncode}: {err.read()[-2000:]}")
-        return Run(seconds, usage.ru_utime + usage.ru_stime, usage.ru_maxrss * 1024, out.read())
+        return Run(seconds, usage.ru_utime + usage.ru_stime, peak[0], out.read())
 
 
 def best_of(repeat: int, command: list[str], env: dict) -> Run:
