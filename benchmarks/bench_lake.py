@@ -6,9 +6,11 @@ next to the floor: the same SQL in a bare DuckDB process over one Parquet file p
 
 Prints: `wwhub lake import` of the generated files (rows in shuffled order) and of an export written by `wwhub query
 "SELECT * FROM layers" --format parquet` (whether that export is clustered by repo is printed: a clustered file is
-adopted by a copy, any other sorted by repo range), time and disk; `wwhub query "SELECT count(*) FROM layers"`,
+adopted by a copy, any other sorted by repo range), time and disk, next to the floor of any import that rewrites
+the rows (a bare DuckDB COPY of the shuffled file, unsorted); `wwhub query "SELECT count(*) FROM layers"`,
 `wwhub leaderboard --family F`, the `correlations` table recomputed in full and for one family (in-process) and
-read back by `wwhub query correlations`; `wwhub scan` of one small model with a reported value and of one without
+read back by `wwhub query correlations`, and the floor of recomputing the pooled rows exactly (reading every
+point, scipy's Spearman and Kendall over them); `wwhub scan` of one small model with a reported value and of one without
 (whole processes, best of --repeat) into the big lake and into a small lake in the same run, and the difference;
 the lake work of --rescans successive `--force` rescans of models inside the big imported segment
 (Lake.commit_model of 200 layer rows, folding included): median and the slowest single commit.
@@ -69,9 +71,20 @@ LAYER_VALUES = {
     "reason": "''",
     "quantization": "''",
     "source_tensors": "printf('model.layers.%d.weight', l)",
-    "expert": "NULL",
-    "correlation_trap": "NULL",
+    "longname": "printf('model.layers.%d', l // 7)",
+    "has_esd": "true",
 }
+# What a default scan leaves empty (no MP fit, no randomization, no detX, ERG or eigenvector metrics; no fingers
+# fixed, no PEFT): NULL here too, so the files compress as a real lake's do.
+EMPTY_IN_A_DEFAULT_SCAN = (
+    "expert Lambda raw_alpha num_spikes sigma_mp mp_softrank bulk_min bulk_max W_scale rand_lambda_max rand_distance "
+    "rand_num_spikes num_traps rand_sigma_mp rand_mp_softrank rand_W_scale rand_bulk_min rand_bulk_max "
+    "rand_iid_bulk_max ww_softrank ww_maxdist correlation_trap detX_num detX_val detX_val_unrescaled num_ERG_spikes "
+    "ERG_gap bulk_mean_vec_entropy bulk_var_vec_entropy tail_mean_vec_entropy tail_var_vec_entropy "
+    "bulk_mean_loc_ratio bulk_var_loc_ratio tail_mean_loc_ratio tail_var_loc_ratio bulk_mean_part_ratio "
+    "bulk_var_part_ratio tail_mean_part_ratio tail_var_part_ratio Xflag peft"
+).split()
+LAYER_VALUES.update(dict.fromkeys(EMPTY_IN_A_DEFAULT_SCAN, "NULL"))
 
 
 def column_exprs(table: str, values: dict, families: int, models: int) -> str:
@@ -271,6 +284,45 @@ def commands(args, floor: Path, lake_root: Path) -> None:
     print(f"{'query correlations (stored table)':34} {stored:7.2f}s {'':>8} {'':>6} {2.0:6.2f}s")
 
 
+def rewrite_floor(source: Path, target: Path) -> float:
+    """Seconds a bare DuckDB process takes to read ``source`` and write its rows unsorted to one zstd file: what
+    any import that rewrites the rows (sorted or not) cannot go below."""
+    code = (
+        "import duckdb\ncon = duckdb.connect(config={'memory_limit': '2GB'})\n"
+        f'con.execute("COPY (SELECT * FROM read_parquet({sql_literal(str(source))})) TO {sql_literal(str(target))} '
+        '(FORMAT parquet, COMPRESSION zstd)")\n'
+    )
+    try:
+        return timed([sys.executable, "-c", code], 1, timeout=3600)
+    finally:
+        target.unlink(missing_ok=True)
+
+
+def pooled_floor(lake_root: Path) -> None:
+    """What recomputing the pooled rows exactly cannot go below: reading every model's point and scipy's Spearman
+    and Kendall over all of them, per weight metric (in-process)."""
+    import numpy as np
+    from scipy import stats as scipy_stats
+
+    from flows.leaderboard.correlations import WEIGHT_METRICS, _points
+
+    start = time.perf_counter()
+    points = _points(lake_root, {"prefer_import": False, "dataset": None})
+    read = time.perf_counter() - start
+    values = np.ma.filled(np.ma.asarray(points["value"], dtype=float), np.nan)
+    start = time.perf_counter()
+    for metric in WEIGHT_METRICS:
+        x = np.ma.filled(np.ma.asarray(points[metric], dtype=float), np.nan)
+        usable = np.isfinite(x) & np.isfinite(values)
+        scipy_stats.spearmanr(x[usable], values[usable])
+        scipy_stats.kendalltau(x[usable], values[usable])
+    ranks = time.perf_counter() - start
+    print(
+        f"floor of an exact pooled recomputation: reading the {len(values):,} points {1e3 * read:.0f} ms + scipy "
+        f"Spearman and Kendall for {len(WEIGHT_METRICS)} weight metrics {1e3 * ranks:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", type=int, default=100_000)
@@ -294,6 +346,7 @@ def main() -> None:
         for path in (first, exported, lake_root):
             shutil.rmtree(path, ignore_errors=True)
         shuffled = timed([*WWHUB, "lake", "import", str(floor), "--lake", str(first)], 1, timeout=3600)
+        rewrite = rewrite_floor(floor / "layers.parquet", work / "rewrite-floor.parquet")
         export(first, exported)
         clustered = transfer._clustered_by_repo(exported / "layers.parquet") is not None
         import_seconds = timed([*WWHUB, "lake", "import", str(exported), "--lake", str(lake_root)], 1, timeout=3600)
@@ -305,7 +358,12 @@ def main() -> None:
             f"{import_seconds:.1f} s for {rows:,} layer rows (target <= 60 s at 20M, correlations included); "
             f"disk {disk / 1e9:.2f} GB = {disk / folder_bytes(floor):.2f}x one zstd file per table"
         )
+        print(
+            f"floor of any import that rewrites the shuffled rows: a bare DuckDB COPY of layers.parquet to one zstd "
+            f"file, unsorted, same memory limit: {rewrite:.1f} s (shuffled import / floor: {shuffled / rewrite:.2f}x)"
+        )
         commands(args, floor, lake_root)
+        pooled_floor(lake_root)
 
         source, empty = small_model(work / "models"), work / "empty-lake"
         shutil.rmtree(empty, ignore_errors=True)
