@@ -88,12 +88,12 @@ def _families_left(kept_rows: list[dict], families: list, values: np.ndarray, me
     recomputed too: a model moved out of them (rescanned into another family, the one named). A scan changes an
     unnamed family's points only by such a departure (an arrival or a new value names the family), and a departure
     always lowers a count, so every family whose rows went stale is found."""
-    names, inverse = np.unique(np.asarray(families, dtype=object).astype(str), return_inverse=True)
-    index = {name: i for i, name in enumerate(names.tolist())}
+    index: dict[str, int] = {}
+    codes = np.fromiter((index.setdefault(str(f), len(index)) for f in families), dtype=np.int64, count=len(families))
     counts = {}
     for metric, column in metrics.items():
         usable = np.isfinite(_as_float(column)) & np.isfinite(values)
-        counts[metric] = np.bincount(inverse[usable], minlength=len(names))
+        counts[metric] = np.bincount(codes[usable], minlength=len(index))
     return {
         r["family"] for r in kept_rows if r["family"] not in index or counts[r["metric"]][index[r["family"]]] != r["n"]
     }
