@@ -562,13 +562,10 @@ class _Handler(BaseHTTPRequestHandler):
         models = []
         for repo_id in sorted(hub.repos):
             repo = self._visible(repo_id)
-            if repo is None:
+            # Author and search depend on the id alone: checked before the payload, which hashes every file.
+            if repo is None or author and repo_id.split("/")[0] != author or search and search not in repo_id.lower():
                 continue
             payload = hub.model_payload(repo, repo.head)
-            if author and payload["author"] != author:
-                continue
-            if search and search not in repo_id.lower():
-                continue
             if filters and not set(filters) <= set(payload["tags"]):
                 continue
             models.append(payload)
