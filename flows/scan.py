@@ -9,6 +9,8 @@ CLI's default path does not.
 
 from __future__ import annotations
 
+import math
+import time
 from collections.abc import Callable, Iterator
 
 from prefect import flow, get_run_logger, task
@@ -28,6 +30,8 @@ from .sources import ModelRef
 
 # Models scanned at once by the default runner: one per core, each eigensolve on one BLAS thread.
 DEFAULT_WORKERS = min(4, usable_cores())
+# The progress artifact is updated at most this often (each update is a request to the Prefect API).
+PROGRESS_EVERY_SECONDS = 2.0
 
 
 @task(
@@ -68,9 +72,13 @@ def _scan(source: SourceSpec, families: dict[str, dict], lake: str, options: Sca
     return report
 
 
-def _progress_artifact() -> tuple[Callable[[int], None], Callable[[ModelOutcome], None]]:
-    """Callbacks that keep a progress artifact: models done of models listed."""
-    state = {"id": None, "total": 0, "done": 0}
+def _progress_artifact(
+    every_seconds: float = PROGRESS_EVERY_SECONDS, clock: Callable[[], float] = time.monotonic
+) -> tuple[Callable[[int], None], Callable[[ModelOutcome], None]]:
+    """Callbacks that keep a progress artifact: models done of models listed. Each update is a request to the
+    Prefect API, so it is sent at most every ``every_seconds`` and once at the end: the thousands of unchanged
+    models of a quiet night, decided in a burst, cost one or two requests, not one each."""
+    state = {"id": None, "total": 0, "done": 0, "sent": -math.inf}
 
     def on_listed(total: int) -> None:
         state["total"] = total
@@ -79,7 +87,10 @@ def _progress_artifact() -> tuple[Callable[[int], None], Callable[[ModelOutcome]
 
     def on_model(outcome: ModelOutcome) -> None:
         state["done"] += 1
-        update_progress_artifact(state["id"], 100.0 * state["done"] / max(1, state["total"]))
+        now = clock()
+        if state["done"] >= state["total"] or now - state["sent"] >= every_seconds:
+            state["sent"] = now
+            update_progress_artifact(state["id"], 100.0 * state["done"] / max(1, state["total"]))
 
     return on_listed, on_model
 

@@ -183,3 +183,20 @@ def test_the_cli_and_the_prefect_flow_record_the_same_scan(prefect_harness, fake
     assert scans["cli"] == scans["prefect"]
     last = scans["cli"][-1]
     assert (last["listed"], last["scanned"], last["skipped"], last["failed"]) == (4, 1, 1, 2)
+
+
+def test_progress_updates_are_throttled_not_one_request_per_model(monkeypatch):
+    import flows.scan
+
+    sent = []
+    monkeypatch.setattr(flows.scan, "create_progress_artifact", lambda *a, **k: "artifact-id")
+    monkeypatch.setattr(flows.scan, "update_progress_artifact", lambda artifact, value: sent.append(value))
+    now = [0.0]
+    on_listed, on_model = flows.scan._progress_artifact(every_seconds=2.0, clock=lambda: now[0])
+    on_listed(5000)
+    for _ in range(4999):  # a quiet night: every model decided in a burst
+        on_model(None)
+    assert sent == [100.0 / 5000]
+    now[0] = 2.5  # a model scanned later is reported once the interval has passed
+    on_model(None)
+    assert sent == [100.0 / 5000, 100.0]  # and the last model always is
