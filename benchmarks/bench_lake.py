@@ -304,15 +304,15 @@ def pooled_floor(lake_root: Path) -> None:
     import numpy as np
     from scipy import stats as scipy_stats
 
-    from flows.leaderboard.correlations import WEIGHT_METRICS, _points
+    from flows.leaderboard.correlations import WEIGHT_METRICS, _as_float, _points
 
     start = time.perf_counter()
     points = _points(lake_root, {"prefer_import": False, "dataset": None})
     read = time.perf_counter() - start
-    values = np.ma.filled(np.ma.asarray(points["value"], dtype=float), np.nan)
+    values = _as_float(points["value"])
     start = time.perf_counter()
     for metric in WEIGHT_METRICS:
-        x = np.ma.filled(np.ma.asarray(points[metric], dtype=float), np.nan)
+        x = _as_float(points[metric])
         usable = np.isfinite(x) & np.isfinite(values)
         scipy_stats.spearmanr(x[usable], values[usable])
         scipy_stats.kendalltau(x[usable], values[usable])

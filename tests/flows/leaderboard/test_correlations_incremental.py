@@ -1,8 +1,6 @@
 """Incremental correlations: after a change to one family, recomputing that family and the pooled rows gives the
 table a full recomputation gives, and the other families' rows are the stored ones."""
 
-from pathlib import Path
-
 import numpy as np
 
 from flows.lake import Lake
@@ -55,7 +53,7 @@ def test_incremental_refresh_equals_a_full_one(tmp_path):
 def test_families_not_named_keep_their_stored_rows(tmp_path):
     root = write_lake(tmp_path / "lake", _models(2))
     stored = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
-    marked = [dict(r, notes="stored") if r["family"] == "fam2" else r for r in read_all_correlations(Path(root))]
+    marked = [dict(r, notes="stored") if r["family"] == "fam2" else r for r in read_all_correlations(root)]
     Lake(root).replace_derived("correlations", marked)
     add_model(Lake(root), "fam3", "org/fam3-new", 3.0, 0.5, 10**9)
 
