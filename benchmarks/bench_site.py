@@ -5,6 +5,8 @@ pages' sizes, and how fast headless Chromium opens the index (its leaderboard re
 
 Prints: the lake's build time (not part of the measure); `wwhub report` wall time, per model, next to the floor
 (a process that runs the same lake reads, queries/site_*.sql and the leaderboard, without writing a page); the
+rebuild into the same folder, as the nightly does, after a night that changed nothing and after a night that scanned
+one model (model pages whose inputs did not change are kept: flows/site/reuse.py), next to the full build; the
 index's size (index.html + data/leaderboard.js), the model pages' mean and largest size, the site's total; the
 index's load time in Chromium (navigation to the first leaderboard row drawn), best of --repeat, next to the floor
 (a blank page in the same browser). Targets: index under a few MB, open in under a second.
@@ -39,12 +41,40 @@ READS_ONLY = (
 )
 
 
-def timed(command: list[str]) -> float:
+def run(command: list[str]) -> tuple[float, str]:
+    """(wall seconds, stdout) of a whole process."""
     start = time.perf_counter()
     result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True)
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(command[:4])} failed: {result.stderr[-2000:]}")
-    return time.perf_counter() - start
+    return time.perf_counter() - start, result.stdout
+
+
+def timed(command: list[str]) -> float:
+    return run(command)[0]
+
+
+def scan_one_model(lake: Path) -> None:
+    """One model scanned into the lake as a scan commits it (real matrices through ww_core), in family-000."""
+    import datetime as dt
+
+    import numpy as np
+
+    from flows.lake import Lake
+    from tests.flows.lakes import _heavy_tailed, scanned_tables
+
+    rng = np.random.default_rng(0)
+    matrices = [(f"model.layers.{i}.weight", _heavy_tailed(rng, 256, 128, 2.5 + i / 4), {}) for i in range(4)]
+    at = dt.datetime.now(dt.UTC)
+    evals = [dict(source="model-index", metric="accuracy", value=0.5, dataset="d")]
+    tables = scanned_tables("org000/new-model", "f" * 40, "family-000", matrices, at, scan_id="bench", evals=evals)
+    Lake.for_writing(lake).commit_model("org000/new-model", "f" * 40, tables)
+
+
+def rebuilt(command: list[str]) -> tuple[float, str]:
+    """A report rebuild's wall seconds and its "N rendered" part."""
+    seconds, out = run(command)
+    return seconds, out.split("(", 1)[1].split(",", 1)[0]
 
 
 def sizes(site: Path) -> dict[str, float]:
@@ -114,6 +144,15 @@ def main() -> None:
         print(
             f"wwhub report: {report:.1f} s ({1000 * report / args.models:.1f} ms per model); floor (the same reads, "
             f"no pages) {floor:.1f} s; ratio {report / floor:.1f}x"
+        )
+        quiet, quiet_rendered = rebuilt([*WWHUB, "report", "--lake", str(lake), "--out", str(site)])
+        scan_one_model(lake)
+        one, one_rendered = rebuilt([*WWHUB, "report", "--lake", str(lake), "--out", str(site)])
+        full = timed([*WWHUB, "report", "--lake", str(lake), "--out", str(work / "full"), "--rebuild"])
+        print(
+            f"rebuild into the same folder: nothing changed {quiet:.1f} s ({quiet_rendered}); one model scanned "
+            f"{one:.1f} s ({one_rendered}); a full build of the same lake {full:.1f} s: {full / one:.1f}x the rebuild "
+            f"after one scan"
         )
         s = sizes(site)
         print(

@@ -1,7 +1,9 @@
 """Write the static site of a lake into a folder: index.html, a page per family and per model, local assets.
 
 The site is built in a fresh folder inside ``out`` and moved into place entry by entry, so a page of a model that
-left the lake never lingers, and files of ``out`` that are not the site's (the nightly's CSV and plots) stay.
+left the lake never lingers, and files of ``out`` that are not the site's (the nightly's CSV and plots) stay. A
+model page whose inputs did not change since the build already in ``out`` is linked from it instead of rendered
+(``reuse.py``): the index and the family pages are rendered every time, model pages only for what changed.
 """
 
 from __future__ import annotations
@@ -16,13 +18,15 @@ from pathlib import Path
 
 from ..lake import lake_path
 from ..leaderboard.render import DEFAULT_METRIC, board_csv, board_view
-from . import pages
+from . import pages, reuse
 from .charts import Figure
 from .data import LakeData, model_details, read_lake
 
 ASSETS = Path(__file__).resolve().parent / "assets"
-# What the site owns inside ``out``: replaced whole by each build.
-SITE_ENTRIES = ("index.html", "leaderboard.csv", "assets", "data", "families", "models")
+# What the site owns inside ``out``: replaced whole by each build, in this order. ``data`` (which holds the pages'
+# keys) comes after ``models``: a build stopped between the two leaves old keys beside new pages, which only costs
+# renders, never new keys beside old pages, which would keep stale pages.
+SITE_ENTRIES = ("index.html", "leaderboard.csv", "assets", "families", "models", "data")
 DEFAULT_TITLE = "wwhub report"
 
 
@@ -37,6 +41,7 @@ class SiteSummary:
     models: int
     families: int
     bytes: dict[str, int] = field(default_factory=dict)  # index.html, data/leaderboard.js, models (all), largest model
+    rendered: int = 0  # model pages rendered by this build; the others were kept from the previous one
 
     @property
     def index(self) -> Path:
@@ -54,17 +59,26 @@ def _write(path: Path, text: str) -> int:
     return len(data)
 
 
-def _write_models(data: LakeData, root: Path, staging: Path, title: str, generated: str) -> tuple[int, int]:
-    """Every model page; (total bytes, largest page's bytes)."""
+def _write_models(
+    data: LakeData, root: Path, staging: Path, out: Path, title: str, generated: str, reuse_previous: bool
+) -> tuple[int, int, int]:
+    """Every model page, kept from the build in ``out`` where its key is unchanged (``reuse_previous``), else
+    rendered; (total bytes, largest page's bytes, pages rendered). Records the keys for the next build."""
+    keys = reuse.page_keys(root, data, title)
+    previous = reuse.previous_keys(out) if reuse_previous else {}
+    sizes_of: dict[str, int] = {}
+    for repo_id, key in keys.items():
+        href = pages.model_href(repo_id)
+        if previous.get(repo_id) == key and (out / href).is_file():
+            sizes_of[repo_id] = reuse.keep_page(out / href, staging / href)
     board = {row["repo_id"]: row for row in data.board}
-    total = largest = 0
-    sizes = {repo_id: row.get("num_layers") or 0 for repo_id, row in data.models.items()}
-    for repo_id, details in model_details(root, sizes):
+    layer_counts = {repo_id: row.get("num_layers") or 0 for repo_id, row in data.models.items()}
+    wanted = set(keys) - set(sizes_of)
+    for repo_id, details in model_details(root, layer_counts, wanted=wanted):
         html = pages.model_page(data, data.models[repo_id], details, board.get(repo_id), title, generated)
-        size = _write(staging / pages.model_href(repo_id), html)
-        total += size
-        largest = max(largest, size)
-    return total, largest
+        sizes_of[repo_id] = _write(staging / pages.model_href(repo_id), html)
+    reuse.write_record(staging, keys)
+    return sum(sizes_of.values()), max(sizes_of.values(), default=0), len(wanted)
 
 
 def _install(staging: Path, out: Path) -> None:
@@ -81,9 +95,14 @@ def _install(staging: Path, out: Path) -> None:
 
 
 def build_site(
-    lake: str | Path | None, out: str | Path, metric: str = DEFAULT_METRIC, title: str = DEFAULT_TITLE
+    lake: str | Path | None,
+    out: str | Path,
+    metric: str = DEFAULT_METRIC,
+    title: str = DEFAULT_TITLE,
+    reuse_previous: bool = True,
 ) -> SiteSummary:
-    """Build the site of ``lake`` in ``out`` (created if missing), ranked by the reported ``metric``."""
+    """Build the site of ``lake`` in ``out`` (created if missing), ranked by the reported ``metric``; model pages
+    whose inputs did not change are kept from the build already in ``out`` unless ``reuse_previous`` is false."""
     started = time.perf_counter()
     root = lake_path(lake)
     out = Path(out)
@@ -105,8 +124,10 @@ def build_site(
         for family, figure in thumbnails.items():
             _write(staging / "families" / f"{pages.page_slug(family)}-alpha.svg", _standalone(figure))
             _write(staging / pages.family_href(family), pages.family_page(data, family, title, generated))
-        sizes["models"], sizes["largest model page"] = _write_models(data, root, staging, title, generated)
+        sizes["models"], sizes["largest model page"], rendered = _write_models(
+            data, root, staging, out, title, generated, reuse_previous
+        )
         _install(staging, out)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return SiteSummary(out, time.perf_counter() - started, len(data.models), len(data.families), sizes)
+    return SiteSummary(out, time.perf_counter() - started, len(data.models), len(data.families), sizes, rendered)

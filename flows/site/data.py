@@ -123,10 +123,17 @@ def slices(sizes: dict[str, int], budget: int = SLICE_LAYERS) -> Iterator[list[s
         yield run
 
 
-def model_details(root: Path, sizes: dict[str, int], budget: int = SLICE_LAYERS) -> Iterator[tuple[str, ModelDetails]]:
-    """(repo_id, its per-layer rows) for every repo of ``sizes`` (repo_id → its number of layers), in sorted order,
-    reading about ``budget`` layer rows per query."""
-    for members in slices(sizes, budget):
+def model_details(
+    root: Path, sizes: dict[str, int], budget: int = SLICE_LAYERS, wanted: set[str] | None = None
+) -> Iterator[tuple[str, ModelDetails]]:
+    """(repo_id, its per-layer rows) for every repo of ``sizes`` (repo_id → its number of layers), or of those in
+    ``wanted`` only, in sorted order, reading at most about ``budget`` layer rows per query: the slices are cut over
+    every repo of ``sizes``, so a few wanted repos far apart cost a few small queries, never a read of the repos
+    between them."""
+    for run in slices(sizes, budget):
+        members = run if wanted is None else [repo for repo in run if repo in wanted]
+        if not members:
+            continue
         bounds = {"first_repo": members[0], "last_repo": members[-1]}
         details: dict[str, ModelDetails] = defaultdict(ModelDetails)
         for name, attribute in (

@@ -93,7 +93,12 @@ def test_report_command_and_a_lake_without_models(tmp_path, capsys):
     lake = write_lake(tmp_path / "lake", [("fam", f"org/m{i}", 2.0 + i, 0.9 - i / 10, 1000) for i in range(3)])
     assert main(["report", "--lake", str(lake), "--out", str(tmp_path / "site"), "--metric", "acc"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"wrote {tmp_path / 'site' / 'index.html'}: 3 model pages, 1 family pages")
+    assert out.startswith(f"wrote {tmp_path / 'site' / 'index.html'}: 3 model pages (3 rendered, 0 unchanged")
+    assert main(["report", "--lake", str(lake), "--out", str(tmp_path / "site"), "--metric", "acc"]) == 0
+    assert "3 model pages (0 rendered, 3 unchanged since the last build), 1 family pages" in capsys.readouterr().out
+    args = ["report", "--lake", str(lake), "--out", str(tmp_path / "site"), "--metric", "acc", "--rebuild"]
+    assert main(args) == 0
+    assert "3 model pages (3 rendered, 0 unchanged" in capsys.readouterr().out
     assert "accuracy" in (tmp_path / "site" / "index.html").read_text()  # acc normalised to accuracy
     Lake.for_writing(tmp_path / "empty")
     assert main(["report", "--lake", str(tmp_path / "empty"), "--out", str(tmp_path / "empty-site")]) == 2
