@@ -20,6 +20,10 @@ import numpy as np  # noqa: E402
 from .stats import POOLED, VERDICT_SIGNIFICANT, ols_band  # noqa: E402
 
 TREND_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
+# Above this many models (or families) a figure names none of them in its legend: hundreds of entries are unreadable
+# and cost matplotlib seconds per figure, every night (a correlation flow of 250 models: 2.6 s; at 100 000 models
+# the legends alone took most of the nightly's plots). The reported value is then read from a colour bar.
+MAX_LEGEND_ENTRIES = 12
 
 
 def _save(fig, out: Path, stem: str) -> list[Path]:
@@ -84,9 +88,11 @@ def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -
         for ax, metric in zip(axes[0], TREND_METRICS, strict=True):
             points = [r for r in rows if r.get(metric) is not None]
             if family == POOLED:
+                named = len(by_family) <= MAX_LEGEND_ENTRIES
                 for member, member_rows in sorted(by_family.items()):
                     shown = [r for r in member_rows if r.get(metric) is not None]
-                    ax.scatter([r[metric] for r in shown], [r["value"] for r in shown], s=28, label=member)
+                    label = member if named else None
+                    ax.scatter([r[metric] for r in shown], [r["value"] for r in shown], s=28, label=label)
             else:
                 ax.scatter([r[metric] for r in points], [r["value"] for r in points], s=28, color="tab:blue")
             _draw_fit(ax, [r[metric] for r in points], [r["value"] for r in points], stats.get((family, metric)))
@@ -103,7 +109,8 @@ def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -
 
 def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: list[dict], out: Path) -> list[Path]:
     """Per family: alpha against relative layer depth, one line per model (Martin & Mahoney's correlation flow),
-    coloured by the model's reported value; the title gives the family's alpha-vs-value r [CI] and p and says
+    coloured by the model's reported value (named in the legend up to MAX_LEGEND_ENTRIES models, else read from a
+    colour bar); the title gives the family's alpha-vs-value r [CI] and p and says
     whether it is significant (solid lines) or not (dashed)."""
     by_family: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in flow:
@@ -118,10 +125,11 @@ def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: lis
         significant = fit is not None and fit.get("verdict") == VERDICT_SIGNIFICANT
         known = [v for repo in models if (v := values.get(repo)) is not None]
         norm = plt.Normalize(min(known), max(known)) if known and min(known) < max(known) else None
+        named = len(models) <= MAX_LEGEND_ENTRIES
         for repo_id, rows in sorted(models.items()):
             value = values.get(repo_id)
             color = plt.cm.viridis(norm(value)) if norm is not None and value is not None else None
-            label = repo_id.split("/")[-1] + ("" if value is None else f" ({value:.3g})")
+            label = repo_id.split("/")[-1] + ("" if value is None else f" ({value:.3g})") if named else None
             ax.plot(
                 [r["depth"] for r in rows],
                 [r["alpha"] for r in rows],
@@ -145,6 +153,8 @@ def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: lis
         else:
             title += f"\nalpha vs {metric_name}: no correlation (fewer than 3 models with values)"
         ax.set_title(title, fontsize=10)
+        if not named and norm is not None:
+            fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=f"reported {metric_name}")
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
         paths += _save(fig, out, f"flow_{_slug(family)}")

@@ -358,6 +358,31 @@ def test_trend_plots_carry_the_interval_and_p(tmp_path, monkeypatch):
     assert any(expected in legend for legend in legends), legends
 
 
+def test_a_correlation_flow_names_its_models_up_to_a_cap_then_shows_a_colour_bar(tmp_path, monkeypatch):
+    import flows.leaderboard.plots as plots
+
+    figures = {}
+
+    def keep(fig, out, stem):
+        legend = fig.axes[0].get_legend()
+        figures[stem] = ([t.get_text() for t in legend.get_texts()] if legend else [], len(fig.axes))
+        return []
+
+    monkeypatch.setattr(plots, "_save", keep)
+    sizes = {"small": 3, "large": plots.MAX_LEGEND_ENTRIES + 1}
+    board = [
+        dict(family=f, repo_id=f"org/{f}-{i}", value=0.5 + i / 100, metric="accuracy")
+        for f, n in sizes.items()
+        for i in range(n)
+    ]
+    flow = [dict(family=r["family"], repo_id=r["repo_id"], depth=d / 2, alpha=2.0 + d) for r in board for d in range(3)]
+    plots.plot_correlation_flow(flow, board, [], tmp_path)
+    small_labels, small_axes = figures["flow_small"]
+    large_labels, large_axes = figures["flow_large"]
+    assert small_labels[:3] == ["small-0 (0.5)", "small-1 (0.51)", "small-2 (0.52)"] and small_axes == 1
+    assert large_labels == ["2 ≤ α ≤ 6"] and large_axes == 2  # no model named; the colour bar is the second axes
+
+
 def demo_board_page(demo_lake) -> Path:
     """`wwhub leaderboard --format html` of the demo lake: the one-page export (the demo's index is the site's)."""
     page = demo_lake / "board.html"
