@@ -7,7 +7,11 @@ fitted tail exactly and a quantile sketch of the bulk): no re-download.
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import json
 import math
+import os
 from collections import defaultdict
 from pathlib import Path
 
@@ -26,9 +30,55 @@ TREND_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm
 MAX_LEGEND_ENTRIES = 12
 
 
+# With ``reuse``, a figure whose inputs did not change since it was drawn into the same folder is not drawn again
+# (the nightly refreshes LAKE/reports/ every night, and a figure costs 0.5-2 s: a thousand families would cost the
+# nightly half an hour of unchanged figures). Each figure's key, a digest of this file, matplotlib's version and the
+# rows it is drawn from, is recorded in RECORD beside the figures, after them.
+RECORD = "plots.json"
+
+
+@functools.cache
+def _code_digest() -> str:
+    return hashlib.sha256(Path(__file__).read_bytes() + matplotlib.__version__.encode()).hexdigest()
+
+
+def _key(*made_of) -> str:
+    return hashlib.sha256(repr((_code_digest(), made_of)).encode()).hexdigest()
+
+
+def _shown(fit: dict | None) -> tuple | None:
+    """What a figure shows of a correlation row (not its BH-adjusted p, which moves with every other family's)."""
+    fields = ("n", "pearson_r", "pearson_ci_low", "pearson_ci_high", "pearson_p", "verdict")
+    return None if fit is None else tuple(fit.get(name) for name in fields)
+
+
+def _paths(out: Path, stem: str) -> list[Path]:
+    return [out / f"{stem}.png", out / f"{stem}.svg"]
+
+
+def _recorded(out: Path) -> dict[str, str]:
+    try:
+        recorded = json.loads((out / RECORD).read_text())
+    except (OSError, ValueError):
+        return {}
+    return recorded if isinstance(recorded, dict) else {}
+
+
+def _unchanged(out: Path, stem: str, key: str, recorded: dict[str, str]) -> bool:
+    return recorded.get(stem) == key and all(path.is_file() for path in _paths(out, stem))
+
+
+def _record(out: Path, keys: dict[str, str]) -> None:
+    """Add ``keys`` (stem → key of the figures now in ``out``) to the record, replacing it atomically."""
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = out / f".{RECORD}.tmp"
+    tmp.write_text(json.dumps(_recorded(out) | keys, sort_keys=True))
+    os.replace(tmp, out / RECORD)
+
+
 def _save(fig, out: Path, stem: str) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
-    paths = [out / f"{stem}.png", out / f"{stem}.svg"]
+    paths = _paths(out, stem)
     fig.savefig(paths[0], dpi=110, bbox_inches="tight")
     fig.savefig(paths[1], bbox_inches="tight")
     plt.close(fig)
@@ -70,9 +120,10 @@ def _draw_fit(ax, xs: list[float], ys: list[float], fit: dict | None) -> None:
     ax.plot(grid, line, color=color, lw=1.5, ls="-" if significant else "--", label=_legend(fit))
 
 
-def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -> list[Path]:
+def plot_family_trends(board: list[dict], correlations: list[dict], out: Path, reuse: bool = False) -> list[Path]:
     """Per family (and pooled): the reported value against each model-averaged metric, the OLS line with its 95%
-    confidence band, and n, r [95% CI] and p in the legend (dashed grey when not significant)."""
+    confidence band, and n, r [95% CI] and p in the legend (dashed grey when not significant). ``reuse``: keep the
+    figures in ``out`` whose rows did not change (RECORD)."""
     by_family: dict[str, list[dict]] = defaultdict(list)
     for row in board:
         if row.get("value") is not None:
@@ -82,7 +133,14 @@ def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -
     groups = [(family, rows) for family, rows in sorted(by_family.items())]
     if len(groups) > 1:
         groups.append((POOLED, [r for _, rows in groups for r in rows]))
+    recorded, keys = (_recorded(out) if reuse else {}), {}
     for family, rows in groups:
+        stem = f"trend_{_slug(family)}"
+        drawn = [(r["family"], r.get("metric"), r["value"], *(r.get(m) for m in TREND_METRICS)) for r in rows]
+        keys[stem] = _key(family, drawn, [_shown(stats.get((family, m))) for m in TREND_METRICS])
+        if _unchanged(out, stem, keys[stem], recorded):
+            paths += _paths(out, stem)
+            continue
         fig, axes = plt.subplots(1, len(TREND_METRICS), figsize=(4.2 * len(TREND_METRICS), 3.8), squeeze=False)
         metric_name = rows[0].get("metric") or "accuracy"
         for ax, metric in zip(axes[0], TREND_METRICS, strict=True):
@@ -103,15 +161,20 @@ def plot_family_trends(board: list[dict], correlations: list[dict], out: Path) -
             ax.grid(alpha=0.3)
         title = "all families (pooled)" if family == POOLED else f"family {family}"
         fig.suptitle(f"{title}: reported {metric_name} vs weight metrics")
-        paths += _save(fig, out, f"trend_{_slug(family)}")
+        paths += _save(fig, out, stem)
+    if reuse:
+        _record(out, keys)
     return paths
 
 
-def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: list[dict], out: Path) -> list[Path]:
+def plot_correlation_flow(
+    flow: list[dict], board: list[dict], correlations: list[dict], out: Path, reuse: bool = False
+) -> list[Path]:
     """Per family: alpha against relative layer depth, one line per model (Martin & Mahoney's correlation flow),
     coloured by the model's reported value (named in the legend up to MAX_LEGEND_ENTRIES models, else read from a
     colour bar); the title gives the family's alpha-vs-value r [CI] and p and says
-    whether it is significant (solid lines) or not (dashed)."""
+    whether it is significant (solid lines) or not (dashed). ``reuse``: keep the figures in ``out`` whose rows did
+    not change (RECORD)."""
     by_family: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in flow:
         by_family[row["family"]][row["repo_id"]].append(row)
@@ -119,7 +182,14 @@ def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: lis
     fits = {c["family"]: c for c in correlations if c["metric"] == "alpha"}
     metric_name = next((r["metric"] for r in board if r.get("metric")), "accuracy")
     paths: list[Path] = []
+    recorded, keys = (_recorded(out) if reuse else {}), {}
     for family, models in sorted(by_family.items()):
+        stem = f"flow_{_slug(family)}"
+        drawn = [(repo, values.get(repo), [(r["depth"], r["alpha"]) for r in rows]) for repo, rows in models.items()]
+        keys[stem] = _key(family, metric_name, sorted(drawn), _shown(fits.get(family)))
+        if _unchanged(out, stem, keys[stem], recorded):
+            paths += _paths(out, stem)
+            continue
         fig, ax = plt.subplots(figsize=(7, 4))
         fit = fits.get(family)
         significant = fit is not None and fit.get("verdict") == VERDICT_SIGNIFICANT
@@ -157,7 +227,9 @@ def plot_correlation_flow(flow: list[dict], board: list[dict], correlations: lis
             fig.colorbar(plt.cm.ScalarMappable(norm=norm, cmap="viridis"), ax=ax, label=f"reported {metric_name}")
         ax.legend(fontsize=7, ncol=2)
         ax.grid(alpha=0.3)
-        paths += _save(fig, out, f"flow_{_slug(family)}")
+        paths += _save(fig, out, stem)
+    if reuse:
+        _record(out, keys)
     return paths
 
 

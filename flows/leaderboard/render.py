@@ -404,16 +404,19 @@ def write_plots(
     prefer_import: bool = False,
     dataset: str | None = None,
     data: tuple[list[dict], list[dict]] | None = None,
+    reuse: bool = False,
 ) -> list[Path]:
     """Family trend plots and correlation-flow plots for the lake (or one family), as PNG and SVG in ``out``.
-    ``data``: the (board, correlations) already read, so they are not queried twice."""
+    ``data``: the (board, correlations) already read, so they are not queried twice. ``reuse``: figures already in
+    ``out`` whose rows did not change are kept, not drawn again (flows/leaderboard/plots.py, RECORD)."""
     from .plots import plot_correlation_flow, plot_family_trends
 
     board, correlations = data or leaderboard_data(lake, family, metric, prefer_import, dataset)
     flow = run_query(lake, "correlation_flow")
     if family:
         flow = [r for r in flow if r["family"] == family]
-    return plot_family_trends(board, correlations, out) + plot_correlation_flow(flow, board, correlations, out)
+    trends = plot_family_trends(board, correlations, out, reuse=reuse)
+    return trends + plot_correlation_flow(flow, board, correlations, out, reuse=reuse)
 
 
 def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path) -> list[Path]:

@@ -1,0 +1,68 @@
+"""The nightly's figures: one whose rows did not change since it was drawn into the same folder is kept, the others
+are drawn again; without ``reuse`` every figure is drawn."""
+
+from __future__ import annotations
+
+import flows.leaderboard.plots as plots
+from flows.lake import Lake
+from flows.leaderboard.correlations import refresh_correlations
+from flows.leaderboard.render import write_plots
+from tests.flows.lakes import add_model, write_lake
+
+
+def _drawing(monkeypatch) -> list[str]:
+    """The stems drawn from now on (the figures are still saved)."""
+    drawn, save = [], plots._save
+
+    def counted(fig, out, stem):
+        drawn.append(stem)
+        return save(fig, out, stem)
+
+    monkeypatch.setattr(plots, "_save", counted)
+    return drawn
+
+
+def _lake(root):
+    models = [(f"f{i % 2}", f"org/m{i}", 2.0 + i / 4, 0.9 - i / 40 + (i % 3) / 100, 10**6) for i in range(8)]
+    return write_lake(root, models)
+
+
+def test_figures_whose_rows_did_not_change_are_kept(tmp_path, monkeypatch):
+    lake, out = _lake(tmp_path / "lake"), tmp_path / "reports"
+    drawn = _drawing(monkeypatch)
+    first = write_plots(lake, out, reuse=True)
+    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+    pngs = {p.name: p.read_bytes() for p in out.glob("*.png")}
+    drawn.clear()
+    assert write_plots(lake, out, reuse=True) == first and drawn == []
+    assert {p.name: p.read_bytes() for p in out.glob("*.png")} == pngs
+    # A new model in f0 changes f0's figure and the pooled one; f1's is kept.
+    add_model(Lake.for_writing(lake), "f0", "org/new", 3.1, 0.5, 10**6)
+    refresh_correlations(lake)
+    write_plots(lake, out, reuse=True)
+    assert sorted(drawn) == ["trend__all_", "trend_f0"]
+    drawn.clear()
+    write_plots(lake, out)
+    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+
+
+def test_a_missing_figure_or_record_is_drawn_again(tmp_path, monkeypatch):
+    lake, out = _lake(tmp_path / "lake"), tmp_path / "reports"
+    write_plots(lake, out, reuse=True)
+    drawn = _drawing(monkeypatch)
+    (out / "trend_f1.svg").unlink()
+    write_plots(lake, out, reuse=True)
+    assert drawn == ["trend_f1"]
+    (out / plots.RECORD).write_text("[not a record")
+    drawn.clear()
+    write_plots(lake, out, reuse=True)
+    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+
+
+def test_new_plotting_code_draws_every_figure(tmp_path, monkeypatch):
+    lake, out = _lake(tmp_path / "lake"), tmp_path / "reports"
+    write_plots(lake, out, reuse=True)
+    drawn = _drawing(monkeypatch)
+    monkeypatch.setattr(plots, "_code_digest", lambda: "another version")
+    write_plots(lake, out, reuse=True)
+    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
