@@ -4,7 +4,7 @@ A lake of 100 000 models has 100 000 model pages at 7-9 ms each: rebuilding all 
 twenty models would cost the nightly a quarter of an hour for nothing. Each model page gets a key, a digest of
 everything the page is made from:
 
-* the site's own code and templates, the wwhub version, the title and the ranking metric;
+* the site's own code, templates and queries, the wwhub version, the title and the ranking metric;
 * the model's rows in the lake-wide reads (its latest models row, leaderboard row and family size, reported values,
   scan history, fine-tune rows as base and as fine-tune, the repos that name it as base, and which of the repos it
   links to have pages);
@@ -30,20 +30,23 @@ from pathlib import Path
 
 from .. import __version__
 from ..lake import Lake
+from ..lake.views import QUERIES_DIR
 from .data import LakeData
 
 RECORD = "data/pages.json"
 # The per-layer tables a model page reads (queries/site_layers.sql, site_esd.sql, site_distances.sql, site_drift.sql).
 DETAIL_TABLES = ("layers", "esd", "distances")
-_CODE = [Path(__file__).resolve().parent, Path(__file__).resolve().parents[1] / "leaderboard" / "render.py"]
+_HERE = Path(__file__).resolve()
+_CODE = [_HERE.parent, _HERE.parents[1] / "leaderboard" / "render.py", QUERIES_DIR]
 
 
 def code_digest() -> str:
-    """A digest of the wwhub version and of every file the pages are rendered with."""
+    """A digest of the wwhub version and of every file the pages are rendered with (the site's code, templates and
+    assets, the leaderboard's names, the queries the pages read)."""
     digest = hashlib.sha256(__version__.encode())
     files = [p for root in _CODE for p in ([root] if root.is_file() else sorted(root.rglob("*")))]
     for path in files:
-        if path.is_file() and path.suffix in (".py", ".j2", ".css", ".js"):
+        if path.is_file() and path.suffix in (".py", ".j2", ".css", ".js", ".sql"):
             digest.update(path.name.encode() + b"\0" + path.read_bytes())
     return digest.hexdigest()
 
