@@ -80,6 +80,22 @@ def test_bootstrap_intervals_are_reproducible_with_a_seed():
     assert first["spearman_ci_low"] < first["spearman_rho"] < first["spearman_ci_high"]
 
 
+def test_bootstrap_intervals_are_the_same_on_threads(monkeypatch):
+    """Many groups are bootstrapped a chunk per thread: the intervals are exactly those of one thread."""
+    rng = np.random.default_rng(3)
+    x, y = rng.normal(size=(250, 10)), rng.normal(size=(250, 10))  # 100 groups of 10 per chunk: 3 chunks
+    y = y + x * rng.uniform(0, 1, size=(250, 1))
+    seeds = list(range(250))
+    found = {}
+    for workers in (1, 2, 3):
+        monkeypatch.setattr(wstats, "_bootstrap_workers", lambda workers=workers: workers)
+        found[workers] = wstats.bootstrap_intervals(x, y, seeds)
+    for key, values in found[1].items():
+        assert np.isfinite(values).sum() > 200
+        np.testing.assert_array_equal(found[2][key], values)
+        np.testing.assert_array_equal(found[3][key], values)
+
+
 def test_bootstrap_intervals_cover_the_true_rank_correlations():
     # 200 samples of n = 30 from a bivariate normal with Pearson correlation 0.6. The population Spearman rho is
     # (6/π) asin(ρ/2) and Kendall tau (2/π) asin ρ. A 95% interval must cover them in at least 90% of samples
