@@ -33,7 +33,8 @@ MAX_LEGEND_ENTRIES = 12
 # With ``reuse``, a figure whose inputs did not change since it was drawn into the same folder is not drawn again
 # (the nightly refreshes LAKE/reports/ every night, and a figure costs 0.5-2 s: a thousand families would cost the
 # nightly half an hour of unchanged figures). Each figure's key, a digest of this file, matplotlib's version and the
-# rows it is drawn from, is recorded in RECORD beside the figures, after them.
+# rows it is drawn from, is recorded in RECORD beside the figures, after them; a recorded figure no longer drawn is
+# removed.
 RECORD = "plots.json"
 
 
@@ -68,11 +69,19 @@ def _unchanged(out: Path, stem: str, key: str, recorded: dict[str, str]) -> bool
     return recorded.get(stem) == key and all(path.is_file() for path in _paths(out, stem))
 
 
-def _record(out: Path, keys: dict[str, str]) -> None:
-    """Add ``keys`` (stem → key of the figures now in ``out``) to the record, replacing it atomically."""
+def _record(out: Path, keys: dict[str, str], kind: str) -> None:
+    """Record ``keys`` (stem → key of the figures of one ``kind``, ``trend_`` or ``flow_``, now in ``out``), replacing
+    the record atomically. Recorded figures of that kind no longer drawn (their family left the lake or has no
+    reported values) are removed first: the folder holds the lake's figures, not last month's."""
     out.mkdir(parents=True, exist_ok=True)
+    recorded = _recorded(out)
+    for stem in recorded:
+        if stem.startswith(kind) and stem not in keys:
+            for path in _paths(out, stem):
+                path.unlink(missing_ok=True)
+    others = {stem: key for stem, key in recorded.items() if not stem.startswith(kind)}
     tmp = out / f".{RECORD}.tmp"
-    tmp.write_text(json.dumps(_recorded(out) | keys, sort_keys=True))
+    tmp.write_text(json.dumps(others | keys, sort_keys=True))
     os.replace(tmp, out / RECORD)
 
 
@@ -163,7 +172,7 @@ def plot_family_trends(board: list[dict], correlations: list[dict], out: Path, r
         fig.suptitle(f"{title}: reported {metric_name} vs weight metrics")
         paths += _save(fig, out, stem)
     if reuse:
-        _record(out, keys)
+        _record(out, keys, "trend_")
     return paths
 
 
@@ -229,7 +238,7 @@ def plot_correlation_flow(
         ax.grid(alpha=0.3)
         paths += _save(fig, out, stem)
     if reuse:
-        _record(out, keys)
+        _record(out, keys, "flow_")
     return paths
 
 

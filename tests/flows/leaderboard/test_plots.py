@@ -3,6 +3,8 @@ are drawn again; without ``reuse`` every figure is drawn."""
 
 from __future__ import annotations
 
+import json
+
 import flows.leaderboard.plots as plots
 from flows.lake import Lake
 from flows.leaderboard.correlations import refresh_correlations
@@ -66,3 +68,27 @@ def test_new_plotting_code_draws_every_figure(tmp_path, monkeypatch):
     monkeypatch.setattr(plots, "_code_digest", lambda: "another version")
     write_plots(lake, out, reuse=True)
     assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+
+
+def test_figures_no_longer_drawn_are_removed_with_their_keys(tmp_path):
+    out = tmp_path / "reports"
+    board = [
+        dict(family=f, repo_id=f"org/{f}-{i}", value=0.5 + i / 10, metric="accuracy", alpha=2 + i / 3)
+        for f in ("f0", "f1", "f2")
+        for i in range(4)
+    ]
+    plots.plot_family_trends(board, [], out, reuse=True)
+    assert sorted(p.name for p in out.glob("trend_*.png")) == [
+        "trend__all_.png",
+        "trend_f0.png",
+        "trend_f1.png",
+        "trend_f2.png",
+    ]
+    (out / "flow_f1.png").write_bytes(b"a correlation flow figure, of the other kind")
+    recorded = json.loads((out / plots.RECORD).read_text())
+    (out / plots.RECORD).write_text(json.dumps(recorded | {"flow_f1": "its key"}))
+    # f1 and f2 have no reported values any more: their trend figures and the pooled one (one family left) go.
+    plots.plot_family_trends([r for r in board if r["family"] == "f0"], [], out, reuse=True)
+    assert sorted(p.name for p in out.glob("trend_*")) == ["trend_f0.png", "trend_f0.svg"]
+    assert sorted(json.loads((out / plots.RECORD).read_text())) == ["flow_f1", "trend_f0"]
+    assert (out / "flow_f1.png").exists()  # figures of the other kind are left to their own function
