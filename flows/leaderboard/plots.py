@@ -181,9 +181,8 @@ def plot_correlation_flow(
 ) -> list[Path]:
     """Per family: alpha against relative layer depth, one line per model (Martin & Mahoney's correlation flow),
     coloured by the model's reported value (named in the legend up to MAX_LEGEND_ENTRIES models, else read from a
-    colour bar); the title gives the family's alpha-vs-value r [CI] and p and says
-    whether it is significant (solid lines) or not (dashed). ``reuse``: keep the figures in ``out`` whose rows did
-    not change (RECORD)."""
+    colour bar); the title gives the family's alpha-vs-value r [CI] and p and says whether it is significant (solid
+    lines) or not (dashed). ``reuse``: keep the figures in ``out`` whose rows did not change (RECORD)."""
     by_family: dict[str, dict[str, list[dict]]] = defaultdict(lambda: defaultdict(list))
     for row in flow:
         by_family[row["family"]][row["repo_id"]].append(row)
