@@ -86,5 +86,5 @@ def store_import(root: str | Path | None, imported: Import, label: str, origin: 
             f"{len(overlap)} (model, metric) pair(s) also come from other sources ({_some(pairs)}); "
             f"the leaderboard picks one by source: {PRECEDENCE}"
         )
-    refresh_correlations(lake.root, {r["family"] for r in family_of if r["repo_id"] in repos})
+    refresh_correlations(lake.root, repos)
     return StoredImport(lake.root, import_id, len(imported.rows), notes)

@@ -271,6 +271,10 @@ def to_arrow(table: str, rows):
             for f in schema
         ]
         return pa.Table.from_arrays(columns, schema=schema)
+    try:
+        return pa.Table.from_pylist(rows, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, ValueError):
+        pass  # a NaN where the column is not a float (Arrow converts no float NaN to another type)
     # NaN means "not computed" in ww_core's records; in a column that is not a float it must be a null.
     not_float = [name for name, kind in SCHEMAS[table] if kind != FLOAT]
     plain = []

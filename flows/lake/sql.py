@@ -65,8 +65,17 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
-def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parameters=None, user: bool = False):
-    """``fetch(connection, sql, parameters)`` on a fresh connection over the current manifest."""
+def _execute(
+    lake: Lake,
+    sql_or_name: str,
+    variables: dict | None,
+    fetch,
+    parameters=None,
+    user: bool = False,
+    repos: list[str] | None = None,
+):
+    """``fetch(connection, sql, parameters)`` on a fresh connection over the current manifest (over ``repos``'
+    rows only, when given: see ``connect``)."""
     import duckdb
 
     for attempt in range(_RETRIES):
@@ -74,7 +83,7 @@ def _execute(lake: Lake, sql_or_name: str, variables: dict | None, fetch, parame
         sql = resolve(sql_or_name)
         if user:
             check_read_only(sql)
-        con = connect(lake, snapshot, reading=sql)
+        con = connect(lake, snapshot, reading=sql, repos=repos)
         try:
             for name, value in (variables or {}).items():
                 con.execute(f"SET VARIABLE {name} = ?", [value])
@@ -103,9 +112,14 @@ def run_query(
     return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
 
 
-def query_columns(lake_root, sql_or_name: str, variables: dict | None = None) -> dict:
-    """A query's columns as NumPy arrays (NULLs masked), for numeric work over many rows."""
-    return _execute(Lake.open(lake_root), sql_or_name, variables, lambda con, sql, _: con.execute(sql).fetchnumpy())
+def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None, repos: list[str] | None = None):
+    """A query's rows as one ``pyarrow.Table`` (DuckDB's column types); with ``repos``, run over those models'
+    rows only (exact for a query that works per repo; it reads only the segments that may hold them)."""
+
+    def fetch(con, sql, _):
+        return con.sql(sql).to_arrow_table()
+
+    return _execute(Lake.open(lake_root), sql_or_name, variables, fetch, repos=repos)
 
 
 def stream_query(

@@ -271,11 +271,21 @@ class Lake:
         """The ``scans`` row of one run (a run recorded again replaces its row)."""
         return self.commit({"scans": [row]})
 
-    def replace_derived(self, table: str, rows) -> int:
-        """Replace a derived table (e.g. ``correlations``) whole, atomically; readers see the old or the new one."""
+    def replace_derived(self, table: str, rows) -> str:
+        """Replace a derived table (e.g. ``correlations``) whole, atomically; readers see the old or the new one.
+        Returns the segment file now holding it ('' when it has no rows), which names this version of it."""
         if table not in DERIVED_TABLES:
             raise ValueError(f"{table!r} is not a derived table ({', '.join(DERIVED_TABLES)})")
-        return self.commit({table: rows}, replace={}, replace_all=(table,), fold=False)
+        arrow = to_arrow(table, rows)
+        staged = {table: [self._stage(table, arrow)]} if arrow.num_rows else {}
+        self.commit_staged(staged, {table: []}, replace_all=(table,), fold=False)
+        return staged[table][0].file if staged else ""
+
+    def derived_segment(self, table: str, snapshot: Snapshot | None = None) -> str:
+        """The segment file holding derived ``table`` now ('' when it has no rows): what ``replace_derived``
+        returned when it wrote this version."""
+        segments = (snapshot or self.snapshot()).tables[table]
+        return segments[0].file if len(segments) == 1 else ""
 
     def _stage(self, table: str, arrow) -> Segment:
         """Write one segment file durably (temporary name, fsync, rename, fsync of its folder) and describe it;

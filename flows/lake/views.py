@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .manifest import Segment, Snapshot, schema_fingerprint
-from .schema import SCHEMAS, TABLES, quoted
+from .schema import SCHEMAS, TABLES, column_names, quoted
 
 if TYPE_CHECKING:
     from .store import Lake
@@ -87,6 +87,16 @@ def table_sql(table: str, segments: list[Segment], prefix: str = "") -> str:
     return parts[0] if len(parts) == 1 else "\nUNION ALL BY NAME\n".join(parts)
 
 
+def _table_body(table: str, segments: list[Segment], prefix: str, repos: list[str] | None) -> str:
+    """``table_sql``, or with ``repos`` the table as if it held only their rows: only the segments whose repo_id
+    range may hold one of them are read, and their other rows filtered out."""
+    if repos is None or "repo_id" not in column_names(table):
+        return table_sql(table, segments, prefix)
+    chosen = [s for s in segments if any(s.may_hold(r) for r in repos)]
+    wanted = ", ".join(map(sql_literal, repos)) or "NULL"
+    return f"SELECT * FROM ({table_sql(table, chosen, prefix)}) WHERE repo_id IN ({wanted})"
+
+
 def query_files(queries_dir: Path | None = None) -> dict[str, str]:
     """``queries/NAME.sql`` texts by NAME, without a trailing semicolon."""
     folder = queries_dir or QUERIES_DIR
@@ -123,7 +133,11 @@ def _words(sql: str) -> set[str]:
 
 
 def view_statements(
-    snapshot: Snapshot, prefix: str = "", queries_dir: Path | None = None, reading: str | None = None
+    snapshot: Snapshot,
+    prefix: str = "",
+    queries_dir: Path | None = None,
+    reading: str | None = None,
+    repos: list[str] | None = None,
 ) -> list[str]:
     """CREATE VIEW statements: one per table, ``models_latest``, and one per query file (a query file may not
     take a table's name). With ``reading`` (a SQL text), only the views it reads, directly or through other
@@ -132,7 +146,7 @@ def view_statements(
     clashes = sorted(set(queries) & {*TABLES, "models_latest"})
     if clashes:
         raise ValueError(f"query files named like lake tables: {', '.join(f'queries/{n}.sql' for n in clashes)}")
-    bodies = {t: table_sql(t, snapshot.tables[t], prefix) for t in TABLES}
+    bodies = {t: _table_body(t, snapshot.tables[t], prefix, repos) for t in TABLES}
     bodies["models_latest"] = MODELS_LATEST
     order = list(bodies) + _in_dependency_order(queries)
     bodies.update(queries)
@@ -160,17 +174,25 @@ def views_sql(snapshot: Snapshot) -> str:
     return header + "\n\n".join(view_statements(snapshot)) + "\n"
 
 
-def connect(lake: Lake, snapshot: Snapshot | None = None, sandbox: bool = True, reading: str | None = None):
+def connect(
+    lake: Lake,
+    snapshot: Snapshot | None = None,
+    sandbox: bool = True,
+    reading: str | None = None,
+    repos: list[str] | None = None,
+):
     """An in-memory DuckDB connection holding the lake's views (at ``snapshot``, default: now; with ``reading``,
-    only those that SQL reads). With ``sandbox``, the connection can read files inside the lake only, write none
-    outside it, load no extension, and its configuration is locked, so a user's SQL cannot reach past the lake."""
+    only those that SQL reads; with ``repos``, over those models' rows only, which is exact for any query that
+    works per repo, such as ``models_latest`` and ``reported_values``). With ``sandbox``, the connection can read
+    files inside the lake only, write none outside it, load no extension, and its configuration is locked, so a
+    user's SQL cannot reach past the lake."""
     import duckdb
 
     snapshot = snapshot or lake.snapshot()
     con = duckdb.connect(":memory:")
     try:
         prefix = str(lake.root) + "/"
-        for statement in view_statements(snapshot, prefix, reading=reading):
+        for statement in view_statements(snapshot, prefix, reading=reading, repos=repos):
             con.execute(statement)
         if sandbox:
             con.execute(f"SET allowed_directories = [{sql_literal(prefix)}]")

@@ -27,153 +27,371 @@ parameter count), higher_is_better (of the reported metric), datasets (the datas
 
 from __future__ import annotations
 
-import math
+import bisect
+import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 
 import numpy as np
 
 from ..lake import Lake
-from ..lake.schema import column_names
-from ..lake.sql import query_columns, run_query
+from ..lake.sql import query_arrow, run_query
 from . import stats
 
 WEIGHT_METRICS = ("alpha", "alpha_weighted", "log_alpha_norm", "log_spectral_norm", "log_norm")
 TABLE = "correlations"
 SEED = 0
 
+# The points behind the stored table and the rank states of its pooled groups (``stats.RankState``), so that a scan
+# of a few models updates the pooled rows in O(n) without reading every model again. A cache: named after the
+# table's segment it was computed with, ignored (and rebuilt) when it does not match, never the source of a row.
+CACHE = Path("cache") / "correlation_points.arrow"
+CACHE_FORMAT = "1"
+# Above this many changed points of one reported metric, its pooled rank states are rebuilt by sorting (once,
+# O(n log n)) instead of being updated point by point (O(n) each).
+MAX_POINT_UPDATES = 32
+_KEY = ("family", "repo_id")
 
-def _points(root: Path, variables: dict, metric: str | None = None) -> dict[str, np.ndarray]:
-    """One entry per (model, reported metric), in (metric, family, repo) order, as columns (NumPy arrays, NULLs
-    masked): family, reported_metric, value, dataset, higher_is_better, the weight metrics, log10 size. Columns
-    rather than rows: a 100 000-model lake has 100 000 points per metric, and the pooled rows need them all."""
+
+def _points(root: Path, variables: dict, metric: str | None = None, repos: list[str] | None = None):
+    """One row per (model, reported metric), in (reported metric, family, repo) order, as a ``pyarrow.Table``:
+    reported_metric, family, repo_id, value, dataset, higher_is_better, the weight metrics, log10 size. With
+    ``repos``, only those models' rows (read from the segments that may hold them)."""
     where = ["m.status IN ('scanned', 'partial')"]
     if metric is not None:
         where.append("r.metric = getvariable('only_metric')")
         variables = dict(variables, only_metric=metric)
     sql = (
-        f"SELECT m.family, r.metric AS reported_metric, r.value, r.dataset, r.higher_is_better, "
+        f"SELECT r.metric AS reported_metric, m.family, m.repo_id, r.value, r.dataset, r.higher_is_better, "
         f"{', '.join(f'm.{c}' for c in WEIGHT_METRICS)}, log10(nullif(m.num_params, 0)) AS log_size "
         f"FROM models_latest m JOIN reported_values r USING (repo_id) WHERE {' AND '.join(where)} "
         "ORDER BY r.metric, m.family, m.repo_id"
     )
-    return query_columns(root, sql, variables)
+    return query_arrow(root, sql, variables, repos=repos)
 
 
-def _as_float(column: np.ndarray) -> np.ndarray:
-    return np.ma.filled(np.ma.asarray(column, dtype=float), math.nan)
+def _floats(column) -> np.ndarray:
+    """A numeric Arrow column as float64, NULL as NaN."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
 
 
-def _present(column: np.ndarray) -> np.ndarray:
-    return ~np.ma.getmaskarray(column)
+def _codes(column) -> tuple[list[str], np.ndarray]:
+    """(distinct values, index of each row's value): a string column grouped without sorting its strings."""
+    import pyarrow.compute as pc
+
+    encoded = pc.dictionary_encode(pc.fill_null(column, "")).combine_chunks()
+    return encoded.dictionary.to_pylist(), encoded.indices.to_numpy(zero_copy_only=False)
 
 
-def _datasets(families: list, datasets: list, present: dict[str, np.ndarray], wanted: set[str] | None) -> dict:
+def _datasets(family_codes, dataset_codes, present: dict[str, np.ndarray], wanted: set[str] | None) -> dict:
     """The datasets behind each (family, weight metric) row, ', '-joined: of the pooled rows, and of the families
     in ``wanted`` (None: every family)."""
-    names = np.array(["" if d is None else d for d in datasets], dtype=object)
-    found: dict[tuple[str, str], set[str]] = {
-        (stats.POOLED, m): set(names[mask].tolist()) for m, mask in present.items()
+    family_names, families = family_codes
+    dataset_names, datasets = dataset_codes
+    found = {}
+    chosen = np.ones(len(family_names), bool)
+    if wanted is not None:
+        chosen = np.array([f in wanted for f in family_names], bool) if family_names else chosen
+    for metric, mask in present.items():
+        present_datasets = np.flatnonzero(np.bincount(datasets[mask], minlength=len(dataset_names)))
+        found[(stats.POOLED, metric)] = ", ".join(sorted(dataset_names[d] for d in present_datasets))
+        rows = mask & chosen[families]
+        pairs = np.unique(families[rows] * len(dataset_names) + datasets[rows])
+        per_family: dict[int, set[str]] = {}
+        for pair in pairs.tolist():
+            per_family.setdefault(pair // len(dataset_names), set()).add(dataset_names[pair % len(dataset_names)])
+        for family, names in per_family.items():
+            found[(family_names[family], metric)] = ", ".join(sorted(names))
+    return found
+
+
+def _families_left(kept, family_codes, values: np.ndarray, metrics: dict) -> set[str]:
+    """The families of the ``kept`` rows (an Arrow table) whose stored n is no longer the number of their usable
+    points, to be recomputed too: a model moved out of them (rescanned into another family). Only needed without
+    the cache (which knows each changed model's old family): a scan changes an unnamed family's points only by such
+    a departure, and a departure always lowers a count, so every family whose rows went stale is found."""
+    names, codes = family_codes
+    index = {name: i for i, name in enumerate(names)}
+    counts = {
+        metric: np.bincount(codes[np.isfinite(column) & np.isfinite(values)], minlength=len(names))
+        for metric, column in metrics.items()
     }
-    for i, family in enumerate(map(str, families)):
-        if wanted is None or family in wanted:
-            for m, mask in present.items():
-                if mask[i]:
-                    found.setdefault((family, m), set()).add(names[i])
-    return {key: ", ".join(sorted(values)) for key, values in found.items()}
-
-
-def _families_left(kept_rows: list[dict], families: list, values: np.ndarray, metrics: dict) -> set[str]:
-    """The families of ``kept_rows`` whose stored n is no longer the number of their usable points, to be
-    recomputed too: a model moved out of them (rescanned into another family, the one named). A scan changes an
-    unnamed family's points only by such a departure (an arrival or a new value names the family), and a departure
-    always lowers a count, so every family whose rows went stale is found."""
-    index: dict[str, int] = {}
-    codes = np.fromiter((index.setdefault(str(f), len(index)) for f in families), dtype=np.int64, count=len(families))
-    counts = {}
-    for metric, column in metrics.items():
-        usable = np.isfinite(_as_float(column)) & np.isfinite(values)
-        counts[metric] = np.bincount(codes[usable], minlength=len(index))
     return {
-        r["family"] for r in kept_rows if r["family"] not in index or counts[r["metric"]][index[r["family"]]] != r["n"]
+        family
+        for family, metric, n in zip(*(kept.column(c).to_pylist() for c in ("family", "metric", "n")), strict=True)
+        if family not in index or counts[metric][index[family]] != n
     }
+
+
+def _runs(column) -> list[tuple[str, int, int]]:
+    """(value, start, stop) of each run of equal values of a string column sorted by that value."""
+    import pyarrow.compute as pc
+
+    counts = sorted((c["values"], c["counts"]) for c in pc.value_counts(column).to_pylist())
+    stops = np.cumsum([n for _, n in counts], dtype=np.int64)
+    return [(value, int(stop - n), int(stop)) for (value, n), stop in zip(counts, stops, strict=True)]
 
 
 def compute_rows(
-    points: dict[str, np.ndarray], only_families: set[str] | None = None, kept_rows: list[dict] = ()
-) -> list[dict]:
-    """``correlation_table`` rows for each reported metric in ``points`` (see ``_points``); with ``only_families``,
-    the rows of those families and the pooled rows, plus ``kept_rows`` (the other families' stored rows, whose
-    BH-adjusted p and verdict are recomputed)."""
-    reported_column = np.asarray(np.ma.asarray(points["reported_metric"]).tolist(), dtype=object)
-    rows = []
-    for reported in sorted(set(reported_column.tolist())):
-        at = np.flatnonzero(reported_column == reported)
-        families = np.ma.asarray(points["family"][at]).tolist()
-        metrics = {m: points[m][at] for m in WEIGHT_METRICS}
-        values = _as_float(points["value"][at])
-        wanted, kept = only_families, [r for r in kept_rows if r["reported_metric"] == reported]
-        if wanted is not None:
-            left = _families_left(kept, families, values, metrics)
-            wanted, kept = wanted | left, [r for r in kept if r["family"] not in left]
-        table = stats.correlation_table(
-            families,
+    points, only_families: set[str] | None = None, kept=None, states: dict | None = None, check_counts: bool = True
+):
+    """(the table, the rank states of its pooled groups): ``correlation_table`` rows for each reported metric in
+    ``points`` (see ``_points``) as an Arrow table in the table's columns and order, and ``states[reported]
+    [metric]`` (given ones are used, missing ones computed). With ``only_families``, the rows of those families
+    and the pooled rows are computed and ``kept`` (an Arrow table of the other families' stored rows) completes
+    the table: only their BH-adjusted p and verdict are recomputed. ``check_counts``: also recompute the kept
+    families whose stored n no longer matches their points (``_families_left``), for a caller that does not know
+    every family a change touched."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    from ..lake.schema import arrow_schema
+
+    schema = arrow_schema(TABLE)
+    out_states, tables = {}, []
+    for reported, start, stop in _runs(points.column("reported_metric")):
+        part = points.slice(start, stop - start)
+        family_codes = _codes(part.column("family"))
+        metrics = {m: _floats(part.column(m)) for m in WEIGHT_METRICS}
+        values = _floats(part.column("value"))
+        wanted = only_families
+        stored = None
+        if kept is not None:
+            stored = kept.filter(pc.equal(kept.column("reported_metric"), reported))
+        if wanted is not None and stored is not None and check_counts:
+            left = _families_left(stored, family_codes, values, metrics)
+            wanted = wanted | left
+            stays = pc.invert(pc.is_in(stored.column("family"), value_set=pa.array(sorted(left), pa.string())))
+            stored = stored.filter(stays)
+        pooled = (states or {}).get(reported) or {m: stats.RankState.of(c, values) for m, c in metrics.items()}
+        out_states[reported] = pooled
+        computed = stats.group_rows(
+            None,
             values,
-            {m: _as_float(column) for m, column in metrics.items()},
-            _as_float(points["log_size"][at]),
+            metrics,
+            _floats(part.column("log_size")),
             seed=SEED,
             label=reported,
             only_families=wanted,
-            kept_rows=kept,
+            family_codes=family_codes,
+            pooled_states=pooled,
         )
         datasets = _datasets(
-            families,
-            np.ma.asarray(points["dataset"][at]).tolist(),
-            {m: _present(column) for m, column in metrics.items()},
+            family_codes,
+            _codes(part.column("dataset")),
+            {m: np.isfinite(column) & np.isfinite(values) for m, column in metrics.items()},
             wanted,
         )
-        higher_is_better = np.ma.asarray(points["higher_is_better"][at]).tolist()[0]
-        extra = dict(reported_metric=reported, higher_is_better=higher_is_better)
-        for row in table:
-            if "datasets" not in row:  # a kept row has its own
-                row = dict(row, **extra, datasets=datasets[(str(row["family"]), row["metric"])])
-            rows.append({name: row.get(name) for name in column_names(TABLE)})
-    return rows
+        extra = dict(reported_metric=reported, higher_is_better=part.column("higher_is_better")[0].as_py())
+        rows = [dict(row, **extra, datasets=datasets[(str(row["family"]), row["metric"])]) for row in computed]
+        table = pa.Table.from_pylist(rows, schema=schema)
+        if stored is not None and stored.num_rows:
+            table = pa.concat_tables([table, stored.select(schema.names).cast(schema)])
+        tables.append(_finished(table, list(metrics)))
+    table = pa.concat_tables(tables) if tables else schema.empty_table()
+    return table, out_states
 
 
-def refresh_correlations(root: str | Path, families: Iterable[str] | None = None) -> int:
+def _finished(table, metrics: list[str]):
+    """``stats.finish_rows`` applied to one reported metric's rows, sorted as the table is: families by name,
+    the pooled rows last, weight metrics in ``WEIGHT_METRICS`` order."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    finished = stats.finish_rows({name: table.column(name).to_pylist() for name in stats.FINISH_INPUTS})
+    pooled = np.asarray(table.column("family").to_pylist(), dtype=object) == stats.POOLED
+    for name, column in finished.items():
+        if name in ("families_agreeing", "families_total", "simpsons_paradox"):
+            stored = table.column(name).to_pylist()
+            column = [new if is_pooled else old for new, old, is_pooled in zip(column, stored, pooled, strict=True)]
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, table.schema.field(at), pa.array(column, table.schema.field(at).type))
+    position = {metric: i for i, metric in enumerate(metrics)}
+    keys = pa.table(
+        {
+            "pooled": pooled,
+            "family": table.column("family"),
+            "position": [position[m] for m in table.column("metric").to_pylist()],
+        }
+    )
+    return table.take(pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names]))
+
+
+# ----- the cache of points and rank states ------------------------------------------------------------------------
+
+
+def _read_cache(lake: Lake, segment: str):
+    """(points, states) computed with the table stored in ``segment``, or None (no cache, one computed with
+    another version of the table, or a file left half-written)."""
+    import pyarrow as pa
+
+    try:
+        with pa.memory_map(str(lake.root / CACHE)) as source:
+            table = pa.ipc.open_file(source).read_all()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
+    if meta.get("format") != CACHE_FORMAT or meta.get("segment") != segment:
+        return None
+    integers = json.loads(meta["states"])
+    points = table.select([c for c in table.column_names if not c.startswith("rank_")])
+    states: dict[str, dict[str, stats.RankState]] = {}
+    for reported, start, stop in _runs(points.column("reported_metric")):
+        ranks = {
+            name: table.column(name).slice(start, stop - start).to_numpy(zero_copy_only=False).copy()
+            for name in table.column_names
+            if name.startswith("rank_")
+        }
+        states[reported] = {
+            m: stats.RankState(ranks[f"rank_x:{m}"], ranks[f"rank_y:{m}"], **integers[reported][m])
+            for m in WEIGHT_METRICS
+        }
+    return points, states
+
+
+def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
+    """The points and rank states the table stored in ``segment`` was computed with: an Arrow file (memory-mapped
+    when read), written under a temporary name and renamed."""
+    import pyarrow as pa
+
+    runs = _runs(points.column("reported_metric"))
+    table = points
+    for axis in "xy":
+        for m in WEIGHT_METRICS:
+            parts = [getattr(states[reported][m], f"rank_{axis}") for reported, _, _ in runs]
+            ranks = np.concatenate(parts) if parts else np.array([])
+            table = table.append_column(f"rank_{axis}:{m}", pa.array(ranks, pa.float64()))
+    integers = {
+        reported: {m: {"concordance": s.concordance, "ties": s.ties} for m, s in states[reported].items()}
+        for reported, _, _ in runs
+    }
+    table = table.replace_schema_metadata({"format": CACHE_FORMAT, "segment": segment, "states": json.dumps(integers)})
+    path = lake.root / CACHE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with pa.OSFile(str(tmp), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+            writer.write_table(table)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+class _Keys:
+    """(family, repo_id) of each row of a points table, for bisect without converting every row."""
+
+    def __init__(self, part):
+        self.family, self.repo = part.column("family"), part.column("repo_id")
+
+    def __len__(self) -> int:
+        return len(self.family)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        return (self.family[i].as_py(), self.repo[i].as_py())
+
+
+def _updated(cached, states: dict, repos: list[str], new) -> tuple:
+    """The cached points with ``repos``' rows replaced by ``new`` (each reported metric kept in (family, repo)
+    order), and the rank states carried along point by point; a reported metric with more than
+    ``MAX_POINT_UPDATES`` changed points gets none (compute_rows rebuilds its states)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    leaving_repos = pa.array(repos, pa.string())
+    old_runs = {r: (start, stop) for r, start, stop in _runs(cached.column("reported_metric"))}
+    new_runs = {r: (start, stop) for r, start, stop in _runs(new.column("reported_metric"))}
+    parts, out_states = [], {}
+    for reported in sorted(set(old_runs) | set(new_runs)):
+        start, stop = old_runs.get(reported, (0, 0))
+        old_part = cached.slice(start, stop - start)
+        start, stop = new_runs.get(reported, (0, 0))
+        new_part = new.slice(start, stop - start).cast(cached.schema)
+        leaving = pc.is_in(old_part.column("repo_id"), value_set=leaving_repos).to_numpy(zero_copy_only=False)
+        kept = old_part.filter(pa.array(~leaving))
+        keys = _Keys(kept)
+        new_keys = zip(*(new_part.column(c).to_pylist() for c in _KEY), strict=True)
+        where = np.array([bisect.bisect_left(keys, k) for k in new_keys], dtype=np.int64)
+        order = np.insert(np.arange(kept.num_rows), where, kept.num_rows + np.arange(new_part.num_rows))
+        part = pa.concat_tables([kept, new_part]).take(order)
+        parts.append(part)
+        reported_states = states.get(reported)
+        if reported_states is None or int(leaving.sum()) + new_part.num_rows > MAX_POINT_UPDATES:
+            continue
+        values_before, values_after = _floats(old_part.column("value")), _floats(part.column("value"))
+        inserted = where + np.arange(len(where))  # final positions of the new rows
+        for m, state in reported_states.items():
+            before = _floats(old_part.column(m))
+            for at in np.flatnonzero(leaving)[::-1]:
+                state.remove(before, values_before, int(at))
+            state.rank_x = np.insert(state.rank_x[~leaving], where, np.nan)
+            state.rank_y = np.insert(state.rank_y[~leaving], where, np.nan)
+            after = _floats(part.column(m))
+            for at in inserted:
+                state.insert(after, values_after, int(at))
+        out_states[reported] = reported_states
+    return (pa.concat_tables(parts) if parts else cached.slice(0, 0)), out_states
+
+
+def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -> int:
     """Recompute the ``correlations`` table from the lake's models and reported values and replace it whole, in
     one commit (readers see the old table or the new one); the row count.
 
-    ``families``: the families whose models or reported values changed (a scan's, an import's). Only their rows
-    and the pooled rows are recomputed; every other family's stored rows are kept (their BH-adjusted p and verdict
-    follow the new rows), which gives the table a full refresh would. A lake with no stored rows yet is refreshed
-    in full."""
+    ``repos``: the models whose rows or reported values changed (a scan's, an evals import's); None recomputes
+    everything. With the cache of the stored table's points (``CACHE``), only those models' points are read; the
+    rows of the families they left or joined and the pooled rows are recomputed (the pooled rank states updated
+    point by point) and every other family's stored rows are kept (their BH-adjusted p and verdict follow the
+    new rows): the table a full refresh gives (tested). Without the cache, every point is read and the families
+    to recompute are found from the stored counts (``_families_left``). A change that moves no point commits
+    nothing."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
     root = Path(root)
-    points = _points(root, {"prefer_import": False, "dataset": None})
-    kept, only = [], None
-    if families is not None:
-        only = {str(f) for f in families}
-        kept = [r for r in read_all_correlations(root) if r["family"] not in only and r["family"] != stats.POOLED]
-        if not kept:
-            only = None  # nothing stored to keep: every family's rows are computed
-    rows = compute_rows(points, only, kept)
-    Lake(root).replace_derived(TABLE, rows)
-    return len(rows)
+    lake = Lake(root)
+    variables = {"prefer_import": False, "dataset": None}
+    segment = lake.derived_segment(TABLE)
+    stored = pq.read_table(lake.root / segment) if segment and repos is not None else None
+    only, states = None, None
+    if repos is None:
+        points = _points(root, variables)
+    else:
+        repos = sorted(set(repos))
+        changed = pa.array(repos, pa.string())
+        cached = _read_cache(lake, segment)
+        if cached is not None:
+            new = _points(root, variables, repos=repos)
+            old = cached[0].filter(pc.is_in(cached[0].column("repo_id"), value_set=changed))
+            if not old.num_rows and not new.num_rows:
+                return stored.num_rows if stored is not None else 0
+            only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
+            points, states = _updated(*cached, repos, new)
+        elif not _any_reported(root, repos):
+            return stored.num_rows if stored is not None else 0
+        else:
+            points = _points(root, variables)
+            now = points.filter(pc.is_in(points.column("repo_id"), value_set=changed))
+            only = set(now.column("family").to_pylist())
+    kept = None
+    if only is not None and stored is not None:
+        others = pc.invert(pc.is_in(stored.column("family"), value_set=pa.array(sorted(only | {stats.POOLED}))))
+        kept = stored.filter(others)
+    if kept is None or not kept.num_rows:
+        only, kept = None, None  # nothing stored to keep: every family's rows are computed
+    table, states = compute_rows(points, only, kept, states, check_counts=states is None)
+    _write_cache(lake, lake.replace_derived(TABLE, table), points, states)
+    return table.num_rows
 
 
-def families_with_reported_values(root: str | Path, family_of: dict[str, str]) -> set[str]:
-    """The families (``family_of``: repo_id → family) of the repos with any evals row in the lake: only their
-    models can be points of the table, so a scan of models without reported values changes no correlation."""
-    if not family_of:
-        return set()
-    sql = "SELECT DISTINCT repo_id FROM evals WHERE list_contains(getvariable('repos'), repo_id)"
-    return {family_of[r["repo_id"]] for r in run_query(root, sql, {"repos": sorted(family_of)})}
-
-
-def read_all_correlations(root: Path) -> list[dict]:
-    """Every stored row of the table."""
-    return run_query(root, "SELECT * FROM correlations")
+def _any_reported(root: Path, repos: list[str]) -> bool:
+    """Whether any of ``repos`` has an evals row: only such models can be points of the table."""
+    sql = "SELECT 1 FROM evals WHERE list_contains(getvariable('repos'), repo_id) LIMIT 1"
+    return bool(run_query(root, sql, {"repos": repos}))
 
 
 def read_correlations(root: Path, metric: str, family: str | None = None) -> list[dict]:
@@ -198,7 +416,9 @@ def correlations_for(
         if stored:
             return stored
     variables = {"prefer_import": prefer_import, "dataset": dataset}
-    rows = compute_rows(_points(root, variables, metric=metric))
+    table, _ = compute_rows(_points(root, variables, metric=metric))
     return [
-        {k: v for k, v in r.items() if k != "reported_metric"} for r in rows if family is None or r["family"] == family
+        {k: v for k, v in r.items() if k != "reported_metric"}
+        for r in table.to_pylist()
+        if family is None or r["family"] == family
     ]

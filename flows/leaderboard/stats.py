@@ -35,8 +35,10 @@ from __future__ import annotations
 import math
 import warnings
 import zlib
+from collections import namedtuple
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
@@ -254,14 +256,20 @@ def partial_r(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> float | None
 
 def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
     """Fixed-effects correlation: x and y centred on their family means, Pearson r over the models of the k
-    families with at least two models, and its Fisher-z interval with n − k − 2 degrees of freedom."""
-    labels, inverse, counts = np.unique(families, return_inverse=True, return_counts=True)
+    families with at least two models, and its Fisher-z interval with n − k − 2 degrees of freedom. ``families``:
+    labels, or already integer codes (then nothing is sorted)."""
+    families = np.asarray(families)
+    if np.issubdtype(families.dtype, np.integer):
+        inverse = families
+    else:
+        inverse = np.unique(families, return_inverse=True)[1]
+    counts = np.bincount(inverse)
     keep = counts[inverse] >= 2
     empty = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
     if not keep.any():
         return empty
     x, y, inverse = x[keep], y[keep], inverse[keep]
-    k = np.unique(inverse).size
+    k = int(np.count_nonzero(counts >= 2))
     centred_x = x - (np.bincount(inverse, x) / np.bincount(inverse))[inverse]
     centred_y = y - (np.bincount(inverse, y) / np.bincount(inverse))[inverse]
     r = _finite(_row_pearson(centred_x, centred_y))
@@ -282,6 +290,7 @@ def correlate_many(
     seeds: Sequence[int],
     log_size: np.ndarray | None = None,
     x_names: Sequence[str] | None = None,
+    states: Sequence[RankState | None] | None = None,
 ) -> list[dict]:
     """Every statistic of G groups of n models at once (rows of the (G, n) arrays ``x``, ``y``, ``log_size``):
     n; Pearson r, p and Fisher interval (``scipy.stats.pearsonr`` over the rows); Spearman ρ and p (Pearson r of the
@@ -289,7 +298,8 @@ def correlate_many(
     Kendall τ-b and p (``scipy.stats.kendalltau`` per row: exact for small untied samples); their bootstrap (or,
     above BOOTSTRAP_MAX_N models, Fieller-Hartley-Pearson) intervals; the OLS fit (slope = Sxy/Sxx, as
     ``scipy.stats.linregress``), R², RMSE; partial r given log size (None when a size is unknown); and ``notes``
-    saying why a value is missing. Batched because a lake has thousands of small families."""
+    saying why a value is missing. Batched because a lake has thousands of small families. ``states``: per group,
+    a ``RankState`` of its points (or None) whose ranks and Kendall integers stand for the sorts."""
     from scipy import stats  # imported here: reading stored correlations needs no scipy
 
     x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
@@ -302,8 +312,23 @@ def correlate_many(
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         pearson = stats.pearsonr(x, y, axis=1)
         interval = pearson.confidence_interval(CONFIDENCE)
-        spearman = stats.pearsonr(stats.rankdata(x, axis=1), stats.rankdata(y, axis=1), axis=1)
-        kendall = [stats.kendalltau(x[g], y[g]) if defined[g] else None for g in range(groups)]
+        states = list(states) if states is not None else [None] * groups
+        sorted_rows = [g for g in range(groups) if states[g] is None]
+        rank_x, rank_y = np.empty_like(x), np.empty_like(y)
+        if sorted_rows:
+            rank_x[sorted_rows] = stats.rankdata(x[sorted_rows], axis=1)
+            rank_y[sorted_rows] = stats.rankdata(y[sorted_rows], axis=1)
+        for g, state in enumerate(states):
+            if state is not None:
+                usable = np.isfinite(state.rank_x)
+                rank_x[g], rank_y[g] = state.rank_x[usable], state.rank_y[usable]
+        spearman = stats.pearsonr(rank_x, rank_y, axis=1)
+        kendall = [
+            (_Kendall(*known) if (known := states[g] and states[g].kendall()) else stats.kendalltau(x[g], y[g]))
+            if defined[g]
+            else None
+            for g in range(groups)
+        ]
     if n <= BOOTSTRAP_MAX_N:
         intervals = bootstrap_intervals(x, y, seeds)
     else:
@@ -383,15 +408,13 @@ def verdict(n: int, p_adjusted: float | None) -> str:
 
 
 def correlation_table(
-    families: Sequence[str],
+    families: Sequence[str] | None,
     values: np.ndarray,
     metrics: Mapping[str, np.ndarray],
     log_size: np.ndarray | None = None,
     seed: int = 0,
     label: str = "",
     pooled: bool = True,
-    only_families: Collection[str] | None = None,
-    kept_rows: Sequence[dict] = (),
 ) -> list[dict]:
     """Rows for every family with at least 3 models, and one pooled row (family ``(all)``) per metric.
 
@@ -400,24 +423,57 @@ def correlation_table(
     out of that metric's rows. ``label`` (the reported metric) only seeds the resamples. Pearson p-values are
     BH-adjusted across all rows of a metric (every family and the pooled row are tested at once); pooled rows
     carry the within-family estimate, families agreeing with the pooled sign, and the Simpson's-paradox flag
-    (pooled r and within-family r of opposite signs, the within-family interval excluding 0).
+    (pooled r and within-family r of opposite signs, the within-family interval excluding 0). ``group_rows``
+    then ``finish_rows``, which the lake's table uses directly to recompute only some families."""
+    rows = group_rows(families, values, metrics, log_size, seed, label, pooled)
+    finished = finish_rows({name: [row.get(name) for row in rows] for name in FINISH_INPUTS})
+    for index, row in enumerate(rows):
+        row.update(pearson_p_adjusted=finished["pearson_p_adjusted"][index], verdict=finished["verdict"][index])
+        if row["family"] == POOLED:
+            row.update({name: finished[name][index] for name in ("families_agreeing", "families_total")})
+            row["simpsons_paradox"] = finished["simpsons_paradox"][index]
+    position = {metric: i for i, metric in enumerate(metrics)}
+    rows.sort(key=lambda r: (r["family"] == POOLED, r["family"], position[r["metric"]]))
+    return rows
 
-    Incremental use: with ``only_families``, only those families' rows (and the pooled rows, from every model) are
-    computed; ``kept_rows`` are the stored rows of the other families, which take part in the pooled rows' family
-    counts and in the BH adjustment (their ``pearson_p_adjusted`` and ``verdict`` are recomputed, nothing else) and
-    are returned with the new rows. Rows are then the same as a full computation's."""
-    families = np.asarray(families, dtype=object).astype(str)
+
+def group_rows(
+    families: Sequence[str] | None,
+    values: np.ndarray,
+    metrics: Mapping[str, np.ndarray],
+    log_size: np.ndarray | None = None,
+    seed: int = 0,
+    label: str = "",
+    pooled: bool = True,
+    only_families: Collection[str] | None = None,
+    family_codes: tuple[Sequence[str], np.ndarray] | None = None,
+    pooled_states: Mapping[str, RankState] | None = None,
+) -> list[dict]:
+    """The statistics of each (family, metric) group of at least 3 models and of the pooled groups (with their
+    within-family estimate), as rows; what depends on every row of a metric (BH-adjusted p, verdict, families
+    agreeing) is ``finish_rows``'s. Arguments as ``correlation_table``; with ``only_families``, only those families'
+    rows (and the pooled rows, from every model). ``family_codes``: (names, index of each model's name), standing
+    for ``families`` (pass None) when the caller has them, so that 100 000 family names need not be sorted.
+    ``pooled_states``: per metric, the ``RankState`` of the pooled group (aligned with the arrays), which stands
+    for its sorts."""
     values = np.asarray(values, dtype=float)
     sizes = None if log_size is None else np.asarray(log_size, dtype=float)
-    names, inverse = np.unique(families, return_inverse=True)
+    if family_codes is not None:
+        names, inverse = np.asarray(family_codes[0], dtype=object), np.asarray(family_codes[1])
+    else:
+        names, inverse = np.unique(np.asarray(families, dtype=object).astype(str), return_inverse=True)
     # (family, metric, model indices) of every row, then all rows of one size computed at once.
     groups: list[tuple[str, str, np.ndarray]] = []
+    wanted_codes = None
+    if only_families is not None:
+        wanted_codes = np.array([i for i, name in enumerate(names) if name in only_families], dtype=inverse.dtype)
     for metric, column in metrics.items():
         usable = np.flatnonzero(np.isfinite(np.asarray(column, dtype=float)) & np.isfinite(values))
-        order = usable[np.argsort(inverse[usable], kind="stable")]
+        chosen = usable if wanted_codes is None else usable[np.isin(inverse[usable], wanted_codes)]
+        order = chosen[np.argsort(inverse[chosen], kind="stable")]
         starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]) if order.size else np.array([], int)
         for members in np.split(order, starts[1:]) if order.size else []:
-            if members.size >= MIN_MODELS and (only_families is None or names[inverse[members[0]]] in only_families):
+            if members.size >= MIN_MODELS:
                 groups.append((names[inverse[members[0]]], metric, members))
         if pooled and usable.size >= MIN_MODELS:
             groups.append((POOLED, metric, usable))
@@ -431,50 +487,184 @@ def correlation_table(
         z = None if sizes is None else np.stack([sizes[groups[i][2]] for i in indices])
         seeds = [_seed(seed, label, groups[i][0], groups[i][1]) for i in indices]
         metric_names = [groups[i][1] for i in indices]
-        for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names), strict=True):
+        states = [(pooled_states or {}).get(groups[i][1]) if groups[i][0] == POOLED else None for i in indices]
+        for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names, states), strict=True):
             computed[i] = dict(family=groups[i][0], metric=groups[i][1], **row)
-    rows: list[dict] = []
-    for metric, column in metrics.items():
-        metric_rows = [r for r in computed if r["metric"] == metric and r["family"] != POOLED]
-        metric_rows += [dict(r) for r in kept_rows if r["metric"] == metric and r["family"] != POOLED]
-        for row in computed:
-            if row["metric"] == metric and row["family"] == POOLED:
-                members = next(g[2] for g in groups if g[0] == POOLED and g[1] == metric)
-                x = np.asarray(column, dtype=float)[members]
-                row.update(within_family(x, values[members], inverse[members]))
-                row.update(_pooled_signs(row, metric_rows))
-                metric_rows.append(row)
-        _adjust(metric_rows)
-        rows += metric_rows
-    for row in rows:
-        row["verdict"] = verdict(row["n"], row["pearson_p_adjusted"])
-    rows.sort(key=lambda r: (r["family"] == POOLED, r["family"], list(metrics).index(r["metric"])))
-    return rows
+    for (family, metric, members), row in zip(groups, computed, strict=True):
+        if family == POOLED:
+            x = np.asarray(metrics[metric], dtype=float)[members]
+            row.update(within_family(x, values[members], inverse[members]))
+    return computed
 
 
-def _pooled_signs(pooled: dict, family_rows: list[dict]) -> dict:
-    signs = [r["pearson_r"] for r in family_rows if r["pearson_r"] is not None]
-    r = pooled["pearson_r"]
-    agreeing = sum(np.sign(s) == np.sign(r) for s in signs) if r is not None else 0
-    within, low, high = (pooled[k] for k in ("within_family_r", "within_family_ci_low", "within_family_ci_high"))
-    paradox = bool(
-        r is not None
-        and within is not None
-        and low is not None
-        and np.sign(r) != np.sign(within)
-        and (low > 0 or high < 0)
-    )
-    return dict(families_agreeing=int(agreeing), families_total=len(signs), simpsons_paradox=paradox)
+FINISH_INPUTS = (
+    "family",
+    "metric",
+    "n",
+    "pearson_r",
+    "pearson_p",
+    "within_family_r",
+    "within_family_ci_low",
+    "within_family_ci_high",
+)
 
 
-def _adjust(rows: list[dict]) -> None:
-    """Benjamini-Hochberg over the rows' Pearson p-values (``scipy.stats.false_discovery_control``)."""
+def finish_rows(columns: Mapping[str, Sequence]) -> dict[str, list]:
+    """What depends on every row of a reported metric's table, from its columns ``FINISH_INPUTS`` over all of
+    them (None or NaN: no value): ``pearson_p_adjusted`` (Benjamini-Hochberg over the rows of one weight metric,
+    ``scipy.stats.false_discovery_control``), ``verdict``, and for the pooled rows ``families_agreeing`` (family
+    rows whose r has the pooled sign), ``families_total`` (family rows with an r) and ``simpsons_paradox``. Lists
+    aligned with the rows, None where a row has no such value."""
     from scipy import stats  # imported here: reading stored correlations needs no scipy
 
-    tested = [r for r in rows if r["pearson_p"] is not None]
-    for row in rows:
-        row["pearson_p_adjusted"] = None
-    if tested:
-        adjusted = stats.false_discovery_control([r["pearson_p"] for r in tested], method="bh")
-        for row, p in zip(tested, adjusted, strict=True):
-            row["pearson_p_adjusted"] = _finite(p)
+    def floats(name: str) -> np.ndarray:
+        return np.array([math.nan if v is None else v for v in columns[name]], dtype=float)
+
+    family = np.asarray(columns["family"], dtype=object)
+    metric = np.asarray(columns["metric"], dtype=object)
+    r, p = floats("pearson_r"), floats("pearson_p")
+    within, low, high = floats("within_family_r"), floats("within_family_ci_low"), floats("within_family_ci_high")
+    size = len(family)
+    adjusted = np.full(size, math.nan)
+    agreeing: list = [None] * size
+    total: list = [None] * size
+    paradox: list = [None] * size
+    is_pooled = family == POOLED
+    for name in dict.fromkeys(metric.tolist()):
+        of_metric = metric == name
+        tested = of_metric & np.isfinite(p)
+        if tested.any():
+            adjusted[tested] = stats.false_discovery_control(p[tested], method="bh")
+        signs = np.sign(r[of_metric & ~is_pooled & np.isfinite(r)])
+        for i in np.flatnonzero(of_metric & is_pooled):
+            known = math.isfinite(r[i])
+            agreeing[i] = int(np.count_nonzero(signs == np.sign(r[i]))) if known else 0
+            total[i] = int(signs.size)
+            paradox[i] = bool(
+                known
+                and math.isfinite(within[i])
+                and math.isfinite(low[i])
+                and np.sign(r[i]) != np.sign(within[i])
+                and (low[i] > 0 or high[i] < 0)
+            )
+    p_adjusted = [_finite(v) for v in adjusted]
+    return dict(
+        pearson_p_adjusted=p_adjusted,
+        verdict=[verdict(int(n), q) for n, q in zip(columns["n"], p_adjusted, strict=True)],
+        families_agreeing=agreeing,
+        families_total=total,
+        simpsons_paradox=paradox,
+    )
+
+
+# ----- pooled groups kept up to date point by point ---------------------------------------------------------------
+
+# What a group's tie structure adds to Kendall's statistics, per tie group of t equal values (scipy.stats.kendalltau's
+# ``count_rank_tie``): tied pairs t(t-1)/2 and the variance terms t(t-1)(t-2) and t(t-1)(2t+5).
+_TIE_TERMS = (lambda t: t * (t - 1) // 2, lambda t: t * (t - 1) * (t - 2), lambda t: t * (t - 1) * (2 * t + 5))
+
+
+@dataclass
+class RankState:
+    """What Spearman ρ and Kendall τ-b of one large group need, so that a change of a few points costs O(n) instead
+    of the O(n log n) sorts: the average ranks of x and of y among the usable points (finite x and y; NaN for
+    the others), and Kendall's integers C − D (concordant minus discordant pairs), the tied pairs in x, in y and in
+    both, and the tie terms of the variance. Aligned with the caller's x and y arrays; ``insert`` and ``remove``
+    keep it so as points come and go, and ρ and τ from it equal scipy's on the usable points (tested)."""
+
+    rank_x: np.ndarray
+    rank_y: np.ndarray
+    concordance: int = 0
+    ties: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIE_NAMES, 0))
+
+    @classmethod
+    def of(cls, x: np.ndarray, y: np.ndarray) -> RankState:
+        """The state of the usable points of x and y, by sorting (scipy's rankdata and kendalltau)."""
+        from scipy import stats  # imported here: reading stored correlations needs no scipy
+
+        usable = np.isfinite(x) & np.isfinite(y)
+        state = cls(np.full(x.shape, np.nan), np.full(y.shape, np.nan))
+        n = int(usable.sum())
+        if n == 0:
+            return state
+        ux, uy = x[usable], y[usable]
+        state.rank_x[usable], state.rank_y[usable] = stats.rankdata(ux), stats.rankdata(uy)
+        for axis, values in (("x", ux), ("y", uy)):
+            counts = np.unique(values, return_counts=True)[1].astype(object)
+            for name, term in zip(_TIE_KINDS, _TIE_TERMS, strict=True):
+                state.ties[f"{axis}{name}"] = int(sum(term(int(t)) for t in counts[counts > 1]))
+        order = np.lexsort((uy, ux))
+        pairs = np.r_[True, (np.diff(ux[order]) != 0) | (np.diff(uy[order]) != 0), True]
+        joint = np.diff(np.flatnonzero(pairs))
+        state.ties["xytie"] = int(sum(int(t) * (int(t) - 1) // 2 for t in joint[joint > 1]))
+        total = n * (n - 1) // 2
+        if n > 1 and state.ties["xtie"] < total and state.ties["ytie"] < total:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                tau = stats.kendalltau(ux, uy).statistic
+            # τ-b = (C − D) / √(P − Tx) / √(P − Ty) with integers on both sides: the integer is recovered exactly
+            # (float64 τ is good to ~1e-16, C − D is at most n²/2: below 0.5 of error up to n ~ 10⁷).
+            state.concordance = round(
+                float(tau) * math.sqrt(total - state.ties["xtie"]) * math.sqrt(total - state.ties["ytie"])
+            )
+        return state
+
+    def insert(self, x: np.ndarray, y: np.ndarray, at: int) -> None:
+        """Point ``at`` has just been added to x and y (its ranks NaN): count it in."""
+        self._move(x, y, at, +1)
+
+    def remove(self, x: np.ndarray, y: np.ndarray, at: int) -> None:
+        """Point ``at`` is about to leave x and y: count it out (its ranks become NaN)."""
+        self._move(x, y, at, -1)
+
+    def _move(self, x: np.ndarray, y: np.ndarray, at: int, sign: int) -> None:
+        px, py = x[at], y[at]
+        if not (math.isfinite(px) and math.isfinite(py)):
+            return
+        others = np.isfinite(self.rank_x)
+        others[at] = False
+        equal_x, equal_y = (x == px) & others, (y == py) & others
+        dx, dy = x - px, y - py
+        dx[~others] = dy[~others] = 0.0  # the points not counted (absent, unusable, or this one) add no pair
+        self.concordance += sign * int(np.dot(np.sign(dx), np.sign(dy)))
+        for axis, equal in (("x", equal_x), ("y", equal_y)):
+            t = int(np.count_nonzero(equal))  # the other points in this point's tie group
+            for name, term in zip(_TIE_KINDS, _TIE_TERMS, strict=True):
+                self.ties[f"{axis}{name}"] += sign * (term(t + 1) - term(t))
+        self.ties["xytie"] += sign * int(np.count_nonzero(equal_x & equal_y))
+        # Average ranks: every larger value moves by one, every equal one by a half (NaN ranks stay NaN).
+        for ranks, values, value, equal in ((self.rank_x, x, px, equal_x), (self.rank_y, y, py, equal_y)):
+            ranks += sign * ((values > value) + 0.5 * equal)
+            if sign > 0:
+                ranks[at] = np.count_nonzero((values < value) & others) + (np.count_nonzero(equal) + 2) / 2
+            else:
+                ranks[at] = math.nan
+
+    def kendall(self) -> tuple[float, float] | None:
+        """τ-b and its two-sided p as ``scipy.stats.kendalltau`` computes them from these integers (asymptotic
+        p); None where scipy would use its exact distribution (no ties and n ≤ 33, or one discordance at most)."""
+        from scipy import special
+
+        n = int(np.isfinite(self.rank_x).sum())
+        total = n * (n - 1) // 2
+        t = self.ties
+        if n < 2 or t["xtie"] == total or t["ytie"] == total:
+            return math.nan, math.nan
+        discordant = (total - t["xtie"] - t["ytie"] + t["xytie"] - self.concordance) // 2
+        if t["xtie"] == 0 and t["ytie"] == 0 and (n <= 33 or min(discordant, total - discordant) <= 1):
+            return None
+        tau = self.concordance / np.sqrt(total - t["xtie"]) / np.sqrt(total - t["ytie"])
+        tau = np.minimum(1.0, max(-1.0, tau))
+        m = n * (n - 1.0)
+        variance = (
+            (m * (2 * n + 5) - t["x1"] - t["y1"]) / 18
+            + (2 * t["xtie"] * t["ytie"]) / m
+            + t["x0"] * t["y0"] / (9 * m * (n - 2))
+        )
+        z = self.concordance / np.sqrt(variance)
+        return float(tau), float(2 * special.ndtr(-np.abs(z)))
+
+
+_TIE_KINDS = ("tie", "0", "1")
+_Kendall = namedtuple("_Kendall", "statistic pvalue")
+_TIE_NAMES = tuple(f"{axis}{kind}" for axis in "xy" for kind in _TIE_KINDS) + ("xytie",)

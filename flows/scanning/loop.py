@@ -26,7 +26,7 @@ from .. import __version__
 from ..analysis.model_analysis import default_layer_workers, usable_cores
 from ..analysis.selection import LayerSelection
 from ..lake import Lake
-from ..leaderboard.correlations import families_with_reported_values, refresh_correlations
+from ..leaderboard.correlations import refresh_correlations
 from ..sources import HubError, ModelRef
 from ..weights import WeightsError
 from .families import admission_warnings
@@ -101,11 +101,9 @@ def record_scan(lake_root: str, report: ScanReport, families: list[str], source:
         for rank, ref in enumerate(refs, start=1)
     ]
     Lake(lake_root).commit({"scans": [scans_row], "attempts": attempts, "memberships": memberships})
-    # Only models with reported values are points of the correlations: a scan that wrote none changes nothing.
-    written = {o.repo_id: o.family for o in report.outcomes if o.committed}
-    refreshed = families_with_reported_values(lake_root, written)
-    if refreshed:
-        refresh_correlations(lake_root, refreshed)
+    written = {o.repo_id for o in report.outcomes if o.committed}
+    if written:
+        refresh_correlations(lake_root, written)  # commits nothing when no point changed
 
 
 def new_scan_id() -> str:

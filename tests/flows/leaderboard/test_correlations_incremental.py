@@ -1,15 +1,14 @@
-"""Incremental correlations: after a change to one family, recomputing that family and the pooled rows gives the
-table a full recomputation gives, and the other families' rows are the stored ones."""
+"""Incremental correlations: after a change to a few models, recomputing their families and the pooled rows (from
+the cache of points and rank states, or without it) gives the table a full recomputation gives, and the other
+families' rows are the stored ones."""
+
+import math
 
 import numpy as np
 
 from flows.lake import Lake
 from flows.lake.sql import run_query
-from flows.leaderboard.correlations import (
-    families_with_reported_values,
-    read_all_correlations,
-    refresh_correlations,
-)
+from flows.leaderboard.correlations import CACHE, refresh_correlations
 from tests.flows.lakes import add_model, write_lake
 
 
@@ -33,7 +32,7 @@ def test_incremental_refresh_equals_a_full_one(tmp_path):
     before = {(r["family"], r["metric"]): r for r in _table(root)}
     add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
 
-    refresh_correlations(root, {"fam1"})
+    refresh_correlations(root, {"org/fam1-new"})
     incremental = _table(root)
     refresh_correlations(root)
     full = _table(root)
@@ -53,11 +52,12 @@ def test_incremental_refresh_equals_a_full_one(tmp_path):
 def test_families_not_named_keep_their_stored_rows(tmp_path):
     root = write_lake(tmp_path / "lake", _models(2))
     stored = {(r["family"], r["metric"]): r["n"] for r in _table(root)}
-    marked = [dict(r, notes="stored") if r["family"] == "fam2" else r for r in read_all_correlations(root)]
+    marked = [dict(r, notes="stored") if r["family"] == "fam2" else r for r in run_query(root, "correlations")]
     Lake(root).replace_derived("correlations", marked)
     add_model(Lake(root), "fam3", "org/fam3-new", 3.0, 0.5, 10**9)
 
-    refresh_correlations(root, ["fam3"])
+    (root / CACHE).unlink()  # the marked rows are not what the cache was computed with
+    refresh_correlations(root, ["org/fam3-new"])
     rows = _table(root)
     assert {r["notes"] for r in rows if r["family"] == "fam2"} == {"stored"}  # read back, not recomputed
     assert all(r["notes"] != "stored" for r in rows if r["family"] != "fam2")
@@ -69,7 +69,9 @@ def test_families_not_named_keep_their_stored_rows(tmp_path):
 def test_a_family_whose_count_changed_unannounced_is_recomputed(tmp_path):
     root = write_lake(tmp_path / "lake", _models(7))
     add_model(Lake(root), "fam2", "org/fam2-unannounced", 3.0, 0.5, 10**9)
-    refresh_correlations(root, ["fam3"])
+    add_model(Lake(root), "fam3", "org/fam3-announced", 3.5, 0.6, 10**9)
+    (root / CACHE).unlink()  # without the cache, the stored counts tell which families changed
+    refresh_correlations(root, ["org/fam3-announced"])
     incremental = _table(root)
     refresh_correlations(root)
     assert incremental == _table(root)
@@ -79,17 +81,22 @@ def test_a_lake_without_stored_rows_is_refreshed_in_full(tmp_path):
     root = write_lake(tmp_path / "lake", _models(3))
     full = _table(root)
     Lake(root).replace_derived("correlations", [])
-    refresh_correlations(root, {"fam0"})
+    refresh_correlations(root, {"org/fam0-0"})
     assert _table(root) == full
 
 
-def test_only_families_of_repos_with_reported_values_are_refreshed(tmp_path):
+def test_models_without_reported_values_commit_nothing(tmp_path):
     root = write_lake(tmp_path / "lake", _models(4))
+    version = Lake(root).snapshot().version
     plain = dict(repo_id="org/plain", revision="r1", family="plainfam", status="scanned", alpha=3.0)
     Lake(root).commit_model("org/plain", "r1", {"models": [plain]})
-    family_of = {"org/plain": "plainfam", "org/fam2-1": "fam2", "org/unknown": "nofam"}
-    assert families_with_reported_values(root, family_of) == {"fam2"}
-    assert families_with_reported_values(root, {}) == set()
+    after_scan = Lake(root).snapshot().version
+    assert after_scan > version
+    refresh_correlations(root, {"org/plain", "org/unknown"})
+    assert Lake(root).snapshot().version == after_scan
+    (root / CACHE).unlink()
+    refresh_correlations(root, {"org/plain"})
+    assert Lake(root).snapshot().version == after_scan
 
 
 def test_a_model_rescanned_into_another_family_leaves_its_old_family(tmp_path):
@@ -98,7 +105,7 @@ def test_a_model_rescanned_into_another_family_leaves_its_old_family(tmp_path):
     # The same commit rescanned with --force after families.yaml moved it: its row is replaced, fam0 is not named.
     add_model(Lake(root), "fam1", "org/fam0-0", 4.0, 0.7, 10**9)
 
-    refresh_correlations(root, {"fam1"})
+    refresh_correlations(root, {"org/fam0-0"})
     incremental = _table(root)
     refresh_correlations(root)
     assert incremental == _table(root)
@@ -114,8 +121,74 @@ def test_a_family_every_model_left_loses_its_rows(tmp_path):
     for i in range(3):
         add_model(Lake(root), "fam2", f"org/fam3-{i}", 3.0 + i, 0.5, 10**9)
 
-    refresh_correlations(root, {"fam2"})
+    refresh_correlations(root, {f"org/fam3-{i}" for i in range(3)})
     incremental = _table(root)
     assert not any(r["family"] == "fam3" for r in incremental)
     refresh_correlations(root)
     assert incremental == _table(root)
+
+
+def _full_table_of_a_copy(root, tmp_path, name):
+    """The table a full refresh gives, computed in a copy of the lake (the original keeps its cache chain)."""
+    import shutil
+
+    copy = tmp_path / name
+    shutil.copytree(root, copy)
+    refresh_correlations(copy)
+    return _table(copy)
+
+
+def test_a_chain_of_incremental_refreshes_equals_full_ones(tmp_path, monkeypatch):
+    """Scans of a few models after one another, each refreshed from the cache (pooled rank states updated point by
+    point; past MAX_POINT_UPDATES rebuilt): new models, rescans with new values, moves between families, a value
+    that stops being a point, a metric that becomes NaN, a new reported metric. After each, the table equals a
+    full refresh's, to the last bit; Fieller-Hartley-Pearson and bootstrap pooled rows both."""
+    from flows.leaderboard import stats
+
+    monkeypatch.setattr(stats, "BOOTSTRAP_MAX_N", 20)  # the pooled rows use the large-group intervals from 21 on
+    rng = np.random.default_rng(11)
+    root = write_lake(tmp_path / "lake", _models(11, families=4, per_family=5))
+    lake = Lake(root)
+    steps = [
+        [("fam0", "org/new-0", 3.3, 0.71), ("fam1", "org/new-1", 2.2, 0.64)],
+        [("fam2", "org/fam0-1", 4.1, 0.5)],  # moved from fam0
+        [("fam1", "org/fam1-2", 4.1, 0.5)],  # same alpha as above: ties across families
+        [("fam3", "org/fam3-0", 3.0, math.nan)],  # its reported value is no longer a number: no longer a point
+        [("fam0", f"org/bulk-{i}", float(rng.uniform(2, 5)), float(rng.uniform(0.3, 0.9))) for i in range(40)],
+        [("fam2", "org/fam2-3", math.nan, 0.8)],  # no alpha: a point of no row
+        [("fam4", "org/other-0", 2.5, 0.4, "f1"), ("fam4", "org/other-1", 2.7, 0.5, "f1")],
+    ]
+    for number, step in enumerate(steps):
+        for family, repo, alpha, value, *metric in step:
+            add_model(lake, family, repo, alpha, value, 10**9, *(metric or ["accuracy"]))
+        refresh_correlations(root, {repo for _, repo, *_ in step})
+        assert _table(root) == _full_table_of_a_copy(root, tmp_path, f"full-{number}"), f"step {number}"
+
+
+def test_a_cache_that_does_not_match_the_table_is_not_used(tmp_path):
+    """A cache written for another version of the table (a crash between the two writes, a table replaced by hand)
+    or cut short is ignored: the refresh reads every point and gives the full table."""
+    root = write_lake(tmp_path / "lake", _models(12))
+    stale = (root / CACHE).read_bytes()
+    add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
+    refresh_correlations(root, {"org/fam1-new"})
+    add_model(Lake(root), "fam2", "org/fam2-new", 1.0, 0.15, 10**9)
+    (root / CACHE).write_bytes(stale)  # computed before org/fam1-new came in
+    refresh_correlations(root, {"org/fam2-new"})
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full-stale")
+    add_model(Lake(root), "fam3", "org/fam3-new", 2.0, 0.25, 10**9)
+    (root / CACHE).write_bytes((root / CACHE).read_bytes()[:1000])
+    refresh_correlations(root, {"org/fam3-new"})
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full-cut")
+
+
+def test_a_refresh_from_the_cache_reads_only_the_changed_models(tmp_path, monkeypatch):
+    from flows.leaderboard import correlations
+
+    root = write_lake(tmp_path / "lake", _models(13))
+    read = []
+    real = correlations._points
+    monkeypatch.setattr(correlations, "_points", lambda *a, **k: read.append(k.get("repos")) or real(*a, **k))
+    add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
+    refresh_correlations(root, {"org/fam1-new"})
+    assert read == [["org/fam1-new"]]

@@ -202,3 +202,57 @@ def test_ols_band_is_the_textbook_confidence_band():
     sxx = np.sum((X - X.mean()) ** 2)
     assert high[0] - line[0] == pytest.approx(t * s / math.sqrt(X.size), rel=1e-12)
     assert line[1] - low[1] == pytest.approx(t * s * math.sqrt(1 / X.size + (X.max() - X.mean()) ** 2 / sxx))
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_rank_state_kept_point_by_point_equals_scipy(seed):
+    """Points inserted and removed one at a time (ties in x, in y and in both; NaN values that are not points):
+    the ranks are scipy's rankdata of the points, and τ-b and its p are scipy's kendalltau, to the last bit."""
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(40, 300))
+    x = np.round(rng.standard_normal(n), 1)
+    y = np.round(x + rng.standard_normal(n), 1)
+    x[rng.random(n) < 0.05] = np.nan
+    state = wstats.RankState.of(x, y)
+    for _ in range(25):
+        if rng.random() < 0.5:
+            at = int(rng.integers(len(x)))
+            state.remove(x, y, at)
+            x, y = np.delete(x, at), np.delete(y, at)
+            state.rank_x, state.rank_y = np.delete(state.rank_x, at), np.delete(state.rank_y, at)
+        else:
+            at = int(rng.integers(len(x) + 1))
+            new_x = round(float(rng.standard_normal()), 1)
+            new_y = math.nan if rng.random() < 0.1 else round(new_x + float(rng.standard_normal()), 1)
+            x, y = np.insert(x, at, new_x), np.insert(y, at, new_y)
+            state.rank_x, state.rank_y = np.insert(state.rank_x, at, np.nan), np.insert(state.rank_y, at, np.nan)
+            state.insert(x, y, at)
+        usable = np.isfinite(x) & np.isfinite(y)
+        fresh = wstats.RankState.of(x, y)
+        assert np.array_equal(state.rank_x, fresh.rank_x, equal_nan=True)
+        assert np.array_equal(state.rank_y, fresh.rank_y, equal_nan=True)
+        assert np.array_equal(state.rank_x[usable], stats.rankdata(x[usable]))
+        assert (state.concordance, state.ties) == (fresh.concordance, fresh.ties)
+        reference = stats.kendalltau(x[usable], y[usable])
+        assert state.kendall() == (reference.statistic, reference.pvalue)
+
+
+def test_rank_state_leaves_exact_kendall_p_to_scipy():
+    """Without ties, scipy uses the exact distribution up to 33 points: the state says so instead of guessing."""
+    x = np.arange(20.0)
+    y = x + np.where(np.arange(20) % 3 == 0, 0.5, -0.5) * np.arange(20) / 10
+    assert wstats.RankState.of(x, y).kendall() is None
+    tied = np.round(np.random.default_rng(0).standard_normal(60), 1)
+    assert wstats.RankState.of(tied, tied + 1).kendall() is not None
+
+
+def test_pooled_rows_from_rank_states_equal_the_sorted_ones():
+    """correlate_many with a group's RankState gives the row it computes by sorting (ρ, τ, their p and
+    intervals), for a large group (Fisher-z intervals) and a small one (bootstrap)."""
+    rng = np.random.default_rng(3)
+    for n in (40, 700):
+        x = np.round(rng.standard_normal(n), 2)
+        y = np.round(-x + rng.standard_normal(n), 2)
+        sorted_row = wstats.correlate_many(x[None], y[None], [7], None, ["alpha"])[0]
+        state_row = wstats.correlate_many(x[None], y[None], [7], None, ["alpha"], [wstats.RankState.of(x, y)])[0]
+        assert state_row == sorted_row
