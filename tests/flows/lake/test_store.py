@@ -254,3 +254,22 @@ def test_manifest_is_replaced_never_rewritten_in_place(tmp_path):
         old = json.loads(handle.read())
     assert old["version"] < json.loads((lake.root / MANIFEST).read_text())["version"]
     assert os.stat(lake.root / MANIFEST).st_nlink == 1
+
+
+def test_a_query_over_some_repos_sees_their_rows_as_the_whole_lake_does(tmp_path):
+    """``query_arrow(..., repos=)`` reads only the segments that may hold those repos, and per-repo views
+    (``models_latest``: the last good scan, the last attempt) give the rows the whole lake gives them."""
+    import datetime as dt
+
+    from flows.lake.sql import query_arrow
+
+    lake = Lake.for_writing(tmp_path / "lake")
+    repos = fill(lake, 12, layers=2, fold=False)
+    failed = dict(repo_id=repos[3], revision="r2", family="fam", status="failed", scanned_at=dt.datetime(2030, 1, 1))
+    lake.commit_model(repos[3], "r2", {"models": [failed]})
+    wanted = [repos[3], repos[7], "org/not-in-the-lake"]
+    sql = "SELECT repo_id, revision, status, last_attempt_failed FROM models_latest ORDER BY ALL"
+    whole = [r for r in run_query(lake.root, sql) if r["repo_id"] in wanted]
+    assert query_arrow(lake.root, sql, repos=wanted).to_pylist() == whole
+    assert [r["repo_id"] for r in whole] == [repos[3], repos[7]] and whole[0]["last_attempt_failed"]
+    assert query_arrow(lake.root, "SELECT count(*) AS n FROM layers", repos=[]).to_pylist() == [{"n": 0}]
