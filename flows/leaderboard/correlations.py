@@ -52,6 +52,7 @@ CACHE_FORMAT = "1"
 # O(n log n)) instead of being updated point by point (O(n) each).
 MAX_POINT_UPDATES = 32
 _KEY = ("family", "repo_id")
+MAX_CHUNKS = 64
 
 
 def _points(root: Path, variables: dict, metric: str | None = None, repos: list[str] | None = None):
@@ -76,7 +77,9 @@ def _floats(column) -> np.ndarray:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    return pc.cast(column, pa.float64()).to_numpy(zero_copy_only=False)
+    if column.type != pa.float64():
+        column = pc.cast(column, pa.float64())
+    return column.to_numpy()
 
 
 def _codes(column) -> tuple[list[str], np.ndarray]:
@@ -202,20 +205,22 @@ def _finished(table, metrics: list[str]):
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    finished = stats.finish_rows({name: table.column(name).to_pylist() for name in stats.FINISH_INPUTS})
-    pooled = np.asarray(table.column("family").to_pylist(), dtype=object) == stats.POOLED
+    columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in stats.FINISH_INPUTS}
+    finished = stats.finish_rows(columns)
+    pooled = columns["family"] == stats.POOLED
     for name, column in finished.items():
         if name in ("families_agreeing", "families_total", "simpsons_paradox"):
             stored = table.column(name).to_pylist()
             column = [new if is_pooled else old for new, old, is_pooled in zip(column, stored, pooled, strict=True)]
         at = table.schema.get_field_index(name)
-        table = table.set_column(at, table.schema.field(at), pa.array(column, table.schema.field(at).type))
+        field = table.schema.field(at)
+        table = table.set_column(at, field, pa.array(column, field.type, from_pandas=True))
     position = {metric: i for i, metric in enumerate(metrics)}
     keys = pa.table(
         {
             "pooled": pooled,
             "family": table.column("family"),
-            "position": [position[m] for m in table.column("metric").to_pylist()],
+            "position": [position[m] for m in columns["metric"]],
         }
     )
     return table.take(pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names]))
@@ -269,6 +274,8 @@ def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
         reported: {m: {"concordance": s.concordance, "ties": s.ties} for m, s in states[reported].items()}
         for reported, _, _ in runs
     }
+    if table.column(0).num_chunks > MAX_CHUNKS:
+        table = table.combine_chunks()  # each refresh splices in a few slices
     table = table.replace_schema_metadata({"format": CACHE_FORMAT, "segment": segment, "states": json.dumps(integers)})
     path = lake.root / CACHE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -283,16 +290,32 @@ def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
 
 
 class _Keys:
-    """(family, repo_id) of each row of a points table, for bisect without converting every row."""
+    """(family, repo_id) of the rows ``rows`` of a points table, for bisect without converting every row."""
 
-    def __init__(self, part):
-        self.family, self.repo = part.column("family"), part.column("repo_id")
+    def __init__(self, part, rows: np.ndarray):
+        self.family, self.repo, self.rows = part.column("family"), part.column("repo_id"), rows
 
     def __len__(self) -> int:
-        return len(self.family)
+        return len(self.rows)
 
     def __getitem__(self, i: int) -> tuple[str, str]:
-        return (self.family[i].as_py(), self.repo[i].as_py())
+        row = int(self.rows[i])
+        return (self.family[row].as_py(), self.repo[row].as_py())
+
+
+def _spliced(old, staying: np.ndarray, new, where: np.ndarray):
+    """The rows ``staying`` of ``old`` with the rows of ``new`` inserted before the kept rows ``where`` (as
+    ``np.insert``), built from slices of both: nothing is copied."""
+    import pyarrow as pa
+
+    jumps = np.flatnonzero(np.diff(staying) != 1) + 1  # a removed row between two kept ones
+    cuts = sorted({0, len(staying), *jumps.tolist(), *where.tolist()})
+    pieces = []
+    for start, stop in zip(cuts, cuts[1:] + [None], strict=True):
+        pieces += [new.slice(i, 1) for i in np.flatnonzero(where == start)]
+        if stop is not None and stop > start:
+            pieces.append(old.slice(int(staying[start]), stop - start))
+    return pa.concat_tables(pieces) if pieces else old.slice(0, 0)
 
 
 def _updated(cached, states: dict, repos: list[str], new) -> tuple:
@@ -312,12 +335,11 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         start, stop = new_runs.get(reported, (0, 0))
         new_part = new.slice(start, stop - start).cast(cached.schema)
         leaving = pc.is_in(old_part.column("repo_id"), value_set=leaving_repos).to_numpy(zero_copy_only=False)
-        kept = old_part.filter(pa.array(~leaving))
-        keys = _Keys(kept)
+        staying = np.flatnonzero(~leaving)  # old position of each kept row
+        keys = _Keys(old_part, staying)
         new_keys = zip(*(new_part.column(c).to_pylist() for c in _KEY), strict=True)
         where = np.array([bisect.bisect_left(keys, k) for k in new_keys], dtype=np.int64)
-        order = np.insert(np.arange(kept.num_rows), where, kept.num_rows + np.arange(new_part.num_rows))
-        part = pa.concat_tables([kept, new_part]).take(order)
+        part = _spliced(old_part, staying, new_part, where)
         parts.append(part)
         reported_states = states.get(reported)
         if reported_states is None or int(leaving.sum()) + new_part.num_rows > MAX_POINT_UPDATES:
@@ -356,7 +378,8 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
     lake = Lake(root)
     variables = {"prefer_import": False, "dataset": None}
     segment = lake.derived_segment(TABLE)
-    stored = pq.read_table(lake.root / segment) if segment and repos is not None else None
+    # ParquetFile, not read_table: read_table loads pyarrow.dataset (and pandas), 0.1 s of a scan's start-up.
+    stored = pq.ParquetFile(lake.root / segment).read() if segment and repos is not None else None
     only, states = None, None
     if repos is None:
         points = _points(root, variables)

@@ -268,7 +268,8 @@ def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
     empty = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
     if not keep.any():
         return empty
-    x, y, inverse = x[keep], y[keep], inverse[keep]
+    if not keep.all():
+        x, y, inverse = x[keep], y[keep], inverse[keep]
     k = int(np.count_nonzero(counts >= 2))
     centred_x = x - (np.bincount(inverse, x) / np.bincount(inverse))[inverse]
     centred_y = y - (np.bincount(inverse, y) / np.bincount(inverse))[inverse]
@@ -398,13 +399,12 @@ def correlate(
     return correlate_many(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float)[None], [seed], size, [x_name])[0]
 
 
-def verdict(n: int, p_adjusted: float | None) -> str:
-    """Plain words: too few models below 5; significant when the BH-adjusted Pearson p is below 0.05."""
-    if n < MIN_MODELS_FOR_VERDICT:
-        return VERDICT_TOO_FEW
-    if p_adjusted is not None and p_adjusted < SIGNIFICANCE:
-        return VERDICT_SIGNIFICANT
-    return VERDICT_NOT_SIGNIFICANT
+def verdicts(n: np.ndarray, p_adjusted: np.ndarray) -> np.ndarray:
+    """Plain words per row: too few models below 5; significant when the BH-adjusted Pearson p (NaN: none) is
+    below 0.05."""
+    with np.errstate(invalid="ignore"):
+        significant = np.where(p_adjusted < SIGNIFICANCE, VERDICT_SIGNIFICANT, VERDICT_NOT_SIGNIFICANT)
+    return np.where(n < MIN_MODELS_FOR_VERDICT, VERDICT_TOO_FEW, significant).astype(object)
 
 
 def correlation_table(
@@ -428,7 +428,8 @@ def correlation_table(
     rows = group_rows(families, values, metrics, log_size, seed, label, pooled)
     finished = finish_rows({name: [row.get(name) for row in rows] for name in FINISH_INPUTS})
     for index, row in enumerate(rows):
-        row.update(pearson_p_adjusted=finished["pearson_p_adjusted"][index], verdict=finished["verdict"][index])
+        row["pearson_p_adjusted"] = _finite(finished["pearson_p_adjusted"][index])
+        row["verdict"] = finished["verdict"][index]
         if row["family"] == POOLED:
             row.update({name: finished[name][index] for name in ("families_agreeing", "families_total")})
             row["simpsons_paradox"] = finished["simpsons_paradox"][index]
@@ -509,16 +510,16 @@ FINISH_INPUTS = (
 )
 
 
-def finish_rows(columns: Mapping[str, Sequence]) -> dict[str, list]:
+def finish_rows(columns: Mapping[str, Sequence]) -> dict:
     """What depends on every row of a reported metric's table, from its columns ``FINISH_INPUTS`` over all of
     them (None or NaN: no value): ``pearson_p_adjusted`` (Benjamini-Hochberg over the rows of one weight metric,
-    ``scipy.stats.false_discovery_control``), ``verdict``, and for the pooled rows ``families_agreeing`` (family
-    rows whose r has the pooled sign), ``families_total`` (family rows with an r) and ``simpsons_paradox``. Lists
-    aligned with the rows, None where a row has no such value."""
+    ``scipy.stats.false_discovery_control``; NaN where untested), ``verdict``, and for the pooled rows
+    ``families_agreeing`` (family rows whose r has the pooled sign), ``families_total`` (family rows with an r)
+    and ``simpsons_paradox`` (None for the other rows). Arrays or lists aligned with the rows."""
     from scipy import stats  # imported here: reading stored correlations needs no scipy
 
     def floats(name: str) -> np.ndarray:
-        return np.array([math.nan if v is None else v for v in columns[name]], dtype=float)
+        return np.array(columns[name], dtype=float)  # None becomes NaN
 
     family = np.asarray(columns["family"], dtype=object)
     metric = np.asarray(columns["metric"], dtype=object)
@@ -547,10 +548,9 @@ def finish_rows(columns: Mapping[str, Sequence]) -> dict[str, list]:
                 and np.sign(r[i]) != np.sign(within[i])
                 and (low[i] > 0 or high[i] < 0)
             )
-    p_adjusted = [_finite(v) for v in adjusted]
     return dict(
-        pearson_p_adjusted=p_adjusted,
-        verdict=[verdict(int(n), q) for n, q in zip(columns["n"], p_adjusted, strict=True)],
+        pearson_p_adjusted=adjusted,
+        verdict=verdicts(np.asarray(columns["n"]), adjusted),
         families_agreeing=agreeing,
         families_total=total,
         simpsons_paradox=paradox,
@@ -576,6 +576,7 @@ class RankState:
     rank_y: np.ndarray
     concordance: int = 0
     ties: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIE_NAMES, 0))
+    _scratch: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray) -> RankState:
@@ -621,22 +622,37 @@ class RankState:
         px, py = x[at], y[at]
         if not (math.isfinite(px) and math.isfinite(py)):
             return
-        others = np.isfinite(self.rank_x)
-        others[at] = False
-        equal_x, equal_y = (x == px) & others, (y == py) & others
-        dx, dy = x - px, y - py
-        dx[~others] = dy[~others] = 0.0  # the points not counted (absent, unusable, or this one) add no pair
-        self.concordance += sign * int(np.dot(np.sign(dx), np.sign(dy)))
+        present = np.isfinite(self.rank_x)  # the points counted, this one excepted
+        present[at] = False
+        absent = ~present
+        # Two scratch arrays reused from move to move: fresh 100 000-element temporaries cost more in page faults
+        # than in arithmetic.
+        if self._scratch is None or self._scratch.shape[1] != x.size:
+            self._scratch = np.empty((2, x.size))
+        sign_x, sign_y = self._scratch
+        np.subtract(x, px, out=sign_x)
+        np.subtract(y, py, out=sign_y)
+        sign_x[absent] = sign_y[absent] = 0.0  # absent points then look tied in both and add nothing below
+        np.sign(sign_x, out=sign_x)
+        np.sign(sign_y, out=sign_y)
+        self.concordance += sign * int(np.dot(sign_x, sign_y))
+        equal_x, equal_y = (sign_x == 0) & present, (sign_y == 0) & present
         for axis, equal in (("x", equal_x), ("y", equal_y)):
             t = int(np.count_nonzero(equal))  # the other points in this point's tie group
             for name, term in zip(_TIE_KINDS, _TIE_TERMS, strict=True):
                 self.ties[f"{axis}{name}"] += sign * (term(t + 1) - term(t))
         self.ties["xytie"] += sign * int(np.count_nonzero(equal_x & equal_y))
         # Average ranks: every larger value moves by one, every equal one by a half (NaN ranks stay NaN).
-        for ranks, values, value, equal in ((self.rank_x, x, px, equal_x), (self.rank_y, y, py, equal_y)):
-            ranks += sign * ((values > value) + 0.5 * equal)
+        for ranks, signs, equal in ((self.rank_x, sign_x, equal_x), (self.rank_y, sign_y, equal_y)):
+            larger = signs > 0
             if sign > 0:
-                ranks[at] = np.count_nonzero((values < value) & others) + (np.count_nonzero(equal) + 2) / 2
+                ranks += larger
+            else:
+                ranks -= larger
+            tied = np.flatnonzero(equal)
+            ranks[tied] += 0.5 * sign
+            if sign > 0:
+                ranks[at] = np.count_nonzero(signs < 0) + (tied.size + 2) / 2
             else:
                 ranks[at] = math.nan
 
