@@ -281,11 +281,11 @@ class Lake:
         self.commit_staged(staged, {table: []}, replace_all=(table,), fold=False)
         return staged[table][0].file if staged else ""
 
-    def derived_segment(self, table: str, snapshot: Snapshot | None = None) -> str:
-        """The segment file holding derived ``table`` now ('' when it has no rows): what ``replace_derived``
-        returned when it wrote this version."""
+    def derived_segment(self, table: str, snapshot: Snapshot | None = None) -> Segment | None:
+        """The segment holding derived ``table`` now (None when it has no rows); its file is what
+        ``replace_derived`` returned when it wrote this version."""
         segments = (snapshot or self.snapshot()).tables[table]
-        return segments[0].file if len(segments) == 1 else ""
+        return segments[0] if len(segments) == 1 else None
 
     def _stage(self, table: str, arrow) -> Segment:
         """Write one segment file durably (temporary name, fsync, rename, fsync of its folder) and describe it;

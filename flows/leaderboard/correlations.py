@@ -51,6 +51,9 @@ CACHE_FORMAT = "1"
 # Above this many changed points of one reported metric, its pooled rank states are rebuilt by sorting (once,
 # O(n log n)) instead of being updated point by point (O(n) each).
 MAX_POINT_UPDATES = 32
+# Above this many changed models (an evals import of a whole leaderboard), the refresh reads every point: one query
+# over the lake costs less than a view restricted to thousands of named repos.
+MAX_CHANGED_REPOS = 2000
 _KEY = ("family", "repo_id")
 MAX_CHUNKS = 64
 
@@ -230,8 +233,9 @@ def _finished(table, metrics: list[str]):
 
 
 def _read_cache(lake: Lake, segment: str):
-    """(points, states) computed with the table stored in ``segment``, or None (no cache, one computed with
-    another version of the table, or a file left half-written)."""
+    """(points, the whole cached table, the states' integers) computed with the table stored in ``segment``, or
+    None (no cache, one computed with another version of the table, or a file left half-written). Memory-mapped:
+    nothing is copied until ``_cached_states``."""
     import pyarrow as pa
 
     try:
@@ -242,10 +246,15 @@ def _read_cache(lake: Lake, segment: str):
     meta = {k.decode(): v.decode() for k, v in (table.schema.metadata or {}).items()}
     if meta.get("format") != CACHE_FORMAT or meta.get("segment") != segment:
         return None
-    integers = json.loads(meta["states"])
     points = table.select([c for c in table.column_names if not c.startswith("rank_")])
-    states: dict[str, dict[str, stats.RankState]] = {}
-    for reported, start, stop in _runs(points.column("reported_metric")):
+    return points, table, json.loads(meta["states"])
+
+
+def _cached_states(table, integers: dict) -> dict[str, dict[str, stats.RankState]]:
+    """The rank states of the cached table, per reported metric and weight metric (their ranks copied out of the
+    memory-mapped file, to be updated)."""
+    states = {}
+    for reported, start, stop in _runs(table.column("reported_metric")):
         ranks = {
             name: table.column(name).slice(start, stop - start).to_numpy(zero_copy_only=False).copy()
             for name in table.column_names
@@ -255,7 +264,7 @@ def _read_cache(lake: Lake, segment: str):
             m: stats.RankState(ranks[f"rank_x:{m}"], ranks[f"rank_y:{m}"], **integers[reported][m])
             for m in WEIGHT_METRICS
         }
-    return points, states
+    return states
 
 
 def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
@@ -378,30 +387,33 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
     lake = Lake(root)
     variables = {"prefer_import": False, "dataset": None}
     segment = lake.derived_segment(TABLE)
-    # ParquetFile, not read_table: read_table loads pyarrow.dataset (and pandas), 0.1 s of a scan's start-up.
-    stored = pq.ParquetFile(lake.root / segment).read() if segment and repos is not None else None
+    unchanged = segment.rows if segment else 0
     only, states = None, None
+    if repos is not None and len(set(repos)) > MAX_CHANGED_REPOS:
+        repos = None
     if repos is None:
         points = _points(root, variables)
     else:
         repos = sorted(set(repos))
         changed = pa.array(repos, pa.string())
-        cached = _read_cache(lake, segment)
+        cached = _read_cache(lake, segment.file if segment else "")
         if cached is not None:
             new = _points(root, variables, repos=repos)
             old = cached[0].filter(pc.is_in(cached[0].column("repo_id"), value_set=changed))
             if not old.num_rows and not new.num_rows:
-                return stored.num_rows if stored is not None else 0
+                return unchanged
             only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
-            points, states = _updated(*cached, repos, new)
+            points, states = _updated(cached[0], _cached_states(*cached[1:]), repos, new)
         elif not _any_reported(root, repos):
-            return stored.num_rows if stored is not None else 0
+            return unchanged
         else:
             points = _points(root, variables)
             now = points.filter(pc.is_in(points.column("repo_id"), value_set=changed))
             only = set(now.column("family").to_pylist())
     kept = None
-    if only is not None and stored is not None:
+    if only is not None and segment is not None:
+        # ParquetFile, not read_table: read_table loads pyarrow.dataset (and pandas), 0.1 s of a scan's start-up.
+        stored = pq.ParquetFile(lake.root / segment.file).read()
         others = pc.invert(pc.is_in(stored.column("family"), value_set=pa.array(sorted(only | {stats.POOLED}))))
         kept = stored.filter(others)
     if kept is None or not kept.num_rows:
