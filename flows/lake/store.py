@@ -6,6 +6,8 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/views.sql                 the same snapshot as DuckDB views with relative paths (``duckdb -init views.sql``)
     LAKE/data/<table>/<id>.parquet immutable segments (zstd); small ones are folded into larger ones as they pile up
     LAKE/.lock, LAKE/.compact.lock writer locks (fcntl); readers never take them
+    LAKE/cache/                    what a producer may keep to update a derived table incrementally (the points
+                                   behind ``correlations``): never a source of rows, ignored when out of date
 
 A write stages its segment files first (written under a temporary name, flushed and renamed, so never half a file
 and never lost once listed), then, holding the writer lock for a few milliseconds, reads the manifest, records

@@ -1,19 +1,23 @@
 """The lake's ``correlations`` table: every weight metric against every reported metric, per family and pooled.
 
 ``refresh_correlations`` reads each repo's latest scan and its reported values (``queries/reported_values.sql``:
-one value per model and metric, percentages on the fraction scale) and stores the rows of
-``flows.leaderboard.stats.correlation_table`` for every reported metric. It runs after each scan
+one value per model and metric, percentages on the fraction scale) and stores, for every reported metric, the
+rows of ``flows.leaderboard.stats.correlation_table`` (its ``group_rows`` then ``finish_rows``). It runs after each scan
 (``flows.scanning.loop.record_scan``) and each ``wwhub evals import``, so ``wwhub query correlations``, the
 leaderboard, the report and ``duckdb`` users read the same numbers.
 
-Work proportional to what changed: a scan passes the families it wrote models of, an evals import the families of
-the repos it concerns, and only those families' rows, the rows of families a rescanned model moved out of
-(``_families_left``) and the pooled ``(all)`` rows are recomputed; every other family's stored rows are kept (only
-their BH-adjusted p and verdict are recomputed, since the adjustment counts every row of a metric), so the table
-equals a full recomputation's. The pooled rows read every model's point but cost O(n log n): above
-``stats.BOOTSTRAP_MAX_N`` (500) models the ρ and τ intervals are Fieller-Hartley-Pearson Fisher-z intervals instead
-of a bootstrap (the Pearson interval is Fisher z at every size), so no bootstrap ever resamples more than 500
-models; below that size the rows are exactly today's bootstrap rows.
+Work proportional to what changed: a scan passes the models it wrote, an evals import the repos it concerns.
+With the cache of the stored table's points and the pooled groups' rank states (``CACHE``: an Arrow file in the
+lake, named after the table's segment it goes with), only those models' points are read (views restricted to them),
+the rows of the families they left or joined and the pooled ``(all)`` rows are recomputed, and every other family's
+stored rows are kept (only their BH-adjusted p and verdict are recomputed, since the adjustment counts every row of
+a metric). The pooled rows need ranks and Kendall's concordance over every model: ``stats.RankState`` keeps them,
+updated in O(n) per changed model instead of sorting n points again, equal to scipy's to the last bit. Without a
+cache that matches the table (a lake from an older wwhub, a crash between the two writes), every point is read, the
+families whose stored counts no longer match are recomputed too (``_families_left``), and the cache is written for
+the next scan. Either way the table equals a full recomputation's (tested). Above ``stats.BOOTSTRAP_MAX_N`` (500)
+models the ρ and τ intervals are Fieller-Hartley-Pearson Fisher-z intervals instead of a bootstrap (the Pearson
+interval is Fisher z at every size), so no bootstrap ever resamples more than 500 models.
 
 Columns (``CORRELATIONS_SCHEMA``, flows/lake/schema.py): reported_metric, family (``(all)`` = pooled), metric (the
 weight metric), n, pearson_r, spearman_rho, kendall_tau, slope, intercept, r_squared, rmse (the OLS fit of the
