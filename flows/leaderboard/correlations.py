@@ -281,7 +281,7 @@ def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
     for axis in "xy":
         for m in WEIGHT_METRICS:
             parts = [getattr(states[reported][m], f"rank_{axis}") for reported, _, _ in runs]
-            ranks = np.concatenate(parts) if parts else np.array([])
+            ranks = parts[0] if len(parts) == 1 else np.concatenate(parts) if parts else np.array([])
             table = table.append_column(f"rank_{axis}:{m}", pa.array(ranks, pa.float64()))
     integers = {
         reported: {m: {"concordance": s.concordance, "ties": s.ties} for m, s in states[reported].items()}

@@ -479,23 +479,32 @@ def group_rows(
         if pooled and usable.size >= MIN_MODELS:
             groups.append((POOLED, metric, usable))
     computed: list[dict | None] = [None] * len(groups)
-    by_size: dict[int, list[int]] = {}
-    for index, (_, _, members) in enumerate(groups):
-        by_size.setdefault(members.size, []).append(index)
-    for indices in by_size.values():
-        x = np.stack([np.asarray(metrics[groups[i][1]], dtype=float)[groups[i][2]] for i in indices])
-        y = np.stack([values[groups[i][2]] for i in indices])
-        z = None if sizes is None else np.stack([sizes[groups[i][2]] for i in indices])
+
+    def members_of(column: np.ndarray, members: np.ndarray) -> np.ndarray:
+        return column if members.size == column.size else column[members]  # every model: a view, no copy
+
+    # Family groups of one size are computed at once; a pooled group (up to every model) alone, over views.
+    batches: dict[object, list[int]] = {}
+    for index, (family, _, members) in enumerate(groups):
+        batches.setdefault(("pooled", index) if family == POOLED else members.size, []).append(index)
+    for indices in batches.values():
+        x = _rows([members_of(np.asarray(metrics[groups[i][1]], dtype=float), groups[i][2]) for i in indices])
+        y = _rows([members_of(values, groups[i][2]) for i in indices])
+        z = None if sizes is None else _rows([members_of(sizes, groups[i][2]) for i in indices])
         seeds = [_seed(seed, label, groups[i][0], groups[i][1]) for i in indices]
         metric_names = [groups[i][1] for i in indices]
         states = [(pooled_states or {}).get(groups[i][1]) if groups[i][0] == POOLED else None for i in indices]
         for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names, states), strict=True):
             computed[i] = dict(family=groups[i][0], metric=groups[i][1], **row)
-    for (family, metric, members), row in zip(groups, computed, strict=True):
-        if family == POOLED:
-            x = np.asarray(metrics[metric], dtype=float)[members]
-            row.update(within_family(x, values[members], inverse[members]))
+            if groups[i][0] == POOLED:
+                row_of = indices.index(i)
+                computed[i].update(within_family(x[row_of], y[row_of], members_of(inverse, groups[i][2])))
     return computed
+
+
+def _rows(arrays: list[np.ndarray]) -> np.ndarray:
+    """Equal-length arrays as the rows of one (G, n) array (one array: a view of it)."""
+    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
 
 
 FINISH_INPUTS = (
