@@ -8,10 +8,12 @@ Prints: `wwhub lake import` of the generated files (rows in shuffled order) and 
 "SELECT * FROM layers" --format parquet` (whether that export is clustered by repo is printed: a clustered file is
 adopted by a copy, any other sorted by repo range), time and disk, next to the floor of any import that rewrites
 the rows (a bare DuckDB COPY of the shuffled file, unsorted); `wwhub query "SELECT count(*) FROM layers"`,
-`wwhub leaderboard --family F`, the `correlations` table recomputed in full and for one family (in-process) and
-read back by `wwhub query correlations`, and the floor of recomputing the pooled rows exactly (reading every
-point, scipy's Spearman and Kendall over them); `wwhub scan` of one small model with a reported value and of one without
-(whole processes, best of --repeat) into the big lake and into a small lake in the same run, and the difference;
+`wwhub leaderboard --family F`, the `correlations` table recomputed in full and after one model changed (from the
+cache of points and rank states, in-process) and read back by `wwhub query correlations`, and what recomputing the
+pooled rows from the lake would cost instead (reading every point, scipy's Spearman and Kendall over them);
+`wwhub scan` of one small model with a reported value (its card alternating between two accuracies, so that every
+rescan moves its point) and of one without (whole processes, big and small lake in turn, best of --scan-repeat)
+into the big lake and into a small lake in the same run, and the difference;
 the lake work of --rescans successive `--force` rescans of models inside the big imported segment
 (Lake.commit_model of 200 layer rows, folding included): median and the slowest single commit.
 
@@ -213,8 +215,8 @@ def rescans(lake: Lake, count: int, models: int, families: int) -> list[float]:
     return times
 
 
-def small_model(folder: Path) -> Path:
-    """ROOT/org/tiny-1b (three 64x32 matrices and a card with an accuracy) and ROOT/org/plain-1b (the same
+def small_model(folder: Path, accuracy: float = 0.61) -> Path:
+    """ROOT/org/tiny-1b (three 64x32 matrices and a card with ``accuracy``) and ROOT/org/plain-1b (the same
     matrices, no card), for `wwhub scan --source local ROOT`."""
     import numpy as np
 
@@ -224,7 +226,7 @@ def small_model(folder: Path) -> Path:
     tensors = {f"l{k}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for k in range(3)}
     card = {"model-index": [{"name": "tiny-1b", "results": [{"task": {"type": "text-classification"},
             "dataset": {"name": "bench", "type": "bench", "split": "test"},
-            "metrics": [{"type": "accuracy", "value": 0.61}]}]}]}  # fmt: skip
+            "metrics": [{"type": "accuracy", "value": accuracy}]}]}]}  # fmt: skip
     write_model(folder / "org" / "tiny-1b", tensors, card=card)
     write_model(folder / "org" / "plain-1b", tensors)  # no reported value: no correlation can change
     return folder
@@ -373,16 +375,19 @@ def main() -> None:
         commands(args, floor, lake_root)
         pooled_floor(lake_root)
 
-        source, empty = small_model(work / "models"), work / "empty-lake"
+        # Two versions of the model's card: scans alternate between them, so every rescan moves its point (a rescan
+        # that gives the same point changes no correlation and commits nothing, which would time nothing).
+        sources = [small_model(work / "models-a", 0.61), small_model(work / "models-b", 0.62)]
+        empty = work / "empty-lake"
         shutil.rmtree(empty, ignore_errors=True)
         for repo, what in (("org/tiny-1b", "with a reported accuracy"), ("org/plain-1b", "no reported value")):
-            scan_seconds(source, empty, 1, repo)  # the small lake now holds the model: both scans are --force rescans
-            scan_seconds(source, lake_root, 1, repo)
+            for lake in (empty, lake_root):  # the small lake now holds the model: both scans are --force rescans
+                scan_seconds(sources[1], lake, 1, repo)
             # Interleaved, so that both lakes see the same machine (a shared VM drifts by tens of ms).
             bests = {lake_root: float("inf"), empty: float("inf")}
-            for _ in range(args.scan_repeat):
+            for run in range(args.scan_repeat):
                 for lake in bests:
-                    bests[lake] = min(bests[lake], scan_seconds(source, lake, 1, repo))
+                    bests[lake] = min(bests[lake], scan_seconds(sources[run % 2], lake, 1, repo))
             big, small = bests[lake_root], bests[empty]
             print(
                 f"wwhub scan of one 3-matrix model, {what} (whole process, best of {args.scan_repeat}): into the "

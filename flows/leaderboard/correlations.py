@@ -381,8 +381,8 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
     rows of the families they left or joined and the pooled rows are recomputed (the pooled rank states updated
     point by point) and every other family's stored rows are kept (their BH-adjusted p and verdict follow the
     new rows): the table a full refresh gives (tested). Without the cache, every point is read and the families
-    to recompute are found from the stored counts (``_families_left``). A change that moves no point commits
-    nothing."""
+    to recompute are found from the stored counts (``_families_left``). A change that moves no point (models
+    without a reported value, a rescan that gives the same metrics and values) commits nothing."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -404,8 +404,8 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
         if cached is not None:
             new = _points(root, variables, repos=repos)
             old = cached[0].filter(pc.is_in(cached[0].column("repo_id"), value_set=changed))
-            if not old.num_rows and not new.num_rows:
-                return unchanged
+            if old.combine_chunks().equals(new.cast(old.schema).combine_chunks()):
+                return unchanged  # no point moved (a rescan of the same weights and card, or no reported value)
             only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
             points, states = _updated(cached[0], _cached_states(*cached[1:]), repos, new)
         elif not _any_reported(root, repos):

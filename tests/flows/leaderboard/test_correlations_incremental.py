@@ -192,3 +192,18 @@ def test_a_refresh_from_the_cache_reads_only_the_changed_models(tmp_path, monkey
     add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
     refresh_correlations(root, {"org/fam1-new"})
     assert read == [["org/fam1-new"]]
+
+
+def test_a_rescan_that_moves_no_point_commits_nothing(tmp_path):
+    """A new commit with the same weights and card (a README edit) is rescanned: its point is the one the table
+    was computed with, so the table stays as it is; a changed reported value is refreshed."""
+    root = write_lake(tmp_path / "lake", _models(14))
+    family, repo, alpha, value, size = _models(14)[7]
+    add_model(Lake(root), family, repo, alpha, value, size)
+    version = Lake(root).snapshot().version
+    refresh_correlations(root, {repo})
+    assert Lake(root).snapshot().version == version
+    add_model(Lake(root), family, repo, alpha, value + 0.01, size)
+    refresh_correlations(root, {repo})
+    assert Lake(root).snapshot().version > version + 1
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
