@@ -6,6 +6,7 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/views.sql                 the same snapshot as DuckDB views with relative paths (``duckdb -init views.sql``)
     LAKE/data/<table>/<id>.parquet immutable segments (zstd); small ones are folded into larger ones as they pile up
     LAKE/.lock, LAKE/.compact.lock writer locks (fcntl); readers never take them
+    LAKE/.correlations.lock        held by one producer of the derived table at a time
     LAKE/cache/                    what a producer may keep to update a derived table incrementally (the points
                                    behind ``correlations``): never a source of rows, ignored when out of date
 
@@ -379,6 +380,11 @@ class Lake:
         """The lock of one folding or compacting process at a time; yields False when ``wait`` is off and another
         process holds it."""
         return self._lock(COMPACTION_LOCK, wait=wait)
+
+    def derived_lock(self, table: str) -> contextlib.AbstractContextManager[bool]:
+        """The lock of one producer of derived ``table`` at a time (held from reading what it starts from to
+        writing the result), so that two scans finishing together each build on the other's table; waits."""
+        return self._lock(f".{table}.lock", wait=True)
 
     @contextlib.contextmanager
     def _lock(self, name: str, wait: bool) -> Iterator[bool]:

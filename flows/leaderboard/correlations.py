@@ -383,22 +383,28 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
     new rows): the table a full refresh gives (tested). Without the cache, every point is read and the families
     to recompute are found from the stored counts (``_families_left``). A change that moves no point (models
     without a reported value, a rescan that gives the same metrics and values) commits nothing."""
+
+    root = Path(root)
+    lake = Lake(root)
+    with lake.derived_lock(TABLE):  # a concurrent refresh would start from the table this one replaces
+        return _refresh(lake, None if repos is None else sorted(set(repos)))
+
+
+def _refresh(lake: Lake, repos: list[str] | None) -> int:
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    root = Path(root)
-    lake = Lake(root)
+    root = lake.root
     variables = {"prefer_import": False, "dataset": None}
     segment = lake.derived_segment(TABLE)
     unchanged = segment.rows if segment else 0
     only, states = None, None
-    if repos is not None and len(set(repos)) > MAX_CHANGED_REPOS:
+    if repos is not None and len(repos) > MAX_CHANGED_REPOS:
         repos = None
     if repos is None:
         points = _points(root, variables)
     else:
-        repos = sorted(set(repos))
         changed = pa.array(repos, pa.string())
         cached = _read_cache(lake, segment.file if segment else "")
         if cached is not None:

@@ -207,3 +207,30 @@ def test_a_rescan_that_moves_no_point_commits_nothing(tmp_path):
     refresh_correlations(root, {repo})
     assert Lake(root).snapshot().version > version + 1
     assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
+
+
+def test_two_refreshes_at_once_each_build_on_the_other(tmp_path, monkeypatch):
+    """Two scans finish together and refresh for their own models: the second waits for the first's table and
+    cache, so neither model's point is lost (without the lock both would start from the same table)."""
+    import threading
+    import time
+
+    from flows.leaderboard import correlations
+
+    root = write_lake(tmp_path / "lake", _models(15))
+    add_model(Lake(root), "fam0", "org/first", 9.0, 0.95, 10**9)
+    add_model(Lake(root), "fam3", "org/second", 1.0, 0.05, 10**9)
+    real = correlations._read_cache
+
+    def slow_read(*args):
+        found = real(*args)
+        time.sleep(0.3)  # the other refresh gets every chance to read the same table meanwhile
+        return found
+
+    monkeypatch.setattr(correlations, "_read_cache", slow_read)
+    threads = [threading.Thread(target=refresh_correlations, args=(root, {r})) for r in ("org/first", "org/second")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
