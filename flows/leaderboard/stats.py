@@ -285,6 +285,30 @@ def _seed(seed: int, *labels: str) -> int:
     return (seed + zlib.crc32("\x1f".join(labels).encode())) % 2**32
 
 
+def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray, states: list) -> tuple:
+    """Spearman (``pearsonr`` of the average ranks) and Kendall (per defined row) of each row of x and y: ranks by
+    ``rankdata`` and τ by ``kendalltau``, or both from the row's ``RankState`` where it has one. Called with scipy's
+    warnings silenced."""
+    from scipy import stats
+
+    sorted_rows = [g for g, state in enumerate(states) if state is None]
+    rank_x, rank_y = np.empty_like(x), np.empty_like(y)
+    if sorted_rows:
+        rank_x[sorted_rows] = stats.rankdata(x[sorted_rows], axis=1)
+        rank_y[sorted_rows] = stats.rankdata(y[sorted_rows], axis=1)
+    for g, state in enumerate(states):
+        if state is not None:
+            usable = np.isfinite(state.rank_x)
+            rank_x[g], rank_y[g] = state.rank_x[usable], state.rank_y[usable]
+    kendall = [
+        (_Kendall(*known) if (known := states[g] and states[g].kendall()) else stats.kendalltau(x[g], y[g]))
+        if defined[g]
+        else None
+        for g in range(len(states))
+    ]
+    return stats.pearsonr(rank_x, rank_y, axis=1), kendall
+
+
 def correlate_many(
     x: np.ndarray,
     y: np.ndarray,
@@ -313,23 +337,7 @@ def correlate_many(
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         pearson = stats.pearsonr(x, y, axis=1)
         interval = pearson.confidence_interval(CONFIDENCE)
-        states = list(states) if states is not None else [None] * groups
-        sorted_rows = [g for g in range(groups) if states[g] is None]
-        rank_x, rank_y = np.empty_like(x), np.empty_like(y)
-        if sorted_rows:
-            rank_x[sorted_rows] = stats.rankdata(x[sorted_rows], axis=1)
-            rank_y[sorted_rows] = stats.rankdata(y[sorted_rows], axis=1)
-        for g, state in enumerate(states):
-            if state is not None:
-                usable = np.isfinite(state.rank_x)
-                rank_x[g], rank_y[g] = state.rank_x[usable], state.rank_y[usable]
-        spearman = stats.pearsonr(rank_x, rank_y, axis=1)
-        kendall = [
-            (_Kendall(*known) if (known := states[g] and states[g].kendall()) else stats.kendalltau(x[g], y[g]))
-            if defined[g]
-            else None
-            for g in range(groups)
-        ]
+        spearman, kendall = _rank_statistics(x, y, defined, list(states) if states is not None else [None] * groups)
     if n <= BOOTSTRAP_MAX_N:
         intervals = bootstrap_intervals(x, y, seeds)
     else:
