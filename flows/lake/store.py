@@ -8,7 +8,8 @@ Layout (``LAKE`` defaults to ``./wwhub-lake``)::
     LAKE/.lock, LAKE/.compact.lock writer locks (fcntl); readers never take them
     LAKE/.correlations.lock        held by one producer of the derived table at a time
     LAKE/cache/                    what a producer may keep to update a derived table incrementally (the points
-                                   behind ``correlations``): never a source of rows, ignored when out of date
+                                   behind ``correlations`` and the segments they reflect): never a source of rows,
+                                   ignored when out of date
 
 A write stages its segment files first (written under a temporary name, flushed and renamed, so never half a file
 and never lost once listed), then, holding the writer lock for a few milliseconds, reads the manifest, records

@@ -51,6 +51,12 @@ SEED = 0
 # of a few models updates the pooled rows in O(n) without reading every model again. A cache: named after the
 # table's segment it was computed with, ignored (and rebuilt) when it does not match, never the source of a row.
 CACHE = Path("cache") / "correlation_points.arrow"
+# Beside it: the models and evals segments the cached points reflect (JSON, with the table's segment). A refresh
+# also takes up the repos of any segment committed since, so a scan killed between its commits and its refresh
+# loses no point. (A commit that only hides rows, with no new segment, names its repos itself: an evals import that
+# replaces an earlier one passes the repos of both.)
+SEEN = Path("cache") / "correlation_points.seen.json"
+SOURCES = ("models", "evals")
 CACHE_FORMAT = "1"
 # Above this many changed points of one reported metric, its pooled rank states are rebuilt by sorting (once,
 # O(n log n)) instead of being updated point by point (O(n) each).
@@ -397,29 +403,41 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
 
     root = lake.root
     variables = {"prefer_import": False, "dataset": None}
-    segment = lake.derived_segment(TABLE)
+    snapshot = lake.snapshot()  # before any point is read: a segment committed meanwhile stays unseen
+    segment = lake.derived_segment(TABLE, snapshot)
+    table_file = segment.file if segment else ""
     unchanged = segment.rows if segment else 0
-    only, states = None, None
+    only, states, cached = None, None, None
+    if repos is not None:
+        cached = _read_cache(lake, table_file)
+        seen = _read_seen(lake, table_file) if cached is not None else None
+        if seen is None:
+            cached = None
+        else:
+            repos = sorted(set(repos) | _repos_committed_since(lake, snapshot, seen))
     if repos is not None and len(repos) > MAX_CHANGED_REPOS:
-        repos = None
+        repos, cached = None, None
     if repos is None:
         points = _points(root, variables)
-    else:
+    elif cached is not None:
         changed = pa.array(repos, pa.string())
-        cached = _read_cache(lake, segment.file if segment else "")
-        if cached is not None:
-            new = _points(root, variables, repos=repos)
-            old = cached[0].filter(pc.is_in(cached[0].column("repo_id"), value_set=changed))
-            if old.combine_chunks().equals(new.cast(old.schema).combine_chunks()):
-                return unchanged  # no point moved (a rescan of the same weights and card, or no reported value)
-            only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
-            points, states = _updated(cached[0], _cached_states(*cached[1:]), repos, new)
-        elif not _any_reported(root, repos):
+        new = _points(root, variables, repos=repos)
+        old = cached[0].filter(pc.is_in(cached[0].column("repo_id"), value_set=changed))
+        moved = _moved(old, new)
+        if not moved:  # no point moved (a rescan of the same weights and card, or no reported value)
+            _write_seen(lake, table_file, snapshot)
             return unchanged
-        else:
-            points = _points(root, variables)
-            now = points.filter(pc.is_in(points.column("repo_id"), value_set=changed))
-            only = set(now.column("family").to_pylist())
+        moving = pa.array(moved, pa.string())
+        old = old.filter(pc.is_in(old.column("repo_id"), value_set=moving))
+        new = new.filter(pc.is_in(new.column("repo_id"), value_set=moving))
+        only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
+        points, states = _updated(cached[0], _cached_states(*cached[1:]), moved, new)
+    elif not _any_reported(root, repos):
+        return unchanged
+    else:
+        points = _points(root, variables)
+        now = points.filter(pc.is_in(points.column("repo_id"), value_set=pa.array(repos, pa.string())))
+        only = set(now.column("family").to_pylist())
     kept = None
     if only is not None and segment is not None:
         # ParquetFile, not read_table: read_table loads pyarrow.dataset (and pandas), 0.1 s of a scan's start-up.
@@ -429,8 +447,57 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
     if kept is None or not kept.num_rows:
         only, kept = None, None  # nothing stored to keep: every family's rows are computed
     table, states = compute_rows(points, only, kept, states, check_counts=states is None)
-    _write_cache(lake, lake.replace_derived(TABLE, table), points, states)
+    table_file = lake.replace_derived(TABLE, table)
+    _write_cache(lake, table_file, points, states)
+    _write_seen(lake, table_file, snapshot)
     return table.num_rows
+
+
+def _moved(old, new) -> list[str]:
+    """The repos whose points differ between ``old`` and ``new`` (both in (reported, family, repo) order)."""
+    rows: dict[str, list] = {}
+    for which, table in enumerate((old, new)):
+        for row in table.to_pylist():
+            rows.setdefault(row["repo_id"], [[], []])[which].append(row)
+    return sorted(repo for repo, (before, after) in rows.items() if before != after)
+
+
+def _read_seen(lake: Lake, table_file: str) -> set[str] | None:
+    """The source segments the cached points reflect, or None (no record, or one for another table)."""
+    try:
+        record = json.loads((lake.root / SEEN).read_text())
+    except (OSError, ValueError):
+        return None
+    return set(record["seen"]) if isinstance(record, dict) and record.get("segment") == table_file else None
+
+
+def _write_seen(lake: Lake, table_file: str, snapshot) -> None:
+    path = lake.root / SEEN
+    path.parent.mkdir(parents=True, exist_ok=True)
+    seen = sorted(s.file for table in SOURCES for s in snapshot.tables[table])
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps({"segment": table_file, "seen": seen}))
+    os.replace(tmp, path)
+
+
+def _repos_committed_since(lake: Lake, snapshot, seen: set[str]) -> set[str]:
+    """The repos of the models and evals segments that are not in ``seen``: one repo for a scan's commit (its
+    segment's repo range), every repo of a folded segment (read from its repo_id column; their points are then
+    compared, and only those that moved are recomputed)."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    found: set[str] = set()
+    for table in SOURCES:
+        for segment in snapshot.tables[table]:
+            if segment.file in seen or not segment.rows:
+                continue
+            if segment.repo_min is not None and segment.repo_min == segment.repo_max:
+                found.add(segment.repo_min)
+            else:
+                column = pq.ParquetFile(lake.root / segment.file).read(columns=["repo_id"]).column("repo_id")
+                found.update(r for r in pc.unique(column).to_pylist() if r is not None)
+    return found
 
 
 def _any_reported(root: Path, repos: list[str]) -> bool:

@@ -234,3 +234,33 @@ def test_two_refreshes_at_once_each_build_on_the_other(tmp_path, monkeypatch):
     for thread in threads:
         thread.join()
     assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
+
+
+def test_a_scan_killed_before_its_refresh_loses_no_point(tmp_path):
+    """Models committed by a scan that died before refreshing are taken up by the next refresh, whatever repos it
+    names: their segments are not among those the cache has seen."""
+    root = write_lake(tmp_path / "lake", _models(16))
+    add_model(Lake(root), "fam2", "org/orphan", 8.0, 0.9, 10**9)  # committed, never refreshed
+    add_model(Lake(root), "fam1", "org/next", 2.0, 0.3, 10**9)
+    refresh_correlations(root, {"org/next"})
+    rows = {(r["family"], r["metric"]): r for r in _table(root)}
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
+    assert rows[("fam2", "alpha")]["n"] == 7  # six, and the orphan
+
+
+def test_folded_segments_are_taken_up_without_recomputing_what_did_not_move(tmp_path, monkeypatch):
+    """Each commit of one model folds, every sixteen, into a segment of many repos the cache has not seen: their
+    points are compared, only the moved ones recomputed, and the table stays a full refresh's."""
+    from flows.leaderboard import correlations
+
+    root = write_lake(tmp_path / "lake", _models(17))
+    updated = []
+    real = correlations._updated
+    monkeypatch.setattr(correlations, "_updated", lambda c, s, moved, n: updated.append(moved) or real(c, s, moved, n))
+    folds_before = len(Lake(root).snapshot().tables["models"])
+    for i in range(20):
+        add_model(Lake(root), f"fam{i % 4}", f"org/more-{i:02d}", 2 + i / 10, 0.4 + i / 50, 10**9)
+        refresh_correlations(root, {f"org/more-{i:02d}"})
+    assert len(Lake(root).snapshot().tables["models"]) < folds_before + 20  # some commits were folded
+    assert all(len(moved) == 1 for moved in updated)  # never more than the scanned model
+    assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
