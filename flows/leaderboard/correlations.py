@@ -64,8 +64,9 @@ MAX_POINT_UPDATES = 32
 # Above this many changed models (an evals import of a whole leaderboard), the refresh reads every point: one query
 # over the lake costs less than a view restricted to thousands of named repos.
 MAX_CHANGED_REPOS = 2000
-_KEY = ("family", "repo_id")
+# Each refresh splices a few slices into the cached points; past this many chunks they are combined before writing.
 MAX_CHUNKS = 64
+_KEY = ("family", "repo_id")
 
 
 def _points(root: Path, variables: dict, metric: str | None = None, repos: list[str] | None = None):
@@ -294,7 +295,7 @@ def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
         for reported, _, _ in runs
     }
     if table.column(0).num_chunks > MAX_CHUNKS:
-        table = table.combine_chunks()  # each refresh splices in a few slices
+        table = table.combine_chunks()
     table = table.replace_schema_metadata({"format": CACHE_FORMAT, "segment": segment, "states": json.dumps(integers)})
     path = lake.root / CACHE
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -389,7 +390,6 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
     new rows): the table a full refresh gives (tested). Without the cache, every point is read and the families
     to recompute are found from the stored counts (``_families_left``). A change that moves no point (models
     without a reported value, a rescan that gives the same metrics and values) commits nothing."""
-
     root = Path(root)
     lake = Lake(root)
     with lake.derived_lock(TABLE):  # a concurrent refresh would start from the table this one replaces
@@ -397,6 +397,8 @@ def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -
 
 
 def _refresh(lake: Lake, repos: list[str] | None) -> int:
+    """``refresh_correlations`` under the lock: from the cache when it matches the table and ``repos`` are given,
+    else from every point."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
