@@ -40,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lake import Lake
+from ..lake.files import durable_write_bytes
 from ..lake.sql import query_arrow, run_query
 from . import stats
 
@@ -221,18 +222,14 @@ def _finished(table, metrics: list[str]):
 
     columns = {name: table.column(name).to_numpy(zero_copy_only=False) for name in stats.FINISH_INPUTS}
     finished = stats.finish_rows(columns)
-    pooled = columns["family"] == stats.POOLED
     for name, column in finished.items():
-        if name in ("families_agreeing", "families_total", "simpsons_paradox"):
-            stored = table.column(name).to_pylist()
-            column = [new if is_pooled else old for new, old, is_pooled in zip(column, stored, pooled, strict=True)]
         at = table.schema.get_field_index(name)
         field = table.schema.field(at)
         table = table.set_column(at, field, pa.array(column, field.type, from_pandas=True))
     position = {metric: i for i, metric in enumerate(metrics)}
     keys = pa.table(
         {
-            "pooled": pooled,
+            "pooled": columns["family"] == stats.POOLED,
             "family": table.column("family"),
             "position": [position[m] for m in columns["metric"]],
         }
@@ -477,9 +474,7 @@ def _write_seen(lake: Lake, table_file: str, snapshot) -> None:
     path = lake.root / SEEN
     path.parent.mkdir(parents=True, exist_ok=True)
     seen = sorted(s.file for table in SOURCES for s in snapshot.tables[table])
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps({"segment": table_file, "seen": seen}))
-    os.replace(tmp, path)
+    durable_write_bytes(path, json.dumps({"segment": table_file, "seen": seen}).encode())
 
 
 def _repos_committed_since(lake: Lake, snapshot, seen: set[str]) -> set[str]:

@@ -416,7 +416,7 @@ def verdicts(n: np.ndarray, p_adjusted: np.ndarray) -> np.ndarray:
 
 
 def correlation_table(
-    families: Sequence[str] | None,
+    families: Sequence[str],
     values: np.ndarray,
     metrics: Mapping[str, np.ndarray],
     log_size: np.ndarray | None = None,
