@@ -4,9 +4,10 @@ Plain arrays in, rows (dicts) out: no DuckDB, no lake. ``flows/leaderboard/corre
 stores
 the rows as the ``correlations`` table. The statistics come from scipy.stats where scipy has them:
 
-* Pearson r, its two-sided t-test p and its 95% Fisher-z interval ``tanh(atanh r ± z₀.₉₇₅/√(n−3))``:
-  ``scipy.stats.pearsonr`` and its ``confidence_interval()``.
-* Spearman ρ (average ranks for ties) and its t-approximation p: ``scipy.stats.spearmanr``.
+* Pearson r, its two-sided p and its 95% Fisher-z interval ``tanh(atanh r ± z₀.₉₇₅/√(n−3))``: the formulas of
+  ``scipy.stats.pearsonr`` and its ``confidence_interval()``, with scipy's beta function (``_pearson``).
+* Spearman ρ (average ranks for ties, ``scipy.stats.rankdata``) and its p: the same on the ranks, which is the
+  test of ``scipy.stats.spearmanr``.
 * Kendall τ-b and its p (exact permutation distribution for small n without ties, normal approximation
   otherwise, as ``scipy.stats.kendalltau(method="auto")`` decides).
 * Benjamini-Hochberg adjusted p-values: ``scipy.stats.false_discovery_control``.
@@ -259,25 +260,35 @@ def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
     families with at least two models, and its Fisher-z interval with n − k − 2 degrees of freedom. ``families``:
     labels, or already integer codes (then nothing is sorted)."""
     families = np.asarray(families)
-    if np.issubdtype(families.dtype, np.integer):
-        inverse = families
-    else:
-        inverse = np.unique(families, return_inverse=True)[1]
+    if not np.issubdtype(families.dtype, np.integer):
+        families = np.unique(families, return_inverse=True)[1]
+    return _within_family_rows(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float), families)[0]
+
+
+def _within_family_rows(x: np.ndarray, y: np.ndarray, inverse: np.ndarray) -> list[dict]:
+    """``within_family`` of each row of x (G, n) with the same y (n,) and integer family codes."""
     counts = np.bincount(inverse)
     keep = counts[inverse] >= 2
     empty = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
     if not keep.any():
-        return empty
+        return [empty] * len(x)
     if not keep.all():
-        x, y, inverse = x[keep], y[keep], inverse[keep]
+        x, y, inverse = x[:, keep], y[keep], inverse[keep]
     k = int(np.count_nonzero(counts >= 2))
-    centred_x = x - (np.bincount(inverse, x) / np.bincount(inverse))[inverse]
-    centred_y = y - (np.bincount(inverse, y) / np.bincount(inverse))[inverse]
-    r = _finite(_row_pearson(centred_x, centred_y))
-    if r is None:
-        return empty
-    low, high = fisher_interval(r, x.size - k - 2)
-    return dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
+    members = np.bincount(inverse)
+
+    def centred(row: np.ndarray) -> np.ndarray:
+        return row - (np.bincount(inverse, row) / members)[inverse]
+
+    centred_y = centred(y)
+    rows = []
+    for row in x:
+        r = _finite(_row_pearson(centred(row), centred_y))
+        low, high = fisher_interval(r, y.size - k - 2)
+        rows.append(
+            empty if r is None else dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
+        )
+    return rows
 
 
 def _seed(seed: int, *labels: str) -> int:
@@ -286,9 +297,8 @@ def _seed(seed: int, *labels: str) -> int:
 
 
 def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray, states: list) -> tuple:
-    """Spearman (``pearsonr`` of the average ranks) and Kendall (per defined row) of each row of x and y: ranks by
-    ``rankdata`` and τ by ``kendalltau``, or both from the row's ``RankState`` where it has one. Called with scipy's
-    warnings silenced."""
+    """The average ranks of each row of x and y (``rankdata``, or the row's ``RankState`` where it has one) and
+    Kendall's τ of each defined row (``kendalltau``, or from the state). Called with scipy's warnings silenced."""
     from scipy import stats
 
     sorted_rows = [g for g, state in enumerate(states) if state is None]
@@ -306,7 +316,27 @@ def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray, states: 
         else None
         for g in range(len(states))
     ]
-    return stats.pearsonr(rank_x, rank_y, axis=1), kendall
+    return rank_x, rank_y, kendall
+
+
+def _pearson(centred_a: np.ndarray, centred_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """Pearson r of each row of two centred (G, n) arrays, its two-sided p and 95% Fisher-z interval, by the
+    formulas of ``scipy.stats.pearsonr`` and its ``confidence_interval()`` (p from the beta distribution of r under
+    independence, ``2·betaincc(n/2 − 1, n/2 − 1, (|r| + 1)/2)``; interval ``tanh(atanh r ± z₀.₉₇₅/√(n − 3))``).
+    Not pearsonr itself: it re-centres and re-normalises both arrays, and for the pooled rows of a 100 000-model
+    lake those passes were most of a scan's correlations refresh. Equal to it to a few ulp (tested)."""
+    from scipy import special
+
+    n = centred_a.shape[-1]
+    r = np.clip(_row_pearson(centred_a, centred_b), -1.0, 1.0)
+    half = n / 2 - 1
+    p = 2 * special.betaincc(half, half, (np.abs(r) + 1) / 2)
+    if n <= 3:
+        return r, p, (np.full_like(r, -1.0), np.full_like(r, 1.0))
+    with np.errstate(divide="ignore"):
+        z = np.arctanh(r)
+    spread = special.ndtri(0.5 + CONFIDENCE / 2) * math.sqrt(1 / (n - 3))
+    return r, p, (np.tanh(z - spread), np.tanh(z + spread))
 
 
 def correlate_many(
@@ -329,34 +359,41 @@ def correlate_many(
 
     x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
     groups, n = x.shape
+    # One y (and size) row for every group, as the pooled rows of several metrics have, is not copied.
+    y = np.broadcast_to(y, x.shape)
+    if log_size is not None:
+        log_size = np.broadcast_to(np.atleast_2d(np.asarray(log_size, dtype=float)), x.shape)
     constant_x, constant_y = _constant_rows(x), _constant_rows(y)
     defined = ~(constant_x | constant_y)
+    centred_x = x - x.mean(axis=1, keepdims=True)
+    centred_y = y - y.mean(axis=1, keepdims=True)
     with warnings.catch_warnings():
         # Constant or tiny samples make scipy warn about what the None values and the notes already say.
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
-        pearson = stats.pearsonr(x, y, axis=1)
-        interval = pearson.confidence_interval(CONFIDENCE)
-        spearman, kendall = _rank_statistics(x, y, defined, list(states) if states is not None else [None] * groups)
+        pearson_r, pearson_p, interval = _pearson(centred_x, centred_y)
+        rank_x, rank_y, kendall = _rank_statistics(
+            x, y, defined, list(states) if states is not None else [None] * groups
+        )
+        middle = (n + 1) / 2  # the mean of average ranks, exactly
+        spearman_rho, spearman_p, _ = _pearson(rank_x - middle, rank_y - middle)
     if n <= BOOTSTRAP_MAX_N:
         intervals = bootstrap_intervals(x, y, seeds)
     else:
         intervals = {}
         for name, estimates, (variance, offset) in (
-            ("rho", spearman.statistic, _FHP_SPEARMAN),
+            ("rho", spearman_rho, _FHP_SPEARMAN),
             ("tau", [k.statistic if k else np.nan for k in kendall], _FHP_KENDALL),
         ):
             bounds = [fisher_interval(_finite(e), (n - offset) / variance) for e in estimates]
             intervals[f"{name}_low"] = [b[0] for b in bounds]
             intervals[f"{name}_high"] = [b[1] for b in bounds]
-    centred_x = x - x.mean(axis=1, keepdims=True)
-    centred_y = y - y.mean(axis=1, keepdims=True)
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (centred_x * centred_y).sum(axis=1) / (centred_x * centred_x).sum(axis=1)
     intercept = y.mean(axis=1) - slope * x.mean(axis=1)
     rmse = np.sqrt(np.mean((y - intercept[:, None] - slope[:, None] * x) ** 2, axis=1))
-    sizes_known = None if log_size is None else np.all(np.isfinite(np.atleast_2d(log_size)), axis=1)
-    partial = None if log_size is None else _row_pearson(*(_residuals(v, np.atleast_2d(log_size)) for v in (x, y)))
+    sizes_known = None if log_size is None else np.all(np.isfinite(log_size), axis=1)
+    partial = None if log_size is None else _row_pearson(*(_residuals(v, log_size) for v in (x, y)))
     rows = []
     for g in range(groups):
         ok = bool(defined[g])
@@ -369,12 +406,12 @@ def correlate_many(
             notes.append(f"rho/tau intervals: Fisher z (Fieller-Hartley-Pearson), n > {BOOTSTRAP_MAX_N}")
         row = dict(
             n=n,
-            pearson_r=_finite(pearson.statistic[g]) if ok else None,
-            pearson_p=_finite(pearson.pvalue[g]) if ok else None,
-            pearson_ci_low=_finite(interval.low[g]) if ok else None,
-            pearson_ci_high=_finite(interval.high[g]) if ok else None,
-            spearman_rho=_finite(spearman.statistic[g]) if ok else None,
-            spearman_p=_finite(spearman.pvalue[g]) if ok else None,
+            pearson_r=_finite(pearson_r[g]) if ok else None,
+            pearson_p=_finite(pearson_p[g]) if ok else None,
+            pearson_ci_low=_finite(interval[0][g]) if ok else None,
+            pearson_ci_high=_finite(interval[1][g]) if ok else None,
+            spearman_rho=_finite(spearman_rho[g]) if ok else None,
+            spearman_p=_finite(spearman_p[g]) if ok else None,
             spearman_ci_low=_finite(intervals["rho_low"][g]) if ok else None,
             spearman_ci_high=_finite(intervals["rho_high"][g]) if ok else None,
             kendall_tau=_finite(kendall[g].statistic) if ok else None,
@@ -383,14 +420,12 @@ def correlate_many(
             kendall_ci_high=_finite(intervals["tau_high"][g]) if ok else None,
             slope=None if constant_x[g] else _finite(slope[g]),
             intercept=None if constant_x[g] else _finite(intercept[g]),
-            r_squared=_finite(pearson.statistic[g] ** 2)
-            if ok
-            else (0.0 if constant_y[g] and not constant_x[g] else None),
+            r_squared=_finite(pearson_r[g] ** 2) if ok else (0.0 if constant_y[g] and not constant_x[g] else None),
             rmse=None if constant_x[g] else _finite(rmse[g]),
             partial_r_size=None,
         )
         if sizes_known is None or not sizes_known[g]:
-            missing = n if log_size is None else int(np.sum(~np.isfinite(np.atleast_2d(log_size)[g])))
+            missing = n if log_size is None else int(np.sum(~np.isfinite(log_size[g])))
             notes.append(f"partial_r_size: parameter count unknown for {missing} of {n} models")
         elif n >= 4:
             row["partial_r_size"] = _finite(partial[g])
@@ -491,22 +526,27 @@ def group_rows(
     def members_of(column: np.ndarray, members: np.ndarray) -> np.ndarray:
         return column if members.size == column.size else column[members]  # every model: a view, no copy
 
-    # Family groups of one size are computed at once; a pooled group (up to every model) alone, over views.
+    # Family groups of one size are computed at once, and so are the pooled groups of the metrics defined for the
+    # same models (usually all of them), which share one y row.
     batches: dict[object, list[int]] = {}
     for index, (family, _, members) in enumerate(groups):
-        batches.setdefault(("pooled", index) if family == POOLED else members.size, []).append(index)
-    for indices in batches.values():
+        batches.setdefault(("pooled", members.tobytes()) if family == POOLED else members.size, []).append(index)
+    for key, indices in batches.items():
+        pooled_batch = isinstance(key, tuple)
         x = _rows([members_of(np.asarray(metrics[groups[i][1]], dtype=float), groups[i][2]) for i in indices])
-        y = _rows([members_of(values, groups[i][2]) for i in indices])
-        z = None if sizes is None else _rows([members_of(sizes, groups[i][2]) for i in indices])
+        shared = indices[:1] if pooled_batch else indices
+        y = _rows([members_of(values, groups[i][2]) for i in shared])
+        z = None if sizes is None else _rows([members_of(sizes, groups[i][2]) for i in shared])
         seeds = [_seed(seed, label, groups[i][0], groups[i][1]) for i in indices]
         metric_names = [groups[i][1] for i in indices]
-        states = [(pooled_states or {}).get(groups[i][1]) if groups[i][0] == POOLED else None for i in indices]
-        for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names, states), strict=True):
+        states = [(pooled_states or {}).get(groups[i][1]) if pooled_batch else None for i in indices]
+        within = _within_family_rows(x, y[0], members_of(inverse, groups[indices[0]][2])) if pooled_batch else None
+        for row_of, (i, row) in enumerate(
+            zip(indices, correlate_many(x, y, seeds, z, metric_names, states), strict=True)
+        ):
             computed[i] = dict(family=groups[i][0], metric=groups[i][1], **row)
-            if groups[i][0] == POOLED:
-                row_of = indices.index(i)
-                computed[i].update(within_family(x[row_of], y[row_of], members_of(inverse, groups[i][2])))
+            if within is not None:
+                computed[i].update(within[row_of])
     return computed
 
 

@@ -18,7 +18,7 @@ def test_pearson_p_and_fisher_interval_agree_with_scipy_and_the_formula():
     row = wstats.correlate(X, Y, seed=0)
     reference = stats.pearsonr(X, Y)
     interval = reference.confidence_interval(0.95)
-    # Same library call: 1e-9 leaves room only for float formatting, none for a different formula.
+    # pearsonr's formulas (not the call, see _pearson): 1e-9 leaves room for summation order, not another formula.
     assert row["pearson_r"] == pytest.approx(reference.statistic, abs=1e-9)
     assert row["pearson_p"] == pytest.approx(reference.pvalue, rel=1e-9)
     assert row["pearson_ci_low"] == pytest.approx(interval.low, abs=1e-9)
@@ -29,6 +29,51 @@ def test_pearson_p_and_fisher_interval_agree_with_scipy_and_the_formula():
     assert row["pearson_p"] == pytest.approx(2 * stats.t.sf(abs(t), n - 2), rel=1e-9)
     assert row["pearson_ci_low"] == pytest.approx(math.tanh(math.atanh(r) - Z975 / math.sqrt(n - 3)), abs=1e-9)
     assert row["pearson_ci_high"] == pytest.approx(math.tanh(math.atanh(r) + Z975 / math.sqrt(n - 3)), abs=1e-9)
+
+
+def test_pearson_rows_equal_scipy_pearsonr():
+    """_pearson (r, p and interval of many rows at once) against scipy.stats.pearsonr row by row: small and large
+    samples, ties, a perfect correlation, a row of three."""
+    rng = np.random.default_rng(5)
+    for n in (3, 4, 9, 250, 20_000):
+        x = np.round(rng.standard_normal((4, n)), 1)
+        y = np.round(0.3 * x + rng.standard_normal((4, n)), 1)
+        y[1] = 2 * x[1] + 1
+        r, p, (low, high) = wstats._pearson(x - x.mean(axis=1, keepdims=True), y - y.mean(axis=1, keepdims=True))
+        for g in range(4):
+            reference = stats.pearsonr(x[g], y[g])
+            interval = reference.confidence_interval(0.95)
+            assert r[g] == pytest.approx(reference.statistic, rel=1e-12, abs=1e-15)
+            # Near |r| = 1 the p of a few points moves by orders of magnitude with the last bit of r.
+            assert p[g] == pytest.approx(reference.pvalue, rel=1e-9, abs=1e-300 if g != 1 else 1e-6)
+            assert low[g] == pytest.approx(interval.low, rel=1e-12, abs=1e-15)
+            assert high[g] == pytest.approx(interval.high, rel=1e-12, abs=1e-15)
+
+
+def test_pooled_rows_of_several_metrics_equal_each_computed_alone():
+    """group_rows computes the pooled rows of the metrics defined for the same models at once (one y row for all);
+    each equals correlate plus within_family on that metric's models alone."""
+    rng = np.random.default_rng(8)
+    n = 700
+    families = rng.integers(0, 40, n).astype(str)
+    values = np.round(rng.random(n), 2)
+    metrics = {name: np.round(rng.standard_normal(n) - values, 2) for name in ("alpha", "log_norm", "alpha_weighted")}
+    metrics["alpha_weighted"][::7] = np.nan  # defined for fewer models: its own batch
+    sizes = rng.normal(9, 1, n)
+    rows = wstats.group_rows(families, values, metrics, sizes, seed=4, label="accuracy", only_families=set())
+    pooled = {row["metric"]: row for row in rows if row["family"] == wstats.POOLED}
+    assert set(pooled) == set(metrics)
+    for name, column in metrics.items():
+        usable = np.isfinite(column)
+        alone = wstats.correlate(column[usable], values[usable], seed=0, log_size=sizes[usable], x_name=name)
+        alone.update(wstats.within_family(column[usable], values[usable], families[usable]))
+        for key, value in alone.items():
+            if key.endswith(("_ci_low", "_ci_high")) and key.startswith(("spearman", "kendall")):
+                continue  # bootstrap seeds differ by row label
+            if isinstance(value, float):
+                assert pooled[name][key] == pytest.approx(value, rel=1e-12, abs=1e-15), (name, key)
+            else:
+                assert pooled[name][key] == value, (name, key)
 
 
 def test_rank_correlations_and_ols_agree_with_scipy():
