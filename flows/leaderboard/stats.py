@@ -269,24 +269,25 @@ def _within_family_rows(x: np.ndarray, y: np.ndarray, inverse: np.ndarray) -> li
     """``within_family`` of each row of x (G, n) with the same y (n,) and integer family codes."""
     counts = np.bincount(inverse)
     keep = counts[inverse] >= 2
-    empty = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
     if not keep.any():
-        return [empty] * len(x)
+        return [_NO_WITHIN] * len(x)
     if not keep.all():
         x, y, inverse = x[:, keep], y[keep], inverse[keep]
     k = int(np.count_nonzero(counts >= 2))
     members = np.bincount(inverse)
 
     def centred(row: np.ndarray) -> np.ndarray:
-        return row - (np.bincount(inverse, row) / members)[inverse]
+        with np.errstate(invalid="ignore", divide="ignore"):  # families with no model left: 0/0, never read
+            return row - (np.bincount(inverse, row) / members)[inverse]
 
     centred_y = centred(y)
     rows = []
     for row in x:
-        r = _finite(_row_pearson(centred(row), centred_y))
+        # Undefined when x or y is constant (the centred values are then rounding noise, any r).
+        r = None if y.min() == y.max() or row.min() == row.max() else _finite(_row_pearson(centred(row), centred_y))
         low, high = fisher_interval(r, y.size - k - 2)
         rows.append(
-            empty if r is None else dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
+            _NO_WITHIN if r is None else dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
         )
     return rows
 
@@ -296,47 +297,38 @@ def _seed(seed: int, *labels: str) -> int:
     return (seed + zlib.crc32("\x1f".join(labels).encode())) % 2**32
 
 
-def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray, states: list) -> tuple:
-    """The average ranks of each row of x and y (``rankdata``, or the row's ``RankState`` where it has one) and
-    Kendall's τ of each defined row (``kendalltau``, or from the state). Called with scipy's warnings silenced."""
+def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray) -> tuple:
+    """The average ranks of each row of x and y (``scipy.stats.rankdata``) and Kendall's τ of each defined row
+    (``scipy.stats.kendalltau``). Called with scipy's warnings silenced."""
     from scipy import stats
 
-    sorted_rows = [g for g, state in enumerate(states) if state is None]
-    rank_x, rank_y = np.empty_like(x), np.empty_like(y)
-    if sorted_rows:
-        rank_x[sorted_rows] = stats.rankdata(x[sorted_rows], axis=1)
-        rank_y[sorted_rows] = stats.rankdata(y[sorted_rows], axis=1)
-    for g, state in enumerate(states):
-        if state is not None:
-            usable = np.isfinite(state.rank_x)
-            rank_x[g], rank_y[g] = state.rank_x[usable], state.rank_y[usable]
-    kendall = [
-        (_Kendall(*known) if (known := states[g] and states[g].kendall()) else stats.kendalltau(x[g], y[g]))
-        if defined[g]
-        else None
-        for g in range(len(states))
-    ]
-    return rank_x, rank_y, kendall
+    kendall = [stats.kendalltau(x[g], y[g]) if defined[g] else None for g in range(len(x))]
+    return stats.rankdata(x, axis=1), stats.rankdata(y, axis=1), kendall
 
 
 def _pearson(centred_a: np.ndarray, centred_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
     """Pearson r of each row of two centred (G, n) arrays, its two-sided p and 95% Fisher-z interval, by the
-    formulas of ``scipy.stats.pearsonr`` and its ``confidence_interval()`` (p from the beta distribution of r under
-    independence, ``2·betaincc(n/2 − 1, n/2 − 1, (|r| + 1)/2)``; interval ``tanh(atanh r ± z₀.₉₇₅/√(n − 3))``).
-    Not pearsonr itself: it re-centres and re-normalises both arrays, and for the pooled rows of a 100 000-model
-    lake those passes were most of a scan's correlations refresh. Equal to it to a few ulp (tested)."""
+    formulas of ``scipy.stats.pearsonr`` and its ``confidence_interval()`` (``_pearson_p_interval``). Not pearsonr
+    itself: it re-centres and re-normalises both arrays. Equal to it to a few ulp (tested)."""
+    r = np.clip(_row_pearson(centred_a, centred_b), -1.0, 1.0)
+    return r, *_pearson_p_interval(r, centred_a.shape[-1])
+
+
+def _pearson_p_interval(r: np.ndarray, n: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
+    """The two-sided p of correlations r of n points and their 95% Fisher-z intervals, as ``scipy.stats.pearsonr``
+    computes them: p from the beta distribution of r under independence, ``2·betaincc(n/2 − 1, n/2 − 1,
+    (|r| + 1)/2)``; interval ``tanh(atanh r ± z₀.₉₇₅/√(n − 3))``, (−1, 1) for n ≤ 3."""
     from scipy import special
 
-    n = centred_a.shape[-1]
-    r = np.clip(_row_pearson(centred_a, centred_b), -1.0, 1.0)
+    r = np.asarray(r, dtype=float)
     half = n / 2 - 1
     p = 2 * special.betaincc(half, half, (np.abs(r) + 1) / 2)
     if n <= 3:
-        return r, p, (np.full_like(r, -1.0), np.full_like(r, 1.0))
+        return p, (np.full_like(r, -1.0), np.full_like(r, 1.0))
     with np.errstate(divide="ignore"):
         z = np.arctanh(r)
     spread = special.ndtri(0.5 + CONFIDENCE / 2) * math.sqrt(1 / (n - 3))
-    return r, p, (np.tanh(z - spread), np.tanh(z + spread))
+    return p, (np.tanh(z - spread), np.tanh(z + spread))
 
 
 def correlate_many(
@@ -345,7 +337,6 @@ def correlate_many(
     seeds: Sequence[int],
     log_size: np.ndarray | None = None,
     x_names: Sequence[str] | None = None,
-    states: Sequence[RankState | None] | None = None,
 ) -> list[dict]:
     """Every statistic of G groups of n models at once (rows of the (G, n) arrays ``x``, ``y``, ``log_size``):
     n; Pearson r, p and Fisher interval (``scipy.stats.pearsonr`` over the rows); Spearman ρ and p (Pearson r of the
@@ -353,16 +344,14 @@ def correlate_many(
     Kendall τ-b and p (``scipy.stats.kendalltau`` per row: exact for small untied samples); their bootstrap (or,
     above BOOTSTRAP_MAX_N models, Fieller-Hartley-Pearson) intervals; the OLS fit (slope = Sxy/Sxx, as
     ``scipy.stats.linregress``), R², RMSE; partial r given log size (None when a size is unknown); and ``notes``
-    saying why a value is missing. Batched because a lake has thousands of small families. ``states``: per group,
-    a ``RankState`` of its points (or None) whose ranks and Kendall integers stand for the sorts."""
+    saying why a value is missing. Batched because a lake has thousands of small families (the pooled rows, over up to
+    every model, are ``pooled_rows``')."""
     from scipy import stats  # imported here: reading stored correlations needs no scipy
 
     x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
     groups, n = x.shape
-    # One y (and size) row for every group, as the pooled rows of several metrics have, is not copied.
-    y = np.broadcast_to(y, x.shape)
     if log_size is not None:
-        log_size = np.broadcast_to(np.atleast_2d(np.asarray(log_size, dtype=float)), x.shape)
+        log_size = np.atleast_2d(np.asarray(log_size, dtype=float))
     constant_x, constant_y = _constant_rows(x), _constant_rows(y)
     defined = ~(constant_x | constant_y)
     centred_x = x - x.mean(axis=1, keepdims=True)
@@ -372,9 +361,7 @@ def correlate_many(
         warnings.simplefilter("ignore", RuntimeWarning)
         warnings.simplefilter("ignore", stats.ConstantInputWarning)
         pearson_r, pearson_p, interval = _pearson(centred_x, centred_y)
-        rank_x, rank_y, kendall = _rank_statistics(
-            x, y, defined, list(states) if states is not None else [None] * groups
-        )
+        rank_x, rank_y, kendall = _rank_statistics(x, y, defined)
         middle = (n + 1) / 2  # the mean of average ranks, exactly
         spearman_rho, spearman_p, _ = _pearson(rank_x - middle, rank_y - middle)
     if n <= BOOTSTRAP_MAX_N:
@@ -427,7 +414,7 @@ def correlate_many(
         if sizes_known is None or not sizes_known[g]:
             missing = n if log_size is None else int(np.sum(~np.isfinite(log_size[g])))
             notes.append(f"partial_r_size: parameter count unknown for {missing} of {n} models")
-        elif n >= 4:
+        elif n >= 4 and ok:  # undefined when x or y is constant (their residuals are rounding noise)
             row["partial_r_size"] = _finite(partial[g])
         row["notes"] = "; ".join(notes)
         rows.append(row)
@@ -506,48 +493,198 @@ def group_rows(
         names, inverse = np.asarray(family_codes[0], dtype=object), np.asarray(family_codes[1])
     else:
         names, inverse = np.unique(np.asarray(families, dtype=object).astype(str), return_inverse=True)
-    # (family, metric, model indices) of every row, then all rows of one size computed at once.
+    # (family, metric, model indices) of every family row, then all rows of one size computed at once.
     groups: list[tuple[str, str, np.ndarray]] = []
     wanted_codes = None
     if only_families is not None:
-        wanted_codes = np.array([i for i, name in enumerate(names) if name in only_families], dtype=inverse.dtype)
+        wanted_codes = np.array([i for i, name in enumerate(names) if name in only_families], dtype=np.int64)
+    candidates = None  # the models of the wanted families (None: every model)
+    if wanted_codes is not None:
+        wanted = np.zeros(len(names), bool)
+        wanted[wanted_codes] = True
+        candidates = np.flatnonzero(wanted[inverse])
     for metric, column in metrics.items():
-        usable = np.flatnonzero(np.isfinite(np.asarray(column, dtype=float)) & np.isfinite(values))
-        chosen = usable if wanted_codes is None else usable[np.isin(inverse[usable], wanted_codes)]
+        column = np.asarray(column, dtype=float)
+        if candidates is None:
+            chosen = np.flatnonzero(np.isfinite(column) & np.isfinite(values))
+        else:
+            chosen = candidates[np.isfinite(column[candidates]) & np.isfinite(values[candidates])]
         order = chosen[np.argsort(inverse[chosen], kind="stable")]
         starts = np.flatnonzero(np.r_[True, np.diff(inverse[order]) != 0]) if order.size else np.array([], int)
         for members in np.split(order, starts[1:]) if order.size else []:
             if members.size >= MIN_MODELS:
                 groups.append((names[inverse[members[0]]], metric, members))
-        if pooled and usable.size >= MIN_MODELS:
-            groups.append((POOLED, metric, usable))
-    computed: list[dict | None] = [None] * len(groups)
-
-    def members_of(column: np.ndarray, members: np.ndarray) -> np.ndarray:
-        return column if members.size == column.size else column[members]  # every model: a view, no copy
-
-    # Family groups of one size are computed at once, and so are the pooled groups of the metrics defined for the
-    # same models (usually all of them), which share one y row.
-    batches: dict[object, list[int]] = {}
-    for index, (family, _, members) in enumerate(groups):
-        batches.setdefault(("pooled", members.tobytes()) if family == POOLED else members.size, []).append(index)
-    for key, indices in batches.items():
-        pooled_batch = isinstance(key, tuple)
-        x = _rows([members_of(np.asarray(metrics[groups[i][1]], dtype=float), groups[i][2]) for i in indices])
-        shared = indices[:1] if pooled_batch else indices
-        y = _rows([members_of(values, groups[i][2]) for i in shared])
-        z = None if sizes is None else _rows([members_of(sizes, groups[i][2]) for i in shared])
+    batches: dict[int, list[int]] = {}
+    for index, (_, _, members) in enumerate(groups):
+        batches.setdefault(members.size, []).append(index)
+    computed: list[dict] = [{}] * len(groups)
+    for indices in batches.values():
+        x = np.stack([np.asarray(metrics[groups[i][1]], dtype=float)[groups[i][2]] for i in indices])
+        y = np.stack([values[groups[i][2]] for i in indices])
+        z = None if sizes is None else np.stack([sizes[groups[i][2]] for i in indices])
         seeds = [_seed(seed, label, groups[i][0], groups[i][1]) for i in indices]
         metric_names = [groups[i][1] for i in indices]
-        states = [(pooled_states or {}).get(groups[i][1]) if pooled_batch else None for i in indices]
-        within = _within_family_rows(x, y[0], members_of(inverse, groups[indices[0]][2])) if pooled_batch else None
-        for row_of, (i, row) in enumerate(
-            zip(indices, correlate_many(x, y, seeds, z, metric_names, states), strict=True)
-        ):
+        for i, row in zip(indices, correlate_many(x, y, seeds, z, metric_names), strict=True):
             computed[i] = dict(family=groups[i][0], metric=groups[i][1], **row)
-            if within is not None:
-                computed[i].update(within[row_of])
-    return computed
+    rows = []
+    for metric in metrics:  # each metric's family rows, then its pooled row
+        rows += [row for row in computed if row["metric"] == metric]
+        if pooled:
+            state = (pooled_states or {}).get(metric)
+            pooled_row = pooled_rows(
+                values, metrics[metric], sizes, inverse, _seed(seed, label, POOLED, metric), state, metric
+            )
+            if pooled_row is not None:
+                rows.append(dict(family=POOLED, metric=metric, **pooled_row))
+    return rows
+
+
+def pooled_rows(
+    values: np.ndarray,
+    x: np.ndarray,
+    log_size: np.ndarray | None,
+    families: np.ndarray,
+    seed: int,
+    state: RankState | None = None,
+    name: str = "the metric",
+) -> dict | None:
+    """The pooled row of metric ``name`` (None below ``MIN_MODELS`` usable models): ``correlate``'s statistics and
+    ``within_family``'s over the models whose x and value are both finite, from arrays aligned over every model
+    (``families``: integer codes). The same numbers as those functions on the usable models alone (tested), but
+    without copying the usable points out: every statistic is a sum over centred values (zero where unusable),
+    which pass through four buffers in turn. A pooled group holds up to every model of the lake and a scan
+    recomputes it; on the VMs we measure on, a fresh 800 KB array costs ~2 ms of page faults, many times its
+    arithmetic. ``state``: the group's ``RankState`` (ranks and Kendall integers), else sorted here."""
+    values = np.asarray(values, dtype=float)
+    x = np.asarray(x, dtype=float)
+    usable = np.isfinite(x)
+    usable &= np.isfinite(values)
+    n = int(np.count_nonzero(usable))
+    if n < MIN_MODELS:
+        return None
+    state = state or RankState.of(x, values)
+    unusable = ~usable
+    buffers = np.empty((4, x.size))
+
+    means = {}
+
+    def centred(column: np.ndarray, out: np.ndarray, mean: float | None = None) -> np.ndarray:
+        if mean is None:  # (putmask and a plain sum: a sum with where= is twenty times slower)
+            np.copyto(out, column)
+            np.putmask(out, unusable, 0.0)
+            mean = means[id(column)] = float(out.sum()) / n
+        np.subtract(column, mean, out=out)
+        np.putmask(out, unusable, 0.0)
+        return out
+
+    total = n * (n - 1) // 2
+    constant_x, constant_y = state.ties["xtie"] == total, state.ties["ytie"] == total
+    ok = not (constant_x or constant_y)
+    cx, cy = centred(x, buffers[0]), centred(values, buffers[1])
+    sxx, sxy, syy = float(np.dot(cx, cx)), float(np.dot(cx, cy)), float(np.dot(cy, cy))
+    r = _dot_pearson(cx, cy)
+    row = dict(n=n, slope=None, intercept=None, rmse=None, partial_r_size=None)
+    if not constant_x:
+        slope = sxy / sxx
+        intercept = means[id(values)] - slope * means[id(x)]
+        row.update(
+            slope=_finite(slope), intercept=_finite(intercept), rmse=_finite(math.sqrt(max(syy - slope * sxy, 0.0) / n))
+        )
+    row["r_squared"] = _finite(r * r) if ok else (0.0 if constant_y and not constant_x else None)
+    sized = 0 if log_size is None else int(np.count_nonzero(np.isfinite(log_size) & usable))
+    if sized == n and n >= 4 and ok:
+        cz = centred(np.asarray(log_size, dtype=float), buffers[2])
+        szz = float(np.dot(cz, cz))
+        if szz > 0:  # residuals of x and y after their least-squares fit on size (only centred when it is constant)
+            np.subtract(cx, float(np.dot(cx, cz)) / szz * cz, out=buffers[3])
+            np.subtract(cy, float(np.dot(cy, cz)) / szz * cz, out=buffers[2])
+            row["partial_r_size"] = _finite(_dot_pearson(buffers[3], buffers[2]))
+        else:
+            row["partial_r_size"] = _finite(r)
+    row.update(_pooled_within(cx, cy, usable, families, buffers[2:]) if ok else _NO_WITHIN)
+    middle = (n + 1) / 2  # the mean of average ranks, exactly
+    rho = _dot_pearson(centred(state.rank_x, buffers[0], middle), centred(state.rank_y, buffers[1], middle))
+    (p, (low, high)), (rho_p, _) = _pearson_p_interval(np.array(r), n), _pearson_p_interval(np.array(rho), n)
+    kendall = state.kendall() if ok else None
+    if ok and kendall is None:  # scipy's exact distribution (small untied samples)
+        from scipy import stats
+
+        kendall = tuple(stats.kendalltau(x[usable], values[usable]))
+    intervals = _pooled_intervals(x, values, usable, seed, rho, kendall[0] if kendall else math.nan, ok)
+    estimates = dict(
+        pearson_r=r,
+        pearson_p=p,
+        pearson_ci_low=low,
+        pearson_ci_high=high,
+        spearman_rho=rho,
+        spearman_p=rho_p,
+        kendall_tau=kendall[0] if kendall else None,
+        kendall_p=kendall[1] if kendall else None,
+        **intervals,
+    )
+    row.update({key: _finite(value) if ok else None for key, value in estimates.items()})
+    notes = [f"{name} is the same for every model"] if constant_x else []
+    if constant_y:
+        notes.append("the reported value is the same for every model")
+    if ok and n > BOOTSTRAP_MAX_N:
+        notes.append(f"rho/tau intervals: Fisher z (Fieller-Hartley-Pearson), n > {BOOTSTRAP_MAX_N}")
+    if sized < n:
+        notes.append(f"partial_r_size: parameter count unknown for {n - sized} of {n} models")
+    row["notes"] = "; ".join(notes)
+    return row
+
+
+def _dot_pearson(a: np.ndarray, b: np.ndarray) -> float:
+    """Pearson r of two centred vectors (zero where a point is left out)."""
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return float(np.clip(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)), -1.0, 1.0))
+
+
+_NO_WITHIN = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
+
+
+def _pooled_within(cx: np.ndarray, cy: np.ndarray, usable: np.ndarray, families: np.ndarray, buffers) -> dict:
+    """``within_family`` of the usable models, from their centred x and y (zero elsewhere) and two buffers."""
+    counts = np.bincount(families[usable] if not usable.all() else families, minlength=int(families.max()) + 1)
+    k = int(np.count_nonzero(counts >= 2))
+    if k == 0:
+        return _NO_WITHIN
+    members = (counts >= 2)[families]
+    members &= usable
+    size = int(np.count_nonzero(members))
+    outside = ~members
+    with np.errstate(invalid="ignore", divide="ignore"):
+        for column, out in ((cx, buffers[0]), (cy, buffers[1])):
+            means = np.bincount(families, weights=column, minlength=counts.size) / counts
+            np.take(means, families, out=out)
+            np.subtract(column, out, out=out)
+            np.putmask(out, outside, 0.0)
+    r = _finite(_dot_pearson(buffers[0], buffers[1]))
+    if r is None:
+        return _NO_WITHIN
+    low, high = fisher_interval(r, size - k - 2)
+    return dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
+
+
+def _pooled_intervals(x, values, usable, seed: int, rho: float, tau: float, ok: bool) -> dict:
+    """The ρ and τ intervals of a pooled row: bootstrap up to ``BOOTSTRAP_MAX_N`` models (over copies of the
+    usable points, a few KB), Fieller-Hartley-Pearson above."""
+    n = int(np.count_nonzero(usable))
+    if not ok:
+        return dict.fromkeys(("spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high"))
+    if n <= BOOTSTRAP_MAX_N:
+        found = bootstrap_intervals(x[usable][None], values[usable][None], [seed])
+        bounds = {name: found[name][0] for name in ("rho_low", "rho_high", "tau_low", "tau_high")}
+    else:
+        bounds = {}
+        for name, estimate, (variance, offset) in (("rho", rho, _FHP_SPEARMAN), ("tau", tau, _FHP_KENDALL)):
+            bounds[f"{name}_low"], bounds[f"{name}_high"] = fisher_interval(_finite(estimate), (n - offset) / variance)
+    return dict(
+        spearman_ci_low=bounds["rho_low"],
+        spearman_ci_high=bounds["rho_high"],
+        kendall_ci_low=bounds["tau_low"],
+        kendall_ci_high=bounds["tau_high"],
+    )
 
 
 def _rows(arrays: list[np.ndarray]) -> np.ndarray:

@@ -291,13 +291,43 @@ def test_rank_state_leaves_exact_kendall_p_to_scipy():
     assert wstats.RankState.of(tied, tied + 1).kendall() is not None
 
 
-def test_pooled_rows_from_rank_states_equal_the_sorted_ones():
-    """correlate_many with a group's RankState gives the row it computes by sorting (ρ, τ, their p and
-    intervals), for a large group (Fisher-z intervals) and a small one (bootstrap)."""
+def _assert_same_row(row: dict, reference: dict) -> None:
+    assert set(row) == set(reference)
+    for key, value in reference.items():
+        if isinstance(value, float) and key.endswith("_p"):
+            assert row[key] == pytest.approx(value, rel=1e-9, abs=1e-300), key
+        elif isinstance(value, float):
+            assert row[key] == pytest.approx(value, rel=1e-11, abs=1e-14), key
+        else:
+            assert row[key] == value, key
+
+
+def test_pooled_rows_equal_correlate_and_within_family_on_the_usable_models():
+    """pooled_rows (sums over centred buffers, nothing copied out) with the group's RankState, and without one
+    (sorting), gives correlate's and within_family's numbers on the usable models alone: a small group (bootstrap
+    intervals) and a large one (Fisher z), ties, unusable points, an unknown size, a constant metric or value."""
     rng = np.random.default_rng(3)
     for n in (40, 700):
+        families = rng.integers(0, n // 8, n)
         x = np.round(rng.standard_normal(n), 2)
         y = np.round(-x + rng.standard_normal(n), 2)
-        sorted_row = wstats.correlate_many(x[None], y[None], [7], None, ["alpha"])[0]
-        state_row = wstats.correlate_many(x[None], y[None], [7], None, ["alpha"], [wstats.RankState.of(x, y)])[0]
-        assert state_row == sorted_row
+        x[::9] = np.nan
+        y[4] = np.inf
+        sizes = rng.normal(9, 1, n)
+        usable = np.isfinite(x) & np.isfinite(y)
+        for case in ("plain", "size unknown", "constant metric", "constant value"):
+            xc, yc, zc = x.copy(), y.copy(), sizes.copy()
+            if case == "size unknown":
+                zc[10] = np.nan
+            elif case == "constant metric":
+                xc[usable] = 2.5
+            elif case == "constant value":
+                yc[usable] = 0.7
+            reference = wstats.correlate(xc[usable], yc[usable], seed=7, log_size=zc[usable], x_name="alpha")
+            reference.update(wstats.within_family(xc[usable], yc[usable], families[usable]))
+            for state in (wstats.RankState.of(xc, yc), None):
+                row = wstats.pooled_rows(yc, xc, zc, families, 7, state, "alpha")
+                _assert_same_row(row, reference)
+    assert wstats.pooled_rows(y[:3], np.array([1.0, np.nan, 2.0]), None, families[:3], 0) is None  # two usable
+
+
