@@ -307,32 +307,70 @@ def _write_cache(lake: Lake, segment: str, points, states: dict) -> None:
 
 
 class _Keys:
-    """(family, repo_id) of the rows ``rows`` of a points table, for bisect without converting every row."""
+    """(family, repo_id) of the rows of a points table that are not ``removed`` (sorted), for bisect without
+    converting every row."""
 
-    def __init__(self, part, rows: np.ndarray):
-        self.family, self.repo, self.rows = part.column("family"), part.column("repo_id"), rows
+    def __init__(self, part, removed: np.ndarray):
+        self.family, self.repo = part.column("family"), part.column("repo_id")
+        self.size = part.num_rows - removed.size
+        self.kept_cuts = _kept_cuts(removed)
 
     def __len__(self) -> int:
-        return len(self.rows)
+        return self.size
 
     def __getitem__(self, i: int) -> tuple[str, str]:
-        row = int(self.rows[i])
+        row = i + bisect.bisect_right(self.kept_cuts, i)
         return (self.family[row].as_py(), self.repo[row].as_py())
 
 
-def _spliced(old, staying: np.ndarray, new, where: np.ndarray):
-    """The rows ``staying`` of ``old`` with the rows of ``new`` inserted before the kept rows ``where`` (as
+def _kept_cuts(removed: np.ndarray) -> list[int]:
+    """For each removed row (sorted), the index among the kept rows of the first kept row after it."""
+    return (removed - np.arange(removed.size)).tolist()
+
+
+def _splice_plan(old_size: int, removed: np.ndarray, where: np.ndarray) -> list[tuple[int, int, int, int]]:
+    """How ``np.insert(np.delete(old, removed), where, new)`` (both sorted) is made of slices: per run of kept
+    rows, (its first kept index, its first old row, its length, the new rows inserted before it), and a last
+    entry of length 0 for the new rows after every kept row. No index array over the whole table is made."""
+    kept_cuts, inserted_at = _kept_cuts(removed), where.tolist()
+    kept = old_size - removed.size
+    cuts = sorted({0, kept, *kept_cuts, *inserted_at})
+    plan = []
+    for start, stop in zip(cuts, cuts[1:] + [kept], strict=True):
+        plan.append(
+            (
+                start,
+                start + bisect.bisect_right(kept_cuts, start),
+                stop - start,
+                bisect.bisect_right(inserted_at, start),
+            )
+        )
+    return plan
+
+
+def _spliced(old, removed: np.ndarray, new, where: np.ndarray):
+    """``old`` without its rows ``removed``, with the rows of ``new`` inserted before the kept rows ``where`` (as
     ``np.insert``), built from slices of both: nothing is copied."""
     import pyarrow as pa
 
-    jumps = np.flatnonzero(np.diff(staying) != 1) + 1  # a removed row between two kept ones
-    cuts = sorted({0, len(staying), *jumps.tolist(), *where.tolist()})
-    pieces = []
-    for start, stop in zip(cuts, cuts[1:] + [None], strict=True):
-        pieces += [new.slice(i, 1) for i in np.flatnonzero(where == start)]
-        if stop is not None and stop > start:
-            pieces.append(old.slice(int(staying[start]), stop - start))
+    pieces, placed = [], 0
+    for _, old_start, length, inserted in _splice_plan(old.num_rows, removed, where):
+        pieces += [new.slice(j, 1) for j in range(placed, inserted)]
+        placed = inserted
+        if length:
+            pieces.append(old.slice(old_start, length))
+    pieces += [new.slice(j, 1) for j in range(placed, new.num_rows)]
     return pa.concat_tables(pieces) if pieces else old.slice(0, 0)
+
+
+def _spliced_array(old: np.ndarray, removed: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``np.insert(np.delete(old, removed), where, nan)`` in one new array filled by slices: two fresh copies of
+    100 000 ranks cost more in page faults than the moves themselves."""
+    out = np.empty(old.size - removed.size + where.size)
+    out[where + np.arange(where.size)] = np.nan
+    for start, old_start, length, inserted in _splice_plan(old.size, removed, where):
+        out[start + inserted : start + inserted + length] = old[old_start : old_start + length]
+    return out
 
 
 def _updated(cached, states: dict, repos: list[str], new) -> tuple:
@@ -351,24 +389,24 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         old_part = cached.slice(start, stop - start)
         start, stop = new_runs.get(reported, (0, 0))
         new_part = new.slice(start, stop - start).cast(cached.schema)
-        leaving = pc.is_in(old_part.column("repo_id"), value_set=leaving_repos).to_numpy(zero_copy_only=False)
-        staying = np.flatnonzero(~leaving)  # old position of each kept row
-        keys = _Keys(old_part, staying)
+        leaving = pc.is_in(old_part.column("repo_id"), value_set=leaving_repos)
+        removed = np.flatnonzero(leaving.to_numpy(zero_copy_only=False))  # old positions of the leaving rows
+        keys = _Keys(old_part, removed)
         new_keys = zip(*(new_part.column(c).to_pylist() for c in _KEY), strict=True)
         where = np.array([bisect.bisect_left(keys, k) for k in new_keys], dtype=np.int64)
-        part = _spliced(old_part, staying, new_part, where)
+        part = _spliced(old_part, removed, new_part, where)
         parts.append(part)
         reported_states = states.get(reported)
-        if reported_states is None or int(leaving.sum()) + new_part.num_rows > MAX_POINT_UPDATES:
+        if reported_states is None or removed.size + new_part.num_rows > MAX_POINT_UPDATES:
             continue
         values_before, values_after = _floats(old_part.column("value")), _floats(part.column("value"))
         inserted = where + np.arange(len(where))  # final positions of the new rows
         for m, state in reported_states.items():
             before = _floats(old_part.column(m))
-            for at in np.flatnonzero(leaving)[::-1]:
+            for at in removed[::-1]:
                 state.remove(before, values_before, int(at))
-            state.rank_x = np.insert(state.rank_x[~leaving], where, np.nan)
-            state.rank_y = np.insert(state.rank_y[~leaving], where, np.nan)
+            state.rank_x = _spliced_array(state.rank_x, removed, where)
+            state.rank_y = _spliced_array(state.rank_y, removed, where)
             after = _floats(part.column(m))
             for at in inserted:
                 state.insert(after, values_after, int(at))

@@ -34,6 +34,7 @@ Confounders:
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 import zlib
 from collections import namedtuple
@@ -770,7 +771,6 @@ class RankState:
     rank_y: np.ndarray
     concordance: int = 0
     ties: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIE_NAMES, 0))
-    _scratch: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray) -> RankState:
@@ -819,11 +819,9 @@ class RankState:
         present = np.isfinite(self.rank_x)  # the points counted, this one excepted
         present[at] = False
         absent = ~present
-        # Two scratch arrays reused from move to move: fresh 100 000-element temporaries cost more in page faults
-        # than in arithmetic.
-        if self._scratch is None or self._scratch.shape[1] != x.size:
-            self._scratch = np.empty((2, x.size))
-        sign_x, sign_y = self._scratch
+        # Two scratch arrays shared by every move of this thread: fresh 100 000-element temporaries cost more in
+        # page faults than in arithmetic.
+        sign_x, sign_y = _scratch(x.size)
         np.subtract(x, px, out=sign_x)
         np.subtract(y, py, out=sign_y)
         sign_x[absent] = sign_y[absent] = 0.0  # absent points then look tied in both and add nothing below
@@ -873,6 +871,17 @@ class RankState:
         )
         z = self.concordance / np.sqrt(variance)
         return float(tau), float(2 * special.ndtr(-np.abs(z)))
+
+
+_THREAD_SCRATCH = threading.local()
+
+
+def _scratch(size: int) -> np.ndarray:
+    """This thread's (2, size) scratch array for ``RankState`` moves, kept from one move (and state) to the next."""
+    found = getattr(_THREAD_SCRATCH, "array", None)
+    if found is None or found.shape[1] != size:
+        found = _THREAD_SCRATCH.array = np.empty((2, size))
+    return found
 
 
 _TIE_KINDS = ("tie", "0", "1")

@@ -264,3 +264,30 @@ def test_folded_segments_are_taken_up_without_recomputing_what_did_not_move(tmp_
     assert len(Lake(root).snapshot().tables["models"]) < folds_before + 20  # some commits were folded
     assert all(len(moved) == 1 for moved in updated)  # never more than the scanned model
     assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full")
+
+
+def test_splices_of_points_and_ranks_equal_numpy_delete_then_insert():
+    """The cache's points and rank arrays are spliced by slices (no index array over every point): the same rows
+    as np.delete then np.insert, for random removals and insertions, at the ends and in runs."""
+    import bisect
+
+    import pyarrow as pa
+
+    from flows.leaderboard.correlations import _Keys, _spliced, _spliced_array
+
+    rng = np.random.default_rng(0)
+    for _ in range(500):
+        n = int(rng.integers(0, 30))
+        old = rng.random(n)
+        removed = np.sort(rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)).astype(np.int64)
+        where = np.sort(rng.integers(0, n - removed.size + 1, size=int(rng.integers(0, 5))))
+        expected = np.insert(np.delete(old, removed), where, np.nan)
+        assert np.array_equal(_spliced_array(old, removed, where), expected, equal_nan=True)
+        new = rng.random(where.size) + 10
+        table = _spliced(pa.table({"v": old}), removed, pa.table({"v": new}), where)
+        assert np.array_equal(table.column("v").to_numpy(), np.insert(np.delete(old, removed), where, new))
+        names = pa.table({"family": [f"f{i:02d}" for i in range(n)], "repo_id": [f"r{i:02d}" for i in range(n)]})
+        kept = [(f"f{i:02d}", f"r{i:02d}") for i in np.delete(np.arange(n), removed)]
+        keys = _Keys(names, removed)
+        assert [keys[i] for i in range(len(keys))] == kept
+        assert bisect.bisect_left(keys, ("f99", "r99")) == len(kept)

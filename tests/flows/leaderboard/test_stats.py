@@ -329,5 +329,3 @@ def test_pooled_rows_equal_correlate_and_within_family_on_the_usable_models():
                 row = wstats.pooled_rows(yc, xc, zc, families, 7, state, "alpha")
                 _assert_same_row(row, reference)
     assert wstats.pooled_rows(y[:3], np.array([1.0, np.nan, 2.0]), None, families[:3], 0) is None  # two usable
-
-
