@@ -12,8 +12,8 @@ the rows (a bare DuckDB COPY of the shuffled file, unsorted); `wwhub query "SELE
 cache of points and rank states, in-process) and read back by `wwhub query correlations`, and what recomputing the
 pooled rows from the lake would cost instead (reading every point, scipy's Spearman and Kendall over them);
 `wwhub scan` of one small model with a reported value (its card alternating between two accuracies, so that every
-rescan moves its point) and of one without (whole processes, big and small lake in turn, best of --scan-repeat)
-into the big lake and into a small lake in the same run, and the difference;
+rescan moves its point) and of one without (whole processes, big and small lake in turn, --scan-repeat times)
+into the big lake and into a small lake in the same run: the best of each and the median paired difference;
 the lake work of --rescans successive `--force` rescans of models inside the big imported segment
 (Lake.commit_model of 200 layer rows, folding included): median and the slowest single commit.
 
@@ -383,16 +383,20 @@ def main() -> None:
         for repo, what in (("org/tiny-1b", "with a reported accuracy"), ("org/plain-1b", "no reported value")):
             for lake in (empty, lake_root):  # the small lake now holds the model: both scans are --force rescans
                 scan_seconds(sources[1], lake, 1, repo)
-            # Interleaved, so that both lakes see the same machine (a shared VM drifts by tens of ms).
-            bests = {lake_root: float("inf"), empty: float("inf")}
+            # Interleaved, so that both lakes see the same machine (a shared VM drifts by tens of ms, and by hundreds
+            # between runs): the median of the paired differences is the figure least moved by that drift.
+            times: dict[Path, list[float]] = {lake_root: [], empty: []}
             for run in range(args.scan_repeat):
-                for lake in bests:
-                    bests[lake] = min(bests[lake], scan_seconds(sources[run % 2], lake, 1, repo))
-            big, small = bests[lake_root], bests[empty]
+                for lake, seconds in times.items():
+                    seconds.append(scan_seconds(sources[run % 2], lake, 1, repo))
+            big, small = min(times[lake_root]), min(times[empty])
+            paired = statistics.median(b - s for b, s in zip(times[lake_root], times[empty], strict=True))
             print(
-                f"wwhub scan of one 3-matrix model, {what} (whole process, best of {args.scan_repeat}): into the "
-                f"{args.models:,}-model lake {big:.2f} s, into a small lake {small:.2f} s: "
-                f"{1e3 * (big - small):+.0f} ms (target <= +100 ms)"
+                f"wwhub scan of one 3-matrix model, {what} (whole process, {args.scan_repeat} runs in turn): into the "
+                f"{args.models:,}-model lake best {big:.2f} s, median {statistics.median(times[lake_root]):.2f} s; "
+                f"into a small lake best {small:.2f} s, median {statistics.median(times[empty]):.2f} s; difference "
+                f"of the bests {1e3 * (big - small):+.0f} ms, median of the paired differences {1e3 * paired:+.0f} ms "
+                "(target <= +100 ms)"
             )
         times = rescans(Lake(lake_root), args.rescans, args.models, args.families)
         print(
