@@ -21,6 +21,11 @@ resampled arrays (tested). Above ``BOOTSTRAP_MAX_N`` models the intervals are
 Fieller, Hartley & Pearson's (Biometrika 44:470, 1957) Fisher-z intervals with variances 1.06/(n−3) for ρ and
 0.437/(n−4) for τ, which are accurate at that size and cost nothing.
 
+The pooled row of a metric (``pooled_rows``, every model of the lake at once) gives the same numbers from sums over
+centred values held in four reused buffers, with its ranks and Kendall integers from a ``RankState`` kept up to date
+point by point: a scan recomputes it every time, and fresh 100 000-element temporaries cost far more in page faults
+than in arithmetic.
+
 Confounders:
 
 * ``partial_r_size``: Pearson r of the residuals of the metric and of the reported value after a least-squares fit
