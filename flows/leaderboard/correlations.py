@@ -259,12 +259,13 @@ def _read_cache(lake: Lake, segment: str):
 
 
 def _cached_states(table, integers: dict) -> dict[str, dict[str, stats.RankState]]:
-    """The rank states of the cached table, per reported metric and weight metric (their ranks copied out of the
-    memory-mapped file, to be updated)."""
+    """The rank states of the cached table, per reported metric and weight metric. Their ranks are read-only views
+    of the memory-mapped file: the states of a reported metric that changes are copied by ``_moved_states``, the
+    others are only read."""
     states = {}
     for reported, start, stop in _runs(table.column("reported_metric")):
         ranks = {
-            name: table.column(name).slice(start, stop - start).to_numpy(zero_copy_only=False).copy()
+            name: table.column(name).slice(start, stop - start).to_numpy(zero_copy_only=False)
             for name in table.column_names
             if name.startswith("rank_")
         }
@@ -363,14 +364,24 @@ def _spliced(old, removed: np.ndarray, new, where: np.ndarray):
     return pa.concat_tables(pieces) if pieces else old.slice(0, 0)
 
 
-def _spliced_array(old: np.ndarray, removed: np.ndarray, where: np.ndarray) -> np.ndarray:
-    """``np.insert(np.delete(old, removed), where, nan)`` in one new array filled by slices: two fresh copies of
-    100 000 ranks cost more in page faults than the moves themselves."""
-    out = np.empty(old.size - removed.size + where.size)
-    out[where + np.arange(where.size)] = np.nan
-    for start, old_start, length, inserted in _splice_plan(old.size, removed, where):
-        out[start + inserted : start + inserted + length] = old[old_start : old_start + length]
-    return out
+def _splice_in_place(buffer: np.ndarray, size: int, removed: np.ndarray, where: np.ndarray) -> np.ndarray:
+    """``np.insert(np.delete(buffer[:size], removed), where, nan)`` made in ``buffer`` itself (large enough for the
+    result) and returned as a view of it: each run of kept values is moved by one slice assignment (a memmove),
+    those moving left first, left to right, then those moving right, right to left, so that no run overwrites one
+    not yet moved. A rescan of 100 000 ranks then faults in no fresh page."""
+    moves = [
+        (start + inserted, old_start, length)
+        for start, old_start, length, inserted in _splice_plan(size, removed, where)
+        if length
+    ]
+    for target, source, length in moves:
+        if target <= source:
+            buffer[target : target + length] = buffer[source : source + length]
+    for target, source, length in reversed(moves):
+        if target > source:
+            buffer[target : target + length] = buffer[source : source + length]
+    buffer[where + np.arange(where.size)] = np.nan
+    return buffer[: size - removed.size + where.size]
 
 
 def _updated(cached, states: dict, repos: list[str], new) -> tuple:
@@ -397,21 +408,36 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         part = _spliced(old_part, removed, new_part, where)
         parts.append(part)
         reported_states = states.get(reported)
-        if reported_states is None or removed.size + new_part.num_rows > MAX_POINT_UPDATES:
+        changes = removed.size + new_part.num_rows
+        if reported_states is None or changes > MAX_POINT_UPDATES:
             continue
-        values_before, values_after = _floats(old_part.column("value")), _floats(part.column("value"))
-        inserted = where + np.arange(len(where))  # final positions of the new rows
-        for m, state in reported_states.items():
-            before = _floats(old_part.column(m))
-            for at in removed[::-1]:
-                state.remove(before, values_before, int(at))
-            state.rank_x = _spliced_array(state.rank_x, removed, where)
-            state.rank_y = _spliced_array(state.rank_y, removed, where)
-            after = _floats(part.column(m))
-            for at in inserted:
-                state.insert(after, values_after, int(at))
+        if changes:
+            _moved_states(reported_states, old_part, part, removed, where)
         out_states[reported] = reported_states
     return (pa.concat_tables(parts) if parts else cached.slice(0, 0)), out_states
+
+
+def _moved_states(states: dict, old_part, part, removed: np.ndarray, where: np.ndarray) -> None:
+    """Carry one reported metric's rank states from the points ``old_part`` to ``part`` (its rows ``removed``
+    gone, the new rows inserted before the kept rows ``where``): each removed point counted out, the ranks spliced,
+    each new point counted in. The ranks are copied once out of the memory-mapped cache, into arrays with room for
+    the new points, and spliced there."""
+    values_before, values_after = _floats(old_part.column("value")), _floats(part.column("value"))
+    size = old_part.num_rows
+    for m, state in states.items():
+        buffers = []
+        for axis in ("rank_x", "rank_y"):
+            buffer = np.empty(size + where.size)
+            buffer[:size] = getattr(state, axis)
+            setattr(state, axis, buffer[:size])
+            buffers.append(buffer)
+        before = _floats(old_part.column(m))
+        for at in removed[::-1]:
+            state.remove(before, values_before, int(at))
+        state.rank_x, state.rank_y = (_splice_in_place(b, size, removed, where) for b in buffers)
+        after = _floats(part.column(m))
+        for at in where + np.arange(where.size):  # the new rows' final positions
+            state.insert(after, values_after, int(at))
 
 
 def refresh_correlations(root: str | Path, repos: Iterable[str] | None = None) -> int:

@@ -267,13 +267,13 @@ def test_folded_segments_are_taken_up_without_recomputing_what_did_not_move(tmp_
 
 
 def test_splices_of_points_and_ranks_equal_numpy_delete_then_insert():
-    """The cache's points and rank arrays are spliced by slices (no index array over every point): the same rows
-    as np.delete then np.insert, for random removals and insertions, at the ends and in runs."""
+    """The cache's points and rank arrays are spliced by slices (no index array over every point; the ranks in
+    place): the same rows as np.delete then np.insert, for random removals and insertions, at the ends and in runs."""
     import bisect
 
     import pyarrow as pa
 
-    from flows.leaderboard.correlations import _Keys, _spliced, _spliced_array
+    from flows.leaderboard.correlations import _Keys, _splice_in_place, _spliced
 
     rng = np.random.default_rng(0)
     for _ in range(500):
@@ -282,7 +282,9 @@ def test_splices_of_points_and_ranks_equal_numpy_delete_then_insert():
         removed = np.sort(rng.choice(n, size=int(rng.integers(0, n + 1)), replace=False)).astype(np.int64)
         where = np.sort(rng.integers(0, n - removed.size + 1, size=int(rng.integers(0, 5))))
         expected = np.insert(np.delete(old, removed), where, np.nan)
-        assert np.array_equal(_spliced_array(old, removed, where), expected, equal_nan=True)
+        buffer = np.full(n + where.size + int(rng.integers(0, 3)), -1.0)
+        buffer[:n] = old
+        assert np.array_equal(_splice_in_place(buffer, n, removed, where), expected, equal_nan=True)
         new = rng.random(where.size) + 10
         table = _spliced(pa.table({"v": old}), removed, pa.table({"v": new}), where)
         assert np.array_equal(table.column("v").to_numpy(), np.insert(np.delete(old, removed), where, new))
