@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import bisect
 import json
+import math
 import os
 from collections.abc import Iterable
 from pathlib import Path
@@ -70,17 +71,23 @@ MAX_CHUNKS = 64
 _KEY = ("family", "repo_id")
 
 
+# A missing number is NaN in the points, not NULL: a float column without nulls is read as a NumPy array without
+# a copy.
+_NAN = "'NaN'::DOUBLE"
+
+
 def _points(root: Path, variables: dict, metric: str | None = None, repos: list[str] | None = None):
     """One row per (model, reported metric), in (reported metric, family, repo) order, as a ``pyarrow.Table``:
-    reported_metric, family, repo_id, value, dataset, higher_is_better, the weight metrics, log10 size. With
-    ``repos``, only those models' rows (read from the segments that may hold them)."""
+    reported_metric, family, repo_id, value, dataset, higher_is_better, the weight metrics, log10 size (NaN where
+    missing). With ``repos``, only those models' rows (read from the segments that may hold them)."""
     where = ["m.status IN ('scanned', 'partial')"]
     if metric is not None:
         where.append("r.metric = getvariable('only_metric')")
         variables = dict(variables, only_metric=metric)
     sql = (
         f"SELECT r.metric AS reported_metric, m.family, m.repo_id, r.value, r.dataset, r.higher_is_better, "
-        f"{', '.join(f'm.{c}' for c in WEIGHT_METRICS)}, log10(nullif(m.num_params, 0)) AS log_size "
+        f"{', '.join(f'coalesce(m.{c}, {_NAN}) AS {c}' for c in WEIGHT_METRICS)}, "
+        f"coalesce(log10(nullif(m.num_params, 0)), {_NAN}) AS log_size "
         f"FROM models_latest m JOIN reported_values r USING (repo_id) WHERE {' AND '.join(where)} "
         "ORDER BY r.metric, m.family, m.repo_id"
     )
@@ -406,6 +413,8 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         new_keys = zip(*(new_part.column(c).to_pylist() for c in _KEY), strict=True)
         where = np.array([bisect.bisect_left(keys, k) for k in new_keys], dtype=np.int64)
         part = _spliced(old_part, removed, new_part, where)
+        if removed.size or new_part.num_rows:
+            part = _numbers_combined(part)
         parts.append(part)
         reported_states = states.get(reported)
         changes = removed.size + new_part.num_rows
@@ -415,6 +424,17 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
             _moved_states(reported_states, old_part, part, removed, where)
         out_states[reported] = reported_states
     return (pa.concat_tables(parts) if parts else cached.slice(0, 0)), out_states
+
+
+def _numbers_combined(part):
+    """``part`` with each float column in one piece: read as NumPy arrays without a copy by the rank moves, the
+    statistics and the cache writer alike (a spliced column is in pieces, which each of them would copy)."""
+    import pyarrow as pa
+
+    for index, field in enumerate(part.schema):
+        if pa.types.is_floating(field.type) and part.column(index).num_chunks > 1:
+            part = part.set_column(index, field, pa.chunked_array([part.column(index).combine_chunks()]))
+    return part
 
 
 def _moved_states(states: dict, old_part, part, removed: np.ndarray, where: np.ndarray) -> None:
@@ -521,6 +541,7 @@ def _moved(old, new) -> list[str]:
     rows: dict[str, list] = {}
     for which, table in enumerate((old, new)):
         for row in table.to_pylist():
+            row = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}  # NaN != NaN
             rows.setdefault(row["repo_id"], [[], []])[which].append(row)
     return sorted(repo for repo, (before, after) in rows.items() if before != after)
 
