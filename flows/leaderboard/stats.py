@@ -42,7 +42,6 @@ import math
 import threading
 import warnings
 import zlib
-from collections import namedtuple
 from collections.abc import Collection, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -261,41 +260,35 @@ def partial_r(x: np.ndarray, y: np.ndarray, control: np.ndarray) -> float | None
     return _finite(_row_pearson(_residuals(x, control), _residuals(y, control)))
 
 
+_NO_WITHIN = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
+
+
 def within_family(x: np.ndarray, y: np.ndarray, families: np.ndarray) -> dict:
     """Fixed-effects correlation: x and y centred on their family means, Pearson r over the models of the k
     families with at least two models, and its Fisher-z interval with n − k − 2 degrees of freedom. ``families``:
-    labels, or already integer codes (then nothing is sorted)."""
-    families = np.asarray(families)
-    if not np.issubdtype(families.dtype, np.integer):
-        families = np.unique(families, return_inverse=True)[1]
-    return _within_family_rows(np.asarray(x, dtype=float)[None], np.asarray(y, dtype=float), families)[0]
-
-
-def _within_family_rows(x: np.ndarray, y: np.ndarray, inverse: np.ndarray) -> list[dict]:
-    """``within_family`` of each row of x (G, n) with the same y (n,) and integer family codes."""
+    labels, or already integer codes (then nothing is sorted). None when x or y is constant."""
+    x, y, inverse = np.asarray(x, dtype=float), np.asarray(y, dtype=float), np.asarray(families)
+    if not np.issubdtype(inverse.dtype, np.integer):
+        inverse = np.unique(inverse, return_inverse=True)[1]
     counts = np.bincount(inverse)
     keep = counts[inverse] >= 2
     if not keep.any():
-        return [_NO_WITHIN] * len(x)
+        return _NO_WITHIN
     if not keep.all():
-        x, y, inverse = x[:, keep], y[keep], inverse[keep]
+        x, y, inverse = x[keep], y[keep], inverse[keep]
+    # Undefined when x or y is constant (the centred values are then rounding noise, any r).
+    if x.min() == x.max() or y.min() == y.max():
+        return _NO_WITHIN
     k = int(np.count_nonzero(counts >= 2))
     members = np.bincount(inverse)
-
-    def centred(row: np.ndarray) -> np.ndarray:
-        with np.errstate(invalid="ignore", divide="ignore"):  # families with no model left: 0/0, never read
-            return row - (np.bincount(inverse, row) / members)[inverse]
-
-    centred_y = centred(y)
-    rows = []
-    for row in x:
-        # Undefined when x or y is constant (the centred values are then rounding noise, any r).
-        r = None if y.min() == y.max() or row.min() == row.max() else _finite(_row_pearson(centred(row), centred_y))
-        low, high = fisher_interval(r, y.size - k - 2)
-        rows.append(
-            _NO_WITHIN if r is None else dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
-        )
-    return rows
+    with np.errstate(invalid="ignore", divide="ignore"):  # families with no model left: 0/0, never read
+        centred_x = x - (np.bincount(inverse, x) / members)[inverse]
+        centred_y = y - (np.bincount(inverse, y) / members)[inverse]
+    r = _finite(_row_pearson(centred_x, centred_y))
+    if r is None:
+        return _NO_WITHIN
+    low, high = fisher_interval(r, y.size - k - 2)
+    return dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
 
 
 def _seed(seed: int, *labels: str) -> int:
@@ -373,14 +366,7 @@ def correlate_many(
     if n <= BOOTSTRAP_MAX_N:
         intervals = bootstrap_intervals(x, y, seeds)
     else:
-        intervals = {}
-        for name, estimates, (variance, offset) in (
-            ("rho", spearman_rho, _FHP_SPEARMAN),
-            ("tau", [k.statistic if k else np.nan for k in kendall], _FHP_KENDALL),
-        ):
-            bounds = [fisher_interval(_finite(e), (n - offset) / variance) for e in estimates]
-            intervals[f"{name}_low"] = [b[0] for b in bounds]
-            intervals[f"{name}_high"] = [b[1] for b in bounds]
+        intervals = _fhp_intervals(spearman_rho, [k.statistic if k else np.nan for k in kendall], n)
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (centred_x * centred_y).sum(axis=1) / (centred_x * centred_x).sum(axis=1)
     intercept = y.mean(axis=1) - slope * x.mean(axis=1)
@@ -617,7 +603,7 @@ def pooled_rows(
         from scipy import stats
 
         kendall = tuple(stats.kendalltau(x[usable], values[usable]))
-    intervals = _pooled_intervals(x, values, usable, seed, rho, kendall[0] if kendall else math.nan, ok)
+    intervals = _pooled_intervals(x, values, usable, n, seed, rho, kendall[0] if kendall else math.nan, ok)
     estimates = dict(
         pearson_r=r,
         pearson_p=p,
@@ -647,9 +633,6 @@ def _dot_pearson(a: np.ndarray, b: np.ndarray) -> float:
         return float(np.clip(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)), -1.0, 1.0))
 
 
-_NO_WITHIN = dict(within_family_r=None, within_family_ci_low=None, within_family_ci_high=None)
-
-
 def _pooled_within(cx: np.ndarray, cy: np.ndarray, usable: np.ndarray, families: np.ndarray, buffers) -> dict:
     """``within_family`` of the usable models, from their centred x and y (zero elsewhere) and two buffers."""
     counts = np.bincount(families[usable] if not usable.all() else families, minlength=int(families.max()) + 1)
@@ -673,30 +656,32 @@ def _pooled_within(cx: np.ndarray, cy: np.ndarray, usable: np.ndarray, families:
     return dict(within_family_r=r, within_family_ci_low=low, within_family_ci_high=high)
 
 
-def _pooled_intervals(x, values, usable, seed: int, rho: float, tau: float, ok: bool) -> dict:
+def _pooled_intervals(x, values, usable, n: int, seed: int, rho: float, tau: float, ok: bool) -> dict:
     """The ρ and τ intervals of a pooled row: bootstrap up to ``BOOTSTRAP_MAX_N`` models (over copies of the
     usable points, a few KB), Fieller-Hartley-Pearson above."""
-    n = int(np.count_nonzero(usable))
     if not ok:
         return dict.fromkeys(("spearman_ci_low", "spearman_ci_high", "kendall_ci_low", "kendall_ci_high"))
     if n <= BOOTSTRAP_MAX_N:
         found = bootstrap_intervals(x[usable][None], values[usable][None], [seed])
-        bounds = {name: found[name][0] for name in ("rho_low", "rho_high", "tau_low", "tau_high")}
     else:
-        bounds = {}
-        for name, estimate, (variance, offset) in (("rho", rho, _FHP_SPEARMAN), ("tau", tau, _FHP_KENDALL)):
-            bounds[f"{name}_low"], bounds[f"{name}_high"] = fisher_interval(_finite(estimate), (n - offset) / variance)
+        found = _fhp_intervals([rho], [tau], n)
     return dict(
-        spearman_ci_low=bounds["rho_low"],
-        spearman_ci_high=bounds["rho_high"],
-        kendall_ci_low=bounds["tau_low"],
-        kendall_ci_high=bounds["tau_high"],
+        spearman_ci_low=found["rho_low"][0],
+        spearman_ci_high=found["rho_high"][0],
+        kendall_ci_low=found["tau_low"][0],
+        kendall_ci_high=found["tau_high"][0],
     )
 
 
-def _rows(arrays: list[np.ndarray]) -> np.ndarray:
-    """Equal-length arrays as the rows of one (G, n) array (one array: a view of it)."""
-    return arrays[0][None] if len(arrays) == 1 else np.stack(arrays)
+def _fhp_intervals(rho: Sequence[float], tau: Sequence[float], n: int) -> dict[str, list]:
+    """Fieller-Hartley-Pearson Fisher-z intervals of ρ and τ estimates of n models, as ``bootstrap_intervals``
+    names them (rho_low, rho_high, tau_low, tau_high)."""
+    intervals = {}
+    for name, estimates, (variance, offset) in (("rho", rho, _FHP_SPEARMAN), ("tau", tau, _FHP_KENDALL)):
+        bounds = [fisher_interval(_finite(e), (n - offset) / variance) for e in estimates]
+        intervals[f"{name}_low"] = [b[0] for b in bounds]
+        intervals[f"{name}_high"] = [b[1] for b in bounds]
+    return intervals
 
 
 FINISH_INPUTS = (
@@ -887,5 +872,4 @@ def _scratch(size: int) -> np.ndarray:
 
 
 _TIE_KINDS = ("tie", "0", "1")
-_Kendall = namedtuple("_Kendall", "statistic pvalue")
 _TIE_NAMES = tuple(f"{axis}{kind}" for axis in "xy" for kind in _TIE_KINDS) + ("xytie",)
