@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
 
 import pytest
 
 from tests.fakehub import FakeHub
+
+
+def pytest_xdist_auto_num_workers(config):
+    """``-n auto`` (pyproject.toml): one worker per usable core, at most 4. Each worker imports torch, scipy and
+    matplotlib, and some tests hold a model or a 100 MB layer in memory: more workers would cost memory on a large
+    machine for little time (the longest module alone takes ~2 min)."""
+    return max(1, min(len(os.sched_getaffinity(0)), 4))
 
 
 @pytest.fixture(autouse=True)
