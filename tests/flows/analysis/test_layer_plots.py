@@ -49,6 +49,31 @@ def test_plot_writes_every_figure_of_every_layer(model_file, tmp_path, capsys):
         assert fit_colored_pixels(esd) > 150, esd.name
 
 
+def test_no_figure_is_cut_off_at_its_edges(tmp_path, capsys):
+    # Fixed margins replace tight_layout (layer_plots._figure): every label must still fit, whatever the scale of
+    # the eigenvalues (tick labels from 1e-8 to 1e+6). A label cut by the edge leaves ink in the outermost pixels.
+    # Also drawn, not failed: a layer with no eigenvalue above the fit's threshold, and one with a single value.
+    path = tmp_path / "scales.safetensors"
+    tensors = {
+        f"{name}.weight": heavy(260, 110, seed) * scale
+        for seed, (name, scale) in enumerate([("small", 1e-4), ("unit", 1.0), ("large", 1e3)])
+    }
+    tensors["orthogonal.weight"] = np.eye(200, 90, dtype=np.float32)
+    save_file(tensors, path)
+    out = tmp_path / "figures"
+    argv = ["analyze", str(path), "--plot", str(out), "--randomize", "--mp-fit", "--detX", "--vectors", "--deltas"]
+    assert main([*argv, "--format", "json"]) == 0
+    capsys.readouterr()
+    figures = sorted(out.iterdir())
+    assert len(figures) == 4 * 6
+    for figure in figures:
+        rgb = np.asarray(Image.open(figure).convert("RGB"))
+        frame = np.concatenate(
+            [rgb[:2].reshape(-1, 3), rgb[-2:].reshape(-1, 3), rgb[:, :2].reshape(-1, 3), rgb[:, -2:].reshape(-1, 3)]
+        )
+        assert (frame == 255).all(), f"{figure.name}: something is drawn on the edge of the figure"
+
+
 def test_the_fit_line_is_what_the_pixels_see(tmp_path):
     row = ww_core.analyze_matrix(heavy(300, 120, 3), name="w.weight", keep_evals=True)
     failed = ww_core.analyze_matrix(heavy(300, 120, 3), name="w.weight", keep_evals=True)
