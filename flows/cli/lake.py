@@ -116,9 +116,11 @@ def run_compact(args: argparse.Namespace) -> int:
 
 def run_info(args: argparse.Namespace) -> int:
     from ..lake.transfer import info
+    from ..leaderboard.correlations import cache_facts
 
     try:
         facts = info(args.lake)
+        facts["correlations_cache"] = cache_facts(args.lake)
     except LakeError as err:
         raise CliError(str(err)) from err
     if args.format == "json":
@@ -134,7 +136,17 @@ def run_info(args: argparse.Namespace) -> int:
     sys.stdout.write(render_table(rows))
     if facts["retired_files"]:
         print(f"{facts['retired_files']} replaced file(s) awaiting deletion")
+    print(_cache_line(facts["correlations_cache"]))
     return 0
+
+
+def _cache_line(cache: dict | None) -> str:
+    if cache is None:
+        return "correlations cache: none (the next refresh reads every model's point)"
+    size = f"{cache['bytes'] / 1e6:.1f} MB"
+    if cache["current"]:
+        return f"correlations cache: {cache['points']} points, {size}, current (a scan refreshes what it changed)"
+    return f"correlations cache: {size}, not current (the next refresh reads every model's point and rewrites it)"
 
 
 def run_migrate(args: argparse.Namespace) -> int:

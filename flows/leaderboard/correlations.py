@@ -265,6 +265,22 @@ def _read_cache(lake: Lake, segment: str):
     return points, table, json.loads(meta["states"])
 
 
+def cache_facts(root) -> dict | None:
+    """What ``wwhub lake info`` says of the cache (None: there is none): its file and bytes, and whether it holds
+    the points the stored table was computed with (``current``, then ``points``). A cache that is not current is
+    ignored: the next refresh reads every point and recomputes every row, then writes a current one."""
+    lake = Lake.open(root)
+    path = lake.root / CACHE
+    if not path.is_file():
+        return None
+    segment = lake.derived_segment(TABLE)
+    cached = _read_cache(lake, segment.file) if segment else None
+    facts = {"file": str(path), "bytes": path.stat().st_size, "current": cached is not None}
+    if cached is not None:
+        facts["points"] = cached[0].num_rows
+    return facts
+
+
 def _cached_states(table, integers: dict) -> dict[str, dict[str, stats.RankState]]:
     """The rank states of the cached table, per reported metric and weight metric. Their ranks are read-only views
     of the memory-mapped file: the states of a reported metric that changes are copied by ``_moved_states``, the

@@ -6,9 +6,10 @@ import math
 
 import numpy as np
 
+from flows.cli import main
 from flows.lake import Lake
 from flows.lake.sql import run_query
-from flows.leaderboard.correlations import CACHE, refresh_correlations
+from flows.leaderboard.correlations import CACHE, cache_facts, refresh_correlations
 from tests.flows.lakes import add_model, write_lake
 
 
@@ -180,6 +181,24 @@ def test_a_cache_that_does_not_match_the_table_is_not_used(tmp_path):
     (root / CACHE).write_bytes((root / CACHE).read_bytes()[:1000])
     refresh_correlations(root, {"org/fam3-new"})
     assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full-cut")
+
+
+def test_lake_info_says_whether_the_cache_is_current(tmp_path, capsys):
+    root = write_lake(tmp_path / "lake", _models(13))
+    facts = cache_facts(root)
+    assert facts["current"] and facts["points"] == 4 * 6 and facts["bytes"] == (root / CACHE).stat().st_size
+    assert main(["lake", "info", "--lake", str(root)]) == 0
+    assert "correlations cache: 24 points" in capsys.readouterr().out
+    (root / CACHE).write_bytes((root / CACHE).read_bytes()[:1000])
+    assert cache_facts(root) == {"file": str(root / CACHE), "bytes": 1000, "current": False}
+    assert main(["lake", "info", "--lake", str(root), "--format", "json"]) == 0
+    assert '"current": false' in capsys.readouterr().out
+    refresh_correlations(root)  # a full refresh writes a current cache again
+    assert cache_facts(root)["current"]
+    (root / CACHE).unlink()
+    assert cache_facts(root) is None
+    assert main(["lake", "info", "--lake", str(root)]) == 0
+    assert "correlations cache: none" in capsys.readouterr().out
 
 
 def test_a_refresh_from_the_cache_reads_only_the_changed_models(tmp_path, monkeypatch):
