@@ -162,7 +162,12 @@ def _runs(column) -> list[tuple[str, int, int]]:
 
 
 def compute_rows(
-    points, only_families: set[str] | None = None, kept=None, states: dict | None = None, check_counts: bool = True
+    points,
+    only_families: set[str] | None = None,
+    kept=None,
+    states: dict | None = None,
+    check_counts: bool = True,
+    changed_metrics: set[str] | None = None,
 ):
     """(the table, the rank states of its pooled groups): ``correlation_table`` rows for each reported metric in
     ``points`` (see ``_points``) as an Arrow table in the table's columns and order, and ``states[reported]
@@ -170,7 +175,9 @@ def compute_rows(
     and the pooled rows are computed and ``kept`` (an Arrow table of the other families' stored rows) completes
     the table: only their BH-adjusted p and verdict are recomputed. ``check_counts``: also recompute the kept
     families whose stored n no longer matches their points (``_families_left``), for a caller that does not know
-    every family a change touched."""
+    every family a change touched. ``changed_metrics``: the reported metrics whose points moved (None: any may
+    have); ``kept`` then holds every stored row of the others, which stand as they are (with their states): no
+    point of theirs moved, and BH adjusts within one reported metric."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -179,6 +186,11 @@ def compute_rows(
     schema = arrow_schema(TABLE)
     out_states, tables = {}, []
     for reported, start, stop in _runs(points.column("reported_metric")):
+        if changed_metrics is not None and reported not in changed_metrics and reported in (states or {}):
+            standing = kept.filter(pc.equal(kept.column("reported_metric"), reported))
+            tables.append(standing.select(schema.names).cast(schema))
+            out_states[reported] = states[reported]
+            continue
         part = points.slice(start, stop - start)
         family_codes = _codes(part.column("family"))
         metrics = {m: _floats(part.column(m)) for m in WEIGHT_METRICS}
@@ -408,16 +420,17 @@ def _splice_in_place(buffer: np.ndarray, size: int, removed: np.ndarray, where: 
 
 
 def _updated(cached, states: dict, repos: list[str], new) -> tuple:
-    """The cached points with ``repos``' rows replaced by ``new`` (each reported metric kept in (family, repo)
-    order), and the rank states carried along point by point; a reported metric with more than
-    ``MAX_POINT_UPDATES`` changed points gets none (compute_rows rebuilds its states)."""
+    """(points, states, changed metrics): the cached points with ``repos``' rows replaced by ``new`` (each reported
+    metric kept in (family, repo) order), the rank states carried along point by point (a reported metric with
+    more than ``MAX_POINT_UPDATES`` changed points gets none: compute_rows rebuilds its states), and the reported
+    metrics that had a point removed or added."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
     leaving_repos = pa.array(repos, pa.string())
     old_runs = {r: (start, stop) for r, start, stop in _runs(cached.column("reported_metric"))}
     new_runs = {r: (start, stop) for r, start, stop in _runs(new.column("reported_metric"))}
-    parts, out_states = [], {}
+    parts, out_states, changed = [], {}, set()
     for reported in sorted(set(old_runs) | set(new_runs)):
         start, stop = old_runs.get(reported, (0, 0))
         old_part = cached.slice(start, stop - start)
@@ -434,12 +447,14 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         parts.append(part)
         reported_states = states.get(reported)
         changes = removed.size + new_part.num_rows
+        if changes:
+            changed.add(reported)
         if reported_states is None or changes > MAX_POINT_UPDATES:
             continue
         if changes:
             _moved_states(reported_states, old_part, part, removed, where)
         out_states[reported] = reported_states
-    return (pa.concat_tables(parts) if parts else cached.slice(0, 0)), out_states
+    return (pa.concat_tables(parts) if parts else cached.slice(0, 0)), out_states, changed
 
 
 def _numbers_combined(part):
@@ -506,7 +521,7 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
     segment = lake.derived_segment(TABLE, snapshot)
     table_file = segment.file if segment else ""
     unchanged = segment.rows if segment else 0
-    only, states, cached = None, None, None
+    only, states, cached, changed_metrics = None, None, None, None
     if repos is not None:
         cached = _read_cache(lake, table_file)
         seen = _read_seen(lake, table_file) if cached is not None else None
@@ -530,7 +545,7 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
         old = old.filter(pc.is_in(old.column("repo_id"), value_set=moving))
         new = new.filter(pc.is_in(new.column("repo_id"), value_set=moving))
         only = set(old.column("family").to_pylist()) | set(new.column("family").to_pylist())
-        points, states = _updated(cached[0], _cached_states(*cached[1:]), moved, new)
+        points, states, changed_metrics = _updated(cached[0], _cached_states(*cached[1:]), moved, new)
     elif not _any_reported(root, repos):
         return unchanged
     else:
@@ -541,11 +556,14 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
     if only is not None and segment is not None:
         # ParquetFile, not read_table: read_table loads pyarrow.dataset (and pandas), 0.1 s of a scan's start-up.
         stored = pq.ParquetFile(lake.root / segment.file).read()
-        others = pc.invert(pc.is_in(stored.column("family"), value_set=pa.array(sorted(only | {stats.POOLED}))))
-        kept = stored.filter(others)
+        recomputed = pc.is_in(stored.column("family"), value_set=pa.array(sorted(only | {stats.POOLED})))
+        if changed_metrics is not None:  # the rows of a reported metric none of whose points moved all stand
+            moved_metrics = pa.array(sorted(changed_metrics), pa.string())
+            recomputed = pc.and_(recomputed, pc.is_in(stored.column("reported_metric"), value_set=moved_metrics))
+        kept = stored.filter(pc.invert(recomputed))
     if kept is None or not kept.num_rows:
-        only, kept = None, None  # nothing stored to keep: every family's rows are computed
-    table, states = compute_rows(points, only, kept, states, check_counts=states is None)
+        only, kept, changed_metrics = None, None, None  # nothing stored to keep: every family's rows are computed
+    table, states = compute_rows(points, only, kept, states, states is None, changed_metrics)
     table_file = lake.replace_derived(TABLE, table)
     _write_cache(lake, table_file, points, states)
     _write_seen(lake, table_file, snapshot)

@@ -139,6 +139,31 @@ def _full_table_of_a_copy(root, tmp_path, name):
     return _table(copy)
 
 
+def test_a_reported_metric_none_of_whose_points_moved_keeps_its_rows(tmp_path, monkeypatch):
+    """A lake reports many metrics; a scan moves the points of some. The others' rows (their pooled rows
+    included) stand as stored, with nothing recomputed, and the table is still the full refresh's."""
+    from flows.leaderboard import stats
+
+    lake = Lake.for_writing(tmp_path / "lake")
+    for metric, seed in (("accuracy", 14), ("f1", 15), ("perplexity", 16)):
+        for family, repo, alpha, value, size in _models(seed, families=3, per_family=5):
+            add_model(lake, family, f"{repo}-{metric}", alpha, value, size, metric=metric)
+    refresh_correlations(lake.root)
+    computed = []
+    real = stats.group_rows
+    monkeypatch.setattr(stats, "group_rows", lambda *a, **k: computed.append(k["label"]) or real(*a, **k))
+    add_model(lake, "fam1", "org/fam1-new", 9.0, 0.95, 10**9, metric="f1")
+    refresh_correlations(lake.root, {"org/fam1-new"})
+    assert computed == ["f1"]
+    assert _table(lake.root) == _full_table_of_a_copy(lake.root, tmp_path, "full")
+    computed.clear()
+    add_model(lake, "fam0", "org/fam0-0-accuracy", 1.5, 0.2, 10**8, metric="accuracy")  # a rescan moves a point
+    add_model(lake, "fam2", "org/fam2-new", 2.5, 0.5, 10**8, metric="perplexity")
+    refresh_correlations(lake.root, {"org/fam0-0-accuracy", "org/fam2-new"})
+    assert sorted(computed) == ["accuracy", "perplexity"]
+    assert _table(lake.root) == _full_table_of_a_copy(lake.root, tmp_path, "full-2")
+
+
 def test_a_chain_of_incremental_refreshes_equals_full_ones(tmp_path, monkeypatch):
     """Scans of a few models after one another, each refreshed from the cache (pooled rank states updated point by
     point; past MAX_POINT_UPDATES rebuilt): new models, rescans with new values, moves between families, a value
