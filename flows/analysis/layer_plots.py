@@ -137,24 +137,19 @@ def _log_positive(values) -> np.ndarray:
 
 def _random_esd(row: LayerMetrics, folder: Path, model: str) -> Path:
     figure, (axis,) = _figure()
-    axis.hist(
-        _log_positive(row.evals),
-        bins=_BINS,
-        density=True,
-        color=ESD_COLOR,
-        alpha=0.6,
-        label="ESD",
-        histtype="stepfilled",
-    )
-    axis.hist(
-        _log_positive(row.rand_evals),
-        bins=_BINS,
-        density=True,
-        color=RANDOM_COLOR,
-        alpha=0.5,
-        label="random",
-        histtype="stepfilled",
-    )
+    for values, color, alpha, label in (
+        (row.evals, ESD_COLOR, 0.6, "ESD"),
+        (row.rand_evals, RANDOM_COLOR, 0.5, "random"),
+    ):
+        axis.hist(
+            _log_positive(values),
+            bins=_BINS,
+            density=True,
+            color=color,
+            alpha=alpha,
+            label=label,
+            histtype="stepfilled",
+        )
     axis.axvline(np.log10(row.rand_lambda_max), color="orange", label="max random eigenvalue")
     axis.set_xlabel("log10 λ")
     axis.set_title(f"ESD and randomized ESD, {_label(row)}", fontsize=9)
