@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import os
 
 import pytest
 
@@ -14,7 +13,9 @@ def pytest_xdist_auto_num_workers(config):
     """``-n auto`` (pyproject.toml): one worker per usable core, at most 4. Each worker imports torch, scipy and
     matplotlib, and some tests hold a model or a 100 MB layer in memory: more workers would cost memory on a large
     machine for little time (the longest module alone takes ~2 min)."""
-    return max(1, min(len(os.sched_getaffinity(0)), 4))
+    from flows.analysis.model_analysis import usable_cores
+
+    return min(usable_cores(), 4)
 
 
 @pytest.fixture(autouse=True)
