@@ -135,6 +135,13 @@ def _log_positive(values) -> np.ndarray:
     return np.log10(values[values > 0])
 
 
+def _log10_line(axis, value: float, **style) -> None:
+    """A vertical line at log10(value) on a log10-λ axis; none where the value has no logarithm (a failed fit's
+    NaN, a detX or random λmax of 0)."""
+    if value is not None and math.isfinite(value) and value > 0:
+        axis.axvline(math.log10(value), **style)
+
+
 def _random_esd(row: LayerMetrics, folder: Path, model: str) -> Path:
     figure, (axis,) = _figure()
     for values, color, alpha, label in (
@@ -150,7 +157,7 @@ def _random_esd(row: LayerMetrics, folder: Path, model: str) -> Path:
             label=label,
             histtype="stepfilled",
         )
-    axis.axvline(np.log10(row.rand_lambda_max), color="orange", label="max random eigenvalue")
+    _log10_line(axis, row.rand_lambda_max, color="orange", label="max random eigenvalue")
     axis.set_xlabel("log10 λ")
     axis.set_title(f"ESD and randomized ESD, {_label(row)}", fontsize=9)
     axis.legend(fontsize=8, loc="upper right")
@@ -159,10 +166,9 @@ def _random_esd(row: LayerMetrics, folder: Path, model: str) -> Path:
 
 def _detx(row: LayerMetrics, folder: Path, model: str) -> Path:
     figure, (axis,) = _figure()
-    axis.hist(_log_positive(row.evals), bins=_BINS, color=ESD_COLOR, alpha=0.6, histtype="stepfilled")
-    axis.axvline(np.log10(row.detX_val), color="purple", label="detX = 1")
-    if math.isfinite(row.xmin):
-        axis.axvline(np.log10(row.xmin), color=XMIN_COLOR, linestyle="--", label="PL xmin")
+    axis.hist(_log_positive(row.evals), bins=_BINS, color=ESD_COLOR, alpha=0.6, label="ESD", histtype="stepfilled")
+    _log10_line(axis, row.detX_val, color="purple", label="detX = 1")
+    _log10_line(axis, row.xmin, color=XMIN_COLOR, linestyle="--", label="PL xmin")
     axis.set_xlabel("log10 λ")
     axis.set_title(f"detX condition, {_label(row)}", fontsize=9)
     axis.legend(fontsize=8, loc="upper right")

@@ -2,6 +2,7 @@
 layer, named by model and layer, and the fitted power law really drawn (a pixel check on the PNG)."""
 
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -59,19 +60,26 @@ def test_no_figure_is_cut_off_at_its_edges(tmp_path, capsys):
         for seed, (name, scale) in enumerate([("small", 1e-4), ("unit", 1.0), ("large", 1e3)])
     }
     tensors["orthogonal.weight"] = np.eye(200, 90, dtype=np.float32)
+    tensors["one_entry.weight"] = np.pad(np.ones((1, 1), np.float32), ((0, 199), (0, 89)))  # detX_val 0
     save_file(tensors, path)
     out = tmp_path / "figures"
     argv = ["analyze", str(path), "--plot", str(out), "--randomize", "--mp-fit", "--detX", "--vectors", "--deltas"]
     assert main([*argv, "--format", "json"]) == 0
     capsys.readouterr()
     figures = sorted(out.iterdir())
-    assert len(figures) == 4 * 6
+    assert len(figures) == 5 * 6
     for figure in figures:
         rgb = np.asarray(Image.open(figure).convert("RGB"))
         frame = np.concatenate(
             [rgb[:2].reshape(-1, 3), rgb[-2:].reshape(-1, 3), rgb[:, :2].reshape(-1, 3), rgb[:, -2:].reshape(-1, 3)]
         )
         assert (frame == 255).all(), f"{figure.name}: something is drawn on the edge of the figure"
+    # A value with no logarithm (detX_val 0 here) draws no line, and warns neither of log10(0) nor of a legend
+    # without entries.
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["analyze", str(path), "--plot", str(tmp_path / "detx"), "--detX", "--format", "json"]) == 0
+    assert not [str(w.message) for w in caught if w.filename.endswith("layer_plots.py")]
 
 
 def test_the_fit_line_is_what_the_pixels_see(tmp_path):
