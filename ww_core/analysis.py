@@ -356,7 +356,12 @@ def _apply_spectrum(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOp
         row.fit_status, row.reason = FIT_FAILED, f"the eigensolver failed: {err}"
         return None
     if per_matrix[:, -1].max() <= 0.0:
-        row.fit_status, row.reason = FIT_FAILED, "all eigenvalues are zero (the weights are all zero)"
+        underflow = math.sqrt(float(np.finfo(layer.dtype).tiny))
+        row.fit_status = FIT_FAILED
+        row.reason = (
+            f"all eigenvalues are zero (the weights are all zero, or all below {underflow:.0e}, whose squares "
+            f"underflow in {np.dtype(layer.dtype).name})"
+        )
         return None
     eps = float(np.finfo(layer.dtype).eps)
     singular = np.sqrt(per_matrix)
@@ -365,8 +370,12 @@ def _apply_spectrum(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOp
     row.sv_max = float(singular[:, -1].max())
     row.sv_min = float(singular[:, 0].max())
     thresholds = per_matrix[:, -1:] * row.N * eps
-    row.rank_loss = int(np.count_nonzero(per_matrix <= thresholds))
-    evals = _transform(np.sort(per_matrix.ravel()), layer, options)
+    below = per_matrix <= thresholds
+    row.rank_loss = int(np.count_nonzero(below))
+    # Eigenvalues at the rounding level of the working precision (lambda_max N eps) are zero to that precision: what
+    # the eigensolver returns there is noise (in float32, ~1e-7 lambda_max, far above weightwatcher's 1e-5
+    # threshold), and a power law fitted on it described no matrix. They enter the ESD as zeros.
+    evals = _transform(np.sort(np.where(below, 0.0, per_matrix).ravel()), layer, options)
     row.num_evals = int(evals.size)
     row.has_esd = True
     row.weak_rank_loss = int(np.count_nonzero(evals < options.tolerance))

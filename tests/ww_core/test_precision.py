@@ -89,3 +89,33 @@ def llm_shaped(tail_index: float, seed: int, hidden: int = 512, intermediate: in
 def test_an_llm_shaped_family_keeps_its_alphas_and_ranks_in_float32():
     models = {f"tail-{t}": analyze_both(llm_shaped(t, seed)) for seed, t in enumerate((2.2, 3.0, 4.0, 6.0))}
     assert_family_agrees(models)
+
+
+def test_a_rank_deficient_layer_is_fitted_on_its_spectrum_not_on_rounding_noise_in_float32():
+    # In float32 the eigenvalues of the null space come out at ~1e-7 lambda_max, far above weightwatcher's 1e-5
+    # threshold: a rank-1 layer got alpha 1.42 from 45 "spikes" of noise, while float64 said the fit has 1 eigenvalue.
+    rng = np.random.default_rng(3)
+    rank_one = np.outer(rng.standard_normal(300), rng.standard_normal(120)).astype(np.float32)
+    low_rank = (rng.standard_t(3, (300, 9)) @ rng.standard_normal((9, 120))).astype(np.float32)
+    full = (rng.standard_t(3, (300, 120)) / 17).astype(np.float32)
+    float64_rows, float32_rows = analyze_both({"rank_one": rank_one, "low_rank": low_rank, "full": full})
+    for a, b in zip(float64_rows, float32_rows, strict=True):
+        assert (a.fit_status, a.reason) == (b.fit_status, b.reason), a.name
+        assert a.matrix_rank == b.matrix_rank and a.rank_loss == b.rank_loss, a.name
+        if a.fit_status == ww_core.FIT_OK:
+            assert b.alpha == pytest.approx(a.alpha, rel=1e-4) and b.num_pl_spikes == a.num_pl_spikes, a.name
+    rank_one_row = float32_rows[0]
+    assert rank_one_row.fit_status == ww_core.FIT_FAILED and "got 1" in rank_one_row.reason
+    assert [r.rank_loss for r in float32_rows] == [119, 111, 0]
+    # The null space enters the ESD as zeros: the ESD is what the precision can tell.
+    (kept,) = list(ww_core.analyze_model({"low_rank": low_rank}.items(), precision="float32", keep_evals=True))
+    assert np.count_nonzero(np.asarray(kept.evals) == 0) == 111
+
+
+def test_weights_whose_squares_underflow_are_named_as_such():
+    (row,) = list(ww_core.analyze_model({"w": np.full((40, 20), 1e-30, np.float32)}.items(), precision="float32"))
+    assert row.fit_status == ww_core.FIT_FAILED
+    assert (
+        row.reason
+        == "all eigenvalues are zero (the weights are all zero, or all below 1e-19, whose squares underflow in float32)"
+    )
