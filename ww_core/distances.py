@@ -176,7 +176,9 @@ def _spectrum_of_update(row: LayerDistance, name: str, dW_tensor: np.ndarray, mi
         row.reason = "the layer did not change (dW = 0)"
         return
     row.dW_stable_rank = float(np.sum(evals)) / lambda_max
-    rank = matrix_rank(evals, row.N)
+    # The rounding level of the precision dW is held in: in float32 (a scan's), float64's eps counted the noise
+    # of the null space as rank (a rank-8 update: dW_rank 130, dW_alpha fitted on noise).
+    rank = matrix_rank(evals, row.N, float(np.finfo(dW_tensor.dtype).eps))
     row.dW_rank = rank
     nonzero = evals[evals.size - rank :]
     singular = np.sqrt(nonzero)

@@ -100,6 +100,21 @@ def test_low_rank_update_has_its_rank_and_no_power_law():
     assert 1.0 <= row.dW_effective_rank <= 4.0
 
 
+@pytest.mark.parametrize("rank", [4, 12])
+def test_an_update_has_the_same_rank_and_fit_in_float32_as_in_float64(rank):
+    # A scan compares in float32: the null space of a low-rank update comes out at ~1e-7 lambda_max there, which
+    # float64's eps counted as rank (a rank-8 update had dW_rank 130 and a dW_alpha fitted on that noise).
+    rng = np.random.default_rng(rank)
+    base = (rng.standard_normal((512, 256)) / 16).astype(np.float32)
+    model = base + (rng.standard_normal((512, rank)) @ rng.standard_normal((rank, 256)) / 100).astype(np.float32)
+    exact, single = (layer_distance(model, base, "w", precision=p) for p in ("float64", "float32"))
+    assert exact.dW_rank == single.dW_rank == rank
+    assert single.dW_effective_rank == pytest.approx(exact.dW_effective_rank, rel=1e-5)
+    assert single.reason == exact.reason
+    if rank >= 8:
+        assert single.dW_alpha == pytest.approx(exact.dW_alpha, rel=1e-5)
+
+
 def test_unchanged_layer():
     w = np.random.default_rng(5).standard_normal((64, 32))
     row = layer_distance(w, w.copy(), "w")
