@@ -223,6 +223,8 @@ def _skip(row: LayerTransform, array: np.ndarray, min_evals: int, max_evals: int
         row.status, row.reason = FIT_SKIPPED, reason
     elif not np.isfinite(array).all():
         row.status, row.reason = FIT_FAILED, "NaN/Inf values in the weights"
+    elif not array.any():
+        row.status, row.reason = FIT_SKIPPED, "all weights are zero: left unchanged"
     else:
         return False
     return True

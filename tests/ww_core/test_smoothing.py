@@ -19,7 +19,7 @@ from safetensors.numpy import load_file
 from flows.analysis.examples import example_path
 from tests.ww_core.cases import sketch, synthetic_cases
 from ww_core import FIT_OK
-from ww_core.smoothing import sharpen_tensor, smooth_tensor, truncate_svd
+from ww_core.smoothing import SMOOTH_METHODS, sharpen_tensor, smooth_tensor, truncate_svd
 
 REFERENCE = json.loads((Path(__file__).parent / "data" / "weightwatcher_0.7.7_distances_smoothing.json").read_text())
 
@@ -140,6 +140,11 @@ def test_small_integer_and_non_finite_tensors_are_left_unchanged():
     broken[1, 1] = np.inf
     smoothed, row = smooth_tensor(broken, "w")
     assert smoothed is None and row.status == "failed" and "NaN/Inf" in row.reason
+    for method in SMOOTH_METHODS:  # rmt's Marchenko-Pastur fit divided by the zero mean eigenvalue
+        smoothed, row = smooth_tensor(np.zeros((20, 10)), "w", method=method)
+        assert smoothed is None and row.status == "skipped" and "all weights are zero" in row.reason
+    sharpened, row = sharpen_tensor(np.zeros((20, 10)), "w")
+    assert sharpened is None and row.status == "skipped" and "all weights are zero" in row.reason
     with pytest.raises(ValueError, match="method"):
         smooth_tensor(broken, "w", method="spikes")
     with pytest.raises(ValueError, match="percent"):
