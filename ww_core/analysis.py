@@ -207,6 +207,13 @@ def _apply_power_law(row: LayerMetrics, evals: np.ndarray, options: AnalysisOpti
             return
         evals = evals[:-clipped]
     positive = evals[evals > powerlaw.EVALS_THRESHOLD]
+    if positive.size < 2:  # the threshold is absolute: small weights can have positive eigenvalues below it
+        row.fit_status = FIT_FAILED
+        row.reason = (
+            f"power-law fit failed: {positive.size} eigenvalue(s) above {powerlaw.EVALS_THRESHOLD:g} "
+            "(weightwatcher's threshold), at least 2 needed"
+        )
+        return
     try:
         fit = _fit_power_law(positive, options)
     except powerlaw.PowerLawFitError as err:
