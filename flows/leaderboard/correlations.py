@@ -186,7 +186,7 @@ def compute_rows(
     schema = arrow_schema(TABLE)
     out_states, tables = {}, []
     for reported, start, stop in _runs(points.column("reported_metric")):
-        if changed_metrics is not None and reported not in changed_metrics and reported in (states or {}):
+        if changed_metrics is not None and reported not in changed_metrics:
             standing = kept.filter(pc.equal(kept.column("reported_metric"), reported))
             tables.append(standing.select(schema.names).cast(schema))
             out_states[reported] = states[reported]
@@ -423,7 +423,7 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
     """(points, states, changed metrics): the cached points with ``repos``' rows replaced by ``new`` (each reported
     metric kept in (family, repo) order), the rank states carried along point by point (a reported metric with
     more than ``MAX_POINT_UPDATES`` changed points gets none: compute_rows rebuilds its states), and the reported
-    metrics that had a point removed or added."""
+    metrics that had a point removed or added (or no cached states)."""
     import pyarrow as pa
     import pyarrow.compute as pc
 
@@ -447,7 +447,7 @@ def _updated(cached, states: dict, repos: list[str], new) -> tuple:
         parts.append(part)
         reported_states = states.get(reported)
         changes = removed.size + new_part.num_rows
-        if changes:
+        if changes or reported_states is None:  # without states its rows are recomputed with them
             changed.add(reported)
         if reported_states is None or changes > MAX_POINT_UPDATES:
             continue
