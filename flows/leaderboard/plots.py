@@ -241,6 +241,14 @@ def plot_correlation_flow(
     return paths
 
 
+def _log_bins(low: float, high: float, count: int = 60) -> np.ndarray:
+    """Log-spaced histogram edges from ``low`` to ``high``; a decade around a single value (a rank-1 layer's ESD
+    has one non-zero eigenvalue), where equal edges would make bins of zero width."""
+    if low == high:
+        low, high = low / 3, high * 3
+    return np.logspace(math.log10(low), math.log10(high), count)
+
+
 def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
     """One layer's ESD on log-log axes with the fitted power law from xmin, and the randomized ESD overlaid with
     its largest eigenvalue marked: a correlation trap shows as that line far right of the randomized bulk. The
@@ -250,11 +258,12 @@ def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
     evals, rand, storage = eigenvalues(esd)
     evals = evals[evals > 0]
     fig, ax = plt.subplots(figsize=(7, 4.5))
-    bins = np.logspace(math.log10(evals.min()), math.log10(evals.max()), 60)
-    ax.hist(evals, bins=bins, density=True, alpha=0.55, color="royalblue", label="ESD of W")
+    ax.hist(
+        evals, bins=_log_bins(evals.min(), evals.max()), density=True, alpha=0.55, color="royalblue", label="ESD of W"
+    )
     if rand is not None and len(rand):
         rand = rand[rand > 0]
-        rbins = np.logspace(math.log10(rand.min()), math.log10(max(rand.max(), evals.max())), 60)
+        rbins = _log_bins(rand.min(), max(rand.max(), evals.max()))
         ax.hist(rand, bins=rbins, density=True, alpha=0.45, color="darkorchid", label="ESD of shuffled W")
         ax.axvline(rand.max(), color="darkorchid", ls="--", lw=1.2, label=f"shuffled λmax = {rand.max():.3g}")
     alpha, xmin = layer.get("alpha"), layer.get("xmin")

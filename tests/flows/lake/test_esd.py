@@ -75,3 +75,21 @@ def test_esd_plot_from_either_storage_says_which(tmp_path, layer, storage, said)
     svg = next(p for p in paths if p.suffix == ".svg").read_text()
     assert said in svg
     assert next(p for p in paths if p.suffix == ".png").stat().st_size > 10_000
+
+
+def test_esd_plot_of_a_rank_one_layer_has_no_zero_width_bins(tmp_path):
+    # Its ESD holds one non-zero eigenvalue (the null space is zero): equal histogram edges warned of 0/0 densities.
+    import warnings
+
+    rng = np.random.default_rng(7)
+    layer = ww_core.analyze_matrix(
+        np.outer(rng.standard_normal(300), rng.standard_normal(120)), name="w", keep_evals=True, randomize=True, seed=0
+    )
+    lake = Lake.for_writing(tmp_path / "lake")
+    rows = {"layers": [dict(KEY, **layer.as_row())], "esd": [esd_row(KEY, layer, "full")]}
+    lake.commit_model("org/m", "r1", rows | {"models": [dict(KEY, status="scanned")]})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        paths = write_esd_plot(lake.root, "org/m", "w", tmp_path / "plots")
+    assert {p.suffix for p in paths} == {".png", ".svg"}
+    assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
