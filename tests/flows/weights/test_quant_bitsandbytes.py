@@ -8,13 +8,23 @@ itself writes (``QuantState.as_dict(packed=True)``, ``SCB``)."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 import torch
 
+from flows.weights.decoders.quant._common import row_tiles
 from flows.weights.decoders.quant.bitsandbytes import BitsAndBytesDecoder
 from flows.weights.errors import WeightsError
-from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, claim_and_decode, heavy
+from tests.flows.weights.helpers import (
+    WEIGHT_SCALE,
+    analyze_rows,
+    assert_same_spectrum,
+    claim_and_decode,
+    heavy,
+    write_checkpoint,
+)
 
 bnb_functional = pytest.importorskip("bitsandbytes.functional")
 from bitsandbytes.backends.default import ops as bnb_default_ops  # noqa: E402
@@ -117,3 +127,47 @@ def test_corrupt_quant_state_and_mismatched_scb_fail_naming_the_matrix():
     int8_arrays[f"{PREFIX}.SCB"] = int8_arrays[f"{PREFIX}.SCB"][:10]
     claim, _ = claim_and_decode(BitsAndBytesDecoder(), int8_arrays, {})
     assert claim.matrices[0].skip_reason.startswith("bnb-int8: ")
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"blocksize": -1}, "blocksize is -1, not a positive integer"),
+        ({"blocksize": 0}, "blocksize is 0, not a positive integer"),
+        ({"blocksize": "64"}, "blocksize is '64', not a positive integer"),
+        ({"shape": 5}, "shape is 5, not a matrix's"),
+        ({"shape": [4096]}, r"shape is \[4096\], not a matrix's"),
+        ({"nested_blocksize": None}, "nested_blocksize is None, not a positive integer"),
+    ],
+)
+def test_quant_state_with_a_bad_blocksize_or_shape_fails_naming_the_field(change, message):
+    """A block size of -1 once left ``dequantize_4bit``'s output unfilled (np.empty, reported as an ok row from
+    whatever memory held); 0 divided by zero; a shape of 5 was iterated."""
+    arrays, _ = four_bit_checkpoint(heavy(64, 64, scale=WEIGHT_SCALE), "nf4", True, 64)
+    claim, _ = claim_and_decode(BitsAndBytesDecoder(), arrays, {})
+    state_name = f"{PREFIX}.weight.quant_state.bitsandbytes__nf4"
+    state = json.loads(bytes(arrays[state_name]).decode())
+    state.update(change)
+    arrays[state_name] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    with pytest.raises(WeightsError, match=f"{PREFIX}.weight: bitsandbytes quant_state {message}"):
+        claim.matrices[0].decode(arrays)
+
+
+def test_a_corrupt_quant_state_is_a_failed_row_and_the_next_layer_is_analyzed(tmp_path):
+    arrays, _ = four_bit_checkpoint(heavy(64, 64, scale=WEIGHT_SCALE), "nf4", False, 64)
+    state_name = f"{PREFIX}.weight.quant_state.bitsandbytes__nf4"
+    state = dict(json.loads(bytes(arrays[state_name]).decode()), blocksize=-1)
+    arrays[state_name] = np.frombuffer(json.dumps(state).encode(), dtype=np.uint8)
+    arrays["model.layers.3.mlp.up_proj.weight"] = heavy(64, 32)
+    rows = analyze_rows(
+        write_checkpoint(tmp_path / "m", arrays, {"quantization_config": {"quant_method": "bitsandbytes"}})
+    )
+    assert rows[f"{PREFIX}.weight"]["fit_status"] == "failed"
+    assert "blocksize is -1" in rows[f"{PREFIX}.weight"]["reason"]
+    assert rows["model.layers.3.mlp.up_proj.weight"]["fit_status"] == "ok"
+
+
+def test_row_tiles_refuse_a_negative_count_rather_than_leave_the_output_unfilled():
+    assert list(row_tiles(0, 64)) == []
+    with pytest.raises(ValueError, match="no row tiles for -4 rows"):
+        list(row_tiles(-4, 64))

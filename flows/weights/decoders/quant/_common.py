@@ -36,7 +36,12 @@ def module_tensors(tensors: Mapping[str, TensorInfo], prefix: str) -> list[str]:
 
 def row_tiles(rows: int, row_elements: int, multiple: int = 1) -> Iterator[slice]:
     """Slices over ``rows`` rows of ``row_elements`` values each, about :data:`TILE_ELEMENTS` values per slice
-    (a multiple of ``multiple`` rows, so packed words or scale blocks are never cut)."""
+    (a multiple of ``multiple`` rows, so packed words or scale blocks are never cut).
+
+    Callers fill an ``np.empty`` output tile by tile, so a negative count (from a corrupt block size or shape) is
+    an error here: yielding no tile would hand back uninitialized memory as a weight matrix."""
+    if rows < 0 or row_elements < 0 or multiple < 1:
+        raise ValueError(f"no row tiles for {rows} rows of {row_elements} values in multiples of {multiple}")
     step = max(1, TILE_ELEMENTS // max(1, row_elements)) // multiple * multiple or multiple
     for start in range(0, rows, step):
         yield slice(start, min(rows, start + step))

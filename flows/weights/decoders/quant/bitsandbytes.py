@@ -118,15 +118,15 @@ def four_bit_spec(prefix: str, quant_type: str, tensors: Mapping[str, TensorInfo
                 absmax,
                 arrays[parts["nested_absmax"]],
                 arrays[parts["nested_quant_map"]],
-                int(state["nested_blocksize"]),
-                float(state["nested_offset"]),
+                _positive_int(name, state, "nested_blocksize"),
+                _number(name, state, "nested_offset"),
             )
         return dequantize_4bit(
             arrays[name],
             absmax,
             arrays[parts["quant_map"]],
-            int(state["blocksize"]),
-            tuple(int(d) for d in state["shape"]),
+            _positive_int(name, state, "blocksize"),
+            _shape(name, state),
         )
 
     return MatrixSpec(name, sources, (), decode=decode, quantization=scheme)
@@ -141,6 +141,33 @@ def _quant_state(name: str, blob: np.ndarray) -> dict:
     if not isinstance(state, dict) or any(key not in state for key in ("blocksize", "shape")):
         raise WeightsError(f"{name}: bitsandbytes quant_state lacks blocksize or shape")
     return state
+
+
+def _positive_int(name: str, state: Mapping, key: str) -> int:
+    # A block size of 0 or less would leave the output unfilled or divide by zero: the state is corrupt.
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise WeightsError(f"{name}: bitsandbytes quant_state {key} is {value!r}, not a positive integer")
+    return value
+
+
+def _number(name: str, state: Mapping, key: str) -> float:
+    value = state.get(key)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise WeightsError(f"{name}: bitsandbytes quant_state {key} is {value!r}, not a number")
+    return float(value)
+
+
+def _shape(name: str, state: Mapping) -> tuple[int, int]:
+    """The logical shape: a Linear4bit weight is a matrix, ``[out, in]``."""
+    shape = state["shape"]
+    if (
+        not isinstance(shape, list)
+        or len(shape) != 2
+        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)
+    ):
+        raise WeightsError(f"{name}: bitsandbytes quant_state shape is {shape!r}, not a matrix's [rows, columns]")
+    return shape[0], shape[1]
 
 
 def dequantize_nested_absmax(
