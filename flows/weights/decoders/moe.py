@@ -137,7 +137,16 @@ def expert_specs(
     quantization: str = "",
 ) -> list[MatrixSpec]:
     """One spec per expert and logical projection of a fused tensor of ``shape`` [E, ., .]; ``decode_expert(e,
-    arrays)`` returns expert e's stored 2-D matrix (as the float layout stores it) for :func:`split_expert`."""
+    arrays)`` returns expert e's stored 2-D matrix (as the float layout stores it) for :func:`split_expert`.
+
+    A fused gate_up whose fused axis is odd holds no equal gate and up halves: any split would analyze a matrix
+    the model does not have, so its experts are ``skipped``."""
+    fused = _linear_shape(shape, DOWN, layout)[0]
+    if role == GATE_UP and fused % 2:
+        reason = (
+            f"fused gate_up {list(shape)}: its fused axis ({fused}) is odd, so it holds no equal gate and up halves"
+        )
+        return skipped_expert_specs(prefix, role, shape, sources, reason, quantization)
     out, inp = _linear_shape(shape, role, layout)
     parts = (GATE, UP) if role == GATE_UP else (role,)
     specs = []

@@ -191,6 +191,20 @@ def test_a_shape_that_fits_no_layout_is_skipped_with_the_reason(tmp_path, capsys
     assert "12 layers skipped: fused experts" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("model_type", ["mixtral", "gpt_oss"])
+def test_a_fused_gate_up_with_an_odd_fused_axis_is_skipped_not_split_unevenly(model_type):
+    """Without a down_proj to check against, a [E, 63, 32] gate_up was once split into 31 gate and 32 up rows,
+    both reported ok (interleaved: 32 and 31)."""
+    fused = heavy(2 * 63, 32, 1).reshape(2, 63, 32)
+    stored = {f"{PREFIX}.gate_up_proj": fused if model_type == "mixtral" else fused.transpose(0, 2, 1).copy()}
+    got = decoded(stored, {"model_type": model_type})
+    assert sorted(got) == sorted(f"{PREFIX}.{e}.{p}" for e in range(2) for p in ("gate_proj", "up_proj"))
+    assert {spec.skip_reason for spec, _ in got.values()} == {
+        f"fused gate_up {list(stored[f'{PREFIX}.gate_up_proj'].shape)}: its fused axis (63) is odd, so it holds no "
+        "equal gate and up halves"
+    }
+
+
 def test_other_model_types_use_the_default_layout_only_when_the_shapes_say_so():
     experts = dense_experts(3)
     for config in ({}, {"model_type": "some_new_moe"}):
