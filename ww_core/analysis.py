@@ -6,6 +6,7 @@ The public entry points are :func:`analyze_matrix` (one tensor) and :func:`analy
 
 from __future__ import annotations
 
+import logging
 import math
 import zlib
 from collections import deque
@@ -31,6 +32,8 @@ from .records import (
     UNDER_TRAINED_ALPHA,
     LayerMetrics,
 )
+
+logger = logging.getLogger(__name__)
 
 FIX_FINGERS = (None, "clip_xmax", "xmin_peak")
 FITS = ("PL", "TPL", "E_TPL")
@@ -415,7 +418,12 @@ def _apply_detx(row: LayerMetrics, evals: np.ndarray) -> None:
 def analyze_layer(row: LayerMetrics, layer: LayerMatrices, options: AnalysisOptions) -> LayerMetrics:
     """Every metric of one layer's matrices into ``row`` (which carries its identity: id, name, N, M, rf)."""
     precomputed = layer.kernel is not None or layer.gram is not None
-    num_evals = layer.M * layer.rf if layer.kernel is not None else layer.M * max(1, len(layer.matrices))
+    if layer.kernel is not None:
+        num_evals = layer.M * layer.rf
+    elif layer.gram is not None:
+        num_evals = layer.M
+    else:
+        num_evals = layer.M * len(layer.matrices)
     row.num_evals = num_evals
     row.Q = row.N / row.M if row.M else math.nan
     skip = size_skip_reason(num_evals, layer.N, layer.M, options.min_evals, options.max_evals)
@@ -482,6 +490,10 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
     except MemoryError:
         # One layer too large for this machine (e.g. a float64 copy of a huge lm_head) fails alone.
         reason = f"out of memory analyzing a {'x'.join(map(str, shape))} tensor in {options.precision}"
+        return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=reason)]
+    except Exception as err:  # noqa: BLE001 - a bug met by one layer fails that layer, not the model's other layers
+        logger.exception("%s: unexpected error analyzing a %s tensor", name, "x".join(map(str, shape)))
+        reason = f"unexpected {err.__class__.__name__}: {err}"
         return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=reason)]
 
 

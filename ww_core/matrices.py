@@ -194,6 +194,9 @@ def layer_matrices(
     if len(shape) < 2:
         raise NotAWeightMatrix(f"a {len(shape)}-D tensor is a bias or norm, not a layer weight")
     N, M, rf = tensor_dims(shape, channels)
+    if 0 in shape:
+        # A 0-size axis leaves matrices without eigenvalues, or (a kernel of 0 positions) no matrix at all.
+        raise NotAWeightMatrix(f"empty matrix: a {'x'.join(map(str, shape))} tensor has no eigenvalues")
     layer_type = layer_type_for(name, len(shape))
     array = stored_array(tensor)
     dtype = np.dtype(dtype)

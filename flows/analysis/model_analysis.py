@@ -59,6 +59,15 @@ def _missing_tensor(shard: str, err: KeyError) -> WeightsError:
     return WeightsError(f"{shard}: stored tensor {err.args[0]!r} is not in the file (the index promised it)")
 
 
+def _check_matrix(spec: MatrixSpec, matrix) -> None:
+    from ww_core.analysis import is_layer_tensor  # the analysis is imported when a model is analyzed, not before
+
+    # ww_core gives no row for a 0-D or 1-D array (a bias, not a layer): every matrix of the plan must end as a row.
+    if not is_layer_tensor(matrix):
+        shape = tuple(getattr(matrix, "shape", ()))
+        raise WeightsError(f"{spec.name}: decodes to a {len(shape)}-D array {shape}, not a weight matrix")
+
+
 class ModelAnalysis:
     """One planned model, analyzed shard by shard (``workers`` layers at once). Call :meth:`analyze_shard` (or
     :meth:`shard_failure` when a shard could not be fetched) for every shard in order, then :meth:`finish`."""
@@ -154,6 +163,7 @@ class ModelAnalysis:
                         matrix = spec.decode(self.stream.arrays(spec, reader))
                     except KeyError as err:
                         raise _missing_tensor(self.plan.shards[index].filename, err) from err
+                    _check_matrix(spec, matrix)
                 except Exception as err:  # noqa: BLE001 - one matrix that cannot be decoded fails alone
                     failures.append(self._row(spec, FIT_FAILED, self._reason(err, f"cannot decode {spec.name}")))
                     continue
@@ -205,8 +215,13 @@ class ModelAnalysis:
             if spec.name in self.stream.done:
                 continue
             known = set(self.plan.tensor_names)
-            missing = [name for name in spec.sources if name not in known] or list(spec.sources)
-            self._emit(rows, self._row(spec, FIT_FAILED, f"stored tensor {missing[0]!r} is in no shard of the model"))
+            missing = [name for name in spec.sources if name not in known]
+            if missing:
+                reason = f"stored tensor {missing[0]!r} is in no shard of the model"
+            else:
+                logger.error("%s: %s was decoded but ww_core gave it no row", self.model, spec.name)
+                reason = f"{spec.name}: analyzed, but no row came back (a bug in wwhub)"
+            self._emit(rows, self._row(spec, FIT_FAILED, reason))
         ids = self.decoding.layer_ids
         for row in self.rows:
             row.layer_id = ids.get(row.name, row.layer_id)

@@ -279,3 +279,15 @@ def test_watcher_frame_mirrors_weightwatcher_api():
     assert set(ww_core.SUMMARY_METRICS) - {"mp_softrank"} <= set(watcher.get_summary())
     watcher.analyze(mp_fit=True)
     assert set(ww_core.SUMMARY_METRICS) <= set(watcher.get_summary())
+
+
+@pytest.mark.parametrize("pool", [True, False])
+@pytest.mark.parametrize("shape", [(32, 16, 0, 3), (32, 16, 0), (64, 0)])
+def test_a_tensor_with_a_zero_size_axis_is_one_skipped_row_and_the_next_layer_is_analyzed(shape, pool):
+    """A conv kernel of 0 positions yields no matrix: pooled it once reached np.stack([]) (ValueError out of
+    analyze_model), unpooled it gave no row at all."""
+    rng = np.random.default_rng(0)
+    tensors = [("empty", np.zeros(shape, np.float32)), ("next", rng.standard_normal((64, 32)))]
+    rows = list(ww_core.analyze_model(tensors, pool=pool))
+    assert [(r.name, r.fit_status) for r in rows] == [("empty", FIT_SKIPPED), ("next", FIT_OK)]
+    assert rows[0].reason == f"empty matrix: a {'x'.join(map(str, shape))} tensor has no eigenvalues"

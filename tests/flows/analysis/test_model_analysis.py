@@ -1,0 +1,58 @@
+"""ModelAnalysis: every matrix of the plan ends as exactly one row with its true reason, and a bad layer never
+takes down the others."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from flows.analysis.model_analysis import analyze_path
+from tests.flows.weights.helpers import heavy, write_checkpoint
+
+CONV = "model.layers.0.conv.weight"
+NEXT = "model.layers.1.mlp.up_proj.weight"
+
+
+def rows_by_name(path, **options) -> dict[str, dict]:
+    return {record["name"]: record for record in analyze_path(path, options).records()}
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_a_conv_kernel_with_a_zero_size_axis_is_one_skipped_row_and_the_next_layer_is_analyzed(tmp_path, pool):
+    """Pooled, a (32, 16, 0, 3) kernel once reached np.stack([]) and failed the whole shard; unpooled it gave no row
+    and was reported 'in no shard of the model'."""
+    tensors = {CONV: np.zeros((32, 16, 0, 3), np.float32), NEXT: heavy(64, 32)}
+    rows = rows_by_name(write_checkpoint(tmp_path / "m", tensors), pool=pool)
+    assert rows[CONV]["fit_status"] == "skipped"
+    assert rows[CONV]["reason"] == "empty matrix: a 32x16x0x3 tensor has no eigenvalues"
+    assert rows[NEXT]["fit_status"] == "ok"
+
+
+def test_a_matrix_that_decodes_to_a_vector_fails_with_that_reason(tmp_path, monkeypatch):
+    """A decoder that hands back a 1-D array got no row from ww_core and was reported 'in no shard of the model'."""
+    from flows.weights.decoders import plain
+
+    monkeypatch.setattr(plain, "_identity", lambda name: lambda arrays: np.asarray(arrays[name]).reshape(-1))
+    rows = rows_by_name(write_checkpoint(tmp_path / "m", {NEXT: heavy(64, 32)}))
+    assert rows[NEXT]["fit_status"] == "failed"
+    assert rows[NEXT]["reason"] == f"{NEXT}: decodes to a 1-D array (2048,), not a weight matrix"
+
+
+def test_a_bug_met_by_one_layer_fails_that_layer_alone(tmp_path, monkeypatch, caplog):
+    """Any exception out of ww_core once failed every layer still pending in the shard."""
+    import ww_core.analysis
+
+    real = ww_core.analysis.gram_eigenvalues
+
+    def broken_for_small(matrices, *args, **kwargs):
+        if matrices[0].shape[0] == 48:
+            raise RuntimeError("simulated bug")
+        return real(matrices, *args, **kwargs)
+
+    monkeypatch.setattr(ww_core.analysis, "gram_eigenvalues", broken_for_small)
+    tensors = {"model.layers.0.mlp.up_proj.weight": heavy(48, 32), NEXT: heavy(64, 32)}
+    rows = rows_by_name(write_checkpoint(tmp_path / "m", tensors))
+    assert rows["model.layers.0.mlp.up_proj.weight"]["fit_status"] == "failed"
+    assert rows["model.layers.0.mlp.up_proj.weight"]["reason"] == "unexpected RuntimeError: simulated bug"
+    assert rows[NEXT]["fit_status"] == "ok"
+    assert "unexpected error analyzing a 48x32 tensor" in caplog.text  # logged with its traceback, as a bug
