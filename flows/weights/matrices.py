@@ -203,8 +203,13 @@ class MatrixStream:
         return not shard.tensors or any(t.dtype == "" for t in shard.tensors)
 
     def reveal(self, index: int, infos: list[TensorInfo]) -> None:
-        """The tensors shard ``index`` really holds, learned when it was opened: plan the model again."""
-        self.plan.shards[index].tensors = list(infos)
+        """The tensors shard ``index`` really holds, learned when it was opened: plan the model again. A tensor the
+        index promised and the file lacks stays planned by name, so that its matrix fails naming the file instead of
+        vanishing from the model."""
+        shard = self.plan.shards[index]
+        held = {info.name for info in infos}
+        promised = [info for info in shard.tensors if info.name not in held]
+        shard.tensors = [*infos, *promised]
         self._replan()
 
     def ready(self, index: int) -> list[MatrixSpec]:

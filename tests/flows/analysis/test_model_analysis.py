@@ -3,6 +3,8 @@ takes down the others."""
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -26,6 +28,23 @@ def test_a_conv_kernel_with_a_zero_size_axis_is_one_skipped_row_and_the_next_lay
     assert rows[CONV]["fit_status"] == "skipped"
     assert rows[CONV]["reason"] == "empty matrix: a 32x16x0x3 tensor has no eigenvalues"
     assert rows[NEXT]["fit_status"] == "ok"
+
+
+def test_a_tensor_the_index_promises_but_the_shard_lacks_is_a_failed_row_naming_the_file(tmp_path):
+    """The shard's header replaced the index's view when it was opened, and the promised layer vanished (exit 0)."""
+    shard = "model-00001-of-00001.safetensors"
+    folder = write_checkpoint(tmp_path / "m", {"model.layers.0.mlp.up_proj.weight": heavy(64, 32), NEXT: heavy(64, 32)})
+    (folder / "model.safetensors").rename(folder / shard)
+    names = ["model.layers.0.mlp.up_proj.weight", NEXT, "model.layers.9.mlp.up_proj.weight"]
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict.fromkeys(names, shard)}))
+    rows = rows_by_name(folder)
+    assert sorted(rows) == sorted(names)
+    phantom = rows["model.layers.9.mlp.up_proj.weight"]
+    assert phantom["fit_status"] == "failed"
+    assert phantom["reason"] == (
+        f"{shard}: stored tensor 'model.layers.9.mlp.up_proj.weight' is not in the file (the index promised it)"
+    )
+    assert [rows[name]["fit_status"] for name in names[:2]] == ["ok", "ok"]
 
 
 def test_a_matrix_that_decodes_to_a_vector_fails_with_that_reason(tmp_path, monkeypatch):
