@@ -231,6 +231,6 @@ def shard_filename(filename: object, label: str) -> str:
 def _read_index(index_path: Path) -> list[Shard]:
     try:
         index = json.loads(index_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise WeightsError(f"{index_path}: unreadable index ({err})") from err
     return shards_from_index(index, str(index_path))

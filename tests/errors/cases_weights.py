@@ -37,6 +37,14 @@ CASES = [
         lambda ctx: model_folder(ctx, "model.safetensors", LFS_POINTER),
     ),
     ErrorCase(
+        "safetensors-index-not-utf8",
+        "`wwhub analyze DIR` whose `model.safetensors.index.json` is not UTF-8 text",
+        2,
+        "wwhub analyze: error: model/model.safetensors.index.json: unreadable index ('utf-8' codec can't decode byte "
+        "0xff in position 0: invalid start byte)",
+        lambda ctx: model_folder(ctx, "model.safetensors.index.json", b"\xff\xfe\x00garbage"),
+    ),
+    ErrorCase(
         "evals-csv-unknown-separator",
         "`wwhub evals import` of a file whose columns are separated by `|` (commas, semicolons and tabs are read)",
         2,
