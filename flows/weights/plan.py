@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .decoders.contract import ModelConfig
+from .decoders.contract import ModelConfig, validate_model_config
 from .decoders.lora import ADAPTER_CONFIG, validate_adapter_config
 from .errors import UnsupportedWeights, WeightsError
 from .layout import GGUF_SUFFIX, SAFETENSORS_SUFFIX, WeightLayout, weight_layout
@@ -60,7 +60,7 @@ def parse_model_config(text: str | None, label: str) -> dict:
         raise WeightsError(f"{label}: not valid JSON ({err})") from err
     if not isinstance(data, dict):
         raise WeightsError(f"{label}: expected a JSON object")
-    return data
+    return validate_model_config(data, label)
 
 
 def parse_adapter_config(text: str | None, label: str) -> dict | None:

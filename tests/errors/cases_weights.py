@@ -45,6 +45,15 @@ CASES = [
         lambda ctx: model_folder(ctx, "model.safetensors.index.json", b"\xff\xfe\x00garbage"),
     ),
     ErrorCase(
+        "config-field-of-the-wrong-type",
+        "`wwhub analyze DIR` whose `config.json` gives `quantization_config.bits` as text",
+        2,
+        "wwhub analyze: error: model/config.json: quantization_config.bits is 'four', expected an integer",
+        lambda ctx: model_folder(
+            ctx, "config.json", b'{"quantization_config": {"quant_method": "gptq", "bits": "four"}}'
+        ),
+    ),
+    ErrorCase(
         "evals-csv-unknown-separator",
         "`wwhub evals import` of a file whose columns are separated by `|` (commas, semicolons and tabs are read)",
         2,

@@ -48,19 +48,33 @@ def validate_adapter_config(adapter_config: object, label: str) -> dict:
     if str(adapter_config.get("peft_type") or "LORA").upper() != "LORA":
         return adapter_config  # other PEFT methods are recognised and reported as skipped, not decoded
     r = adapter_config.get("r")
-    if isinstance(r, bool) or not isinstance(r, int) or r <= 0:
+    if not _is_rank(r):
         raise WeightsError(f"{label}: r={r!r}: the LoRA rank must be a positive integer")
     alpha = adapter_config.get("lora_alpha", 8)
-    if isinstance(alpha, bool) or not isinstance(alpha, int | float):
+    if not _is_number(alpha):
         raise WeightsError(f"{label}: lora_alpha={alpha!r}: must be a number")
     for key in ("rank_pattern", "alpha_pattern"):
         pattern = adapter_config.get(key) or {}
         if not isinstance(pattern, dict):
             raise WeightsError(f"{label}: {key} must be a mapping of module name patterns to numbers")
+        # A rank is a whole number of rows of A (0.5 once became int(0.5) = 0 and divided by zero); a scale any number.
+        valid, expected = (_is_rank, "a positive integer") if key == "rank_pattern" else (_is_number, "a number")
         for name, value in pattern.items():
-            if isinstance(value, bool) or not isinstance(value, int | float) or (key == "rank_pattern" and value <= 0):
-                raise WeightsError(f"{label}: {key}[{name!r}]={value!r}: must be a positive number")
+            if not valid(value):
+                raise WeightsError(f"{label}: {key}[{name!r}]={value!r}: must be {expected}")
+            try:
+                re.compile(name)
+            except re.error as err:
+                raise WeightsError(f"{label}: {key}[{name!r}]: not a valid module name pattern ({err})") from None
     return adapter_config
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_rank(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def pattern_value(patterns: Mapping[str, float], module: str, default: float) -> float:

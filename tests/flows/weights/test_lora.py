@@ -18,6 +18,8 @@ from transformers.pytorch_utils import Conv1D
 
 from flows.analysis.model_analysis import analyze_path
 from flows.cli import main
+from flows.weights import WeightsError
+from flows.weights.decoders.lora import validate_adapter_config
 from tests.flows.weights.helpers import assert_matches_twin, twin
 
 H, V = 96, 200
@@ -183,3 +185,18 @@ def test_merge_base_needs_an_adapter_and_a_full_model(tmp_path, capsys):
     assert main(["analyze", str(adapter), "--merge-base", str(adapter)]) == 2
     assert "must name a full model" in capsys.readouterr().err
     np.testing.assert_equal((tmp_path / "adapter").is_dir(), True)
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"rank_pattern": {"q_proj": 0.5}}, "rank_pattern['q_proj']=0.5: must be a positive integer"),
+        ({"alpha_pattern": {"q_proj": "16"}}, "alpha_pattern['q_proj']='16': must be a number"),
+        ({"rank_pattern": {"(": 8}}, "rank_pattern['(']: not a valid module name pattern (missing ), unterminated"),
+    ],
+)
+def test_a_bad_rank_or_alpha_pattern_is_one_line_naming_the_file_and_the_key(change, message):
+    """A rank of 0.5 became int(0.5) = 0 and divided by zero; a key that is no regex raised re.error: exit 70."""
+    with pytest.raises(WeightsError) as caught:
+        validate_adapter_config({"peft_type": "LORA", "r": 8, "lora_alpha": 16, **change}, "a/adapter_config.json")
+    assert str(caught.value).startswith(f"a/adapter_config.json: {message}")
