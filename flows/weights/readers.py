@@ -39,10 +39,20 @@ class _Located:
     end: int
 
 
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    # json.loads keeps the last of two entries with one name: a tensor would silently stand for another's bytes.
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"{twice!r} is listed twice")
+    return found
+
+
 def _parse_header(raw: bytes, file_size: int | None, label: str) -> list[_Located]:
     try:
-        header = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        header = json.loads(raw, object_pairs_hook=_unique_keys)
+    except ValueError as err:  # UnicodeDecodeError, json.JSONDecodeError, a name listed twice
         raise WeightsError(f"{label}: corrupt safetensors header ({err.__class__.__name__}: {err})") from err
     if not isinstance(header, dict):
         raise WeightsError(f"{label}: corrupt safetensors header (not a JSON object)")
@@ -223,12 +233,24 @@ class PickleShard(ShardReader):
         if not isinstance(state, dict):
             raise WeightsError(f"{self.path}: the pickle holds a {type(state).__name__}, not a state dict")
         self._tensors = {str(k): v for k, v in state.items() if isinstance(v, torch.Tensor)}
+        nested = [str(k) for k, v in state.items() if isinstance(v, dict)]
+        if not self._tensors and nested:
+            # A training checkpoint (Lightning's state_dict, an optimizer's state): not a state dict of weights.
+            raise WeightsError(f"{self.path}: no tensors at the top level, only dicts under {', '.join(nested[:3])}")
 
     def infos(self) -> list[TensorInfo]:
         return [TensorInfo(name, _torch_dtype_name(t), tuple(t.shape)) for name, t in self._tensors.items()]
 
     def array(self, name: str) -> np.ndarray:
-        return torch_to_numpy(self._tensors[name])
+        import torch
+
+        tensor = self._tensors[name]
+        # numpy has no view of a sparse tensor, and a meta tensor stores no values at all.
+        if tensor.device.type == "meta":
+            raise WeightsError(f"{self.path}: {name} is a meta tensor: the file stores its shape but no values")
+        if tensor.layout != torch.strided:
+            raise WeightsError(f"{self.path}: {name} is a {tensor.layout} tensor, not dense weights")
+        return torch_to_numpy(tensor)
 
     def close(self) -> None:
         self._tensors = {}

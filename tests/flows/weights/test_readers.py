@@ -93,6 +93,18 @@ def test_a_header_whose_tensors_do_not_fit_is_an_error_naming_the_file(tmp_path,
     assert "bad.safetensors" in str(err.value)
 
 
+def test_a_tensor_name_listed_twice_is_a_corrupt_header(tmp_path):
+    """json.loads kept the last entry: the first tensor vanished and its bytes went unread, silently."""
+    entry = '{"dtype": "F32", "shape": [2, 2], "data_offsets": [%d, %d]}'
+    raw = ('{"w": ' + entry % (0, 16) + ', "w": ' + entry % (16, 32) + "}").encode()
+    path = tmp_path / "twice.safetensors"
+    path.write_bytes(struct.pack("<Q", len(raw)) + raw + b"\0" * 32)
+    with pytest.raises(
+        WeightsError, match=r"twice.safetensors: corrupt safetensors header \(ValueError: 'w' is listed"
+    ):
+        read_safetensors_header(path)
+
+
 def test_a_header_length_beyond_the_file_is_an_error_before_any_allocation(tmp_path):
     path = tmp_path / "huge.safetensors"
     path.write_bytes(struct.pack("<Q", 2**40) + b"{}")
@@ -124,3 +136,29 @@ def test_a_legacy_pickle_with_code_is_refused(tmp_path):
     torch.save({"x": Evil()}, tmp_path / "pytorch_model.bin", _use_new_zipfile_serialization=False)
     with pytest.raises(WeightsError, match="weights_only=True"):
         open_shard(tmp_path / "pytorch_model.bin", "pickle")
+
+
+def test_sparse_and_meta_tensors_of_a_pickle_fail_naming_the_file_and_the_others_are_analyzed(tmp_path):
+    """numpy cannot view either: they were 'unexpected TypeError' rows, logged as wwhub bugs."""
+    path = tmp_path / "pytorch_model.bin"
+    torch.save(
+        {
+            "a.weight": sample(torch.float32, 0, (64, 32)).to_sparse(),
+            "b.weight": torch.empty(64, 32, device="meta"),
+            "c.weight": sample(torch.float32, 1, (64, 32)),
+        },
+        path,
+    )
+    rows = {r.name: r for r in analyze_path(tmp_path, {}).rows}
+    assert rows["a.weight"].reason == f"{path}: a.weight is a torch.sparse_coo tensor, not dense weights"
+    assert rows["b.weight"].reason == f"{path}: b.weight is a meta tensor: the file stores its shape but no values"
+    assert [rows[n].fit_status for n in ("a.weight", "b.weight", "c.weight")] == ["failed", "failed", "ok"]
+
+
+def test_a_pickle_whose_tensors_are_nested_says_so(tmp_path):
+    path = tmp_path / "pytorch_model.bin"
+    torch.save({"state_dict": {"a.weight": sample(torch.float32, 0, (64, 32))}, "epoch": 3}, path)
+    with pytest.raises(
+        WeightsError, match="pytorch_model.bin: no tensors at the top level, only dicts under state_dict"
+    ):
+        open_shard(path, "pickle")
