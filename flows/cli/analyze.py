@@ -143,6 +143,10 @@ def run(args: argparse.Namespace) -> int:
         raise CliError(f"--layers {selection.text!r} selects no layer of {path}")
     if len(shards) == 1 and shards[0].error and not any(r.fit_status == ww_core.FIT_OK for r in rows):
         raise CliError(shards[0].error)  # the one line: not also printed as a shard's error below
+    if not rows and not any(shard.error for shard in shards):
+        stored = len(model.analysis.plan.tensor_names)
+        what = f"none of its {stored} stored tensors is one" if stored else "it stores no tensors"
+        raise CliError(f"{path}: no weight matrices found: {what}")
     for shard in shards:
         if shard.error:
             print(f"wwhub analyze: {shard.error}", file=sys.stderr)

@@ -6,6 +6,7 @@ from tests.errors.framework import Ctx, ErrorCase
 
 # What a download that failed with an error page leaves behind under the checkpoint's name.
 ERROR_PAGE = b"<!DOCTYPE html>\n<html><head><title>502 Bad Gateway</title></head><body>try again</body></html>\n"
+EMPTY_SAFETENSORS = len(b'{"__metadata__":{"format":"pt"}}').to_bytes(8, "little") + b'{"__metadata__":{"format":"pt"}}'
 LFS_POINTER = b"version https://git-lfs.github.com/spec/v1\noid sha256:" + b"0" * 64 + b"\nsize 90387606\n"
 
 
@@ -52,6 +53,13 @@ CASES = [
         lambda ctx: model_folder(
             ctx, "config.json", b'{"quantization_config": {"quant_method": "gptq", "bits": "four"}}'
         ),
+    ),
+    ErrorCase(
+        "safetensors-without-tensors",
+        "`wwhub analyze DIR` whose `model.safetensors` holds only `__metadata__` (no tensor)",
+        2,
+        "wwhub analyze: error: model: no weight matrices found: it stores no tensors",
+        lambda ctx: model_folder(ctx, "model.safetensors", EMPTY_SAFETENSORS),
     ),
     ErrorCase(
         "evals-csv-unknown-separator",
