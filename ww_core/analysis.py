@@ -489,12 +489,23 @@ def _analyze_tensor(layer_id: int, name: str, tensor, options: AnalysisOptions) 
         return [LayerMetrics(**base, fit_status=FIT_SKIPPED, reason=str(err))]
     except MemoryError:
         # One layer too large for this machine (e.g. a float64 copy of a huge lm_head) fails alone.
-        reason = f"out of memory analyzing a {'x'.join(map(str, shape))} tensor in {options.precision}"
-        return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=reason)]
+        return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=_out_of_memory(shape, options))]
     except Exception as err:  # noqa: BLE001 - a bug met by one layer fails that layer, not the model's other layers
+        if _is_device_out_of_memory(err):
+            return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=_out_of_memory(shape, options))]
         logger.exception("%s: unexpected error analyzing a %s tensor", name, "x".join(map(str, shape)))
         reason = f"unexpected {err.__class__.__name__}: {err}"
         return [LayerMetrics(**base, fit_status=FIT_FAILED, reason=reason)]
+
+
+def _out_of_memory(shape, options: AnalysisOptions) -> str:
+    return f"out of memory analyzing a {'x'.join(map(str, shape))} tensor in {options.precision} on {options.device}"
+
+
+def _is_device_out_of_memory(err: Exception) -> bool:
+    """torch's CUDA out-of-memory error (a RuntimeError, ``torch.cuda.OutOfMemoryError`` since 1.13): a layer too
+    large for the GPU, not a bug. Recognized by class name so that ww_core never imports torch to ask."""
+    return any(cls.__name__ == "OutOfMemoryError" for cls in type(err).__mro__)
 
 
 _controller: ThreadpoolController | None = None

@@ -291,3 +291,33 @@ def test_a_tensor_with_a_zero_size_axis_is_one_skipped_row_and_the_next_layer_is
     rows = list(ww_core.analyze_model(tensors, pool=pool))
     assert [(r.name, r.fit_status) for r in rows] == [("empty", FIT_SKIPPED), ("next", FIT_OK)]
     assert rows[0].reason == f"empty matrix: a {'x'.join(map(str, shape))} tensor has no eigenvalues"
+
+
+class OutOfMemoryError(RuntimeError):
+    """Stands for torch.cuda.OutOfMemoryError (a RuntimeError of that name), which needs a GPU to raise."""
+
+
+@pytest.mark.parametrize(
+    ("error", "reason"),
+    [
+        (MemoryError(), "out of memory analyzing a 64x32 tensor in float64 on cpu"),
+        (OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB"), "out of memory analyzing a 64x32 tensor"),
+        (ValueError("a bug"), "unexpected ValueError: a bug"),
+    ],
+)
+def test_an_error_met_by_one_layer_fails_that_layer_alone_with_its_cause(monkeypatch, error, reason):
+    """Out of memory (host or GPU) is the layer's size, not a bug: it is named as such; anything else is an
+    unexpected error of that layer; either way the next layer is analyzed."""
+    real = ww_core.analysis.analyze_layer
+
+    def failing_first(row, layer, options):
+        if row.name == "big":
+            raise error
+        return real(row, layer, options)
+
+    monkeypatch.setattr(ww_core.analysis, "analyze_layer", failing_first)
+    rng = np.random.default_rng(0)
+    tensors = [("big", rng.standard_normal((64, 32))), ("next", rng.standard_normal((64, 32)))]
+    rows = list(ww_core.analyze_model(tensors, precision="float64"))
+    assert [(r.name, r.fit_status) for r in rows] == [("big", FIT_FAILED), ("next", FIT_OK)]
+    assert rows[0].reason.startswith(reason)
