@@ -249,7 +249,11 @@ def _residuals(values: np.ndarray, control: np.ndarray) -> np.ndarray:
 
 
 def _row_pearson(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    with np.errstate(invalid="ignore", divide="ignore"):
+    """Pearson r of each row of two centred arrays. Each row is first divided by its largest magnitude, as
+    ``scipy.stats.pearsonr`` does: the squares of reported values beyond ~1e154 overflow (and r would read 0)."""
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        a = a / np.abs(a).max(axis=-1, keepdims=True)
+        b = b / np.abs(b).max(axis=-1, keepdims=True)
         return (a * b).sum(axis=-1) / np.sqrt((a * a).sum(axis=-1) * (b * b).sum(axis=-1))
 
 
@@ -370,7 +374,10 @@ def correlate_many(
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (centred_x * centred_y).sum(axis=1) / (centred_x * centred_x).sum(axis=1)
     intercept = y.mean(axis=1) - slope * x.mean(axis=1)
-    rmse = np.sqrt(np.mean((y - intercept[:, None] - slope[:, None] * x) ** 2, axis=1))
+    residuals = y - intercept[:, None] - slope[:, None] * x
+    with np.errstate(invalid="ignore", divide="ignore"):  # scaled as in _row_pearson: squares of 1e200 overflow
+        spread = np.abs(residuals).max(axis=1)
+        rmse = np.where(spread > 0, spread * np.sqrt(np.mean((residuals / spread[:, None]) ** 2, axis=1)), 0.0)
     sizes_known = None if log_size is None else np.all(np.isfinite(log_size), axis=1)
     partial = None if log_size is None else _row_pearson(*(_residuals(v, log_size) for v in (x, y)))
     rows = []
@@ -573,15 +580,18 @@ def pooled_rows(
     ok = not (constant_x or constant_y)
     mean_x, mean_y = mean_of(x), mean_of(values)
     cx, cy = centred(x, buffers[0], mean_x), centred(values, buffers[1], mean_y)
-    sxx, sxy, syy = float(np.dot(cx, cx)), float(np.dot(cx, cy)), float(np.dot(cy, cy))
+    # The sums over y in units of its largest centred magnitude (as in _row_pearson: squares of 1e200 overflow).
+    scale_y = max(float(cy.max()), -float(cy.min())) or 1.0
+    scaled_y = np.divide(cy, scale_y, out=buffers[3])
+    sxx, sxy_scaled, syy_scaled = float(np.dot(cx, cx)), float(np.dot(cx, scaled_y)), float(np.dot(scaled_y, scaled_y))
     r = _dot_pearson(cx, cy)
     row = dict(n=n, slope=None, intercept=None, rmse=None, partial_r_size=None)
     if not constant_x:
-        slope = sxy / sxx
+        slope_scaled = sxy_scaled / sxx
+        slope = slope_scaled * scale_y
         intercept = mean_y - slope * mean_x
-        row.update(
-            slope=_finite(slope), intercept=_finite(intercept), rmse=_finite(math.sqrt(max(syy - slope * sxy, 0.0) / n))
-        )
+        rmse = scale_y * math.sqrt(max(syy_scaled - slope_scaled * sxy_scaled, 0.0) / n)
+        row.update(slope=_finite(slope), intercept=_finite(intercept), rmse=_finite(rmse))
     row["r_squared"] = _finite(r * r) if ok else (0.0 if constant_y and not constant_x else None)
     sized = 0 if log_size is None else int(np.count_nonzero(np.isfinite(log_size) & usable))
     if sized == n and n >= 4 and ok:
@@ -628,9 +638,14 @@ def pooled_rows(
 
 
 def _dot_pearson(a: np.ndarray, b: np.ndarray) -> float:
-    """Pearson r of two centred vectors (zero where a point is left out)."""
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return float(np.clip(np.dot(a, b) / np.sqrt(np.dot(a, a) * np.dot(b, b)), -1.0, 1.0))
+    """Pearson r of two centred vectors (zero where a point is left out), each divided by its largest magnitude
+    first, as ``_row_pearson`` does (into this thread's scratch array: no fresh temporaries, see ``pooled_rows``)."""
+    scaled_a, scaled_b = _scratch(a.size)
+    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        np.divide(a, max(float(a.max()), -float(a.min())), out=scaled_a)
+        np.divide(b, max(float(b.max()), -float(b.min())), out=scaled_b)
+        r = np.dot(scaled_a, scaled_b) / np.sqrt(np.dot(scaled_a, scaled_a) * np.dot(scaled_b, scaled_b))
+        return float(np.clip(r, -1.0, 1.0))
 
 
 def _pooled_within(cx: np.ndarray, cy: np.ndarray, usable: np.ndarray, families: np.ndarray, buffers) -> dict:
@@ -864,7 +879,8 @@ _THREAD_SCRATCH = threading.local()
 
 
 def _scratch(size: int) -> np.ndarray:
-    """This thread's (2, size) scratch array for ``RankState`` moves, kept from one move (and state) to the next."""
+    """This thread's (2, size) scratch array for ``RankState`` moves and ``_dot_pearson``, kept from one call to the
+    next."""
     found = getattr(_THREAD_SCRATCH, "array", None)
     if found is None or found.shape[1] != size:
         found = _THREAD_SCRATCH.array = np.empty((2, size))

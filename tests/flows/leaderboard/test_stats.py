@@ -1,6 +1,7 @@
 """flows/leaderboard/stats.py against scipy.stats and the textbook formulas, on fixed data and on simulated samples."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -329,3 +330,32 @@ def test_pooled_rows_equal_correlate_and_within_family_on_the_usable_models():
                 row = wstats.pooled_rows(yc, xc, zc, families, 7, state, "alpha")
                 _assert_same_row(row, reference)
     assert wstats.pooled_rows(y[:3], np.array([1.0, np.nan, 2.0]), None, families[:3], 0) is None  # two usable
+
+
+@pytest.mark.parametrize("extreme", [1e200, 1e-200])
+def test_pearson_r_of_huge_or_tiny_values_equals_scipy_in_every_path(extreme):
+    """A reported value of 1e200 (a perplexity) squared overflows and one of 1e-200 underflows: r read 0 with p = 1
+    (or None). Centred values are scaled by their largest magnitude first, as scipy.stats.pearsonr does, so the
+    batched rows, the pooled row with a kept RankState and the pooled row sorted afresh all give scipy's r and p."""
+    x = np.array([2.1, 3.4, 2.9, 4.0, 5.2, 3.3])
+    y = np.array([10.0, 20.0, 30.0, 40.0, extreme, 25.0]) * (extreme if extreme < 1 else 1.0)
+    families = np.array([0, 0, 0, 1, 1, 1])
+    sizes = np.array([6.0, 6.5, 7.0, 7.5, 8.0, 8.5])
+    reference = stats.pearsonr(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)  # no overflow on the way either
+        rows = [wstats.correlate(x, y, seed=1, log_size=sizes)]
+        rows += [wstats.pooled_rows(y, x, sizes, families, 1, state) for state in (wstats.RankState.of(x, y), None)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # linregress's Σy² overflows; its slope does not need it
+        fit = stats.linregress(x, y)
+    rmse = math.hypot(*(y - fit.intercept - fit.slope * x)) / math.sqrt(x.size)  # hypot scales: no overflow
+    for row in rows:
+        # 1e-12: the same formula as scipy up to summation order.
+        assert row["pearson_r"] == pytest.approx(reference.statistic, rel=1e-12)
+        assert row["pearson_p"] == pytest.approx(reference.pvalue, rel=1e-9)
+        assert row["slope"] == pytest.approx(fit.slope, rel=1e-12)
+        assert row["rmse"] == pytest.approx(rmse, rel=1e-12)
+        assert row["partial_r_size"] is not None
+    _assert_same_row(rows[1], rows[0] | wstats.within_family(x, y, families))
+    _assert_same_row(rows[2], rows[1])
