@@ -36,6 +36,7 @@ from .vocabulary import (
     SCALE_PERCENT,
     SCALES,
     EvalValueError,
+    check_row,
     check_value,
     detect_scale,
     is_proportion,
@@ -195,12 +196,20 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
         row_scale = given or detected[(source, metric)]
         try:
             check_value(metric, value, row_scale)
-            stderr = parse_value(record["stderr"])[0] if record.get("stderr") else None
-            n_shot = int(record["n_shot"]) if record.get("n_shot") else None
         except EvalValueError as err:
             raise ImportFailed(f"{where}: {metric} {record['value']!r}: {err}") from None
+        try:
+            stderr = parse_value(record["stderr"])[0] if record.get("stderr") else None
+        except EvalValueError as err:
+            raise ImportFailed(f"{where}: stderr {record['stderr']!r}: {err}") from None
+        try:
+            n_shot = int(record["n_shot"]) if record.get("n_shot") else None
         except ValueError:
             raise ImportFailed(f"{where}: n_shot {record['n_shot']!r} is not a whole number") from None
+        try:
+            check_row(metric, value, row_scale, stderr, n_shot)
+        except EvalValueError as err:
+            raise ImportFailed(f"{where}: {err}") from None
         extra = {k: record.get(k) or "" for k in ("dataset", "split", "task")}
         result.rows.append(
             _row(

@@ -156,6 +156,24 @@ def check_value(metric: str, value: float, scale: str | None) -> None:
         raise EvalValueError("negative")
 
 
+def check_row(metric: str, value: float, scale: str | None, stderr: float | None, n_shot: int | None) -> None:
+    """Raise, naming the column, when a parsed evals row cannot be stored: a value that is not finite or is outside
+    ``metric``'s range on its scale (``check_value``; no scale reads as a fraction); a scale other than percent or
+    fraction; a stderr that is not a finite non-negative number; a negative n_shot. Every way into the evals table (the
+    importers, ``wwhub lake import``) checks its rows with this."""
+    if scale is not None and scale not in SCALES:
+        raise EvalValueError(f"scale {scale!r}: expected percent or fraction")
+    try:
+        parse_value(value)
+        check_value(metric, value, scale)
+    except EvalValueError as err:
+        raise EvalValueError(f"{metric} {value!r}: {err}") from None
+    if stderr is not None and not (math.isfinite(stderr) and stderr >= 0):
+        raise EvalValueError(f"stderr {stderr!r}: not a finite non-negative number")
+    if n_shot is not None and n_shot < 0:
+        raise EvalValueError(f"n_shot {n_shot}: negative")
+
+
 def single_value(metric: str, raw) -> tuple[float, str | None]:
     """Parse and check one value seen alone (a model card's entry): its scale from a ``%`` sign, else percent for
     a proportion above 1, else fraction. Raises EvalValueError saying ``METRIC 'RAW': why``."""

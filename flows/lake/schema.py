@@ -207,6 +207,28 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 IMPORTED_EVALS_KEY = ("import_id",)
 
+# The columns one row is identified by: a batch (an import, a merge, a scan's commit) never holds two rows with the
+# same values there. Distances have no such declaration yet (a layer may be compared several ways).
+ROW_KEYS: dict[str, tuple[str, ...]] = {
+    "layers": ("repo_id", "revision", "layer_id", "name", "expert", "slice_id"),
+    "esd": ("repo_id", "revision", "layer_id", "name", "slice_id"),
+    "evals": ("repo_id", "revision", "import_id", "source", "task", "dataset", "split", "metric", "n_shot"),
+    "models": ("repo_id", "revision"),
+    "scans": ("scan_id",),
+    "attempts": ("scan_id", "repo_id"),
+    "memberships": ("scan_id", "family", "repo_id"),
+}
+
+
+def required_columns(table: str) -> tuple[str, ...]:
+    """The columns every row of ``table`` has a value in: its key (imported evals have no revision: their import
+    is their key), its family (leaderboards, plots and pages group and sort by it), and what each row means
+    (a model's status; an eval's metric, value and source)."""
+    named = {"models": ("status",), "evals": ("source", "metric", "value")}.get(table, ())
+    keys = tuple(c for c in KEYS[table] if c != "revision" or table != "evals")
+    family = ("family",) if "family" in column_names(table) and "family" not in keys else ()
+    return keys + family + named
+
 
 def key_source_columns(table: str) -> tuple[str, ...]:
     """The columns to read from rows to find their keys (``row_key`` of each distinct combination)."""

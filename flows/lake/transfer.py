@@ -10,11 +10,22 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from ..evals.vocabulary import EvalValueError, check_row
 from .compaction import remove_orphans, write_segment
 from .files import durable_mkdir, durable_replace
 from .layout1 import V1_TABLES, migrate_v1, v1_snapshot, v1_source
 from .manifest import MANIFEST, LakeError, Segment, new_segment_file, schema_fingerprint
-from .schema import DERIVED_TABLES, KEYS, SCHEMAS, TABLES, column_names, key_source_columns, quoted, row_key
+from .schema import (
+    DERIVED_TABLES,
+    ROW_KEYS,
+    SCHEMAS,
+    TABLES,
+    column_names,
+    key_source_columns,
+    quoted,
+    required_columns,
+    row_key,
+)
 from .store import Lake, distinct_keys
 from .views import connect, sql_literal, table_sql
 
@@ -58,8 +69,9 @@ def _table_of(path: Path, table: str | None) -> str:
 
 
 def _validate(con, path: Path, table: str) -> bool:
-    """Columns known, keys present and non-null, values convertible: checked before anything is written. True
-    when the file holds exactly today's columns and types, in order (then it can be adopted as it is)."""
+    """Columns known, required values present, values convertible, no row twice, evals values in range: checked
+    before anything is written. True when the file holds exactly today's columns and types, in order (then it can
+    be adopted as it is)."""
     source = f"read_parquet({sql_literal(str(path))})"
     try:
         described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
@@ -69,10 +81,10 @@ def _validate(con, path: Path, table: str) -> bool:
     unknown = sorted(set(columns) - set(column_names(table)))
     if unknown:
         raise LakeError(f"{path}: columns not in the {table} table: {', '.join(unknown)}")
-    required = [c for c in KEYS[table] if c != "revision" or table != "evals"]
+    required = required_columns(table)
     missing = [c for c in required if c not in columns]
     if missing:
-        raise LakeError(f"{path}: missing key column(s) {', '.join(missing)} of the {table} table")
+        raise LakeError(f"{path}: missing column(s) {', '.join(missing)}, which every {table} row needs")
     declared = dict(SCHEMAS[table])
     retyped = [name for name, kind in columns.items() if kind != declared[name]]
     checks = [f"count(*) FILTER (WHERE {quoted(c)} IS NULL)" for c in required] + [
@@ -87,13 +99,48 @@ def _validate(con, path: Path, table: str) -> bool:
     if wrong:
         raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
     if table == "evals":
-        # Imported evals (no revision) are keyed by their import: without one they could never be replaced.
-        no_revision = "revision IS NULL" if "revision" in columns else "true"
-        no_import = "import_id IS NULL" if "import_id" in columns else "true"
-        unkeyed = con.execute(f"SELECT count(*) FROM {source} WHERE {no_revision} AND {no_import}").fetchall()[0][0]
-        if unkeyed:
-            raise LakeError(f"{path}: {unkeyed} evals row(s) with neither a revision nor an import_id")
+        _validate_evals(con, path, source, columns)
+    _refuse_repeated_rows(con, path, table, source, columns)
     return described == SCHEMAS[table]
+
+
+def _validate_evals(con, path: Path, source: str, columns: dict[str, str]) -> None:
+    """Each evals row keyed (by its revision, or its import) and its values as ``wwhub evals import`` accepts them
+    (``check_row``: finite, in the metric's range on its scale, stderr and n_shot not negative)."""
+    # Imported evals (no revision) are keyed by their import: without one they could never be replaced.
+    no_revision = "revision IS NULL" if "revision" in columns else "true"
+    no_import = "import_id IS NULL" if "import_id" in columns else "true"
+    unkeyed = con.execute(f"SELECT count(*) FROM {source} WHERE {no_revision} AND {no_import}").fetchall()[0][0]
+    if unkeyed:
+        raise LakeError(f"{path}: {unkeyed} evals row(s) with neither a revision nor an import_id")
+    declared = dict(SCHEMAS["evals"])
+    values = [
+        f"CAST({quoted(c)} AS {declared[c]})" if c in columns else "NULL"
+        for c in ("repo_id", "metric", "value", "scale", "stderr", "n_shot")
+    ]
+    for repo_id, metric, value, scale, stderr, n_shot in con.execute(
+        f"SELECT {', '.join(values)} FROM {source}"
+    ).fetchall():
+        try:
+            check_row(metric, value, scale, stderr, n_shot)
+        except EvalValueError as err:
+            raise LakeError(f"{path}: evals row of {repo_id}: {err}") from None
+
+
+def _refuse_repeated_rows(con, path: Path, table: str, source: str, columns: dict[str, str]) -> None:
+    """A file holding one row twice (the same ``ROW_KEYS`` values) would put it in the lake twice: refused, naming
+    one such row. Columns the file lacks are null in every row, so they cannot tell rows apart."""
+    present = [c for c in ROW_KEYS.get(table, ()) if c in columns]
+    if not present:
+        return
+    names = ", ".join(map(quoted, present))
+    repeated = con.execute(
+        f"SELECT {names}, count(*) FROM {source} GROUP BY {names} HAVING count(*) > 1 LIMIT 1"
+    ).fetchall()
+    if repeated:
+        *values, count = repeated[0]
+        example = ", ".join(f"{c}={v!r}" for c, v in zip(present, values, strict=True))
+        raise LakeError(f"{path}: {count} rows with the same key ({example}); a {table} file holds each row once")
 
 
 def _clustered_by_repo(path: Path) -> tuple[int, str | None, str | None] | None:

@@ -56,6 +56,9 @@ def refused(lake, capsys, args, message):
         ("repo_id,metric,value\norg/m0,acc,0.9\norg/m0,accuracy,0.8\n", ":3: org/m0 accuracy on no dataset is already"),
         ("repo_id,metric,value,scale\norg/m0,accuracy,0.9,percentage\n", "scale 'percentage': expected percent"),
         ("repo_id,metric,value\nnot a repo,accuracy,0.9\n", "repo_id 'not a repo' is not a repo id"),
+        ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,nan\n", ":2: stderr 'nan': not a finite number"),
+        ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,-1\n", "stderr -1.0: not a finite non-negative"),
+        ("repo_id,metric,value,n_shot\norg/m0,accuracy,0.95,-1\n", ":2: n_shot -1: negative"),
     ],
 )
 def test_bad_csv_is_refused_whole(lake, tmp_path, capsys, content, message):

@@ -232,12 +232,13 @@ def test_failing_import_leaves_the_lake_unchanged(lake, tmp_path, capsys):
     pq.write_table(pa.table({"repo_id": ["a/b"], "revision": ["r"], "bogus": [1]}), bad)
     assert main(["lake", "import", str(bad), "--lake", str(lake)]) == 2
     assert "columns not in the layers table: bogus" in capsys.readouterr().err
-    pq.write_table(pa.table({"repo_id": ["a/b"], "revision": ["r"], "alpha": ["high"]}), bad)
+    pq.write_table(pa.table({"repo_id": ["a/b"], "revision": ["r"], "family": ["f"], "alpha": ["high"]}), bad)
     assert main(["lake", "import", str(bad), "--lake", str(lake)]) == 2
     assert "do not fit the layers schema in alpha (1 rows)" in capsys.readouterr().err
     assert main(["lake", "import", str(tmp_path / "missing.parquet"), "--lake", str(lake)]) == 2
     unkeyed = tmp_path / "evals.parquet"  # imported values (no revision) that name no import: never replaceable
-    pq.write_table(pa.table({"repo_id": ["a/b"], "metric": ["accuracy"], "value": [0.5]}), unkeyed)
+    evals = {"repo_id": ["a/b"], "family": ["f"], "source": ["s"], "metric": ["accuracy"], "value": [0.5]}
+    pq.write_table(pa.table(evals), unkeyed)
     assert main(["lake", "import", str(unkeyed), "--lake", str(lake)]) == 2
     assert "1 evals row(s) with neither a revision nor an import_id" in capsys.readouterr().err
     assert tree_hashes(lake) == before

@@ -157,3 +157,75 @@ def test_derived_tables_are_replaced_whole(tmp_path, name):
     assert [(r["family"], r["pearson_r"]) for r in run_query(lake.root, name)] == [("fam", -0.25)]
     with pytest.raises(ValueError, match="not a derived table"):
         lake.replace_derived("layers", [])
+
+
+def _spoil(table, column: str, values: list):
+    import pyarrow as pa
+
+    field = table.schema.field(column)
+    return table.set_column(table.schema.get_field_index(column), field, pa.array(values, field.type))
+
+
+def _null_family(folder):
+    models = pq.read_table(folder / "models.parquet")
+    return "models", _spoil(models, "family", [None] + models["family"].to_pylist()[1:]), "1 row(s) with no family"
+
+
+def _model_twice(folder):
+    import pyarrow as pa
+
+    models = pq.read_table(folder / "models.parquet")
+    return "models", pa.concat_tables([models, models.slice(2, 1)]), "2 rows with the same key (repo_id='org/m0002'"
+
+
+def _layer_twice(folder):
+    import pyarrow as pa
+
+    layers = pq.read_table(folder / "layers.parquet")
+    return "layers", pa.concat_tables([layers, layers.slice(0, 1)]), "a layers file holds each row once"
+
+
+def _eval_value(value, stderr=None, expected=""):
+    def spoil(folder):
+        evals = pq.read_table(folder / "evals.parquet")
+        evals = _spoil(evals, "value", [value] + evals["value"].to_pylist()[1:])
+        evals = _spoil(evals, "stderr", [stderr] + evals["stderr"].to_pylist()[1:])
+        return "evals", evals, expected
+
+    return spoil
+
+
+@pytest.mark.parametrize(
+    "spoil",
+    [
+        _null_family,
+        _model_twice,
+        _layer_twice,
+        _eval_value(float("nan"), expected="accuracy nan: not a finite number"),
+        _eval_value(float("inf"), expected="accuracy inf: not a finite number"),
+        _eval_value(-0.5, expected="accuracy -0.5: outside [0, 1] for a proportion on the fraction scale"),
+        _eval_value(95.0, expected="accuracy 95.0: outside [0, 1]"),
+        _eval_value(1e300, expected="accuracy 1e+300: outside [0, 1]"),
+        _eval_value(0.5, stderr=-0.01, expected="stderr -0.01: not a finite non-negative number"),
+    ],
+    ids=["null family", "model twice", "layer twice", "nan", "inf", "negative", "percent", "1e300", "stderr"],
+)
+def test_import_refuses_rows_the_lake_could_not_hold_and_changes_nothing(tmp_path, capsys, spoil):
+    """What a scan or ``wwhub evals import`` never writes is refused at the door, in one line, and the lake is left
+    as it was: a model without a family (the leaderboard, plots and pages sort by it), a row twice in one file (it
+    would be in the lake twice), evals values ``wwhub evals import`` refuses."""
+    source = Lake.for_writing(tmp_path / "a")
+    fill(source, 4, layers=3)
+    folder = export(source.root, tmp_path / "export")
+    table, spoiled, expected = spoil(folder)
+    bad = tmp_path / "bad" / f"{table}.parquet"
+    bad.parent.mkdir()
+    pq.write_table(spoiled, bad)
+    target = Lake.for_writing(tmp_path / "b")
+    fill(target, 2, layers=2)
+    before = tree_hashes(target.root)
+    capsys.readouterr()
+    assert main(["lake", "import", str(bad), "--lake", str(target.root)]) == 2
+    error = capsys.readouterr().err
+    assert expected in error and error.count("\n") == 1, error
+    assert tree_hashes(target.root) == before
