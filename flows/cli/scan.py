@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 from ..analysis.model_analysis import usable_cores
 from ..lake import Lake, LakeError, lake_path
 from ..lake.esd import DEFAULT_ESD, ESD_MODES
-from ..scanning.families import FamiliesError, load_families, validate_query
+from ..scanning.families import FamiliesError, check_family_name, load_families, validate_query
 from ..scanning.loop import NothingListed, run_scan
 from ..scanning.options import INFERRED_FAMILY, SCAN_DEFAULTS, ScanOptions, SourceSpec
 from ..scanning.outcomes import ScanReport
@@ -185,6 +185,11 @@ def families_from_args(args: argparse.Namespace, everything_allowed: bool) -> di
         raise CliError(str(err)) from None
     if not any(k in query for k in ("repos", "author", "search", "filter")) and not everything_allowed:
         raise CliError("nothing to scan: give REPO_ID..., --families FILE, or a query (--author/--search/--filter)")
+    if args.family is not None:
+        try:
+            check_family_name(args.family)
+        except ValueError as err:
+            raise CliError(f"--family {args.family!r}: {err}") from None
     # Without --family, each model's family is inferred from its name ("*").
     return {args.family or INFERRED_FAMILY: query}
 

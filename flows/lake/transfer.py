@@ -98,10 +98,24 @@ def _validate(con, path: Path, table: str) -> bool:
     wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=True) if n]
     if wrong:
         raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+    if "family" in columns:
+        _validate_families(con, path, source)
     if table == "evals":
         _validate_evals(con, path, source, columns)
     _refuse_repeated_rows(con, path, table, source, columns)
     return described == SCHEMAS[table]
+
+
+def _validate_families(con, path: Path, source: str) -> None:
+    """Every family a name a scan accepts (``check_family_name``): a family ``(all)`` would be counted among the
+    leaderboard's pooled rows."""
+    from ..scanning.families import check_family_name  # imported here: pydantic, only for an import
+
+    for (family,) in con.execute(f"SELECT DISTINCT family FROM {source}").fetchall():
+        try:
+            check_family_name(family)
+        except ValueError as err:
+            raise LakeError(f"{path}: family {family!r}: {err}") from None
 
 
 def _validate_evals(con, path: Path, source: str, columns: dict[str, str]) -> None:

@@ -171,6 +171,12 @@ def _null_family(folder):
     return "models", _spoil(models, "family", [None] + models["family"].to_pylist()[1:]), "1 row(s) with no family"
 
 
+def _pooled_family(folder):
+    models = pq.read_table(folder / "models.parquet")
+    spoiled = _spoil(models, "family", ["(all)"] + models["family"].to_pylist()[1:])
+    return "models", spoiled, "family '(all)': names in parentheses are reserved"
+
+
 def _model_twice(folder):
     import pyarrow as pa
 
@@ -199,6 +205,7 @@ def _eval_value(value, stderr=None, expected=""):
     "spoil",
     [
         _null_family,
+        _pooled_family,
         _model_twice,
         _layer_twice,
         _eval_value(float("nan"), expected="accuracy nan: not a finite number"),
@@ -208,7 +215,18 @@ def _eval_value(value, stderr=None, expected=""):
         _eval_value(1e300, expected="accuracy 1e+300: outside [0, 1]"),
         _eval_value(0.5, stderr=-0.01, expected="stderr -0.01: not a finite non-negative number"),
     ],
-    ids=["null family", "model twice", "layer twice", "nan", "inf", "negative", "percent", "1e300", "stderr"],
+    ids=[
+        "null family",
+        "family (all)",
+        "model twice",
+        "layer twice",
+        "nan",
+        "inf",
+        "negative",
+        "percent",
+        "1e300",
+        "stderr",
+    ],
 )
 def test_import_refuses_rows_the_lake_could_not_hold_and_changes_nothing(tmp_path, capsys, spoil):
     """What a scan or ``wwhub evals import`` never writes is refused at the door, in one line, and the lake is left

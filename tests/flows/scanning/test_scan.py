@@ -229,6 +229,18 @@ def test_repo_ids_after_source_local_are_repos_not_folders(tmp_path, capsys):
     assert "listed 1, scanned 1" in capsys.readouterr().out
 
 
+def test_a_family_named_like_the_pooled_rows_is_refused_before_anything_is_written(tmp_path, capsys):
+    """'(all)' is the leaderboard's pooled family: a family of that name would be counted among the pooled rows."""
+    root = tmp_path / "repos"
+    write_model(root / "org" / "a-1m", {"w.weight": np.random.default_rng(0).standard_t(3, (80, 40))})
+    lake = tmp_path / "lake"
+    assert (
+        main(["scan", "--source", "local", str(root), "--family", "(all)", "--search", "a", "--lake", str(lake)]) == 2
+    )
+    assert "--family '(all)': names in parentheses are reserved" in capsys.readouterr().err
+    assert not lake.exists()
+
+
 def test_newer_eval_results_files_land_beside_the_model_index(fake_hub, tmp_path, caplog):
     folder = write_model(tmp_path / "evals", tensors(7), card={"model-index": model_index("acme/evals-1m", 0.8)})
     (folder / ".eval_results").mkdir()
