@@ -95,7 +95,11 @@ def _save(fig, out: Path, stem: str) -> list[Path]:
 
 
 def _slug(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    """``text`` as part of a file name: itself when it holds only letters, digits, '-' and '_'; else those, any
+    other character as '_', and a digest of the text, so that families ``x y``, ``x_y`` and ``x/y`` never share a
+    figure (as the site names its pages)."""
+    readable = "".join(c if c.isalnum() or c in "-_" else "_" for c in text)
+    return readable if readable == text else f"{readable}-{hashlib.sha1(text.encode()).hexdigest()[:10]}"
 
 
 def _legend(fit: dict) -> str:
@@ -282,4 +286,4 @@ def plot_esd(esd: dict, layer: dict, out: Path) -> list[Path]:
     ax.set_title(f"{esd['repo_id']} · {esd['name']}{trap}\n{storage}", fontsize=10)
     ax.legend(fontsize=7)
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, out, f"esd_{_slug(esd['repo_id'])}_{_slug(esd['name'])}")
+    return _save(fig, out, f"esd_{_slug(esd['repo_id'] + ' ' + esd['name'])}")  # one digest of both: a/b_c ≠ a_b/c

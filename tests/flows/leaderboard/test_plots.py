@@ -11,6 +11,8 @@ from flows.leaderboard.correlations import refresh_correlations
 from flows.leaderboard.render import write_plots
 from tests.flows.lakes import add_model, write_lake
 
+POOLED_TREND = f"trend_{plots._slug('(all)')}"  # the pooled family's figure: "(all)" with a digest
+
 
 def _drawing(monkeypatch) -> list[str]:
     """The stems drawn from now on (the figures are still saved)."""
@@ -33,7 +35,7 @@ def test_figures_whose_rows_did_not_change_are_kept(tmp_path, monkeypatch):
     lake, out = _lake(tmp_path / "lake"), tmp_path / "reports"
     drawn = _drawing(monkeypatch)
     first = write_plots(lake, out, reuse=True)
-    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+    assert sorted(drawn) == [POOLED_TREND, "trend_f0", "trend_f1"]
     pngs = {p.name: p.read_bytes() for p in out.glob("*.png")}
     drawn.clear()
     assert write_plots(lake, out, reuse=True) == first and drawn == []
@@ -42,10 +44,10 @@ def test_figures_whose_rows_did_not_change_are_kept(tmp_path, monkeypatch):
     add_model(Lake.for_writing(lake), "f0", "org/new", 3.1, 0.5, 10**6)
     refresh_correlations(lake)
     write_plots(lake, out, reuse=True)
-    assert sorted(drawn) == ["trend__all_", "trend_f0"]
+    assert sorted(drawn) == [POOLED_TREND, "trend_f0"]
     drawn.clear()
     write_plots(lake, out)
-    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+    assert sorted(drawn) == [POOLED_TREND, "trend_f0", "trend_f1"]
 
 
 def test_a_missing_figure_or_record_is_drawn_again(tmp_path, monkeypatch):
@@ -58,7 +60,7 @@ def test_a_missing_figure_or_record_is_drawn_again(tmp_path, monkeypatch):
     (out / plots.RECORD).write_text("[not a record")
     drawn.clear()
     write_plots(lake, out, reuse=True)
-    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+    assert sorted(drawn) == [POOLED_TREND, "trend_f0", "trend_f1"]
 
 
 def test_new_plotting_code_draws_every_figure(tmp_path, monkeypatch):
@@ -67,7 +69,7 @@ def test_new_plotting_code_draws_every_figure(tmp_path, monkeypatch):
     drawn = _drawing(monkeypatch)
     monkeypatch.setattr(plots, "_code_digest", lambda: "another version")
     write_plots(lake, out, reuse=True)
-    assert sorted(drawn) == ["trend__all_", "trend_f0", "trend_f1"]
+    assert sorted(drawn) == [POOLED_TREND, "trend_f0", "trend_f1"]
 
 
 def test_figures_no_longer_drawn_are_removed_with_their_keys(tmp_path):
@@ -79,7 +81,7 @@ def test_figures_no_longer_drawn_are_removed_with_their_keys(tmp_path):
     ]
     plots.plot_family_trends(board, [], out, reuse=True)
     assert sorted(p.name for p in out.glob("trend_*.png")) == [
-        "trend__all_.png",
+        f"{POOLED_TREND}.png",
         "trend_f0.png",
         "trend_f1.png",
         "trend_f2.png",
@@ -92,3 +94,18 @@ def test_figures_no_longer_drawn_are_removed_with_their_keys(tmp_path):
     assert sorted(p.name for p in out.glob("trend_*")) == ["trend_f0.png", "trend_f0.svg"]
     assert sorted(json.loads((out / plots.RECORD).read_text())) == ["flow_f1", "trend_f0"]
     assert (out / "flow_f1.png").exists()  # figures of the other kind are left to their own function
+
+
+def test_family_figures_have_distinct_readable_names(tmp_path):
+    """Families x y, x_y and x/y once all drew trend_x_y.png (one overwrote the others): a name with characters a
+    file name cannot keep gets a digest, as the site's pages do; a plain name stays as it is."""
+    board = [
+        dict(family=f, repo_id=f"org/{i}-{f}", value=0.5 + i / 10, metric="accuracy", alpha=2 + i / 3)
+        for f in ("x y", "x_y", "x/y")
+        for i in range(4)
+    ]
+    plots.plot_family_trends(board, [], tmp_path)
+    names = {p.stem for p in tmp_path.glob("trend_x_y*.png")}
+    assert names == {f"trend_{plots._slug(f)}" for f in ("x y", "x_y", "x/y")} and len(names) == 3
+    assert "trend_x_y" in names and (tmp_path / f"{POOLED_TREND}.png").exists()
+    assert plots._slug("pythia-deduped") == "pythia-deduped"
