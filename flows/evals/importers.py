@@ -194,22 +194,7 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
     for where, record, repo_id, metric, value, given in parsed:
         source = record.get("source") or path.name
         row_scale = given or detected[(source, metric)]
-        try:
-            check_value(metric, value, row_scale)
-        except EvalValueError as err:
-            raise ImportFailed(f"{where}: {metric} {record['value']!r}: {err}") from None
-        try:
-            stderr = parse_value(record["stderr"])[0] if record.get("stderr") else None
-        except EvalValueError as err:
-            raise ImportFailed(f"{where}: stderr {record['stderr']!r}: {err}") from None
-        try:
-            n_shot = int(record["n_shot"]) if record.get("n_shot") else None
-        except ValueError:
-            raise ImportFailed(f"{where}: n_shot {record['n_shot']!r} is not a whole number") from None
-        try:
-            check_row(metric, value, row_scale, stderr, n_shot)
-        except EvalValueError as err:
-            raise ImportFailed(f"{where}: {err}") from None
+        stderr, n_shot = _checked_csv_row(where, record, metric, value, row_scale)
         extra = {k: record.get(k) or "" for k in ("dataset", "split", "task")}
         result.rows.append(
             _row(
@@ -229,6 +214,28 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
     if percent:
         result.notes.append(f"read as percentages: {', '.join(percent)} (stored with scale=percent)")
     return result
+
+
+def _checked_csv_row(where: str, record: dict, metric: str, value: float, scale: str | None) -> tuple:
+    """(stderr, n_shot) of a CSV row whose value and scale are read, after ``check_row``; ImportFailed naming the
+    place and the column (the value as written) otherwise."""
+    try:
+        check_value(metric, value, scale)
+    except EvalValueError as err:
+        raise ImportFailed(f"{where}: {metric} {record['value']!r}: {err}") from None
+    try:
+        stderr = parse_value(record["stderr"])[0] if record.get("stderr") else None
+    except EvalValueError as err:
+        raise ImportFailed(f"{where}: stderr {record['stderr']!r}: {err}") from None
+    try:
+        n_shot = int(record["n_shot"]) if record.get("n_shot") else None
+    except ValueError:
+        raise ImportFailed(f"{where}: n_shot {record['n_shot']!r} is not a whole number") from None
+    try:
+        check_row(metric, value, scale, stderr, n_shot)
+    except EvalValueError as err:
+        raise ImportFailed(f"{where}: {err}") from None
+    return stderr, n_shot
 
 
 def read_open_llm_leaderboard(path: Path) -> Import:
