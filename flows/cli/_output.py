@@ -4,10 +4,11 @@ paths before any work is done, so a typo costs one line, not a finished analysis
 from __future__ import annotations
 
 import csv
+import datetime as dt
 import io
 import json
-import math
 import sys
+from decimal import Decimal
 from pathlib import Path
 
 from ..lake.plain_values import plain_value as _plain
@@ -47,13 +48,15 @@ def _check_parent(path: Path, out: str, option: str) -> None:
 
 
 def _cell(value) -> str:
+    # Text, times and DECIMAL read best as DuckDB prints them (a DECIMAL with all its digits); the rest as in JSON.
+    if isinstance(value, str | dt.date | dt.time | Decimal):
+        return str(value)
+    value = _plain(value)
     if value is None:
         return ""
     if isinstance(value, float):
-        if math.isnan(value):
-            return ""
         return f"{value:.4g}" if abs(value) < 1e5 else f"{value:.3e}"
-    return str(value)
+    return json.dumps(value) if isinstance(value, list | dict) else str(value)
 
 
 def render_table(rows: list[dict], columns: list[str] | None = None) -> str:
@@ -76,8 +79,19 @@ def render_csv(rows: list[dict]) -> str:
         writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
         writer.writeheader()
         for row in rows:
-            writer.writerow({k: "" if _plain(v) is None else _plain(v) for k, v in row.items()})
+            writer.writerow({k: _csv_value(v) for k, v in row.items()})
     return out.getvalue()
+
+
+def _csv_value(value):
+    """A CSV field: as in JSON (null empty, a LIST or STRUCT its JSON text), but a DECIMAL keeps all its digits (CSV
+    has no number type to fit)."""
+    if isinstance(value, Decimal):
+        return value
+    value = _plain(value)
+    if isinstance(value, list | dict):
+        return json.dumps(value)
+    return "" if value is None else value
 
 
 def render_json(rows: list[dict]) -> str:

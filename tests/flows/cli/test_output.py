@@ -1,0 +1,64 @@
+"""`wwhub query` output (table, CSV, JSON) of every DuckDB type: plain values, never an internal error."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+
+import pytest
+
+from flows.cli import main
+from flows.lake import Lake
+
+TYPES = (
+    "SELECT 1.5 AS d, 123456789012345678.123::DECIMAL(38,3) AS big, TIME '01:02:03' AS t,"
+    " '8a4c5c36-5b4f-4f0e-9a43-2d1f8c0e6b1a'::UUID AS u, '\\x00ab'::BLOB AS b, INTERVAL 1 DAY AS i,"
+    " [1.5, NULL] AS l, {'k': 2.5} AS s"
+)
+
+
+@pytest.fixture
+def lake(tmp_path):
+    return str(Lake.for_writing(tmp_path / "lake").root)
+
+
+def query(lake, sql, fmt, capsys) -> str:
+    assert main(["query", sql, "--lake", lake, "--format", fmt]) == 0, capsys.readouterr().err
+    return capsys.readouterr().out
+
+
+def test_json_output_of_decimal_time_uuid_blob_interval_and_nested_values(lake, capsys):
+    (row,) = json.loads(query(lake, TYPES, "json", capsys))
+    assert row == {
+        "d": 1.5,
+        "big": pytest.approx(123456789012345678.123, rel=1e-16),  # a JSON number is a double
+        "t": "01:02:03",
+        "u": "8a4c5c36-5b4f-4f0e-9a43-2d1f8c0e6b1a",
+        "b": "AGFi",  # base64 of the bytes 00 61 62
+        "i": "P1D",
+        "l": [1.5, None],
+        "s": {"k": 2.5},
+    }
+
+
+def test_csv_output_keeps_decimal_digits_and_writes_nested_values_as_json(lake, capsys):
+    (row,) = csv.DictReader(io.StringIO(query(lake, TYPES, "csv", capsys)))
+    assert row == {
+        "d": "1.5",
+        "big": "123456789012345678.123",
+        "t": "01:02:03",
+        "u": "8a4c5c36-5b4f-4f0e-9a43-2d1f8c0e6b1a",
+        "b": "AGFi",
+        "i": "P1D",
+        "l": "[1.5, null]",
+        "s": '{"k": 2.5}',
+    }
+
+
+def test_table_output_of_every_type(lake, capsys):
+    header, _, line = query(lake, TYPES, "table", capsys).splitlines()
+    assert header.split() == ["d", "big", "t", "u", "b", "i", "l", "s"]
+    assert line.split("  ")[0:2] == ["1.5", "123456789012345678.123"]
+    for cell in ("01:02:03", "8a4c5c36-5b4f-4f0e-9a43-2d1f8c0e6b1a", "AGFi", "P1D", "[1.5, null]", '{"k": 2.5}'):
+        assert cell in line
