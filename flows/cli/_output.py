@@ -7,6 +7,7 @@ import csv
 import datetime as dt
 import io
 import json
+import os
 import sys
 from decimal import Decimal
 from pathlib import Path
@@ -45,6 +46,38 @@ def _check_parent(path: Path, out: str, option: str) -> None:
         raise CliError(f"{option} {out}: folder {parent} does not exist (create it first, or fix the path)")
     if not parent.is_dir():
         raise CliError(f"{option} {out}: {parent} is a file, not a folder")
+
+
+def unwritable_parquet(schema) -> CliError | None:
+    """The error for the columns of an Arrow ``schema`` that Parquet cannot store (INTERVAL, UNION, or a LIST,
+    STRUCT or MAP holding one), naming each with its type; None when every column can be written."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    refused = []
+    for field in schema:
+        try:
+            pq.ParquetWriter(pa.BufferOutputStream(), pa.schema([field])).close()
+        except pa.ArrowNotImplementedError:
+            kind = next((k for k in ("INTERVAL", "UNION") if k.lower() in str(field.type)), "type")
+            refused.append(f"{field.name} ({kind}: Arrow {field.type})")
+    if not refused:
+        return None
+    return CliError(
+        f"--format parquet: Parquet cannot store column(s) {', '.join(refused)}; cast them in the query, "
+        "e.g. CAST(column AS VARCHAR), or use --format csv or json"
+    )
+
+
+def parquet_write_error(err: OSError, out: str) -> CliError:
+    """A failed write of ``out`` in one line. pyarrow's errors name no file (and its message names the temporary
+    file), so the path is ours and the reason is the errno's."""
+    reason = os.strerror(err.errno) if err.errno else _first_line(err)
+    return CliError(f"--out {out}: cannot write it ({reason})")
+
+
+def _first_line(err: Exception) -> str:
+    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _cell(value) -> str:
@@ -108,7 +141,10 @@ def write_rows(rows: list[dict], fmt: str, out: str | None, table_columns: list[
         import pyarrow as pa
         import pyarrow.parquet as pq
 
-        pq.write_table(pa.Table.from_pylist([{k: _plain(v) for k, v in r.items()} for r in rows]), out)
+        try:
+            pq.write_table(pa.Table.from_pylist([{k: _plain(v) for k, v in r.items()} for r in rows]), out)
+        except OSError as err:
+            raise parquet_write_error(err, out) from None
         return
     text = {
         "table": lambda: render_table(rows, table_columns),

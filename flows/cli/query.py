@@ -12,7 +12,7 @@ from ..lake import LakeError
 from ..lake.manifest import ROW_GROUP_ROWS
 from ..lake.sql import QueryError, named_queries, run_query, stream_query
 from ._errors import CliError
-from ._output import FORMATS, check_output_file, render_table, write_rows
+from ._output import FORMATS, check_output_file, parquet_write_error, render_table, unwritable_parquet, write_rows
 
 
 def register(sub) -> None:
@@ -33,6 +33,9 @@ def write_parquet(batches, out: str) -> None:
     end: a failed export leaves no half file."""
     import pyarrow.parquet as pq
 
+    refused = unwritable_parquet(batches.schema)
+    if refused:
+        raise refused
     target = Path(out)
     partial = target.with_name(f".{target.name}.partial")
     try:
@@ -40,6 +43,8 @@ def write_parquet(batches, out: str) -> None:
             for batch in batches:
                 writer.write_batch(batch)
         partial.replace(target)
+    except OSError as err:
+        raise parquet_write_error(err, out) from None
     finally:
         partial.unlink(missing_ok=True)
 

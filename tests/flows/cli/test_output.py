@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from pathlib import Path
 
 import pytest
 
@@ -62,3 +63,27 @@ def test_table_output_of_every_type(lake, capsys):
     assert line.split("  ")[0:2] == ["1.5", "123456789012345678.123"]
     for cell in ("01:02:03", "8a4c5c36-5b4f-4f0e-9a43-2d1f8c0e6b1a", "AGFi", "P1D", "[1.5, null]", '{"k": 2.5}'):
         assert cell in line
+
+
+@pytest.mark.skipif(not Path("/sys/kernel").is_dir(), reason="needs a folder nobody may create files in (sysfs)")
+def test_a_parquet_export_to_an_unwritable_path_is_one_line_exit_2(lake, capsys):
+    for fmt in ("parquet", "csv"):
+        assert main(["query", "SELECT 1 AS a", "--lake", lake, "--format", fmt, "--out", f"/sys/x.{fmt}"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert f"/sys/x.{fmt}" in err and "Permission denied" in err and len(err.splitlines()) == 1, err
+
+
+@pytest.mark.parametrize(
+    "sql, named",
+    [
+        ("SELECT 1 AS ok, INTERVAL 1 DAY AS i", "i (INTERVAL: Arrow month_day_nano_interval)"),
+        ("SELECT union_value(k := 1) AS u", "u (UNION: Arrow sparse_union<k: int32=0>)"),
+        ("SELECT [INTERVAL 1 DAY] AS l", "l (INTERVAL: Arrow list<l: month_day_nano_interval>)"),
+    ],
+)
+def test_a_parquet_export_of_a_type_parquet_cannot_store_names_the_column(lake, tmp_path, sql, named, capsys):
+    out = tmp_path / "x.parquet"
+    assert main(["query", sql, "--lake", lake, "--format", "parquet", "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert named in err and "CAST(" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # no file, no partial
