@@ -68,6 +68,12 @@ def _table_of(path: Path, table: str | None) -> str:
     return name
 
 
+def unreadable(path: Path, err: Exception) -> LakeError:
+    """``path`` cannot be decoded (not Parquet, or a valid footer over corrupt pages), in one line."""
+    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+    return LakeError(f"{path}: not a readable Parquet file ({message})")
+
+
 def _validate(con, path: Path, table: str) -> bool:
     """Columns known, required values present, values convertible, no row twice, evals values in range: checked
     before anything is written. True when the file holds exactly today's columns and types, in order (then it can
@@ -76,7 +82,7 @@ def _validate(con, path: Path, table: str) -> bool:
     try:
         described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
     except Exception as err:  # noqa: BLE001 - any reader error is the file's fault, reported in one line
-        raise LakeError(f"{path}: not a readable Parquet file ({str(err).splitlines()[0]})") from None
+        raise unreadable(path, err) from None
     columns = dict(described)
     unknown = sorted(set(columns) - set(column_names(table)))
     if unknown:
@@ -179,12 +185,16 @@ def _clustered_by_repo(path: Path) -> tuple[int, str | None, str | None] | None:
     return (metadata.num_rows, bounds[0][0], bounds[-1][1])
 
 
-def _adopt_file(lake: Lake, table: str, path: Path) -> Segment | None:
-    """The file itself as a segment (copied into the lake, no decoding), when it is in today's columns and
+def _adopt_file(lake: Lake, con, table: str, path: Path) -> Segment | None:
+    """The file itself as a segment (copied into the lake, not rewritten), when it is in today's columns and
     clustered by repo; None when it must be rewritten."""
     clustered = _clustered_by_repo(path)
     if clustered is None:
         return None
+    # Every page decoded once (a hash of all columns), as a rewrite would: a valid footer over corrupt pages passes
+    # validation, which reads only some columns, and a copied file is never decoded before a query hits it.
+    every_column = ", ".join(map(quoted, column_names(table)))
+    con.execute(f"SELECT bit_xor(hash({every_column})) FROM read_parquet({sql_literal(str(path))})").fetchall()
     rows, low, high = clustered
     relative = new_segment_file(table)
     target = lake.root / relative
@@ -245,9 +255,10 @@ def write_sorted_segments(lake: Lake, con, table: str, source_sql: str) -> list[
     return [s for s in segments if s.rows]
 
 
-def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
+def _adopt(lake: Lake, sources: dict[str, str | Path], files: dict[str, Path] | None = None) -> dict[str, int]:
     """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
-    the rows per table."""
+    the rows per table. ``files``: the imported file each table's rows are read from, named when it cannot be
+    decoded (a valid footer over corrupt pages passes validation, which reads only some columns)."""
     import duckdb
 
     staged: dict[str, list[Segment]] = {}
@@ -256,9 +267,16 @@ def _adopt(lake: Lake, sources: dict[str, str | Path]) -> dict[str, int]:
     try:
         for table, source in sources.items():
             select = f"SELECT * FROM read_parquet({sql_literal(str(source))})" if isinstance(source, Path) else source
-            keys[table] = _keys(con, table, select)
-            segment = _adopt_file(lake, table, source) if isinstance(source, Path) else None
-            staged[table] = [segment] if segment else write_sorted_segments(lake, con, table, select)
+            try:
+                keys[table] = _keys(con, table, select)
+                segment = _adopt_file(lake, con, table, source) if isinstance(source, Path) else None
+                staged[table] = [segment] if segment else write_sorted_segments(lake, con, table, select)
+            except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+                raise
+            except duckdb.Error as err:
+                if not files or table not in files:
+                    raise
+                raise unreadable(files[table], err) from None
     except BaseException:
         for segments in staged.values():
             for segment in segments:
@@ -294,7 +312,12 @@ def import_paths(root, paths: list[str | Path], table: str | None = None) -> dic
         for plan in plans:
             for name, file in plan.items():
                 _table_of(file, name)
-                exact[file] = _validate(con, file, name)
+                try:
+                    exact[file] = _validate(con, file, name)
+                except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+                    raise
+                except duckdb.Error as err:  # the checks decode some columns: a corrupt page fails them
+                    raise unreadable(file, err) from None
     finally:
         con.close()
     lake = Lake.for_writing(root)
@@ -305,7 +328,7 @@ def import_paths(root, paths: list[str | Path], table: str | None = None) -> dic
             name: file if exact[file] else f"SELECT * FROM read_parquet({sql_literal(str(file))})"
             for name, file in plan.items()
         }
-        added = _adopt(lake, sources)
+        added = _adopt(lake, sources, files=dict(plan))
         for name, rows in added.items():
             totals[name] = totals.get(name, 0) + rows
     return totals

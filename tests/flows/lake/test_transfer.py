@@ -247,3 +247,36 @@ def test_import_refuses_rows_the_lake_could_not_hold_and_changes_nothing(tmp_pat
     error = capsys.readouterr().err
     assert expected in error and error.count("\n") == 1, error
     assert tree_hashes(target.root) == before
+
+
+def _corrupt_pages(path, to, start: float, stop: float):
+    """``path`` with the bytes from ``start`` to ``stop`` (fractions of its pages) inverted: the footer (at the end)
+    still reads, so DESCRIBE passes, and decoding the pages there fails."""
+    data = bytearray(path.read_bytes())
+    pages = len(data) - 8 - int.from_bytes(data[-8:-4], "little")  # the footer: its length, then b"PAR1"
+    first, last = 4 + int(start * (pages - 4)), 4 + int(stop * (pages - 4))
+    data[first:last] = bytes(b ^ 0xFF for b in data[first:last])
+    to.parent.mkdir(exist_ok=True)
+    to.write_bytes(bytes(data))
+    return to
+
+
+@pytest.mark.parametrize("table", ["models", "layers"])
+@pytest.mark.parametrize("start, stop", [(0, 1), (0.5, 1), (0.9, 1)], ids=["all pages", "last half", "last tenth"])
+def test_import_of_a_file_with_corrupt_pages_is_refused_naming_it_and_changes_nothing(
+    tmp_path, capsys, table, start, stop
+):
+    """Pages the validation decodes (repo_id, family first) or not (the last columns): exit 2 naming the file,
+    whether the file would be rewritten or adopted by a copy (an export in today's columns, clustered by repo)."""
+    source = Lake.for_writing(tmp_path / "a")
+    fill(source, 4, layers=3)
+    folder = export(source.root, tmp_path / "export")
+    bad = _corrupt_pages(folder / f"{table}.parquet", tmp_path / "bad" / f"{table}.parquet", start, stop)
+    target = Lake.for_writing(tmp_path / "b")
+    fill(target, 2, layers=2)
+    before = tree_hashes(target.root)
+    capsys.readouterr()
+    assert main(["lake", "import", str(bad), "--lake", str(target.root)]) == 2
+    error = capsys.readouterr().err
+    assert f"{bad}: not a readable Parquet file (" in error and error.count("\n") == 1, error
+    assert tree_hashes(target.root) == before
