@@ -65,6 +65,38 @@ def _first_line(err: Exception) -> str:
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
+def unique_names(names: list[str]) -> list[str]:
+    """``names`` with each repeat renamed ``NAME_1``, ``NAME_2`` ... (the first free suffix), much as DuckDB names the
+    columns of a subquery: ``SELECT m.repo_id, e.repo_id`` gives ``repo_id, repo_id_1``, so no column is lost in
+    rows keyed by name (JSON, CSV) or made ambiguous in a Parquet file."""
+    taken = set(names)
+    seen: set[str] = set()
+    out = []
+    for name in names:
+        if name in seen:
+            suffix = 1
+            while f"{name}_{suffix}" in taken:
+                suffix += 1
+            name = f"{name}_{suffix}"
+            taken.add(name)
+        seen.add(name)
+        out.append(name)
+    return out
+
+
+def _unique_reader(reader):
+    """``reader`` (Arrow record batches) with ``unique_names`` columns."""
+    import pyarrow as pa
+
+    names = unique_names(reader.schema.names)
+    if names == reader.schema.names:
+        return reader
+    schema = pa.schema([field.with_name(name) for field, name in zip(reader.schema, names, strict=True)])
+    return pa.RecordBatchReader.from_batches(
+        schema, (pa.RecordBatch.from_arrays(batch.columns, schema=schema) for batch in reader)
+    )
+
+
 def _execute(
     lake: Lake,
     sql_or_name: str,
@@ -106,7 +138,7 @@ def run_query(
 
     def rows(con, sql, parameters):
         cursor = con.execute(sql, parameters)
-        columns = [d[0] for d in cursor.description]
+        columns = unique_names([d[0] for d in cursor.description])
         return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
     return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
@@ -117,7 +149,8 @@ def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None, repo
     rows only (exact for a query that works per repo; it reads only the segments that may hold them)."""
 
     def fetch(con, sql, _):
-        return con.sql(sql).to_arrow_table()
+        table = con.sql(sql).to_arrow_table()
+        return table.rename_columns(unique_names(table.column_names))
 
     return _execute(Lake.open(lake_root), sql_or_name, variables, fetch, repos=repos)
 
@@ -138,6 +171,6 @@ def stream_query(
         Lake.open(lake_root),
         sql_or_name,
         variables,
-        lambda con, sql, _: consume(con.sql(sql).to_arrow_reader(batch_rows)),
+        lambda con, sql, _: consume(_unique_reader(con.sql(sql).to_arrow_reader(batch_rows))),
         user=user,
     )

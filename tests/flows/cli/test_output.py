@@ -87,3 +87,25 @@ def test_a_parquet_export_of_a_type_parquet_cannot_store_names_the_column(lake, 
     err = capsys.readouterr().err.strip()
     assert named in err and "CAST(" in err and len(err.splitlines()) == 1, err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lake"]  # no file, no partial
+
+
+@pytest.mark.parametrize("fmt", ["json", "csv", "table", "parquet"])
+def test_columns_of_the_same_name_are_all_kept_under_unique_names(lake, tmp_path, fmt, capsys):
+    sql = "SELECT 1 AS a, 2 AS a, 3 AS a_1, 4 AS a"  # a_1 is taken: the repeats get the first free suffixes
+    expected = {"a": 1, "a_2": 2, "a_1": 3, "a_3": 4}
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        out = tmp_path / "x.parquet"
+        assert main(["query", sql, "--lake", lake, "--format", fmt, "--out", str(out)]) == 0
+        assert pq.read_table(out).to_pylist() == [expected]
+        return
+    text = query(lake, sql, fmt, capsys)
+    if fmt == "json":
+        assert json.loads(text) == [expected]
+    elif fmt == "csv":
+        assert text.splitlines() == ["a,a_2,a_1,a_3", "1,2,3,4"]
+    else:
+        assert text.splitlines()[0].split() == ["a", "a_2", "a_1", "a_3"] and text.splitlines()[2].split() == list(
+            "1234"
+        )
