@@ -106,10 +106,12 @@ def render_table(rows: list[dict], columns: list[str] | None = None) -> str:
     return out.getvalue()
 
 
-def render_csv(rows: list[dict]) -> str:
+def render_csv(rows: list[dict], columns: list[str] | None = None) -> str:
+    """CSV with a header line; ``columns`` give the header when there are no rows (nothing at all without them)."""
     out = io.StringIO()
-    if rows:
-        writer = csv.DictWriter(out, fieldnames=list(rows[0]), lineterminator="\n")
+    fieldnames = list(rows[0]) if rows else columns
+    if fieldnames:
+        writer = csv.DictWriter(out, fieldnames=fieldnames, lineterminator="\n")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: _csv_value(v) for k, v in row.items()})
@@ -131,8 +133,15 @@ def render_json(rows: list[dict]) -> str:
     return json.dumps([{k: _plain(v) for k, v in row.items()} for row in rows], indent=1) + "\n"
 
 
-def write_rows(rows: list[dict], fmt: str, out: str | None, table_columns: list[str] | None = None) -> None:
-    """Write ``rows`` in ``fmt``; Parquet needs ``out``. Text goes to stdout when ``out`` is None."""
+def write_rows(
+    rows: list[dict],
+    fmt: str,
+    out: str | None,
+    table_columns: list[str] | None = None,
+    csv_columns: list[str] | None = None,
+) -> None:
+    """Write ``rows`` in ``fmt``; Parquet needs ``out``. Text goes to stdout when ``out`` is None. ``csv_columns``:
+    the CSV header of no rows."""
     if fmt not in FORMATS:
         raise CliError(f"--format {fmt!r}: expected one of {', '.join(FORMATS)}")
     if fmt == "parquet":
@@ -148,7 +157,7 @@ def write_rows(rows: list[dict], fmt: str, out: str | None, table_columns: list[
         return
     text = {
         "table": lambda: render_table(rows, table_columns),
-        "csv": lambda: render_csv(rows),
+        "csv": lambda: render_csv(rows, csv_columns),
         "json": lambda: render_json(rows),
     }[fmt]()
     if out:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..lake import LakeError
 from ..lake.manifest import ROW_GROUP_ROWS
-from ..lake.sql import QueryError, named_queries, run_query, stream_query
+from ..lake.sql import QueryError, named_queries, query_columns_and_rows, stream_query
 from ._errors import CliError
 from ._output import FORMATS, check_output_file, parquet_write_error, render_table, unwritable_parquet, write_rows
 
@@ -65,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
             export = functools.partial(write_parquet, out=args.out)
             stream_query(args.lake, args.sql, export, batch_rows=ROW_GROUP_ROWS, user=True)
             return 0
-        rows = run_query(args.lake, args.sql, user=True)
+        columns, rows = query_columns_and_rows(args.lake, args.sql, user=True)
     except (QueryError, LakeError) as err:
         raise CliError(str(err)) from err
-    write_rows(rows, args.format, args.out)
+    write_rows(rows, args.format, args.out, csv_columns=columns)
     return 0

@@ -135,13 +135,21 @@ def run_query(
 ) -> list[dict]:
     """Rows (dicts) of a query (``?`` placeholders bound to ``parameters``). ``user``: the SQL came from a user
     and must be one read-only statement."""
+    return query_columns_and_rows(lake_root, sql_or_name, variables, user, parameters)[1]
 
-    def rows(con, sql, parameters):
+
+def query_columns_and_rows(
+    lake_root, sql_or_name: str, variables: dict | None = None, user: bool = False, parameters: list | None = None
+) -> tuple[list[str], list[dict]]:
+    """A query's column names (``unique_names``) and its rows, as ``run_query``: the columns are known when there
+    are no rows (a CSV header)."""
+
+    def fetch(con, sql, parameters):
         cursor = con.execute(sql, parameters)
         columns = unique_names([d[0] for d in cursor.description])
-        return [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
+        return columns, [dict(zip(columns, row, strict=True)) for row in cursor.fetchall()]
 
-    return _execute(Lake.open(lake_root), sql_or_name, variables, rows, parameters, user)
+    return _execute(Lake.open(lake_root), sql_or_name, variables, fetch, parameters, user)
 
 
 def query_arrow(lake_root, sql_or_name: str, variables: dict | None = None, repos: list[str] | None = None):

@@ -109,3 +109,7 @@ def test_columns_of_the_same_name_are_all_kept_under_unique_names(lake, tmp_path
         assert text.splitlines()[0].split() == ["a", "a_2", "a_1", "a_3"] and text.splitlines()[2].split() == list(
             "1234"
         )
+
+
+def test_csv_of_no_rows_is_its_header_line(lake, capsys):
+    assert query(lake, "SELECT 1 AS repo_id, 2.5 AS alpha WHERE false", "csv", capsys) == "repo_id,alpha\n"
