@@ -231,11 +231,18 @@ def explanations(board: list[dict]) -> dict[str, str]:
     )
 
 
+def markdown_text(text: str) -> str:
+    """``text`` safe in a Markdown table cell or heading: ``|`` would end the cell and a newline the row, so they
+    become ``\\|`` and a space; ``&``, ``<`` and ``>`` become entities, so a name renders as written, never as HTML."""
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;").replace("|", "\\|")
+    return " ".join(text.splitlines())
+
+
 def render_markdown(board: list[dict], correlations: list[dict]) -> str:
     def table(rows, columns, headers=None):
         headers = headers or {c: c for c in columns}
-        lines = ["| " + " | ".join(headers[c] for c in columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(cell_text(r.get(c)) for c in columns) + " |" for r in rows]
+        lines = ["| " + " | ".join(markdown_text(headers[c]) for c in columns) + " |", "|" + "---|" * len(columns)]
+        lines += ["| " + " | ".join(markdown_text(cell_text(r.get(c))) for c in columns) + " |" for r in rows]
         return "\n".join(lines)
 
     metric = metric_of(board)
@@ -245,7 +252,7 @@ def render_markdown(board: list[dict], correlations: list[dict]) -> str:
     family_columns = [c for c in CORRELATION_HEADERS if c != "r_squared"]
     text = (
         f"# wwhub leaderboard\n\n{table(board_view(board, metric), [names.get(c, c) for c in BOARD_COLUMNS])}\n\n"
-        f"{notes['board']}\n\n## Correlations with {metric}\n\n"
+        f"{notes['board']}\n\n## Correlations with {markdown_text(metric)}\n\n"
         f"{table([c for c in cells if c['family'] != POOLED], family_columns, CORRELATION_HEADERS)}\n\n"
         f"{notes['correlations']}\n"
     )

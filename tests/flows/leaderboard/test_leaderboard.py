@@ -478,3 +478,18 @@ def test_terminal_tables_show_intervals_p_values_and_verdicts(demo_lake, capsys)
     line = next(line for line in out.splitlines() if line.startswith("digits-batch-size  alpha "))
     assert f"{batch['pearson_r']:+.2f} [{batch['pearson_ci_low']:+.2f}, {batch['pearson_ci_high']:+.2f}]" in line
     assert batch["verdict"] in line
+
+
+def test_markdown_escapes_pipes_newlines_and_html_in_names(tmp_path, capsys):
+    family = "a|b\n<i>x</i> & y"
+    lake = write_lake(tmp_path / "lake", [(family, "org/a", 2.0, 0.70), (family, "org/b", 3.0, 0.60)])
+    assert main(["leaderboard", "--lake", str(lake), "--format", "md"]) == 0
+    out = capsys.readouterr().out
+    escaped = "a\\|b &lt;i&gt;x&lt;/i&gt; &amp; y"
+    board = [line for line in out.splitlines() if "org/a" in line]
+    assert len(board) == 1 and escaped in board[0]
+    header = out.splitlines()[2]
+    for row in (line for line in out.splitlines() if line.startswith("| ") and escaped in line):
+        # as many cells as the header: no | inside a name splits one
+        assert row.replace("\\|", "").count("|") == header.count("|"), row
+    assert "<i>" not in out and "a|b" not in out
