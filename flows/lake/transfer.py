@@ -93,17 +93,29 @@ def _validate(con, path: Path, table: str) -> bool:
         raise LakeError(f"{path}: missing column(s) {', '.join(missing)}, which every {table} row needs")
     declared = dict(SCHEMAS[table])
     retyped = [name for name, kind in columns.items() if kind != declared[name]]
-    checks = [f"count(*) FILTER (WHERE {quoted(c)} IS NULL)" for c in required] + [
-        f"count(*) FILTER (WHERE {quoted(c)} IS NOT NULL AND TRY_CAST({quoted(c)} AS {declared[c]}) IS NULL)"
-        for c in retyped
-    ]
+    # A cast to BIGINT rounds (3.5 becomes 4): a value that is not whole is refused, not changed.
+    whole = [c for c in retyped if declared[c] == "BIGINT"]
+    checks = (
+        [f"count(*) FILTER (WHERE {quoted(c)} IS NULL)" for c in required]
+        + [
+            f"count(*) FILTER (WHERE {quoted(c)} IS NOT NULL AND TRY_CAST({quoted(c)} AS {declared[c]}) IS NULL)"
+            for c in retyped
+        ]
+        + [f"count(*) FILTER (WHERE TRY_CAST({quoted(c)} AS BIGINT) <> TRY_CAST({quoted(c)} AS DOUBLE))" for c in whole]
+    )
     counts = con.execute(f"SELECT {', '.join(checks)} FROM {source}").fetchall()[0]
     for column, nulls in zip(required, counts, strict=False):
         if nulls:
             raise LakeError(f"{path}: {nulls} row(s) with no {column}")
-    wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=True) if n]
+    wrong = [f"{c} ({n} rows)" for c, n in zip(retyped, counts[len(required) :], strict=False) if n]
     if wrong:
         raise LakeError(f"{path}: values that do not fit the {table} schema in {', '.join(wrong)}")
+    rounded = [f"{c} ({n} rows)" for c, n in zip(whole, counts[len(required) + len(retyped) :], strict=True) if n]
+    if rounded:
+        raise LakeError(
+            f"{path}: values that are not whole numbers in {', '.join(rounded)}, which the {table} table holds as "
+            "BIGINT (an import would round them)"
+        )
     if "family" in columns:
         _validate_families(con, path, source)
     if table == "evals":

@@ -191,6 +191,18 @@ def _layer_twice(folder):
     return "layers", pa.concat_tables([layers, layers.slice(0, 1)]), "a layers file holds each row once"
 
 
+def _doubles(models, first: float):
+    import pyarrow as pa
+
+    values = pa.array([first] + [float(n) for n in models["num_layers"].to_pylist()[1:]], pa.float64())
+    return models.set_column(models.schema.get_field_index("num_layers"), "num_layers", values)
+
+
+def _not_whole(folder):
+    models = pq.read_table(folder / "models.parquet")
+    return "models", _doubles(models, 3.5), "values that are not whole numbers in num_layers (1 rows)"
+
+
 def _eval_value(value, stderr=None, expected=""):
     def spoil(folder):
         evals = pq.read_table(folder / "evals.parquet")
@@ -208,6 +220,7 @@ def _eval_value(value, stderr=None, expected=""):
         _pooled_family,
         _model_twice,
         _layer_twice,
+        _not_whole,
         _eval_value(float("nan"), expected="accuracy nan: not a finite number"),
         _eval_value(float("inf"), expected="accuracy inf: not a finite number"),
         _eval_value(-0.5, expected="accuracy -0.5: outside [0, 1] for a proportion on the fraction scale"),
@@ -220,6 +233,7 @@ def _eval_value(value, stderr=None, expected=""):
         "family (all)",
         "model twice",
         "layer twice",
+        "3.5 as BIGINT",
         "nan",
         "inf",
         "negative",
@@ -280,3 +294,14 @@ def test_import_of_a_file_with_corrupt_pages_is_refused_naming_it_and_changes_no
     error = capsys.readouterr().err
     assert f"{bad}: not a readable Parquet file (" in error and error.count("\n") == 1, error
     assert tree_hashes(target.root) == before
+
+
+def test_import_of_whole_doubles_into_a_bigint_column_keeps_them(tmp_path):
+    source = Lake.for_writing(tmp_path / "a")
+    fill(source, 4, layers=3)
+    folder = export(source.root, tmp_path / "export")
+    models = pq.read_table(folder / "models.parquet")
+    pq.write_table(_doubles(models, 7.0), tmp_path / "models.parquet")
+    assert main(["lake", "import", str(tmp_path / "models.parquet"), "--lake", str(tmp_path / "b")]) == 0
+    expected = [7, *models["num_layers"].to_pylist()[1:]]
+    assert rows(tmp_path / "b", "SELECT num_layers FROM models ORDER BY repo_id") == [(n,) for n in expected]
