@@ -27,10 +27,11 @@ of a bucket with a quota carries ``RateLimit: "api";r=REMAINING;t=SECONDS_TO_WIN
 ``requests_by_bucket`` and ``limited_by_bucket`` count what each bucket answered.
 
 Fault switches apply to requests whose path contains ``match``, for a number of requests (bursts) or until cleared:
-``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (a 429 as the Hub answers it,
+``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping; ``ranged=False``: downloads only), ``rate_limit`` (a 429 as the Hub answers it,
 or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
-``truncate`` (a body shorter than its ``Content-Length``), ``reset`` (a connection reset in the middle of a body),
+``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were all
+of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the middle of a body),
 ``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
 
 Repos can be ``gate``d (401/403 with the Hub's ``GatedRepo`` error code unless the request carries an allowed
@@ -253,10 +254,13 @@ class FakeHub:
         with self._lock:
             self.faults.append(Fault(kind, match, count, value, ranged=ranged))
 
-    def fail_5xx(self, count: int | None = 1, match: str | None = None, status: int = 503, every: int = 1) -> None:
-        """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared)."""
+    def fail_5xx(
+        self, count: int | None = 1, match: str | None = None, status: int = 503, every: int = 1, ranged: bool | None = None
+    ) -> None:
+        """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared);
+        ``ranged`` False: whole-file requests only (downloads, not header reads)."""
         with self._lock:
-            self.faults.append(Fault("5xx", match, count, status, every=every))
+            self.faults.append(Fault("5xx", match, count, status, every=every, ranged=ranged))
 
     def quota(self, bucket: str, requests: int, seconds: float) -> None:
         """Limit ``bucket`` (api, resolvers, pages) to ``requests`` per fixed window of ``seconds``, as the Hub does
@@ -264,12 +268,19 @@ class FakeHub:
         with self._lock:
             self.windows[bucket] = Window(requests, seconds)
 
-    def rate_limit(self, seconds: str, count: int = 1, match: str | None = None, retry_after: bool = False) -> None:
+    def rate_limit(
+        self,
+        seconds: str,
+        count: int = 1,
+        match: str | None = None,
+        retry_after: bool = False,
+        ranged: bool | None = None,
+    ) -> None:
         """429 Too Many Requests as the Hub answers it: ``RateLimit: "BUCKET";r=0;t=SECONDS``, no Retry-After. With
         ``retry_after``, the way a proxy or mirror may answer instead: ``Retry-After: SECONDS`` (seconds or an HTTP
-        date) and no RateLimit header."""
+        date) and no RateLimit header. ``ranged`` False: whole-file requests only."""
         with self._lock:
-            self.faults.append(Fault("429", match, count, value=0.0, retry_after=retry_after))
+            self.faults.append(Fault("429", match, count, value=0.0, retry_after=retry_after, ranged=ranged))
             self.faults[-1].header = seconds
 
     def stall(self, match: str | None = None, count: int | None = None) -> None:
@@ -293,6 +304,11 @@ class FakeHub:
         """Send fewer bytes than the Content-Length promises, then close the connection."""
         self._add_fault("truncate", match, count, ranged=ranged)
 
+    def cut_file(self, count: int | None = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send the first half of a file as the whole answer (its ``Content-Length`` says so): nothing for the client
+        to notice but the file's size."""
+        self._add_fault("cut_file", match, count, ranged=ranged)
+
     def ignore_range(self, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("ignore_range", match, count)
 
@@ -310,7 +326,7 @@ class FakeHub:
                     continue
                 if fault.ranged is not None and fault.ranged != ranged:
                     continue
-                if kind in ("truncate", "ignore_range", "reset", "stall_after_headers") and method != "GET":
+                if kind in ("truncate", "cut_file", "ignore_range", "reset", "stall_after_headers") and method != "GET":
                     continue
                 fault.seen += 1
                 if fault.seen % fault.every:
@@ -497,11 +513,11 @@ class _Handler(BaseHTTPRequestHandler):
             hub._release.wait(300)
             self.close_connection = True
             return
-        failure = hub._take_fault("5xx", path, method)
+        failure = hub._take_fault("5xx", path, method, self.headers.get("Range") is not None)
         if failure:
             self._error(int(failure.value), "ServerError", "injected failure", head=method == "HEAD")
             return
-        limited = hub._take_fault("429", path, method)
+        limited = hub._take_fault("429", path, method, self.headers.get("Range") is not None)
         if limited:
             self._rate_headers = {}  # this answer's own headers say it all
             if limited.retry_after:
@@ -701,6 +717,9 @@ class _Handler(BaseHTTPRequestHandler):
         """A file's bytes, unless a body fault is switched on for this request."""
         hub = self.hub
         ranged = self.headers.get("Range") is not None
+        if method == "GET" and hub._take_fault("cut_file", path, method, ranged):
+            body = body[: len(body) // 2]
+            headers = dict(headers, **{"Content-Length": str(len(body))})
         for kind in ("truncate", "reset", "stall_after_headers"):
             if method == "GET" and hub._take_fault(kind, path, method, ranged):
                 break

@@ -35,6 +35,10 @@ from .workdirs import new_workdir
 
 logger = logging.getLogger(__name__)
 
+# Hub errors that say nothing of the commit's files (the hub did not answer, or wants a token): the model is an
+# attempt, retried by the next scan, whenever they happen, before or while its shards download.
+_PASSING = {HUB_GATED: Status.GATED, HUB_UNAVAILABLE: Status.UNAVAILABLE}
+
 
 def _evals_rows(ref: ModelRef, evals) -> list[dict]:
     return [dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family, **asdict(e)) for e in evals]
@@ -117,22 +121,28 @@ def scan_model(job: ModelJob, ref: ModelRef, on_shard: Callable[[str, str], None
     return _scan_described(job, lake, source, description, started, on_shard)
 
 
+def _hub_attempt(job: ModelJob, ref: ModelRef, err: HubError, seconds: float) -> ModelOutcome:
+    """The outcome of a model the hub kept from being scanned: an attempt (``record_scan`` writes its ``attempts``
+    row), nothing in ``models``, so it never shadows nor replaces the model's last good scan."""
+    status = _PASSING.get(err.kind, Status.FAILED)
+    return ModelOutcome(
+        ref.repo_id,
+        ref.revision,
+        ref.family,
+        status,
+        str(err),
+        seconds=seconds,
+        scan_id=job.scan_id,
+        error_kind=err.kind,
+    )
+
+
 def _undescribed(job: ModelJob, lake: Lake, ref: ModelRef, err: Exception, seconds: float) -> ModelOutcome:
-    """The outcome of a model that could not be described. A hub error (gated, gone, unavailable) is an attempt:
-    nothing is written to ``models``, so it never shadows the model's last good scan; a commit whose files are the
-    problem (no weights, unsupported, a bad index) gets its models row, so it is not retried every night."""
+    """The outcome of a model that could not be described. A hub error (gated, gone, unavailable) is an attempt
+    (:func:`_hub_attempt`); a commit whose files are the problem (no weights, unsupported, a bad index) gets its
+    models row, so it is not retried every night."""
     if isinstance(err, HubError):
-        status = {HUB_GATED: Status.GATED, HUB_UNAVAILABLE: Status.UNAVAILABLE}.get(err.kind, Status.FAILED)
-        return ModelOutcome(
-            ref.repo_id,
-            ref.revision,
-            ref.family,
-            status,
-            str(err),
-            seconds=seconds,
-            scan_id=job.scan_id,
-            error_kind=err.kind,
-        )
+        return _hub_attempt(job, ref, err, seconds)
     status = Status.UNSUPPORTED if isinstance(err, UnsupportedWeights) else Status.FAILED
     reason = str(err)
     if not isinstance(err, WeightsError):
@@ -192,7 +202,10 @@ def _scan_described(
         bases = scan_bases(job)
         base = job.options.base or facts.get("base_model")
         comparison, base_note = bases.comparison(ref, plan, base, analysis.selection)
-    streamed = _stream_shards(job, source, ref, plan, analysis, comparison, on_shard)
+    try:
+        streamed = _stream_shards(job, source, ref, plan, analysis, comparison, on_shard)
+    except HubError as err:  # only a passing one leaves _analyze_fetched: nothing of the model is committed
+        return _hub_attempt(job, ref, err, time.perf_counter() - started)
     reasons = streamed.errors + analysis.decoding_reasons() + [note for note in (plan.note, base_note) if note]
     if plan.merge:
         reasons.append(f"adapter merged into the base checkpoint {job.spec.merge_base}")
@@ -253,7 +266,8 @@ class _Streamed:
 
 def _stream_shards(job: ModelJob, source, ref: ModelRef, plan: ModelPlan, analysis, comparison, on_shard):
     """Fetch (the next shard prefetched), analyze, compare with the base, delete: shard by shard, at most two on
-    disk. A shard that cannot be fetched or read fails its matrices alone."""
+    disk. A shard that cannot be read fails its matrices alone; one the hub cannot deliver now (unavailable, gated)
+    raises its HubError, as the model's rows without it would stand for the commit until it changes."""
     streamed = _Streamed()
     esd_layers: list[tuple[ww_core.LayerMetrics, dict]] = []
     key = dict(repo_id=ref.repo_id, revision=ref.revision, family=ref.family)
@@ -304,6 +318,8 @@ def _analyze_fetched(source, shard: Shard, index: int, future, analysis, compari
         if comparison is not None:
             streamed.distances += comparison.compare_shard(index, path)
     except Exception as err:  # noqa: BLE001 - one bad shard never stops the model, nor the scan
+        if isinstance(err, HubError) and err.kind in _PASSING:
+            raise
         result = analysis.shard_failure(index, err, prefix)
     finally:
         if path is not None and shard.location is None and source.deletes_shards:

@@ -323,11 +323,14 @@ class HubSource:
         return {f: headers.get(f, []) for f in filenames}
 
     def fetch_shard(self, ref: ModelRef, shard: Shard, workdir: Path) -> Path:
-        """Download one shard into ``workdir`` (resumable), pinned to the commit sha."""
+        """Download one shard into ``workdir`` (resumable), pinned to the commit sha. A file whose size is not the
+        one the hub listed (a body cut short behind a lying ``Content-Length``, a proxy's HTML page) is a failed
+        download, a HubError of kind unavailable, never a broken checkpoint: the next scan fetches it again."""
         from huggingface_hub import hf_hub_download
 
+        what = f"{ref.repo_id}@{ref.revision[:12]}/{shard.filename}"
         path = self._call(
-            f"{ref.repo_id}@{ref.revision[:12]}/{shard.filename}",
+            what,
             lambda: hf_hub_download(
                 ref.repo_id,
                 shard.filename,
@@ -337,6 +340,12 @@ class HubSource:
                 local_dir=workdir,
             ),
         )
+        size = Path(path).stat().st_size
+        if shard.size is not None and size != shard.size:
+            Path(path).unlink(missing_ok=True)
+            raise HubError(
+                f"{what}: hub unavailable: downloaded {size} bytes, the hub lists {shard.size}", HUB_UNAVAILABLE
+            )
         return Path(path)
 
     def release_shard(self, path: Path) -> None:

@@ -245,3 +245,43 @@ def test_a_listing_with_a_hostile_sha_skips_that_model_with_a_warning(faults, tm
     assert [r[0] for r in rows(lake, "SELECT repo_id FROM models")] == [REPOS[1]]
     # lake/models/acme__flaky-1m@../../../tmp/x.parquet would have landed here:
     assert not (tmp_path.parent / "tmp" / "x.parquet").exists()
+
+
+def shard_fault(hub, fault: str) -> None:
+    """A lasting fault on the download of the 3-shard model's second shard (its header read by Range passes)."""
+    match = "model-00002-of-00003.safetensors"
+    if fault == "5xx":
+        hub.fail_5xx(count=None, match=match, ranged=False)
+    elif fault == "cut_file":
+        hub.cut_file(count=None, match=match, ranged=False)
+    else:  # the hub's resolvers rate limit, past --hub-rate-limit-wait
+        hub.rate_limit("3600", count=1, match=match, ranged=False)
+
+
+@pytest.mark.parametrize("fault", ["5xx", "cut_file", "rate_limit"])
+def test_a_shard_the_hub_cannot_deliver_is_an_attempt_retried_by_the_next_scan(faults, clean_rows, tmp_path, fault):
+    """Headers read, the first shard analyzed, then the hub fails the second shard's download for good: the model
+    is not a failed or partial commit (which the next scan would count as done) but an attempt."""
+    lake = tmp_path / "lake"
+    shard_fault(faults, fault)
+    assert scan(faults, lake, "--hub-backoff", "0", "--hub-retries", "1", "--hub-rate-limit-wait", "1") == 1
+    model_status, reason = status(lake, REPOS[0])
+    assert model_status == "unavailable" and "model-00002-of-00003.safetensors" in reason
+    assert rows(lake, "SELECT count(*) FROM models WHERE repo_id = $1", [REPOS[0]]) == [(0,)]
+    assert rows(lake, "SELECT count(*) FROM layers WHERE repo_id = $1", [REPOS[0]]) == [(0,)]
+    faults.clear_faults()
+    uninstall()  # the next scan is another process: it knows nothing of the window the hub named
+    assert scan(faults, lake) == 0
+    assert status(lake, REPOS[0])[0] == "scanned"
+    assert rows(lake, ROWS) == clean_rows
+
+
+def test_force_with_a_shard_the_hub_cannot_deliver_keeps_the_last_good_scan(faults, clean_rows, tmp_path):
+    lake = tmp_path / "lake"
+    assert scan(faults, lake) == 0
+    faults.fail_5xx(count=None, match="model-00002-of-00003.safetensors", ranged=False)
+    assert scan(faults, lake, "--force", "--hub-backoff", "0", "--hub-retries", "1") == 1
+    assert status(lake, REPOS[0])[0] == "unavailable"  # the attempt is recorded...
+    latest = rows(lake, "SELECT repo_id, status FROM models_latest ORDER BY repo_id")
+    assert latest == [(REPOS[0], "scanned"), (REPOS[1], "scanned")]  # ...and the good scan still stands
+    assert rows(lake, ROWS) == clean_rows
