@@ -27,12 +27,14 @@ of a bucket with a quota carries ``RateLimit: "api";r=REMAINING;t=SECONDS_TO_WIN
 ``requests_by_bucket`` and ``limited_by_bucket`` count what each bucket answered.
 
 Fault switches apply to requests whose path contains ``match``, for a number of requests (bursts) or until cleared:
-``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping; ``ranged=False``: downloads only), ``rate_limit`` (a 429 as the Hub answers it,
+``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (a 429 as the Hub answers it,
 or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
-``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were all
-of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the middle of a body),
-``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
+``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were
+all of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the
+middle of a body), ``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
+``ranged=False`` limits a fault to whole-file requests (downloads, not header reads), ``ranged=True`` to Range
+requests.
 
 Repos can be ``gate``d (401/403 with the Hub's ``GatedRepo`` error code unless the request carries an allowed
 token), and downloads can be redirected to a second server on another port (``redirect_downloads``, CDN-style, with
@@ -42,6 +44,7 @@ makes the hub answer a hostile commit sha. The hostile files themselves are made
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 import math
@@ -255,7 +258,12 @@ class FakeHub:
             self.faults.append(Fault(kind, match, count, value, ranged=ranged))
 
     def fail_5xx(
-        self, count: int | None = 1, match: str | None = None, status: int = 503, every: int = 1, ranged: bool | None = None
+        self,
+        count: int | None = 1,
+        match: str | None = None,
+        status: int = 503,
+        every: int = 1,
+        ranged: bool | None = None,
     ) -> None:
         """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared);
         ``ranged`` False: whole-file requests only (downloads, not header reads)."""
@@ -401,7 +409,9 @@ class FakeHub:
         base = (card or {}).get("base_model")
         for b in [base] if isinstance(base, str) else base or []:
             tags.append(f"base_model:{b}")
-        library = (card or {}).get("library_name")
+        # The API's library_name, pipeline_tag and tags are strings (huggingface_hub's ModelInfo): what a card
+        # writes there in another type stays in cardData only.
+        library = _text((card or {}).get("library_name"))
         if library:
             tags.append(library)
         return {
@@ -416,8 +426,8 @@ class FakeHub:
             "downloads": repo.downloads,
             "likes": repo.likes,
             "trendingScore": repo.trending_score,
-            "tags": tags,
-            "pipeline_tag": (card or {}).get("pipeline_tag"),
+            "tags": [str(tag) for tag in tags if isinstance(tag, str | int | float)],
+            "pipeline_tag": _text((card or {}).get("pipeline_tag")),
             "library_name": library,
             "lastModified": iso_time(commit.created),
             "createdAt": iso_time(repo.commits[0].created),
@@ -478,7 +488,8 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.write(body)
 
     def _json(self, payload, headers: dict | None = None) -> None:
-        self._send(200, json.dumps(payload).encode(), {"Content-Type": "application/json", **(headers or {})})
+        body = json.dumps(payload, default=_json_date).encode()
+        self._send(200, body, {"Content-Type": "application/json", **(headers or {})})
 
     def _error(self, status: int, code: str, message: str, extra: dict | None = None, head: bool = False) -> None:
         body = json.dumps({"error": message}).encode()
@@ -761,6 +772,19 @@ class _CdnHandler(_Handler):
             headers["Content-Range"] = f"bytes {start}-{end}/{len(data)}"
         headers["Content-Length"] = str(len(body))
         self._send_body(status, body, headers, path, method, method == "HEAD")
+
+
+def _text(value) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _json_date(value) -> str:
+    """A YAML date or time of a card, as the Hub's JSON writes it (a JavaScript Date: ISO 8601, UTC)."""
+    if isinstance(value, dt.datetime):
+        return iso_time(value.timestamp())
+    if isinstance(value, dt.date):
+        return f"{value.isoformat()}T00:00:00.000Z"
+    raise TypeError(f"{value!r} is not JSON")
 
 
 def eval_results_payload(files: dict[str, bytes]) -> list[dict]:

@@ -115,7 +115,7 @@ class EvalResult:
 class ModelDescription:
     ref: ModelRef
     plan: ModelPlan
-    card_status: str = "ok"  # ok | missing | malformed: ...
+    card_status: str = "ok"  # ok | missing | malformed: ... | ignored FIELD (TYPE, not text)[; invalid model-index ...]
     facts: dict = field(default_factory=dict)
     evals: list[EvalResult] = field(default_factory=list)
 

@@ -14,6 +14,8 @@ from .base import EvalResult
 # The Hub's largest real cards are a few hundred KB; the metadata block is a small part of them.
 MAX_CARD_BYTES = 2_000_000
 MAX_CARD_YAML_BYTES = 512_000
+# The card's metadata the lake keeps, as text, in each models row.
+TEXT_FACTS = ("library_name", "pipeline_tag", "base_model")
 
 
 def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
@@ -30,11 +32,11 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
         data = card.data
     except Exception as err:  # noqa: BLE001 - any parse failure of user-written YAML is "malformed"
         return f"malformed: {err.__class__.__name__}: {str(err).splitlines()[0][:200]}", {}, []
-    facts = {
-        "library_name": getattr(data, "library_name", None),
-        "pipeline_tag": getattr(data, "pipeline_tag", None),
-        "base_model": _first(getattr(data, "base_model", None)),
-    }
+    facts, ignored = {}, []
+    for name in TEXT_FACTS:
+        facts[name], problem = text_fact(name, getattr(data, name, None))
+        if problem:
+            ignored.append(problem)
     evals, rejected = [], []
     for result in getattr(data, "eval_results", None) or []:
         raw_metric = str(result.metric_type or result.metric_name or "")
@@ -58,8 +60,21 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
             )
         )
     # A value we cannot store is said, never dropped silently: the scan records it in the model's reason.
-    status = "invalid model-index values: " + "; ".join(rejected) if rejected else "ok"
-    return status, facts, evals
+    problems = [f"ignored {', '.join(ignored)}"] if ignored else []
+    if rejected:
+        problems.append("invalid model-index values: " + "; ".join(rejected))
+    return "; ".join(problems) or "ok", facts, evals
+
+
+def text_fact(name: str, value) -> tuple[str | None, str | None]:
+    """A card field the lake keeps as text: (the text, None), or (None, why it was ignored) when the YAML holds a
+    number, a date, a list or a mapping there. ``base_model`` may name several models (a merge's), as the Hub reads
+    it: the first is kept."""
+    if name == "base_model" and isinstance(value, list | tuple) and all(isinstance(v, str) for v in value):
+        value = value[0] if value else None
+    if value is None or isinstance(value, str):
+        return value, None
+    return None, f"{name} ({type(value).__name__}, not text)"
 
 
 def _n_shot(args) -> int | None:
@@ -88,9 +103,3 @@ def card_yaml_problem(text: str) -> str | None:
     except yaml.YAMLError as err:
         return f"invalid YAML ({str(err).splitlines()[0][:200]})"
     return None
-
-
-def _first(value):
-    if isinstance(value, list | tuple):
-        return value[0] if value else None
-    return value

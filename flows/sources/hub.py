@@ -49,7 +49,7 @@ from .base import (
     infer_family,
     parse_repo_spec,
 )
-from .cards import MAX_CARD_BYTES, parse_card
+from .cards import MAX_CARD_BYTES, parse_card, text_fact
 from .transport import HubProtocolError, HubSettings, HubUnavailable, install
 
 logger = logging.getLogger(__name__)
@@ -191,11 +191,11 @@ class HubSource:
         pinned = ref if (ref.repo_id, ref.revision) in self._infos else self.resolve(ref)
         info = self._infos.pop((pinned.repo_id, pinned.revision))
         files = {s.rfilename: s.size for s in info.siblings or []}
-        card_text = self._text(pinned, "README.md", MAX_CARD_BYTES, files) if "README.md" in files else None
-        status, facts, evals = parse_card(card_text)
+        status, facts, evals = self._card(pinned, files)
         facts.update(
-            library_name=getattr(info, "library_name", None) or facts.get("library_name"),
-            pipeline_tag=getattr(info, "pipeline_tag", None) or facts.get("pipeline_tag"),
+            # The hub's own reading of the card wins; whatever it answers, only text reaches the lake.
+            library_name=text_fact("library_name", getattr(info, "library_name", None))[0] or facts.get("library_name"),
+            pipeline_tag=text_fact("pipeline_tag", getattr(info, "pipeline_tag", None))[0] or facts.get("pipeline_tag"),
             downloads=getattr(info, "downloads", None),
             likes=getattr(info, "likes", None),
             last_modified=str(info.last_modified) if getattr(info, "last_modified", None) else None,
@@ -206,6 +206,17 @@ class HubSource:
         plan = self._plan(pinned, files)
         plan.config = config
         return ModelDescription(pinned, plan, status, facts, evals)
+
+    def _card(self, ref: ModelRef, files: dict[str, int | None]) -> tuple[str, dict, list[EvalResult]]:
+        """:func:`parse_card` of the README. A README over the card's size cap is not read: the card is
+        ``malformed`` (like an oversized metadata block) and the weights are still scanned."""
+        if "README.md" not in files:
+            return parse_card(None)
+        try:
+            text = self._text(ref, "README.md", MAX_CARD_BYTES, files)
+        except FileTooLarge as err:
+            return f"malformed: README.md: {err.size_text}", {}, []
+        return parse_card(text)
 
     def _model_config(self, ref: ModelRef, files: dict[str, int | None]) -> ModelConfig:
         """``config.json`` and ``adapter_config.json`` (small; cached like cards): what decoders read."""
@@ -273,7 +284,7 @@ class HubSource:
         what = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
         size = files.get(filename)
         if size is not None and size > max_bytes:
-            raise HubError(f"{what}: {size} bytes, more than the {max_bytes} this file may have", HUB_INVALID)
+            raise FileTooLarge(what, f"{size} bytes, more than the {max_bytes} this file may have")
         path = self._call(
             what,
             lambda: hf_hub_download(
@@ -286,7 +297,7 @@ class HubSource:
             ),
         )
         if Path(path).stat().st_size > max_bytes:
-            raise HubError(f"{what}: more than the {max_bytes} bytes this file may have", HUB_INVALID)
+            raise FileTooLarge(what, f"more than the {max_bytes} bytes this file may have")
         return Path(path).read_text(errors="replace")
 
     def _index(self, ref: ModelRef, filename: str, files: dict[str, int | None]) -> list[Shard]:
@@ -377,6 +388,14 @@ class HubSource:
             )
             for name in names
         ]
+
+
+class FileTooLarge(HubError):
+    """A metadata file (card, config, index) over its size cap: the commit's file is the problem, not the hub."""
+
+    def __init__(self, what: str, size_text: str):
+        super().__init__(f"{what}: {size_text}", HUB_INVALID)
+        self.size_text = size_text
 
 
 def _checked_tensors(label: str, file_meta) -> list[TensorInfo]:

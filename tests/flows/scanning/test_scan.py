@@ -290,3 +290,34 @@ def test_an_unexpected_error_in_one_shard_is_recorded_and_the_scan_goes_on(fake_
         ("00002", "failed"),
         ("00003", "ok"),
     }
+
+
+def test_card_fields_that_are_not_text_and_a_card_over_the_cap_never_cost_the_weights(fake_hub, tmp_path):
+    """Each card below once failed its model's commit (a number, mapping, list or date where the lake keeps text)
+    or the whole model on every scan (a README over the 2 MB cap): now the weights are scanned and the card's status
+    says what was set aside."""
+    from flows.sources.cards import MAX_CARD_BYTES
+
+    cards = {
+        "acme/lib-int": "---\nlibrary_name: 5\n---\n",
+        "acme/lib-map": "---\nlibrary_name: {a: 1}\n---\n",
+        "acme/lib-date": "---\nlibrary_name: 2024-01-01\n---\n",
+        "acme/pipe-list": "---\npipeline_tag: [a, b]\n---\n",
+        "acme/base-ints": "---\nbase_model: [1, 2]\n---\n",
+        "acme/huge-card": "---\nlibrary_name: pytorch\n---\n" + "a" * MAX_CARD_BYTES,
+    }
+    for seed, (repo_id, card) in enumerate(cards.items()):
+        fake_hub.add_folder(repo_id, write_model(tmp_path / repo_id, tensors(seed), card_text=card))
+    lake = tmp_path / "lake"
+    assert scan(fake_hub, lake, *cards) == 0
+    models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
+    assert {m["status"] for m in models.values()} == {"scanned"} and len(models) == len(cards)
+    assert all(m["num_ok"] >= 1 for m in models.values())
+    assert models["acme/lib-int"]["card_status"] == "ignored library_name (int, not text)"
+    assert models["acme/lib-map"]["card_status"] == "ignored library_name (dict, not text)"
+    assert models["acme/lib-date"]["card_status"] == "ignored library_name (date, not text)"
+    assert models["acme/pipe-list"]["card_status"] == "ignored pipeline_tag (list, not text)"
+    assert models["acme/base-ints"]["card_status"] == "ignored base_model (list, not text)"
+    assert models["acme/base-ints"]["reason"] == "card ignored base_model (list, not text)"
+    assert models["acme/huge-card"]["card_status"].startswith("malformed: README.md: ")
+    assert [r for r, m in models.items() if m["library_name"] is not None] == ["acme/huge-card"]  # the hub's reading

@@ -45,3 +45,24 @@ def test_local_source_fingerprint_changes_with_the_files(tmp_path):
     assert source.list_family({}, None)[0].revision == first.revision
     write_model(folder, {"w.weight": np.zeros((20, 10), np.float32)})
     assert source.list_family({}, None)[0].revision != first.revision
+
+
+@pytest.mark.parametrize(
+    ("metadata", "ignored"),
+    [
+        ("library_name: 5", "library_name (int, not text)"),
+        ("library_name: {a: 1}", "library_name (dict, not text)"),
+        ("library_name: 2024-01-01", "library_name (date, not text)"),
+        ("pipeline_tag: [a, b]", "pipeline_tag (list, not text)"),
+        ("base_model: [1, 2]", "base_model (list, not text)"),
+    ],
+)
+def test_a_card_field_that_is_not_text_is_ignored_and_said(metadata, ignored):
+    status, facts, _ = parse_card(f"---\n{metadata}\nlicense: mit\n---\n# card\n")
+    assert status == f"ignored {ignored}"
+    assert all(value is None for value in facts.values())
+
+
+def test_base_model_lists_keep_the_first_model_as_the_hub_reads_them():
+    status, facts, _ = parse_card("---\nbase_model: [org/a, org/b]\nlibrary_name: transformers\n---\n")
+    assert status == "ok" and facts["base_model"] == "org/a" and facts["library_name"] == "transformers"
