@@ -144,11 +144,13 @@ class ThreadExecutor:
 
 
 def list_families(spec: SourceSpec, families: dict[str, dict], report: ScanReport) -> list[ModelRef]:
-    """Every family's refs (pinned by the listing where the source can), in listing order; a family that cannot be
-    listed is recorded in the report and the others go on."""
+    """Every family's refs (pinned by the listing where the source can), in listing order, each commit once: a
+    commit two families list is scanned once, in the family that lists it first (families.yaml's order), while
+    each family's membership keeps all it listed. A family that cannot be listed is recorded in the report and the
+    others go on."""
     for warning in admission_warnings(families):
         logger.warning("%s", warning)
-    refs: list[ModelRef] = []
+    refs: dict[tuple[str, str], ModelRef] = {}
     for family, query in families.items():
         try:
             listed = list_models(spec, query, None if family == INFERRED_FAMILY else family)
@@ -156,8 +158,13 @@ def list_families(spec: SourceSpec, families: dict[str, dict], report: ScanRepor
             report.list_errors.append(f"{family}: {err}")
             continue
         report.listings[family] = listed
-        refs.extend(listed)
-    return refs
+        for ref in listed:
+            first = refs.setdefault((ref.repo_id, ref.revision), ref)
+            if first is not ref:
+                logger.warning(
+                    "family %s: %s listed before, in %s: scanned once, there", family, ref.repo_id, first.family
+                )
+    return list(refs.values())
 
 
 def _layer_workers(options: ScanOptions, models: int) -> ScanOptions:

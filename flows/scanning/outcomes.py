@@ -45,7 +45,8 @@ class ScanReport:
 
     @property
     def listed(self) -> int:
-        return sum(len(refs) for refs in self.listings.values())
+        """The commits the families listed, each once (a repo two families list is one model of the scan)."""
+        return len({(ref.repo_id, ref.revision) for refs in self.listings.values() for ref in refs})
 
     def count(self, *statuses: Status) -> int:
         return sum(o.status in statuses for o in self.outcomes)

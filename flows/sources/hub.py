@@ -43,13 +43,13 @@ from .base import (
     HubError,
     ModelDescription,
     ModelRef,
-    _as_list,
     check_commit_sha,
     check_repo_id,
     infer_family,
     parse_repo_spec,
 )
 from .cards import MAX_CARD_BYTES, parse_card, text_fact
+from .listing import list_model_items, listing_parameters
 from .transport import HubProtocolError, HubSettings, HubUnavailable, install
 
 logger = logging.getLogger(__name__)
@@ -121,7 +121,8 @@ class HubSource:
     def check_reachable(self) -> None:
         """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
         one per model. Raises HubError."""
-        self._call(f"hub {self.endpoint}", lambda: list(self.api.list_models(limit=1, expand=["sha"])))
+        probe = {"limit": 1, "expand": ["sha"]}
+        self._call(f"hub {self.endpoint}", lambda: list(list_model_items(self.endpoint, self.token, probe)))
 
     def list_family(self, query: dict, family: str | None = None) -> list[ModelRef]:
         """The family's repos in listing order, each pinned to its commit: by the listing itself for a query (the
@@ -138,20 +139,23 @@ class HubSource:
                     raise HubError(str(err), HUB_INVALID) from None
                 refs.append(ModelRef(repo_id, self._pin(repo_id, revision or "main"), family or infer_family(repo_id)))
             return refs
-        kwargs = {k: query[k] for k in ("author", "search", "sort", "limit") if query.get(k) is not None}
-        if query.get("filter"):
-            kwargs["filter"] = _as_list(query["filter"])
-        models = self._call("list models", lambda: list(self.api.list_models(**kwargs, expand=LISTING_EXPAND)))
-        refs = []
-        for model in models:
+        params = listing_parameters(query, LISTING_EXPAND)
+        items = self._call("list models", lambda: list(list_model_items(self.endpoint, self.token, params)))
+        refs, listed = [], set()
+        for item in items:
             # Ids and shas from the network become file names: anything else is skipped, with a warning.
             try:
-                repo_id = check_repo_id(model.id, "the hub listed a repo id")
+                repo_id = check_repo_id(item.get("id"), "the hub listed a repo id")
                 # A server that ignores expand lists no sha: the repo is pinned by its model_info when scanned.
-                sha = check_commit_sha(model.sha, repo_id) if model.sha else "main"
+                sha = check_commit_sha(item["sha"], repo_id) if item.get("sha") else "main"
             except (ValueError, HubError) as err:
                 logger.warning("list models: %s; skipped", err)
                 continue
+            if repo_id in listed:
+                # Offset pages shift when repos come and go while they are read: a repo on two pages is one repo.
+                logger.warning("list models: %s listed again on a later page; kept once", repo_id)
+                continue
+            listed.add(repo_id)
             refs.append(ModelRef(repo_id, sha, family or infer_family(repo_id)))
         return refs
 
