@@ -152,7 +152,7 @@ class RateLimiter:
     def observe(self, bucket: str, headers: Mapping[str, str] | None, limited: bool, fallback_wait: float) -> None:
         """Learn from an answer (``headers`` None: no answer came). ``limited``: it was a 429, so the bucket waits
         until the window ends: ``t`` of ``RateLimit``, else ``Retry-After``, else the policy's window, else
-        ``fallback_wait`` seconds."""
+        ``fallback_wait`` seconds (the caller's backoff, longer at each bare 429 of one request)."""
         info = parse_window(headers) if headers is not None else None
         with self._condition:
             state = self._buckets.setdefault(bucket, _Bucket())

@@ -54,6 +54,8 @@ _SMALL_BODY = 32_000_000
 # A connection that cannot be opened in this time will not be opened: with the default retries an unreachable hub
 # is reported within 30 s (4 attempts · 5 s + 3.5 s of backoff).
 _CONNECT_TIMEOUT = 5.0
+# A 429 that names no window waits at least this long: with --hub-backoff 0 it would be asked again at once, forever.
+_LEAST_RATE_LIMIT_WAIT = 1.0
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,12 @@ class HubSettings:
     def wait(self, attempt: int, retry_after: float | None) -> float:
         return min(self.max_wait, retry_after if retry_after is not None else self.backoff * 2**attempt)
 
+    def rate_limit_fallback(self, limited_before: int) -> float:
+        """The wait after a 429 that names no window (no ``RateLimit``, ``Retry-After`` or policy: a proxy's):
+        doubled at each such 429 of one request from at least a second, up to ``max_wait``, so that a server that
+        keeps answering 429 is asked less and less often, and the waits reach ``rate_limit_wait``."""
+        return min(self.max_wait, max(self.backoff, _LEAST_RATE_LIMIT_WAIT) * 2**limited_before)
+
 
 class HubUnavailable(Exception):
     """One request failed on every attempt (connection, timeout, 408/429/5xx)."""
@@ -151,20 +159,21 @@ def _transport_class():
             retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
             # The hub itself counts requests per bucket; the hosts it redirects to (a CDN) do not.
             bucket = bucket_of(request.url.path) if target == self.hub_origin else None
-            attempt = 0
+            attempt = limited = 0
             while True:
                 if bucket is not None:
                     try:
                         self.limiter.acquire(bucket)
                     except RateLimitExhausted as err:
                         raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
-                response, failure, retry_after = self._attempt(request, retry=retries > 0, bucket=bucket)
+                response, failure, retry_after = self._attempt(request, retries > 0, bucket, limited)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
                         self.served_by_hub.add(origin(str(request.url.join(response.headers["Location"]))))
                     return response
                 if failure == RATE_LIMITED:
+                    limited += 1
                     continue  # not a failed attempt: the limiter waits for the window's end
                 if attempt >= retries:
                     if not ours and isinstance(failure, Exception):
@@ -174,9 +183,10 @@ def _transport_class():
                 time.sleep(self.settings.wait(attempt, retry_after))
                 attempt += 1
 
-        def _attempt(self, request, retry: bool, bucket: str | None):
+        def _attempt(self, request, retry: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
+            ``limited_before``: the 429s this request drew already (a 429 that says no window waits longer each time).
             """
             try:
                 response = self.inner.handle_request(request)
@@ -186,7 +196,7 @@ def _transport_class():
                 return None, err, None
             limited = response.status_code == RATE_LIMITED and request.method in _IDEMPOTENT
             if bucket is not None:
-                fallback = self.settings.wait(0, None)
+                fallback = self.settings.rate_limit_fallback(limited_before)
                 self.limiter.observe(bucket, response.headers, limited=limited, fallback_wait=fallback)
             commit = response.headers.get("X-Repo-Commit")
             if commit is not None and not _COMMIT_SHA.match(commit):

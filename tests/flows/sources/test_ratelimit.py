@@ -7,6 +7,7 @@ import time
 import pytest
 from huggingface_hub import HfApi
 
+from flows.sources import ModelRef
 from flows.sources.hub import HubSource
 from flows.sources.ratelimit import RateLimiter, RateLimitExhausted, WindowInfo, bucket_of, parse_window
 from flows.sources.transport import HubSettings, install
@@ -139,3 +140,20 @@ def test_past_the_wait_cap_a_request_fails_naming_the_cap(quota_hub):
         source.check_reachable()
     assert raised.value.kind == HUB_UNAVAILABLE
     assert quota_hub.limited_by_bucket == {}  # refused before sending: the hub never saw the second request
+
+
+def test_a_429_that_names_no_window_is_asked_less_and_less_often_until_the_cap(quota_hub, monkeypatch):
+    """A proxy's bare 429 (no RateLimit, no Retry-After, no policy), answered for good, with --hub-backoff 0: the
+    waits grow (1, 2, 4 s ...) and count against the scan's total wait, so the request fails within the cap
+    instead of asking again at once, forever."""
+    from flows.sources import HUB_UNAVAILABLE, HubError
+    from tests.fakehub import _Handler
+
+    monkeypatch.setattr(_Handler, "_model_info", lambda self, *args, **kwargs: self._error(429, "", "slow down"))
+    settings = HubSettings(backoff=0, retries=0, rate_limit_wait=2.5)
+    assert [settings.rate_limit_fallback(n) for n in range(3)] == [1.0, 2.0, 4.0]
+    source = HubSource(endpoint=quota_hub.endpoint, settings=settings)
+    with pytest.raises(HubError, match="wait more than 2.5 s") as raised:
+        source.resolve(ModelRef("acme/q0", "main", "q"))
+    assert raised.value.kind == HUB_UNAVAILABLE
+    assert quota_hub.count("GET", "/api/models/acme/q0") == 2  # asked, waited 1 s, asked; 2 s more passes the cap
