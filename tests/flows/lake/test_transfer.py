@@ -246,21 +246,31 @@ def test_import_refuses_rows_the_lake_could_not_hold_and_changes_nothing(tmp_pat
     """What a scan or ``wwhub evals import`` never writes is refused at the door, in one line, and the lake is left
     as it was: a model without a family (the leaderboard, plots and pages sort by it), a row twice in one file (it
     would be in the lake twice), evals values ``wwhub evals import`` refuses."""
-    source = Lake.for_writing(tmp_path / "a")
-    fill(source, 4, layers=3)
-    folder = export(source.root, tmp_path / "export")
-    table, spoiled, expected = spoil(folder)
+    table, spoiled, expected = spoil(_exported(tmp_path))
     bad = tmp_path / "bad" / f"{table}.parquet"
     bad.parent.mkdir()
     pq.write_table(spoiled, bad)
+    assert expected in _refused_leaving_the_lake_as_it_was(tmp_path, capsys, bad)
+
+
+def _exported(tmp_path):
+    """The export folder of a 4-model lake."""
+    source = Lake.for_writing(tmp_path / "a")
+    fill(source, 4, layers=3)
+    return export(source.root, tmp_path / "export")
+
+
+def _refused_leaving_the_lake_as_it_was(tmp_path, capsys, bad) -> str:
+    """The one-line error of importing ``bad`` into a 2-model lake, checked to be exit 2 and to change no file."""
     target = Lake.for_writing(tmp_path / "b")
     fill(target, 2, layers=2)
     before = tree_hashes(target.root)
     capsys.readouterr()
     assert main(["lake", "import", str(bad), "--lake", str(target.root)]) == 2
     error = capsys.readouterr().err
-    assert expected in error and error.count("\n") == 1, error
+    assert error.count("\n") == 1, error
     assert tree_hashes(target.root) == before
+    return error
 
 
 def _corrupt_pages(path, to, start: float, stop: float):
@@ -282,18 +292,9 @@ def test_import_of_a_file_with_corrupt_pages_is_refused_naming_it_and_changes_no
 ):
     """Pages the validation decodes (repo_id, family first) or not (the last columns): exit 2 naming the file,
     whether the file would be rewritten or adopted by a copy (an export in today's columns, clustered by repo)."""
-    source = Lake.for_writing(tmp_path / "a")
-    fill(source, 4, layers=3)
-    folder = export(source.root, tmp_path / "export")
+    folder = _exported(tmp_path)
     bad = _corrupt_pages(folder / f"{table}.parquet", tmp_path / "bad" / f"{table}.parquet", start, stop)
-    target = Lake.for_writing(tmp_path / "b")
-    fill(target, 2, layers=2)
-    before = tree_hashes(target.root)
-    capsys.readouterr()
-    assert main(["lake", "import", str(bad), "--lake", str(target.root)]) == 2
-    error = capsys.readouterr().err
-    assert f"{bad}: not a readable Parquet file (" in error and error.count("\n") == 1, error
-    assert tree_hashes(target.root) == before
+    assert f"{bad}: not a readable Parquet file (" in _refused_leaving_the_lake_as_it_was(tmp_path, capsys, bad)
 
 
 def test_import_of_whole_doubles_into_a_bigint_column_keeps_them(tmp_path):
