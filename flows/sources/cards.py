@@ -14,6 +14,9 @@ from .base import EvalResult
 # The Hub's largest real cards are a few hundred KB; the metadata block is a small part of them.
 MAX_CARD_BYTES = 2_000_000
 MAX_CARD_YAML_BYTES = 512_000
+# Real metadata nests a few levels (model-index → results → metrics → item); parsing YAML nested thousands deep
+# takes PyYAML and ModelCard minutes of CPU within the size cap.
+MAX_CARD_YAML_DEPTH = 64
 # The card's metadata the lake keeps, as text, in each models row.
 TEXT_FACTS = ("library_name", "pipeline_tag", "base_model")
 
@@ -84,8 +87,8 @@ def _n_shot(args) -> int | None:
 
 
 def card_yaml_problem(text: str) -> str | None:
-    """Why a card's metadata may not be parsed (too large, aliases, anchors), or None. Reads YAML events only:
-    nothing is built from the document."""
+    """Why a card's metadata may not be parsed (too large, aliases, anchors, nested too deep), or None. Reads YAML
+    events only: nothing is built from the document."""
     from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
     if len(text) > MAX_CARD_BYTES:
@@ -96,10 +99,17 @@ def card_yaml_problem(text: str) -> str | None:
     block = match.group(2)
     if len(block) > MAX_CARD_YAML_BYTES:
         return f"metadata block of {len(block)} characters, more than {MAX_CARD_YAML_BYTES}"
+    depth = 0
     try:
         for event in yaml.parse(block, Loader=yaml.SafeLoader):
             if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
                 return "YAML anchors and aliases are not accepted in card metadata"
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_CARD_YAML_DEPTH:
+                    return f"metadata nested more than {MAX_CARD_YAML_DEPTH} levels deep"
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
     except yaml.YAMLError as err:
         return f"invalid YAML ({str(err).splitlines()[0][:200]})"
     return None

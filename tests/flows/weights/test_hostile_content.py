@@ -10,6 +10,7 @@ import time
 
 import numpy as np
 import pytest
+import yaml
 
 from flows.cli import main
 from flows.sources import parse_card
@@ -94,6 +95,23 @@ def test_billion_laughs_card_is_malformed_in_milliseconds_and_the_weights_are_sc
     lake = tmp_path / "lake"
     assert main(["scan", "--source", "local", str(root), "--lake", str(lake)]) == 0
     assert "scanned 1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    "metadata",
+    ["a: " + "[" * 20_000 + "]" * 20_000, "a:\n" + "".join(" " * depth + "- \n" for depth in range(1, 200))],
+    ids=["flow", "block"],
+)
+def test_metadata_nested_thousands_deep_is_malformed_not_parsed_for_minutes(metadata):
+    """40 KB of nested brackets, well within the size caps, took PyYAML and ModelCard over half a minute."""
+    status, facts, evals = parse_card(f"---\n{metadata}\n---\n")
+    assert (status, facts, evals) == ("malformed: metadata nested more than 64 levels deep", {}, [])
+
+
+def test_real_model_index_nesting_is_well_within_the_depth_cap():
+    card = "---\n" + yaml.safe_dump({"model-index": model_index("acme/m", 0.9)}) + "---\n"
+    status, _, evals = parse_card(card)
+    assert status == "ok" and [e.value for e in evals] == [0.9]
 
 
 def test_oversized_card_is_malformed_not_parsed():
