@@ -63,6 +63,10 @@ class FamilyQuery(BaseModel):
         query_keys = [k for k in ("author", "search", "filter", "sort", "limit") if getattr(self, k) is not None]
         if self.repos is not None and query_keys:
             raise ValueError(f"repos names the models itself: drop {', '.join(query_keys)}, or drop repos")
+        repeated = sorted({spec for spec in self.repos or () if self.repos.count(spec) > 1})
+        if repeated:
+            # The family's memberships record each listed repo at its rank: a repeat would be a member twice.
+            raise ValueError(f"repos names {', '.join(repeated)} more than once")
         if (info.context or {}).get("selector_required") and not any(getattr(self, k) for k in SELECTORS):
             raise ValueError(
                 f"choose models with one of {', '.join(SELECTORS)} (sort and limit alone would list the whole Hub)"

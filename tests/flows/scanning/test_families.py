@@ -98,6 +98,7 @@ OPTIONS = {"repos": "REPO_ID", "limit": "--limit", "sort": "--sort", "search": "
         ({"search": "x", "sort": "bogus"}, "--sort 'bogus': expected one of created_at, downloads"),
         ({"repos": ["/"]}, "REPO_ID '/': repo '/' is not a Hub repo id"),
         ({"repos": ["a/b"], "sort": "likes"}, "REPO_ID names the models itself: drop --sort, or drop REPO_ID"),
+        ({"repos": ["a/b", "a/c@v1", "a/b"]}, "REPO_ID names a/b more than once"),
     ],
 )
 def test_command_line_queries_name_the_option(query, message):
