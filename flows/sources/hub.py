@@ -449,7 +449,7 @@ def classify_hub_error(what: str, err: Exception) -> HubError:
         return HubError(f"{what}: {_first_line(err)}", HUB_INVALID)
     status = getattr(getattr(err, "response", None), "status_code", None)
     if status is not None:
-        return HubError(f"{what}: hub answered HTTP {status}: {_first_line(err)}", HUB_OTHER)
+        return HubError(f"{what}: hub answered HTTP {status}: {_http_reason(err)}", HUB_OTHER)
     if isinstance(err, OSError) and "consistency" in str(err).lower():
         return HubError(f"{what}: download was corrupted in transit ({_first_line(err)})", HUB_UNAVAILABLE)
     import httpx2
@@ -457,6 +457,16 @@ def classify_hub_error(what: str, err: Exception) -> HubError:
     if isinstance(err, TimeoutError | ConnectionError | httpx2.TransportError):
         return HubError(f"{what}: {err.__class__.__name__}: {_first_line(err)}", HUB_UNAVAILABLE)
     return HubError(f"{what}: {err.__class__.__name__}: {_first_line(err)}", HUB_OTHER)
+
+
+def _http_reason(err: Exception) -> str:
+    """The first line of huggingface_hub's message, with the hub's own words (``server_message``), which it puts on
+    a later line ("Bad request:" then the reason)."""
+    first = _first_line(err)
+    server = " ".join(str(getattr(err, "server_message", None) or "").split())[:300]
+    if not server or server in first:
+        return first
+    return f"{first.rstrip(': ')}: {server}"
 
 
 def _first_line(err: Exception) -> str:

@@ -285,3 +285,12 @@ def test_force_with_a_shard_the_hub_cannot_deliver_keeps_the_last_good_scan(faul
     latest = rows(lake, "SELECT repo_id, status FROM models_latest ORDER BY repo_id")
     assert latest == [(REPOS[0], "scanned"), (REPOS[1], "scanned")]  # ...and the good scan still stands
     assert rows(lake, ROWS) == clean_rows
+
+
+def test_a_4xx_keeps_the_reason_the_hub_gave(faults, tmp_path):
+    """huggingface_hub puts the server's own words on a line after its "Bad request:": the reason keeps them."""
+    faults.fail_5xx(count=None, match="/api/models/acme/flaky-1m", status=400)
+    scan(faults, tmp_path / "lake")
+    model_status, reason = status(tmp_path / "lake", REPOS[0])
+    assert model_status == "failed" and "hub answered HTTP 400: " in reason
+    assert "injected failure" in reason and "\n" not in reason
