@@ -7,7 +7,7 @@ import argparse
 import json
 import sys
 
-from ..lake import TABLES, LakeError, lake_path
+from ..lake import IMPORTABLE_TABLES, LakeError, lake_path
 from ._errors import CliError
 from ._output import render_table
 
@@ -27,7 +27,9 @@ def register(sub) -> None:
         metavar="PATH",
         help="TABLE.parquet (as `wwhub query ... --format parquet` writes), or a folder",
     )
-    importer.add_argument("--table", choices=TABLES, help="the table a file holds when its name does not say")
+    importer.add_argument(
+        "--table", choices=IMPORTABLE_TABLES, help="the table a file holds when its name does not say"
+    )
     importer.add_argument("--lake", help=LAKE_HELP)
     importer.set_defaults(run=run_import)
     merger = actions.add_parser("merge", help="add every row of another lake (models in both: OTHER's copy)")

@@ -12,12 +12,13 @@
 """
 
 from .manifest import MANIFEST, VIEWS_SQL, LakeError
-from .schema import KEYS, MODEL_TABLES, SCHEMAS, TABLES
+from .schema import IMPORTABLE_TABLES, KEYS, MODEL_TABLES, SCHEMAS, TABLES
 from .store import DEFAULT_LAKE, Lake, lake_path
 from .views import QUERIES_DIR, connect
 
 __all__ = [
     "DEFAULT_LAKE",
+    "IMPORTABLE_TABLES",
     "KEYS",
     "MANIFEST",
     "MODEL_TABLES",

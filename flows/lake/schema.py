@@ -190,6 +190,8 @@ TABLES = tuple(SCHEMAS)
 MODEL_TABLES = ("layers", "esd", "evals", "distances", "models")
 # Written whole by their producer, never row by row.
 DERIVED_TABLES = ("correlations",)
+# What `wwhub lake import` takes: a derived table is recomputed by its producer, never imported.
+IMPORTABLE_TABLES = tuple(t for t in TABLES if t not in DERIVED_TABLES)
 
 # The columns that identify a batch of rows: a write of key K replaces every older row with key K. Imported
 # evals (revision null) are keyed by their import instead: importing a file again replaces what that file brought

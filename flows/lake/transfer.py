@@ -17,6 +17,7 @@ from .layout1 import V1_TABLES, migrate_v1, v1_snapshot, v1_source
 from .manifest import MANIFEST, LakeError, Segment, new_segment_file, schema_fingerprint
 from .schema import (
     DERIVED_TABLES,
+    IMPORTABLE_TABLES,
     ROW_KEYS,
     SCHEMAS,
     TABLES,
@@ -62,8 +63,8 @@ RANGE_ROWS = 4_000_000
 
 def _table_of(path: Path, table: str | None) -> str:
     name = table or path.stem
-    if name not in SCHEMAS or name in DERIVED_TABLES:
-        known = ", ".join(t for t in TABLES if t not in DERIVED_TABLES)
+    if name not in IMPORTABLE_TABLES:
+        known = ", ".join(IMPORTABLE_TABLES)
         raise LakeError(f"{path}: cannot tell which table it holds (name it TABLE.parquet or pass --table; {known})")
     return name
 

@@ -99,6 +99,17 @@ CASES = [
         )[1],
     ),
     ErrorCase(
+        "lake-import-derived-table",
+        "`wwhub lake import --table correlations`: a derived table is recomputed, never imported",
+        2,
+        "wwhub lake import: error: argument --table: invalid choice: 'correlations' (choose from 'layers', 'esd', "
+        "'evals', 'models', 'scans', 'attempts', 'memberships', 'distances') (usage: wwhub lake import --help)",
+        lambda ctx: (
+            (ctx.root / "export.parquet").write_bytes(b"PAR1"),
+            ["lake", "import", "export.parquet", "--table", "correlations", "--lake", str(ctx.lake)],
+        )[1],
+    ),
+    ErrorCase(
         "lake-import-unknown-table",
         "`wwhub lake import` of a file whose name is no table",
         2,
