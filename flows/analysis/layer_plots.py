@@ -148,8 +148,11 @@ def _random_esd(row: LayerMetrics, folder: Path, model: str) -> Path:
         (row.evals, ESD_COLOR, 0.6, "ESD"),
         (row.rand_evals, RANDOM_COLOR, 0.5, "random"),
     ):
+        logs = _log_positive(values)
+        if not logs.size:  # a density of no values is 0/0
+            continue
         axis.hist(
-            _log_positive(values),
+            logs,
             bins=_BINS,
             density=True,
             color=color,
@@ -199,7 +202,10 @@ def _deltas(row: LayerMetrics, folder: Path, model: str) -> Path:
     sequence.scatter(np.arange(logs.size), logs, s=3, color=ESD_COLOR)
     sequence.set_ylabel("log10 Δλ")
     sequence.set_title(f"Level spacings, {_label(row)}", fontsize=9)
-    histogram.hist(logs, bins=_BINS, density=True, color=ESD_COLOR, histtype="stepfilled")
+    if logs.size:  # a density of no values is 0/0 (an orthogonal layer's eigenvalues are all equal)
+        histogram.hist(logs, bins=_BINS, density=True, color=ESD_COLOR, histtype="stepfilled")
+    else:
+        histogram.text(0.5, 0.5, "no spacing above 0", transform=histogram.transAxes, ha="center", va="center")
     histogram.set_xlabel("log10 Δλ")
     return _save(figure, folder, model, row, "deltas")
 
