@@ -125,6 +125,26 @@ def _delimiter(header: str) -> str:
     return ","
 
 
+def _check_csv_header(path: Path, columns: list[str]) -> None:
+    """Every required column, each once, and no other: ImportFailed naming what is wrong."""
+    if not columns:
+        raise ImportFailed(f"{path}: empty file; expected a header {', '.join(CSV_REQUIRED)} and rows")
+    missing = [c for c in CSV_REQUIRED if c not in columns]
+    if missing:
+        raise ImportFailed(
+            f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(CSV_REQUIRED)} in the first line, "
+            "separated by commas, semicolons or tabs"
+        )
+    unknown = [c for c in columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
+    if unknown:
+        raise ImportFailed(
+            f"{path}: unknown column(s) {', '.join(unknown)}; known: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)}"
+        )
+    repeated = sorted({c for c in columns if columns.count(c) > 1})
+    if repeated:  # csv.DictReader would keep the last one's values silently
+        raise ImportFailed(f"{path}: column(s) {', '.join(repeated)} more than once in the header")
+
+
 def read_csv(path: Path, scale: str | None = None) -> Import:
     """A hand-made CSV. The scale of each (source, metric) comes from a ``scale`` column, else ``scale``
     (``--scale``), else the values: a proportion above 1 anywhere makes that group percent; values on both sides
@@ -140,23 +160,14 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
         raise ImportFailed(f"{path}: no such file") from None
     except (OSError, UnicodeDecodeError, csv.Error) as err:
         raise ImportFailed(f"{path}: cannot read it as CSV ({err})") from None
-    if not columns:
-        raise ImportFailed(f"{path}: empty file; expected a header {', '.join(CSV_REQUIRED)} and rows")
-    missing = [c for c in CSV_REQUIRED if c not in columns]
-    if missing:
-        raise ImportFailed(
-            f"{path}: missing column(s) {', '.join(missing)}; need {', '.join(CSV_REQUIRED)} in the first line, "
-            "separated by commas, semicolons or tabs"
-        )
-    unknown = [c for c in columns if c not in CSV_REQUIRED + CSV_OPTIONAL]
-    if unknown:
-        raise ImportFailed(
-            f"{path}: unknown column(s) {', '.join(unknown)}; known: {', '.join(CSV_REQUIRED + CSV_OPTIONAL)}"
-        )
+    _check_csv_header(path, columns)
     if not records:
         raise ImportFailed(f"{path}: no rows under the header")
     parsed = []
     for line, raw in enumerate(records, start=2):
+        extra = [v for v in raw.get(None) or [] if v.strip()]
+        if extra:
+            raise ImportFailed(f"{path}:{line}: {len(extra)} more field(s) than the header's {len(columns)} columns")
         record = {k.strip(): (v or "").strip() for k, v in raw.items() if k is not None}
         if delimiter == ";":
             # Semicolons separate columns where a comma is the decimal mark: 0,71 is 0.71 there.

@@ -59,6 +59,8 @@ def refused(lake, capsys, args, message):
         ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,nan\n", ":2: stderr 'nan': not a finite number"),
         ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,-1\n", "stderr -1.0: not a finite non-negative"),
         ("repo_id,metric,value,n_shot\norg/m0,accuracy,0.95,-1\n", ":2: n_shot -1: negative"),
+        ("repo_id,metric,value\norg/m0,accuracy,0.95,5\n", ":2: 1 more field(s) than the header's 3 columns"),
+        ("repo_id,metric,value,metric\norg/m0,accuracy,0.95,f1\n", "column(s) metric more than once in the header"),
     ],
 )
 def test_bad_csv_is_refused_whole(lake, tmp_path, capsys, content, message):
