@@ -75,8 +75,10 @@ def _refresh_derived(lake: str | None) -> None:
     refresh_correlations(lake_path(lake))
 
 
-def _counts(rows: dict[str, int]) -> str:
-    return ", ".join(f"{table} {n}" for table, n in rows.items()) or "nothing"
+def _counts(rows: dict[str, int], unit: str = "") -> str:
+    """``layers 12, models 3`` then ``unit``, or ``nothing`` (never "nothing rows")."""
+    counts = ", ".join(f"{table} {n}" for table, n in rows.items())
+    return f"{counts}{unit}" if counts else "nothing"
 
 
 def run_import(args: argparse.Namespace) -> int:
@@ -87,7 +89,7 @@ def run_import(args: argparse.Namespace) -> int:
     except LakeError as err:
         raise CliError(str(err)) from err
     _refresh_derived(args.lake)
-    print(f"imported {_counts(rows)} rows")
+    print(f"imported {_counts(rows, ' rows')}")
     return 0
 
 
@@ -99,7 +101,7 @@ def run_merge(args: argparse.Namespace) -> int:
     except LakeError as err:
         raise CliError(str(err)) from err
     _refresh_derived(args.lake)
-    print(f"merged {_counts(rows)} rows from {args.other}")
+    print(f"merged {_counts(rows, ' rows')} from {args.other}")
     return 0
 
 
@@ -160,7 +162,7 @@ def run_migrate(args: argparse.Namespace) -> int:
         raise CliError(str(err)) from err
     if moved is not None:
         _refresh_derived(args.lake)
-    print("already in today's layout" if moved is None else f"migrated: {_counts(moved)} rows")
+    print("already in today's layout" if moved is None else f"migrated: {_counts(moved, ' rows')}")
     return 0
 
 

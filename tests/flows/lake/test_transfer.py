@@ -306,3 +306,12 @@ def test_import_of_whole_doubles_into_a_bigint_column_keeps_them(tmp_path):
     assert main(["lake", "import", str(tmp_path / "models.parquet"), "--lake", str(tmp_path / "b")]) == 0
     expected = [7, *models["num_layers"].to_pylist()[1:]]
     assert rows(tmp_path / "b", "SELECT num_layers FROM models ORDER BY repo_id") == [(n,) for n in expected]
+
+
+def test_merge_of_an_empty_lake_says_nothing_was_merged(tmp_path, capsys):
+    target = Lake.for_writing(tmp_path / "target")
+    fill(target, 2, layers=2)
+    Lake.for_writing(tmp_path / "empty")
+    capsys.readouterr()
+    assert main(["lake", "merge", str(tmp_path / "empty"), "--lake", str(target.root)]) == 0
+    assert capsys.readouterr().out == f"merged nothing from {tmp_path / 'empty'}\n"
