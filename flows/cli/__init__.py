@@ -88,6 +88,12 @@ def _configure_logging(debug: bool) -> None:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
+    # huggingface_hub's own warnings (a download resumed, a request retried, a card it cannot read) restate what
+    # wwhub reports once, in its own words: shown with --debug only. Its level is set when it is first imported,
+    # from HF_HUB_VERBOSITY (a user's own setting is kept).
+    os.environ.setdefault("HF_HUB_VERBOSITY", "debug" if debug else "error")
+    if "huggingface_hub" in sys.modules:
+        logging.getLogger("huggingface_hub").setLevel(os.environ["HF_HUB_VERBOSITY"].upper())
 
 
 class _OneLineFormatter(logging.Formatter):
