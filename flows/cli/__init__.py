@@ -88,12 +88,13 @@ def _configure_logging(debug: bool) -> None:
     logger.handlers = [handler]
     logger.propagate = False
     logger.setLevel(logging.DEBUG if debug else logging.WARNING)
-    # huggingface_hub's own warnings (a download resumed, a request retried, a card it cannot read) restate what
-    # wwhub reports once, in its own words: shown with --debug only. Its level is set when it is first imported,
-    # from HF_HUB_VERBOSITY (a user's own setting is kept).
-    os.environ.setdefault("HF_HUB_VERBOSITY", "debug" if debug else "error")
-    if "huggingface_hub" in sys.modules:
-        logging.getLogger("huggingface_hub").setLevel(os.environ["HF_HUB_VERBOSITY"].upper())
+    # huggingface_hub's warnings of each download it resumes and each request it retries restate what wwhub
+    # reports once, in its own words: shown with --debug only. Its other warnings (a results file it skipped) stay.
+    for retrying in _HUB_RETRY_LOGGERS:
+        logging.getLogger(retrying).setLevel(logging.DEBUG if debug else logging.ERROR)
+
+
+_HUB_RETRY_LOGGERS = ("huggingface_hub.file_download", "huggingface_hub.utils._http")
 
 
 class _OneLineFormatter(logging.Formatter):
