@@ -13,6 +13,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from ..lake.plain_values import plain_value as _plain
+from ..lake.sql import first_line
 from ._errors import CliError
 
 FORMATS = ("table", "csv", "json", "parquet")
@@ -72,12 +73,8 @@ def unwritable_parquet(schema) -> CliError | None:
 def parquet_write_error(err: OSError, out: str) -> CliError:
     """A failed write of ``out`` in one line. pyarrow's errors name no file (and its message names the temporary
     file), so the path is ours and the reason is the errno's."""
-    reason = os.strerror(err.errno) if err.errno else _first_line(err)
+    reason = os.strerror(err.errno) if err.errno else first_line(err)
     return CliError(f"--out {out}: cannot write it ({reason})")
-
-
-def _first_line(err: Exception) -> str:
-    return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
 def _cell(value) -> str:

@@ -39,7 +39,7 @@ def check_read_only(sql: str) -> None:
     try:
         statements = duckdb.extract_statements(sql)
     except duckdb.Error as err:
-        raise QueryError(f"query failed: {_first_line(err)}") from None
+        raise QueryError(f"query failed: {first_line(err)}") from None
     if not statements:
         raise QueryError("empty query: give a SELECT statement or a query name (see `wwhub query --list`)")
     if len(statements) > 1:
@@ -61,7 +61,8 @@ def resolve(sql_or_name: str) -> str:
     return sql_or_name
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """An error's message in one line (its first), or its type when it has none: what a one-line error quotes."""
     return str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
 
 
@@ -122,9 +123,9 @@ def _execute(
             return fetch(con, sql, parameters)
         except duckdb.IOException as err:
             if attempt + 1 == _RETRIES:
-                raise QueryError(f"query failed: {_first_line(err)}") from None
+                raise QueryError(f"query failed: {first_line(err)}") from None
         except duckdb.Error as err:
-            raise QueryError(f"query failed: {_first_line(err)}") from None
+            raise QueryError(f"query failed: {first_line(err)}") from None
         finally:
             con.close()
     raise AssertionError("unreachable")

@@ -27,6 +27,7 @@ from .schema import (
     required_columns,
     row_key,
 )
+from .sql import first_line
 from .store import Lake, distinct_keys
 from .views import connect, sql_literal, table_sql
 
@@ -71,8 +72,7 @@ def _table_of(path: Path, table: str | None) -> str:
 
 def unreadable(path: Path, err: Exception) -> LakeError:
     """``path`` cannot be decoded (not Parquet, or a valid footer over corrupt pages), in one line."""
-    message = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-    return LakeError(f"{path}: not a readable Parquet file ({message})")
+    return LakeError(f"{path}: not a readable Parquet file ({first_line(err)})")
 
 
 def _validate(con, path: Path, table: str) -> bool:
