@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import WeightsError
-from .tensors import TensorInfo, numpy_dtype
+from .tensors import TensorInfo, is_positive_whole, numpy_dtype
 
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
@@ -151,7 +151,7 @@ def _parse_header(data: mmap.mmap, size: int, label: str) -> GGUFHeader:
             raise WeightsError(f"{label}: corrupt GGUF header (tensor {name!r} of dimensions {dims}: {nbytes} bytes)")
         entries.append((name, ggml_type.name, tuple(reversed(dims)), offset, nbytes))
     alignment = metadata.get("general.alignment", DEFAULT_ALIGNMENT)
-    if isinstance(alignment, bool) or not isinstance(alignment, int) or alignment <= 0 or alignment & (alignment - 1):
+    if not is_positive_whole(alignment) or alignment & (alignment - 1):
         raise WeightsError(f"{label}: corrupt GGUF header (general.alignment {alignment!r}, not a power of 2)")
     data_start = -(-cursor.offset // alignment) * alignment
     tensors = []

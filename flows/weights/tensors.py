@@ -64,11 +64,24 @@ def numpy_dtype(name: str) -> np.dtype | None:
     return dtype
 
 
+def is_whole(value: object) -> bool:
+    """An integer as a header or config holds one (JSON's ``true`` is a Python int, never a count)."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def is_positive_whole(value: object) -> bool:
+    return is_whole(value) and value > 0
+
+
+def is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
 def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: int, end: int) -> None:
     """A header entry that describes its own data: whole non-negative dimensions whose product, at the dtype's
     width, fills ``data_offsets`` exactly. Checked before anything is allocated from the shape (a shape claiming
     10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
-    if not all(isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in shape) or len(shape) > 8:
+    if not all(is_whole(d) and d >= 0 for d in shape) or len(shape) > 8:
         raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
     if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
         raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")

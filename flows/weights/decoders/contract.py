@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ..errors import WeightsError
-from ..tensors import TensorInfo
+from ..tensors import TensorInfo, is_positive_whole, is_whole
 
 
 @dataclass(frozen=True)
@@ -49,13 +49,13 @@ def validate_model_config(config: dict, label: str) -> dict:
     methods no decoder reads keep theirs). Raises WeightsError naming ``label`` and the field."""
     qc = _checked(config, "quantization_config", _is_mapping, "a JSON object", label)
     ffn = _checked(config, "ffn_config", _is_mapping, "a JSON object", label)
-    _checked(ffn or {}, "moe_num_experts", _is_positive_int, "a positive integer", label, "ffn_config.")
+    _checked(ffn or {}, "moe_num_experts", is_positive_whole, "a positive integer", label, "ffn_config.")
     if not qc:
         return config
     qc_ = "quantization_config."
     _checked(qc, "quant_method", lambda v: isinstance(v, str), "text", label, qc_)
     for key in ("bits", "w_bit", "group_size", "q_group_size"):
-        _checked(qc, key, _is_int, "an integer", label, qc_)
+        _checked(qc, key, is_whole, "an integer", label, qc_)
     _checked(qc, "weight_block_size", _is_block, "[rows, columns] of positive integers", label, qc_)
     groups = _checked(qc, "config_groups", _is_mapping, "a JSON object", label, qc_) or {}
     for name in groups:
@@ -63,7 +63,7 @@ def validate_model_config(config: dict, label: str) -> dict:
         weights = _checked(group, "weights", _is_mapping, "a JSON object", label, f"{qc_}config_groups.{name}.") or {}
         where = f"{qc_}config_groups.{name}.weights."
         for key in ("num_bits", "group_size"):
-            _checked(weights, key, _is_int, "an integer", label, where)
+            _checked(weights, key, is_whole, "an integer", label, where)
         block = "[rows, columns] of positive integers, or text"
         _checked(weights, "block_structure", lambda v: isinstance(v, str) or _is_block(v), block, label, where)
     return config
@@ -82,16 +82,8 @@ def _is_mapping(value: Any) -> bool:
     return isinstance(value, Mapping)
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_positive_int(value: Any) -> bool:
-    return _is_int(value) and value > 0
-
-
 def _is_block(value: Any) -> bool:
-    return isinstance(value, list) and len(value) == 2 and all(_is_positive_int(v) for v in value)
+    return isinstance(value, list) and len(value) == 2 and all(is_positive_whole(v) for v in value)
 
 
 @dataclass

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import WeightsError
-from ..tensors import TensorInfo
+from ..tensors import TensorInfo, is_number, is_positive_whole
 from .contract import Claim, MatrixSpec, ModelConfig
 
 ADAPTER_CONFIG = "adapter_config.json"
@@ -48,17 +48,19 @@ def validate_adapter_config(adapter_config: object, label: str) -> dict:
     if str(adapter_config.get("peft_type") or "LORA").upper() != "LORA":
         return adapter_config  # other PEFT methods are recognised and reported as skipped, not decoded
     r = adapter_config.get("r")
-    if not _is_rank(r):
+    if not is_positive_whole(r):
         raise WeightsError(f"{label}: r={r!r}: the LoRA rank must be a positive integer")
     alpha = adapter_config.get("lora_alpha", 8)
-    if not _is_number(alpha):
+    if not is_number(alpha):
         raise WeightsError(f"{label}: lora_alpha={alpha!r}: must be a number")
     for key in ("rank_pattern", "alpha_pattern"):
         pattern = adapter_config.get(key) or {}
         if not isinstance(pattern, dict):
             raise WeightsError(f"{label}: {key} must be a mapping of module name patterns to numbers")
         # A rank is a whole number of rows of A (0.5 once became int(0.5) = 0 and divided by zero); a scale any number.
-        valid, expected = (_is_rank, "a positive integer") if key == "rank_pattern" else (_is_number, "a number")
+        valid, expected = (
+            (is_positive_whole, "a positive integer") if key == "rank_pattern" else (is_number, "a number")
+        )
         for name, value in pattern.items():
             if not valid(value):
                 raise WeightsError(f"{label}: {key}[{name!r}]={value!r}: must be {expected}")
@@ -67,14 +69,6 @@ def validate_adapter_config(adapter_config: object, label: str) -> dict:
             except re.error as err:
                 raise WeightsError(f"{label}: {key}[{name!r}]: not a valid module name pattern ({err})") from None
     return adapter_config
-
-
-def _is_number(value: object) -> bool:
-    return isinstance(value, int | float) and not isinstance(value, bool)
-
-
-def _is_rank(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value > 0
 
 
 def pattern_value(patterns: Mapping[str, float], module: str, default: float) -> float:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from ...errors import WeightsError
-from ...tensors import TensorInfo
+from ...tensors import TensorInfo, is_number, is_positive_whole, is_whole
 from ..contract import Claim, MatrixSpec, ModelConfig
 from ._common import as_float32, check_shape, module_tensors, row_tiles, skipped
 
@@ -146,14 +146,14 @@ def _quant_state(name: str, blob: np.ndarray) -> dict:
 def _positive_int(name: str, state: Mapping, key: str) -> int:
     # A block size of 0 or less would leave the output unfilled or divide by zero: the state is corrupt.
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+    if not is_positive_whole(value):
         raise WeightsError(f"{name}: bitsandbytes quant_state {key} is {value!r}, not a positive integer")
     return value
 
 
 def _number(name: str, state: Mapping, key: str) -> float:
     value = state.get(key)
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise WeightsError(f"{name}: bitsandbytes quant_state {key} is {value!r}, not a number")
     return float(value)
 
@@ -161,11 +161,7 @@ def _number(name: str, state: Mapping, key: str) -> float:
 def _shape(name: str, state: Mapping) -> tuple[int, int]:
     """The logical shape: a Linear4bit weight is a matrix, ``[out, in]``."""
     shape = state["shape"]
-    if (
-        not isinstance(shape, list)
-        or len(shape) != 2
-        or any(isinstance(d, bool) or not isinstance(d, int) or d < 0 for d in shape)
-    ):
+    if not isinstance(shape, list) or len(shape) != 2 or not all(is_whole(d) and d >= 0 for d in shape):
         raise WeightsError(f"{name}: bitsandbytes quant_state shape is {shape!r}, not a matrix's [rows, columns]")
     return shape[0], shape[1]
 
