@@ -78,8 +78,11 @@ class Import:
     notes: list[str] = field(default_factory=list)
 
 
-def _row(repo_id: str, source: str, metric_raw: str, value: float, scale: str | None, **extra) -> dict:
-    return dict(
+def _row(where: str, repo_id: str, source: str, metric_raw: str, value: float, scale: str | None, **extra) -> dict:
+    """The ``evals`` row every importer stores, checked as ``wwhub lake import`` checks it (``check_row``), so an
+    export of the lake imports back: ImportFailed naming ``where`` otherwise. ``metric`` and ``raw_metric`` default
+    to ``metric_raw`` normalised and as given."""
+    row = dict(
         repo_id=repo_id,
         revision=None,
         family=infer_family(repo_id),
@@ -87,13 +90,18 @@ def _row(repo_id: str, source: str, metric_raw: str, value: float, scale: str | 
         task=extra.get("task", ""),
         dataset=extra.get("dataset", ""),
         split=extra.get("split", ""),
-        metric=normalize_metric(metric_raw),
+        metric=extra.get("metric") or normalize_metric(metric_raw),
         value=value,
         scale=scale,
         n_shot=extra.get("n_shot"),
-        raw_metric=metric_raw,
+        raw_metric=extra.get("raw_metric") or metric_raw,
         stderr=extra.get("stderr"),
     )
+    try:
+        check_row(row["metric"], row["value"], row["scale"], row["stderr"], row["n_shot"])
+    except EvalValueError as err:
+        raise ImportFailed(f"{where}: {err}") from None
+    return row
 
 
 def _check_repo_id(repo_id: str, where: str) -> str:
@@ -209,6 +217,7 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
         extra = {k: record.get(k) or "" for k in ("dataset", "split", "task")}
         result.rows.append(
             _row(
+                where,
                 repo_id,
                 f"import:csv:{source}",
                 record["metric"],
@@ -228,8 +237,8 @@ def read_csv(path: Path, scale: str | None = None) -> Import:
 
 
 def _checked_csv_row(where: str, record: dict, metric: str, value: float, scale: str | None) -> tuple:
-    """(stderr, n_shot) of a CSV row whose value and scale are read, after ``check_row``; ImportFailed naming the
-    place and the column (the value as written) otherwise."""
+    """(stderr, n_shot) of a CSV row whose value and scale are read; ImportFailed naming the place and the column
+    (the value as written) when one cannot be read or the value is out of range (``_row`` checks the rest)."""
     try:
         check_value(metric, value, scale)
     except EvalValueError as err:
@@ -242,10 +251,6 @@ def _checked_csv_row(where: str, record: dict, metric: str, value: float, scale:
         n_shot = int(record["n_shot"]) if record.get("n_shot") else None
     except ValueError:
         raise ImportFailed(f"{where}: n_shot {record['n_shot']!r} is not a whole number") from None
-    try:
-        check_row(metric, value, scale, stderr, n_shot)
-    except EvalValueError as err:
-        raise ImportFailed(f"{where}: {err}") from None
     return stderr, n_shot
 
 
@@ -308,8 +313,17 @@ def read_open_llm_leaderboard(path: Path) -> Import:
             except EvalValueError as err:
                 raise ImportFailed(f"{where}: {raw!r}: {err}") from None
             result.rows.append(
-                _row(repo_id, OPEN_LLM_SOURCE, metric, value, scale, dataset=dataset, n_shot=shots)
-                | {"raw_metric": column}
+                _row(
+                    where,
+                    repo_id,
+                    OPEN_LLM_SOURCE,
+                    metric,
+                    value,
+                    scale,
+                    dataset=dataset,
+                    n_shot=shots,
+                    raw_metric=column,
+                )
             )
             places.append(where)
     _duplicates(result.rows, places)
@@ -387,12 +401,22 @@ def read_lm_eval(paths: list[Path], model: str | None = None, label: str | None 
                 stderr = metrics.get(f"{name}_stderr,{filter_name}" if filter_name else f"{name}_stderr")
                 try:
                     stderr = parse_value(stderr)[0] if stderr not in (None, "N/A") else None
-                except EvalValueError:
-                    stderr = None
-                row = _row(repo_id, source, metric_raw, value, scale, dataset=task, n_shot=_n_shot(data, task))
+                except EvalValueError as err:
+                    raise ImportFailed(f"{where}: stderr {stderr!r}: {err}") from None
                 if filter_name not in ("", "none"):
-                    row["metric"] = f"{metric}:{filter_name}"
-                row["stderr"] = stderr
+                    metric = f"{metric}:{filter_name}"
+                row = _row(
+                    where,
+                    repo_id,
+                    source,
+                    metric_raw,
+                    value,
+                    scale,
+                    metric=metric,
+                    dataset=task,
+                    n_shot=_n_shot(data, task),
+                    stderr=stderr,
+                )
                 key_ = (row["repo_id"], row["metric"], row["dataset"])
                 if key_ in latest:
                     result.notes.append(f"{task} {key}: {path.name} replaces {latest[key_][1]}")

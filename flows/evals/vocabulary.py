@@ -159,9 +159,9 @@ def check_value(metric: str, value: float, scale: str | None) -> None:
 def check_row(metric: str, value: float, scale: str | None, stderr: float | None, n_shot: int | None) -> None:
     """Raise, naming the column, when a parsed evals row cannot be stored: a value that is not finite or is outside
     ``metric``'s range on its scale (``check_value``; no scale reads as a fraction); a scale other than percent or
-    fraction; a stderr that is not a finite non-negative number; a negative n_shot. The CSV importer and ``wwhub lake
-    import`` check their rows with this; the Open LLM Leaderboard and lm-eval importers check each value with
-    ``check_value`` (their stderr, where read, is finite; its sign and n_shot's are not checked)."""
+    fraction; a stderr that is not a finite non-negative number; a negative n_shot. Every ``wwhub evals import``
+    reader (flows/evals/importers.py: ``_row``) and ``wwhub lake import`` check their rows with this, so what one
+    stores the other accepts."""
     if scale is not None and scale not in SCALES:
         raise EvalValueError(f"scale {scale!r}: expected percent or fraction")
     try:

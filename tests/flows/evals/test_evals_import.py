@@ -402,6 +402,36 @@ def test_bad_lm_eval_files_are_refused_whole(lake, tmp_path, capsys, content, me
     refused(lake, capsys, ["--lm-eval", str(bad)], message)
 
 
+@pytest.mark.parametrize(
+    "stderr, message",
+    [
+        (-0.01, "results_bad.json: arc_challenge acc,none: stderr -0.01: not a finite non-negative number"),
+        (float("nan"), "results_bad.json: arc_challenge acc,none: stderr nan: not a finite number"),
+        (float("inf"), "results_bad.json: arc_challenge acc,none: stderr inf: not a finite number"),
+        ("high", "results_bad.json: arc_challenge acc,none: stderr 'high': not a number"),
+    ],
+)
+def test_lm_eval_stderr_that_cannot_be_stored_is_refused_like_the_csv_one(lake, tmp_path, capsys, stderr, message):
+    """The same rule as the CSV importer and `wwhub lake import` (check_row): refused whole, naming the file and
+    the task's metric, rather than stored as a row that `lake import` would refuse after an export."""
+    bad = tmp_path / "results_bad.json"
+    bad.write_text(json.dumps(lm_eval_results(arc_challenge={"acc,none": 0.41, "acc_stderr,none": stderr})))
+    refused(lake, capsys, ["--lm-eval", str(bad)], message)
+
+
+def test_lm_eval_rows_survive_an_export_and_a_lake_import(lake, tmp_path):
+    """What `evals import` stores, `lake import` accepts: the evals table exported to Parquet and imported into
+    another lake holds the same rows."""
+    results = tmp_path / "results_2024-09-01T10-00-00.json"
+    results.write_text(json.dumps(lm_eval_results()))
+    assert main(["evals", "import", "--lm-eval", str(results), "--lake", str(lake)]) == 0
+    out = tmp_path / "evals.parquet"
+    args = ["query", "SELECT * FROM evals", "--lake", str(lake), "--format", "parquet", "--out", str(out)]
+    assert main(args) == 0
+    assert main(["lake", "import", str(out), "--lake", str(tmp_path / "other")]) == 0
+    assert evals(tmp_path / "other") == evals(lake)
+
+
 def test_one_input_at_a_time(lake, tmp_path, capsys):
     refused(lake, capsys, [], "give one input")
     csv_file = tmp_path / "a.csv"
