@@ -48,6 +48,7 @@ CSV_REQUIRED = ("repo_id", "metric", "value")
 CSV_OPTIONAL = ("dataset", "source", "split", "task", "scale", "n_shot", "stderr")
 CSV_DELIMITERS = (",", ";", "\t")
 _DECIMAL_COMMA = re.compile(r"^([+-]?\d+),(\d+%?)$")
+_WHOLE = re.compile(r"[+-]?[0-9]+")
 OPEN_LLM_REPO = "open-llm-leaderboard/contents"
 OPEN_LLM_SOURCE = "import:open-llm-leaderboard"
 # (column prefix, dataset, shots, metric of the "Raw" column): the six v2 benchmarks.
@@ -247,10 +248,11 @@ def _checked_csv_row(where: str, record: dict, metric: str, value: float, scale:
         stderr = parse_value(record["stderr"])[0] if record.get("stderr") else None
     except EvalValueError as err:
         raise ImportFailed(f"{where}: stderr {record['stderr']!r}: {err}") from None
-    try:
-        n_shot = int(record["n_shot"]) if record.get("n_shot") else None
-    except ValueError:
-        raise ImportFailed(f"{where}: n_shot {record['n_shot']!r} is not a whole number") from None
+    n_shot = record.get("n_shot") or None
+    if n_shot is not None:
+        if not _WHOLE.fullmatch(n_shot):  # int() also reads '1_0' as 10
+            raise ImportFailed(f"{where}: n_shot {n_shot!r} is not a whole number")
+        n_shot = int(n_shot)
     return stderr, n_shot
 
 

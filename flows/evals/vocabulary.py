@@ -69,6 +69,9 @@ _BY_NAME = {m.name: m for m in VOCABULARY}
 _ALIASES = {alias: m.name for m in VOCABULARY for alias in (m.name, *m.aliases)}
 # The same rule as queries/reported_values.sql's higher_is_better (tested to agree on the vocabulary).
 _LOWER_IS_BETTER = re.compile(r"error|loss|perplexity|ppl|wer|cer|mse|mae|rmse|bits_per_byte")
+# A number written as text: ASCII digits, at most one '.', an exponent. float() also reads Python-only spellings
+# ('1_0' as 10, other scripts' digits) that no other tool reading the same file would agree with.
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")
 
 
 class EvalValueError(ValueError):
@@ -104,7 +107,7 @@ def is_proportion(metric: str) -> bool:
 def parse_value(raw) -> tuple[float, str | None]:
     """(number, scale read from the text) of a reported value: ``0.95`` → (0.95, None), ``"95%"`` → (95.0,
     "percent"). Rejects, with a message saying why, anything that is not a finite number (``NaN``, ``inf``,
-    ``1e309``, booleans, empty)."""
+    ``1e309``, booleans, empty) and text that is not a plain decimal (``1_0``)."""
     scale = None
     if isinstance(raw, bool) or raw is None:
         raise EvalValueError("not a number")
@@ -116,6 +119,8 @@ def parse_value(raw) -> tuple[float, str | None]:
             value = float(text)
         except ValueError:
             raise EvalValueError("not a number") from None
+        if math.isfinite(value) and not _DECIMAL.fullmatch(text):
+            raise EvalValueError("not a plain decimal number (digits 0-9, an optional '.' and exponent; no '_')")
     else:
         try:
             value = float(raw)

@@ -51,6 +51,11 @@ def refused(lake, capsys, args, message):
         ("repo_id,metric,value\norg/m0,accuracy,1e309\n", "accuracy '1e309': not a finite number"),
         ("repo_id,metric,value\norg/m0,accuracy,-0.5\n", "accuracy '-0.5': outside [0, 1]"),
         ("repo_id,metric,value\norg/m0,accuracy,high\n", "'high': not a number"),
+        # Python's float() and int() read these; a CSV's numbers are plain decimals.
+        ("repo_id,metric,value\norg/m0,perplexity,1_0\n", ":2: perplexity '1_0': not a plain decimal number"),
+        ("repo_id,metric,value\norg/m0,accuracy,\uff10.5\n", ":2: accuracy '\uff10.5': not a plain decimal number"),
+        ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,0.0_1\n", ":2: stderr '0.0_1': not a plain decimal"),
+        ("repo_id,metric,value,n_shot\norg/m0,accuracy,0.95,1_0\n", ":2: n_shot '1_0' is not a whole number"),
         ("repo_id,metric,value\norg/m0,accuracy,120%\n", "outside [0, 100]"),
         ("repo_id,metric,value\norg/m0,accuracy,0.95\norg/m1,accuracy,93\n", "values on both scales (0.95 and 93)"),
         ("repo_id,metric,value\norg/m0,acc,0.9\norg/m0,accuracy,0.8\n", ":3: org/m0 accuracy on no dataset is already"),
