@@ -30,7 +30,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..sources.base import infer_family
+from ..sources.base import check_repo_id, infer_family
 from .vocabulary import (
     SCALE_FRACTION,
     SCALE_PERCENT,
@@ -106,10 +106,11 @@ def _row(where: str, repo_id: str, source: str, metric_raw: str, value: float, s
 
 
 def _check_repo_id(repo_id: str, where: str) -> str:
-    repo_id = (repo_id or "").strip()
-    if not repo_id or any(c.isspace() for c in repo_id) or repo_id.count("/") > 1:
-        raise ImportFailed(f"{where}: repo_id {repo_id!r} is not a repo id (org/name)")
-    return repo_id
+    """``repo_id`` stripped, if it is a Hub repo id as a scan checks one (``check_repo_id``), else ImportFailed."""
+    try:
+        return check_repo_id((repo_id or "").strip(), "repo_id")
+    except ValueError as err:
+        raise ImportFailed(f"{where}: {err}") from None
 
 
 def _duplicates(rows: list[dict], where: list[str]) -> None:

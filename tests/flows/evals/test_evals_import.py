@@ -60,7 +60,13 @@ def refused(lake, capsys, args, message):
         ("repo_id,metric,value\norg/m0,accuracy,0.95\norg/m1,accuracy,93\n", "values on both scales (0.95 and 93)"),
         ("repo_id,metric,value\norg/m0,acc,0.9\norg/m0,accuracy,0.8\n", ":3: org/m0 accuracy on no dataset is already"),
         ("repo_id,metric,value,scale\norg/m0,accuracy,0.9,percentage\n", "scale 'percentage': expected percent"),
-        ("repo_id,metric,value\nnot a repo,accuracy,0.9\n", "repo_id 'not a repo' is not a repo id"),
+        ("repo_id,metric,value\nnot a repo,accuracy,0.9\n", ":2: repo_id 'not a repo' is not a Hub repo id"),
+        # huggingface_hub's rule, as scans and families.yaml apply it: quotes, '..' and '--' are no repo id.
+        (
+            'repo_id,metric,value\n"o\'rg/na""me",accuracy,0.9\n',
+            """:2: repo_id 'o\\'rg/na"me' is not a Hub repo id: expected org/name (letters, digits, '-', '_', '.')""",
+        ),
+        ("repo_id,metric,value\norg/../x,accuracy,0.9\n", ":2: repo_id 'org/../x' is not a Hub repo id"),
         ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,nan\n", ":2: stderr 'nan': not a finite number"),
         ("repo_id,metric,value,stderr\norg/m0,accuracy,0.95,-1\n", "stderr -1.0: not a finite non-negative"),
         ("repo_id,metric,value,n_shot\norg/m0,accuracy,0.95,-1\n", ":2: n_shot -1: negative"),
@@ -295,7 +301,7 @@ def test_open_llm_leaderboard_from_the_hub(lake, tmp_path, fake_hub):
 @pytest.mark.parametrize(
     "change, message",
     [
-        ({"fullname": None}, "repo_id '' is not a repo id"),
+        ({"fullname": None}, "repo_id '' is not a Hub repo id"),
         ({"BBH Raw": -0.2}, "column 'BBH Raw': -0.2: outside [0, 1]"),
         ({"MUSR Raw": float("inf")}, "column 'MUSR Raw': inf: not a finite number"),
     ],
