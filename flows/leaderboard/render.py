@@ -434,5 +434,33 @@ def write_esd_plot(lake: str | Path | None, repo_id: str, layer: str, out: Path)
     variables = {"repo_id": repo_id, "layer_id": int(layer) if by_id else None, "layer_name": None if by_id else layer}
     rows = run_query(lake, "layer_esd", variables)
     if not rows:
-        raise ValueError(f"no eigenvalues for {repo_id} layer {layer!r} in the lake (scanned with --esd none?)")
+        raise ValueError(_no_esd(lake, repo_id, layer))
     return plot_esd(rows[0], rows[0], out)
+
+
+def _no_esd(lake: str | Path | None, repo_id: str, layer: str) -> str:
+    """Why ``layer`` (a layer_id or a tensor name) of ``repo_id`` has no stored ESD: the repo has no such layer (then
+    the layer ids it has), no ESD at all (scanned with ``--esd none``), or none for that layer (its fit status)."""
+    layers = run_query(lake, "esd_layers", {"repo_id": repo_id})
+    if not layers:
+        return f"{repo_id} has no scanned layers in the lake"
+    asked = f"layer_id {layer}" if layer.isdigit() else f"layer {layer!r}"
+    matching = [r for r in layers if (str(r["layer_id"]) if layer.isdigit() else r["name"]) == layer]
+    if not matching:
+        return f"{repo_id} has no {asked} in the lake: its layer ids are {_id_ranges(r['layer_id'] for r in layers)}"
+    if not any(r["has_esd"] for r in layers):
+        return f"no eigenvalues of {repo_id} in the lake (scanned with --esd none?)"
+    first = matching[0]
+    because = f" ({first['reason']})" if first["reason"] else ""
+    return f"no eigenvalues of {repo_id} {asked} in the lake: its fit was {first['fit_status']}{because}"
+
+
+def _id_ranges(ids) -> str:
+    """``0-3, 5, 7-9`` for the ids 0, 1, 2, 3, 5, 7, 8, 9."""
+    ranges: list[list[int]] = []
+    for i in sorted(set(ids)):
+        if ranges and i == ranges[-1][1] + 1:
+            ranges[-1][1] = i
+        else:
+            ranges.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)

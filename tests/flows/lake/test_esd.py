@@ -1,5 +1,6 @@
 """ESD storage: the tail kept is exactly the fitted tail, the sketch is numpy's quantiles of the rest, a refit from
-the stored tail gives the stored alpha, and the ESD plot works from either storage and says which."""
+the stored tail gives the stored alpha, and the ESD plot works from either storage and says which (or, for a layer
+without one, why: no such layer, --esd none, or its fit)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import numpy as np
 import pytest
 
 import ww_core
+from flows.cli import main
 from flows.lake import Lake
 from flows.lake.esd import SKETCH_POINTS, TAIL_CAP, eigenvalues, esd_row
 from flows.leaderboard.render import write_esd_plot
@@ -93,3 +95,50 @@ def test_esd_plot_of_a_rank_one_layer_has_no_zero_width_bins(tmp_path):
         paths = write_esd_plot(lake.root, "org/m", "w", tmp_path / "plots")
     assert {p.suffix for p in paths} == {".png", ".svg"}
     assert not [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+
+
+def _two_layer_lake(root, layer, esd: bool, third=None) -> Lake:
+    """org/m with layers 0 and 1 (named w0, w1) analyzed, their ESDs stored unless ``esd`` is False; ``third``:
+    one more layer row (and no ESD) added."""
+    lake = Lake.for_writing(root)
+    layers = [dict(KEY, **layer.as_row()) | {"layer_id": i, "name": f"w{i}"} for i in range(2)]
+    tables = {"layers": layers + ([dict(KEY, **third)] if third else []), "models": [dict(KEY, status="scanned")]}
+    if esd:
+        tables["esd"] = [esd_row(KEY, layer, "tail") | {"layer_id": i, "name": f"w{i}"} for i in range(2)]
+    lake.commit_model("org/m", "r1", tables)
+    return lake
+
+
+def plot_error(lake, capsys, *esd) -> str:
+    """The one line ``wwhub plot --esd`` exits 2 with."""
+    assert main(["plot", "--lake", str(lake.root), "--out", str(lake.root.parent / "plots"), "--esd", *esd]) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    return line
+
+
+def test_esd_plot_of_a_layer_the_repo_does_not_have_lists_the_layers_it_has(tmp_path, capsys, layer):
+    lake = _two_layer_lake(tmp_path / "lake", layer, esd=True)
+    assert plot_error(lake, capsys, "org/m", "99") == (
+        "wwhub plot: error: org/m has no layer_id 99 in the lake: its layer ids are 0-1"
+    )
+    assert plot_error(lake, capsys, "org/m", "w9") == (
+        "wwhub plot: error: org/m has no layer 'w9' in the lake: its layer ids are 0-1"
+    )
+    assert (
+        plot_error(lake, capsys, "org/other", "0") == "wwhub plot: error: org/other has no scanned layers in the lake"
+    )
+
+
+def test_esd_plot_says_esd_none_only_when_the_repo_has_no_stored_esd(tmp_path, capsys, layer):
+    lake = _two_layer_lake(tmp_path / "none", layer, esd=False)
+    assert plot_error(lake, capsys, "org/m", "1") == (
+        "wwhub plot: error: no eigenvalues of org/m in the lake (scanned with --esd none?)"
+    )
+    skipped = dict(layer_id=5, name="w5", N=0, M=0, fit_status="skipped", reason="empty matrix")
+    lake = _two_layer_lake(tmp_path / "tail", layer, esd=True, third=skipped)
+    assert plot_error(lake, capsys, "org/m", "5") == (
+        "wwhub plot: error: no eigenvalues of org/m layer_id 5 in the lake: its fit was skipped (empty matrix)"
+    )
+    assert plot_error(lake, capsys, "org/m", "3") == (
+        "wwhub plot: error: org/m has no layer_id 3 in the lake: its layer ids are 0-1, 5"
+    )
