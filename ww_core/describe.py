@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING
 
-from .matrices import NotAWeightMatrix, _not_float, layer_type_for, tensor_dims
+from .matrices import NotAWeightMatrix, _not_float, empty_tensor_reason, layer_type_for, tensor_dims
 
 if TYPE_CHECKING:
     from .analysis import AnalysisOptions
@@ -59,10 +59,15 @@ def describe_layer(
 ) -> LayerDescription:
     """The description of one stored tensor of 2 or more dimensions (``dtype`` is shown as given)."""
     row = LayerDescription(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)), dtype=dtype)
+    shape = tuple(int(d) for d in shape)
     try:
-        row.N, row.M, row.rf = tensor_dims(tuple(int(d) for d in shape))
+        row.N, row.M, row.rf = tensor_dims(shape)
     except NotAWeightMatrix as err:
         row.status, row.reason = STATUS_SKIP, str(err)
+        return row
+    empty = empty_tensor_reason(shape)
+    if empty is not None:  # as the analysis skips it (unpooled, a kernel of 0 positions is no slice at all)
+        row.status, row.reason = STATUS_SKIP, empty
         return row
     # WeightWatcher's describe(): M eigenvalues per matrix, pooled over the kernel positions unless pool=False.
     row.num_evals = row.M * (row.rf if options.pool else 1)

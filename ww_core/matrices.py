@@ -150,6 +150,15 @@ def tensor_dims(shape: tuple[int, ...], channels: str | None = None) -> tuple[in
     )
 
 
+def empty_tensor_reason(shape: tuple[int, ...]) -> str | None:
+    """Why a tensor of 2 or more dimensions gives no eigenvalues: a 0-size axis leaves matrices without rows or
+    columns, or (a kernel of 0 positions) no matrix at all, pooled or not. None otherwise. The analysis skips such a
+    tensor with this reason and ``describe`` says so from the shape alone."""
+    if 0 in shape:
+        return f"empty matrix: a {'x'.join(map(str, shape))} tensor has no eigenvalues"
+    return None
+
+
 def kernel_slices(array: np.ndarray, channels: str | None = None) -> list[np.ndarray]:
     """The matrices of a Conv kernel, one per kernel position (views): ``W[:, :, i, j]`` in torch's layout,
     ``W[i, j, :, :]`` with ``channels='first'``."""
@@ -194,9 +203,9 @@ def layer_matrices(
     if len(shape) < 2:
         raise NotAWeightMatrix(f"a {len(shape)}-D tensor is a bias or norm, not a layer weight")
     N, M, rf = tensor_dims(shape, channels)
-    if 0 in shape:
-        # A 0-size axis leaves matrices without eigenvalues, or (a kernel of 0 positions) no matrix at all.
-        raise NotAWeightMatrix(f"empty matrix: a {'x'.join(map(str, shape))} tensor has no eigenvalues")
+    empty = empty_tensor_reason(shape)
+    if empty is not None:
+        raise NotAWeightMatrix(empty)
     layer_type = layer_type_for(name, len(shape))
     array = stored_array(tensor)
     dtype = np.dtype(dtype)

@@ -148,3 +148,41 @@ def test_describe_a_pickled_checkpoint(tmp_path, capsys):
         described["idx"][2:] == ("I64", "skip")
         and "quantized" in rows[[r["name"] for r in rows].index("idx")]["reason"]
     )
+
+
+# ---- --describe says what the analysis does ----------------------------------------------------------------------
+
+CONV = "model.layers.0.conv.weight"
+UP = "model.layers.{}.mlp.up_proj.weight"
+
+
+def described_and_analyzed(capsys, folder, *options) -> tuple[dict, dict]:
+    """(``--describe``'s rows, the analysis' rows) by name, with the same options."""
+    from flows.analysis.model_analysis import analyze_path
+
+    code, described = run_json(capsys, "analyze", str(folder), "--describe", *options)
+    assert code == 0
+    analysis_options = {"pool": "--no-pool" not in options}
+    analyzed = {r["name"]: r for r in analyze_path(folder, analysis_options).records()}
+    return {r["name"]: r for r in described}, analyzed
+
+
+@pytest.mark.parametrize("pool", [True, False])
+def test_describe_skips_a_conv_kernel_with_a_zero_size_axis_as_the_analysis_does(tmp_path, capsys, pool):
+    """Unpooled, a (32, 16, 0, 3) kernel (no kernel position) was listed as analyzed with 16 eigenvalues."""
+    from tests.flows.weights.helpers import heavy, write_checkpoint
+
+    folder = write_checkpoint(tmp_path / "m", {CONV: np.zeros((32, 16, 0, 3), np.float32), UP.format(1): heavy(64, 32)})
+    described, analyzed = described_and_analyzed(capsys, folder, *([] if pool else ["--no-pool"]))
+    reason = "empty matrix: a 32x16x0x3 tensor has no eigenvalues"
+    conv = described[CONV]
+    assert (conv["status"], conv["reason"], conv["N"], conv["M"], conv["rf"], conv["num_evals"]) == (
+        "skip",
+        reason,
+        32,
+        16,
+        0,
+        0,
+    )
+    assert (analyzed[CONV]["fit_status"], analyzed[CONV]["reason"]) == ("skipped", reason)
+    assert described[UP.format(1)]["status"] == "analyze"
