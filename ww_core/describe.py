@@ -17,11 +17,13 @@ if TYPE_CHECKING:
 
 STATUS_ANALYZE = "analyze"
 STATUS_SKIP = "skip"
+STATUS_FAIL = "fail"  # what the caller's reader knows will fail (a stored tensor its file lacks): a failed row
 
 
 @dataclass
 class LayerDescription:
-    """One layer as an analysis would see it. ``status`` is ``analyze`` or ``skip`` (``reason`` says why)."""
+    """One layer as an analysis would see it. ``status`` is ``analyze``, ``skip`` or ``fail`` (``reason`` says
+    why)."""
 
     layer_id: int
     name: str

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import ww_core
-from ww_core.describe import STATUS_SKIP, LayerDescription, describe_layer
+from ww_core.describe import STATUS_FAIL, STATUS_SKIP, LayerDescription, describe_layer
 from ww_core.matrices import layer_type_for
 
 from ..weights import MatrixSpec, MatrixStream, ModelPlan, open_shard, plan_model
@@ -58,7 +58,10 @@ def describe_plan(
         dtype = ",".join(dict.fromkeys(dtypes.get(source, "") for source in spec.sources))
         row = describe_layer(layer.layer_id, spec.name, spec.shape, dtype, True, opts)
         row.layer_type, row.expert, row.quantization = layer.layer_type, spec.expert, spec.quantization
+        missing = plan.missing_tensor(spec.sources)
         if spec.skip_reason is not None:
             row.status, row.reason = STATUS_SKIP, spec.skip_reason
+        elif missing is not None:  # as the analysis fails it
+            row.status, row.reason = STATUS_FAIL, missing
         rows.append(row)
     return rows

@@ -55,10 +55,6 @@ class ShardRows:
     error: str | None = None
 
 
-def _missing_tensor(shard: str, err: KeyError) -> WeightsError:
-    return WeightsError(f"{shard}: stored tensor {err.args[0]!r} is not in the file (the index promised it)")
-
-
 def _check_matrix(spec: MatrixSpec, matrix) -> None:
     from ww_core.analysis import is_layer_tensor  # the analysis is imported when a model is analyzed, not before
 
@@ -158,11 +154,12 @@ class ModelAnalysis:
                 if spec.skip_reason is not None:
                     self._emit(rows, self._row(spec, FIT_SKIPPED, spec.skip_reason))
                     continue
+                missing = self.plan.missing_tensor(spec.sources)
+                if missing is not None:
+                    failures.append(self._row(spec, FIT_FAILED, missing))
+                    continue
                 try:
-                    try:
-                        matrix = spec.decode(self.stream.arrays(spec, reader))
-                    except KeyError as err:
-                        raise _missing_tensor(self.plan.shards[index].filename, err) from err
+                    matrix = spec.decode(self.stream.arrays(spec, reader))
                     _check_matrix(spec, matrix)
                 except Exception as err:  # noqa: BLE001 - one matrix that cannot be decoded fails alone
                     failures.append(self._row(spec, FIT_FAILED, self._reason(err, f"cannot decode {spec.name}")))

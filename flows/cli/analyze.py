@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import ww_core
+from ww_core.describe import STATUS_ANALYZE, STATUS_FAIL
 
 from ..analysis.describe import describe_plan, plan_layers
 from ..analysis.examples import EXAMPLES, example_path
@@ -230,10 +231,13 @@ def _describe(args: argparse.Namespace, selection, options: dict) -> int:
         raise CliError(str(err)) from err
     write_rows([row.as_row() for row in rows], args.format, args.out, DESCRIBE_TABLE_COLUMNS)
     if args.format == "table" and not args.out:
-        analyzed = [r for r in rows if r.status == "analyze"]
+        analyzed = [r for r in rows if r.status == STATUS_ANALYZE]
+        failing = sum(r.status == STATUS_FAIL for r in rows)
         subset = "" if selection.is_all else f" (layers {selection.text!r})"
         sys.stdout.write(
             f"\n{label}{subset}: {len(rows)} layers, {len(analyzed)} to analyze, "
-            f"{len(rows) - len(analyzed)} skipped, {sum(r.num_evals for r in analyzed)} eigenvalues\n"
+            f"{len(rows) - len(analyzed) - failing} skipped, "
+            + (f"{failing} failing, " if failing else "")
+            + f"{sum(r.num_evals for r in analyzed)} eigenvalues\n"
         )
     return EXIT_OK

@@ -210,6 +210,7 @@ class MatrixStream:
         held = {info.name for info in infos}
         promised = [info for info in shard.tensors if info.name not in held]
         shard.tensors = [*infos, *promised]
+        shard.missing = {info.name for info in promised}
         self._replan()
 
     def ready(self, index: int) -> list[MatrixSpec]:

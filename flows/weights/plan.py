@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -30,6 +30,9 @@ class Shard:
     # A shard outside the model's own files (the base checkpoint of --merge-base): read from here, never deleted.
     location: Path | None = None
     fmt: str | None = None  # None: the plan's format
+    # Tensors the index promised and the file's header lacks (known once the header is read): kept in ``tensors`` by
+    # name, so that their matrices fail naming the file (ModelPlan.missing_tensor) instead of vanishing.
+    missing: set[str] = field(default_factory=set)
 
 
 @dataclass
@@ -48,6 +51,15 @@ class ModelPlan:
 
     def shard_format(self, shard: Shard) -> str:
         return shard.fmt or self.fmt
+
+    def missing_tensor(self, names: Iterable[str]) -> str | None:
+        """Why a matrix made of the stored tensors ``names`` cannot be read, or None: the first of them an index
+        promised and its shard's file lacks. The analysis fails that matrix with this reason; describe says so."""
+        for name in names:
+            for shard in self.shards:
+                if name in shard.missing:
+                    return f"{shard.filename}: stored tensor {name!r} is not in the file (the index promised it)"
+        return None
 
 
 def parse_model_config(text: str | None, label: str) -> dict:
@@ -109,8 +121,11 @@ def plan_from_headers(headers: dict[str, list[TensorInfo]], order: list[Shard] |
     """A plan from per-file tensor lists, in index order when an index gave one."""
     if order:
         for shard in order:
-            known = {t.name: t for t in headers.get(shard.filename, [])}
+            if shard.filename not in headers:
+                continue  # its header could not be read: the index's view, failed when the file is read
+            known = {t.name: t for t in headers[shard.filename]}
             shard.tensors = [known.get(t.name, t) for t in shard.tensors]
+            shard.missing = {t.name for t in shard.tensors if t.name not in known}
         return ModelPlan(order)
     return ModelPlan([Shard(name, tensors) for name, tensors in headers.items()])
 

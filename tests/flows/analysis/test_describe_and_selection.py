@@ -167,6 +167,25 @@ def described_and_analyzed(capsys, folder, *options) -> tuple[dict, dict]:
     return {r["name"]: r for r in described}, analyzed
 
 
+def test_describe_says_a_tensor_the_index_promises_but_the_shard_lacks_will_fail(tmp_path, capsys):
+    """It was listed as 'a 0-D tensor is not analyzed'; the analysis gives a failed row naming the file."""
+    from tests.flows.weights.helpers import heavy, write_checkpoint
+
+    shard = "model-00001-of-00001.safetensors"
+    folder = write_checkpoint(tmp_path / "m", {UP.format(0): heavy(64, 32), UP.format(1): heavy(64, 32)})
+    (folder / "model.safetensors").rename(folder / shard)
+    names = [UP.format(0), UP.format(1), UP.format(9)]
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict.fromkeys(names, shard)}))
+    described, analyzed = described_and_analyzed(capsys, folder)
+    reason = f"{shard}: stored tensor '{UP.format(9)}' is not in the file (the index promised it)"
+    assert (described[UP.format(9)]["status"], described[UP.format(9)]["reason"]) == ("fail", reason)
+    assert (analyzed[UP.format(9)]["fit_status"], analyzed[UP.format(9)]["reason"]) == ("failed", reason)
+    assert [described[name]["status"] for name in names[:2]] == ["analyze", "analyze"]
+    assert main(["analyze", str(folder), "--describe"]) == 0
+    summary = capsys.readouterr().out.strip().splitlines()[-1]
+    assert summary == f"{folder}: 3 layers, 2 to analyze, 0 skipped, 1 failing, 64 eigenvalues"
+
+
 @pytest.mark.parametrize("pool", [True, False])
 def test_describe_skips_a_conv_kernel_with_a_zero_size_axis_as_the_analysis_does(tmp_path, capsys, pool):
     """Unpooled, a (32, 16, 0, 3) kernel (no kernel position) was listed as analyzed with 16 eigenvalues."""
