@@ -143,14 +143,20 @@ class HubSource:
         items = self._call("list models", lambda: list(list_model_items(self.endpoint, self.token, params)))
         refs, listed = [], set()
         for item in items:
-            # Ids and shas from the network become file names: anything else is skipped, with a warning.
+            # Ids and shas from the network become file names: an item without a repo id is skipped, with a warning.
             try:
                 repo_id = check_repo_id(item.get("id"), "the hub listed a repo id")
-                # A server that ignores expand lists no sha: the repo is pinned by its model_info when scanned.
-                sha = check_commit_sha(item["sha"], repo_id) if item.get("sha") else "main"
-            except (ValueError, HubError) as err:
+            except ValueError as err:
                 logger.warning("list models: %s; skipped", err)
                 continue
+            # A server that ignores expand lists no sha, and one that lists no commit sha is not trusted with it:
+            # the repo is pinned by its model_info when scanned (which fails it, with its reason, if that lies too).
+            sha = "main"
+            if item.get("sha"):
+                try:
+                    sha = check_commit_sha(item["sha"], repo_id)
+                except HubError as err:
+                    logger.warning("list models: %s; pinned by its model_info when scanned", err)
             if repo_id in listed:
                 # Offset pages shift when repos come and go while they are read: a repo on two pages is one repo.
                 logger.warning("list models: %s listed again on a later page; kept once", repo_id)

@@ -236,15 +236,21 @@ def test_other_hosts_get_one_attempt_and_never_the_token(faults):
         assert other.auth == [("/api/models", None)]
 
 
-def test_a_listing_with_a_hostile_sha_skips_that_model_with_a_warning(faults, tmp_path, capsys):
+def test_a_listing_with_a_hostile_sha_is_never_a_path_and_the_model_is_recorded_with_why(faults, tmp_path, capsys):
+    """A sha that is not a commit sha is not trusted: the repo is pinned by its model_info when scanned, and where
+    that lies too, the model is an attempt that names the sha (not silently left out of the scan)."""
     faults.lie_about_sha(REPOS[0], "../../../tmp/x")
     try:
         lake = tmp_path / "lake"
-        assert main(["scan", "--author", "acme", "--endpoint", faults.endpoint, "--lake", str(lake)]) == 0
+        assert main(["scan", "--author", "acme", "--endpoint", faults.endpoint, "--lake", str(lake)]) == 1
     finally:
         faults.repos[REPOS[0]].fake_sha = None
-    assert "invalid commit sha '../../../tmp/x'; skipped" in capsys.readouterr().err
+    assert "invalid commit sha '../../../tmp/x'; pinned by its model_info when scanned" in capsys.readouterr().err
     assert [r[0] for r in rows(lake, "SELECT repo_id FROM models")] == [REPOS[1]]
+    assert status(lake, REPOS[0]) == (
+        "failed",
+        f"{REPOS[0]}@main: the hub answered an invalid commit sha '../../../tmp/x'",
+    )
     # lake/models/acme__flaky-1m@../../../tmp/x.parquet would have landed here:
     assert not (tmp_path.parent / "tmp" / "x.parquet").exists()
 
