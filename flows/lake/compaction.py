@@ -9,13 +9,15 @@ retired (deleted after a grace period); a rewrite killed before the swap leaves 
 from __future__ import annotations
 
 import math
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from .files import durable_mkdir, durable_replace
 from .manifest import DATA, ROW_GROUP_ROWS, Segment, new_segment_file, schema_fingerprint
-from .schema import DERIVED_TABLES, SCHEMAS, column_names, quoted, sort_clause
+from .parquet import write_segment_file
+from .schema import DERIVED_TABLES, SCHEMAS, quoted, sort_clause
 from .views import empty_table_sql, sql_literal, table_sql
 
 if TYPE_CHECKING:
@@ -32,8 +34,25 @@ FOLD_MAX_ROWS = 1 << 18
 # its hidden keys stay filtered by the views until `wwhub lake compact` rewrites it.
 MAX_HIDDEN_KEYS = 64
 
-# Memory DuckDB may use while rewriting (it spills to LAKE/.tmp past that): the machine is shared.
-REWRITE_MEMORY = "2GB"
+# Memory DuckDB may use while rewriting (it spills to LAKE/.tmp past that): a share of the machine, which is shared.
+REWRITE_MEMORY_SHARE = 4
+REWRITE_MEMORY_MIN = 2 << 30
+# A container's memory limit (cgroup v2), when smaller than the machine's.
+CGROUP_MEMORY_LIMIT = Path("/sys/fs/cgroup/memory.max")
+
+
+def rewrite_memory() -> str:
+    """DuckDB's memory limit while rewriting: a quarter of the memory this process may use (the physical memory, or
+    a smaller cgroup limit), at least 2 GB. A 4M-row range of layer rows (what an import sorts at once) then sorts
+    without spilling on a 23 GB machine; at 2 GB it spilled and took ~1.6x as long."""
+    available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    try:
+        limit = CGROUP_MEMORY_LIMIT.read_text().strip()
+        if limit.isdigit():
+            available = min(available, int(limit))
+    except OSError:
+        pass
+    return f"{max(REWRITE_MEMORY_MIN, available // REWRITE_MEMORY_SHARE) >> 20}MiB"
 
 
 def _tier(segment: Segment) -> int:
@@ -101,7 +120,7 @@ def _outdated(table: str, segments: list[Segment]) -> bool:
 
 def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
     """Write the rows of ``source_sql`` (in today's columns of ``table``, sorted) as a new segment file, not yet
-    part of the lake."""
+    part of the lake. DuckDB reads, casts and sorts within ``rewrite_memory()``; the shared writer encodes."""
     import duckdb
 
     relative = new_segment_file(table)
@@ -109,19 +128,15 @@ def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
     durable_mkdir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
     columns = ", ".join(f"CAST({quoted(name)} AS {kind}) AS {quoted(name)}" for name, kind in SCHEMAS[table])
-    has_repo = "repo_id" in column_names(table)
-    con = duckdb.connect(":memory:", config={"memory_limit": REWRITE_MEMORY})
+    con = duckdb.connect(":memory:", config={"memory_limit": rewrite_memory()})
     try:
         (lake.root / ".tmp").mkdir(exist_ok=True)
         con.execute(f"SET temp_directory = {sql_literal(str(lake.root / '.tmp'))}")
-        con.execute(
-            f"COPY (SELECT {columns} FROM ({empty_table_sql(table)} UNION ALL BY NAME SELECT * FROM ({source_sql})) "
-            f"{sort_clause(table)}) TO {sql_literal(str(tmp))} "
-            f"(FORMAT parquet, COMPRESSION zstd, ROW_GROUP_SIZE {ROW_GROUP_ROWS})"
+        sorted_rows = con.sql(
+            f"SELECT {columns} FROM ({empty_table_sql(table)} UNION ALL BY NAME SELECT * FROM ({source_sql})) "
+            f"{sort_clause(table)}"
         )
-        bounds = "min(repo_id), max(repo_id)" if has_repo else "NULL, NULL"
-        written = f"read_parquet({sql_literal(str(tmp))})"
-        rows, low, high = con.execute(f"SELECT count(*), {bounds} FROM {written}").fetchall()[0]
+        rows, low, high = write_segment_file(tmp, table, sorted_rows.to_arrow_reader(ROW_GROUP_ROWS))
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

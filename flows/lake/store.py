@@ -41,7 +41,6 @@ from .manifest import (
     COMPACTION_LOCK,
     LAYOUT_VERSION,
     MANIFEST,
-    ROW_GROUP_ROWS,
     VIEWS_SQL,
     WRITER_LOCK,
     LakeError,
@@ -50,6 +49,7 @@ from .manifest import (
     new_segment_file,
     schema_fingerprint,
 )
+from .parquet import write_segment_file
 from .schema import DERIVED_TABLES, MODEL_TABLES, TABLES, key_source_columns, row_key, to_arrow
 from .views import views_sql
 
@@ -294,24 +294,17 @@ class Lake:
     def _stage(self, table: str, arrow) -> Segment:
         """Write one segment file durably (temporary name, fsync, rename, fsync of its folder) and describe it;
         not yet part of the lake."""
-        import pyarrow.compute as pc
-        import pyarrow.parquet as pq
-
         relative = new_segment_file(table)
         path = self.root / relative
         durable_mkdir(path.parent)
         tmp = path.with_name(f".{path.name}.tmp")
         try:
-            pq.write_table(arrow, tmp, compression="zstd", row_group_size=ROW_GROUP_ROWS)
+            rows, repo_min, repo_max = write_segment_file(tmp, table, arrow.to_batches())
             durable_replace(tmp, path)
         except BaseException:
             tmp.unlink(missing_ok=True)
             raise
-        repo_min = repo_max = None
-        if "repo_id" in arrow.column_names and arrow.num_rows:
-            bounds = pc.min_max(arrow.column("repo_id"))
-            repo_min, repo_max = bounds["min"].as_py(), bounds["max"].as_py()
-        return Segment(relative, arrow.num_rows, path.stat().st_size, repo_min, repo_max, schema_fingerprint(table))
+        return Segment(relative, rows, path.stat().st_size, repo_min, repo_max, schema_fingerprint(table))
 
     def _hide(self, snapshot: Snapshot, table: str, keys: list[dict]) -> None:
         """Record, on every segment that holds rows with one of ``keys``, that those rows are hidden. A lookup

@@ -8,9 +8,9 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from flows.lake import MANIFEST, Lake, compaction, transfer
+from flows.lake import MANIFEST, Lake, compaction, parquet, transfer
 from flows.lake.compaction import compact
-from flows.lake.schema import to_arrow
+from flows.lake.schema import SCHEMAS, to_arrow
 from flows.lake.sql import run_query
 from tests.flows.lake.synth import model_tables
 
@@ -64,3 +64,42 @@ def test_a_commit_leaves_a_large_segment_with_many_hidden_keys_to_compaction(tmp
     compact(lake)
     assert all(not s["hidden"] for s in segments(lake.root, "layers"))
     assert run_query(lake.root, "SELECT repo_id, count(*) AS n FROM layers GROUP BY 1 ORDER BY 1") == counts
+
+
+def test_every_segment_has_whole_row_groups_statistics_and_text_dictionaries(tmp_path, monkeypatch):
+    """One writer for every segment: row groups of ROW_GROUP_ROWS rows whatever sizes the batches arrive in (DuckDB
+    streams its sorted rows in its own), min/max statistics on repo_id (what lookups skip row groups by), and
+    dictionaries for the text columns only."""
+    monkeypatch.setattr(parquet, "ROW_GROUP_ROWS", 4)
+    table = to_arrow(
+        "layers", model_tables("org/b", layers=9, seed=1)["layers"] + model_tables("org/a", layers=6)["layers"]
+    )
+    rows = table.combine_chunks().to_batches()[0]
+    batches = [rows.slice(0, 3), rows.slice(3, 0), rows.slice(3, 5), rows.slice(8, 7)]
+    path = tmp_path / "segment.parquet"
+    assert parquet.write_segment_file(path, "layers", batches) == (15, "org/a", "org/b")
+    metadata = pq.ParquetFile(path).metadata
+    assert [metadata.row_group(g).num_rows for g in range(metadata.num_row_groups)] == [4, 4, 4, 3]
+    assert pq.read_table(path).equals(table)
+    names = metadata.schema.names
+    first = metadata.row_group(0)
+    repo = first.column(names.index("repo_id"))
+    assert repo.statistics.has_min_max and (repo.statistics.min, repo.statistics.max) == ("org/b", "org/b")
+    dictionary = {names[c] for c in range(len(names)) if "RLE_DICTIONARY" in first.column(c).encodings}
+    text = {name for name, kind in SCHEMAS["layers"] if kind == "VARCHAR"}
+    assert {"repo_id", "name"} <= dictionary <= text
+
+
+def test_a_rewrite_may_use_a_quarter_of_the_memory_at_least_two_gigabytes(tmp_path, monkeypatch):
+    gib = 1 << 30
+    pages = {"SC_PAGE_SIZE": 4096, "SC_PHYS_PAGES": 64 * gib // 4096}
+    monkeypatch.setattr(compaction.os, "sysconf", pages.__getitem__)
+    limit = tmp_path / "memory.max"
+    monkeypatch.setattr(compaction, "CGROUP_MEMORY_LIMIT", limit)
+    assert compaction.rewrite_memory() == "16384MiB"  # no cgroup file: a quarter of 64 GiB
+    limit.write_text("max\n")
+    assert compaction.rewrite_memory() == "16384MiB"  # a cgroup without a limit
+    limit.write_text(f"{12 * gib}\n")
+    assert compaction.rewrite_memory() == "3072MiB"  # a quarter of the container's 12 GiB
+    limit.write_text(f"{4 * gib}\n")
+    assert compaction.rewrite_memory() == "2048MiB"  # never below 2 GiB
