@@ -44,7 +44,8 @@ class ModelSource(Protocol):
         """Every logical matrix, in depth order, without reading a weight."""
 
     def tensors(self, names: Collection[str] | None = None) -> Iterator[tuple[str, object]]:
-        """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time."""
+        """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time; a layer with a
+        ``skip_reason`` or a ``fail_reason`` has none."""
 
     def analyze(self, options: dict, names: Collection[str] | None = None, workers: int = 1) -> list[LayerMetrics]:
         """Every (selected) layer analyzed with ww_core's ``options``, as ``wwhub analyze`` does it."""

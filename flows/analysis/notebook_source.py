@@ -63,7 +63,9 @@ class FileSource:
                     if stream.unknown(shard):
                         stream.reveal(index, reader.infos())
                     for spec in stream.ready(index):
-                        if spec.skip_reason is None and (names is None or spec.name in names):
+                        # Like a skipped layer, a failing one (a stored tensor its file lacks) has no matrix to give.
+                        readable = spec.skip_reason is None and plan.missing_tensor(spec.sources) is None
+                        if readable and (names is None or spec.name in names):
                             yield spec.name, spec.decode(stream.arrays(spec, reader))
                     stream.end_shard(index, reader)
                 finally:
