@@ -1,8 +1,9 @@
 """WeightWatcher's ``describe()``: which layers an analysis would cover, with their sizes, from shapes alone.
 
 No weight is read and no eigenvalue computed: a layer's type, ``N >= M``, receptive field and number of eigenvalues
-follow from its shape (:mod:`ww_core.matrices`), and whether it would be skipped from its dtype and the
-``min_evals`` / ``max_evals`` options, with the same reasons the analysis gives.
+follow from its shape and the ``channels`` option (:func:`ww_core.matrices.tensor_dims`, as in the analysis), and
+whether it would be skipped from its dtype and the ``min_evals`` / ``max_evals`` options, with the same reasons the
+analysis gives.
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def describe_layer(
     row = LayerDescription(layer_id=layer_id, name=name, layer_type=layer_type_for(name, len(shape)), dtype=dtype)
     shape = tuple(int(d) for d in shape)
     try:
-        row.N, row.M, row.rf = tensor_dims(shape)
+        row.N, row.M, row.rf = tensor_dims(shape, options.channels)  # a conv kernel read as the analysis reads it
     except NotAWeightMatrix as err:
         row.status, row.reason = STATUS_SKIP, str(err)
         return row

@@ -23,14 +23,16 @@ PLOTS_GROUP = "ww_core.plots"
 
 @dataclass(frozen=True)
 class SourceLayer:
-    """One logical matrix of a model read from files: its id in depth order, tensor name, shape, dtype, and why it
-    cannot be analyzed (None when it can)."""
+    """One logical matrix of a model read from files: its id in depth order, tensor name, shape, dtype, why it is
+    not analyzed (``skip_reason``) and why its analysis will fail (``fail_reason``: a stored tensor the reader knows
+    its file lacks), each None when it does not apply."""
 
     layer_id: int
     name: str
     shape: tuple[int, ...]
     dtype: str = ""
     skip_reason: str | None = None
+    fail_reason: str | None = None
 
 
 class ModelSource(Protocol):
@@ -42,7 +44,8 @@ class ModelSource(Protocol):
         """Every logical matrix, in depth order, without reading a weight."""
 
     def tensors(self, names: Collection[str] | None = None) -> Iterator[tuple[str, object]]:
-        """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time."""
+        """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time; a layer with a
+        ``skip_reason`` or a ``fail_reason`` has none."""
 
     def analyze(self, options: dict, names: Collection[str] | None = None, workers: int = 1) -> list[LayerMetrics]:
         """Every (selected) layer analyzed with ww_core's ``options``, as ``wwhub analyze`` does it."""

@@ -24,7 +24,7 @@ import numpy as np
 
 from .analysis import AnalysisOptions, _analyze_tensor, _blas_limit, analyze_layer, analyze_model
 from .crosslayer import StackedGram, intra_product, stacked_matrix_rows
-from .describe import describe_layer
+from .describe import STATUS_FAIL, STATUS_SKIP, describe_layer
 from .distances import layer_distance
 from .eigen import gram_matrix
 from .matrices import LayerMatrices, is_float_dtype, kernel_slices, layer_type_for, stored_array, tensor_dims
@@ -59,6 +59,7 @@ class Layer:
     shape: tuple[int, ...]
     source_id: int | None = None  # a file-read model's own id (depth order)
     skip_reason: str | None = None
+    fail_reason: str | None = None  # the reader knows its analysis fails (SourceLayer.fail_reason)
 
 
 def _is_torch_module(model) -> bool:
@@ -157,6 +158,7 @@ class _FromFiles:
                 tuple(layer.shape),
                 source_id=layer.layer_id,
                 skip_reason=layer.skip_reason,
+                fail_reason=layer.fail_reason,
             )
             for layer in source.layers()
         ]
@@ -561,7 +563,9 @@ class WeightWatcher:
             row.update(name=layer.name, longname=layer.longname, tensor=layer.tensor)
             row["Q"] = row["N"] / row["M"] if row["M"] else math.nan
             if layer.skip_reason:
-                row.update(status="skip", reason=layer.skip_reason)
+                row.update(status=STATUS_SKIP, reason=layer.skip_reason)
+            elif layer.fail_reason:
+                row.update(status=STATUS_FAIL, reason=layer.fail_reason)
             records.append(row)
         return pd.DataFrame(records)
 

@@ -33,7 +33,8 @@ class FileSource:
         self._layers = plan_layers(self.model.plan)
 
     def layers(self) -> list[SourceLayer]:
-        dtypes = {t.name: t.dtype for shard in self.model.plan.shards for t in shard.tensors}
+        plan = self.model.plan
+        dtypes = {t.name: t.dtype for shard in plan.shards for t in shard.tensors}
         return [
             SourceLayer(
                 info.layer_id,
@@ -41,6 +42,7 @@ class FileSource:
                 tuple(int(d) for d in spec.shape),
                 ",".join(dict.fromkeys(dtypes.get(source, "") for source in spec.sources)),
                 spec.skip_reason,
+                plan.missing_tensor(spec.sources),  # as ModelAnalysis fails it and describe_plan lists it
             )
             for info, spec in self._layers
         ]
@@ -61,7 +63,9 @@ class FileSource:
                     if stream.unknown(shard):
                         stream.reveal(index, reader.infos())
                     for spec in stream.ready(index):
-                        if spec.skip_reason is None and (names is None or spec.name in names):
+                        # Like a skipped layer, a failing one (a stored tensor its file lacks) has no matrix to give.
+                        readable = spec.skip_reason is None and plan.missing_tensor(spec.sources) is None
+                        if readable and (names is None or spec.name in names):
                             yield spec.name, spec.decode(stream.arrays(spec, reader))
                     stream.end_shard(index, reader)
                 finally:

@@ -226,8 +226,13 @@ class MatrixStream:
         return {name: self.kept[name] if name in self.kept else reader.array(name) for name in spec.sources}
 
     def end_shard(self, index: int, reader) -> None:
-        """Keep (as in-memory copies, so the shard's file can go) the arrays a later shard's matrices need."""
-        for info in self.plan.shards[index].tensors:
+        """Keep (as in-memory copies, so the shard's file can go) the arrays a later shard's matrices need. A tensor
+        the index promised and the file lacks (``Shard.missing``) is not read: the matrix that needs it fails alone
+        with :meth:`ModelPlan.missing_tensor`'s reason when its last shard is read."""
+        shard = self.plan.shards[index]
+        for info in shard.tensors:
+            if info.name in shard.missing:
+                continue
             if self.needed_after.get(info.name, -1) > index and info.name not in self.kept:
                 self.kept[info.name] = np.array(reader.array(info.name))
         for name in [n for n in self.kept if self.needed_after.get(n, -1) <= index]:

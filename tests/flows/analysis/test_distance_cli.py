@@ -95,6 +95,24 @@ def test_corrupt_shard_gives_failed_rows_and_exit_1(tmp_path, capsys):
     assert all("truncated" in r["reason"] for r in failed) and "truncated" in err
 
 
+def test_a_tensor_the_index_promises_but_the_models_shard_lacks_fails_with_the_analysis_reason(tmp_path, capsys):
+    """It failed as 'cannot decode ...: stored tensor ... is not in the model's shard', a reason of its own."""
+    base = write_model(tmp_path / "base", tensors(1))
+    tuned_tensors = tensors(2, shift=0.01)
+    del tuned_tensors["block.0.mlp.weight"]
+    tuned = write_model(tmp_path / "tuned", tuned_tensors, shards=2)
+    index_path = tuned / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["block.0.mlp.weight"] = "model-00001-of-00002.safetensors"
+    index_path.write_text(json.dumps(index))
+    code, rows, _ = run_json(capsys, str(tuned), str(base))
+    assert code == 1
+    by_name = {r["name"]: (r["fit_status"], r["reason"]) for r in rows}
+    reason = "stored tensor 'block.0.mlp.weight' is not in the file (the index promised it)"
+    assert by_name.pop("block.0.mlp.weight") == ("failed", f"model-00001-of-00002.safetensors: {reason}")
+    assert by_name == {name: ("ok", "") for name in ["embed.weight", "block.0.attn.weight", "head.weight"]}
+
+
 def test_selection_and_missing_inputs_are_bad_usage(tmp_path, capsys):
     base = write_model(tmp_path / "base", tensors(1))
     code, rows, err = run_json(capsys, str(base), str(base), "--layers", "conv2d")

@@ -47,6 +47,42 @@ def test_a_tensor_the_index_promises_but_the_shard_lacks_is_a_failed_row_naming_
     assert [rows[name]["fit_status"] for name in names[:2]] == ["ok", "ok"]
 
 
+def test_a_tensor_the_index_promises_for_a_later_shards_matrix_fails_that_matrix_alone(tmp_path):
+    """A matrix split across shards (an fp8 weight in shard 2, its scale promised in shard 1): keeping shard 1's
+    arrays for shard 2 read the missing scale, and the KeyError failed shard 1 with every matrix still pending."""
+    import ml_dtypes
+    from safetensors.numpy import save_file
+
+    first, second = "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors"
+    up = "model.layers.{}.mlp.up_proj.weight"
+    codes = {i: (heavy(256, 128, seed=i) / 4).astype(ml_dtypes.float8_e4m3fn) for i in (1, 2)}
+    scale = np.ones((2, 1), np.float32)  # one per 128x128 tile of a 256x128 weight, all 1: the codes are the weights
+    folder = tmp_path / "m"
+    folder.mkdir()
+    save_file({up.format(0): heavy(64, 32, seed=0), up.format(2) + "_scale_inv": scale}, str(folder / first))
+    save_file(
+        {up.format(1): codes[1], up.format(2): codes[2], up.format(3): heavy(64, 32, seed=3)}, str(folder / second)
+    )
+    weight_map = {up.format(0): first, up.format(1) + "_scale_inv": first, up.format(2) + "_scale_inv": first}
+    weight_map |= dict.fromkeys([up.format(1), up.format(2), up.format(3)], second)
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": weight_map}))
+    config = {"model_type": "llama", "quantization_config": {"quant_method": "fp8", "weight_block_size": [128, 128]}}
+    (folder / "config.json").write_text(json.dumps(config))
+    analyzed = analyze_path(folder, {})
+    rows = {record["name"]: record for record in analyzed.records()}
+    assert {name: rows[name]["fit_status"] for name in rows} == {
+        up.format(0): "ok",
+        up.format(1): "failed",
+        up.format(2): "ok",
+        up.format(3): "ok",
+    }
+    assert rows[up.format(1)]["reason"] == (
+        f"{first}: stored tensor '{up.format(1)}_scale_inv' is not in the file (the index promised it)"
+    )
+    assert rows[up.format(2)]["quantization"] == "fp8-block"
+    assert [(shard.shard, shard.error) for shard in analyzed.shards] == [(first, None), (second, None)]
+
+
 def test_a_matrix_that_decodes_to_a_vector_fails_with_that_reason(tmp_path, monkeypatch):
     """A decoder that hands back a 1-D array got no row from ww_core and was reported 'in no shard of the model'."""
     from flows.weights.decoders import plain

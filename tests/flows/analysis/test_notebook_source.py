@@ -71,3 +71,49 @@ def _tensors(folder):
 def test_a_missing_path_is_one_clear_error(tmp_path):
     with pytest.raises(WeightsError, match="no such file or folder"):
         ww_core.WeightWatcher(str(tmp_path / "nowhere")).analyze()
+
+
+PROMISED = ["layers.0.up.weight", "layers.1.up.weight", "layers.9.up.weight"]  # the last one not in the shard
+
+
+def _promising_more_than_its_shard_holds(tmp_path):
+    shard = "model-00001-of-00001.safetensors"
+    path = tmp_path / "model"
+    path.mkdir()
+    save_file({PROMISED[0]: heavy(64, 32, 1), PROMISED[1]: heavy(64, 32, 2)}, str(path / shard))
+    (path / "model.safetensors.index.json").write_text(json.dumps({"weight_map": dict.fromkeys(PROMISED, shard)}))
+    return path, shard
+
+
+def test_describe_says_a_tensor_the_index_promises_but_the_shard_lacks_will_fail(tmp_path, capsys):
+    """describe() listed it as a skipped 'a 0-D tensor is not analyzed'; `wwhub analyze --describe` and the analysis
+    fail it naming the file."""
+    path, shard = _promising_more_than_its_shard_holds(tmp_path)
+    names = PROMISED
+    reason = f"{shard}: stored tensor '{names[2]}' is not in the file (the index promised it)"
+    watcher = ww_core.WeightWatcher(str(path))
+    described = {row["tensor"]: row for row in watcher.describe().to_dict("records")}
+    assert [(described[name]["status"], described[name]["reason"]) for name in names] == [
+        ("analyze", ""),
+        ("analyze", ""),
+        ("fail", reason),
+    ]
+    analyzed = {row["tensor"]: row for row in watcher.analyze().to_dict("records")}
+    assert (analyzed[names[2]]["fit_status"], analyzed[names[2]]["reason"]) == ("failed", reason)
+    assert main(["analyze", str(path), "--describe", "--format", "json"]) == 0
+    cli = {row["name"]: row for row in json.loads(capsys.readouterr().out)}
+    assert [(cli[name]["status"], cli[name]["reason"]) for name in names] == [
+        (described[name]["status"], described[name]["reason"]) for name in names
+    ]
+
+
+def test_whole_model_options_read_the_matrices_a_shard_holds_when_its_index_promises_more(tmp_path):
+    """The reader was asked for the missing tensor: intra, stacked and SVDSmoothing raised a bare KeyError."""
+    path, _ = _promising_more_than_its_shard_holds(tmp_path)
+    watcher = ww_core.WeightWatcher(str(path))
+    intra = watcher.analyze(intra=True, sparsify=False)
+    assert list(intra.name) == ["0 X 1 "] and intra.Xflag.all()
+    stacked = watcher.analyze(stacked=True)
+    assert (stacked.N.iloc[0], stacked.M.iloc[0]) == (64 + 64, 32)
+    smoothed = watcher.SVDSmoothing(method="svd", percent=0.5, svd_method="exact")
+    assert set(smoothed) == set(PROMISED[:2])
