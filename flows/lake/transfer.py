@@ -7,6 +7,7 @@ keys it brings (a model imported twice, or present in both merged lakes, is ther
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 from pathlib import Path
 
@@ -75,10 +76,11 @@ def unreadable(path: Path, err: Exception) -> LakeError:
     return LakeError(f"{path}: not a readable Parquet file ({first_line(err)})")
 
 
-def _validate(con, path: Path, table: str) -> bool:
+def _validate(con, path: Path, table: str) -> tuple[bool, Grouped]:
     """Columns known, required values present, values convertible, no row twice, evals values in range, repo ids
-    a scan accepts: checked before anything is written. True when the file holds exactly today's columns and types,
-    in order (then it can be adopted as it is)."""
+    a scan accepts: checked before anything is written. Returns whether the file holds exactly today's columns and
+    types, in order (then it can be adopted as it is), and its rows grouped by key (``_grouped``), which the
+    import reuses."""
     source = f"read_parquet({sql_literal(str(path))})"
     try:
         described = [(r[0], r[1]) for r in con.execute(f"DESCRIBE SELECT * FROM {source}").fetchall()]
@@ -119,11 +121,12 @@ def _validate(con, path: Path, table: str) -> bool:
         )
     if "family" in columns:
         _validate_families(con, path, source)
-    _validate_repo_ids(con, path, source, columns)
+    grouped = _grouped(con, table, f"SELECT * FROM {source}", columns)
+    _validate_repo_ids(con, path, grouped)
     if table == "evals":
         _validate_evals(con, path, source, columns)
     _refuse_repeated_rows(con, path, table, source, columns)
-    return described == SCHEMAS[table]
+    return described == SCHEMAS[table], grouped
 
 
 def _validate_families(con, path: Path, source: str) -> None:
@@ -155,16 +158,18 @@ def valid_repo_id_sql(column: str) -> str:
     )
 
 
-def _validate_repo_ids(con, path: Path, source: str, columns: dict[str, str]) -> None:
-    """Every repo id one a scan and ``wwhub evals import`` accept, in one query of the distinct ids per column:
-    check_repo_id costs ~8 us an id in Python (0.75 s for 100 000), so it only words the refusal of the first id
-    the SQL rule refuses."""
+def _validate_repo_ids(con, path: Path, grouped: Grouped) -> None:
+    """Every repo id one a scan and ``wwhub evals import`` accept, checked on the distinct ids of the grouped rows:
+    check_repo_id costs ~8 us an id in Python (0.75 s for 100 000), so the SQL rule finds the first refused id and
+    check_repo_id words its refusal."""
     from ..sources.base import check_repo_id
 
-    for column in (c for c in _REPO_ID_COLUMNS if c in columns):
+    for column in (c for c in _REPO_ID_COLUMNS if c in grouped.columns):
+        ids = sorted({str(v) for v in grouped.values(column) if v is not None})
         c = quoted(column)
-        distinct = f"SELECT DISTINCT CAST({c} AS VARCHAR) AS {c} FROM {source} WHERE {c} IS NOT NULL"
-        refused = con.execute(f"SELECT {c} FROM ({distinct}) WHERE NOT {valid_repo_id_sql(column)} ORDER BY 1 LIMIT 1")
+        refused = con.execute(
+            f"SELECT {c} FROM unnest(?::VARCHAR[]) AS t({c}) WHERE NOT {valid_repo_id_sql(column)} LIMIT 1", [ids]
+        )
         for (repo_id,) in refused.fetchall():
             try:
                 check_repo_id(repo_id, column)
@@ -257,34 +262,65 @@ def _adopt_file(lake: Lake, con, table: str, path: Path) -> Segment | None:
     return Segment(relative, rows, target.stat().st_size, low, high, schema_fingerprint(table))
 
 
-def _keys(con, table: str, source_sql: str) -> list[dict]:
-    columns = list(key_source_columns(table))
-    cursor = con.execute(f"SELECT DISTINCT {', '.join(map(quoted, columns))} FROM ({source_sql})")
-    return distinct_keys(row_key(table, dict(zip(columns, values, strict=True))) for values in cursor.fetchall())
+@dataclasses.dataclass
+class Grouped:
+    """The rows of an import grouped by what identifies them: one tuple per distinct combination of ``columns`` (the
+    table's key columns, and every repo id column), then its row count. One read of those columns gives the keys
+    the import replaces, its rows per repo (how it is split for sorting) and its repo ids (checked)."""
+
+    columns: tuple[str, ...]
+    groups: list[tuple]
+
+    def values(self, column: str) -> list:
+        at = self.columns.index(column)
+        return [group[at] for group in self.groups]
 
 
-def _repo_ranges(con, source_sql: str) -> list[tuple[str, str]]:
+def _grouped(con, table: str, source_sql: str, present: dict[str, str] | None = None) -> Grouped:
+    """``source_sql``'s rows grouped by the key columns of ``table`` and its repo id columns; a column the file
+    lacks (``present``: the columns it has) is null in every row."""
+    columns = tuple(
+        dict.fromkeys([*key_source_columns(table), *(c for c in _REPO_ID_COLUMNS if c in column_names(table))])
+    )
+    selected = [quoted(c) if present is None or c in present else f"NULL AS {quoted(c)}" for c in columns]
+    groups = con.execute(f"SELECT {', '.join(selected)}, count(*) FROM ({source_sql}) GROUP BY ALL").fetchall()
+    return Grouped(columns, groups)
+
+
+def _keys(table: str, grouped: Grouped) -> list[dict]:
+    columns = key_source_columns(table)
+    at = [grouped.columns.index(c) for c in columns]
+    return distinct_keys(
+        row_key(table, {c: group[i] for c, i in zip(columns, at, strict=True)}) for group in grouped.groups
+    )
+
+
+def _repo_ranges(grouped: Grouped) -> list[tuple[str, str]]:
     """Consecutive (first, last) repo_id ranges of at most ``RANGE_ROWS`` rows each (a larger repo alone), from the
-    rows per repo_id: one column read, a few bytes per repo."""
-    counts = con.execute(f"SELECT repo_id, count(*) FROM ({source_sql}) GROUP BY 1 ORDER BY 1").fetchall()
+    rows per repo_id."""
+    per_repo: dict[str, int] = {}
+    at = grouped.columns.index("repo_id")
+    for group in grouped.groups:
+        if group[at] is not None:
+            per_repo[group[at]] = per_repo.get(group[at], 0) + group[-1]
     ranges: list[list] = []
     rows = 0
-    for repo, count in counts:
-        if not ranges or rows + count > RANGE_ROWS:
+    for repo in sorted(per_repo):
+        if not ranges or rows + per_repo[repo] > RANGE_ROWS:
             ranges.append([repo, repo])
             rows = 0
         ranges[-1][1] = repo
-        rows += count
+        rows += per_repo[repo]
     return [tuple(r) for r in ranges]
 
 
-def write_sorted_segments(lake: Lake, con, table: str, source_sql: str) -> list[Segment]:
+def write_sorted_segments(lake: Lake, table: str, source_sql: str, grouped: Grouped) -> list[Segment]:
     """The rows of ``source_sql`` as segments sorted by the table's keys, however they arrive, in bounded memory:
     up to RANGE_ROWS rows, one sort; above, one sorted segment per repo_id range of at most RANGE_ROWS rows, each
     read from the source by a filter on repo_id (Parquet skips what is outside the range cheaply: the filter column
     is read first) and sorted alone within DuckDB's memory limit, so nothing spills and no temporary copy is
     written. Segments with no rows are dropped."""
-    ranges = _repo_ranges(con, source_sql) if "repo_id" in column_names(table) else []
+    ranges = _repo_ranges(grouped) if "repo_id" in grouped.columns else []
     if len(ranges) <= 1:
         segments = [write_segment(lake, table, source_sql)]
     else:
@@ -303,10 +339,16 @@ def write_sorted_segments(lake: Lake, con, table: str, source_sql: str) -> list[
     return [s for s in segments if s.rows]
 
 
-def _adopt(lake: Lake, sources: dict[str, str | Path], files: dict[str, Path] | None = None) -> dict[str, int]:
+def _adopt(
+    lake: Lake,
+    sources: dict[str, str | Path],
+    files: dict[str, Path] | None = None,
+    grouped: dict[str, Grouped] | None = None,
+) -> dict[str, int]:
     """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
     the rows per table. ``files``: the imported file each table's rows are read from, named when it cannot be
-    decoded (a valid footer over corrupt pages passes validation, which reads only some columns)."""
+    decoded (a valid footer over corrupt pages passes validation, which reads only some columns). ``grouped``:
+    each table's rows grouped by key where validation already read them (else read here)."""
     import duckdb
 
     staged: dict[str, list[Segment]] = {}
@@ -316,9 +358,10 @@ def _adopt(lake: Lake, sources: dict[str, str | Path], files: dict[str, Path] | 
         for table, source in sources.items():
             select = f"SELECT * FROM read_parquet({sql_literal(str(source))})" if isinstance(source, Path) else source
             try:
-                keys[table] = _keys(con, table, select)
+                groups = grouped[table] if grouped and table in grouped else _grouped(con, table, select)
+                keys[table] = _keys(table, groups)
                 segment = _adopt_file(lake, con, table, source) if isinstance(source, Path) else None
-                staged[table] = [segment] if segment else write_sorted_segments(lake, con, table, select)
+                staged[table] = [segment] if segment else write_sorted_segments(lake, table, select, groups)
             except (duckdb.OutOfMemoryException, duckdb.InterruptException):
                 raise
             except duckdb.Error as err:
@@ -355,13 +398,14 @@ def import_paths(root, paths: list[str | Path], table: str | None = None) -> dic
         else:
             raise LakeError(f"{path}: no such file or folder")
     exact: dict[Path, bool] = {}
+    grouped: dict[Path, Grouped] = {}
     con = duckdb.connect(":memory:")
     try:
         for plan in plans:
             for name, file in plan.items():
                 _table_of(file, name)
                 try:
-                    exact[file] = _validate(con, file, name)
+                    exact[file], grouped[file] = _validate(con, file, name)
                 except (duckdb.OutOfMemoryException, duckdb.InterruptException):
                     raise
                 except duckdb.Error as err:  # the checks decode some columns: a corrupt page fails them
@@ -376,7 +420,7 @@ def import_paths(root, paths: list[str | Path], table: str | None = None) -> dic
             name: file if exact[file] else f"SELECT * FROM read_parquet({sql_literal(str(file))})"
             for name, file in plan.items()
         }
-        added = _adopt(lake, sources, files=dict(plan))
+        added = _adopt(lake, sources, files=dict(plan), grouped={name: grouped[file] for name, file in plan.items()})
         for name, rows in added.items():
             totals[name] = totals.get(name, 0) + rows
     return totals

@@ -377,3 +377,15 @@ def test_merge_of_an_empty_lake_says_nothing_was_merged(tmp_path, capsys):
     capsys.readouterr()
     assert main(["lake", "merge", str(tmp_path / "empty"), "--lake", str(target.root)]) == 0
     assert capsys.readouterr().out == f"merged nothing from {tmp_path / 'empty'}\n"
+
+
+def test_import_of_evals_without_the_optional_import_id_column_keys_them_by_revision(tmp_path):
+    """Only the columns every row needs are required: an evals file of scanned models (each with its revision) may
+    leave out import_id, which keys imported evals only."""
+    folder = _exported(tmp_path)
+    evals = pq.read_table(folder / "evals.parquet")
+    assert evals.num_rows and all(r is not None for r in evals["revision"].to_pylist())
+    pq.write_table(evals.drop_columns(["import_id"]), tmp_path / "evals.parquet")
+    assert main(["lake", "import", str(tmp_path / "evals.parquet"), "--lake", str(tmp_path / "b")]) == 0
+    expected = rows(folder.parent / "a", "SELECT repo_id, revision, metric, value FROM evals ORDER BY ALL")
+    assert rows(tmp_path / "b", "SELECT repo_id, revision, metric, value FROM evals ORDER BY ALL") == expected
