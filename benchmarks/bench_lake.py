@@ -38,6 +38,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from flows.lake import Lake, transfer  # noqa: E402
+from flows.lake.compaction import rewrite_memory  # noqa: E402
 from flows.lake.schema import SCHEMAS, quoted  # noqa: E402
 from flows.lake.sql import run_query  # noqa: E402
 from flows.lake.views import query_files, sql_literal  # noqa: E402
@@ -294,10 +295,11 @@ def commands(args, floor: Path, lake_root: Path) -> None:
 
 
 def rewrite_floor(source: Path, target: Path) -> float:
-    """Seconds a bare DuckDB process takes to read ``source`` and write its rows unsorted to one zstd file: what
-    any import that rewrites the rows (sorted or not) cannot go below."""
+    """Seconds a bare DuckDB process takes to read ``source`` and write its rows unsorted to one zstd file, within
+    the memory an import's rewrite may use: what any import that rewrites the rows (sorted or not) cannot go
+    below."""
     code = (
-        "import duckdb\ncon = duckdb.connect(config={'memory_limit': '2GB'})\n"
+        f"import duckdb\ncon = duckdb.connect(config={{'memory_limit': {rewrite_memory()!r}}})\n"
         f'con.execute("COPY (SELECT * FROM read_parquet({sql_literal(str(source))})) TO {sql_literal(str(target))} '
         '(FORMAT parquet, COMPRESSION zstd)")\n'
     )
@@ -371,7 +373,8 @@ def main() -> None:
         )
         print(
             f"floor of any import that rewrites the shuffled rows: a bare DuckDB COPY of layers.parquet to one zstd "
-            f"file, unsorted, same memory limit: {rewrite:.1f} s (shuffled import / floor: {shuffled / rewrite:.2f}x)"
+            f"file, unsorted, same memory limit ({rewrite_memory()}): {rewrite:.1f} s "
+            f"(shuffled import / floor: {shuffled / rewrite:.2f}x)"
         )
         commands(args, floor, lake_root)
         pooled_floor(lake_root)
