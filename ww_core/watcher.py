@@ -580,16 +580,11 @@ class WeightWatcher:
         if not matches:
             raise _not_a_layer(layer, opened.layers)
         target = matches[0]
-        if target.skip_reason is not None or target.fail_reason is not None:
-            # A file-read model's reader gives no matrix for these (ww_core.sources.SourceLayer).
-            verdict = "skips" if target.skip_reason is not None else "fails"
-            why = target.skip_reason if target.skip_reason is not None else target.fail_reason
-            raise ValueError(
-                f"layer={layer!r} ({target.tensor!r}) has no weight matrix: the analysis {verdict} it: {why}"
-            )
-        tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
+        tensor = None
+        if target.skip_reason is None and target.fail_reason is None:
+            tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
         if tensor is None:
-            raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: the model's reader gave none")
+            raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: {_no_matrix(target)}")
         return target, tensor
 
     def get_ESD(self, model=None, layer=None, random=False, params=None):
@@ -624,13 +619,17 @@ class WeightWatcher:
         first, second = _open(model_1, start_ids), _open(model_2, start_ids)
         supported = AnalysisOptions(pool=pool, channels=channels)
         chosen = [layer for layer in select_layers(first.layers, layers) if _analyzable(layer, supported)]
-        others = {layer.tensor for layer in second.layers}
+        others = {layer.tensor: layer for layer in second.layers}
         wanted = {layer.tensor for layer in chosen if layer.tensor in others}
         twins = dict(second.tensors(wanted))
         by_tensor = {layer.tensor: layer for layer in chosen}
         records = []
         for name, tensor in first.tensors(wanted):
             layer = by_tensor[name]
+            if name not in twins:
+                raise ValueError(
+                    f"model_2 has no weight matrix for layer {layer.layer_id} ({name!r}): {_no_matrix(others[name])}"
+                )
             row = layer_distance(tensor, twins.pop(name), name, layer.layer_id, method, spectrum=False)
             delta_b, b_shape = 0.0, "unknown"
             b1, b2 = first.biases.get(name), second.biases.get(name)
@@ -753,6 +752,15 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
         return False
     num_evals = M * (rf if opts.pool else 1)
     return num_evals >= opts.min_evals and (opts.max_evals is None or num_evals <= opts.max_evals)
+
+
+def _no_matrix(layer: Layer) -> str:
+    """Why a file-read model's reader gives no matrix for ``layer`` (ww_core.sources.SourceLayer's reasons)."""
+    if layer.skip_reason is not None:
+        return f"the analysis skips it: {layer.skip_reason}"
+    if layer.fail_reason is not None:
+        return f"the analysis fails it: {layer.fail_reason}"
+    return "the model's reader gave none"
 
 
 def _not_a_layer(layer, layers: list[Layer]) -> ValueError:

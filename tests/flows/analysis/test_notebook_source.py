@@ -152,3 +152,19 @@ def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are(folder):
             f"layer={layer} is not a layer of the model: its 3 layers have ids 0 to 2 "
             "(0 'embed', 1 'layers.0.down', 2 'layers.0.up')"
         )
+
+
+def test_distances_from_a_base_whose_shard_lacks_a_promised_tensor_name_it(tmp_path):
+    """It raised a bare KeyError: the base's reader gives no matrix for the tensor."""
+    base, shard = _promising_more_than_its_shard_holds(tmp_path)
+    model = tmp_path / "tuned"
+    model.mkdir()
+    save_file({name: heavy(64, 32, seed) for seed, name in enumerate(PROMISED)}, str(model / "model.safetensors"))
+    reason = f"{shard}: stored tensor '{PROMISED[2]}' is not in the file (the index promised it)"
+    with pytest.raises(ValueError) as raised:
+        ww_core.WeightWatcher().distances(str(model), str(base))
+    assert str(raised.value) == (
+        f"model_2 has no weight matrix for layer 2 ('{PROMISED[2]}'): the analysis fails it: {reason}"
+    )
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(str(model), str(base), layers=[0, 1])
+    assert list(frame.tensor) == PROMISED[:2] and list(frame.fit_status) == ["ok", "ok"]
