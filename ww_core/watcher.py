@@ -569,20 +569,28 @@ class WeightWatcher:
             records.append(row)
         return pd.DataFrame(records)
 
-    def _one_layer(self, model, layer) -> tuple[object, Layer, object]:
+    def _one_layer(self, model, layer) -> tuple[Layer, object]:
+        """The layer ``layer`` names (an id >= 0 or a name, as ``layers=`` reads one) and its weight tensor."""
         opened = _open(self._model(model), 0)
-        matches = select_layers(opened.layers, [layer] if layer is not None else [])
-        if layer is None or not matches:
-            known = [f"{x.layer_id}:{x.name}" for x in opened.layers][:10]
-            raise ValueError(f"layer={layer!r} is not a layer of the model (first layers: {', '.join(known)})")
+        # To layers=, a negative id or a '-name' means "all but that one": here it names no layer.
+        names_one = (isinstance(layer, numbers.Integral) and layer >= 0) or (
+            isinstance(layer, str) and not layer.startswith("-")
+        )
+        matches = select_layers(opened.layers, [layer]) if names_one else []
+        if not matches:
+            raise _not_a_layer(layer, opened.layers)
         target = matches[0]
-        tensor = next(t for name, t in opened.tensors({target.tensor}) if name == target.tensor)
-        return opened, target, tensor
+        tensor = None
+        if target.skip_reason is None and target.fail_reason is None:
+            tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
+        if tensor is None:
+            raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: {_no_matrix(target)}")
+        return target, tensor
 
     def get_ESD(self, model=None, layer=None, random=False, params=None):
         """The eigenvalues (ascending) of one layer, by id or name; ``random=True``: of its randomized copy. Conv2D
         kernels are not normalized here (weightwatcher's get_ESD skips its conv2d_norm)."""
-        _, target, tensor = self._one_layer(model, layer)
+        target, tensor = self._one_layer(model, layer)
         # weightwatcher's get_ESD skips its Conv2D normalization.
         options = AnalysisOptions(
             keep_evals=True, randomize=bool(random), min_evals=2, max_evals=None, conv2d_norm=False
@@ -596,7 +604,7 @@ class WeightWatcher:
     def get_Weights(self, model=None, layer=None, params=None) -> list[np.ndarray]:
         """The weight matrices of one layer: the 2-D weight as stored, or a Conv2D's kernel slices (each with its
         longer side first, as weightwatcher returns them)."""
-        _, _, tensor = self._one_layer(model, layer)
+        _, tensor = self._one_layer(model, layer)
         array = _as_float(tensor)
         if array.ndim == 2:
             return [array]
@@ -611,13 +619,17 @@ class WeightWatcher:
         first, second = _open(model_1, start_ids), _open(model_2, start_ids)
         supported = AnalysisOptions(pool=pool, channels=channels)
         chosen = [layer for layer in select_layers(first.layers, layers) if _analyzable(layer, supported)]
-        others = {layer.tensor for layer in second.layers}
+        others = {layer.tensor: layer for layer in second.layers}
         wanted = {layer.tensor for layer in chosen if layer.tensor in others}
         twins = dict(second.tensors(wanted))
         by_tensor = {layer.tensor: layer for layer in chosen}
         records = []
         for name, tensor in first.tensors(wanted):
             layer = by_tensor[name]
+            if name not in twins:
+                raise ValueError(
+                    f"model_2 has no weight matrix for layer {layer.layer_id} ({name!r}): {_no_matrix(others[name])}"
+                )
             row = layer_distance(tensor, twins.pop(name), name, layer.layer_id, method, spectrum=False)
             delta_b, b_shape = 0.0, "unknown"
             b1, b2 = first.biases.get(name), second.biases.get(name)
@@ -740,6 +752,29 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
         return False
     num_evals = M * (rf if opts.pool else 1)
     return num_evals >= opts.min_evals and (opts.max_evals is None or num_evals <= opts.max_evals)
+
+
+def _no_matrix(layer: Layer) -> str:
+    """Why a file-read model's reader gives no matrix for ``layer`` (ww_core.sources.SourceLayer's reasons)."""
+    if layer.skip_reason is not None:
+        return f"the analysis skips it: {layer.skip_reason}"
+    if layer.fail_reason is not None:
+        return f"the analysis fails it: {layer.fail_reason}"
+    return "the model's reader gave none"
+
+
+def _not_a_layer(layer, layers: list[Layer]) -> ValueError:
+    """What get_ESD / get_Weights say of a ``layer=`` that names no layer: the ids there are."""
+    if not layers:
+        return ValueError(f"layer={layer!r} is not a layer of the model: it has no layers")
+    shown = ", ".join(f"{x.layer_id} {x.name!r}" for x in layers[:10]) + (", ..." if len(layers) > 10 else "")
+    if len(layers) == 1:
+        return ValueError(f"layer={layer!r} is not a layer of the model: its one layer has id {shown}")
+    ids = [x.layer_id for x in layers]
+    return ValueError(
+        f"layer={layer!r} is not a layer of the model: its {len(layers)} layers have ids {min(ids)} to {max(ids)} "
+        f"({shown})"
+    )
 
 
 def _difference(tensor, base) -> np.ndarray | None:

@@ -61,9 +61,10 @@ class Alignment:
 
 def align(model: OpenedModel, base: OpenedModel, selection: LayerSelection | None = None) -> Alignment:
     """Pair the selected layers of ``model`` with the base's by name. Raises :class:`ArchitectureMismatch` (naming
-    the first mismatched layers) when a shared name has another shape, or fewer than half of the selected layers
-    exist in the base; layers only in one model (a new classification head) are listed, not fatal. The layers of a
-    model shard whose header cannot be read are paired by the base's names (they fail when compared)."""
+    the first mismatched layers) when a shared name has another shape or is a tensor the base's index promises and
+    its shard lacks, or fewer than half of the selected layers exist in the base; layers only in one model (a new
+    classification head) are listed, not fatal. The layers of a model shard whose header cannot be read are paired
+    by the base's names (they fail when compared)."""
     selection = selection or LayerSelection()
     for opened in (model, base):
         if opened.folder is not None:
@@ -79,8 +80,12 @@ def align(model: OpenedModel, base: OpenedModel, selection: LayerSelection | Non
     for layer in chosen:
         twin = base_layers.get(layer.name)
         shape_unknown = set(specs[layer.name].sources) <= unreadable
+        lacks = None if twin is None else base.plan.missing_tensor(twin[1].sources)
         if twin is None:
             missing.append(layer.name)
+        elif lacks is not None:
+            # Planned by name only (shape ()): the base's index promises the tensor and its shard lacks it.
+            mismatched.append(f"{layer.name}: not in the base ({lacks})")
         elif tuple(twin[1].shape) != tuple(specs[layer.name].shape) and not shape_unknown:
             mismatched.append(f"{layer.name}: {list(specs[layer.name].shape)} vs base {list(twin[1].shape)}")
         else:

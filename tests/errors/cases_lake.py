@@ -20,6 +20,15 @@ def home_folder(ctx: Ctx) -> str:
     return str(folder)
 
 
+def exported_models(ctx: Ctx, repo_id: str) -> str:
+    """The lake's models table written as models.parquet (as `wwhub query --out` exports it), its repo id replaced."""
+    from flows.cli import main
+
+    sql = f"SELECT * REPLACE ('{repo_id}' AS repo_id) FROM models"
+    assert main(["query", sql, "--lake", str(ctx.lake), "--format", "parquet", "--out", "models.parquet"]) == 0
+    return "models.parquet"
+
+
 CASES = [
     # ---- wwhub query only reads --------------------------------------------------------------------------------------
     ErrorCase(
@@ -119,6 +128,15 @@ CASES = [
             (ctx.root / "export.parquet").write_bytes(b"PAR1"),
             ["lake", "import", "export.parquet", "--lake", str(ctx.lake)],
         )[1],
+    ),
+    ErrorCase(
+        "lake-import-bad-repo-id",
+        "`wwhub lake import` of rows whose repo id a scan would refuse (`repo_id` or `base_repo_id`; the lake "
+        "unchanged)",
+        2,
+        "wwhub lake: error: models.parquet: repo_id 'models/acme/tiny-1m' is not a Hub repo id: expected org/name "
+        "(letters, digits, '-', '_', '.')",
+        lambda ctx: ["lake", "import", exported_models(ctx, "models/acme/tiny-1m"), "--lake", str(ctx.lake)],
     ),
     ErrorCase(
         "lake-merge-into-itself",

@@ -227,6 +227,19 @@ def test_start_ids_and_layers_follow_weightwatcher_numbering():
     assert list(ww_core.WeightWatcher(model).analyze(layers=[-3]).layer_id) == [1]
 
 
+def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are():
+    """A ReLU's id, an id past the last and a negative id (layers= reads it as "all but") name no layer."""
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
+    watcher = ww_core.WeightWatcher(model)
+    for layer in (2, 4, -1):
+        for call in (watcher.get_ESD, watcher.get_Weights):
+            with pytest.raises(ValueError) as raised:
+                call(layer=layer)
+            expected = f"layer={layer} is not a layer of the model: its 2 layers have ids 1 to 3 (1 '0', 3 '2')"
+            assert str(raised.value) == expected
+    assert watcher.get_ESD(layer=3).size == 20
+
+
 def test_erg_is_detx():
     W = heavy(300, 100, seed=16)
     frame = ww_core.WeightWatcher({"w.weight": torch.from_numpy(W)}).analyze(ERG=True)

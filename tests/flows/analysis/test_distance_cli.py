@@ -113,6 +113,26 @@ def test_a_tensor_the_index_promises_but_the_models_shard_lacks_fails_with_the_a
     assert by_name == {name: ("ok", "") for name in ["embed.weight", "block.0.attn.weight", "head.weight"]}
 
 
+def test_a_tensor_the_index_promises_but_the_bases_shard_lacks_is_named_as_not_in_the_base(tmp_path, capsys):
+    """The architecture error read 'block.0.mlp.weight: [128, 32] vs base []'."""
+    tuned = write_model(tmp_path / "tuned", tensors(2, shift=0.01))
+    base_tensors = tensors(1)
+    del base_tensors["block.0.mlp.weight"]
+    base = write_model(tmp_path / "base", base_tensors, shards=2)
+    index_path = base / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"]["block.0.mlp.weight"] = "model-00001-of-00002.safetensors"
+    index_path.write_text(json.dumps(index))
+    code, rows, err = run_json(capsys, str(tuned), str(base))
+    assert code == 2 and rows is None
+    shard = "model-00001-of-00002.safetensors"
+    lacks = f"{shard}: stored tensor 'block.0.mlp.weight' is not in the file (the index promised it)"
+    assert err == (
+        f"wwhub distance: error: {tuned} and {base} differ in architecture: 1 of 4 layers do not match; "
+        f"first: block.0.mlp.weight: not in the base ({lacks})\n"
+    )
+
+
 def test_selection_and_missing_inputs_are_bad_usage(tmp_path, capsys):
     base = write_model(tmp_path / "base", tensors(1))
     code, rows, err = run_json(capsys, str(base), str(base), "--layers", "conv2d")

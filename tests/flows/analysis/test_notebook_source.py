@@ -117,3 +117,54 @@ def test_whole_model_options_read_the_matrices_a_shard_holds_when_its_index_prom
     assert (stacked.N.iloc[0], stacked.M.iloc[0]) == (64 + 64, 32)
     smoothed = watcher.SVDSmoothing(method="svd", percent=0.5, svd_method="exact")
     assert set(smoothed) == set(PROMISED[:2])
+
+
+def test_get_esd_and_get_weights_of_a_layer_without_a_matrix_say_why(tmp_path):
+    """They raised a bare StopIteration: the reader gives no matrix for a layer the analysis fails (a tensor the
+    index promises but its shard lacks) or skips (integer weights no decoder reads)."""
+    path, shard = _promising_more_than_its_shard_holds(tmp_path)
+    failed = ww_core.WeightWatcher(str(path))
+    reason = f"{shard}: stored tensor '{PROMISED[2]}' is not in the file (the index promised it)"
+    for call in (failed.get_ESD, failed.get_Weights):
+        with pytest.raises(ValueError) as raised:
+            call(layer=2)
+        assert str(raised.value) == f"layer=2 ('{PROMISED[2]}') has no weight matrix: the analysis fails it: {reason}"
+    skipped_path = tmp_path / "int"
+    skipped_path.mkdir()
+    integers = np.zeros((64, 32), np.int32)
+    save_file({"a.weight": heavy(64, 32, 1), "b.weight": integers}, str(skipped_path / "w.safetensors"))
+    skipped = ww_core.WeightWatcher(str(skipped_path))
+    for call in (skipped.get_ESD, skipped.get_Weights):
+        with pytest.raises(ValueError) as raised:
+            call(layer="b")
+        assert str(raised.value) == (
+            "layer='b' ('b') has no weight matrix: the analysis skips it: "
+            "quantized weights (weight I32) that no decoder reads"
+        )
+
+
+def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are(folder):
+    watcher = ww_core.WeightWatcher(str(folder))
+    for layer in (3, -1):
+        with pytest.raises(ValueError) as raised:
+            watcher.get_ESD(layer=layer)
+        assert str(raised.value) == (
+            f"layer={layer} is not a layer of the model: its 3 layers have ids 0 to 2 "
+            "(0 'embed', 1 'layers.0.down', 2 'layers.0.up')"
+        )
+
+
+def test_distances_from_a_base_whose_shard_lacks_a_promised_tensor_name_it(tmp_path):
+    """It raised a bare KeyError: the base's reader gives no matrix for the tensor."""
+    base, shard = _promising_more_than_its_shard_holds(tmp_path)
+    model = tmp_path / "tuned"
+    model.mkdir()
+    save_file({name: heavy(64, 32, seed) for seed, name in enumerate(PROMISED)}, str(model / "model.safetensors"))
+    reason = f"{shard}: stored tensor '{PROMISED[2]}' is not in the file (the index promised it)"
+    with pytest.raises(ValueError) as raised:
+        ww_core.WeightWatcher().distances(str(model), str(base))
+    assert str(raised.value) == (
+        f"model_2 has no weight matrix for layer 2 ('{PROMISED[2]}'): the analysis fails it: {reason}"
+    )
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(str(model), str(base), layers=[0, 1])
+    assert list(frame.tensor) == PROMISED[:2] and list(frame.fit_status) == ["ok", "ok"]
