@@ -95,16 +95,20 @@ def test_corrupt_shard_gives_failed_rows_and_exit_1(tmp_path, capsys):
     assert all("truncated" in r["reason"] for r in failed) and "truncated" in err
 
 
+def model_promising_a_tensor_it_lacks(folder, weights: dict, missing: str):
+    """A 2-shard model whose index maps ``missing`` to its first shard, which does not hold it."""
+    model = write_model(folder, {k: v for k, v in weights.items() if k != missing}, shards=2)
+    index_path = model / "model.safetensors.index.json"
+    index = json.loads(index_path.read_text())
+    index["weight_map"][missing] = "model-00001-of-00002.safetensors"
+    index_path.write_text(json.dumps(index))
+    return model
+
+
 def test_a_tensor_the_index_promises_but_the_models_shard_lacks_fails_with_the_analysis_reason(tmp_path, capsys):
     """It failed as 'cannot decode ...: stored tensor ... is not in the model's shard', a reason of its own."""
     base = write_model(tmp_path / "base", tensors(1))
-    tuned_tensors = tensors(2, shift=0.01)
-    del tuned_tensors["block.0.mlp.weight"]
-    tuned = write_model(tmp_path / "tuned", tuned_tensors, shards=2)
-    index_path = tuned / "model.safetensors.index.json"
-    index = json.loads(index_path.read_text())
-    index["weight_map"]["block.0.mlp.weight"] = "model-00001-of-00002.safetensors"
-    index_path.write_text(json.dumps(index))
+    tuned = model_promising_a_tensor_it_lacks(tmp_path / "tuned", tensors(2, shift=0.01), "block.0.mlp.weight")
     code, rows, _ = run_json(capsys, str(tuned), str(base))
     assert code == 1
     by_name = {r["name"]: (r["fit_status"], r["reason"]) for r in rows}
@@ -116,13 +120,7 @@ def test_a_tensor_the_index_promises_but_the_models_shard_lacks_fails_with_the_a
 def test_a_tensor_the_index_promises_but_the_bases_shard_lacks_is_named_as_not_in_the_base(tmp_path, capsys):
     """The architecture error read 'block.0.mlp.weight: [128, 32] vs base []'."""
     tuned = write_model(tmp_path / "tuned", tensors(2, shift=0.01))
-    base_tensors = tensors(1)
-    del base_tensors["block.0.mlp.weight"]
-    base = write_model(tmp_path / "base", base_tensors, shards=2)
-    index_path = base / "model.safetensors.index.json"
-    index = json.loads(index_path.read_text())
-    index["weight_map"]["block.0.mlp.weight"] = "model-00001-of-00002.safetensors"
-    index_path.write_text(json.dumps(index))
+    base = model_promising_a_tensor_it_lacks(tmp_path / "base", tensors(1), "block.0.mlp.weight")
     code, rows, err = run_json(capsys, str(tuned), str(base))
     assert code == 2 and rows is None
     shard = "model-00001-of-00002.safetensors"
