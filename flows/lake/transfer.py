@@ -200,6 +200,11 @@ def _validate_evals(con, path: Path, source: str, columns: dict[str, str]) -> No
             raise LakeError(f"{path}: evals row of {repo_id}: {err}") from None
 
 
+# Key hashes two rows share, checked on the key columns themselves (a repeated row shares its hash with its twin; two
+# distinct keys share a 64-bit hash about once in 10^5 imports of 20M rows). At this many, every row is checked.
+HASHES_CHECKED = 1000
+
+
 def _refuse_repeated_rows(con, path: Path, table: str, source: str, columns: dict[str, str]) -> None:
     """A file holding one row twice (the same ``ROW_KEYS`` values) would put it in the lake twice: refused, naming
     one such row. Columns the file lacks are null in every row, so they cannot tell rows apart."""
@@ -207,8 +212,19 @@ def _refuse_repeated_rows(con, path: Path, table: str, source: str, columns: dic
     if not present:
         return
     names = ", ".join(map(quoted, present))
+    # Rows grouped by one 64-bit hash of their key first: half the time of grouping the key columns themselves
+    # (text) on 20M layer rows, 2.5 s against 5 s. Only a hash two rows share is checked on the columns.
+    shared = con.execute(
+        f"SELECT h FROM (SELECT hash({names}) AS h FROM {source}) GROUP BY h HAVING count(*) > 1 LIMIT {HASHES_CHECKED}"
+    ).fetchall()
+    if not shared:
+        return
+    # So many shared hashes are repeated rows, not collisions: then every row is checked, as without the hashes.
+    among = "true" if len(shared) >= HASHES_CHECKED else f"list_contains(?, hash({names}))"
+    parameters = [] if len(shared) >= HASHES_CHECKED else [[h for (h,) in shared]]
     repeated = con.execute(
-        f"SELECT {names}, count(*) FROM {source} GROUP BY {names} HAVING count(*) > 1 LIMIT 1"
+        f"SELECT {names}, count(*) FROM {source} WHERE {among} GROUP BY {names} HAVING count(*) > 1 LIMIT 1",
+        parameters,
     ).fetchall()
     if repeated:
         *values, count = repeated[0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 
 import duckdb
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
@@ -389,3 +390,30 @@ def test_import_of_evals_without_the_optional_import_id_column_keys_them_by_revi
     assert main(["lake", "import", str(tmp_path / "evals.parquet"), "--lake", str(tmp_path / "b")]) == 0
     expected = rows(folder.parent / "a", "SELECT repo_id, revision, metric, value FROM evals ORDER BY ALL")
     assert rows(tmp_path / "b", "SELECT repo_id, revision, metric, value FROM evals ORDER BY ALL") == expected
+
+
+def test_repeated_rows_are_found_through_key_hashes_and_checked_on_the_keys(tmp_path, capsys, monkeypatch):
+    """The check groups a hash of each row's key, then checks only shared hashes on the key columns: a hash that
+    distinct keys share is no repeated row (every layer key hashed to 7 here), a repeated row is refused whatever
+    the hashes, and past HASHES_CHECKED shared hashes every row is checked."""
+    from flows.lake import transfer
+
+    folder = _exported(tmp_path)
+    path = folder / "layers.parquet"
+    layers = pq.read_table(path)
+    columns = dict.fromkeys(layers.column_names, "")
+    source = f"read_parquet('{path}')"
+    con = duckdb.connect()
+    con.execute("CREATE MACRO hash(a, b, c, d, e, f) AS 7::UBIGINT")  # the 6 key columns of a layer, all colliding
+    keys = "repo_id, revision, layer_id, name, expert, slice_id"
+    assert con.execute(f"SELECT count(DISTINCT hash({keys})), count(*) FROM {source}").fetchall() == [(1, 12)]
+    transfer._refuse_repeated_rows(con, path, "layers", source, columns)  # no error: no two rows share a key
+    twice = tmp_path / "twice.parquet"
+    pq.write_table(pa.concat_tables([layers, layers.slice(2, 1)]), twice)
+    with pytest.raises(transfer.LakeError, match="2 rows with the same key"):
+        transfer._refuse_repeated_rows(con, twice, "layers", f"read_parquet('{twice}')", columns)
+    monkeypatch.setattr(transfer, "HASHES_CHECKED", 1)
+    bad = tmp_path / "bad" / "layers.parquet"
+    bad.parent.mkdir()
+    pq.write_table(pa.concat_tables([layers, layers.slice(2, 1)]), bad)
+    assert "2 rows with the same key" in _refused_leaving_the_lake_as_it_was(tmp_path, capsys, bad)
