@@ -1,8 +1,9 @@
 """How every segment file is encoded: one Parquet writer for a scan's commit, an import and a rewrite.
 
 pyarrow encodes, whoever produced the rows: a rewrite lets DuckDB read, cast and sort, and streams the sorted rows
-here. Measured on 4M layer rows (82 columns, 2 cores), DuckDB's own ``COPY … (FORMAT parquet)`` of the same sorted
-rows took ~7 s more per range than this writer (files within 5% of each other's size).
+here. Measured on a 4M-row range of shuffled layer rows (82 columns, 2 cores), DuckDB's own ``COPY … (FORMAT
+parquet)`` of the same sorted rows took 17 s against 14 s through this writer within a 6 GB memory limit, and
+24.6 s against 17-20 s within 2 GB (files within 5% of each other's size).
 """
 
 from __future__ import annotations
