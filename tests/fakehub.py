@@ -317,6 +317,12 @@ class FakeHub:
         to notice but the file's size."""
         self._add_fault("cut_file", match, count, ranged=ranged)
 
+    def lose_file(self, match: str, count: int | None = None) -> None:
+        """Answer ``resolve`` requests for a file (whose path contains ``match``) as for a file the commit does not
+        have (404, ``X-Error-Code: EntryNotFound``), while model info still lists it: storage and listing out of
+        step."""
+        self._add_fault("lost", match, count)
+
     def ignore_range(self, match: str | None = None, count: int | None = None) -> None:
         self._add_fault("ignore_range", match, count)
 
@@ -676,7 +682,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._error(403 if denied else 401, "GatedRepo", message, head=head)
             return
         data = commit.files.get(filename)
-        if data is None:
+        if data is None or self.hub._take_fault("lost", path, method):
             self._error(
                 404,
                 "EntryNotFound",

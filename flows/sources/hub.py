@@ -118,6 +118,30 @@ class HubSource:
         except Exception as err:  # noqa: BLE001 - classified below
             raise classify_hub_error(what, err) from err
 
+    def _read_listed(self, what: str, fn: Callable, files: list[str] | None = None):
+        """``_call`` for a file model_info listed at this commit. A 404 for it (``EntryNotFound``; for the headers
+        of a standard checkpoint, huggingface_hub's ``NotASafetensorsRepoError``, which it raises on that 404) says
+        the hub's storage is not in step with its listing (a file pushed moments ago, or lost), not that the model
+        lacks the file: an unavailable attempt, which the next scan tries again, never a failed model. ``files``:
+        the files one call reads, one of which the 404 was for."""
+        from huggingface_hub.errors import EntryNotFoundError, NotASafetensorsRepoError
+
+        try:
+            return self._call(what, fn)
+        except HubError as err:
+            cause = err.__cause__
+            if isinstance(cause, EntryNotFoundError | NotASafetensorsRepoError):
+                # The file the 404 was for, from the request (one headers call reads several files).
+                response = getattr(cause, "response", None) or getattr(cause.__context__, "response", None)
+                url = str(getattr(response, "url", "") or "")
+                name = url.rsplit("/", 1)[-1] if url else (files[0] if files and len(files) == 1 else "")
+                lost = f" ({name})" if name and not what.endswith(name) else ""
+                raise HubError(
+                    f"{what}{lost}: listed at this commit, but the hub answered 404 (entry not found) when it was read",
+                    HUB_UNAVAILABLE,
+                ) from cause
+            raise
+
     def check_reachable(self) -> None:
         """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
         one per model. Raises HubError."""
@@ -243,7 +267,7 @@ class HubSource:
         """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
         headers = {}
         for filename in filenames:
-            meta = self._call(
+            meta = self._read_listed(
                 f"{ref.repo_id}@{ref.revision[:12]}/{filename} safetensors header",
                 lambda f=filename: self.api.parse_safetensors_file_metadata(ref.repo_id, f, revision=ref.revision),
             )
@@ -295,7 +319,7 @@ class HubSource:
         size = files.get(filename)
         if size is not None and size > max_bytes:
             raise FileTooLarge(what, f"{size} bytes, more than the {max_bytes} this file may have")
-        path = self._call(
+        path = self._read_listed(
             what,
             lambda: hf_hub_download(
                 ref.repo_id,
@@ -333,9 +357,10 @@ class HubSource:
 
     def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
-        meta = self._call(
+        meta = self._read_listed(
             f"{ref.repo_id}@{ref.revision[:12]} safetensors headers",
             lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
+            filenames,
         )
         headers = {
             filename: _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", file_meta)
@@ -350,7 +375,7 @@ class HubSource:
         from huggingface_hub import hf_hub_download
 
         what = f"{ref.repo_id}@{ref.revision[:12]}/{shard.filename}"
-        path = self._call(
+        path = self._read_listed(
             what,
             lambda: hf_hub_download(
                 ref.repo_id,
