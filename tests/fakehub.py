@@ -32,7 +32,8 @@ or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
 ``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were
 all of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the
-middle of a body), ``ignore_range``, ``wrong_etag``. A stalled request is released when the hub stops.
+middle of a body), ``ignore_range``, ``wrong_etag``, ``lose_file`` (a listed file answered 404 ``EntryNotFound``, as
+storage not yet in step with a push answers). A stalled request is released when the hub stops.
 ``ranged=False`` limits a fault to whole-file requests (downloads, not header reads), ``ranged=True`` to Range
 requests.
 

@@ -131,9 +131,9 @@ class HubSource:
         except HubError as err:
             cause = err.__cause__
             if isinstance(cause, EntryNotFoundError | NotASafetensorsRepoError):
-                # The file the 404 was for, from the request (one headers call reads several files).
-                response = getattr(cause, "response", None) or getattr(cause.__context__, "response", None)
-                url = str(getattr(response, "url", "") or "")
+                # The file the 404 was for, from the request (one headers call reads several files); huggingface_hub
+                # raises NotASafetensorsRepoError without one, for the single file it could not find.
+                url = str(getattr(getattr(cause, "response", None), "url", "") or "")
                 name = url.rsplit("/", 1)[-1] if url else (files[0] if files and len(files) == 1 else "")
                 lost = f" ({name})" if name and not what.endswith(name) else ""
                 raise HubError(
