@@ -155,7 +155,27 @@ def _one_line(err: BaseException) -> str:
     return f"{err.__class__.__name__}: {text}" if text else err.__class__.__name__
 
 
+# Commands that hand pandas objects around: analyze's whole-model options run ww_core.WeightWatcher (DataFrames).
+PANDAS_COMMANDS = frozenset({"analyze"})
+
+
+class _PandasHidden:
+    """An import finder under which ``import pandas`` fails, as if pandas were not installed."""
+
+    @staticmethod
+    def find_spec(name, path=None, target=None):
+        if name.partition(".")[0] == "pandas":
+            raise ModuleNotFoundError(
+                f"No module named {name!r} (hidden by wwhub: its command does not use it)", name=name
+            )
+
+
 def run() -> None:
+    """The ``wwhub`` process. pyarrow tries to import pandas at each conversion of Python values, to recognise pandas
+    objects (its C++ side retries until the import succeeds): 0.2 s, a fifth of a one-model scan or a leaderboard.
+    Commands that never use pandas run with it hidden."""
+    if _command_in(sys.argv[1:]) not in PANDAS_COMMANDS:
+        sys.meta_path.insert(0, _PandasHidden)
     code = main()
     if code == EXIT_INTERRUPTED:
         # Worker threads still inside an eigensolve or a download cannot be pre-empted; what completed is on disk

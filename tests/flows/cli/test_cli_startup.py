@@ -94,3 +94,53 @@ def test_analyze_of_a_float32_model_imports_only_what_its_work_needs(tmp_path):
     unneeded = ("ml_dtypes", "huggingface_hub", "yaml", "tqdm", "gguf", "torch", "scipy", "flows.sources.hub")
     assert sorted(m for m in modules if m.split(".")[0] in unneeded or m in unneeded) == []
     assert "ml_dtypes" in imported_after(analyze.format(str(bf16), str(tmp_path / "bf16.csv")))
+
+
+def wwhub_process(tmp_path, *argv: str) -> tuple[int, set[str]]:
+    """(exit code, modules imported) of a whole ``wwhub`` process (``flows.cli.run``, the console script)."""
+    script = (
+        "import sys, json\nfrom flows.cli import run\n"
+        f"sys.argv = ['wwhub', *{list(argv)!r}]\n"
+        "try:\n    run()\nexcept SystemExit as stop:\n    code = stop.code\n"
+        "print(json.dumps([code, sorted(sys.modules)]))"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, check=True)
+    code, modules = json.loads(out.stdout.strip().splitlines()[-1])
+    return code, set(modules)
+
+
+def test_scan_and_leaderboard_processes_never_load_pandas(tmp_path):
+    # pyarrow would import pandas (0.2 s) on its first conversion of Python values: the scan's commit, the refresh
+    # of the correlations and the leaderboard's all convert some.
+    rng = np.random.default_rng(0)
+    card = {"model-index": [{"name": "m", "results": [{"task": {"type": "text-classification"},
+            "dataset": {"name": "d", "type": "d", "split": "test"},
+            "metrics": [{"type": "accuracy", "value": 0.7}]}]}]}  # fmt: skip
+    for k in range(3):
+        tensors = {f"l{j}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for j in range(2)}
+        write_model(tmp_path / "src" / "org" / f"m{k}", tensors, card=card)
+    lake = str(tmp_path / "lake")
+    code, modules = wwhub_process(tmp_path, "scan", "org/m0", "org/m1", "org/m2", "--source", "local",
+                                  str(tmp_path / "src"), "--lake", lake)  # fmt: skip
+    assert code == 0 and "pyarrow" in modules and "pandas" not in modules
+    code, modules = wwhub_process(tmp_path, "leaderboard", "--lake", lake)  # the stored correlations, read by DuckDB
+    assert code == 0 and "pandas" not in modules
+    code, modules = wwhub_process(tmp_path, "leaderboard", "--prefer-import", "--lake", lake)  # computed anew
+    assert code == 0 and "pyarrow" in modules and "pandas" not in modules
+    code, _ = wwhub_process(tmp_path, "query", "SELECT count(*) FROM layers", "--lake", lake, "--format", "parquet",
+                            "--out", str(tmp_path / "layers.parquet"))  # fmt: skip
+    assert code == 0
+    import pyarrow.parquet as pq
+
+    assert pq.read_table(tmp_path / "layers.parquet").to_pylist() == [{"count_star()": 6}]
+
+
+def test_analyze_whole_model_process_has_pandas_for_the_weightwatcher_api(tmp_path):
+    rng = np.random.default_rng(0)
+    model = write_model(
+        tmp_path / "m", {"a.weight": rng.standard_t(3, (80, 40)), "b.weight": rng.standard_t(3, (80, 40))}
+    )
+    code, modules = wwhub_process(tmp_path, "analyze", str(model), "--stacked", "--format", "csv",
+                                  "--out", str(tmp_path / "out.csv"))  # fmt: skip
+    assert code == 0 and "pandas" in modules
+    assert (tmp_path / "out.csv").read_text().count("\n") >= 2
