@@ -240,6 +240,20 @@ def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are():
     assert watcher.get_ESD(layer=3).size == 20
 
 
+def test_distances_give_a_0_size_tensor_a_skipped_row():
+    """It was left out with no row, as a layer too small for min_evals is; analyze() skips it with this reason."""
+    first = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1)), "z.weight": torch.zeros(0, 32)}
+    second = {"a.weight": torch.from_numpy(heavy(64, 32, seed=2)), "z.weight": torch.zeros(0, 32)}
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(first, second)
+    assert list(frame.tensor) == ["a.weight", "z.weight"]
+    assert list(zip(frame.fit_status, frame.reason, strict=True)) == [
+        ("ok", ""),
+        ("skipped", "empty matrix: a 0x32 tensor has no eigenvalues"),
+    ]
+    assert ww_core.WeightWatcher(first).analyze().reason.iloc[1] == frame.reason.iloc[1]
+    assert avg_dW == frame.delta_W.iloc[0]  # the mean over the one ok row, exactly
+
+
 def test_erg_is_detx():
     W = heavy(300, 100, seed=16)
     frame = ww_core.WeightWatcher({"w.weight": torch.from_numpy(W)}).analyze(ERG=True)
