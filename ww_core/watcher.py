@@ -589,7 +589,7 @@ class WeightWatcher:
             raise _not_a_layer(layer, opened.layers)
         target = matches[0]
         tensor = None
-        if target.skip_reason is None and target.fail_reason is None:
+        if _why_no_matrix(target) is None:
             tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
         if tensor is None:
             raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: {_no_matrix(target)}")

@@ -240,6 +240,20 @@ def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are():
     assert watcher.get_ESD(layer=3).size == 20
 
 
+def test_get_weights_of_a_0_size_tensor_raises_the_error_get_esd_raises():
+    """get_Weights returned [an empty 0x32 array] where get_ESD said the layer has no eigenvalues."""
+    watcher = ww_core.WeightWatcher({"a.weight": torch.from_numpy(heavy(64, 32)), "z.weight": torch.zeros(0, 32)})
+    for layer in (2, "z"):
+        for call in (watcher.get_ESD, watcher.get_Weights):
+            with pytest.raises(ValueError) as raised:
+                call(layer=layer)
+            assert str(raised.value) == (
+                f"layer={layer!r} ('z.weight') has no weight matrix: "
+                "the analysis skips it: empty matrix: a 0x32 tensor has no eigenvalues"
+            )
+    assert [w.shape for w in watcher.get_Weights(layer=1)] == [(64, 32)]
+
+
 def test_distances_give_a_0_size_tensor_a_skipped_row():
     """It was left out with no row, as a layer too small for min_evals is; analyze() skips it with this reason."""
     first = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1)), "z.weight": torch.zeros(0, 32)}
