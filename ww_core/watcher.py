@@ -579,11 +579,14 @@ class WeightWatcher:
 
     def _one_layer(self, model, layer) -> tuple[Layer, object]:
         """The layer ``layer`` names (an id >= 0 or a name, as ``layers=`` reads one) and its weight tensor."""
+        # 0.7.7 drops a filter it cannot read (a list, None) and returns the first layer's: here it is an error.
+        if not isinstance(layer, numbers.Integral | str):
+            raise TypeError(
+                f"layer={layer!r}: pass one layer's id (an int) or its name (a str), not a {type(layer).__name__}"
+            )
         opened = _open(self._model(model), 0)
         # To layers=, a negative id or a '-name' means "all but that one": here it names no layer.
-        names_one = (isinstance(layer, numbers.Integral) and layer >= 0) or (
-            isinstance(layer, str) and not layer.startswith("-")
-        )
+        names_one = layer >= 0 if isinstance(layer, numbers.Integral) else not layer.startswith("-")
         matches = select_layers(opened.layers, [layer]) if names_one else []
         if not matches:
             raise _not_a_layer(layer, opened.layers)
