@@ -27,8 +27,16 @@ from .crosslayer import StackedGram, intra_product, stacked_matrix_rows
 from .describe import STATUS_FAIL, STATUS_SKIP, describe_layer
 from .distances import layer_distance
 from .eigen import gram_matrix
-from .matrices import LayerMatrices, is_float_dtype, kernel_slices, layer_type_for, stored_array, tensor_dims
-from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, LayerMetrics, summarize
+from .matrices import (
+    LayerMatrices,
+    empty_tensor_reason,
+    is_float_dtype,
+    kernel_slices,
+    layer_type_for,
+    stored_array,
+    tensor_dims,
+)
+from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, LayerDistance, LayerMetrics, summarize
 from .sources import ModelSource, open_source, plotter
 from .vectors import vector_metric_rows
 
@@ -571,17 +579,20 @@ class WeightWatcher:
 
     def _one_layer(self, model, layer) -> tuple[Layer, object]:
         """The layer ``layer`` names (an id >= 0 or a name, as ``layers=`` reads one) and its weight tensor."""
+        # 0.7.7 drops a filter it cannot read (a list, None) and returns the first layer's: here it is an error.
+        if not isinstance(layer, numbers.Integral | str):
+            raise TypeError(
+                f"layer={layer!r}: pass one layer's id (an int) or its name (a str), not a {type(layer).__name__}"
+            )
         opened = _open(self._model(model), 0)
         # To layers=, a negative id or a '-name' means "all but that one": here it names no layer.
-        names_one = (isinstance(layer, numbers.Integral) and layer >= 0) or (
-            isinstance(layer, str) and not layer.startswith("-")
-        )
+        names_one = layer >= 0 if isinstance(layer, numbers.Integral) else not layer.startswith("-")
         matches = select_layers(opened.layers, [layer]) if names_one else []
         if not matches:
             raise _not_a_layer(layer, opened.layers)
         target = matches[0]
         tensor = None
-        if target.skip_reason is None and target.fail_reason is None:
+        if _why_no_matrix(target) is None:
             tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
         if tensor is None:
             raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: {_no_matrix(target)}")
@@ -612,27 +623,43 @@ class WeightWatcher:
 
     def distances(self, model_1, model_2, method="raw", layers=(), start_ids=0, pool=True, channels=None):
         """``(avg_dW, avg_db, df)``: per layer ``delta_W`` (``raw``: ||W1 - W2|| over the tensor; ``euclidean``: per
-        matrix, averaged; ``cka``) and ``delta_b`` (``raw``: ||b1 - b2|| of the biases, 0 otherwise)."""
+        matrix, averaged; ``cka``) and ``delta_b`` (``raw``: ||b1 - b2|| of the biases, 0 otherwise).
+
+        A layer of ``model_1`` without a matrix has a row with analyze()'s status and reason for it (a tensor its index
+        promises and its shard lacks fails, as in ``wwhub distance``); a layer ``model_2`` has no matrix for raises
+        ``ValueError``, as ``wwhub distance`` refuses such a base."""
         import pandas as pd
 
         method = (method or "raw").lower()
         first, second = _open(model_1, start_ids), _open(model_2, start_ids)
         supported = AnalysisOptions(pool=pool, channels=channels)
-        chosen = [layer for layer in select_layers(first.layers, layers) if _analyzable(layer, supported)]
         others = {layer.tensor: layer for layer in second.layers}
-        wanted = {layer.tensor for layer in chosen if layer.tensor in others}
-        twins = dict(second.tensors(wanted))
-        by_tensor = {layer.tensor: layer for layer in chosen}
-        records = []
-        for name, tensor in first.tensors(wanted):
+        paired = [layer for layer in select_layers(first.layers, layers) if layer.tensor in others]
+        rows: dict[str, LayerDistance] = {}
+        for layer in paired:
+            no_matrix = _why_no_matrix(layer)
+            if no_matrix is not None:
+                status, reason = no_matrix
+                rows[layer.tensor] = LayerDistance(layer.layer_id, layer.tensor, fit_status=status, reason=reason)
+        # 0.7.7 leaves out a layer too small for min_evals; one without a matrix has its row above.
+        by_tensor = {
+            layer.tensor: layer for layer in paired if layer.tensor not in rows and _analyzable(layer, supported)
+        }
+        twins = dict(second.tensors(set(by_tensor)))
+        for name, tensor in first.tensors(set(by_tensor)):
             layer = by_tensor[name]
             if name not in twins:
                 raise ValueError(
                     f"model_2 has no weight matrix for layer {layer.layer_id} ({name!r}): {_no_matrix(others[name])}"
                 )
-            row = layer_distance(tensor, twins.pop(name), name, layer.layer_id, method, spectrum=False)
+            rows[name] = layer_distance(tensor, twins.pop(name), name, layer.layer_id, method, spectrum=False)
+        records = []
+        for layer in paired:
+            row = rows.get(layer.tensor)
+            if row is None:
+                continue
             delta_b, b_shape = 0.0, "unknown"
-            b1, b2 = first.biases.get(name), second.biases.get(name)
+            b1, b2 = first.biases.get(layer.tensor), second.biases.get(layer.tensor)
             if method == "raw" and b1 is not None and b2 is not None and tuple(b1.shape) == tuple(b2.shape):
                 delta_b = float(np.linalg.norm(_as_float(b1) - _as_float(b2)))
                 b_shape = tuple(b1.shape)
@@ -647,7 +674,7 @@ class WeightWatcher:
                     N=row.N,
                     b_shape=b_shape,
                     longname=layer.longname,
-                    tensor=name,
+                    tensor=layer.tensor,
                     fit_status=row.fit_status,
                     reason=row.reason,
                 )
@@ -754,13 +781,27 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
     return num_evals >= opts.min_evals and (opts.max_evals is None or num_evals <= opts.max_evals)
 
 
-def _no_matrix(layer: Layer) -> str:
-    """Why a file-read model's reader gives no matrix for ``layer`` (ww_core.sources.SourceLayer's reasons)."""
+def _why_no_matrix(layer: Layer) -> tuple[str, str] | None:
+    """``(fit status, reason)`` of a layer that has no weight matrix, None for one that has: a file-read model's
+    reader gives none for a layer its analysis skips or fails (ww_core.sources.SourceLayer's reasons), and a 0-size
+    axis leaves none in any model (the analysis skips it: matrices.empty_tensor_reason)."""
     if layer.skip_reason is not None:
-        return f"the analysis skips it: {layer.skip_reason}"
+        return FIT_SKIPPED, layer.skip_reason
     if layer.fail_reason is not None:
-        return f"the analysis fails it: {layer.fail_reason}"
-    return "the model's reader gave none"
+        return FIT_FAILED, layer.fail_reason
+    empty = empty_tensor_reason(layer.shape)
+    if empty is not None:
+        return FIT_SKIPPED, empty
+    return None
+
+
+def _no_matrix(layer: Layer) -> str:
+    """Why there is no matrix for ``layer``, as the error of a call that needs one says it."""
+    no_matrix = _why_no_matrix(layer)
+    if no_matrix is None:
+        return "the model's reader gave none"
+    status, reason = no_matrix
+    return f"the analysis {'skips' if status == FIT_SKIPPED else 'fails'} it: {reason}"
 
 
 def _not_a_layer(layer, layers: list[Layer]) -> ValueError:

@@ -240,6 +240,49 @@ def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are():
     assert watcher.get_ESD(layer=3).size == 20
 
 
+def test_get_esd_of_a_list_or_none_asks_for_one_layer_id_or_name():
+    """A list said "is not a layer of the model" while listing the id it held; 0.7.7 ignores a list here and gives
+    the first layer's eigenvalues."""
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
+    watcher = ww_core.WeightWatcher(model)
+    for layer in ([3], (1, 3), np.array([3]), None):
+        for call in (watcher.get_ESD, watcher.get_Weights):
+            with pytest.raises(TypeError) as raised:
+                call(layer=layer)
+            assert str(raised.value) == (
+                f"layer={layer!r}: pass one layer's id (an int) or its name (a str), not a {type(layer).__name__}"
+            )
+    assert watcher.get_ESD(layer=np.int64(3)).size == watcher.get_ESD(layer="2").size == 20
+
+
+def test_get_weights_of_a_0_size_tensor_raises_the_error_get_esd_raises():
+    """get_Weights returned [an empty 0x32 array] where get_ESD said the layer has no eigenvalues."""
+    watcher = ww_core.WeightWatcher({"a.weight": torch.from_numpy(heavy(64, 32)), "z.weight": torch.zeros(0, 32)})
+    for layer in (2, "z"):
+        for call in (watcher.get_ESD, watcher.get_Weights):
+            with pytest.raises(ValueError) as raised:
+                call(layer=layer)
+            assert str(raised.value) == (
+                f"layer={layer!r} ('z.weight') has no weight matrix: "
+                "the analysis skips it: empty matrix: a 0x32 tensor has no eigenvalues"
+            )
+    assert [w.shape for w in watcher.get_Weights(layer=1)] == [(64, 32)]
+
+
+def test_distances_give_a_0_size_tensor_a_skipped_row():
+    """It was left out with no row, as a layer too small for min_evals is; analyze() skips it with this reason."""
+    first = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1)), "z.weight": torch.zeros(0, 32)}
+    second = {"a.weight": torch.from_numpy(heavy(64, 32, seed=2)), "z.weight": torch.zeros(0, 32)}
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(first, second)
+    assert list(frame.tensor) == ["a.weight", "z.weight"]
+    assert list(zip(frame.fit_status, frame.reason, strict=True)) == [
+        ("ok", ""),
+        ("skipped", "empty matrix: a 0x32 tensor has no eigenvalues"),
+    ]
+    assert ww_core.WeightWatcher(first).analyze().reason.iloc[1] == frame.reason.iloc[1]
+    assert avg_dW == frame.delta_W.iloc[0]  # the mean over the one ok row, exactly
+
+
 def test_erg_is_detx():
     W = heavy(300, 100, seed=16)
     frame = ww_core.WeightWatcher({"w.weight": torch.from_numpy(W)}).analyze(ERG=True)

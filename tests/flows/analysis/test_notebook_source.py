@@ -3,6 +3,7 @@ point) gives
 ``wwhub analyze``'s rows, numbered in depth order from ``start_ids``; the whole-model options read its matrices."""
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -168,3 +169,18 @@ def test_distances_from_a_base_whose_shard_lacks_a_promised_tensor_name_it(tmp_p
     )
     avg_dW, _, frame = ww_core.WeightWatcher().distances(str(model), str(base), layers=[0, 1])
     assert list(frame.tensor) == PROMISED[:2] and list(frame.fit_status) == ["ok", "ok"]
+
+
+def test_distances_of_a_model_whose_shard_lacks_a_promised_tensor_give_it_a_failed_row(tmp_path):
+    """The layer was left out with no row and no notice; `wwhub distance` and analyze() fail it with this reason."""
+    model, shard = _promising_more_than_its_shard_holds(tmp_path)
+    base = tmp_path / "base"
+    base.mkdir()
+    save_file({name: heavy(64, 32, seed) for seed, name in enumerate(PROMISED)}, str(base / "model.safetensors"))
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(str(model), str(base))
+    reason = f"{shard}: stored tensor '{PROMISED[2]}' is not in the file (the index promised it)"
+    assert list(frame.tensor) == PROMISED and list(frame.index) == [0, 1, 2]
+    assert list(zip(frame.fit_status, frame.reason, strict=True)) == [("ok", ""), ("ok", ""), ("failed", reason)]
+    assert math.isnan(frame.delta_W[2])
+    # avg_dW is the mean over ok rows: the same two numbers summed in the same order.
+    assert avg_dW == frame.delta_W[[0, 1]].mean()
