@@ -2,7 +2,8 @@
 
 :class:`GGUFDecoder` claims quantized tensors and dequantizes them with ``gguf.quants.dequantize`` (gguf's own
 reference implementation of every GGML type) row tile by row tile into float32; fused expert tensors
-(``blk.N.ffn_*_exps.weight``, ``(experts, out, in)``) become one matrix per expert, decoded one at a time.
+(``blk.N.ffn_*_exps.weight``, ``(experts, out, in)``) become one matrix per expert, decoded one at a time. A
+tensor or expert with a 0-size axis holds no block: it is skipped with ww_core's reason for any empty tensor.
 F32/F16/BF16 tensors are the plain path's: they are read exactly. The file format is
 :mod:`flows.weights.gguf_file`'s; which file of a GGUF-only repo is read is :mod:`flows.weights.layout`'s decision.
 """
@@ -14,6 +15,8 @@ from collections.abc import Mapping
 from functools import cache
 
 import numpy as np
+
+from ww_core.matrices import empty_tensor_reason
 
 from ..gguf_file import EXACT_TYPES, INTEGER_TYPES
 from ..tensors import TensorInfo
@@ -77,7 +80,7 @@ class GGUFDecoder:
             if quantized and not _dequantizable(info.dtype):
                 why = f"GGML type {info.dtype} cannot be dequantized by the gguf package"
                 claim.matrices.append(MatrixSpec(name, (name,), info.shape, quantization=label, skip_reason=why))
-            elif experts:
+            elif experts and info.shape[0] > 0:
                 claim.matrices += [_expert_spec(name, info, e, label) for e in range(info.shape[0])]
             else:
                 claim.matrices.append(_matrix_spec(name, info, label))
@@ -85,6 +88,10 @@ class GGUFDecoder:
 
 
 def _matrix_spec(name: str, info: TensorInfo, label: str) -> MatrixSpec:
+    empty = empty_tensor_reason(info.shape)
+    if empty is not None:
+        # A 0-size axis holds no block to dequantize: ww_core's one decision, as for a stored float tensor.
+        return MatrixSpec(name, (name,), info.shape, quantization=label, skip_reason=empty)
     rows = int(np.prod(info.shape[:-1]))
 
     def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
@@ -96,12 +103,17 @@ def _matrix_spec(name: str, info: TensorInfo, label: str) -> MatrixSpec:
 
 def _expert_spec(name: str, info: TensorInfo, expert: int, label: str) -> MatrixSpec:
     """Expert ``expert`` of a fused ``(experts, out, in)`` tensor, named ``blk.N.ffn_up_exps.E.weight``."""
+    stem = name[: -len(".weight")]
+    empty = empty_tensor_reason(info.shape[1:])
+    if empty is not None:
+        return MatrixSpec(
+            f"{stem}.{expert}.weight", (name,), info.shape[1:], expert=expert, quantization=label, skip_reason=empty
+        )
 
     def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         slab = arrays[name][expert]
         return dequantize_gguf(slab, info.dtype) if label else slab.astype(np.float32)
 
-    stem = name[: -len(".weight")]
     return MatrixSpec(
         f"{stem}.{expert}.weight", (name,), info.shape[1:], decode=decode, expert=expert, quantization=label
     )

@@ -60,7 +60,8 @@ def write_checkpoint(folder: Path, tensors: dict[str, np.ndarray], config: dict 
 
 
 def write_gguf(path: Path, tensors: dict[str, tuple[np.ndarray, GGMLQuantizationType]]) -> Path:
-    """A GGUF file written by gguf's GGUFWriter, with a vocabulary (a metadata string array) to skip."""
+    """A GGUF file written by gguf's GGUFWriter, with a vocabulary (a metadata string array) to skip. Values of a
+    quantized type are quantized with gguf's ``quantize``, unless given as uint8: then they are its raw blocks."""
     writer = GGUFWriter(str(path), "llama")
     writer.add_block_count(1)
     writer.add_token_list([f"token{i}" for i in range(500)])
@@ -68,6 +69,8 @@ def write_gguf(path: Path, tensors: dict[str, tuple[np.ndarray, GGMLQuantization
     for name, (values, qtype) in tensors.items():
         if qtype in (GGMLQuantizationType.F32, GGMLQuantizationType.F16):
             writer.add_tensor(name, values)
+        elif values.dtype == np.uint8:
+            writer.add_tensor(name, values, raw_dtype=qtype)
         else:
             writer.add_tensor(name, quantize(values, qtype), raw_dtype=qtype)
     writer.write_header_to_file()

@@ -21,8 +21,9 @@ from flows.weights.errors import WeightsError
 from flows.weights.gguf_file import read_gguf_header
 from flows.weights.layout import choose_gguf_file, gguf_precision_bits
 from flows.weights.readers import GgufShard
-from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, heavy, write_gguf
+from tests.flows.weights.helpers import WEIGHT_SCALE, analyze_rows, assert_same_spectrum, heavy, write_gguf
 from tests.memory import HAS_PROC, status_bytes
+from ww_core.matrices import empty_tensor_reason
 
 Q = GGMLQuantizationType
 
@@ -104,6 +105,30 @@ def test_q8_0_end_to_end_against_the_dense_twin(tmp_path):
     twin = (d * q).reshape(384, 768)
     np.testing.assert_allclose(decoded, twin, rtol=1e-7)
     assert_same_spectrum(decoded, twin)
+
+
+def test_a_block_quantized_tensor_with_a_0_dimension_is_ww_cores_empty_matrix(tmp_path):
+    """A Q8_0 tensor with no rows or no columns holds no block: a skipped row with the reason ww_core gives any empty
+    tensor (the F16 one beside it), where it once failed with numpy's 'cannot reshape array of size 0 into shape
+    (0)'. A fused expert tensor gives that row per expert, or one row for the tensor when it holds no expert."""
+    empty = {
+        "blk.0.attn_q.weight": (np.zeros((0, 64), np.float32), Q.Q8_0),
+        "blk.0.attn_k.weight": (np.zeros((64, 0), np.uint8), Q.Q8_0),  # quantize() cannot: written as raw blocks
+        "blk.0.attn_v.weight": (np.zeros((0, 64), np.float16), Q.F16),
+        "blk.0.ffn_up_exps.weight": (np.zeros((2, 0, 64), np.float32), Q.Q8_0),
+        "blk.0.ffn_gate_exps.weight": (np.zeros((0, 32, 64), np.float32), Q.Q8_0),
+    }
+    path = write_gguf(tmp_path / "m.gguf", {**empty, "blk.0.ffn_down.weight": (heavy(64, 64), Q.Q8_0)})
+    rows = analyze_rows(path)
+    assert {name: (r["fit_status"], r["reason"], r["quantization"]) for name, r in rows.items()} == {
+        "blk.0.attn_q.weight": ("skipped", empty_tensor_reason((0, 64)), "Q8_0"),
+        "blk.0.attn_k.weight": ("skipped", empty_tensor_reason((64, 0)), "Q8_0"),
+        "blk.0.attn_v.weight": ("skipped", empty_tensor_reason((0, 64)), ""),
+        "blk.0.ffn_up_exps.0.weight": ("skipped", empty_tensor_reason((0, 64)), "Q8_0"),
+        "blk.0.ffn_up_exps.1.weight": ("skipped", empty_tensor_reason((0, 64)), "Q8_0"),
+        "blk.0.ffn_gate_exps.weight": ("skipped", empty_tensor_reason((0, 32, 64)), "Q8_0"),
+        "blk.0.ffn_down.weight": ("ok", "", "Q8_0"),
+    }
 
 
 def test_truncated_corrupt_and_missing_files_fail_naming_the_file(small_gguf, tmp_path):

@@ -9,9 +9,19 @@ import numpy as np
 import pytest
 import torch
 
+from flows.weights.decoders.contract import ModelConfig
 from flows.weights.decoders.quant.compressed_tensors import CompressedTensorsDecoder
 from flows.weights.errors import WeightsError
-from tests.flows.weights.helpers import WEIGHT_SCALE, assert_same_spectrum, claim_and_decode, heavy
+from tests.flows.weights.helpers import (
+    WEIGHT_SCALE,
+    analyze_rows,
+    assert_same_spectrum,
+    claim_and_decode,
+    heavy,
+    plan_of,
+    write_checkpoint,
+)
+from ww_core.matrices import empty_tensor_reason
 
 ct = pytest.importorskip("compressed_tensors")
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
@@ -126,3 +136,69 @@ def test_missing_scale_is_a_skipped_row_and_mismatched_shapes_fail_naming_the_te
     bad = dict(arrays, **{f"{PREFIX}.weight_scale": arrays[f"{PREFIX}.weight_scale"][:, :1].repeat(3, 1)})
     with pytest.raises(WeightsError, match=PREFIX):
         claim.matrices[0].decode(bad)
+
+
+WEIGHT_SHAPE = f"{PREFIX}.weight_shape"
+PACKED = f"{PREFIX}.weight_packed"
+
+
+def group_packed(config_bits: bool):
+    """A 64×128 4-bit group-quantized module and its config (``num_bits`` given or, without one, inferred)."""
+    args = QuantizationArgs(num_bits=4, type="int", strategy="group", symmetric=True, group_size=64)
+    arrays, _, _ = packed_checkpoint(heavy(64, 128, scale=WEIGHT_SCALE), args)
+    groups = {"group_0": {"targets": ["Linear"], "weights": args.model_dump(mode="json")}}
+    config = {"quantization_config": {"quant_method": "compressed-tensors", "config_groups": groups}}
+    return arrays, config if config_bits else {}
+
+
+@pytest.mark.parametrize("stored", [[64, 128, 1], [64], [[64, 128], [64, 128]]], ids=["3", "1", "2x2"])
+def test_a_weight_shape_of_other_than_two_values_is_a_skipped_row_naming_it(stored):
+    """Its length is in the header: the plan skips the module (it once failed with 'too many values to unpack')."""
+    arrays, config = group_packed(config_bits=True)
+    arrays[WEIGHT_SHAPE] = np.array(stored, dtype=np.int64)
+    claim, decoded = claim_and_decode(CompressedTensorsDecoder(), arrays, config)
+    (spec,) = claim.matrices
+    shape = np.array(stored).shape
+    assert spec.skip_reason == f"compressed-tensors: weight_shape has shape {shape}, expected 2 values [rows, columns]"
+    assert decoded == {} and claim.consumed == set(arrays)
+
+
+@pytest.mark.parametrize(
+    ("stored", "config_bits", "reason"),
+    [
+        ([-64, 128], True, f"{WEIGHT_SHAPE} holds [-64, 128]: a negative number of rows or columns"),
+        ([64, -128], False, f"{WEIGHT_SHAPE} holds [64, -128]: a negative number of rows or columns"),
+        ([64.5, 128.0], True, f"{WEIGHT_SHAPE} holds [64.5, 128.0], expected two whole numbers [rows, columns]"),
+        ([32, 128], True, f"{WEIGHT_SHAPE} says 32 rows, but {PACKED} has shape (64, 16)"),
+        ([0, 128], True, f"{WEIGHT_SHAPE} says 0 rows, but {PACKED} has shape (64, 16)"),
+        ([64, 120], True, f"{WEIGHT_SHAPE} says 120 columns, which take 15 int32 words of 4-bit codes per row, but "
+         f"{PACKED} has shape (64, 16)"),
+        ([64, 120], False, f"{WEIGHT_SHAPE} says 120 columns, but no code width of 1 to 8 bits packs them into the "
+         f"16 int32 words per row of {PACKED} (64, 16)"),
+        ([64, 2**40], True, f"{WEIGHT_SHAPE} says 1099511627776 columns, which take 137438953472 int32 words of "
+         f"4-bit codes per row, but {PACKED} has shape (64, 16)"),
+    ],
+    ids=["negative-rows", "negative-columns", "fraction", "rows", "zero-rows", "columns", "columns-no-config",
+         "huge"],
+)  # fmt: skip
+def test_a_weight_shape_that_does_not_fit_the_packed_codes_fails_naming_it(tmp_path, stored, config_bits, reason):
+    """Its values are read with the layer: a failed row whose reason names weight_shape and what it says against
+    the packed codes (it once said 'packed shape (64, 16) does not hold a -64×128 weight', and 64.5 rows were read
+    as 64)."""
+    arrays, config = group_packed(config_bits)
+    arrays[WEIGHT_SHAPE] = np.array(stored, dtype=np.float32 if isinstance(stored[0], float) else np.int64)
+    (spec,) = CompressedTensorsDecoder().claim(plan_of(arrays), ModelConfig(config)).matrices
+    with pytest.raises(WeightsError) as caught:
+        spec.decode(arrays)
+    assert str(caught.value) == reason
+    rows = analyze_rows(write_checkpoint(tmp_path / "m", arrays, config))
+    assert (rows[f"{PREFIX}.weight"]["fit_status"], rows[f"{PREFIX}.weight"]["reason"]) == ("failed", reason)
+
+
+def test_an_empty_module_whose_weight_shape_agrees_is_ww_cores_empty_matrix(tmp_path):
+    """0 rows packed and 0 rows in weight_shape: no error of the side tensor, the one empty-matrix decision."""
+    arrays, config = group_packed(config_bits=True)
+    arrays.update({PACKED: arrays[PACKED][:0], f"{PREFIX}.weight_scale": arrays[f"{PREFIX}.weight_scale"][:0]})
+    arrays[WEIGHT_SHAPE] = np.array([0, 128], dtype=np.int64)
+    row = analyze_rows(write_checkpoint(tmp_path / "m", arrays, config))[f"{PREFIX}.weight"]
+    assert (row["fit_status"], row["reason"]) == ("skipped", empty_tensor_reason((0, 128)))

@@ -9,7 +9,9 @@ Tensors of a module ``X`` with 4-bit codes, ``in`` inputs, ``out`` outputs and `
 ``W[j, i] = (q[i, j] − z[i // group_size, j]) · s[i // group_size, j]`` (AutoAWQ
 ``awq/utils/packing_utils.py: dequantize_gemm``: ``unpack_awq``, ``reverse_awq_order``, ``(iweight - izeros) *
 scales``), transposed to ``(out, in)``; computed in float32 where the reference multiplies in float16.
-The GEMV layouts (``version: gemv`` / ``gemv_fast``) and kernel-repacked ones are skipped with a reason.
+A ``group_size`` of -1 is one group of every input, as in AutoAWQ. The GEMV layouts (``version: gemv`` /
+``gemv_fast``) and kernel-repacked ones are skipped with a reason, and so is a module whose tensors do not fit the
+layout: the reason names the tensor (qweight, qzeros or scales) and what does not fit.
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from ...tensors import TensorInfo
+from ww_core.matrices import empty_tensor_reason
+
+from ...tensors import FLOAT_DTYPES, TensorInfo
 from ..contract import Claim, MatrixSpec, ModelConfig
 from ._common import (
     as_float32,
@@ -32,6 +36,9 @@ from ._common import (
 )
 
 SCHEME = "awq"
+BITS = 4
+PER_WORD = 32 // BITS
+ROLES = ("qweight", "qzeros", "scales")
 AWQ_REVERSE_ORDER = np.array([0, 4, 1, 5, 2, 6, 3, 7])
 
 
@@ -58,21 +65,10 @@ def awq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Mat
     infos = {n: tensors[n] for n in (qweight, qzeros, scales)}
     if not all(is_known(i) for i in infos.values()):
         return skipped(name, tuple(infos), (), SCHEME, "shapes unknown: the shard header is unreadable")
-    groups, rows = infos[scales].shape if len(infos[scales].shape) == 2 else (0, 0)
-    cols = infos[qweight].shape[0]
-    bits = 32 * infos[qweight].shape[1] // rows if rows else 0
-    group_size = int(config_value(qc, "group_size", "q_group_size", default=cols // groups if groups else 0))
-    fits = (
-        bits == 4
-        and int(config_value(qc, "bits", "w_bit", default=4)) == 4
-        and infos[qweight].dtype == infos[qzeros].dtype == "I32"
-        and tuple(infos[qzeros].shape) == (groups, infos[qweight].shape[1])
-        and group_size > 0
-        and cols == groups * group_size
-    )
-    if not fits:
-        shapes = ", ".join(f"{n.rsplit('.', 1)[1]} {tuple(i.shape)}" for n, i in infos.items())
-        return skipped(name, tuple(infos), stored_shape, SCHEME, f"4-bit GEMM layout does not fit {shapes}")
+    layout = _layout(dict(zip(ROLES, infos.values(), strict=True)), qc)
+    if isinstance(layout, str):
+        return skipped(name, tuple(infos), stored_shape, SCHEME, layout)
+    rows, cols, group_size = layout
 
     def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         for n, info in infos.items():
@@ -80,6 +76,60 @@ def awq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Mat
         return dequantize_awq(arrays[qweight], arrays[qzeros], arrays[scales], group_size)
 
     return MatrixSpec(name, tuple(infos), (rows, cols), decode=decode, quantization="awq-int4")
+
+
+def _layout(infos: Mapping[str, TensorInfo], qc: Mapping) -> tuple[int, int, int] | str:
+    """(out, in, group_size) of a 4-bit GEMM module from the shapes of its ``qweight (in, out/8)`` and
+    ``qzeros (G, out/8)`` int32 and ``scales (G, out)`` float tensors (``infos`` by those names), checked against the
+    config; else what does not fit. The reason names each tensor by its role in the module, so one defect of many
+    layers is one reason in the model's summary."""
+    configured_bits = int(config_value(qc, "bits", "w_bit", default=BITS))
+    if configured_bits != BITS:
+        return f"quantization_config bits is {configured_bits}; the GEMM layout is read with 4-bit codes only"
+    for role in ("qweight", "qzeros"):
+        if infos[role].dtype != "I32":
+            return f"{role} is stored as {infos[role].dtype}; AWQ packs its codes in int32 (I32)"
+    if infos["scales"].dtype not in FLOAT_DTYPES:
+        return f"scales is stored as {infos['scales'].dtype}, not as floating-point numbers"
+    for role, axes in zip(ROLES, ("(inputs, outputs/8)", "(groups, outputs/8)", "(groups, outputs)"), strict=True):
+        if len(infos[role].shape) != 2:
+            return f"{role} has shape {tuple(infos[role].shape)}, expected 2-D {axes}"
+    cols, words = infos["qweight"].shape
+    groups, rows = infos["scales"].shape
+    qweight, scales = f"qweight {(cols, words)}", f"scales {(groups, rows)}"
+    if rows != PER_WORD * words:
+        bits = 32 * words // rows if rows and (32 * words) % rows == 0 else 0
+        if 0 < bits <= 8:
+            return f"{qweight} holds {bits}-bit codes for the {rows} outputs of {scales}; GEMM is read as 4-bit only"
+        return f"{qweight} does not pack the {rows} outputs of {scales} as 4-bit codes, 8 per int32"
+    if tuple(infos["qzeros"].shape) != (groups, words):
+        return (
+            f"qzeros has shape {tuple(infos['qzeros'].shape)}, expected {(groups, words)}: one row per group of "
+            f"{scales}, 8 zero points per int32"
+        )
+    empty = empty_tensor_reason((rows, cols))
+    if empty is not None:
+        return empty
+    if groups == 0:
+        return f"{scales} has no group for the {cols} inputs of {qweight}"
+    configured = config_value(qc, "group_size", "q_group_size")
+    if configured is None:
+        if cols % groups:
+            return f"the {cols} inputs of {qweight} do not split evenly into the {groups} groups of {scales}"
+        return rows, cols, cols // groups
+    if int(configured) == -1:
+        # AutoAWQ's ``WQLinear_GEMM`` (and llm-awq's ``WQLinear``): a group size of -1 is ``in_features``.
+        group_size, source = cols, "quantization_config group_size -1: one group"
+    elif int(configured) > 0:
+        group_size, source = int(configured), "quantization_config group_size"
+    else:
+        return f"quantization_config group_size is {configured}, expected a positive number of inputs per group or -1"
+    if cols % group_size:
+        return f"the {cols} inputs of {qweight} are not a whole number of groups of {group_size} ({source})"
+    if cols // group_size != groups:
+        made = cols // group_size
+        return f"{scales} has {groups} groups, but {cols} inputs in groups of {group_size} ({source}) make {made}"
+    return rows, cols, group_size
 
 
 def _unpack_awq_order(words: np.ndarray, count: int) -> np.ndarray:

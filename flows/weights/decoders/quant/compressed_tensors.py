@@ -12,10 +12,14 @@ Tensors of a module ``X`` (float8 ``X.weight`` is :mod:`.fp8`'s):
 ``W = (q − z) · s`` (compressed-tensors ``quantization/lifecycle/forward_helpers.py: _dequantize``), where the
 packed codes are unpacked from a dense little-endian bit stream and offset by ``2^(b−1)``
 (``compressors/pack_quantized/helpers.py: unpack_from_int32``).
+
+A ``weight_shape`` whose header gives other than 2 values skips the module; values (read with the layer) that are
+not whole, negative, or not what ``weight_packed`` holds fail it with a reason naming ``weight_shape``.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 
 import numpy as np
@@ -97,16 +101,18 @@ def _packed_spec(
     missing = [n for n in (shape_name, scale_name) if n not in tensors]
     if missing:
         return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, f"missing {', '.join(missing)}")
+    stored_shape = tensors[shape_name]
+    if is_known(stored_shape) and math.prod(stored_shape.shape) != 2:
+        why = f"weight_shape has shape {tuple(stored_shape.shape)}, expected 2 values [rows, columns]"
+        return skipped(name, (packed_name, shape_name), tuple(packed.shape), SCHEME, why)
     bits = int(weights_args.get("num_bits") or 0) or None
     shape = _planned_shape(packed, tensors[scale_name], bits, weights_args.get("group_size"))
     sources = tuple(n for n in (packed_name, shape_name, scale_name, zero_name, g_idx_name) if n in tensors)
 
     def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         words = arrays[packed_name]
-        rows, cols = (int(v) for v in np.asarray(arrays[shape_name]).reshape(-1))
-        nbits = bits or _infer_bits(words.shape[-1], cols)
-        if nbits is None or words.shape != (rows, -(-cols * nbits // 32)):
-            raise WeightsError(f"{packed_name}: packed shape {words.shape} does not hold a {rows}×{cols} weight")
+        rows, cols = _weight_shape(shape_name, arrays[shape_name])
+        nbits = _code_width(packed_name, words.shape, shape_name, rows, cols, bits)
         scale = np.asarray(arrays[scale_name])
         found = _layout_or_error(name, scale, (rows, cols), block)
         g_idx = np.asarray(arrays[g_idx_name]).astype(np.int64) if g_idx_name in arrays else None
@@ -135,6 +141,44 @@ def _planned_shape(packed: TensorInfo, scale: TensorInfo, bits: int | None, grou
     if group_size and is_known(scale) and len(scale.shape) == 2 and scale.shape[1] > 1:
         return rows, int(scale.shape[1]) * int(group_size)
     return rows, words * 32 // (bits or 4)
+
+
+def _weight_shape(shape_name: str, stored: np.ndarray) -> tuple[int, int]:
+    """``[rows, columns]`` from the ``weight_shape`` side tensor, or WeightsError naming it and what is wrong."""
+    values = np.asarray(stored).reshape(-1)
+    listed = values.tolist()
+    if values.size != 2:
+        raise WeightsError(f"{shape_name} holds {values.size} values {listed}, expected 2: [rows, columns]")
+    if values.dtype.kind not in "iuf" or not np.all(np.isfinite(values)) or np.any(values != np.floor(values)):
+        raise WeightsError(f"{shape_name} holds {listed}, expected two whole numbers [rows, columns]")
+    if np.any(values < 0):
+        raise WeightsError(f"{shape_name} holds {listed}: a negative number of rows or columns")
+    rows, cols = (int(v) for v in values)
+    return rows, cols
+
+
+def _code_width(
+    packed_name: str, packed: tuple[int, ...], shape_name: str, rows: int, cols: int, bits: int | None
+) -> int:
+    """The bits per code of ``packed_name`` (shape ``packed``) holding a ``rows``×``cols`` weight: the config's
+    ``num_bits`` or, without one, the width whose dense packing fits; WeightsError saying which side disagrees."""
+    if len(packed) != 2 or packed[0] != rows:
+        raise WeightsError(f"{shape_name} says {rows} rows, but {packed_name} has shape {packed}")
+    if bits is None:
+        found = _infer_bits(packed[1], cols)
+        if found is None:
+            raise WeightsError(
+                f"{shape_name} says {cols} columns, but no code width of 1 to 8 bits packs them into the "
+                f"{packed[1]} int32 words per row of {packed_name} {packed}"
+            )
+        return found
+    needed = -(-cols * bits // 32)
+    if packed[1] != needed:
+        raise WeightsError(
+            f"{shape_name} says {cols} columns, which take {needed} int32 words of {bits}-bit codes per row, "
+            f"but {packed_name} has shape {packed}"
+        )
+    return bits
 
 
 def _infer_bits(words: int, cols: int) -> int | None:
