@@ -133,3 +133,14 @@ def test_g_idx_out_of_range_fails_naming_the_matrix():
     bad = dict(arrays, **{f"{PREFIX}.g_idx": np.full(512, 9, dtype=np.int32)})
     with pytest.raises(WeightsError, match=f"{PREFIX}.weight"):
         claim.matrices[0].decode(bad)
+
+
+@pytest.mark.parametrize("role", ["qweight", "qzeros", "scales"])
+def test_a_tensor_that_is_not_2d_is_a_skipped_row_naming_it(role):
+    # A 1-D qweight used to raise IndexError out of the claim: the whole model's plan failed.
+    arrays, _ = known_module(4, v2=False)
+    arrays[f"{PREFIX}.{role}"] = arrays[f"{PREFIX}.{role}"].reshape(-1)
+    claim, decoded = claim_and_decode(GPTQDecoder(), arrays, gptq_config(4, 128))
+    (spec,) = claim.matrices
+    assert spec.skip_reason.startswith(f"gptq: {role} has shape (") and "expected 2-D" in spec.skip_reason
+    assert decoded == {}

@@ -91,7 +91,14 @@ def _layout(tensors: Mapping[str, TensorInfo], prefix: str, qc: Mapping) -> tupl
     qweight, qzeros, scales = (tensors[prefix + s] for s in (".qweight", ".qzeros", ".scales"))
     if qweight.dtype != "I32" or qzeros.dtype != "I32":
         return f"qweight/qzeros stored as {qweight.dtype}/{qzeros.dtype}, only int32 packing is supported"
-    if len(scales.shape) != 2 or len(qzeros.shape) != 2 or qzeros.shape[0] != scales.shape[0]:
+    for role, info, axes in (
+        ("qweight", qweight, "(inputs·bits/32, outputs)"),
+        ("qzeros", qzeros, "(groups, outputs·bits/32)"),
+        ("scales", scales, "(groups, outputs)"),
+    ):
+        if len(info.shape) != 2:
+            return f"{role} has shape {tuple(info.shape)}, expected 2-D {axes}"
+    if qzeros.shape[0] != scales.shape[0]:
         return f"scales {tuple(scales.shape)} and qzeros {tuple(qzeros.shape)} do not fit together"
     groups, rows = scales.shape
     if rows == 0 or (32 * qzeros.shape[1]) % rows:
