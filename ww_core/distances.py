@@ -30,7 +30,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .eigen import gram_eigenvalues
-from .matrices import NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims, to_numpy_float
+from .matrices import (
+    NotAWeightMatrix,
+    empty_tensor_reason,
+    layer_matrices,
+    layer_type_for,
+    tensor_dims,
+    to_numpy_float,
+)
 from .norms import matrix_rank
 from .powerlaw import PowerLawFitError, fit_power_law
 from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, NAN, LayerDistance
@@ -209,8 +216,9 @@ def layer_distance(
     Both are numpy or torch arrays of any float dtype and the same shape (2-D Linear/Embedding, 3-D/4-D Conv).
     ``method`` picks what ``delta_W`` reports (``raw``, ``euclidean``, ``cka``: see the module docstring);
     ``relative_change`` and, with ``spectrum``, the spectrum of ``dW`` (held in ``precision``) are always computed.
-    Raises ``ValueError`` for different shapes or an unknown method; a non-float tensor gives a ``skipped`` row,
-    NaN/Inf a ``failed`` one.
+    Raises ``ValueError`` for different shapes or an unknown method; a non-float tensor or a 0-size one (no matrix:
+    the analysis skips it, :func:`ww_core.matrices.empty_tensor_reason`) gives a ``skipped`` row, NaN/Inf a
+    ``failed`` one.
     """
     if method not in DISTANCE_METHODS:
         raise ValueError(f"method={method!r}: expected one of {DISTANCE_METHODS}")
@@ -221,6 +229,9 @@ def layer_distance(
     dtype = np.float64 if precision == "float64" else np.float32
     try:
         row.N, row.M, row.rf = tensor_dims(shape)
+        empty = empty_tensor_reason(shape)
+        if empty is not None:  # its sums are 0: an ok row of delta_W 0 would measure nothing
+            raise NotAWeightMatrix(empty)
         stored_2d = len(shape) == 2
         pairs = list(
             zip(

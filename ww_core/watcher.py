@@ -637,13 +637,17 @@ class WeightWatcher:
         paired = [layer for layer in select_layers(first.layers, layers) if layer.tensor in others]
         rows: dict[str, LayerDistance] = {}
         for layer in paired:
-            no_matrix = _why_no_matrix(layer)
+            no_matrix = _reader_gave_none(layer)
             if no_matrix is not None:
                 status, reason = no_matrix
                 rows[layer.tensor] = LayerDistance(layer.layer_id, layer.tensor, fit_status=status, reason=reason)
-        # 0.7.7 leaves out a layer too small for min_evals; one without a matrix has its row above.
+        # 0.7.7 leaves out a layer too small for min_evals; one its reader gives no matrix for has its row above. A
+        # 0-size tensor is empty, not small: layer_distance skips it, as it does in `wwhub distance`.
         by_tensor = {
-            layer.tensor: layer for layer in paired if layer.tensor not in rows and _analyzable(layer, supported)
+            layer.tensor: layer
+            for layer in paired
+            if layer.tensor not in rows
+            and (_analyzable(layer, supported) or empty_tensor_reason(layer.shape) is not None)
         }
         twins = dict(second.tensors(set(by_tensor)))
         for name, tensor in first.tensors(set(by_tensor)):
@@ -781,14 +785,23 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
     return num_evals >= opts.min_evals and (opts.max_evals is None or num_evals <= opts.max_evals)
 
 
-def _why_no_matrix(layer: Layer) -> tuple[str, str] | None:
-    """``(fit status, reason)`` of a layer that has no weight matrix, None for one that has: a file-read model's
-    reader gives none for a layer its analysis skips or fails (ww_core.sources.SourceLayer's reasons), and a 0-size
-    axis leaves none in any model (the analysis skips it: matrices.empty_tensor_reason)."""
+def _reader_gave_none(layer: Layer) -> tuple[str, str] | None:
+    """``(fit status, reason)`` of a layer a file-read model's reader gives no matrix for, because its analysis skips
+    or fails it (ww_core.sources.SourceLayer's reasons); None otherwise."""
     if layer.skip_reason is not None:
         return FIT_SKIPPED, layer.skip_reason
     if layer.fail_reason is not None:
         return FIT_FAILED, layer.fail_reason
+    return None
+
+
+def _why_no_matrix(layer: Layer) -> tuple[str, str] | None:
+    """``(fit status, reason)`` of a layer that has no weight matrix, None for one that has: the reader gives none
+    (:func:`_reader_gave_none`), or a 0-size axis leaves none in any model (the analysis skips it:
+    matrices.empty_tensor_reason)."""
+    from_reader = _reader_gave_none(layer)
+    if from_reader is not None:
+        return from_reader
     empty = empty_tensor_reason(layer.shape)
     if empty is not None:
         return FIT_SKIPPED, empty
