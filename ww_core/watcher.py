@@ -53,6 +53,21 @@ SUMMARY_METRICS = (
 )
 _WW_STATUS = {FIT_OK: "success", FIT_FAILED: "failed", FIT_SKIPPED: "skipped"}
 _OPTION_NAMES = {f.name for f in fields(AnalysisOptions)}
+# distances()'s frame: 0.7.7's columns in its order (layer_id becomes the index), then ours.
+_DISTANCES_COLUMNS = [
+    "method",
+    "layer_id",
+    "name",
+    "delta_W",
+    "delta_b",
+    "M",
+    "N",
+    "b_shape",
+    "longname",
+    "tensor",
+    "fit_status",
+    "reason",
+]
 
 
 @dataclass
@@ -627,7 +642,8 @@ class WeightWatcher:
 
         A layer of ``model_1`` without a matrix has a row with analyze()'s status and reason for it (a tensor its index
         promises and its shard lacks fails, as in ``wwhub distance``); a layer ``model_2`` has no matrix for raises
-        ``ValueError``, as ``wwhub distance`` refuses such a base."""
+        ``ValueError``, as ``wwhub distance`` refuses such a base. With no layer to compare, ``df`` is empty (its
+        columns kept) and the averages NaN."""
         import pandas as pd
 
         method = (method or "raw").lower()
@@ -683,7 +699,9 @@ class WeightWatcher:
                     reason=row.reason,
                 )
             )
-        frame = pd.DataFrame(records).set_index("layer_id")
+        # No layer selected or paired: no rows, as analyze() gives an empty frame (0.7.7's distances() raises a
+        # KeyError there), and avg_dW, avg_db NaN.
+        frame = pd.DataFrame(records, columns=_DISTANCES_COLUMNS).set_index("layer_id")
         ok = frame[frame["fit_status"] == FIT_OK]
         return float(ok["delta_W"].mean()), float(ok["delta_b"].mean()), frame
 
