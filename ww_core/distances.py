@@ -47,6 +47,8 @@ DISTANCE_METHODS = ("raw", "euclidean", "cka")
 _CKA_FLOOR = 1e-6
 # Rows of the tall orientation converted to float64 at a time: 4M elements (32 MB) per temporary.
 _BLOCK_ELEMENTS = 1 << 22
+# Layers named in a note of the layers one model has and the other lacks, at most.
+_SHOWN_UNPAIRED = 5
 
 
 @dataclass
@@ -87,6 +89,13 @@ def summarize_distances(rows: list[LayerDistance], method: str = "euclidean") ->
         num_failed=sum(r.fit_status == FIT_FAILED for r in rows),
         num_skipped=sum(r.fit_status == FIT_SKIPPED for r in rows),
     )
+
+
+def not_compared_note(names: list[str], where: str) -> str:
+    """What a comparison says of the layers only ``where`` has (a new classification head), left out: their count
+    and the first names, as ``wwhub distance`` prints it and ``WeightWatcher.distances()`` logs it."""
+    shown = ", ".join(names[:_SHOWN_UNPAIRED]) + (", ..." if len(names) > _SHOWN_UNPAIRED else "")
+    return f"{len(names)} layers only in {where}, not compared: {shown}"
 
 
 def _shape(tensor) -> tuple[int, ...]:

@@ -14,6 +14,7 @@ pandas is imported when a frame is built.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import numbers
 import os
@@ -25,7 +26,7 @@ import numpy as np
 from .analysis import AnalysisOptions, _analyze_tensor, _blas_limit, analyze_layer, analyze_model
 from .crosslayer import StackedGram, intra_product, stacked_matrix_rows
 from .describe import STATUS_FAIL, STATUS_SKIP, describe_layer
-from .distances import layer_distance
+from .distances import layer_distance, not_compared_note
 from .eigen import gram_matrix
 from .matrices import (
     LayerMatrices,
@@ -39,6 +40,8 @@ from .matrices import (
 from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, LayerDistance, LayerMetrics, summarize
 from .sources import ModelSource, open_source, plotter
 from .vectors import vector_metric_rows
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_SAVEDIR = "ww-img"
 # What weightwatcher's summary averages.
@@ -643,14 +646,26 @@ class WeightWatcher:
         A layer of ``model_1`` without a matrix has a row with analyze()'s status and reason for it (a tensor its index
         promises and its shard lacks fails, as in ``wwhub distance``); a layer ``model_2`` has no matrix for raises
         ``ValueError``, as ``wwhub distance`` refuses such a base. With no layer to compare, ``df`` is empty (its
-        columns kept) and the averages NaN."""
+        columns kept) and the averages NaN. Layers are paired by tensor name; the selected layers only one model has
+        have no row and are named in a warning of the ``ww_core.watcher`` logger."""
         import pandas as pd
 
         method = (method or "raw").lower()
         first, second = _open(model_1, start_ids), _open(model_2, start_ids)
         supported = AnalysisOptions(pool=pool, channels=channels)
         others = {layer.tensor: layer for layer in second.layers}
-        paired = [layer for layer in select_layers(first.layers, layers) if layer.tensor in others]
+        chosen = select_layers(first.layers, layers)
+        paired = [layer for layer in chosen if layer.tensor in others]
+        # Layers are paired by tensor name (0.7.7 zips the two layer lists, so an extra layer shifts every pair
+        # after it); what one model has and the other lacks is said, as `wwhub distance` says it.
+        ours = {layer.tensor for layer in first.layers}
+        unpaired = (
+            ([layer.tensor for layer in chosen if layer.tensor not in others], "model_1"),
+            ([layer.tensor for layer in select_layers(second.layers, layers) if layer.tensor not in ours], "model_2"),
+        )
+        for names, where in unpaired:
+            if names:
+                logger.warning("distances: %s", not_compared_note(names, where))
         rows: dict[str, LayerDistance] = {}
         for layer in paired:
             no_matrix = _reader_gave_none(layer)
