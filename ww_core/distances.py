@@ -30,7 +30,14 @@ from dataclasses import dataclass, fields
 import numpy as np
 
 from .eigen import gram_eigenvalues
-from .matrices import NotAWeightMatrix, layer_matrices, layer_type_for, tensor_dims, to_numpy_float
+from .matrices import (
+    NotAWeightMatrix,
+    empty_tensor_reason,
+    layer_matrices,
+    layer_type_for,
+    tensor_dims,
+    to_numpy_float,
+)
 from .norms import matrix_rank
 from .powerlaw import PowerLawFitError, fit_power_law
 from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, NAN, LayerDistance
@@ -40,6 +47,8 @@ DISTANCE_METHODS = ("raw", "euclidean", "cka")
 _CKA_FLOOR = 1e-6
 # Rows of the tall orientation converted to float64 at a time: 4M elements (32 MB) per temporary.
 _BLOCK_ELEMENTS = 1 << 22
+# Layers named in a note of the layers one model has and the other lacks, at most.
+_SHOWN_UNPAIRED = 5
 
 
 @dataclass
@@ -80,6 +89,13 @@ def summarize_distances(rows: list[LayerDistance], method: str = "euclidean") ->
         num_failed=sum(r.fit_status == FIT_FAILED for r in rows),
         num_skipped=sum(r.fit_status == FIT_SKIPPED for r in rows),
     )
+
+
+def not_compared_note(names: list[str], where: str) -> str:
+    """What a comparison says of the layers only ``where`` has (a new classification head), left out: their count
+    and the first names, as ``wwhub distance`` prints it and ``WeightWatcher.distances()`` logs it."""
+    shown = ", ".join(names[:_SHOWN_UNPAIRED]) + (", ..." if len(names) > _SHOWN_UNPAIRED else "")
+    return f"{len(names)} layers only in {where}, not compared: {shown}"
 
 
 def _shape(tensor) -> tuple[int, ...]:
@@ -209,8 +225,9 @@ def layer_distance(
     Both are numpy or torch arrays of any float dtype and the same shape (2-D Linear/Embedding, 3-D/4-D Conv).
     ``method`` picks what ``delta_W`` reports (``raw``, ``euclidean``, ``cka``: see the module docstring);
     ``relative_change`` and, with ``spectrum``, the spectrum of ``dW`` (held in ``precision``) are always computed.
-    Raises ``ValueError`` for different shapes or an unknown method; a non-float tensor gives a ``skipped`` row,
-    NaN/Inf a ``failed`` one.
+    Raises ``ValueError`` for different shapes or an unknown method; a non-float tensor or a 0-size one (no matrix:
+    the analysis skips it, :func:`ww_core.matrices.empty_tensor_reason`) gives a ``skipped`` row, NaN/Inf a
+    ``failed`` one.
     """
     if method not in DISTANCE_METHODS:
         raise ValueError(f"method={method!r}: expected one of {DISTANCE_METHODS}")
@@ -221,6 +238,9 @@ def layer_distance(
     dtype = np.float64 if precision == "float64" else np.float32
     try:
         row.N, row.M, row.rf = tensor_dims(shape)
+        empty = empty_tensor_reason(shape)
+        if empty is not None:  # its sums are 0: an ok row of delta_W 0 would measure nothing
+            raise NotAWeightMatrix(empty)
         stored_2d = len(shape) == 2
         pairs = list(
             zip(

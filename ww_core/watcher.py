@@ -14,6 +14,7 @@ pandas is imported when a frame is built.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import numbers
 import os
@@ -25,7 +26,7 @@ import numpy as np
 from .analysis import AnalysisOptions, _analyze_tensor, _blas_limit, analyze_layer, analyze_model
 from .crosslayer import StackedGram, intra_product, stacked_matrix_rows
 from .describe import STATUS_FAIL, STATUS_SKIP, describe_layer
-from .distances import layer_distance
+from .distances import layer_distance, not_compared_note
 from .eigen import gram_matrix
 from .matrices import (
     LayerMatrices,
@@ -40,6 +41,8 @@ from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, LayerDistance, LayerMetric
 from .sources import ModelSource, open_source, plotter
 from .vectors import vector_metric_rows
 
+logger = logging.getLogger(__name__)
+
 DEFAULT_SAVEDIR = "ww-img"
 # What weightwatcher's summary averages.
 SUMMARY_METRICS = (
@@ -53,6 +56,21 @@ SUMMARY_METRICS = (
 )
 _WW_STATUS = {FIT_OK: "success", FIT_FAILED: "failed", FIT_SKIPPED: "skipped"}
 _OPTION_NAMES = {f.name for f in fields(AnalysisOptions)}
+# distances()'s frame: 0.7.7's columns in its order (layer_id becomes the index), then ours.
+_DISTANCES_COLUMNS = [
+    "method",
+    "layer_id",
+    "name",
+    "delta_W",
+    "delta_b",
+    "M",
+    "N",
+    "b_shape",
+    "longname",
+    "tensor",
+    "fit_status",
+    "reason",
+]
 
 
 @dataclass
@@ -627,23 +645,40 @@ class WeightWatcher:
 
         A layer of ``model_1`` without a matrix has a row with analyze()'s status and reason for it (a tensor its index
         promises and its shard lacks fails, as in ``wwhub distance``); a layer ``model_2`` has no matrix for raises
-        ``ValueError``, as ``wwhub distance`` refuses such a base."""
+        ``ValueError``, as ``wwhub distance`` refuses such a base. With no layer to compare, ``df`` is empty (its
+        columns kept) and the averages NaN. Layers are paired by tensor name; the selected layers only one model has
+        have no row and are named in a warning of the ``ww_core.watcher`` logger."""
         import pandas as pd
 
         method = (method or "raw").lower()
         first, second = _open(model_1, start_ids), _open(model_2, start_ids)
         supported = AnalysisOptions(pool=pool, channels=channels)
         others = {layer.tensor: layer for layer in second.layers}
-        paired = [layer for layer in select_layers(first.layers, layers) if layer.tensor in others]
+        chosen = select_layers(first.layers, layers)
+        paired = [layer for layer in chosen if layer.tensor in others]
+        # Layers are paired by tensor name (0.7.7 zips the two layer lists, so an extra layer shifts every pair
+        # after it); what one model has and the other lacks is said, as `wwhub distance` says it.
+        ours = {layer.tensor for layer in first.layers}
+        unpaired = (
+            ([layer.tensor for layer in chosen if layer.tensor not in others], "model_1"),
+            ([layer.tensor for layer in select_layers(second.layers, layers) if layer.tensor not in ours], "model_2"),
+        )
+        for names, where in unpaired:
+            if names:
+                logger.warning("distances: %s", not_compared_note(names, where))
         rows: dict[str, LayerDistance] = {}
         for layer in paired:
-            no_matrix = _why_no_matrix(layer)
+            no_matrix = _reader_gave_none(layer)
             if no_matrix is not None:
                 status, reason = no_matrix
                 rows[layer.tensor] = LayerDistance(layer.layer_id, layer.tensor, fit_status=status, reason=reason)
-        # 0.7.7 leaves out a layer too small for min_evals; one without a matrix has its row above.
+        # 0.7.7 leaves out a layer too small for min_evals; one its reader gives no matrix for has its row above. A
+        # 0-size tensor is empty, not small: layer_distance skips it, as it does in `wwhub distance`.
         by_tensor = {
-            layer.tensor: layer for layer in paired if layer.tensor not in rows and _analyzable(layer, supported)
+            layer.tensor: layer
+            for layer in paired
+            if layer.tensor not in rows
+            and (_analyzable(layer, supported) or empty_tensor_reason(layer.shape) is not None)
         }
         twins = dict(second.tensors(set(by_tensor)))
         for name, tensor in first.tensors(set(by_tensor)):
@@ -679,7 +714,9 @@ class WeightWatcher:
                     reason=row.reason,
                 )
             )
-        frame = pd.DataFrame(records).set_index("layer_id")
+        # No layer selected or paired: no rows, as analyze() gives an empty frame (0.7.7's distances() raises a
+        # KeyError there), and avg_dW, avg_db NaN.
+        frame = pd.DataFrame(records, columns=_DISTANCES_COLUMNS).set_index("layer_id")
         ok = frame[frame["fit_status"] == FIT_OK]
         return float(ok["delta_W"].mean()), float(ok["delta_b"].mean()), frame
 
@@ -781,14 +818,23 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
     return num_evals >= opts.min_evals and (opts.max_evals is None or num_evals <= opts.max_evals)
 
 
-def _why_no_matrix(layer: Layer) -> tuple[str, str] | None:
-    """``(fit status, reason)`` of a layer that has no weight matrix, None for one that has: a file-read model's
-    reader gives none for a layer its analysis skips or fails (ww_core.sources.SourceLayer's reasons), and a 0-size
-    axis leaves none in any model (the analysis skips it: matrices.empty_tensor_reason)."""
+def _reader_gave_none(layer: Layer) -> tuple[str, str] | None:
+    """``(fit status, reason)`` of a layer a file-read model's reader gives no matrix for, because its analysis skips
+    or fails it (ww_core.sources.SourceLayer's reasons); None otherwise."""
     if layer.skip_reason is not None:
         return FIT_SKIPPED, layer.skip_reason
     if layer.fail_reason is not None:
         return FIT_FAILED, layer.fail_reason
+    return None
+
+
+def _why_no_matrix(layer: Layer) -> tuple[str, str] | None:
+    """``(fit status, reason)`` of a layer that has no weight matrix, None for one that has: the reader gives none
+    (:func:`_reader_gave_none`), or a 0-size axis leaves none in any model (the analysis skips it:
+    matrices.empty_tensor_reason)."""
+    from_reader = _reader_gave_none(layer)
+    if from_reader is not None:
+        return from_reader
     empty = empty_tensor_reason(layer.shape)
     if empty is not None:
         return FIT_SKIPPED, empty

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ww_core import FIT_FAILED, FIT_SKIPPED
-from ww_core.distances import LayerDistance, layer_distance
+from ww_core.distances import LayerDistance, layer_distance, not_compared_note
 
 from ..sources import HubError
 from ..weights import MatrixSpec, MatrixStream, WeightsError, open_shard
@@ -51,12 +51,8 @@ class Alignment:
     only_in_base: list[str] = field(default_factory=list)
 
     def notes(self) -> list[str]:
-        notes = []
-        for names, where in ((self.only_in_model, "the model"), (self.only_in_base, "the base")):
-            if names:
-                shown = ", ".join(names[:_SHOWN_MISMATCHES]) + (", ..." if len(names) > _SHOWN_MISMATCHES else "")
-                notes.append(f"{len(names)} layers only in {where}, not compared: {shown}")
-        return notes
+        pairs = ((self.only_in_model, "the model"), (self.only_in_base, "the base"))
+        return [not_compared_note(names, where) for names, where in pairs if names]
 
 
 def align(model: OpenedModel, base: OpenedModel, selection: LayerSelection | None = None) -> Alignment:

@@ -122,6 +122,17 @@ def test_unchanged_layer():
     assert "did not change" in row.reason
 
 
+@pytest.mark.parametrize("shape", [(0, 32), (16, 0), (16, 8, 0, 3)])
+@pytest.mark.parametrize("spectrum", [True, False])
+def test_a_0_size_tensor_is_skipped_with_the_analysis_reason(shape, spectrum):
+    """It was an ok row of delta_W 0 (its sums are empty), or with the spectrum an uncaught NotAWeightMatrix."""
+    empty = np.zeros(shape, np.float32)
+    row = layer_distance(empty, empty.copy(), "z.weight", 3, spectrum=spectrum)
+    assert (row.fit_status, row.reason) == (ww_core.FIT_SKIPPED, ww_core.matrices.empty_tensor_reason(shape))
+    assert row.reason.startswith("empty matrix: a ") and math.isnan(row.delta_W) and math.isnan(row.dW_norm)
+    assert (row.layer_id, row.N, row.M) == (3, *sorted(shape[:2], reverse=True))
+
+
 def test_row_blocks_give_the_same_sums(monkeypatch):
     rng = np.random.default_rng(6)
     base = rng.standard_normal((1000, 40))

@@ -6,6 +6,7 @@ behind every other option. Tolerances: 1e-9 relative where the same float64 quan
 explicit SVD against our Gram eigenvalues), exact for counts.
 """
 
+import logging
 import math
 
 import numpy as np
@@ -281,6 +282,44 @@ def test_distances_give_a_0_size_tensor_a_skipped_row():
     ]
     assert ww_core.WeightWatcher(first).analyze().reason.iloc[1] == frame.reason.iloc[1]
     assert avg_dW == frame.delta_W.iloc[0]  # the mean over the one ok row, exactly
+
+
+@pytest.mark.parametrize("layers", [["nothing"], [99], ["conv2d"]])
+def test_distances_of_a_selection_matching_no_layer_are_an_empty_frame_as_analyze_gives(layers):
+    """It raised KeyError: "None of ['layer_id'] are in the columns" (set_index on a frame without columns)."""
+    first = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1))}
+    second = {"a.weight": torch.from_numpy(heavy(64, 32, seed=2))}
+    assert ww_core.WeightWatcher(first).analyze(layers=layers).empty
+    avg_dW, avg_db, frame = ww_core.WeightWatcher().distances(first, second, layers=layers)
+    assert math.isnan(avg_dW) and math.isnan(avg_db)
+    assert frame.empty and frame.index.name == "layer_id"
+    assert list(frame.columns) == list(ww_core.WeightWatcher().distances(first, second)[2].columns)
+
+
+def test_distances_of_layers_all_too_small_for_min_evals_are_an_empty_frame():
+    """0.7.7 leaves out a layer of fewer than min_evals eigenvalues; with every layer left out, the same KeyError."""
+    small = {"a.weight": torch.ones(6, 4)}
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(small, {"a.weight": torch.zeros(6, 4)})
+    assert math.isnan(avg_dW) and frame.empty and "delta_W" in frame.columns
+
+
+def test_distances_warn_of_the_layers_only_one_model_has(caplog):
+    """A layer only in model_1 was left out with no notice, where `wwhub distance` says "N layers only in the model,
+    not compared"; the notebook API logs the same sentence."""
+    shared = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1))}
+    first = shared | {"head.weight": torch.from_numpy(heavy(40, 32, seed=2))}
+    second = shared | {"pooler.weight": torch.from_numpy(heavy(32, 32, seed=3))}
+    with caplog.at_level(logging.WARNING, logger="ww_core.watcher"):
+        _, _, frame = ww_core.WeightWatcher().distances(first, second)
+    assert list(frame.tensor) == ["a.weight"]
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("WARNING", "distances: 1 layers only in model_1, not compared: head.weight"),
+        ("WARNING", "distances: 1 layers only in model_2, not compared: pooler.weight"),
+    ]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ww_core.watcher"):
+        ww_core.WeightWatcher().distances(first, second, layers=["a"])
+    assert not caplog.records  # what the selection leaves out is not unpaired
 
 
 def test_erg_is_detx():

@@ -2,11 +2,13 @@
 differs between the two models, and bad input (different architectures, a corrupt shard, an empty selection)."""
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+import ww_core
 from flows.cli import main
 from tests.fakehub import write_model
 
@@ -72,6 +74,23 @@ def test_a_new_head_is_noted_and_the_rest_compared(tmp_path, capsys):
     code, rows, err = run_json(capsys, str(tuned), str(base))
     assert code == 0 and len(rows) == 4
     assert "1 layers only in the model, not compared: classifier.weight" in err
+
+
+@pytest.mark.parametrize("spectrum", [[], ["--no-spectrum"]])
+def test_a_0_size_tensor_is_a_skipped_row_as_in_the_notebook_api(tmp_path, capsys, spectrum):
+    """It was an ok row of delta_W 0.0 (with the spectrum, an internal error); distances() skipped it."""
+    empty = {"z.weight": np.zeros((0, 32), np.float32)}
+    base = write_model(tmp_path / "base", tensors(1) | empty)
+    tuned = write_model(tmp_path / "tuned", tensors(2, shift=0.01) | empty)
+    code, rows, _ = run_json(capsys, str(tuned), str(base), "--method", "raw", *spectrum)
+    assert code == 0
+    row = next(r for r in rows if r["name"] == "z.weight")
+    reason = "empty matrix: a 0x32 tensor has no eigenvalues"
+    assert (row["fit_status"], row["reason"], row["N"], row["M"], row["delta_W"]) == ("skipped", reason, 32, 0, None)
+    _, _, frame = ww_core.WeightWatcher().distances(str(tuned), str(base))
+    notebook = frame[frame.tensor == "z.weight"].iloc[0]
+    assert (notebook.fit_status, notebook.reason, notebook.N, notebook.M) == ("skipped", reason, 32, 0)
+    assert math.isnan(notebook.delta_W)
 
 
 def test_different_architectures_name_the_first_mismatched_layers(tmp_path, capsys):
