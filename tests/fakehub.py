@@ -31,9 +31,12 @@ Fault switches apply to requests whose path contains ``match``, for a number of 
 or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
 ``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were
-all of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the
-middle of a body), ``ignore_range``, ``wrong_etag``, ``lose_file`` (a listed file answered 404 ``EntryNotFound``, as
-storage not yet in step with a push answers). A stalled request is released when the hub stops.
+all of it, ``Content-Length`` included, as a proxy that cuts files answers; a Range answer keeps its ``Content-Range``),
+``close_early`` (a body sent without ``Content-Length``, its end marked by closing the connection as HTTP/1.1 allows,
+and the connection closed halfway: a dropped connection the client cannot tell from the body's end, but by a Range
+answer's ``Content-Range``), ``reset`` (a connection reset in the middle of a body), ``ignore_range``,
+``wrong_etag``, ``lose_file`` (a listed file answered 404 ``EntryNotFound``, as storage not yet in step with a push
+answers). A stalled request is released when the hub stops.
 ``ranged=False`` limits a fault to whole-file requests (downloads, not header reads), ``ranged=True`` to Range
 requests.
 
@@ -313,6 +316,11 @@ class FakeHub:
         """Send fewer bytes than the Content-Length promises, then close the connection."""
         self._add_fault("truncate", match, count, ranged=ranged)
 
+    def close_early(self, count: int | None = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send the answer without ``Content-Length`` (its end is the connection's close) and close the connection
+        halfway through the body: nothing in the framing tells the client the body is short."""
+        self._add_fault("close_early", match, count, ranged=ranged)
+
     def cut_file(self, count: int | None = 1, match: str | None = None, ranged: bool | None = None) -> None:
         """Send the first half of a file as the whole answer (its ``Content-Length`` says so): nothing for the client
         to notice but the file's size."""
@@ -341,7 +349,8 @@ class FakeHub:
                     continue
                 if fault.ranged is not None and fault.ranged != ranged:
                     continue
-                if kind in ("truncate", "cut_file", "ignore_range", "reset", "stall_after_headers") and method != "GET":
+                body_faults = ("truncate", "cut_file", "close_early", "ignore_range", "reset", "stall_after_headers")
+                if kind in body_faults and method != "GET":
                     continue
                 fault.seen += 1
                 if fault.seen % fault.every:
@@ -738,12 +747,14 @@ class _Handler(BaseHTTPRequestHandler):
         if method == "GET" and hub._take_fault("cut_file", path, method, ranged):
             body = body[: len(body) // 2]
             headers = dict(headers, **{"Content-Length": str(len(body))})
-        for kind in ("truncate", "reset", "stall_after_headers"):
+        for kind in ("truncate", "reset", "stall_after_headers", "close_early"):
             if method == "GET" and hub._take_fault(kind, path, method, ranged):
                 break
         else:
             self._send(status, body, headers, head=head)
             return
+        if kind == "close_early":
+            headers = {key: value for key, value in headers.items() if key != "Content-Length"}
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)

@@ -10,7 +10,8 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
   end, and a 429 is waited out (``RateLimit``'s ``t``, or ``Retry-After``) without counting as a failed attempt,
   up to ``rate_limit_wait`` seconds of waiting per scan;
 * retries each GET/HEAD on connection errors, timeouts and HTTP 408/5xx, and on a body that breaks off for
-  small answers (API JSON, header Range reads: read here, whole), at most ``retries`` times, waiting
+  small answers (API JSON, header Range reads: read here, whole; a 206 shorter than its ``Content-Range`` is one
+  too, so that bytes cut short are never parsed as the file's), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
   multiplying the attempts: one request, one bounded budget, whatever the call that made it;
@@ -48,6 +49,7 @@ RATE_LIMITED = 429
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _CLOSED_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
 # Bodies read whole inside the retry loop: API answers and Range reads up to this size (a safetensors header is at
 # most 25 MB). Downloads stream, and the client resumes them itself with an open-ended Range.
 _SMALL_BODY = 32_000_000
@@ -130,6 +132,22 @@ def _small_body(request) -> bool:
     return bool(closed) and int(closed.group(2)) - int(closed.group(1)) < _SMALL_BODY
 
 
+def _short_range(request, response) -> str | None:
+    """Why a 206 answer, read whole, is not the bytes its ``Content-Range`` names from the offset asked for; None
+    when it is. The client notices a connection dropped mid-body only when the body has a length (``Content-Length``
+    or chunks): one that ends with the connection, or a proxy's cut one, is just shorter than its range. Parsed as
+    the file's bytes, it would read as a corrupt file (a safetensors header that does not parse is the commit's
+    fault, never read again); it is a failed attempt instead."""
+    if response.status_code != 206:
+        return None
+    asked = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
+    answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    if asked and answered and answered.group(1) == asked.group(1):
+        if len(response.content) == int(answered.group(2)) - int(answered.group(1)) + 1:
+            return None
+    return f"a body of {len(response.content)} bytes for Content-Range {response.headers.get('Content-Range')!r}"
+
+
 def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
@@ -166,7 +184,7 @@ def _transport_class():
                         self.limiter.acquire(bucket)
                     except RateLimitExhausted as err:
                         raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
-                response, failure, retry_after = self._attempt(request, retries > 0, bucket, limited)
+                response, failure, retry_after = self._attempt(request, retries > 0, ours, bucket, limited)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
@@ -183,10 +201,12 @@ def _transport_class():
                 time.sleep(self.settings.wait(attempt, retry_after))
                 attempt += 1
 
-        def _attempt(self, request, retry: bool, bucket: str | None, limited_before: int):
+        def _attempt(self, request, retry: bool, ours: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
             ``limited_before``: the 429s this request drew already (a 429 that says no window waits longer each time).
+            A small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
+            attempt, never bytes handed to the client as the file's.
             """
             try:
                 response = self.inner.handle_request(request)
@@ -210,12 +230,15 @@ def _transport_class():
             if retry and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
-            if retry and _small_body(request):
+            if ours and _small_body(request):
                 try:
                     response.read()
                 except httpx2.TransportError as err:
                     response.close()
                     return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+                short = _short_range(request, response)
+                if short:
+                    return None, short, None
             return response, None, None
 
         def _timeouts(self, asked: dict, ours: bool) -> dict:
