@@ -31,11 +31,14 @@ Fault switches apply to requests whose path contains ``match``, for a number of 
 or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
 ``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were
-all of it, ``Content-Length`` included, as a proxy that cuts files answers), ``reset`` (a connection reset in the
-middle of a body), ``ignore_range``, ``wrong_etag``, ``lose_file`` (a listed file answered 404 ``EntryNotFound``, as
-storage not yet in step with a push answers). A stalled request is released when the hub stops.
-``ranged=False`` limits a fault to whole-file requests (downloads, not header reads), ``ranged=True`` to Range
-requests.
+all of it, ``Content-Length`` included, as a proxy that cuts files answers; a Range answer keeps its ``Content-Range``),
+``close_early`` (a body sent without ``Content-Length``, its end marked by closing the connection as HTTP/1.1 allows,
+and the connection closed halfway: a dropped connection the client cannot tell from the body's end, but by a Range
+answer's ``Content-Range``), ``reset`` (a connection reset in the middle of a body), ``ignore_range``,
+``wrong_etag``, ``lose_file`` (a listed file answered 404 ``EntryNotFound``, as storage not yet in step with a push
+answers). A stalled request is released when the hub stops.
+``ranged=False`` limits a fault to downloads (no ``Range``, or an open-ended one: a download resumed), ``ranged=True``
+to reads of a closed range (``bytes=A-B``: header reads).
 
 Repos can be ``gate``d (401/403 with the Hub's ``GatedRepo`` error code unless the request carries an allowed
 token), and downloads can be redirected to a second server on another port (``redirect_downloads``, CDN-style, with
@@ -89,7 +92,7 @@ class Fault:
     seen: int = 0
     header: str = ""  # the seconds (or HTTP date) a 429 names
     retry_after: bool = False  # a 429 with Retry-After (a proxy's way) instead of the Hub's RateLimit header
-    ranged: bool | None = None  # True: only Range requests (header reads); False: only whole files; None: both
+    ranged: bool | None = None  # True: only closed Range reads (headers); False: only downloads; None: both
 
 
 @dataclass
@@ -267,7 +270,7 @@ class FakeHub:
         ranged: bool | None = None,
     ) -> None:
         """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared);
-        ``ranged`` False: whole-file requests only (downloads, not header reads)."""
+        ``ranged`` False: downloads only (not header reads)."""
         with self._lock:
             self.faults.append(Fault("5xx", match, count, status, every=every, ranged=ranged))
 
@@ -287,7 +290,7 @@ class FakeHub:
     ) -> None:
         """429 Too Many Requests as the Hub answers it: ``RateLimit: "BUCKET";r=0;t=SECONDS``, no Retry-After. With
         ``retry_after``, the way a proxy or mirror may answer instead: ``Retry-After: SECONDS`` (seconds or an HTTP
-        date) and no RateLimit header. ``ranged`` False: whole-file requests only."""
+        date) and no RateLimit header. ``ranged`` False: downloads only."""
         with self._lock:
             self.faults.append(Fault("429", match, count, value=0.0, retry_after=retry_after, ranged=ranged))
             self.faults[-1].header = seconds
@@ -312,6 +315,11 @@ class FakeHub:
     def truncate(self, count: int = 1, match: str | None = None, ranged: bool | None = None) -> None:
         """Send fewer bytes than the Content-Length promises, then close the connection."""
         self._add_fault("truncate", match, count, ranged=ranged)
+
+    def close_early(self, count: int | None = 1, match: str | None = None, ranged: bool | None = None) -> None:
+        """Send the answer without ``Content-Length`` (its end is the connection's close) and close the connection
+        halfway through the body: nothing in the framing tells the client the body is short."""
+        self._add_fault("close_early", match, count, ranged=ranged)
 
     def cut_file(self, count: int | None = 1, match: str | None = None, ranged: bool | None = None) -> None:
         """Send the first half of a file as the whole answer (its ``Content-Length`` says so): nothing for the client
@@ -341,7 +349,8 @@ class FakeHub:
                     continue
                 if fault.ranged is not None and fault.ranged != ranged:
                     continue
-                if kind in ("truncate", "cut_file", "ignore_range", "reset", "stall_after_headers") and method != "GET":
+                body_faults = ("truncate", "cut_file", "close_early", "ignore_range", "reset", "stall_after_headers")
+                if kind in body_faults and method != "GET":
                     continue
                 fault.seen += 1
                 if fault.seen % fault.every:
@@ -507,6 +516,11 @@ class _Handler(BaseHTTPRequestHandler):
             head=head,
         )
 
+    def _range_read(self) -> bool:
+        """A read of a closed range (``bytes=A-B``, a header read), not a download (no ``Range``, or ``bytes=A-``:
+        a download resumed from byte A)."""
+        return re.fullmatch(r"bytes=\d+-\d+", (self.headers.get("Range") or "").strip()) is not None
+
     def do_GET(self) -> None:  # noqa: N802 - http.server's naming
         self._dispatch("GET")
 
@@ -531,11 +545,11 @@ class _Handler(BaseHTTPRequestHandler):
             hub._release.wait(300)
             self.close_connection = True
             return
-        failure = hub._take_fault("5xx", path, method, self.headers.get("Range") is not None)
+        failure = hub._take_fault("5xx", path, method, self._range_read())
         if failure:
             self._error(int(failure.value), "ServerError", "injected failure", head=method == "HEAD")
             return
-        limited = hub._take_fault("429", path, method, self.headers.get("Range") is not None)
+        limited = hub._take_fault("429", path, method, self._range_read())
         if limited:
             self._rate_headers = {}  # this answer's own headers say it all
             if limited.retry_after:
@@ -734,16 +748,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _send_body(self, status: int, body: bytes, headers: dict, path: str, method: str, head: bool) -> None:
         """A file's bytes, unless a body fault is switched on for this request."""
         hub = self.hub
-        ranged = self.headers.get("Range") is not None
+        ranged = self._range_read()
         if method == "GET" and hub._take_fault("cut_file", path, method, ranged):
             body = body[: len(body) // 2]
             headers = dict(headers, **{"Content-Length": str(len(body))})
-        for kind in ("truncate", "reset", "stall_after_headers"):
+        for kind in ("truncate", "reset", "stall_after_headers", "close_early"):
             if method == "GET" and hub._take_fault(kind, path, method, ranged):
                 break
         else:
             self._send(status, body, headers, head=head)
             return
+        if kind == "close_early":
+            headers = {key: value for key, value in headers.items() if key != "Content-Length"}
         self.send_response(status)
         for key, value in headers.items():
             self.send_header(key, value)

@@ -198,6 +198,22 @@ def test_body_faults_break_the_body_mid_way(populated, fault):
     assert len(httpx2.get(url, timeout=5).content) == int(httpx2.head(url).headers["Content-Length"])
 
 
+def test_close_early_is_a_short_body_only_its_content_range_tells(populated):
+    """No Content-Length and the connection closed halfway: the client reads a body that ends cleanly; only a
+    Range answer's Content-Range says it is short."""
+    import httpx2
+
+    populated.close_early(count=2, match="model.safetensors")
+    url = f"{populated.endpoint}/acme/m2/resolve/main/model.safetensors"
+    size = int(httpx2.head(url).headers["Content-Length"])
+    whole = httpx2.get(url, timeout=5)
+    assert (whole.status_code, len(whole.content), "Content-Length" in whole.headers) == (200, size // 2, False)
+    ranged = httpx2.get(url, headers={"Range": "bytes=0-99"}, timeout=5)
+    assert (ranged.status_code, len(ranged.content)) == (206, 50)
+    assert ranged.headers["Content-Range"] == f"bytes 0-99/{size}"
+    assert len(httpx2.get(url, timeout=5).content) == size  # the fault is spent
+
+
 def test_gated_repo_answers_401_then_403_then_the_file(populated, tmp_path):
     from huggingface_hub.errors import GatedRepoError
 

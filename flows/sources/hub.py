@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import re
+import struct
 from collections.abc import Callable
 from pathlib import Path
 
@@ -67,6 +68,10 @@ LISTING_EXPAND = ["sha", "lastModified", "createdAt", "downloads", "likes", "gat
 # commit too).
 PIN_PROBE = ".gitattributes"
 _ENDPOINT = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
+# huggingface_hub's SafetensorsParsingError message: the file, the repo and revision, then the problem.
+_HEADER_ERROR = re.compile(
+    r"^Failed to parse safetensors header for '(?P<file>[^']+)' \(.*?\): (?P<problem>.+?)(?: Please .*)?$"
+)
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -141,6 +146,53 @@ class HubSource:
                     HUB_UNAVAILABLE,
                 ) from cause
             raise
+
+    def _read_headers(self, ref: ModelRef, what: str, fn: Callable, files: list[str], sizes: dict[str, int | None]):
+        """``_read_listed`` for safetensors headers. A header that does not parse (huggingface_hub's
+        ``SafetensorsParsingError``: not JSON, longer than the file or than 25 MB, a file under 8 bytes) is in the
+        commit's file, which never changes at a pinned commit: a WeightsError naming the file and the problem, so
+        the model is a failed scan of this commit (skipped by later scans until a new commit), not an attempt retried
+        every night. The bytes parsed are the file's: the transport retries a read that breaks off or is shorter
+        than the range it answers (then the model is unavailable)."""
+        from huggingface_hub.errors import SafetensorsParsingError
+
+        try:
+            return self._read_listed(what, fn, files)
+        except HubError as err:
+            if not isinstance(err.__cause__, SafetensorsParsingError):
+                raise
+            raise self._corrupt_header(ref, err.__cause__, files, sizes) from err.__cause__
+
+    def _corrupt_header(
+        self, ref: ModelRef, err: Exception, files: list[str], sizes: dict[str, int | None]
+    ) -> WeightsError:
+        """The WeightsError of a header huggingface_hub could not parse: the file (from its message, which names
+        it, or the one file read) and the problem. A header length past the end of the file is named as such (the
+        client reads what the file holds and calls it "not json-encoded"): one 8-byte Range read tells."""
+        parsed = _HEADER_ERROR.match(_first_line(err))
+        filename = parsed.group("file") if parsed else files[0] if len(files) == 1 else ""
+        problem = parsed.group("problem").removesuffix(".") if parsed else _first_line(err)
+        size = sizes.get(filename)
+        length = self._declared_header_length(ref, filename) if filename and size is not None else None
+        if length is not None and size is not None and length > size - 8:
+            problem = f"its header length of {length} bytes runs past the end of the {size}-byte file"
+        where = f"/{filename}" if filename else " safetensors headers"
+        return WeightsError(f"{ref.repo_id}@{ref.revision[:12]}{where}: corrupt safetensors header: {problem}")
+
+    def _declared_header_length(self, ref: ModelRef, filename: str) -> int | None:
+        """The header length a safetensors file's first 8 bytes declare, or None if they cannot be read now."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        url = hf_hub_url(ref.repo_id, filename, revision=ref.revision, endpoint=self.endpoint)
+        headers = {**build_hf_headers(token=self.token), "Range": "bytes=0-7"}
+        try:
+            response = get_session().get(url, headers=headers, timeout=self.settings.timeout)
+            hf_raise_for_status(response)
+        except Exception as err:  # noqa: BLE001 - the problem is then named as huggingface_hub named it
+            logger.debug("%s@%s/%s: header length not read (%s)", ref.repo_id, ref.revision, filename, err)
+            return None
+        return struct.unpack("<Q", response.content[:8])[0] if len(response.content) >= 8 else None
 
     def check_reachable(self) -> None:
         """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
@@ -263,13 +315,18 @@ class HubSource:
             parse_adapter_config(text(ADAPTER_CONFIG), f"{ref.repo_id}/{ADAPTER_CONFIG}"),
         )
 
-    def _file_headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
+    def _file_headers(
+        self, ref: ModelRef, filenames: list[str], sizes: dict[str, int | None]
+    ) -> dict[str, list[TensorInfo]]:
         """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
         headers = {}
         for filename in filenames:
-            meta = self._read_listed(
+            meta = self._read_headers(
+                ref,
                 f"{ref.repo_id}@{ref.revision[:12]}/{filename} safetensors header",
                 lambda f=filename: self.api.parse_safetensors_file_metadata(ref.repo_id, f, revision=ref.revision),
+                [filename],
+                sizes,
             )
             headers[filename] = _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", meta)
         return headers
@@ -351,16 +408,21 @@ class HubSource:
         standard = not layout.adapter and (layout.index == SAFETENSORS_INDEX or "model.safetensors" in files)
 
         def headers(filenames: list[str]) -> dict[str, list[TensorInfo]]:
-            return self._headers(ref, filenames) if standard else self._file_headers(ref, filenames)
+            read = self._headers if standard else self._file_headers
+            return read(ref, filenames, files)
 
         return plan_layout(layout, files, lambda name: self._index(ref, name, files), headers)
 
-    def _headers(self, ref: ModelRef, filenames: list[str]) -> dict[str, list[TensorInfo]]:
+    def _headers(
+        self, ref: ModelRef, filenames: list[str], sizes: dict[str, int | None]
+    ) -> dict[str, list[TensorInfo]]:
         """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
-        meta = self._read_listed(
+        meta = self._read_headers(
+            ref,
             f"{ref.repo_id}@{ref.revision[:12]} safetensors headers",
             lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
             filenames,
+            sizes,
         )
         headers = {
             filename: _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", file_meta)

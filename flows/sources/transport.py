@@ -10,10 +10,15 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
   end, and a 429 is waited out (``RateLimit``'s ``t``, or ``Retry-After``) without counting as a failed attempt,
   up to ``rate_limit_wait`` seconds of waiting per scan;
 * retries each GET/HEAD on connection errors, timeouts and HTTP 408/5xx, and on a body that breaks off for
-  small answers (API JSON, header Range reads: read here, whole), at most ``retries`` times, waiting
+  small answers (API JSON, header Range reads: read here, whole; a 206 shorter than its ``Content-Range`` is one
+  too, so that bytes cut short are never parsed as the file's), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
   multiplying the attempts: one request, one bounded budget, whatever the call that made it;
+* goes on with a download whose body breaks off (a dropped or reset connection, a body that stalls) from the byte it
+  reached, with ``Range``, within that same budget: huggingface_hub's own resume loop (``http_get``: 5 tries in a
+  row without a new byte, its count reset by every byte that arrives) never sees the failure, so ``retries`` bounds
+  every attempt of a download, to open it or to go on with it;
 * refuses a response whose ``X-Repo-Commit`` is not a commit sha (the client builds cache paths from it);
 * strips ``Authorization`` from any request to a host other than the endpoint's (a CDN redirect must never see
   ``HF_TOKEN``; httpx2 and the client strip it too, this holds whatever they do).
@@ -48,8 +53,10 @@ RATE_LIMITED = 429
 _IDEMPOTENT = frozenset({"GET", "HEAD"})
 _COMMIT_SHA = re.compile(r"^[0-9a-f]{40}$")
 _CLOSED_RANGE = re.compile(r"^bytes=(\d+)-(\d+)$")
+_CONTENT_RANGE = re.compile(r"^bytes (\d+)-(\d+)/(\d+|\*)$")
+_OPEN_RANGE = re.compile(r"^bytes=(\d+)-$")
 # Bodies read whole inside the retry loop: API answers and Range reads up to this size (a safetensors header is at
-# most 25 MB). Downloads stream, and the client resumes them itself with an open-ended Range.
+# most 25 MB). Downloads stream, and go on with an open-ended Range where they break off (ResumedBody).
 _SMALL_BODY = 32_000_000
 # A connection that cannot be opened in this time will not be opened: with the default retries an unreachable hub
 # is reported within 30 s (4 attempts · 5 s + 3.5 s of backoff).
@@ -130,6 +137,22 @@ def _small_body(request) -> bool:
     return bool(closed) and int(closed.group(2)) - int(closed.group(1)) < _SMALL_BODY
 
 
+def _short_range(request, response) -> str | None:
+    """Why a 206 answer, read whole, is not the bytes its ``Content-Range`` names from the offset asked for; None
+    when it is. The client notices a connection dropped mid-body only when the body has a length (``Content-Length``
+    or chunks): one that ends with the connection, or a proxy's cut one, is just shorter than its range. Parsed as
+    the file's bytes, it would read as a corrupt file (a safetensors header that does not parse is the commit's
+    fault, never read again); it is a failed attempt instead."""
+    if response.status_code != 206:
+        return None
+    asked = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
+    answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+    if asked and answered and answered.group(1) == asked.group(1):
+        if len(response.content) == int(answered.group(2)) - int(answered.group(1)) + 1:
+            return None
+    return f"a body of {len(response.content)} bytes for Content-Range {response.headers.get('Content-Range')!r}"
+
+
 def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
@@ -159,14 +182,26 @@ def _transport_class():
             retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
             # The hub itself counts requests per bucket; the hosts it redirects to (a CDN) do not.
             bucket = bucket_of(request.url.path) if target == self.hub_origin else None
-            attempt = limited = 0
+            tries = _Tries(retries)
+            response = self._send(request, ours, bucket, tries)
+            if ours and request.method == "GET" and response.status_code in (200, 206) and not _small_body(request):
+                body = ResumedBody(self, request, response, bucket, tries)
+                return httpx2.Response(
+                    response.status_code, headers=response.headers, stream=body, extensions=response.extensions
+                )
+            return response
+
+        def _send(self, request, ours: bool, bucket: str | None, tries: _Tries):
+            """The answer to ``request``, after as many attempts as ``tries`` has left (a download's body asks for
+            its rest within the same count); HubUnavailable when they are spent."""
+            limited = 0
             while True:
                 if bucket is not None:
                     try:
                         self.limiter.acquire(bucket)
                     except RateLimitExhausted as err:
                         raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
-                response, failure, retry_after = self._attempt(request, retries > 0, bucket, limited)
+                response, failure, retry_after = self._attempt(request, tries.retries > 0, ours, bucket, limited)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
@@ -175,18 +210,41 @@ def _transport_class():
                 if failure == RATE_LIMITED:
                     limited += 1
                     continue  # not a failed attempt: the limiter waits for the window's end
-                if attempt >= retries:
-                    if not ours and isinstance(failure, Exception):
-                        raise failure
-                    tries = f"{attempt + 1} attempt{'s' if attempt else ''}"
-                    raise HubUnavailable(f"{_describe(failure)} ({tries}, {request.method} {request.url})")
-                time.sleep(self.settings.wait(attempt, retry_after))
-                attempt += 1
+                if not ours and isinstance(failure, Exception) and tries.spent:
+                    raise failure
+                self._failed(request, failure, retry_after, tries)
 
-        def _attempt(self, request, retry: bool, bucket: str | None, limited_before: int):
+        def _failed(self, request, failure, retry_after: float | None, tries: _Tries) -> None:
+            """Count a failed attempt: HubUnavailable when it was the last one, else the wait before the next."""
+            if tries.spent:
+                raise HubUnavailable(f"{_describe(failure)} ({tries}, {request.method} {request.url})")
+            time.sleep(self.settings.wait(tries.failed, retry_after))
+            tries.failed += 1
+
+        def _rest(self, request, offset: int, failure: str, bucket: str | None, tries: _Tries):
+            """The rest of a download from byte ``offset`` on, after its body broke off with ``failure``, within
+            the request's tries: (the response, the bytes at its start to drop: all before ``offset`` when the
+            server ignored Range and sent the whole file again)."""
+            while True:
+                self._failed(request, failure, None, tries)
+                headers = request.headers.copy()
+                headers["Range"] = f"bytes={offset}-"
+                rest = httpx2.Request("GET", request.url, headers=headers, extensions=request.extensions)
+                response = self._send(rest, True, bucket, tries)
+                if response.status_code == 200:
+                    return response, offset
+                answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+                if response.status_code == 206 and answered and int(answered.group(1)) == offset:
+                    return response, 0
+                failure = f"HTTP {response.status_code} for the rest from byte {offset}"
+                response.close()
+
+        def _attempt(self, request, retry: bool, ours: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
             ``limited_before``: the 429s this request drew already (a 429 that says no window waits longer each time).
+            A small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
+            attempt, never bytes handed to the client as the file's.
             """
             try:
                 response = self.inner.handle_request(request)
@@ -210,12 +268,15 @@ def _transport_class():
             if retry and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
-            if retry and _small_body(request):
+            if ours and _small_body(request):
                 try:
                     response.read()
                 except httpx2.TransportError as err:
                     response.close()
                     return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+                short = _short_range(request, response)
+                if short:
+                    return None, short, None
             return response, None, None
 
         def _timeouts(self, asked: dict, ours: bool) -> dict:
@@ -228,7 +289,63 @@ def _transport_class():
         def close(self) -> None:
             self.inner.close()
 
+    class ResumedBody(httpx2.SyncByteStream):
+        """A download's body that, where its connection breaks off, goes on from the byte it reached (``Range``)
+        within the request's tries, or raises HubUnavailable once they are spent. huggingface_hub's own resume loop
+        (``http_get``: up to 5 tries in a row without new bytes, its count reset by any byte that arrives, a second
+        apart) never sees a failure, so --hub-retries bounds a download's attempts, whatever breaks: its connection
+        opening or its body. A body the server encodes (gzip), or one of a closed range, does not go on: its first
+        break is the last."""
+
+        def __init__(self, transport: HubTransport, request, response, bucket: str | None, tries: _Tries):
+            self.transport, self.request, self.response = transport, request, response
+            self.bucket, self.tries = bucket, tries
+            asked = _OPEN_RANGE.match(request.headers.get("Range", "").strip())
+            self.start = int(asked.group(1)) if asked else 0
+            encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+            closed = asked is None and "Range" in request.headers
+            self.unresumable = "an encoded body" if encoded else "a closed range" if closed else ""
+
+        def __iter__(self):
+            received = skip = 0
+            while True:
+                try:
+                    for chunk in self.response.stream:
+                        if skip:
+                            dropped = min(skip, len(chunk))
+                            chunk, skip = chunk[dropped:], skip - dropped
+                        if chunk:
+                            received += len(chunk)
+                            yield chunk
+                    return
+                except httpx2.TransportError as err:
+                    self.response.close()
+                    failure = f"{_describe(err)} in the body after {received} bytes"
+                if self.unresumable:
+                    where = f"{self.tries}, GET {self.request.url}"
+                    raise HubUnavailable(f"{failure}, not resumed ({self.unresumable}) ({where})")
+                offset = self.start + received
+                self.response, skip = self.transport._rest(self.request, offset, failure, self.bucket, self.tries)
+
+        def close(self) -> None:
+            self.response.close()
+
     return HubTransport
+
+
+@dataclass
+class _Tries:
+    """One request's attempts: ``retries`` more after the first, ``failed`` of them spent so far."""
+
+    retries: int
+    failed: int = 0
+
+    @property
+    def spent(self) -> bool:
+        return self.failed >= self.retries
+
+    def __str__(self) -> str:
+        return f"{self.failed + 1} attempt{'s' if self.failed else ''}"
 
 
 def _describe(failure) -> str:

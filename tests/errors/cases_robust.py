@@ -63,6 +63,18 @@ def status_is(repo_id: str, status: str, *words: str):
     return check
 
 
+def scanned_as(repo_id: str, status: str, *words: str):
+    """The repo's models row has ``status`` (a scan of its commit, which later scans skip), not only an attempt."""
+
+    def check(ctx: Ctx) -> None:
+        row = models_row(ctx, repo_id)
+        assert row["status"] == status, row
+        for word in words:
+            assert word in row["reason"], row["reason"]
+
+    return check
+
+
 def safetensors_bytes(header: dict, data: bytes = b"", length: int | None = None) -> bytes:
     raw = json.dumps(header).encode()
     return struct.pack("<Q", len(raw) if length is None else length) + raw + data
@@ -436,17 +448,31 @@ CASES = [
     ),
     ErrorCase(
         "header-length-huge",
-        "a safetensors header length of 2⁴⁰ (refused before anything is allocated)",
+        "a safetensors header length of 2⁴⁰ (refused before anything is allocated; the commit's file is corrupt: a "
+        "failed scan, not tried again until a new commit)",
         1,
-        "wwhub scan: failed: acme/huge@<sha> safetensors headers: Failed to parse safetensors header for "
-        "'model.safetensors' (repo 'acme/huge', revision '<sha>'): safetensors header is too big. Maximum supported "
-        "size is 25000000 bytes (got 1099511627776).",
+        "wwhub scan: failed: acme/huge@<sha>/model.safetensors: corrupt safetensors header: its header length of "
+        "1099511627776 bytes runs past the end of the 10-byte file",
         lambda ctx: (
             hub_model(ctx, "acme/huge", {"model.safetensors": safetensors_bytes({}, length=2**40)}),
             scan_hub(ctx, "acme/huge"),
         )[-1],
         changes="lake",
-        check=status_is("acme/huge", "failed", "too big"),
+        check=scanned_as("acme/huge", "failed", "runs past the end"),
+    ),
+    ErrorCase(
+        "header-not-json",
+        "a safetensors header that is not JSON (the commit's file: a failed scan, not tried again until a new commit; "
+        "a read cut short is an `unavailable` attempt instead)",
+        1,
+        "wwhub scan: failed: acme/garbled@<sha>/model.safetensors: corrupt safetensors header: header is not "
+        "json-encoded string",
+        lambda ctx: (
+            hub_model(ctx, "acme/garbled", {"model.safetensors": struct.pack("<Q", 4) + b"{{{{"}),
+            scan_hub(ctx, "acme/garbled"),
+        )[-1],
+        changes="lake",
+        check=scanned_as("acme/garbled", "failed", "not json-encoded"),
     ),
     ErrorCase(
         "header-shape-huge",

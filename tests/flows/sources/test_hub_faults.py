@@ -20,6 +20,7 @@ from tests.flows.lake.synth import rows
 
 REPOS = ("acme/flaky-1m", "acme/flaky-2m")
 ROWS = "SELECT repo_id, name, layer_id, fit_status, alpha, lambda_max, D FROM layers ORDER BY repo_id, layer_id"
+HEADER = "bytes=0-100000"  # huggingface_hub's header read
 
 
 @pytest.fixture(scope="module")
@@ -155,6 +156,72 @@ def test_a_body_that_breaks_off_is_fetched_again(faults, clean_rows, tmp_path, m
     assert scan(faults, tmp_path / "lake", "--hub-backoff", "0") == 0
     assert rows(tmp_path / "lake", ROWS) == clean_rows
     assert not [f for f in faults.faults if f.remaining]  # the fault did fire
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+@pytest.mark.parametrize("fault", ["truncate", "reset", "stall_after_headers"])
+def test_hub_retries_bound_the_attempts_of_a_download_whose_connection_keeps_dropping(
+    faults, clean_rows, tmp_path, monkeypatch, fault, retries
+):
+    """Every answer for a shard breaks off mid-body, the resumed ones too. huggingface_hub resumes a download on its
+    own (up to 5 tries in a row that bring no byte, a second apart, its count reset by any byte that arrives): with
+    --hub-retries N the shard is asked for N + 1 times in all, each time from the byte the last one reached, and then
+    the model is unavailable. Broken off N times, the download completes with the same numbers."""
+    monkeypatch.setenv("WWHUB_HUB_TIMEOUT", "1")  # a stalled body fails after a second
+    shard = "model-00002-of-00003.safetensors"
+    lake = tmp_path / "lake"
+    getattr(faults, fault)(count=None, match=shard, ranged=False)
+    assert scan(faults, lake, "--hub-retries", str(retries), "--hub-backoff", "0", repos=[REPOS[0]]) == 1
+    downloads = [r for method, path, r in faults.requests if method == "GET" and path.endswith(shard) and r != HEADER]
+    assert len(downloads) == retries + 1, downloads
+    assert downloads[0] is None and all(r.startswith("bytes=") and r.endswith("-") for r in downloads[1:]), downloads
+    model_status, reason = status(lake, REPOS[0])
+    assert model_status == "unavailable" and shard in reason and f"({retries + 1} attempt" in reason, reason
+    faults.clear_faults()
+    getattr(faults, fault)(count=retries, match=shard, ranged=False)
+    assert scan(faults, lake, "--hub-retries", str(retries), "--hub-backoff", "0", repos=[REPOS[0]]) == 0
+    assert rows(lake, ROWS) == [r for r in clean_rows if r[0] == REPOS[0]]
+
+
+def test_a_download_goes_on_from_where_it_broke_off_when_the_server_ignores_range(faults, clean_rows, tmp_path):
+    """A server that ignores Range answers the rest of a download with the whole file again: the bytes before the
+    break are dropped from it, not written twice."""
+    shard = "model-00002-of-00003.safetensors"
+    faults.truncate(count=2, match=shard, ranged=False)
+    faults.ignore_range(match=shard)
+    assert scan(faults, tmp_path / "lake", "--hub-backoff", "0", repos=[REPOS[0]]) == 0
+    assert rows(tmp_path / "lake", ROWS) == [r for r in clean_rows if r[0] == REPOS[0]]
+    downloads = [r for method, path, r in faults.requests if method == "GET" and path.endswith(shard) and r != HEADER]
+    assert len(downloads) == 3 and downloads[0] is None and downloads[1] == downloads[2] != "bytes=0-"
+
+
+def test_an_encoded_download_that_breaks_off_is_not_resumed_from_a_byte_offset():
+    """The offset of a gzip body's bytes is no offset in the file (the Hub serves text files so): it is not asked
+    for from there; the break is the download's last attempt."""
+    import httpx2
+
+    from flows.sources.ratelimit import RateLimiter
+    from flows.sources.transport import HubUnavailable, _transport_class
+
+    class BreaksOff(httpx2.SyncByteStream):
+        def __iter__(self):
+            yield b"\x1f\x8b" + bytes(30)
+            raise httpx2.ReadError("connection reset")
+
+    asked = []
+
+    def answer(request):
+        asked.append(request.headers.get("Range"))
+        return httpx2.Response(200, headers={"Content-Encoding": "gzip", "Content-Length": "100"}, stream=BreaksOff())
+
+    settings = HubSettings(backoff=0, retries=3)
+    transport = _transport_class()(settings, "http://hub.test", RateLimiter(settings.rate_limit_wait))
+    transport.inner = httpx2.MockTransport(answer)
+    with httpx2.Client(transport=transport) as client:
+        with client.stream("GET", "http://hub.test/acme/m/resolve/main/vocab.json") as response:
+            with pytest.raises(HubUnavailable, match=r"after 32 bytes, not resumed \(an encoded body\) \(1 attempt"):
+                list(response.iter_raw())
+    assert asked == [None]
 
 
 def test_a_hub_that_never_answers_costs_one_model_in_bounded_time(faults, tmp_path):
