@@ -56,7 +56,7 @@ def rank_pairs(x: np.ndarray, y: np.ndarray) -> RankedPairs:
     The discordant pairs are the inversions of y's dense ranks once the points are ordered by x, then y (pairs tied
     in x are then in order, and a tie in y is no inversion), counted in O(n log n) (``_inversions``); then
     C − D = P − Tx − Ty + Txy − 2D with P = n(n−1)/2 pairs, since P = C + D + Tx + Ty − Txy."""
-    groups, n = x.shape
+    n = x.shape[1]
     rank_x, dense_x, ties_x = _rank_rows(x)
     rank_y, dense_y, ties_y = _rank_rows(y)
     joint = np.sort(dense_x * n + dense_y, axis=1)  # every point as one integer, ordered by x then y
