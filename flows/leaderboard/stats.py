@@ -1,17 +1,19 @@
 """Correlations between model-averaged weight metrics and a reported metric, with their uncertainty.
 
 Plain arrays in, rows (dicts) out: no DuckDB, no lake. ``flows/leaderboard/correlations.py`` feeds it from the lake and
-stores
-the rows as the ``correlations`` table. The statistics come from scipy.stats where scipy has them:
+stores the rows as the ``correlations`` table. Each statistic equals scipy.stats' (tested), but a refresh of the
+table never imports scipy.stats (0.65-0.87 s, a third of a one-model scan): numpy and ``scipy.special`` compute them.
 
 * Pearson r, its two-sided p and its 95% Fisher-z interval ``tanh(atanh r ± z₀.₉₇₅/√(n−3))``: the formulas of
   ``scipy.stats.pearsonr`` and its ``confidence_interval()``, with scipy's beta function (``_pearson``).
-* Spearman ρ (average ranks for ties, ``scipy.stats.rankdata``) and its p: the same on the ranks, which is the
-  test of ``scipy.stats.spearmanr``.
+* Spearman ρ (average ranks for ties) and its p: Pearson's on the ranks, which is the test of
+  ``scipy.stats.spearmanr``.
 * Kendall τ-b and its p (exact permutation distribution for small n without ties, normal approximation
-  otherwise, as ``scipy.stats.kendalltau(method="auto")`` decides).
-* Benjamini-Hochberg adjusted p-values: ``scipy.stats.false_discovery_control``.
-* The OLS fit of the reported value on the metric: ``scipy.stats.linregress``.
+  otherwise, as ``scipy.stats.kendalltau(method="auto")`` decides): ranks and Kendall's counts in
+  ``rank_tests.py``.
+* Benjamini-Hochberg adjusted p-values (``benjamini_hochberg``, as ``scipy.stats.false_discovery_control``).
+* The OLS fit of the reported value on the metric, and for plots its confidence band (``ols_band``, with
+  ``scipy.stats.linregress``: plots and pages only, never a refresh).
 
 Intervals for ρ and τ are percentile bootstrap intervals from ``BOOTSTRAP_RESAMPLES`` seeded resamples of the
 models (``bootstrap_interval``). A resample is a vector of multiplicities (how many times each model was drawn),
@@ -48,6 +50,8 @@ from dataclasses import dataclass, field
 from statistics import NormalDist
 
 import numpy as np
+
+from .rank_tests import TIE_KINDS, TIE_NAMES, TIE_TERMS, kendall_tau_p, rank_pairs
 
 POOLED = "(all)"
 CONFIDENCE = 0.95
@@ -309,13 +313,12 @@ def _seed(seed: int, *labels: str) -> int:
     return (seed + zlib.crc32("\x1f".join(labels).encode())) % 2**32
 
 
-def _rank_statistics(x: np.ndarray, y: np.ndarray, defined: np.ndarray) -> tuple:
-    """The average ranks of each row of x and y (``scipy.stats.rankdata``) and Kendall's τ of each defined row
-    (``scipy.stats.kendalltau``). Called with scipy's warnings silenced."""
-    from scipy import stats
-
-    kendall = [stats.kendalltau(x[g], y[g]) if defined[g] else None for g in range(len(x))]
-    return stats.rankdata(x, axis=1), stats.rankdata(y, axis=1), kendall
+def _rank_statistics(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, list[tuple[float, float]]]:
+    """The average ranks of each row of x and y and Kendall's (τ-b, p) of each row (NaN for a constant row), as
+    ``scipy.stats.rankdata`` and ``kendalltau`` give them (``rank_tests``)."""
+    ranked = rank_pairs(x, y)
+    kendall = [kendall_tau_p(x.shape[1], *ranked.counts_of(g)) for g in range(len(x))]
+    return ranked.rank_x, ranked.rank_y, kendall
 
 
 def _pearson(centred_a: np.ndarray, centred_b: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple]:
@@ -351,15 +354,13 @@ def correlate_many(
     x_names: Sequence[str] | None = None,
 ) -> list[dict]:
     """Every statistic of G groups of n models at once (rows of the (G, n) arrays ``x``, ``y``, ``log_size``):
-    n; Pearson r, p and Fisher interval (``scipy.stats.pearsonr`` over the rows); Spearman ρ and p (Pearson r of the
-    average ranks, ``scipy.stats.rankdata`` + ``pearsonr``: the same t-test as ``scipy.stats.spearmanr``, tested);
-    Kendall τ-b and p (``scipy.stats.kendalltau`` per row: exact for small untied samples); their bootstrap (or,
+    n; Pearson r, p and Fisher interval (``scipy.stats.pearsonr``'s formulas over the rows); Spearman ρ and p
+    (Pearson r of the average ranks: the same t-test as ``scipy.stats.spearmanr``, tested); Kendall τ-b and p
+    (``scipy.stats.kendalltau``'s, from ``rank_tests``: exact for small untied samples); their bootstrap (or,
     above BOOTSTRAP_MAX_N models, Fieller-Hartley-Pearson) intervals; the OLS fit (slope = Sxy/Sxx, as
     ``scipy.stats.linregress``), R², RMSE; partial r given log size (None when a size is unknown); and ``notes``
     saying why a value is missing. Batched because a lake has thousands of small families (the pooled rows, over up to
     every model, are ``pooled_rows``')."""
-    from scipy import stats  # imported here: reading stored correlations needs no scipy
-
     x, y = np.atleast_2d(np.asarray(x, dtype=float)), np.atleast_2d(np.asarray(y, dtype=float))
     groups, n = x.shape
     if log_size is not None:
@@ -369,17 +370,16 @@ def correlate_many(
     centred_x = x - x.mean(axis=1, keepdims=True)
     centred_y = y - y.mean(axis=1, keepdims=True)
     with warnings.catch_warnings():
-        # Constant or tiny samples make scipy warn about what the None values and the notes already say.
+        # Constant or tiny samples make numpy warn about what the None values and the notes already say.
         warnings.simplefilter("ignore", RuntimeWarning)
-        warnings.simplefilter("ignore", stats.ConstantInputWarning)
         pearson_r, pearson_p, interval = _pearson(centred_x, centred_y)
-        rank_x, rank_y, kendall = _rank_statistics(x, y, defined)
+        rank_x, rank_y, kendall = _rank_statistics(x, y)
         middle = (n + 1) / 2  # the mean of average ranks, exactly
         spearman_rho, spearman_p, _ = _pearson(rank_x - middle, rank_y - middle)
     if n <= BOOTSTRAP_MAX_N:
         intervals = bootstrap_intervals(x, y, seeds)
     else:
-        intervals = _fhp_intervals(spearman_rho, [k.statistic if k else np.nan for k in kendall], n)
+        intervals = _fhp_intervals(spearman_rho, [tau for tau, _ in kendall], n)
     with np.errstate(invalid="ignore", divide="ignore"):
         slope = (centred_x * centred_y).sum(axis=1) / (centred_x * centred_x).sum(axis=1)
     intercept = y.mean(axis=1) - slope * x.mean(axis=1)
@@ -409,8 +409,8 @@ def correlate_many(
             spearman_p=_finite(spearman_p[g]) if ok else None,
             spearman_ci_low=_finite(intervals["rho_low"][g]) if ok else None,
             spearman_ci_high=_finite(intervals["rho_high"][g]) if ok else None,
-            kendall_tau=_finite(kendall[g].statistic) if ok else None,
-            kendall_p=_finite(kendall[g].pvalue) if ok else None,
+            kendall_tau=_finite(kendall[g][0]) if ok else None,
+            kendall_p=_finite(kendall[g][1]) if ok else None,
             kendall_ci_low=_finite(intervals["tau_low"][g]) if ok else None,
             kendall_ci_high=_finite(intervals["tau_high"][g]) if ok else None,
             slope=None if constant_x[g] else _finite(slope[g]),
@@ -618,10 +618,6 @@ def pooled_rows(
     rho = _dot_pearson(centred(state.rank_x, buffers[0], middle), centred(state.rank_y, buffers[1], middle))
     (p, (low, high)), (rho_p, _) = _pearson_p_interval(np.array(r), n), _pearson_p_interval(np.array(rho), n)
     kendall = state.kendall() if ok else None
-    if ok and kendall is None:  # scipy's exact distribution (small untied samples)
-        from scipy import stats
-
-        kendall = tuple(stats.kendalltau(x[usable], values[usable]))
     intervals = _pooled_intervals(x, values, usable, n, seed, rho, kendall[0] if kendall else math.nan, ok)
     estimates = dict(
         pearson_r=r,
@@ -722,11 +718,10 @@ FINISH_INPUTS = (
 
 def finish_rows(columns: Mapping[str, Sequence]) -> dict:
     """What depends on every row of a reported metric's table, from its columns ``FINISH_INPUTS`` over all of
-    them (None or NaN: no value): ``pearson_p_adjusted`` (Benjamini-Hochberg over the rows of one weight metric,
-    ``scipy.stats.false_discovery_control``; NaN where untested), ``verdict``, and for the pooled rows
-    ``families_agreeing`` (family rows whose r has the pooled sign), ``families_total`` (family rows with an r)
-    and ``simpsons_paradox`` (None for the other rows). Arrays or lists aligned with the rows."""
-    from scipy import stats  # imported here: reading stored correlations needs no scipy
+    them (None or NaN: no value): ``pearson_p_adjusted`` (``benjamini_hochberg`` over the tested rows of one weight
+    metric; NaN where untested), ``verdict``, and for the pooled rows ``families_agreeing`` (family rows whose r has
+    the pooled sign), ``families_total`` (family rows with an r) and ``simpsons_paradox`` (None for the other rows).
+    Arrays or lists aligned with the rows."""
 
     def floats(name: str) -> np.ndarray:
         return np.array(columns[name], dtype=float)  # None becomes NaN
@@ -745,7 +740,7 @@ def finish_rows(columns: Mapping[str, Sequence]) -> dict:
         of_metric = metric == name
         tested = of_metric & np.isfinite(p)
         if tested.any():
-            adjusted[tested] = stats.false_discovery_control(p[tested], method="bh")
+            adjusted[tested] = benjamini_hochberg(p[tested])
         signs = np.sign(r[of_metric & ~is_pooled & np.isfinite(r)])
         for i in np.flatnonzero(of_metric & is_pooled):
             known = math.isfinite(r[i])
@@ -767,11 +762,22 @@ def finish_rows(columns: Mapping[str, Sequence]) -> dict:
     )
 
 
-# ----- pooled groups kept up to date point by point ---------------------------------------------------------------
+def benjamini_hochberg(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg adjusted p-values of m p-values in [0, 1] (Benjamini & Hochberg, JRSS B 57:289, 1995, as
+    adjusted p-values: Yekutieli & Benjamini, JSPI 82:171, 1999; R's ``p.adjust(method="BH")``): with p₍₁₎ ≤ … ≤ p₍ₘ₎
+    sorted, p̃₍ᵢ₎ = min over j ≥ i of p₍ⱼ₎ m / j, capped at 1, returned in the order of ``p``. Rejecting where p̃ < q
+    keeps the false discovery rate below q. Equal to ``scipy.stats.false_discovery_control(p, method="bh")`` to the
+    last bit (the same operations; tested)."""
+    m = p.size
+    order = np.argsort(p)
+    adjusted = p[order] * (m / np.arange(1, m + 1))
+    np.minimum.accumulate(adjusted[::-1], out=adjusted[::-1])
+    result = np.empty_like(adjusted)
+    result[order] = adjusted
+    return np.clip(result, 0.0, 1.0)
 
-# What a group's tie structure adds to Kendall's statistics, per tie group of t equal values (scipy.stats.kendalltau's
-# ``count_rank_tie``): tied pairs t(t-1)/2 and the variance terms t(t-1)(t-2) and t(t-1)(2t+5).
-_TIE_TERMS = (lambda t: t * (t - 1) // 2, lambda t: t * (t - 1) * (t - 2), lambda t: t * (t - 1) * (2 * t + 5))
+
+# ----- pooled groups kept up to date point by point ---------------------------------------------------------------
 
 
 @dataclass
@@ -785,38 +791,18 @@ class RankState:
     rank_x: np.ndarray
     rank_y: np.ndarray
     concordance: int = 0
-    ties: dict[str, int] = field(default_factory=lambda: dict.fromkeys(_TIE_NAMES, 0))
+    ties: dict[str, int] = field(default_factory=lambda: dict.fromkeys(TIE_NAMES, 0))
 
     @classmethod
     def of(cls, x: np.ndarray, y: np.ndarray) -> RankState:
-        """The state of the usable points of x and y, by sorting (scipy's rankdata and kendalltau)."""
-        from scipy import stats  # imported here: reading stored correlations needs no scipy
-
+        """The state of the usable points of x and y, by sorting (``rank_tests.rank_pairs``)."""
         usable = np.isfinite(x) & np.isfinite(y)
         state = cls(np.full(x.shape, np.nan), np.full(y.shape, np.nan))
-        n = int(usable.sum())
-        if n == 0:
+        if not usable.any():
             return state
-        ux, uy = x[usable], y[usable]
-        state.rank_x[usable], state.rank_y[usable] = stats.rankdata(ux), stats.rankdata(uy)
-        for axis, values in (("x", ux), ("y", uy)):
-            counts = np.unique(values, return_counts=True)[1].astype(object)
-            for name, term in zip(_TIE_KINDS, _TIE_TERMS, strict=True):
-                state.ties[f"{axis}{name}"] = int(sum(term(int(t)) for t in counts[counts > 1]))
-        order = np.lexsort((uy, ux))
-        pairs = np.r_[True, (np.diff(ux[order]) != 0) | (np.diff(uy[order]) != 0), True]
-        joint = np.diff(np.flatnonzero(pairs))
-        state.ties["xytie"] = int(sum(int(t) * (int(t) - 1) // 2 for t in joint[joint > 1]))
-        total = n * (n - 1) // 2
-        if n > 1 and state.ties["xtie"] < total and state.ties["ytie"] < total:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                tau = stats.kendalltau(ux, uy).statistic
-            # τ-b = (C − D) / √(P − Tx) / √(P − Ty) with integers on both sides: the integer is recovered exactly
-            # (float64 τ is good to ~1e-16, C − D is at most n²/2: below 0.5 of error up to n ~ 10⁷).
-            state.concordance = round(
-                float(tau) * math.sqrt(total - state.ties["xtie"]) * math.sqrt(total - state.ties["ytie"])
-            )
+        ranked = rank_pairs(x[usable][None], y[usable][None])
+        state.rank_x[usable], state.rank_y[usable] = ranked.rank_x[0], ranked.rank_y[0]
+        state.concordance, state.ties = ranked.counts_of(0)
         return state
 
     def insert(self, x: np.ndarray, y: np.ndarray, at: int) -> None:
@@ -848,7 +834,7 @@ class RankState:
         tied_x &= tied_y
         self.ties["xytie"] += sign * (int(np.count_nonzero(tied_x)) - n_absent)
         for axis, t in (("x", tied_x_count), ("y", tied_y_count)):
-            for name, term in zip(_TIE_KINDS, _TIE_TERMS, strict=True):
+            for name, term in zip(TIE_KINDS, TIE_TERMS, strict=True):
                 self.ties[f"{axis}{name}"] += sign * (term(t + 1) - term(t))
         # Average ranks: every larger value moves by one, every equal one by a half, a smaller one not at all:
         # (sign + 1) / 2 of the comparison (absent points have NaN ranks, which stay NaN).
@@ -859,29 +845,10 @@ class RankState:
             ranks += signs
             ranks[at] = smaller + (t + 2) / 2 if sign > 0 else math.nan
 
-    def kendall(self) -> tuple[float, float] | None:
-        """τ-b and its two-sided p as ``scipy.stats.kendalltau`` computes them from these integers (asymptotic
-        p); None where scipy would use its exact distribution (no ties and n ≤ 33, or one discordance at most)."""
-        from scipy import special
-
-        n = int(np.isfinite(self.rank_x).sum())
-        total = n * (n - 1) // 2
-        t = self.ties
-        if n < 2 or t["xtie"] == total or t["ytie"] == total:
-            return math.nan, math.nan
-        discordant = (total - t["xtie"] - t["ytie"] + t["xytie"] - self.concordance) // 2
-        if t["xtie"] == 0 and t["ytie"] == 0 and (n <= 33 or min(discordant, total - discordant) <= 1):
-            return None
-        tau = self.concordance / np.sqrt(total - t["xtie"]) / np.sqrt(total - t["ytie"])
-        tau = np.minimum(1.0, max(-1.0, tau))
-        m = n * (n - 1.0)
-        variance = (
-            (m * (2 * n + 5) - t["x1"] - t["y1"]) / 18
-            + (2 * t["xtie"] * t["ytie"]) / m
-            + t["x0"] * t["y0"] / (9 * m * (n - 2))
-        )
-        z = self.concordance / np.sqrt(variance)
-        return float(tau), float(2 * special.ndtr(-np.abs(z)))
+    def kendall(self) -> tuple[float, float]:
+        """τ-b and its two-sided p from these integers (``rank_tests.kendall_tau_p``: exact or asymptotic as
+        ``scipy.stats.kendalltau`` decides, and equal to it)."""
+        return kendall_tau_p(int(np.isfinite(self.rank_x).sum()), self.concordance, self.ties)
 
 
 _THREAD_SCRATCH = threading.local()
@@ -894,7 +861,3 @@ def _scratch(size: int) -> np.ndarray:
     if found is None or found.shape[1] != size:
         found = _THREAD_SCRATCH.array = np.empty((2, size))
     return found
-
-
-_TIE_KINDS = ("tie", "0", "1")
-_TIE_NAMES = tuple(f"{axis}{kind}" for axis in "xy" for kind in _TIE_KINDS) + ("xytie",)

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from flows.cli import COMMANDS
+from flows.lake.sql import run_query
 from tests.fakehub import write_model
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -109,16 +110,22 @@ def wwhub_process(tmp_path, *argv: str) -> tuple[int, set[str]]:
     return code, set(modules)
 
 
+def write_models_with_accuracies(folder: Path, accuracies: list[float]) -> list[str]:
+    """Small local models org/m0, org/m1, ... under ``folder``, each with a card reporting its accuracy; their ids."""
+    rng = np.random.default_rng(0)
+    for k, accuracy in enumerate(accuracies):
+        card = {"model-index": [{"name": f"m{k}", "results": [{"task": {"type": "text-classification"},
+                "dataset": {"name": "d", "type": "d", "split": "test"},
+                "metrics": [{"type": "accuracy", "value": accuracy}]}]}]}  # fmt: skip
+        tensors = {f"l{j}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for j in range(2)}
+        write_model(folder / "org" / f"m{k}", tensors, card=card)
+    return [f"org/m{k}" for k in range(len(accuracies))]
+
+
 def test_scan_and_leaderboard_processes_never_load_pandas(tmp_path):
     # pyarrow would import pandas (0.2 s) on its first conversion of Python values: the scan's commit, the refresh
     # of the correlations and the leaderboard's all convert some.
-    rng = np.random.default_rng(0)
-    card = {"model-index": [{"name": "m", "results": [{"task": {"type": "text-classification"},
-            "dataset": {"name": "d", "type": "d", "split": "test"},
-            "metrics": [{"type": "accuracy", "value": 0.7}]}]}]}  # fmt: skip
-    for k in range(3):
-        tensors = {f"l{j}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for j in range(2)}
-        write_model(tmp_path / "src" / "org" / f"m{k}", tensors, card=card)
+    write_models_with_accuracies(tmp_path / "src", [0.7, 0.7, 0.7])
     lake = str(tmp_path / "lake")
     code, modules = wwhub_process(tmp_path, "scan", "org/m0", "org/m1", "org/m2", "--source", "local",
                                   str(tmp_path / "src"), "--lake", lake)  # fmt: skip
@@ -133,6 +140,23 @@ def test_scan_and_leaderboard_processes_never_load_pandas(tmp_path):
     import pyarrow.parquet as pq
 
     assert pq.read_table(tmp_path / "layers.parquet").to_pylist() == [{"count_star()": 6}]
+
+
+def test_refreshing_the_correlations_never_loads_scipy_stats(tmp_path):
+    """A scan refreshes the correlations table and ``leaderboard --prefer-import`` computes it anew: ranks, Kendall's
+    τ and its p and the BH adjustment come from flows/leaderboard/rank_tests.py and stats.py, since importing
+    scipy.stats (0.65-0.87 s) was a third of a one-model scan."""
+    repos = write_models_with_accuracies(tmp_path / "src", [0.6, 0.8, 0.7])
+    lake = str(tmp_path / "lake")
+    scan = ["scan", *repos, "--source", "local", str(tmp_path / "src"), "--lake", lake]
+    modules = imported_after(
+        f"from flows.cli import main\nassert main({scan!r}) == 0\n"
+        f"assert main(['leaderboard', '--prefer-import', '--lake', {lake!r}]) == 0"
+    )
+    assert "flows.leaderboard.rank_tests" in modules and "scipy.special" in modules
+    assert sorted(m for m in modules if m == "scipy.stats" or m.startswith("scipy.stats.")) == []
+    tested = "SELECT count(*) AS n FROM correlations WHERE kendall_p IS NOT NULL AND pearson_p_adjusted IS NOT NULL"
+    assert run_query(Path(lake), tested)[0]["n"] > 0
 
 
 def test_analyze_whole_model_process_has_pandas_for_the_weightwatcher_api(tmp_path):

@@ -299,13 +299,44 @@ def test_rank_state_kept_point_by_point_equals_scipy(seed):
         assert state.kendall() == (reference.statistic, reference.pvalue)
 
 
-def test_rank_state_leaves_exact_kendall_p_to_scipy():
-    """Without ties, scipy uses the exact distribution up to 33 points: the state says so instead of guessing."""
+def test_rank_state_gives_scipys_exact_kendall_p_for_small_untied_samples():
+    """Without ties, scipy uses the exact distribution up to 33 points: so does the state, from its integers (the
+    exact ratio rounded once, scipy's a float recursion: 1e-13); with ties, the asymptotic p to the last bit."""
     x = np.arange(20.0)
     y = x + np.where(np.arange(20) % 3 == 0, 0.5, -0.5) * np.arange(20) / 10
-    assert wstats.RankState.of(x, y).kendall() is None
+    tau, p = wstats.RankState.of(x, y).kendall()
+    exact, asymptotic = stats.kendalltau(x, y, method="exact"), stats.kendalltau(x, y, method="asymptotic")
+    assert tau == exact.statistic
+    assert p == pytest.approx(exact.pvalue, rel=1e-13)
+    assert p != pytest.approx(asymptotic.pvalue, rel=1e-3)  # the two differ here, so the check above means something
     tied = np.round(np.random.default_rng(0).standard_normal(60), 1)
-    assert wstats.RankState.of(tied, tied + 1).kendall() is not None
+    assert wstats.RankState.of(tied, tied + 1).kendall() == tuple(stats.kendalltau(tied, tied + 1))
+
+
+def test_benjamini_hochberg_equals_scipy_false_discovery_control():
+    """The same operations as scipy's, ties among the p-values included: equal to the last bit."""
+    rng = np.random.default_rng(6)
+    for m in (0, 1, 2, 7, 300):
+        p = np.round(rng.random(m) ** 3, 3)  # ties, small p-values, and a 0
+        np.testing.assert_array_equal(wstats.benjamini_hochberg(p), stats.false_discovery_control(p, method="bh"))
+
+
+def test_finish_rows_adjusts_the_tested_rows_of_each_metric_as_scipy():
+    """Each weight metric's rows are one family of tests; a row without a p (None or NaN) is left out of it and
+    has no adjusted p."""
+    rng = np.random.default_rng(7)
+    size = 40
+    metric = np.array(["alpha", "log_norm"] * (size // 2), dtype=object)
+    p = np.round(rng.random(size) ** 2, 2)
+    columns = {name: [None] * size for name in wstats.FINISH_INPUTS}
+    columns |= dict(family=["f"] * size, metric=metric, n=[8] * size, pearson_r=rng.uniform(-1, 1, size).tolist())
+    columns["pearson_p"] = [None if k % 7 == 0 else (math.nan if k % 11 == 0 else float(v)) for k, v in enumerate(p)]
+    adjusted = wstats.finish_rows(columns)["pearson_p_adjusted"]
+    for name in ("alpha", "log_norm"):
+        tested = (metric == name) & np.array([v is not None and math.isfinite(v) for v in columns["pearson_p"]])
+        expected = stats.false_discovery_control(p[tested], method="bh")
+        np.testing.assert_array_equal(adjusted[tested], expected)
+        assert np.isnan(adjusted[(metric == name) & ~tested]).all()
 
 
 def _assert_same_row(row: dict, reference: dict) -> None:
