@@ -14,7 +14,10 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
   too, so that bytes cut short are never parsed as the file's), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
-  multiplying the attempts: one request, one bounded budget, whatever the call that made it;
+  multiplying the attempts: one request, one bounded budget, whatever the call that made it. A 408/429/5xx answer
+  of the hub's never reaches the client, whatever ``retries`` (0 included): it is transient by definition, so its
+  last attempt is HubUnavailable like a timeout's, where the client would raise an HTTP error (a failed model) or,
+  for ``hf_hub_download``'s HEAD, retry it itself and then call the file missing from its cache;
 * goes on with a download whose body breaks off (a dropped or reset connection, a body that stalls) from the byte it
   reached, with ``Range``, within that same budget: huggingface_hub's own resume loop (``http_get``: 5 tries in a
   row without a new byte, its count reset by every byte that arrives) never sees the failure, so ``retries`` bounds
@@ -201,7 +204,7 @@ def _transport_class():
                         self.limiter.acquire(bucket)
                     except RateLimitExhausted as err:
                         raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
-                response, failure, retry_after = self._attempt(request, tries.retries > 0, ours, bucket, limited)
+                response, failure, retry_after = self._attempt(request, ours, bucket, limited)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
@@ -239,11 +242,12 @@ def _transport_class():
                 failure = f"HTTP {response.status_code} for the rest from byte {offset}"
                 response.close()
 
-        def _attempt(self, request, retry: bool, ours: bool, bucket: str | None, limited_before: int):
+        def _attempt(self, request, ours: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
             ``limited_before``: the 429s this request drew already (a 429 that says no window waits longer each time).
-            A small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
+            A 408/429/5xx of the hub's is a failed attempt whatever the retries (with none left, HubUnavailable). A
+            small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
             attempt, never bytes handed to the client as the file's.
             """
             try:
@@ -265,7 +269,7 @@ def _transport_class():
             if limited and bucket is not None:
                 response.close()
                 return None, RATE_LIMITED, None
-            if retry and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
+            if ours and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
             if ours and _small_body(request):

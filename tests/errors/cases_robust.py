@@ -389,6 +389,20 @@ CASES = [
         )[1],
     ),
     ErrorCase(
+        "hub-5xx-no-retries",
+        "a hub answering 503 with `--hub-retries 0` (transient, as a timeout is: an `unavailable` attempt, scanned by "
+        "the next scan, never a failed model)",
+        1,
+        "wwhub scan: unavailable: acme/down@<sha>: hub unavailable: HTTP 503 (1 attempt, GET <url>)",
+        lambda ctx: (
+            hub_model(ctx, "acme/down"),
+            ctx.hub.fail_5xx(count=None, match="/api/models/acme/down"),
+            [*scan_hub(ctx, "acme/down"), "--hub-retries", "0"],
+        )[-1],
+        changes="lake",
+        check=status_is("acme/down", "unavailable", "HTTP 503"),
+    ),
+    ErrorCase(
         "repo-missing",
         "every repo asked for is missing (a typo); the failure is recorded",
         2,
