@@ -479,14 +479,45 @@ CASES = [
         "a safetensors header that is not JSON (the commit's file: a failed scan, not tried again until a new commit; "
         "a read cut short is an `unavailable` attempt instead)",
         1,
-        "wwhub scan: failed: acme/garbled@<sha>/model.safetensors: corrupt safetensors header: header is not "
-        "json-encoded string",
+        "wwhub scan: failed: acme/garbled@<sha>/model.safetensors: corrupt safetensors header: not JSON (Expecting "
+        "property name enclosed in double quotes: line 1 column 2 (char 1))",
         lambda ctx: (
             hub_model(ctx, "acme/garbled", {"model.safetensors": struct.pack("<Q", 4) + b"{{{{"}),
             scan_hub(ctx, "acme/garbled"),
         )[-1],
         changes="lake",
-        check=scanned_as("acme/garbled", "failed", "not json-encoded"),
+        check=scanned_as("acme/garbled", "failed", "not JSON"),
+    ),
+    ErrorCase(
+        "header-wrong-shape",
+        "a safetensors header that is JSON, but not of the format's shape (a list, a tensor entry without its dtype, "
+        "tensors whose bytes overlap or run past the file): the commit's file, a failed scan",
+        1,
+        "wwhub scan: failed: acme/shapeless@<sha>/model.safetensors: corrupt safetensors header: tensor 'w.weight' "
+        "has no dtype",
+        lambda ctx: (
+            hub_model(
+                ctx,
+                "acme/shapeless",
+                {"model.safetensors": safetensors_bytes({"w.weight": {"shape": [2, 2], "data_offsets": [0, 16]}})},
+            ),
+            scan_hub(ctx, "acme/shapeless"),
+        )[-1],
+        changes="lake",
+        check=scanned_as("acme/shapeless", "failed", "no dtype"),
+    ),
+    ErrorCase(
+        "config-too-large",
+        "a `config.json` over 4 MB, or an index over 32 MB (not read: the commit's file, a failed scan, not tried "
+        "again until a new commit)",
+        1,
+        "wwhub scan: failed: acme/bloated@<sha>/config.json: 4000001 bytes, more than the 4000000 this file may have",
+        lambda ctx: (
+            hub_model(ctx, "acme/bloated", {"config.json": b"{" + b" " * 3_999_999 + b"}"}),
+            scan_hub(ctx, "acme/bloated"),
+        )[-1],
+        changes="lake",
+        check=scanned_as("acme/bloated", "failed", "config.json"),
     ),
     ErrorCase(
         "header-shape-huge",
