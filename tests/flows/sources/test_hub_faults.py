@@ -278,6 +278,33 @@ def test_an_encoded_download_that_breaks_off_is_not_resumed_from_a_byte_offset()
     assert asked == [None]
 
 
+@pytest.mark.parametrize(
+    ("asked", "status", "content_range", "content"),
+    [
+        ("bytes=2-5", 206, "bytes 2-5/10", b"2345"),
+        ("bytes=4-99", 206, "bytes 4-9/10", b"456789"),  # past the end of the file: to its end, as a server answers
+        ("bytes=20-30", 416, "bytes */10", b""),
+    ],
+)
+def test_a_range_read_answered_with_the_whole_file_is_answered_as_the_range(asked, status, content_range, content):
+    """A server that ignores Range sends the whole file (200): the client gets what a server that honours it sends."""
+    import httpx2
+
+    from flows.sources.ratelimit import RateLimiter
+    from flows.sources.transport import _transport_class
+
+    settings = HubSettings(backoff=0, retries=0)
+    transport = _transport_class()(settings, "http://hub.test", RateLimiter(settings.rate_limit_wait))
+    transport.inner = httpx2.MockTransport(lambda request: httpx2.Response(200, content=b"0123456789"))
+    with httpx2.Client(transport=transport) as client:
+        response = client.get("http://hub.test/acme/m/resolve/main/model.safetensors", headers={"Range": asked})
+    assert (response.status_code, response.headers["Content-Range"], response.content) == (
+        status,
+        content_range,
+        content,
+    )
+
+
 def test_a_hub_that_never_answers_costs_one_model_in_bounded_time(faults, tmp_path):
     faults.stall(match="/api/models/acme/flaky-1m")
     started = time.monotonic()

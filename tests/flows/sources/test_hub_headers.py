@@ -237,3 +237,54 @@ def test_an_oversized_config_or_index_is_a_failed_scan_of_its_commit(fake_hub, t
     fake_hub.commit("acme/big", {name: json.dumps({"weight_map": {"w.weight": SINGLE}}).encode()})
     assert scan(fake_hub, lake, "acme/big") == 0
     assert rows(lake, "SELECT status FROM models_latest WHERE repo_id = 'acme/big'") == [("scanned",)]
+
+
+def body_bytes_read(monkeypatch) -> dict[str, int]:
+    """The body bytes the client takes off the network for each request, by its Range header ("" for none)."""
+    import httpx2
+
+    read: dict[str, int] = {}
+    handle_request = httpx2.HTTPTransport.handle_request
+
+    class Counted(httpx2.SyncByteStream):
+        def __init__(self, stream, key: str):
+            self.stream, self.key = stream, key
+
+        def __iter__(self):
+            for chunk in self.stream:
+                read[self.key] = read.get(self.key, 0) + len(chunk)
+                yield chunk
+
+        def close(self) -> None:
+            self.stream.close()
+
+    def counted(transport, request):
+        response = handle_request(transport, request)
+        response.stream = Counted(response.stream, request.headers.get("Range", ""))
+        return response
+
+    monkeypatch.setattr(httpx2.HTTPTransport, "handle_request", counted)
+    return read
+
+
+@pytest.mark.parametrize("header_bytes", [0, 150_000], ids=["one-read", "two-reads"])
+def test_a_header_read_answered_with_the_whole_file_reads_only_the_bytes_asked_for(
+    fake_hub, tmp_path, monkeypatch, header_bytes
+):
+    """A server that ignores Range answers a header read with the whole file (200), which may be a shard of
+    gigabytes: the transport reads the bytes asked for, closes the connection, and the header is read as if the
+    server had honoured the Range. Bounded by what the client takes off the network: the bytes asked for, and at
+    most one read of the connection (64 KiB) past them, of a 16 MB file."""
+    weights = {"w.weight": np.random.default_rng(4).standard_normal((4096, 1024)).astype(np.float32)}
+    data = save(weights, metadata={"note": "x" * header_bytes} if header_bytes else None)
+    fake_hub.commit("acme/whole", {"model.safetensors": data})
+    fake_hub.ignore_range(match="model.safetensors")
+    read = body_bytes_read(monkeypatch)
+    code = main(["analyze", "acme/whole", "--describe", "--format", "json", "--endpoint", fake_hub.endpoint])
+    assert code == 0
+    header_reads = {r for method, path, r in fake_hub.requests if path.endswith("model.safetensors") and r}
+    length = struct.unpack("<Q", data[:8])[0]
+    assert header_reads == ({"bytes=0-100000"} if not header_bytes else {"bytes=0-100000", f"bytes=8-{7 + length}"})
+    for byte_range in header_reads:
+        first, last = (int(v) for v in byte_range.removeprefix("bytes=").split("-"))
+        assert last + 1 <= read[byte_range] <= last + 1 + 64 * 1024 < len(data) // 10, (byte_range, read)
