@@ -27,7 +27,8 @@ of a bucket with a quota carries ``RateLimit: "api";r=REMAINING;t=SECONDS_TO_WIN
 ``requests_by_bucket`` and ``limited_by_bucket`` count what each bucket answered.
 
 Fault switches apply to requests whose path contains ``match``, for a number of requests (bursts) or until cleared:
-``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping), ``rate_limit`` (a 429 as the Hub answers it,
+``fail_5xx`` (a burst, or ``every=3``: one request in three, flapping; ``method="GET"``: a download whose HEAD
+passes), ``rate_limit`` (a 429 as the Hub answers it,
 or with ``Retry-After`` as a proxy or mirror may),
 ``slow``, ``stall`` (accepts and never answers), ``stall_after_headers`` (headers, part of the body, then nothing),
 ``truncate`` (a body shorter than its ``Content-Length``), ``cut_file`` (the first half of a file sent as if it were
@@ -93,6 +94,7 @@ class Fault:
     header: str = ""  # the seconds (or HTTP date) a 429 names
     retry_after: bool = False  # a 429 with Retry-After (a proxy's way) instead of the Hub's RateLimit header
     ranged: bool | None = None  # True: only closed Range reads (headers); False: only downloads; None: both
+    method: str | None = None  # only requests of this method (GET: a download's body, not its HEAD); None: all
 
 
 @dataclass
@@ -268,11 +270,12 @@ class FakeHub:
         status: int = 503,
         every: int = 1,
         ranged: bool | None = None,
+        method: str | None = None,
     ) -> None:
         """``count`` failures in a row, or with ``every=3`` one request in three (``count=None``: until cleared);
-        ``ranged`` False: downloads only (not header reads)."""
+        ``ranged`` False: downloads only (not header reads); ``method`` ``"GET"``: not the HEAD before a download."""
         with self._lock:
-            self.faults.append(Fault("5xx", match, count, status, every=every, ranged=ranged))
+            self.faults.append(Fault("5xx", match, count, status, every=every, ranged=ranged, method=method))
 
     def quota(self, bucket: str, requests: int, seconds: float) -> None:
         """Limit ``bucket`` (api, resolvers, pages) to ``requests`` per fixed window of ``seconds``, as the Hub does
@@ -348,6 +351,8 @@ class FakeHub:
                 if fault.kind != kind or (fault.match and fault.match not in path):
                     continue
                 if fault.ranged is not None and fault.ranged != ranged:
+                    continue
+                if fault.method is not None and fault.method != method:
                     continue
                 body_faults = ("truncate", "cut_file", "close_early", "ignore_range", "reset", "stall_after_headers")
                 if kind in body_faults and method != "GET":

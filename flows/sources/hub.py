@@ -2,6 +2,13 @@
 with an explicit ``endpoint``. Metadata (cards, indexes, safetensors headers by Range requests) is read before any
 weight; shards are downloaded one at a time into a work folder and deleted after analysis.
 
+Safetensors headers are read here, by Range requests of the client's own session (its headers, token and error
+types), rather than by ``HfApi.get_safetensors_metadata``: its parser takes any JSON for a header, so a header of the
+wrong shape (a list, a tensor entry that is a string or lacks its dtype) raised a TypeError or AttributeError out of
+it, and tensors whose bytes overlap or run past the end of the file passed; and a file shorter than its declared
+header drew a 416 to its second read. Read here, a header is checked by the same validator as a local file's
+(``weights/readers.py: parse_safetensors_header``) against the file's listed size, before any weight is downloaded.
+
 Nothing from the network is trusted: commit shas, repo ids and file names are validated before they reach a path,
 metadata files and headers are size-checked before they are read, and every request has a timeout and a bounded
 number of retries (``transport.py``).
@@ -15,25 +22,26 @@ import os
 import re
 import struct
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
 from ..weights import (
     MODEL_CONFIG,
-    SAFETENSORS_INDEX,
     ModelConfig,
     ModelPlan,
     Shard,
     TensorInfo,
     WeightsError,
-    check_tensor_entry,
     parse_adapter_config,
     parse_model_config,
+    parse_safetensors_header,
     plan_layout,
     shards_from_index,
     weight_layout,
 )
 from ..weights.decoders.lora import ADAPTER_CONFIG
+from ..weights.readers import MAX_HEADER_BYTES
 from .base import (
     HUB_GATED,
     HUB_INVALID,
@@ -68,10 +76,11 @@ LISTING_EXPAND = ["sha", "lastModified", "createdAt", "downloads", "likes", "gat
 # commit too).
 PIN_PROBE = ".gitattributes"
 _ENDPOINT = re.compile(r"^https?://[^/\s?#]+(/[^\s?#]*)?$")
-# huggingface_hub's SafetensorsParsingError message: the file, the repo and revision, then the problem.
-_HEADER_ERROR = re.compile(
-    r"^Failed to parse safetensors header for '(?P<file>[^']+)' \(.*?\): (?P<problem>.+?)(?: Please .*)?$"
-)
+# The last byte of the first Range read of a safetensors file, as huggingface_hub's (``bytes=0-100000``): 97% of the
+# Hub's headers fit in it (one request); a longer header is read whole by a second one.
+_FIRST_HEADER_READ_END = 100_000
+# The headers of a sharded checkpoint read side by side (huggingface_hub read them on a thread pool too).
+_HEADER_READERS = 8
 
 
 def hub_endpoint(endpoint: str | None = None) -> str:
@@ -124,20 +133,18 @@ class HubSource:
             raise classify_hub_error(what, err) from err
 
     def _read_listed(self, what: str, fn: Callable, files: list[str] | None = None):
-        """``_call`` for a file model_info listed at this commit. A 404 for it (``EntryNotFound``; for the headers
-        of a standard checkpoint, huggingface_hub's ``NotASafetensorsRepoError``, which it raises on that 404) says
-        the hub's storage is not in step with its listing (a file pushed moments ago, or lost), not that the model
-        lacks the file: an unavailable attempt, which the next scan tries again, never a failed model. ``files``:
-        the files one call reads, one of which the 404 was for."""
-        from huggingface_hub.errors import EntryNotFoundError, NotASafetensorsRepoError
+        """``_call`` for a file model_info listed at this commit. A 404 for it (``EntryNotFound``) says the hub's
+        storage is not in step with its listing (a file pushed moments ago, or lost), not that the model lacks the
+        file: an unavailable attempt, which the next scan tries again, never a failed model. ``files``: the files
+        one call reads, one of which the 404 was for."""
+        from huggingface_hub.errors import EntryNotFoundError
 
         try:
             return self._call(what, fn)
         except HubError as err:
             cause = err.__cause__
-            if isinstance(cause, EntryNotFoundError | NotASafetensorsRepoError):
-                # The file the 404 was for, from the request (one headers call reads several files); huggingface_hub
-                # raises NotASafetensorsRepoError without one, for the single file it could not find.
+            if isinstance(cause, EntryNotFoundError):
+                # The file the 404 was for, from its request, else the one file the call reads.
                 url = str(getattr(getattr(cause, "response", None), "url", "") or "")
                 name = url.rsplit("/", 1)[-1] if url else (files[0] if files and len(files) == 1 else "")
                 lost = f" ({name})" if name and not what.endswith(name) else ""
@@ -146,53 +153,6 @@ class HubSource:
                     HUB_UNAVAILABLE,
                 ) from cause
             raise
-
-    def _read_headers(self, ref: ModelRef, what: str, fn: Callable, files: list[str], sizes: dict[str, int | None]):
-        """``_read_listed`` for safetensors headers. A header that does not parse (huggingface_hub's
-        ``SafetensorsParsingError``: not JSON, longer than the file or than 25 MB, a file under 8 bytes) is in the
-        commit's file, which never changes at a pinned commit: a WeightsError naming the file and the problem, so
-        the model is a failed scan of this commit (skipped by later scans until a new commit), not an attempt retried
-        every night. The bytes parsed are the file's: the transport retries a read that breaks off or is shorter
-        than the range it answers (then the model is unavailable)."""
-        from huggingface_hub.errors import SafetensorsParsingError
-
-        try:
-            return self._read_listed(what, fn, files)
-        except HubError as err:
-            if not isinstance(err.__cause__, SafetensorsParsingError):
-                raise
-            raise self._corrupt_header(ref, err.__cause__, files, sizes) from err.__cause__
-
-    def _corrupt_header(
-        self, ref: ModelRef, err: Exception, files: list[str], sizes: dict[str, int | None]
-    ) -> WeightsError:
-        """The WeightsError of a header huggingface_hub could not parse: the file (from its message, which names
-        it, or the one file read) and the problem. A header length past the end of the file is named as such (the
-        client reads what the file holds and calls it "not json-encoded"): one 8-byte Range read tells."""
-        parsed = _HEADER_ERROR.match(_first_line(err))
-        filename = parsed.group("file") if parsed else files[0] if len(files) == 1 else ""
-        problem = parsed.group("problem").removesuffix(".") if parsed else _first_line(err)
-        size = sizes.get(filename)
-        length = self._declared_header_length(ref, filename) if filename and size is not None else None
-        if length is not None and size is not None and length > size - 8:
-            problem = f"its header length of {length} bytes runs past the end of the {size}-byte file"
-        where = f"/{filename}" if filename else " safetensors headers"
-        return WeightsError(f"{ref.repo_id}@{ref.revision[:12]}{where}: corrupt safetensors header: {problem}")
-
-    def _declared_header_length(self, ref: ModelRef, filename: str) -> int | None:
-        """The header length a safetensors file's first 8 bytes declare, or None if they cannot be read now."""
-        from huggingface_hub import hf_hub_url
-        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
-
-        url = hf_hub_url(ref.repo_id, filename, revision=ref.revision, endpoint=self.endpoint)
-        headers = {**build_hf_headers(token=self.token), "Range": "bytes=0-7"}
-        try:
-            response = get_session().get(url, headers=headers, timeout=self.settings.timeout)
-            hf_raise_for_status(response)
-        except Exception as err:  # noqa: BLE001 - the problem is then named as huggingface_hub named it
-            logger.debug("%s@%s/%s: header length not read (%s)", ref.repo_id, ref.revision, filename, err)
-            return None
-        return struct.unpack("<Q", response.content[:8])[0] if len(response.content) >= 8 else None
 
     def check_reachable(self) -> None:
         """One small request (a one-model listing), so that a wrong or unreachable endpoint is one message, not
@@ -315,22 +275,6 @@ class HubSource:
             parse_adapter_config(text(ADAPTER_CONFIG), f"{ref.repo_id}/{ADAPTER_CONFIG}"),
         )
 
-    def _file_headers(
-        self, ref: ModelRef, filenames: list[str], sizes: dict[str, int | None]
-    ) -> dict[str, list[TensorInfo]]:
-        """Each file's tensor list from its own safetensors header (Range requests), whatever the file's name."""
-        headers = {}
-        for filename in filenames:
-            meta = self._read_headers(
-                ref,
-                f"{ref.repo_id}@{ref.revision[:12]}/{filename} safetensors header",
-                lambda f=filename: self.api.parse_safetensors_file_metadata(ref.repo_id, f, revision=ref.revision),
-                [filename],
-                sizes,
-            )
-            headers[filename] = _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", meta)
-        return headers
-
     def _eval_results(self, ref: ModelRef) -> list[EvalResult]:
         """The newer ``.eval_results/*.yaml`` results. The Hub returns them only when asked (``expand``, which
         cannot be combined with the file sizes ``resolve`` needs), so this is one more small request, made only
@@ -404,31 +348,73 @@ class HubSource:
         the index and the safetensors headers by Range requests (no weights are downloaded)."""
         label = f"{ref.repo_id}@{ref.revision[:12]}"
         layout = weight_layout(files, allow_pickle=self.allow_pickle, gguf_file=self.gguf_file, label=label)
-        # One call reads every header of a standard checkpoint; other file names (an adapter's) are read one by one.
-        standard = not layout.adapter and (layout.index == SAFETENSORS_INDEX or "model.safetensors" in files)
-
-        def headers(filenames: list[str]) -> dict[str, list[TensorInfo]]:
-            read = self._headers if standard else self._file_headers
-            return read(ref, filenames, files)
-
-        return plan_layout(layout, files, lambda name: self._index(ref, name, files), headers)
+        return plan_layout(
+            layout, files, lambda name: self._index(ref, name, files), lambda names: self._headers(ref, names, files)
+        )
 
     def _headers(
         self, ref: ModelRef, filenames: list[str], sizes: dict[str, int | None]
     ) -> dict[str, list[TensorInfo]]:
-        """Each shard's tensor list from its safetensors header, by Range requests (no weights are read)."""
-        meta = self._read_headers(
-            ref,
-            f"{ref.repo_id}@{ref.revision[:12]} safetensors headers",
-            lambda: self.api.get_safetensors_metadata(ref.repo_id, revision=ref.revision),
-            filenames,
-            sizes,
-        )
-        headers = {
-            filename: _checked_tensors(f"{ref.repo_id}@{ref.revision[:12]}/{filename}", file_meta)
-            for filename, file_meta in meta.files_metadata.items()
-        }
-        return {f: headers.get(f, []) for f in filenames}
+        """Each safetensors file's tensors from its header (:meth:`_header`), several files side by side; the first
+        file, in ``filenames``' order, whose header cannot be read or is corrupt raises."""
+        if len(filenames) <= 1:
+            return {name: self._header(ref, name, sizes.get(name)) for name in filenames}
+        pool = ThreadPoolExecutor(min(_HEADER_READERS, len(filenames)), thread_name_prefix="wwhub-header")
+        try:
+            futures = [pool.submit(self._header, ref, name, sizes.get(name)) for name in filenames]
+            return {name: future.result() for name, future in zip(filenames, futures, strict=True)}
+        finally:
+            pool.shutdown(cancel_futures=True)
+
+    def _header(self, ref: ModelRef, filename: str, size: int | None) -> list[TensorInfo]:
+        """A safetensors file's tensors from its header, by Range requests (no weights are read): its first 100 001
+        bytes, and the rest of a longer header. The bytes at a pinned commit never change, so a header that is
+        corrupt (a file under 8 bytes, a header length past the end of the file or over 25 MB, a header that is not
+        JSON or not of the format's shape, tensors whose bytes overlap or run past the file's listed size) is a
+        WeightsError naming the file and the problem: the model is a failed scan of this commit, which later scans
+        skip until a new commit, not an attempt retried every night. The bytes checked are the file's: the
+        transport retries a read that breaks off or is shorter than its ``Content-Range`` (then the model is
+        unavailable)."""
+        label = f"{ref.repo_id}@{ref.revision[:12]}/{filename}"
+        what = f"{ref.repo_id}@{ref.revision[:12]} safetensors headers"
+
+        def corrupt(problem: str) -> WeightsError:
+            return WeightsError(f"{label}: corrupt safetensors header: {problem}")
+
+        def past_the_end(length: int, file_size: int) -> WeightsError:
+            return corrupt(f"its header length of {length} bytes runs past the end of the {file_size}-byte file")
+
+        if size is not None and size < 8:
+            raise corrupt(f"the file has {size} bytes, fewer than the 8 of a header length")
+        head = self._read_listed(what, lambda: self._byte_range(ref, filename, 0, _FIRST_HEADER_READ_END), [filename])
+        if len(head) < 8:
+            raise corrupt(f"the file has {len(head)} bytes, fewer than the 8 of a header length")
+        (length,) = struct.unpack("<Q", head[:8])
+        if size is not None and length > size - 8:
+            raise past_the_end(length, size)
+        if length > MAX_HEADER_BYTES:
+            raise corrupt(f"its header length of {length} bytes is more than the {MAX_HEADER_BYTES} a header may have")
+        if len(head) >= 8 + length:
+            raw = head[8 : 8 + length]
+        else:
+            raw = self._read_listed(what, lambda: self._byte_range(ref, filename, 8, 7 + length), [filename])
+        if len(raw) < length:  # the hub listed no size: the file ends before its header does
+            raise past_the_end(length, 8 + len(raw))
+        return parse_safetensors_header(raw, size, label)
+
+    def _byte_range(self, ref: ModelRef, filename: str, first: int, last: int) -> bytes:
+        """Bytes ``first`` to ``last`` (or to the end of a shorter file) of a file at the pinned commit, by one Range
+        request of huggingface_hub's session (its headers and token; its error types, by ``hf_raise_for_status``).
+        A server that ignores Range costs no more: the transport reads the bytes asked for and answers as it would
+        have."""
+        from huggingface_hub import hf_hub_url
+        from huggingface_hub.utils import build_hf_headers, get_session, hf_raise_for_status
+
+        url = hf_hub_url(ref.repo_id, filename, revision=ref.revision, endpoint=self.endpoint)
+        headers = {**build_hf_headers(token=self.token), "Range": f"bytes={first}-{last}"}
+        response = get_session().get(url, headers=headers, timeout=self.settings.timeout)
+        hf_raise_for_status(response)
+        return response.content
 
     def fetch_shard(self, ref: ModelRef, shard: Shard, workdir: Path) -> Path:
         """Download one shard into ``workdir`` (resumable), pinned to the commit sha. A file whose size is not the
@@ -487,22 +473,14 @@ class HubSource:
         ]
 
 
-class FileTooLarge(HubError):
-    """A metadata file (card, config, index) over its size cap: the commit's file is the problem, not the hub."""
+class FileTooLarge(WeightsError):
+    """A metadata file (card, config, index) over its size cap: the commit's file is the problem, not the hub, so a
+    config or index over it is a failed scan of the commit, which later scans skip until a new commit (a card over
+    it is a malformed card)."""
 
     def __init__(self, what: str, size_text: str):
-        super().__init__(f"{what}: {size_text}", HUB_INVALID)
+        super().__init__(f"{what}: {size_text}")
         self.size_text = size_text
-
-
-def _checked_tensors(label: str, file_meta) -> list[TensorInfo]:
-    """A remote safetensors header's tensors, each entry checked before anything is allocated from it."""
-    infos = []
-    for name, tensor in file_meta.tensors.items():
-        shape = tuple(tensor.shape)
-        check_tensor_entry(label, name, tensor.dtype, shape, *tensor.data_offsets)
-        infos.append(TensorInfo(name, tensor.dtype, shape))
-    return infos
 
 
 def _metadata_cache() -> str:
@@ -538,7 +516,7 @@ def classify_hub_error(what: str, err: Exception) -> HubError:
         return HubError(f"{what}: HF_HUB_OFFLINE is set; use --source cache to scan what is downloaded", HUB_OTHER)
     if isinstance(err, HubUnavailable):
         return HubError(f"{what}: hub unavailable: {err}", HUB_UNAVAILABLE)
-    if isinstance(err, HubProtocolError | errors.SafetensorsParsingError):
+    if isinstance(err, HubProtocolError):
         return HubError(f"{what}: {_first_line(err)}", HUB_INVALID)
     status = getattr(getattr(err, "response", None), "status_code", None)
     if status is not None:

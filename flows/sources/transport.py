@@ -14,7 +14,13 @@ that, for every request the client makes (``model_info``, ``list_models``, heade
   too, so that bytes cut short are never parsed as the file's), at most ``retries`` times, waiting
   ``backoff`` · 2^attempt seconds or what ``Retry-After`` asks, never more than ``max_wait``; then raises
   :class:`HubUnavailable`. That is not an httpx error, so the client's own retry loops pass it through instead of
-  multiplying the attempts: one request, one bounded budget, whatever the call that made it;
+  multiplying the attempts: one request, one bounded budget, whatever the call that made it. A 408/429/5xx answer
+  of the hub's never reaches the client, whatever ``retries`` (0 included): it is transient by definition, so its
+  last attempt is HubUnavailable like a timeout's, where the client would raise an HTTP error (a failed model) or,
+  for ``hf_hub_download``'s HEAD, retry it itself and then call the file missing from its cache;
+* reads, of a 200 answer to a read of a closed range (a server that ignores ``Range`` sends the whole file, which
+  for a header read may be a shard of gigabytes), only the bytes asked for, then closes the connection, and hands the
+  client the 206 a server honouring the Range would have sent;
 * goes on with a download whose body breaks off (a dropped or reset connection, a body that stalls) from the byte it
   reached, with ``Range``, within that same budget: huggingface_hub's own resume loop (``http_get``: 5 tries in a
   row without a new byte, its count reset by every byte that arrives) never sees the failure, so ``retries`` bounds
@@ -128,13 +134,19 @@ class HubProtocolError(Exception):
     """The hub answered something unsafe to use (e.g. an ``X-Repo-Commit`` that is not a commit sha)."""
 
 
+def _closed_range(request) -> tuple[int, int] | None:
+    """(first, last) byte of a GET's closed ``Range`` (``bytes=A-B``: a header read), else None."""
+    asked = _CLOSED_RANGE.match(request.headers.get("Range", "").strip()) if request.method == "GET" else None
+    return (int(asked.group(1)), int(asked.group(2))) if asked else None
+
+
 def _small_body(request) -> bool:
     if request.method != "GET":
         return False
     if request.url.path.startswith("/api/"):
         return True
-    closed = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
-    return bool(closed) and int(closed.group(2)) - int(closed.group(1)) < _SMALL_BODY
+    closed = _closed_range(request)
+    return closed is not None and closed[1] - closed[0] < _SMALL_BODY
 
 
 def _short_range(request, response) -> str | None:
@@ -151,6 +163,43 @@ def _short_range(request, response) -> str | None:
         if len(response.content) == int(answered.group(2)) - int(answered.group(1)) + 1:
             return None
     return f"a body of {len(response.content)} bytes for Content-Range {response.headers.get('Content-Range')!r}"
+
+
+def _range_of_whole_file(request, response, first: int, last: int) -> tuple[object, str | None]:
+    """A 200 answer to a read of bytes ``first``-``last`` (the server ignored ``Range``: the body is the whole file,
+    perhaps a shard of gigabytes) read up to byte ``last`` only, the connection then closed, and answered as the 206
+    a server that honours the Range sends: those bytes (up to the end of a shorter file) with their
+    ``Content-Range``, or a 416 when the file ends before ``first``. (response, None), or (None, what failed) when
+    the body breaks off first."""
+    import httpx2
+
+    kept, position, ended = bytearray(), 0, True
+    try:
+        # Decoded bytes: their offsets are the file's, whatever Content-Encoding the server chose.
+        for chunk in response.iter_bytes():
+            kept += chunk[max(first - position, 0) : max(last + 1 - position, 0)]
+            position += len(chunk)
+            if position > last:
+                ended = False
+                break
+    except httpx2.TransportError as err:
+        return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": ")
+    finally:
+        response.close()
+    length = response.headers.get("Content-Length", "")
+    encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+    size = str(position) if ended else length if length.isdigit() and not encoded else "*"
+    headers = [
+        (key, value)
+        for key, value in response.headers.multi_items()
+        if key.lower() not in ("content-length", "content-encoding", "transfer-encoding", "content-range")
+    ]
+    extensions = {"http_version": response.extensions.get("http_version", b"HTTP/1.1")}
+    if not kept:
+        headers.append(("Content-Range", f"bytes */{size}"))
+        return httpx2.Response(416, headers=headers, request=request, extensions=extensions), None
+    headers.append(("Content-Range", f"bytes {first}-{first + len(kept) - 1}/{size}"))
+    return httpx2.Response(206, headers=headers, content=bytes(kept), request=request, extensions=extensions), None
 
 
 def origin(url: str) -> tuple[str, str, int]:
@@ -201,7 +250,7 @@ def _transport_class():
                         self.limiter.acquire(bucket)
                     except RateLimitExhausted as err:
                         raise HubUnavailable(f"{err} ({request.method} {request.url})") from None
-                response, failure, retry_after = self._attempt(request, tries.retries > 0, ours, bucket, limited)
+                response, failure, retry_after = self._attempt(request, ours, bucket, limited)
                 if response is not None:
                     if ours and response.headers.get("Location"):
                         # Where the hub sends us (a CDN) is the hub's too: retried, but never sent the token.
@@ -239,11 +288,12 @@ def _transport_class():
                 failure = f"HTTP {response.status_code} for the rest from byte {offset}"
                 response.close()
 
-        def _attempt(self, request, retry: bool, ours: bool, bucket: str | None, limited_before: int):
+        def _attempt(self, request, ours: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
             ``limited_before``: the 429s this request drew already (a 429 that says no window waits longer each time).
-            A small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
+            A 408/429/5xx of the hub's is a failed attempt whatever the retries (with none left, HubUnavailable). A
+            small body of the hub's is read here, whole and checked, whatever the retries: a broken one is a failed
             attempt, never bytes handed to the client as the file's.
             """
             try:
@@ -265,10 +315,13 @@ def _transport_class():
             if limited and bucket is not None:
                 response.close()
                 return None, RATE_LIMITED, None
-            if retry and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
+            if ours and response.status_code in RETRY_STATUSES | {RATE_LIMITED}:
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
             if ours and _small_body(request):
+                closed = _closed_range(request)
+                if response.status_code == 200 and closed is not None:
+                    return (*_range_of_whole_file(request, response, *closed), None)
                 try:
                     response.read()
                 except httpx2.TransportError as err:

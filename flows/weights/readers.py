@@ -49,39 +49,85 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return found
 
 
-def _parse_header(raw: bytes, file_size: int | None, label: str) -> list[_Located]:
+# The keys of a tensor's entry in a safetensors header (the format's spec: https://huggingface.co/docs/safetensors).
+_ENTRY_KEYS = ("dtype", "shape", "data_offsets")
+
+
+def _json_kind(value: object) -> str:
+    """What a JSON value is, in words ("a list", "a string"), for a message naming what a header holds instead."""
+    kinds = ((dict, "an object"), (list, "a list"), (str, "a string"), (bool, "a boolean"), (int | float, "a number"))
+    return next((kind for types, kind in kinds if isinstance(value, types)), "null")
+
+
+def _short(value: object) -> str:
+    text = json.dumps(value)
+    return text if len(text) <= 60 else f"{text[:57]}..."
+
+
+def _header_problem(label: str, problem: str) -> WeightsError:
+    return WeightsError(f"{label}: corrupt safetensors header: {problem}")
+
+
+def _entry(label: str, name: str, meta: object) -> _Located:
+    """One tensor's entry, each key of the type the format says, its shape filling its data offsets exactly."""
+    if not isinstance(meta, dict):
+        raise _header_problem(
+            label, f"tensor {name!r} is {_json_kind(meta)}, not an object with {', '.join(_ENTRY_KEYS)}"
+        )
+    missing = [key for key in _ENTRY_KEYS if key not in meta]
+    if missing:
+        raise _header_problem(label, f"tensor {name!r} has no {' and no '.join(missing)}")
+    dtype, shape, offsets = (meta[key] for key in _ENTRY_KEYS)
+    if not isinstance(dtype, str):
+        raise _header_problem(label, f"tensor {name!r} has dtype {_short(dtype)}, not a dtype name")
+    if not isinstance(shape, list):
+        raise _header_problem(label, f"tensor {name!r} has shape {_short(shape)}, not a list of dimensions")
+    if not (isinstance(offsets, list) and len(offsets) == 2):
+        raise _header_problem(label, f"tensor {name!r} has data_offsets {_short(offsets)}, not a pair [begin, end]")
+    check_tensor_entry(label, name, dtype, tuple(shape), *offsets)
+    return _Located(TensorInfo(name, dtype, tuple(shape)), *offsets)
+
+
+def _parse_header(raw: bytes, label: str) -> list[_Located]:
+    """The tensors of a safetensors header (the bytes after its 8-byte length), in file order, each entry checked
+    and their bytes following one another from the start of the data, as the format requires (no overlap, no hole:
+    a tensor never stands for another's bytes). WeightsError naming the problem."""
     try:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
-    except ValueError as err:  # UnicodeDecodeError, json.JSONDecodeError, a name listed twice
-        raise WeightsError(f"{label}: corrupt safetensors header ({err.__class__.__name__}: {err})") from err
+    except UnicodeDecodeError as err:
+        raise _header_problem(label, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+    except json.JSONDecodeError as err:
+        raise _header_problem(label, f"not JSON ({err})") from err
+    except ValueError as err:  # a name listed twice
+        raise _header_problem(label, str(err)) from err
     if not isinstance(header, dict):
-        raise WeightsError(f"{label}: corrupt safetensors header (not a JSON object)")
-    located: list[_Located] = []
-    for name, meta in header.items():
-        if name == "__metadata__":
-            continue
-        try:
-            begin, end = meta["data_offsets"]
-            info = TensorInfo(name, str(meta["dtype"]), tuple(meta["shape"]))
-        except (KeyError, TypeError, ValueError) as err:
-            raise WeightsError(f"{label}: corrupt safetensors header entry for {name!r}") from err
-        check_tensor_entry(label, name, info.dtype, info.shape, begin, end)
-        located.append(_Located(info, begin, end))
-    if file_size is not None:
-        expected = 8 + len(raw) + max((t.end for t in located), default=0)
-        if file_size < expected:
-            raise WeightsError(f"{label}: truncated: {file_size} bytes on disk, header promises {expected}")
+        raise _header_problem(label, f"{_json_kind(header)}, not an object of tensors")
+    located = [_entry(label, name, meta) for name, meta in header.items() if name != "__metadata__"]
     # File order is what the exporter wrote (safetensors sorts by dtype, then name); depth order comes later.
-    return sorted(located, key=lambda t: t.begin)
+    located.sort(key=lambda t: (t.begin, t.end))
+    reached = 0
+    for tensor in located:
+        if tensor.begin != reached:
+            where = "the start of the data" if reached == 0 else f"byte {reached}, where the tensor before it ends"
+            raise _header_problem(
+                label,
+                f"tensor {tensor.info.name!r} has data_offsets [{tensor.begin}, {tensor.end}], but should begin at "
+                f"{where} (no overlap, no hole)",
+            )
+        reached = tensor.end
+    return located
 
 
 def parse_safetensors_header(raw: bytes, file_size: int | None, label: str) -> list[TensorInfo]:
-    """Validate a safetensors header (the bytes after the 8-byte length) and list its tensors in file order.
-
-    Every tensor's byte span must match its dtype and shape, and ``file_size`` (when known) must hold them all,
-    which catches a truncated download before anything is allocated.
-    """
-    return [t.info for t in _parse_header(raw, file_size, label)]
+    """Validate a safetensors header (the bytes after the 8-byte length) of a file of ``file_size`` bytes (a hub
+    file's listed size) and list its tensors in file order: every entry as the format defines it, every tensor's
+    byte span matching its dtype and shape, the spans following one another and the file holding them all.
+    WeightsError ``LABEL: corrupt safetensors header: PROBLEM``."""
+    located = _parse_header(raw, label)
+    end = 8 + len(raw) + (located[-1].end if located else 0)
+    if file_size is not None and end > file_size:
+        raise _header_problem(label, f"its tensors' data runs to byte {end}, past the end of the {file_size}-byte file")
+    return [t.info for t in located]
 
 
 def _read_header(path: Path) -> tuple[int, list[_Located]]:
@@ -106,7 +152,11 @@ def _read_header(path: Path) -> tuple[int, list[_Located]]:
         raise WeightsError(f"{path}: no such file") from err
     except IsADirectoryError as err:
         raise WeightsError(f"{path}: is a directory, expected a .safetensors file") from err
-    return 8 + len(raw), _parse_header(raw, size, str(path))
+    located = _parse_header(raw, str(path))
+    expected = 8 + len(raw) + (located[-1].end if located else 0)
+    if size < expected:
+        raise WeightsError(f"{path}: truncated: {size} bytes on disk, header promises {expected}")
+    return 8 + len(raw), located
 
 
 def read_safetensors_header(path: Path) -> list[TensorInfo]:

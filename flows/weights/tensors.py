@@ -83,7 +83,7 @@ def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: i
     10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
     if not all(is_whole(d) and d >= 0 for d in shape) or len(shape) > 8:
         raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
-    if not (isinstance(begin, int) and isinstance(end, int) and 0 <= begin <= end):
+    if not (is_whole(begin) and is_whole(end) and 0 <= begin <= end):
         raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")
     numel = 1
     for dim in shape:

@@ -389,6 +389,20 @@ CASES = [
         )[1],
     ),
     ErrorCase(
+        "hub-5xx-no-retries",
+        "a hub answering 503 with `--hub-retries 0` (transient, as a timeout is: an `unavailable` attempt, scanned by "
+        "the next scan, never a failed model)",
+        1,
+        "wwhub scan: unavailable: acme/down@<sha>: hub unavailable: HTTP 503 (1 attempt, GET <url>)",
+        lambda ctx: (
+            hub_model(ctx, "acme/down"),
+            ctx.hub.fail_5xx(count=None, match="/api/models/acme/down"),
+            [*scan_hub(ctx, "acme/down"), "--hub-retries", "0"],
+        )[-1],
+        changes="lake",
+        check=status_is("acme/down", "unavailable", "HTTP 503"),
+    ),
+    ErrorCase(
         "repo-missing",
         "every repo asked for is missing (a typo); the failure is recorded",
         2,
@@ -465,14 +479,45 @@ CASES = [
         "a safetensors header that is not JSON (the commit's file: a failed scan, not tried again until a new commit; "
         "a read cut short is an `unavailable` attempt instead)",
         1,
-        "wwhub scan: failed: acme/garbled@<sha>/model.safetensors: corrupt safetensors header: header is not "
-        "json-encoded string",
+        "wwhub scan: failed: acme/garbled@<sha>/model.safetensors: corrupt safetensors header: not JSON (Expecting "
+        "property name enclosed in double quotes: line 1 column 2 (char 1))",
         lambda ctx: (
             hub_model(ctx, "acme/garbled", {"model.safetensors": struct.pack("<Q", 4) + b"{{{{"}),
             scan_hub(ctx, "acme/garbled"),
         )[-1],
         changes="lake",
-        check=scanned_as("acme/garbled", "failed", "not json-encoded"),
+        check=scanned_as("acme/garbled", "failed", "not JSON"),
+    ),
+    ErrorCase(
+        "header-wrong-shape",
+        "a safetensors header that is JSON, but not of the format's shape (a list, a tensor entry without its dtype, "
+        "tensors whose bytes overlap or run past the file): the commit's file, a failed scan",
+        1,
+        "wwhub scan: failed: acme/shapeless@<sha>/model.safetensors: corrupt safetensors header: tensor 'w.weight' "
+        "has no dtype",
+        lambda ctx: (
+            hub_model(
+                ctx,
+                "acme/shapeless",
+                {"model.safetensors": safetensors_bytes({"w.weight": {"shape": [2, 2], "data_offsets": [0, 16]}})},
+            ),
+            scan_hub(ctx, "acme/shapeless"),
+        )[-1],
+        changes="lake",
+        check=scanned_as("acme/shapeless", "failed", "no dtype"),
+    ),
+    ErrorCase(
+        "config-too-large",
+        "a `config.json` over 4 MB, or an index over 32 MB (not read: the commit's file, a failed scan, not tried "
+        "again until a new commit)",
+        1,
+        "wwhub scan: failed: acme/bloated@<sha>/config.json: 4000001 bytes, more than the 4000000 this file may have",
+        lambda ctx: (
+            hub_model(ctx, "acme/bloated", {"config.json": b"{" + b" " * 3_999_999 + b"}"}),
+            scan_hub(ctx, "acme/bloated"),
+        )[-1],
+        changes="lake",
+        check=scanned_as("acme/bloated", "failed", "config.json"),
     ),
     ErrorCase(
         "header-shape-huge",

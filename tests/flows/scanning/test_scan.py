@@ -93,8 +93,12 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     assert "wwhub scan: failed: acme/tiny-missing@main: repository not found" in err
     models = {m["repo_id"]: m for m in lake_rows(lake, "SELECT * FROM models")}
     assert models["acme/tiny-1m"]["status"] == "scanned" and models["acme/tiny-2m"]["status"] == "scanned"
-    assert models["acme/tiny-corrupt"]["status"] == "partial"
-    assert "model-00002-of-00002.safetensors" in models["acme/tiny-corrupt"]["reason"]
+    # A shard cut in half at the commit: its header promises more bytes than the hub lists, so the commit is a failed
+    # scan, found before any download (a partial scan would stand for the repo as a good one).
+    assert models["acme/tiny-corrupt"]["status"] == "failed"
+    assert "model-00002-of-00002.safetensors: corrupt safetensors header: its tensors' data runs to byte" in (
+        models["acme/tiny-corrupt"]["reason"]
+    )
     # A repo the hub does not know is an attempt, not a models row: it never shadows a scan (there is none here).
     assert "acme/tiny-missing" not in models
     attempts = lake_rows(lake, "SELECT repo_id, revision, status, reason, error_kind FROM attempts")
@@ -104,10 +108,9 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     assert "repository not found" in attempts[0]["reason"]
     assert models["acme/tiny-malformed"]["card_status"].startswith("malformed")
     assert models["acme/tiny-malformed"]["num_ok"] == 1  # the weights were still scanned
-    corrupt_layers = lake_rows(lake, "SELECT name, fit_status, reason FROM layers WHERE repo_id = 'acme/tiny-corrupt'")
-    assert {r["fit_status"] for r in corrupt_layers} == {"ok", "failed"}
+    assert lake_rows(lake, "SELECT count(*) AS n FROM layers WHERE repo_id = 'acme/tiny-corrupt'") == [{"n": 0}]
     scans = lake_rows(lake, "SELECT * FROM scans")
-    assert len(scans) == 1 and scans[0]["listed"] == 5 and scans[0]["failed"] == 1
+    assert len(scans) == 1 and scans[0]["listed"] == 5 and scans[0]["failed"] == 2  # the missing, the corrupt
     assert any("tiny-missing" in e for e in json.loads(scans[0]["errors"]))
     layer_count = lake_rows(lake, "SELECT count(*) AS n FROM layers")[0]["n"]
 

@@ -146,6 +146,60 @@ def test_a_lasting_5xx_costs_one_model_and_two_attempts_per_request(faults, tmp_
     assert "skipped 1 (already in the lake)" in capsys.readouterr().out
 
 
+SHARD = "model-00002-of-00003.safetensors"
+# Where a 5xx can meet a model's scan: its model_info, a header Range read, a shard's download (its HEAD passes).
+FIVE_XX_AT = {
+    "model_info": dict(match="/api/models/acme/flaky-1m"),
+    "header-read": dict(match=SHARD, ranged=True),
+    "download": dict(match=SHARD, ranged=False, method="GET"),
+}
+
+
+def hit(hub, where: str) -> int:
+    """The requests that met the fault at ``where``."""
+    match, ranged = FIVE_XX_AT[where]["match"], FIVE_XX_AT[where].get("ranged")
+    return sum(
+        1 for method, path, r in hub.requests if method == "GET" and match in path and ranged in (None, r == HEADER)
+    )
+
+
+@pytest.mark.parametrize(("code", "retries"), [(500, 0), (502, 0), (503, 0), (504, 0), (500, 1)])
+@pytest.mark.parametrize("where", list(FIVE_XX_AT))
+def test_a_5xx_on_its_last_attempt_is_an_unavailable_attempt_whatever_the_retries(
+    faults, clean_rows, tmp_path, code, retries, where
+):
+    """A 5xx is transient by definition: with --hub-retries 0, or once the retries are spent, the model is an
+    unavailable attempt that the next scan makes again, as after a timeout, never a failed model. The client never
+    sees the answer: it would call it an HTTP error, or (hf_hub_download's HEAD) retry it itself for seconds and
+    then say the file is not in its cache; each request is asked 1 + --hub-retries times."""
+    lake = tmp_path / "lake"
+    faults.fail_5xx(count=None, status=code, **FIVE_XX_AT[where])
+    assert scan(faults, lake, "--hub-retries", str(retries), "--hub-backoff", "0", repos=[REPOS[0]]) == 1
+    model_status, reason = status(lake, REPOS[0])
+    assert model_status == "unavailable", reason
+    assert f"hub unavailable: HTTP {code} ({retries + 1} attempt" in reason, reason
+    assert rows(lake, "SELECT count(*) FROM models WHERE repo_id = $1", [REPOS[0]]) == [(0,)]
+    assert hit(faults, where) == retries + 1
+    faults.clear_faults()
+    assert scan(faults, lake, repos=[REPOS[0]]) == 0
+    assert rows(lake, ROWS) == [r for r in clean_rows if r[0] == REPOS[0]]
+
+
+@pytest.mark.parametrize("code", [500, 502, 503, 504])
+def test_a_5xx_to_the_listing_is_unavailable_whatever_the_retries(faults, code):
+    """The reachability probe and a family's listing: a 5xx is the hub unavailable, not another HTTP error."""
+    from flows.sources import HUB_UNAVAILABLE, HubError, HubSource
+
+    faults.fail_5xx(count=None, match="/api/models", status=code)
+    source = HubSource(faults.endpoint, settings=HubSettings(retries=0, backoff=0))
+    for call in (source.check_reachable, lambda: source.list_family({"author": "acme"})):
+        with pytest.raises(HubError) as err:
+            call()
+        assert err.value.kind == HUB_UNAVAILABLE
+        assert f"hub unavailable: HTTP {code} (1 attempt, GET {faults.endpoint}/api/models?" in str(err.value)
+    assert faults.count("GET", "/api/models") == 2
+
+
 @pytest.mark.parametrize("fault", ["reset", "truncate", "stall_after_headers"])
 @pytest.mark.parametrize("ranged", [True, False], ids=["header-read", "download"])
 def test_a_body_that_breaks_off_is_fetched_again(faults, clean_rows, tmp_path, monkeypatch, fault, ranged):
@@ -222,6 +276,33 @@ def test_an_encoded_download_that_breaks_off_is_not_resumed_from_a_byte_offset()
             with pytest.raises(HubUnavailable, match=r"after 32 bytes, not resumed \(an encoded body\) \(1 attempt"):
                 list(response.iter_raw())
     assert asked == [None]
+
+
+@pytest.mark.parametrize(
+    ("asked", "status", "content_range", "content"),
+    [
+        ("bytes=2-5", 206, "bytes 2-5/10", b"2345"),
+        ("bytes=4-99", 206, "bytes 4-9/10", b"456789"),  # past the end of the file: to its end, as a server answers
+        ("bytes=20-30", 416, "bytes */10", b""),
+    ],
+)
+def test_a_range_read_answered_with_the_whole_file_is_answered_as_the_range(asked, status, content_range, content):
+    """A server that ignores Range sends the whole file (200): the client gets what a server that honours it sends."""
+    import httpx2
+
+    from flows.sources.ratelimit import RateLimiter
+    from flows.sources.transport import _transport_class
+
+    settings = HubSettings(backoff=0, retries=0)
+    transport = _transport_class()(settings, "http://hub.test", RateLimiter(settings.rate_limit_wait))
+    transport.inner = httpx2.MockTransport(lambda request: httpx2.Response(200, content=b"0123456789"))
+    with httpx2.Client(transport=transport) as client:
+        response = client.get("http://hub.test/acme/m/resolve/main/model.safetensors", headers={"Range": asked})
+    assert (response.status_code, response.headers["Content-Range"], response.content) == (
+        status,
+        content_range,
+        content,
+    )
 
 
 def test_a_hub_that_never_answers_costs_one_model_in_bounded_time(faults, tmp_path):
