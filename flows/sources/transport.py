@@ -37,6 +37,7 @@ Settings come from ``wwhub scan`` options or ``WWHUB_HUB_*`` variables, read her
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 import threading
@@ -202,13 +203,120 @@ def _range_of_whole_file(request, response, first: int, last: int) -> tuple[obje
     return httpx2.Response(206, headers=headers, content=bytes(kept), request=request, extensions=extensions), None
 
 
+def _refuse_invalid_commit(request, response) -> None:
+    """HubProtocolError for an ``X-Repo-Commit`` that is not a commit sha: the client builds cache paths from it."""
+    commit = response.headers.get("X-Repo-Commit")
+    if commit is not None and not _COMMIT_SHA.match(commit):
+        response.close()
+        raise HubProtocolError(
+            f"{request.method} {request.url}: the hub answered an invalid commit sha {commit[:80]!r}"
+        )
+
+
+def _read_small_body(request, response):
+    """A small body of the hub's (an API answer, a Range read), read whole and checked: (response, None, None), or
+    (None, what failed, None) for a failed attempt. A 200 to a closed Range (the server ignored it) is read only up
+    to the bytes asked for."""
+    import httpx2
+
+    closed = _closed_range(request)
+    if response.status_code == 200 and closed is not None:
+        return (*_range_of_whole_file(request, response, *closed), None)
+    try:
+        response.read()
+    except httpx2.TransportError as err:
+        response.close()
+        return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+    short = _short_range(request, response)
+    if short:
+        return None, short, None
+    return response, None, None
+
+
+def _timeouts(settings: HubSettings, asked: dict, ours: bool) -> dict:
+    """Our timeouts for a request to the hub or where it redirects; elsewhere, the client's where shorter."""
+    timeout = settings.timeout
+    mine = {"connect": min(_CONNECT_TIMEOUT, timeout), "read": timeout, "write": timeout, "pool": timeout}
+    if ours:
+        return mine
+    return {k: v if asked.get(k) is None else min(v, asked[k]) for k, v in mine.items()}
+
+
 def origin(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     return parts.scheme, (parts.hostname or "").lower(), parts.port or {"http": 80, "https": 443}.get(parts.scheme, 0)
 
 
+@functools.cache
+def _resumed_body_class():
+    import httpx2
+
+    class ResumedBody(httpx2.SyncByteStream):
+        """A download's body that, where its connection breaks off, goes on from the byte it reached (``Range``)
+        within the request's tries, or raises HubUnavailable once they are spent. huggingface_hub's own resume loop
+        (``http_get``: up to 5 tries in a row without new bytes, its count reset by any byte that arrives, a second
+        apart) never sees a failure, so --hub-retries bounds a download's attempts, whatever breaks: its connection
+        opening or its body. A body the server encodes (gzip), or one of a closed range, does not go on: its first
+        break is the last."""
+
+        def __init__(self, transport, request, response, bucket: str | None, tries: _Tries):
+            self.transport, self.request, self.response = transport, request, response
+            self.bucket, self.tries = bucket, tries
+            asked = _OPEN_RANGE.match(request.headers.get("Range", "").strip())
+            self.start = int(asked.group(1)) if asked else 0
+            encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+            closed = asked is None and "Range" in request.headers
+            self.unresumable = "an encoded body" if encoded else "a closed range" if closed else ""
+
+        def __iter__(self):
+            received = skip = 0
+            while True:
+                try:
+                    for chunk in self.response.stream:
+                        if skip:
+                            dropped = min(skip, len(chunk))
+                            chunk, skip = chunk[dropped:], skip - dropped
+                        if chunk:
+                            received += len(chunk)
+                            yield chunk
+                    return
+                except httpx2.TransportError as err:
+                    self.response.close()
+                    failure = f"{_describe(err)} in the body after {received} bytes"
+                if self.unresumable:
+                    where = f"{self.tries}, GET {self.request.url}"
+                    raise HubUnavailable(f"{failure}, not resumed ({self.unresumable}) ({where})")
+                offset = self.start + received
+                self.response, skip = self._rest(offset, failure)
+
+        def _rest(self, offset: int, failure: str):
+            """The rest of the download from byte ``offset`` on, after its body broke off with ``failure``, within
+            the request's tries: (the response, the bytes at its start to drop: all before ``offset`` when the
+            server ignored Range and sent the whole file again)."""
+            while True:
+                self.transport._failed(self.request, failure, None, self.tries)
+                headers = self.request.headers.copy()
+                headers["Range"] = f"bytes={offset}-"
+                rest = httpx2.Request("GET", self.request.url, headers=headers, extensions=self.request.extensions)
+                response = self.transport._send(rest, True, self.bucket, self.tries)
+                if response.status_code == 200:
+                    return response, offset
+                answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
+                if response.status_code == 206 and answered and int(answered.group(1)) == offset:
+                    return response, 0
+                failure = f"HTTP {response.status_code} for the rest from byte {offset}"
+                response.close()
+
+        def close(self) -> None:
+            self.response.close()
+
+    return ResumedBody
+
+
 def _transport_class():
     import httpx2
+
+    resumed_body = _resumed_body_class()
 
     class HubTransport(httpx2.BaseTransport):
         """See the module's docstring. Retries and our timeouts are for the hub and the hosts it redirects to (a
@@ -227,14 +335,14 @@ def _transport_class():
             if target != self.hub_origin:
                 request.headers.pop("Authorization", None)
             ours = target in self.served_by_hub
-            request.extensions["timeout"] = self._timeouts(request.extensions.get("timeout") or {}, ours)
+            request.extensions["timeout"] = _timeouts(self.settings, request.extensions.get("timeout") or {}, ours)
             retries = self.settings.retries if ours and request.method in _IDEMPOTENT else 0
             # The hub itself counts requests per bucket; the hosts it redirects to (a CDN) do not.
             bucket = bucket_of(request.url.path) if target == self.hub_origin else None
             tries = _Tries(retries)
             response = self._send(request, ours, bucket, tries)
             if ours and request.method == "GET" and response.status_code in (200, 206) and not _small_body(request):
-                body = ResumedBody(self, request, response, bucket, tries)
+                body = resumed_body(self, request, response, bucket, tries)
                 return httpx2.Response(
                     response.status_code, headers=response.headers, stream=body, extensions=response.extensions
                 )
@@ -270,24 +378,6 @@ def _transport_class():
             time.sleep(self.settings.wait(tries.failed, retry_after))
             tries.failed += 1
 
-        def _rest(self, request, offset: int, failure: str, bucket: str | None, tries: _Tries):
-            """The rest of a download from byte ``offset`` on, after its body broke off with ``failure``, within
-            the request's tries: (the response, the bytes at its start to drop: all before ``offset`` when the
-            server ignored Range and sent the whole file again)."""
-            while True:
-                self._failed(request, failure, None, tries)
-                headers = request.headers.copy()
-                headers["Range"] = f"bytes={offset}-"
-                rest = httpx2.Request("GET", request.url, headers=headers, extensions=request.extensions)
-                response = self._send(rest, True, bucket, tries)
-                if response.status_code == 200:
-                    return response, offset
-                answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-                if response.status_code == 206 and answered and int(answered.group(1)) == offset:
-                    return response, 0
-                failure = f"HTTP {response.status_code} for the rest from byte {offset}"
-                response.close()
-
         def _attempt(self, request, ours: bool, bucket: str | None, limited_before: int):
             """(response, None, None) to hand back, or (None, what failed, Retry-After seconds) to try again;
             ``RATE_LIMITED`` for a 429 the limiter now waits out. Every answer from the hub is shown to the limiter.
@@ -306,12 +396,7 @@ def _transport_class():
             if bucket is not None:
                 fallback = self.settings.rate_limit_fallback(limited_before)
                 self.limiter.observe(bucket, response.headers, limited=limited, fallback_wait=fallback)
-            commit = response.headers.get("X-Repo-Commit")
-            if commit is not None and not _COMMIT_SHA.match(commit):
-                response.close()
-                raise HubProtocolError(
-                    f"{request.method} {request.url}: the hub answered an invalid commit sha {commit[:80]!r}"
-                )
+            _refuse_invalid_commit(request, response)
             if limited and bucket is not None:
                 response.close()
                 return None, RATE_LIMITED, None
@@ -319,69 +404,11 @@ def _transport_class():
                 response.close()
                 return None, f"HTTP {response.status_code}", retry_after_seconds(response.headers.get("Retry-After"))
             if ours and _small_body(request):
-                closed = _closed_range(request)
-                if response.status_code == 200 and closed is not None:
-                    return (*_range_of_whole_file(request, response, *closed), None)
-                try:
-                    response.read()
-                except httpx2.TransportError as err:
-                    response.close()
-                    return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
-                short = _short_range(request, response)
-                if short:
-                    return None, short, None
+                return _read_small_body(request, response)
             return response, None, None
-
-        def _timeouts(self, asked: dict, ours: bool) -> dict:
-            timeout = self.settings.timeout
-            mine = {"connect": min(_CONNECT_TIMEOUT, timeout), "read": timeout, "write": timeout, "pool": timeout}
-            if ours:
-                return mine
-            return {k: v if asked.get(k) is None else min(v, asked[k]) for k, v in mine.items()}
 
         def close(self) -> None:
             self.inner.close()
-
-    class ResumedBody(httpx2.SyncByteStream):
-        """A download's body that, where its connection breaks off, goes on from the byte it reached (``Range``)
-        within the request's tries, or raises HubUnavailable once they are spent. huggingface_hub's own resume loop
-        (``http_get``: up to 5 tries in a row without new bytes, its count reset by any byte that arrives, a second
-        apart) never sees a failure, so --hub-retries bounds a download's attempts, whatever breaks: its connection
-        opening or its body. A body the server encodes (gzip), or one of a closed range, does not go on: its first
-        break is the last."""
-
-        def __init__(self, transport: HubTransport, request, response, bucket: str | None, tries: _Tries):
-            self.transport, self.request, self.response = transport, request, response
-            self.bucket, self.tries = bucket, tries
-            asked = _OPEN_RANGE.match(request.headers.get("Range", "").strip())
-            self.start = int(asked.group(1)) if asked else 0
-            encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
-            closed = asked is None and "Range" in request.headers
-            self.unresumable = "an encoded body" if encoded else "a closed range" if closed else ""
-
-        def __iter__(self):
-            received = skip = 0
-            while True:
-                try:
-                    for chunk in self.response.stream:
-                        if skip:
-                            dropped = min(skip, len(chunk))
-                            chunk, skip = chunk[dropped:], skip - dropped
-                        if chunk:
-                            received += len(chunk)
-                            yield chunk
-                    return
-                except httpx2.TransportError as err:
-                    self.response.close()
-                    failure = f"{_describe(err)} in the body after {received} bytes"
-                if self.unresumable:
-                    where = f"{self.tries}, GET {self.request.url}"
-                    raise HubUnavailable(f"{failure}, not resumed ({self.unresumable}) ({where})")
-                offset = self.start + received
-                self.response, skip = self.transport._rest(self.request, offset, failure, self.bucket, self.tries)
-
-        def close(self) -> None:
-            self.response.close()
 
     return HubTransport
 
