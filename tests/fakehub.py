@@ -43,8 +43,9 @@ to reads of a closed range (``bytes=A-B``: header reads).
 
 Repos can be ``gate``d (401/403 with the Hub's ``GatedRepo`` error code unless the request carries an allowed
 token), and downloads can be redirected to a second server on another port (``redirect_downloads``, CDN-style, with
-``Range``), which records the ``Authorization`` header of every request it gets (``cdn_auth``). ``lie_about_sha``
-makes the hub answer a hostile commit sha. The hostile files themselves are made by the tests.
+``Range``), which records the ``Authorization`` header of every request it gets (``cdn_auth``). ``xet_backed``
+answers files as the Hub answers files in Xet storage (``X-Xet-Hash``, a ``xet-auth`` link), their bytes over HTTP.
+``lie_about_sha`` makes the hub answer a hostile commit sha. The hostile files themselves are made by the tests.
 """
 
 from __future__ import annotations
@@ -209,6 +210,7 @@ class FakeHub:
         self.cdn_auth: list[tuple[str, str | None]] = []  # the same for the CDN server
         self.request_times: list[tuple[float, str, str]] = []  # (time, method, path)
         self.redirect_match: str | None = None
+        self.xet_match: str | None = None
         self.windows: dict[str, Window] = {}
         self.requests_by_bucket: dict[str, int] = {}
         self.limited_by_bucket: dict[str, int] = {}
@@ -255,6 +257,14 @@ class FakeHub:
         """Answer ``resolve`` requests (whose path contains ``match``) with a 302 to the CDN server, on another
         port: another host for HTTP clients, which must not send it the hub's token."""
         self.redirect_match = match or ""
+
+    def xet_backed(self, match: str | None = None) -> None:
+        """Answer ``resolve`` requests (whose path contains ``match``) as the Hub answers them for a file in Xet
+        storage (most large files since 2025): ``X-Xet-Hash`` and ``Link: <{endpoint}/api/models/{repo}/
+        xet-read-token/{sha}>; rel="xet-auth"`` beside the usual headers, the bytes still served over HTTP (as the
+        Hub serves them to clients without hf_xet). This server has no Xet storage: its token route answers 404, so a
+        client that takes the Xet path fails."""
+        self.xet_match = match or ""
 
     # ---- faults ------------------------------------------------------------------------------------------------
     def _add_fault(
@@ -714,6 +724,13 @@ class _Handler(BaseHTTPRequestHandler):
         etag = hashlib.sha256(data).hexdigest()
         if self.hub._take_fault("wrong_etag", path, method):
             etag = "0" * 64
+        xet = {}
+        if self.hub.xet_match is not None and self.hub.xet_match in path and repo_type == "model":
+            sha = self.hub.sha_of(repo, commit)
+            xet = {
+                "X-Xet-Hash": hashlib.sha256(b"xet" + data).hexdigest(),
+                "Link": f'<{self.hub.endpoint}/api/models/{repo_id}/xet-read-token/{sha}>; rel="xet-auth"',
+            }
         if self.hub.redirect_match is not None and self.hub.redirect_match in path:
             # CDN-style: the file's metadata on the redirect itself, the bytes on another host.
             self._send(
@@ -725,6 +742,7 @@ class _Handler(BaseHTTPRequestHandler):
                     "X-Linked-Etag": f'"{etag}"',
                     "X-Linked-Size": str(len(data)),
                     "ETag": f'"{etag}"',
+                    **xet,
                 },
                 head=head,
             )
@@ -734,6 +752,7 @@ class _Handler(BaseHTTPRequestHandler):
             "ETag": f'"{etag}"',
             "Accept-Ranges": "bytes",
             "Content-Type": "application/octet-stream",
+            **xet,
         }
         status, body = 200, data
         byte_range = self.headers.get("Range")

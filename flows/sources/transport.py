@@ -213,6 +213,14 @@ def _refuse_invalid_commit(request, response) -> None:
         )
 
 
+def _drop_xet_headers(response) -> None:
+    """Answer a file in Xet storage as any other: without ``X-Xet-Hash``, huggingface_hub downloads it over HTTP
+    (the Hub serves it so to clients without hf_xet), through this transport. Through hf_xet, it would bypass the
+    request budget, the timeouts, the bounded retries and the token stripping, and, in a test, the fake hub."""
+    if "X-Xet-Hash" in response.headers:
+        del response.headers["X-Xet-Hash"]
+
+
 def _read_small_body(request, response):
     """A small body of the hub's (an API answer, a Range read), read whole and checked: (response, None, None), or
     (None, what failed, None) for a failed attempt. A 200 to a closed Range (the server ignored it) is read only up
@@ -397,6 +405,8 @@ def _transport_class():
                 fallback = self.settings.rate_limit_fallback(limited_before)
                 self.limiter.observe(bucket, response.headers, limited=limited, fallback_wait=fallback)
             _refuse_invalid_commit(request, response)
+            if ours:
+                _drop_xet_headers(response)
             if limited and bucket is not None:
                 response.close()
                 return None, RATE_LIMITED, None

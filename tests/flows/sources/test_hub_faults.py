@@ -47,14 +47,14 @@ def hub(tmp_path_factory):
 @pytest.fixture
 def faults(hub):
     hub.clear_faults()
-    hub.redirect_match = None
+    hub.redirect_match = hub.xet_match = None
     for repo in hub.repos.values():
         repo.gated_tokens = None
     for log in (hub.requests, hub.request_times, hub.auth, hub.cdn_auth):
         log.clear()
     yield hub
     hub.clear_faults()
-    hub.redirect_match = None
+    hub.redirect_match = hub.xet_match = None
 
 
 @pytest.fixture(scope="module")
@@ -348,6 +348,22 @@ def test_token_reaches_the_hub_only_never_the_cdn_nor_the_lake(faults, clean_row
     for path in lake.rglob("*"):
         if path.is_file():
             assert token.encode() not in path.read_bytes(), path
+
+
+@pytest.mark.parametrize("redirected", [False, True])
+def test_files_in_xet_storage_are_downloaded_through_the_transport(faults, clean_rows, tmp_path, redirected):
+    # With hf_xet installed, huggingface_hub would fetch a Xet-backed file through Xet storage, outside the
+    # transport: no request budget, timeouts, bounded retries or token stripping. The Hub serves it over HTTP too.
+    faults.xet_backed(match=".safetensors")
+    if redirected:
+        faults.redirect_downloads(match=".safetensors")
+    lake = tmp_path / "lake"
+    assert scan(faults, lake) == 0
+    assert rows(lake, ROWS) == clean_rows
+    assert not any("xet-read-token" in path for _, path, _ in faults.requests)
+    hub_reads = [path for path, _ in faults.auth if "/resolve/" in path and "safetensors" in path]
+    http_reads = faults.cdn_auth if redirected else hub_reads
+    assert len(http_reads) >= 4  # the header reads and the downloads of both models, over HTTP
 
 
 def test_transport_strips_authorization_off_the_hub_host():
