@@ -503,8 +503,9 @@ def test_a_4xx_keeps_the_reason_the_hub_gave(faults, tmp_path):
 
 
 def test_the_clients_own_warnings_stay_out_of_the_output(faults, tmp_path):
-    """huggingface_hub logs each resumed download itself ("Trying to resume download..."); wwhub reports the
-    outcome once, so without --debug every line on stderr is wwhub's own (a process, as a user runs it)."""
+    """huggingface_hub logs the requests it retries and the downloads it resumes (the transport takes both over for
+    the hub and the hosts it redirects to; the client still would for others); wwhub reports the outcome once, so
+    without --debug every line on stderr is wwhub's own (a process, as a user runs it)."""
     faults.truncate(count=None, match="model-00002-of-00003.safetensors", ranged=False)
     command = [sys.executable, "-m", "flows", "scan", *REPOS, "--endpoint", faults.endpoint]
     done = subprocess.run(
