@@ -234,9 +234,46 @@ def small_model(folder: Path, accuracy: float = 0.61) -> Path:
     return folder
 
 
-def scan_seconds(source: Path, lake: Path, repeat: int, repo: str) -> float:
-    command = [*WWHUB, "scan", repo, "--source", "local", str(source), "--force", "--lake", str(lake)]
+def family_peers(folder: Path) -> None:
+    """ROOT/org/tiny-2b and ROOT/org/tiny-3b (other matrices, cards with other accuracies): with tiny-1b, a family of
+    three models, whose correlations have p-values."""
+    import numpy as np
+
+    from tests.fakehub import write_model
+
+    rng = np.random.default_rng(1)
+    for name, accuracy in (("tiny-2b", 0.55), ("tiny-3b", 0.70)):
+        tensors = {f"l{k}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for k in range(3)}
+        card = {"model-index": [{"name": name, "results": [{"task": {"type": "text-classification"},
+                "dataset": {"name": "bench", "type": "bench", "split": "test"},
+                "metrics": [{"type": "accuracy", "value": accuracy}]}]}]}  # fmt: skip
+        write_model(folder / "org" / name, tensors, card=card)
+
+
+def scan_seconds(source: Path, lake: Path, repeat: int, *repos: str) -> float:
+    command = [*WWHUB, "scan", *repos, "--source", "local", str(source), "--force", "--lake", str(lake)]
     return timed(command, repeat)
+
+
+def scan_difference(args, sources: list[Path], lake_root: Path, small: Path, repo: str, what: str) -> None:
+    """Print the whole-process scans of ``repo`` into the big lake and into ``small``, in turn."""
+    for lake in (small, lake_root):  # the small lake now holds the model: both scans are --force rescans
+        scan_seconds(sources[1], lake, 1, repo)
+    # Interleaved, so that both lakes see the same machine (a shared VM drifts by tens of ms, and by hundreds between
+    # runs): the median of the paired differences is the figure least moved by that drift.
+    times: dict[Path, list[float]] = {lake_root: [], small: []}
+    for run in range(args.scan_repeat):
+        for lake, seconds in times.items():
+            seconds.append(scan_seconds(sources[run % 2], lake, 1, repo))
+    big, least = min(times[lake_root]), min(times[small])
+    paired = statistics.median(b - s for b, s in zip(times[lake_root], times[small], strict=True))
+    print(
+        f"wwhub scan of one 3-matrix model, {what} (whole process, {args.scan_repeat} runs in turn): into the "
+        f"{args.models:,}-model lake best {big:.2f} s, median {statistics.median(times[lake_root]):.2f} s; "
+        f"into a small lake best {least:.2f} s, median {statistics.median(times[small]):.2f} s; difference "
+        f"of the bests {1e3 * (big - least):+.0f} ms, median of the paired differences {1e3 * paired:+.0f} ms "
+        "(target <= +100 ms)"
+    )
 
 
 def export(lake: Path, folder: Path) -> None:
@@ -382,26 +419,22 @@ def main() -> None:
         # Two versions of the model's card: scans alternate between them, so every rescan moves its point (a rescan
         # that gives the same point changes no correlation and commits nothing, which would time nothing).
         sources = [small_model(work / "models-a", 0.61), small_model(work / "models-b", 0.62)]
-        empty = work / "empty-lake"
-        shutil.rmtree(empty, ignore_errors=True)
-        for repo, what in (("org/tiny-1b", "with a reported accuracy"), ("org/plain-1b", "no reported value")):
-            for lake in (empty, lake_root):  # the small lake now holds the model: both scans are --force rescans
-                scan_seconds(sources[1], lake, 1, repo)
-            # Interleaved, so that both lakes see the same machine (a shared VM drifts by tens of ms, and by hundreds
-            # between runs): the median of the paired differences is the figure least moved by that drift.
-            times: dict[Path, list[float]] = {lake_root: [], empty: []}
-            for run in range(args.scan_repeat):
-                for lake, seconds in times.items():
-                    seconds.append(scan_seconds(sources[run % 2], lake, 1, repo))
-            big, small = min(times[lake_root]), min(times[empty])
-            paired = statistics.median(b - s for b, s in zip(times[lake_root], times[empty], strict=True))
-            print(
-                f"wwhub scan of one 3-matrix model, {what} (whole process, {args.scan_repeat} runs in turn): into the "
-                f"{args.models:,}-model lake best {big:.2f} s, median {statistics.median(times[lake_root]):.2f} s; "
-                f"into a small lake best {small:.2f} s, median {statistics.median(times[empty]):.2f} s; difference "
-                f"of the bests {1e3 * (big - small):+.0f} ms, median of the paired differences {1e3 * paired:+.0f} ms "
-                "(target <= +100 ms)"
-            )
+        for folder in sources:
+            family_peers(folder)
+        empty, peers = work / "empty-lake", work / "small-family-lake"
+        for lake in (empty, peers):
+            shutil.rmtree(lake, ignore_errors=True)
+        scan_seconds(sources[0], peers, 1, "org/tiny-2b", "org/tiny-3b")
+        for repo, what, small in (
+            ("org/tiny-1b", "with a reported accuracy", empty),
+            (
+                "org/tiny-1b",
+                "with a reported accuracy, its family of 3 in the small lake (p-values on both sides)",
+                peers,
+            ),
+            ("org/plain-1b", "no reported value", empty),
+        ):
+            scan_difference(args, sources, lake_root, small, repo, what)
         times = rescans(Lake(lake_root), args.rescans, args.models, args.families)
         print(
             f"{len(times)} successive --force rescans of models inside the imported segment (lake work per commit, 200 "

@@ -30,8 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from benchmarks.bench_lake import small_model  # noqa: E402
-from tests.fakehub import write_model  # noqa: E402
+from benchmarks.bench_lake import family_peers, small_model  # noqa: E402
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
 FLOOR = "import numpy, pyarrow.parquet, duckdb, scipy.special, huggingface_hub.repocard"
@@ -64,17 +63,9 @@ def heavy_imports(command: list[str], cwd: Path, work: Path) -> list[str]:
 def prepare(work: Path) -> tuple[dict[str, list[str]], list[Path]]:
     """The commands (arguments after ``python -m flows``; ``{lake}``: each checkout's lake, ``{models}``: one of the
     two model folders, whose tiny-1b cards differ) and the two model folders."""
-    import numpy as np
-
     cards = [small_model(work / "models-a", 0.61), small_model(work / "models-b", 0.62)]
-    rng = np.random.default_rng(1)
-    for name, accuracy in (("tiny-2b", 0.55), ("tiny-3b", 0.70)):  # two more points: the family has a correlation
-        tensors = {f"l{k}.weight": rng.standard_t(4, (64, 32)).astype(np.float32) for k in range(3)}
-        card = {"model-index": [{"name": name, "results": [{"task": {"type": "text-classification"},
-                "dataset": {"name": "bench", "type": "bench", "split": "test"},
-                "metrics": [{"type": "accuracy", "value": accuracy}]}]}]}  # fmt: skip
-        for folder in cards:
-            write_model(folder / "org" / name, tensors, card=card)
+    for folder in cards:  # two more points: the family has a correlation
+        family_peers(folder)
     scan = ["scan", "--source", "local", "--force", "--lake", "{lake}"]
     return {
         "setup": [*scan[:3], str(cards[0]), *scan[3:], "org/tiny-1b", "org/tiny-2b", "org/tiny-3b", "org/plain-1b"],
