@@ -53,26 +53,24 @@ def newest_record(ctx: Ctx, repo_id: str) -> dict:
     return run_query(ctx.lake, sql, parameters=[repo_id])[0]
 
 
-def status_is(repo_id: str, status: str, *words: str):
+def _row_has(read_row, repo_id: str, status: str, words: tuple[str, ...]):
     def check(ctx: Ctx) -> None:
-        row = newest_record(ctx, repo_id)
+        row = read_row(ctx, repo_id)
         assert row["status"] == status, row
         for word in words:
             assert word in row["reason"], row["reason"]
 
     return check
+
+
+def status_is(repo_id: str, status: str, *words: str):
+    """The repo's newest record (a models row or an attempt) has ``status`` and a reason with ``words``."""
+    return _row_has(newest_record, repo_id, status, words)
 
 
 def scanned_as(repo_id: str, status: str, *words: str):
     """The repo's models row has ``status`` (a scan of its commit, which later scans skip), not only an attempt."""
-
-    def check(ctx: Ctx) -> None:
-        row = models_row(ctx, repo_id)
-        assert row["status"] == status, row
-        for word in words:
-            assert word in row["reason"], row["reason"]
-
-    return check
+    return _row_has(models_row, repo_id, status, words)
 
 
 def safetensors_bytes(header: dict, data: bytes = b"", length: int | None = None) -> bytes:
