@@ -70,6 +70,16 @@ def single(case: str, data: bytes, reason: str):
     return pytest.param({SINGLE: data}, SINGLE, reason, id=case)
 
 
+def failed_then_skipped(fake_hub, lake, capsys, repo_id: str, reason: str) -> None:
+    """A scan of ``repo_id`` commits it as failed with ``reason`` (no attempt), and the next one skips the commit."""
+    assert scan(fake_hub, lake, repo_id) == 1
+    assert records(lake, repo_id) == {"models": [("failed", reason)], "attempts": []}
+    assert f"wwhub scan: failed: {reason}" in capsys.readouterr().err
+    fake_hub.requests.clear()
+    assert scan(fake_hub, lake, repo_id) == 0
+    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize(
     ("files", "corrupt", "reason"),
     [
@@ -171,15 +181,8 @@ def test_a_corrupt_header_is_a_failed_scan_of_its_commit_skipped_until_a_new_com
 ):
     lake = tmp_path / "lake"
     sha = fake_hub.commit("acme/corrupt", files)
-    assert scan(fake_hub, lake, "acme/corrupt") == 1
-    reason = f"acme/corrupt@{sha[:12]}/{corrupt}: {reason}"
-    assert records(lake, "acme/corrupt") == {"models": [("failed", reason)], "attempts": []}
-    assert f"wwhub scan: failed: {reason}" in capsys.readouterr().err
-    # The next night: the commit is in the lake, its header is not read again.
-    fake_hub.requests.clear()
-    assert scan(fake_hub, lake, "acme/corrupt") == 0
-    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
-    assert header_reads(fake_hub, corrupt) == 0
+    failed_then_skipped(fake_hub, lake, capsys, "acme/corrupt", f"acme/corrupt@{sha[:12]}/{corrupt}: {reason}")
+    assert header_reads(fake_hub, corrupt) == 0  # the next night did not read the header again
     # A new commit mends the file: it is scanned.
     fake_hub.commit("acme/corrupt", {corrupt: safetensors_file()})
     assert scan(fake_hub, lake, "acme/corrupt") == 0
@@ -227,13 +230,8 @@ def test_an_oversized_config_or_index_is_a_failed_scan_of_its_commit(fake_hub, t
     lake = tmp_path / "lake"
     big = json.dumps({"weight_map": {"w.weight": SINGLE}, "note": "x" * 2000}).encode()
     sha = fake_hub.commit("acme/big", {SINGLE: safetensors_file(), name: big})
-    assert scan(fake_hub, lake, "acme/big") == 1
     reason = f"acme/big@{sha[:12]}/{name}: {len(big)} bytes, more than the 1000 this file may have"
-    assert records(lake, "acme/big") == {"models": [("failed", reason)], "attempts": []}
-    assert f"wwhub scan: failed: {reason}" in capsys.readouterr().err
-    fake_hub.requests.clear()
-    assert scan(fake_hub, lake, "acme/big") == 0
-    assert "skipped 1 (already in the lake)" in capsys.readouterr().out
+    failed_then_skipped(fake_hub, lake, capsys, "acme/big", reason)
     fake_hub.commit("acme/big", {name: json.dumps({"weight_map": {"w.weight": SINGLE}}).encode()})
     assert scan(fake_hub, lake, "acme/big") == 0
     assert rows(lake, "SELECT status FROM models_latest WHERE repo_id = 'acme/big'") == [("scanned",)]
