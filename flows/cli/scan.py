@@ -74,8 +74,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
         "--hub-retries",
         type=int,
         metavar="N",
-        help="retries of a request after a timeout, a dropped connection, 429 or 5xx; a download that breaks off "
-        "goes on from where it was within the same count (default 3)",
+        help="retries of a request after a timeout, a dropped connection or a 5xx (the hub's 429s are waited out "
+        "and do not count); a download that breaks off goes on from where it was within the same count (default 3)",
     )
     hub.add_argument(
         "--hub-backoff",
