@@ -30,6 +30,7 @@ from .distances import layer_distance, not_compared_note
 from .eigen import gram_matrix
 from .matrices import (
     LayerMatrices,
+    NotAWeightMatrix,
     empty_tensor_reason,
     is_float_dtype,
     kernel_slices,
@@ -633,8 +634,11 @@ class WeightWatcher:
     def get_Weights(self, model=None, layer=None, params=None) -> list[np.ndarray]:
         """The weight matrices of one layer: the 2-D weight as stored, or a Conv2D's kernel slices (each with its
         longer side first, as weightwatcher returns them)."""
-        _, tensor = self._one_layer(model, layer)
-        array = _as_float(tensor)
+        target, tensor = self._one_layer(model, layer)
+        try:
+            array = _as_float(tensor)
+        except NotAWeightMatrix as err:  # an integer tensor: quantized codes or an index buffer
+            raise ValueError(f"layer={layer!r} ({target.tensor!r}) has no weight matrix: {err}") from None
         if array.ndim == 2:
             return [array]
         return [m if m.shape[0] >= m.shape[1] else m.T for m in kernel_slices(array)]

@@ -334,3 +334,14 @@ def test_unfollowed_keywords_are_accepted():
     W = {"w.weight": torch.from_numpy(heavy(300, 100, seed=17))}
     frame = ww_core.WeightWatcher(W).analyze(max_N=10, min_size=1, max_size=5, svd_method="accurate", ww2x=False)
     assert frame.iloc[0].status == "success"  # max_N=10 would make weightwatcher drop the layer silently
+
+
+def test_get_weights_of_an_integer_tensor_names_the_layer():
+    """It raised ww_core's bare NotAWeightMatrix, which did not say which layer."""
+    watcher = ww_core.WeightWatcher(
+        {"a.weight": torch.from_numpy(heavy(64, 32)), "q.weight": torch.ones(64, 32, dtype=torch.int32)}
+    )
+    for layer in (2, "q"):
+        with pytest.raises(ValueError) as raised:
+            watcher.get_Weights(layer=layer)
+        assert str(raised.value).startswith(f"layer={layer!r} ('q.weight') has no weight matrix: dtype torch.int32")
