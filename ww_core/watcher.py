@@ -261,10 +261,12 @@ def _frame_row(row: LayerMetrics, layer: Layer) -> dict:
 
 
 class WeightWatcher:
-    """weightwatcher 0.7.7's ``WeightWatcher`` (see the module docstring). ``framework`` and ``log_level`` are
-    accepted and unused: the model's type says what it is."""
+    """weightwatcher 0.7.7's ``WeightWatcher`` (see the module docstring). ``framework`` is accepted and unused: the
+    model's type says what it is. ``log_level`` sets the level of ww_core's loggers, as 0.7.7 sets its own's."""
 
     def __init__(self, model=None, framework=None, base_model=None, log_level=None):
+        if log_level:
+            logging.getLogger("ww_core").setLevel(log_level)
         self.model = model
         self.base_model = base_model
         self.framework = framework

@@ -345,3 +345,25 @@ def test_get_weights_of_an_integer_tensor_names_the_layer():
         with pytest.raises(ValueError) as raised:
             watcher.get_Weights(layer=layer)
         assert str(raised.value).startswith(f"layer={layer!r} ('q.weight') has no weight matrix: dtype torch.int32")
+
+
+def test_log_level_sets_the_level_of_ww_cores_loggers_as_weightwatcher_sets_its_own(caplog):
+    """It was accepted and unused; 0.7.7 calls setLevel on its logger with it."""
+    import logging
+
+    package = logging.getLogger("ww_core")
+    before = package.level
+    try:
+        ww_core.WeightWatcher(log_level=logging.ERROR)
+        assert package.level == logging.ERROR
+        first = {"a.weight": torch.from_numpy(heavy(64, 32, seed=1)), "b.weight": torch.from_numpy(heavy(64, 32))}
+        second = {"a.weight": torch.from_numpy(heavy(64, 32, seed=2))}
+        with caplog.at_level(logging.NOTSET):
+            ww_core.WeightWatcher().distances(first, second)
+        assert not [r for r in caplog.records if r.name.startswith("ww_core")]  # the "only in model_1" warning
+        ww_core.WeightWatcher(log_level=logging.WARNING)
+        with caplog.at_level(logging.NOTSET):
+            ww_core.WeightWatcher().distances(first, second)
+        assert any("only in model_1" in r.getMessage() for r in caplog.records)
+    finally:
+        package.setLevel(before)
