@@ -42,6 +42,7 @@ from ..weights import (
 )
 from ..weights.decoders.lora import ADAPTER_CONFIG
 from ..weights.readers import MAX_HEADER_BYTES
+from ..weights.tensors import corrupt_header
 from .base import (
     HUB_GATED,
     HUB_INVALID,
@@ -379,7 +380,7 @@ class HubSource:
         what = f"{ref.repo_id}@{ref.revision[:12]} safetensors headers"
 
         def corrupt(problem: str) -> WeightsError:
-            return WeightsError(f"{label}: corrupt safetensors header: {problem}")
+            return corrupt_header(label, problem)
 
         def past_the_end(length: int, file_size: int) -> WeightsError:
             return corrupt(f"its header length of {length} bytes runs past the end of the {file_size}-byte file")

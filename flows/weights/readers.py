@@ -25,7 +25,7 @@ import numpy as np
 
 from . import gguf_file
 from .errors import WeightsError
-from .tensors import TensorInfo, check_tensor_entry, numpy_dtype
+from .tensors import TensorInfo, check_tensor_entry, corrupt_header, numpy_dtype
 
 # The largest header we parse, checked before it is read: huggingface_hub's limit for remote headers
 # (SAFETENSORS_MAX_HEADER_LENGTH); a 100k-tensor shard needs ~15 MB. A larger length prefix is corrupt or hostile.
@@ -64,26 +64,22 @@ def _short(value: object) -> str:
     return text if len(text) <= 60 else f"{text[:57]}..."
 
 
-def _header_problem(label: str, problem: str) -> WeightsError:
-    return WeightsError(f"{label}: corrupt safetensors header: {problem}")
-
-
 def _entry(label: str, name: str, meta: object) -> _Located:
     """One tensor's entry, each key of the type the format says, its shape filling its data offsets exactly."""
     if not isinstance(meta, dict):
-        raise _header_problem(
+        raise corrupt_header(
             label, f"tensor {name!r} is {_json_kind(meta)}, not an object with {', '.join(_ENTRY_KEYS)}"
         )
     missing = [key for key in _ENTRY_KEYS if key not in meta]
     if missing:
-        raise _header_problem(label, f"tensor {name!r} has no {' and no '.join(missing)}")
+        raise corrupt_header(label, f"tensor {name!r} has no {' and no '.join(missing)}")
     dtype, shape, offsets = (meta[key] for key in _ENTRY_KEYS)
     if not isinstance(dtype, str):
-        raise _header_problem(label, f"tensor {name!r} has dtype {_short(dtype)}, not a dtype name")
+        raise corrupt_header(label, f"tensor {name!r} has dtype {_short(dtype)}, not a dtype name")
     if not isinstance(shape, list):
-        raise _header_problem(label, f"tensor {name!r} has shape {_short(shape)}, not a list of dimensions")
+        raise corrupt_header(label, f"tensor {name!r} has shape {_short(shape)}, not a list of dimensions")
     if not (isinstance(offsets, list) and len(offsets) == 2):
-        raise _header_problem(label, f"tensor {name!r} has data_offsets {_short(offsets)}, not a pair [begin, end]")
+        raise corrupt_header(label, f"tensor {name!r} has data_offsets {_short(offsets)}, not a pair [begin, end]")
     check_tensor_entry(label, name, dtype, tuple(shape), *offsets)
     return _Located(TensorInfo(name, dtype, tuple(shape)), *offsets)
 
@@ -95,13 +91,13 @@ def _parse_header(raw: bytes, label: str) -> list[_Located]:
     try:
         header = json.loads(raw, object_pairs_hook=_unique_keys)
     except UnicodeDecodeError as err:
-        raise _header_problem(label, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
+        raise corrupt_header(label, f"not UTF-8 text ({err.reason} at byte {err.start})") from err
     except json.JSONDecodeError as err:
-        raise _header_problem(label, f"not JSON ({err})") from err
+        raise corrupt_header(label, f"not JSON ({err})") from err
     except ValueError as err:  # a name listed twice
-        raise _header_problem(label, str(err)) from err
+        raise corrupt_header(label, str(err)) from err
     if not isinstance(header, dict):
-        raise _header_problem(label, f"{_json_kind(header)}, not an object of tensors")
+        raise corrupt_header(label, f"{_json_kind(header)}, not an object of tensors")
     located = [_entry(label, name, meta) for name, meta in header.items() if name != "__metadata__"]
     # File order is what the exporter wrote (safetensors sorts by dtype, then name); depth order comes later.
     located.sort(key=lambda t: (t.begin, t.end))
@@ -109,7 +105,7 @@ def _parse_header(raw: bytes, label: str) -> list[_Located]:
     for tensor in located:
         if tensor.begin != reached:
             where = "the start of the data" if reached == 0 else f"byte {reached}, where the tensor before it ends"
-            raise _header_problem(
+            raise corrupt_header(
                 label,
                 f"tensor {tensor.info.name!r} has data_offsets [{tensor.begin}, {tensor.end}], but should begin at "
                 f"{where} (no overlap, no hole)",
@@ -126,7 +122,7 @@ def parse_safetensors_header(raw: bytes, file_size: int | None, label: str) -> l
     located = _parse_header(raw, label)
     end = 8 + len(raw) + (located[-1].end if located else 0)
     if file_size is not None and end > file_size:
-        raise _header_problem(label, f"its tensors' data runs to byte {end}, past the end of the {file_size}-byte file")
+        raise corrupt_header(label, f"its tensors' data runs to byte {end}, past the end of the {file_size}-byte file")
     return [t.info for t in located]
 
 

@@ -77,20 +77,27 @@ def is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
 
 
+def corrupt_header(label: str, problem: str) -> WeightsError:
+    """The error of a safetensors header that is not of the format's making: ``LABEL: corrupt safetensors header:
+    PROBLEM`` (a file's bytes, so a failed scan of its commit, never retried)."""
+    return WeightsError(f"{label}: corrupt safetensors header: {problem}")
+
+
 def check_tensor_entry(label: str, name: str, dtype: str, shape: tuple, begin: int, end: int) -> None:
     """A header entry that describes its own data: whole non-negative dimensions whose product, at the dtype's
     width, fills ``data_offsets`` exactly. Checked before anything is allocated from the shape (a shape claiming
-    10¹² elements over a few bytes is corrupt or hostile). Raises WeightsError naming the tensor."""
+    10¹² elements over a few bytes is corrupt or hostile). Raises ``corrupt_header`` naming the tensor."""
     if not all(is_whole(d) and d >= 0 for d in shape) or len(shape) > 8:
-        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has an invalid shape {list(shape)[:9]}")
+        raise corrupt_header(label, f"tensor {name!r} has an invalid shape {list(shape)[:9]}")
     if not (is_whole(begin) and is_whole(end) and 0 <= begin <= end):
-        raise WeightsError(f"{label}: corrupt header: tensor {name!r} has invalid data offsets [{begin}, {end}]")
+        raise corrupt_header(label, f"tensor {name!r} has invalid data offsets [{begin}, {end}]")
     numel = 1
     for dim in shape:
         numel *= dim
     need = (numel * DTYPE_BITS.get(dtype, 1) + 7) // 8  # an unknown dtype has at least one bit per element
     if (need != end - begin) if dtype in DTYPE_BITS else (need > end - begin):
-        raise WeightsError(
-            f"{label}: tensor {name!r} of shape {list(shape)} ({dtype}) needs {need} bytes, "
-            f"but its data offsets hold {end - begin}: corrupt header"
+        raise corrupt_header(
+            label,
+            f"tensor {name!r} of shape {list(shape)} ({dtype}) needs {need} bytes, but its data offsets hold "
+            f"{end - begin}",
         )

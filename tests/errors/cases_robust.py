@@ -521,8 +521,8 @@ CASES = [
         "header-shape-huge",
         "a safetensors header whose shape claims 10¹² elements",
         1,
-        "wwhub scan: failed: acme/claim@<sha>/model.safetensors: tensor 'w.weight' of shape [1000000, 1000000] (F32) "
-        "needs 4000000000000 bytes, but its data offsets hold 16: corrupt header",
+        "wwhub scan: failed: acme/claim@<sha>/model.safetensors: corrupt safetensors header: tensor 'w.weight' of "
+        "shape [1000000, 1000000] (F32) needs 4000000000000 bytes, but its data offsets hold 16",
         lambda ctx: (
             hub_model(
                 ctx,
@@ -536,7 +536,7 @@ CASES = [
             scan_hub(ctx, "acme/claim"),
         )[-1],
         changes="lake",
-        check=status_is("acme/claim", "failed", "corrupt header"),
+        check=scanned_as("acme/claim", "failed", "corrupt safetensors header", "needs 4000000000000 bytes"),
     ),
     ErrorCase(
         "pickle-runs-code",

@@ -126,7 +126,7 @@ def failed_then_skipped(fake_hub, lake, capsys, repo_id: str, reason: str) -> No
         single(
             "offsets-reversed",
             with_header({"w": {**F32_2X2, "data_offsets": [16, 0]}}, bytes(16)),
-            "corrupt header: tensor 'w' has invalid data offsets [16, 0]",
+            "corrupt safetensors header: tensor 'w' has invalid data offsets [16, 0]",
         ),
         single(  # two tensors that share bytes: one would stand for the other's
             "offsets-overlap",
