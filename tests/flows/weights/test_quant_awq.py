@@ -93,7 +93,7 @@ def test_gemv_layout_and_missing_zeros_are_skipped_rows_naming_awq():
     assert claim.matrices[0].skip_reason == "awq: the gemv layout is not supported (GEMM only)"
     del arrays[f"{PREFIX}.qzeros"]
     claim, decoded = claim_and_decode(AWQDecoder(), arrays, awq_config(32))
-    assert claim.matrices[0].skip_reason == f"awq: missing qzeros for {PREFIX}.qweight" and decoded == {}
+    assert claim.matrices[0].skip_reason == "awq: missing qzeros beside qweight" and decoded == {}
     assert claim.consumed == set(arrays)
 
 

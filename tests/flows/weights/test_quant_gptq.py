@@ -110,7 +110,7 @@ def test_missing_scales_is_a_skipped_row_naming_gptq():
     del arrays[f"{PREFIX}.scales"]
     claim, decoded = claim_and_decode(GPTQDecoder(), arrays, gptq_config(4, 128))
     (spec,) = claim.matrices
-    assert spec.skip_reason == f"gptq: missing scales for {PREFIX}.qweight" and decoded == {}
+    assert spec.skip_reason == "gptq: missing scales beside qweight" and decoded == {}
     assert claim.consumed == set(arrays)
 
 
@@ -144,3 +144,16 @@ def test_a_tensor_that_is_not_2d_is_a_skipped_row_naming_it(role):
     (spec,) = claim.matrices
     assert spec.skip_reason.startswith(f"gptq: {role} has shape (") and "expected 2-D" in spec.skip_reason
     assert decoded == {}
+
+
+def test_a_part_every_module_lacks_is_one_reason_in_the_models_summary():
+    """The reason named each module's own qweight, so a checkpoint without scales gave as many reasons as modules
+    (the model's summary counts identical reasons: "N layers skipped: ...")."""
+    arrays = {}
+    for layer in range(3):
+        module, _ = known_module(4, v2=False, seed=layer)
+        arrays.update({name.replace(PREFIX, f"model.layers.{layer}.mlp.up_proj"): a for name, a in module.items()})
+    arrays = {name: a for name, a in arrays.items() if not name.endswith(".scales")}
+    claim, _ = claim_and_decode(GPTQDecoder(), arrays, gptq_config(4, 128))
+    assert {spec.skip_reason for spec in claim.matrices} == {"gptq: missing scales beside qweight"}
+    assert len(claim.matrices) == 3

@@ -61,7 +61,7 @@ def awq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Mat
         return skipped(name, (qweight,), stored_shape, SCHEME, f"the {version} layout is not supported (GEMM only)")
     missing = [n.rsplit(".", 1)[1] for n in (qzeros, scales) if n not in tensors]
     if missing:
-        return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} for {qweight}")
+        return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} beside qweight")
     infos = {n: tensors[n] for n in (qweight, qzeros, scales)}
     if not all(is_known(i) for i in infos.values()):
         return skipped(name, tuple(infos), (), SCHEME, "shapes unknown: the shard header is unreadable")

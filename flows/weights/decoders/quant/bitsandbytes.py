@@ -61,7 +61,7 @@ def int8_spec(prefix: str, tensors: Mapping[str, TensorInfo]) -> MatrixSpec:
     name, scb = prefix + ".weight", prefix + ".SCB"
     weight = tensors.get(name)
     if weight is None:
-        return skipped(name, (scb,), (), "bnb-int8", f"missing {name} for {scb}")
+        return skipped(name, (scb,), (), "bnb-int8", "missing weight beside SCB")
     shape = tuple(weight.shape)
     if weight.dtype != "I8" or len(shape) != 2 or (tensors[scb].shape and tuple(tensors[scb].shape) != shape[:1]):
         why = f"weight {weight.dtype} {shape} and SCB {tuple(tensors[scb].shape)} do not fit together"
@@ -101,7 +101,9 @@ def four_bit_spec(prefix: str, quant_type: str, tensors: Mapping[str, TensorInfo
     if quant_type not in ("nf4", "fp4"):
         return skipped(name, (state_name,), (), "bnb-4bit", f"unknown 4-bit quant type {quant_type!r}")
     if missing:
-        return skipped(name, (state_name,), (), scheme, f"missing {', '.join(missing)}")
+        return skipped(
+            name, (state_name,), (), scheme, f"missing {', '.join(n.removeprefix(prefix + '.') for n in missing)}"
+        )
     sources = (
         tuple(needed)
         + (state_name,)

@@ -100,7 +100,13 @@ def _packed_spec(
         return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, why)
     missing = [n for n in (shape_name, scale_name) if n not in tensors]
     if missing:
-        return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, f"missing {', '.join(missing)}")
+        return skipped(
+            name,
+            (packed_name,),
+            tuple(packed.shape),
+            SCHEME,
+            f"missing {', '.join(n.removeprefix(prefix + '.') for n in missing)}",
+        )
     stored_shape = tensors[shape_name]
     if is_known(stored_shape) and math.prod(stored_shape.shape) != 2:
         why = f"weight_shape has shape {tuple(stored_shape.shape)}, expected 2 values [rows, columns]"

@@ -61,7 +61,7 @@ def gptq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Ma
         return skipped(name, (qweight,), stored_shape, SCHEME, f"{fmt or 'marlin'}-repacked qweight not supported")
     missing = [n.rsplit(".", 1)[1] for n in (qzeros, scales) if n not in tensors]
     if missing:
-        return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} for {qweight}")
+        return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} beside qweight")
     infos = [tensors[n] for n in (qweight, qzeros, scales)]
     if not all(is_known(i) for i in infos):
         return skipped(name, (qweight, qzeros, scales), (), SCHEME, "shapes unknown: the shard header is unreadable")
