@@ -34,6 +34,13 @@ def module_tensors(tensors: Mapping[str, TensorInfo], prefix: str) -> list[str]:
     return [name for name in tensors if name.startswith(start)]
 
 
+def missing_parts(tensors: Mapping[str, TensorInfo], prefix: str, names) -> list[str]:
+    """Which of module ``prefix``'s tensors ``names`` are not stored, by their part of the module (``scales``,
+    ``weight.absmax``): a skipped row's reason names the part, its row the module, so one part every module lacks
+    is one reason in the model's summary."""
+    return [name.removeprefix(prefix + ".") for name in names if name not in tensors]
+
+
 def row_tiles(rows: int, row_elements: int, multiple: int = 1) -> Iterator[slice]:
     """Slices over ``rows`` rows of ``row_elements`` values each, about :data:`TILE_ELEMENTS` values per slice
     (a multiple of ``multiple`` rows, so packed words or scale blocks are never cut).

@@ -30,6 +30,7 @@ from ._common import (
     claim_qweight_modules,
     config_value,
     is_known,
+    missing_parts,
     row_tiles,
     skipped,
     unpack_bitstream,
@@ -59,7 +60,7 @@ def awq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Mat
     version = str(config_value(qc, "version", default="gemm")).lower()
     if version != "gemm":
         return skipped(name, (qweight,), stored_shape, SCHEME, f"the {version} layout is not supported (GEMM only)")
-    missing = [n.rsplit(".", 1)[1] for n in (qzeros, scales) if n not in tensors]
+    missing = missing_parts(tensors, prefix, (qzeros, scales))
     if missing:
         return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} beside qweight")
     infos = {n: tensors[n] for n in (qweight, qzeros, scales)}

@@ -25,7 +25,7 @@ import numpy as np
 from ...errors import WeightsError
 from ...tensors import TensorInfo, is_number, is_positive_whole, is_whole
 from ..contract import Claim, MatrixSpec, ModelConfig
-from ._common import as_float32, check_shape, module_tensors, row_tiles, skipped
+from ._common import as_float32, check_shape, missing_parts, module_tensors, row_tiles, skipped
 
 INT8_SCALE = np.float32(7.874015718698502e-3)  # bitsandbytes' float32 1/127
 QUANT_STATE = ".weight.quant_state.bitsandbytes__"
@@ -97,13 +97,11 @@ def four_bit_spec(prefix: str, quant_type: str, tensors: Mapping[str, TensorInfo
     state_name = name + ".quant_state.bitsandbytes__" + quant_type
     parts = {key: f"{name}.{key}" for key in ("absmax", "quant_map", "nested_absmax", "nested_quant_map")}
     needed = [name, parts["absmax"], parts["quant_map"]]
-    missing = [n for n in needed if n not in tensors]
+    missing = missing_parts(tensors, prefix, needed)
     if quant_type not in ("nf4", "fp4"):
         return skipped(name, (state_name,), (), "bnb-4bit", f"unknown 4-bit quant type {quant_type!r}")
     if missing:
-        return skipped(
-            name, (state_name,), (), scheme, f"missing {', '.join(n.removeprefix(prefix + '.') for n in missing)}"
-        )
+        return skipped(name, (state_name,), (), scheme, f"missing {', '.join(missing)}")
     sources = (
         tuple(needed)
         + (state_name,)

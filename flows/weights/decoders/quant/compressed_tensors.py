@@ -34,6 +34,7 @@ from ._common import (
     configured_block,
     dequantize_scaled,
     is_known,
+    missing_parts,
     module_tensors,
     scale_layout,
     skipped,
@@ -98,15 +99,9 @@ def _packed_spec(
     if is_known(packed) and packed.dtype != "I32":
         why = f"{packed.dtype}-packed weights (the nvfp4 / mxfp4 formats) not supported"
         return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, why)
-    missing = [n for n in (shape_name, scale_name) if n not in tensors]
+    missing = missing_parts(tensors, prefix, (shape_name, scale_name))
     if missing:
-        return skipped(
-            name,
-            (packed_name,),
-            tuple(packed.shape),
-            SCHEME,
-            f"missing {', '.join(n.removeprefix(prefix + '.') for n in missing)}",
-        )
+        return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, f"missing {', '.join(missing)}")
     stored_shape = tensors[shape_name]
     if is_known(stored_shape) and math.prod(stored_shape.shape) != 2:
         why = f"weight_shape has shape {tuple(stored_shape.shape)}, expected 2 values [rows, columns]"

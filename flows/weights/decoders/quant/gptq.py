@@ -31,6 +31,7 @@ from ._common import (
     claim_qweight_modules,
     config_value,
     is_known,
+    missing_parts,
     row_tiles,
     skipped,
     unpack_bitstream,
@@ -59,7 +60,7 @@ def gptq_spec(prefix: str, tensors: Mapping[str, TensorInfo], qc: Mapping) -> Ma
     fmt = str(config_value(qc, "checkpoint_format", default="gptq")).lower()
     if fmt in REPACKED_FORMATS or qc.get("is_marlin_format"):
         return skipped(name, (qweight,), stored_shape, SCHEME, f"{fmt or 'marlin'}-repacked qweight not supported")
-    missing = [n.rsplit(".", 1)[1] for n in (qzeros, scales) if n not in tensors]
+    missing = missing_parts(tensors, prefix, (qzeros, scales))
     if missing:
         return skipped(name, (qweight,), stored_shape, SCHEME, f"missing {' and '.join(missing)} beside qweight")
     infos = [tensors[n] for n in (qweight, qzeros, scales)]
