@@ -150,6 +150,16 @@ def _small_body(request) -> bool:
     return closed is not None and closed[1] - closed[0] < _SMALL_BODY
 
 
+def _encoded(response) -> bool:
+    """Whether the body is sent encoded (gzip, ...): its byte offsets are then not the file's."""
+    return response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
+
+
+def _broken_body(err: Exception) -> str:
+    """What failed, for a body whose connection broke off while it was read."""
+    return f"{err.__class__.__name__} in the body: {err}".rstrip(": ")
+
+
 def _short_range(request, response) -> str | None:
     """Why a 206 answer, read whole, is not the bytes its ``Content-Range`` names from the offset asked for; None
     when it is. The client notices a connection dropped mid-body only when the body has a length (``Content-Length``
@@ -158,9 +168,9 @@ def _short_range(request, response) -> str | None:
     fault, never read again); it is a failed attempt instead."""
     if response.status_code != 206:
         return None
-    asked = _CLOSED_RANGE.match(request.headers.get("Range", "").strip())
+    asked = _closed_range(request)
     answered = _CONTENT_RANGE.match(response.headers.get("Content-Range", "").strip())
-    if asked and answered and answered.group(1) == asked.group(1):
+    if asked and answered and int(answered.group(1)) == asked[0]:
         if len(response.content) == int(answered.group(2)) - int(answered.group(1)) + 1:
             return None
     return f"a body of {len(response.content)} bytes for Content-Range {response.headers.get('Content-Range')!r}"
@@ -184,12 +194,11 @@ def _range_of_whole_file(request, response, first: int, last: int) -> tuple[obje
                 ended = False
                 break
     except httpx2.TransportError as err:
-        return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": ")
+        return None, _broken_body(err)
     finally:
         response.close()
     length = response.headers.get("Content-Length", "")
-    encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
-    size = str(position) if ended else length if length.isdigit() and not encoded else "*"
+    size = str(position) if ended else length if length.isdigit() and not _encoded(response) else "*"
     headers = [
         (key, value)
         for key, value in response.headers.multi_items()
@@ -234,7 +243,7 @@ def _read_small_body(request, response):
         response.read()
     except httpx2.TransportError as err:
         response.close()
-        return None, f"{err.__class__.__name__} in the body: {err}".rstrip(": "), None
+        return None, _broken_body(err), None
     short = _short_range(request, response)
     if short:
         return None, short, None
@@ -272,9 +281,8 @@ def _resumed_body_class():
             self.bucket, self.tries = bucket, tries
             asked = _OPEN_RANGE.match(request.headers.get("Range", "").strip())
             self.start = int(asked.group(1)) if asked else 0
-            encoded = response.headers.get("Content-Encoding", "identity").strip().lower() not in ("", "identity")
             closed = asked is None and "Range" in request.headers
-            self.unresumable = "an encoded body" if encoded else "a closed range" if closed else ""
+            self.unresumable = "an encoded body" if _encoded(response) else "a closed range" if closed else ""
 
         def __iter__(self):
             received = skip = 0
