@@ -385,11 +385,14 @@ class HubSource:
         def past_the_end(length: int, file_size: int) -> WeightsError:
             return corrupt(f"its header length of {length} bytes runs past the end of the {file_size}-byte file")
 
+        def too_short(file_size: int) -> WeightsError:
+            return corrupt(f"the file has {file_size} bytes, fewer than the 8 of a header length")
+
         if size is not None and size < 8:
-            raise corrupt(f"the file has {size} bytes, fewer than the 8 of a header length")
+            raise too_short(size)
         head = self._read_listed(what, lambda: self._byte_range(ref, filename, 0, _FIRST_HEADER_READ_END), [filename])
         if len(head) < 8:
-            raise corrupt(f"the file has {len(head)} bytes, fewer than the 8 of a header length")
+            raise too_short(len(head))
         (length,) = struct.unpack("<Q", head[:8])
         if size is not None and length > size - 8:
             raise past_the_end(length, size)

@@ -114,13 +114,19 @@ def _parse_header(raw: bytes, label: str) -> list[_Located]:
     return located
 
 
+def _data_end(raw: bytes, located: list[_Located]) -> int:
+    """The byte a file with this header (``raw``, after its 8-byte length) and these tensors (in file order, one
+    after the other, as ``_parse_header`` checks them) ends at."""
+    return 8 + len(raw) + (located[-1].end if located else 0)
+
+
 def parse_safetensors_header(raw: bytes, file_size: int | None, label: str) -> list[TensorInfo]:
     """Validate a safetensors header (the bytes after the 8-byte length) of a file of ``file_size`` bytes (a hub
     file's listed size) and list its tensors in file order: every entry as the format defines it, every tensor's
     byte span matching its dtype and shape, the spans following one another and the file holding them all.
     WeightsError ``LABEL: corrupt safetensors header: PROBLEM``."""
     located = _parse_header(raw, label)
-    end = 8 + len(raw) + (located[-1].end if located else 0)
+    end = _data_end(raw, located)
     if file_size is not None and end > file_size:
         raise corrupt_header(label, f"its tensors' data runs to byte {end}, past the end of the {file_size}-byte file")
     return [t.info for t in located]
@@ -149,7 +155,7 @@ def _read_header(path: Path) -> tuple[int, list[_Located]]:
     except IsADirectoryError as err:
         raise WeightsError(f"{path}: is a directory, expected a .safetensors file") from err
     located = _parse_header(raw, str(path))
-    expected = 8 + len(raw) + (located[-1].end if located else 0)
+    expected = _data_end(raw, located)
     if size < expected:
         raise WeightsError(f"{path}: truncated: {size} bytes on disk, header promises {expected}")
     return 8 + len(raw), located
