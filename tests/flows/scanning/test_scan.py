@@ -96,8 +96,9 @@ def test_failures_are_recorded_and_reruns_skip(fake_hub, family, tmp_path, capsy
     # A shard cut in half at the commit: its header promises more bytes than the hub lists, so the commit is a failed
     # scan, found before any download (a partial scan would stand for the repo as a good one).
     assert models["acme/tiny-corrupt"]["status"] == "failed"
-    assert "model-00002-of-00002.safetensors: corrupt safetensors header: its tensors' data runs to byte" in (
-        models["acme/tiny-corrupt"]["reason"]
+    assert (
+        "model-00002-of-00002.safetensors: corrupt safetensors header: its tensors' data runs to byte"
+        in (models["acme/tiny-corrupt"]["reason"])
     )
     # A repo the hub does not know is an attempt, not a models row: it never shadows a scan (there is none here).
     assert "acme/tiny-missing" not in models
