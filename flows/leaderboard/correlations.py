@@ -12,7 +12,7 @@ lake, named after the table's segment it goes with), only those models' points a
 the rows of the families they left or joined and the pooled ``(all)`` rows are recomputed, and every other family's
 stored rows are kept (only their BH-adjusted p and verdict are recomputed, since the adjustment counts every row of
 a metric). The pooled rows need ranks and Kendall's concordance over every model: ``stats.RankState`` keeps them,
-updated in O(n) per changed model instead of sorting n points again, equal to scipy's to the last bit. Without a
+updated in O(n) per changed model instead of sorting n points again, equal to scipy's (τ to the last bit). Without a
 cache that matches the table (a lake from an older wwhub, a crash between the two writes), every point is read, the
 families whose stored counts no longer match are recomputed too (``_families_left``), and the cache is written for
 the next scan. Either way the table equals a full recomputation's (tested). Above ``stats.BOOTSTRAP_MAX_N`` (500)

@@ -1,4 +1,4 @@
-"""Average ranks and Kendall's τ-b with its two-sided p, with numpy (and ``scipy.special`` for the normal tail).
+"""Average ranks and Kendall's τ-b with its two-sided p, with numpy (and ``distributions`` for the normal tail).
 
 They equal scipy.stats' ``rankdata`` (method "average") and ``kendalltau`` (τ-b, method "auto"; tested in
 tests/flows/leaderboard/test_rank_tests.py) without importing scipy.stats: that import costs 0.65-0.87 s, a third
@@ -19,6 +19,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
+
+from .distributions import normal_two_sided_p
 
 # What a tie group of t equal values adds (Kendall 1970, ch. 3; scipy.stats.kendalltau's ``count_rank_tie``): the
 # tied pairs t(t−1)/2 and the variance terms t(t−1)(t−2) and t(t−1)(2t+5). For Python ints and int64 arrays alike.
@@ -151,8 +153,6 @@ def kendall_tau_p(n: int, concordance: int, ties: Mapping[str, int]) -> tuple[fl
         discordant = (total - concordance) // 2
         if n <= EXACT_MAX_N or min(discordant, total - discordant) <= 1:
             return tau, kendall_exact_p(n, discordant)
-    from scipy import special  # imported here: reading stored correlations needs no scipy
-
     pairs = n * (n - 1.0)
     variance = (
         (pairs * (2 * n + 5) - ties["x1"] - ties["y1"]) / 18
@@ -160,7 +160,7 @@ def kendall_tau_p(n: int, concordance: int, ties: Mapping[str, int]) -> tuple[fl
         + ties["x0"] * ties["y0"] / (9 * pairs * (n - 2))
     )
     z = concordance / np.sqrt(variance)
-    return tau, float(2 * special.ndtr(-np.abs(z)))
+    return tau, normal_two_sided_p(z)
 
 
 def kendall_exact_p(n: int, discordant: int) -> float:

@@ -2,10 +2,11 @@
 
 Plain arrays in, rows (dicts) out: no DuckDB, no lake. ``flows/leaderboard/correlations.py`` feeds it from the lake and
 stores the rows as the ``correlations`` table. Each statistic equals scipy.stats' (tested), but a refresh of the
-table never imports scipy.stats (0.65-0.87 s, a third of a one-model scan): numpy and ``scipy.special`` compute them.
+table imports no scipy (scipy.stats alone costs 0.65-0.87 s, a third of a one-model scan): numpy computes them, with
+``distributions`` for the tails of the normal and of Pearson's r.
 
 * Pearson r, its two-sided p and its 95% Fisher-z interval ``tanh(atanh r ± z₀.₉₇₅/√(n−3))``: the formulas of
-  ``scipy.stats.pearsonr`` and its ``confidence_interval()``, with scipy's beta function (``_pearson``).
+  ``scipy.stats.pearsonr`` and its ``confidence_interval()`` (``_pearson``).
 * Spearman ρ (average ranks for ties) and its p: Pearson's on the ranks, which is the test of
   ``scipy.stats.spearmanr``.
 * Kendall τ-b and its p (exact permutation distribution for small n without ties, normal approximation
@@ -51,6 +52,7 @@ from statistics import NormalDist
 
 import numpy as np
 
+from .distributions import pearson_two_sided_p
 from .rank_tests import TIE_KINDS, TIE_NAMES, TIE_TERMS, kendall_tau_p, rank_pairs
 
 POOLED = "(all)"
@@ -332,17 +334,15 @@ def _pearson(centred_a: np.ndarray, centred_b: np.ndarray) -> tuple[np.ndarray, 
 def _pearson_p_interval(r: np.ndarray, n: int) -> tuple[np.ndarray, tuple[np.ndarray, np.ndarray]]:
     """The two-sided p of correlations r of n points and their 95% Fisher-z intervals, as ``scipy.stats.pearsonr``
     computes them: p from the beta distribution of r under independence, ``2·betaincc(n/2 − 1, n/2 − 1,
-    (|r| + 1)/2)``; interval ``tanh(atanh r ± z₀.₉₇₅/√(n − 3))``, (−1, 1) for n ≤ 3."""
-    from scipy import special
-
+    (|r| + 1)/2)`` (``distributions.pearson_two_sided_p``); interval ``tanh(atanh r ± z₀.₉₇₅/√(n − 3))``, (−1, 1)
+    for n ≤ 3."""
     r = np.asarray(r, dtype=float)
-    half = n / 2 - 1
-    p = 2 * special.betaincc(half, half, (np.abs(r) + 1) / 2)
+    p = pearson_two_sided_p(r, n)
     if n <= 3:
         return p, (np.full_like(r, -1.0), np.full_like(r, 1.0))
     with np.errstate(divide="ignore"):
         z = np.arctanh(r)
-    spread = special.ndtri(0.5 + CONFIDENCE / 2) * math.sqrt(1 / (n - 3))
+    spread = _Z * math.sqrt(1 / (n - 3))
     return p, (np.tanh(z - spread), np.tanh(z + spread))
 
 
