@@ -71,24 +71,46 @@ def _stirling_correction(x: float) -> float:
 
 def _beta_fraction(h: float, y):
     """The continued fraction of I_y(h, h) (A&S 26.5.8 with a = b = h) by the modified Lentz method, for y in
-    (0, ½): a float, or an array whose values all take steps until each has once changed by less than
-    ``_CONVERGED`` (one that did keeps taking steps of 1 ± 1 ulp meanwhile). A single value (the pooled rows,
-    where n is every model and the fraction needs ~O(√h) steps near r = 0) goes through plain float arithmetic,
-    ~20 times faster per step than numpy on a one-element array."""
-    c, d = 1.0, 1 / _off_zero(1 - (2 * h) * y / (h + 1))
-    fraction, settled = d, False
+    (0, ½): a float, or an array each of whose values stops at the first step that changes it by less than
+    ``_CONVERGED``. Either way a value takes the same operations, so a family's p is the same bits whether it is
+    computed alone or with every other family. A single value (the pooled rows, where n is every model and the
+    fraction needs ~O(√h) steps near r = 0) goes through plain float arithmetic, ~20 times faster per step than
+    numpy on a one-element array."""
+    if isinstance(y, float):
+        c, d = 1.0, 1 / _off_zero(1 - (2 * h) * y / (h + 1))
+        fraction = d
+        for m in range(1, _MAX_STEPS):
+            c, d, step = _fraction_steps(h, m, y, c, d)
+            fraction *= step
+            if abs(step - 1) < _CONVERGED:
+                return fraction
+        raise ArithmeticError(f"the incomplete beta fraction did not converge (h = {h})")
+    value = np.empty_like(y)
+    active = np.arange(y.size)
+    c, d = np.ones_like(y), 1 / _off_zero(1 - (2 * h) * y / (h + 1))
+    fraction = d.copy()
     for m in range(1, _MAX_STEPS):
-        even = m * (h - m) * y / ((h - 1 + 2 * m) * (h + 2 * m))
-        d, c = 1 / _off_zero(1 + even * d), _off_zero(1 + even / c)
-        fraction *= d * c
-        odd = -(h + m) * (2 * h + m) * y / ((h + 2 * m) * (h + 1 + 2 * m))
-        d, c = 1 / _off_zero(1 + odd * d), _off_zero(1 + odd / c)
-        step = d * c
+        c, d, step = _fraction_steps(h, m, y[active], c, d)
         fraction *= step
-        settled = settled | (abs(step - 1) < _CONVERGED)
-        if np.all(settled):
-            return fraction
+        done = np.abs(step - 1) < _CONVERGED
+        if done.any():
+            value[active[done]] = fraction[done]
+            keep = ~done
+            active, c, d, fraction = active[keep], c[keep], d[keep], fraction[keep]
+            if not active.size:
+                return value
     raise ArithmeticError(f"the incomplete beta fraction did not converge (h = {h})")
+
+
+def _fraction_steps(h: float, m: int, y, c, d):
+    """The m-th even and odd terms of the fraction, folded into Lentz's c and d: (c, d, the factor they multiply
+    the fraction by). Floats or arrays alike."""
+    even = m * (h - m) * y / ((h - 1 + 2 * m) * (h + 2 * m))
+    d, c = 1 / _off_zero(1 + even * d), _off_zero(1 + even / c)
+    step = d * c
+    odd = -(h + m) * (2 * h + m) * y / ((h + 2 * m) * (h + 1 + 2 * m))
+    d, c = 1 / _off_zero(1 + odd * d), _off_zero(1 + odd / c)
+    return c, d, step * (d * c)
 
 
 def _off_zero(x):

@@ -66,3 +66,13 @@ def test_normal_two_sided_p_equals_scipy_ndtr():
         assert normal_two_sided_p(float(z)) == pytest.approx(float(2 * special.ndtr(-abs(z))), rel=1e-13, abs=1e-300)
     assert normal_two_sided_p(0.0) == 1.0
     assert math.isnan(normal_two_sided_p(math.nan))
+
+
+@pytest.mark.parametrize("n", [5, 40, 100_000])
+def test_pearson_p_of_one_r_is_the_same_bits_alone_or_among_others(n):
+    """A scan recomputes one family (one r) where a full refresh computes every family at once: the stored table
+    must be the same either way (tests/flows/leaderboard/test_correlations.py compares them exactly)."""
+    r = np.random.default_rng(n).uniform(-0.2, 0.2, 64)
+    together = pearson_two_sided_p(r, n)
+    alone = [float(pearson_two_sided_p(value, n)) for value in r]
+    assert together.tolist() == alone
