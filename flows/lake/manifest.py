@@ -61,7 +61,9 @@ class Snapshot:
             "layout": self.layout,
             "version": self.version,
             "updated_at": self.updated_at,
-            "tables": {t: [dataclasses.asdict(s) for s in segs] for t, segs in self.tables.items()},
+            # Shallow, not dataclasses.asdict: that deep-copies every hidden key, 13 ms a commit in a lake whose
+            # history hides a few hundred.
+            "tables": {t: [s.__dict__.copy() for s in segs] for t, segs in self.tables.items()},
             "retired": self.retired,
         }
 
