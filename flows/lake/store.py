@@ -307,13 +307,16 @@ class Lake:
         return Segment(relative, rows, path.stat().st_size, repo_min, repo_max, schema_fingerprint(table))
 
     def _hide(self, snapshot: Snapshot, table: str, keys: list[dict]) -> None:
-        """Record, on every segment that holds rows with one of ``keys``, that those rows are hidden. A lookup
-        reads only the key columns, and only the row groups whose repo_id statistics may hold a key."""
+        """Record, on every segment that holds rows with one of ``keys``, that those rows are hidden; a segment
+        left with no visible row is retired (a model rescanned again leaves its previous scan's segments so: kept,
+        each would cost every later query a file to bind and a filter to run). A lookup reads only the key columns,
+        and only the row groups whose repo_id statistics may hold a key."""
         import pyarrow.parquet as pq
 
         if not keys:
             return
         current = schema_fingerprint(table)
+        emptied = []
         for segment in snapshot.tables[table]:
             hidden = {_key_tuple(h) for h in segment.hidden}
             by_columns: dict[tuple[str, ...], list[dict]] = {}
@@ -334,6 +337,13 @@ class Lake:
                 distinct = present.group_by(list(columns)).aggregate([]).to_pylist()
                 held = {tuple(row[c] for c in columns) for row in distinct}
                 segment.hidden += [k for k in candidates if tuple(k[c] for c in columns) in held]
+                if present.num_rows == segment.rows and stored is None:  # every row of the segment was read
+                    hidden_now = {tuple(h.get(c) for c in columns) for h in segment.hidden if set(h) == set(columns)}
+                    if held <= hidden_now and all(segment is not e for e in emptied):
+                        emptied.append(segment)
+        if emptied:
+            self.retire(snapshot, emptied)
+            snapshot.tables[table] = [s for s in snapshot.tables[table] if all(s is not e for e in emptied)]
 
     def _writable_snapshot(self) -> Snapshot:
         if not (self.root / MANIFEST).exists():

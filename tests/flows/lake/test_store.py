@@ -44,6 +44,32 @@ def test_a_key_committed_again_replaces_its_rows_and_other_revisions_stay(tmp_pa
     assert lake.has_model("org/a", "r1") and not lake.has_model("org/a", "r9")
 
 
+def test_a_segment_whose_rows_are_all_replaced_leaves_the_manifest(tmp_path):
+    """Each --force rescan of a model hides its previous scan's rows: the segments holding nothing else are retired
+    (their files kept for the grace period) instead of being read, and filtered to nothing, by every later query.
+    A segment that still holds a visible row stays."""
+    lake = Lake.for_writing(tmp_path / "lake")
+    lake.commit(
+        {"layers": model_tables("org/a", layers=2, seed=1)["layers"] + model_tables("org/b", layers=2)["layers"]}
+    )
+    for seed in (2, 3, 4):
+        lake.commit_model("org/a", "r1", model_tables("org/a", layers=3, seed=seed))
+    snapshot = lake.snapshot()
+    assert len(snapshot.tables["models"]) == 1 and len(snapshot.tables["layers"]) == 2  # org/b's first segment stays
+    retired = {r["file"] for r in snapshot.retired}
+    assert all((lake.root / f).exists() for f in retired) and len(retired) == 2 * len(
+        [t for t, r in model_tables("org/a").items() if r]
+    )
+    assert run_query(lake.root, "SELECT repo_id, count(*) AS n FROM layers GROUP BY 1 ORDER BY 1") == [
+        {"repo_id": "org/a", "n": 3},
+        {"repo_id": "org/b", "n": 2},
+    ]
+    fourth = sorted(r["alpha"] for r in model_tables("org/a", layers=3, seed=4)["layers"])
+    assert [
+        r["alpha"] for r in run_query(lake.root, "SELECT alpha FROM layers WHERE repo_id = 'org/a' ORDER BY 1")
+    ] == fourth
+
+
 def test_failed_rescan_replaces_every_table_of_the_model(tmp_path):
     lake = Lake.for_writing(tmp_path / "lake")
     lake.commit_model("org/a", "r1", model_tables("org/a", layers=5))
