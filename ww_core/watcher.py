@@ -29,6 +29,11 @@ from .describe import STATUS_FAIL, STATUS_SKIP, describe_layer
 from .distances import layer_distance, not_compared_note
 from .eigen import gram_matrix
 from .matrices import (
+    LAYER_CONV1D,
+    LAYER_CONV2D,
+    LAYER_DENSE,
+    LAYER_EMBEDDING,
+    LAYER_LM_HEAD,
     LayerMatrices,
     NotAWeightMatrix,
     empty_tensor_reason,
@@ -57,6 +62,10 @@ SUMMARY_METRICS = (
 )
 _WW_STATUS = {FIT_OK: "success", FIT_FAILED: "failed", FIT_SKIPPED: "skipped"}
 _OPTION_NAMES = {f.name for f in fields(AnalysisOptions)}
+# The layer types layers= selects by; _WW_LAYER_TYPES are weightwatcher 0.7.7's (which also reads 'norm', a layer
+# type it never analyzes), the ones its get_ESD / get_Weights read as a type filter (_layer_named).
+_LAYER_TYPE_FILTERS = (LAYER_DENSE, LAYER_CONV1D, LAYER_CONV2D, LAYER_EMBEDDING, LAYER_LM_HEAD)
+_WW_LAYER_TYPES = (LAYER_DENSE, LAYER_CONV1D, LAYER_CONV2D, LAYER_EMBEDDING)
 # distances()'s frame: 0.7.7's columns in its order (layer_id becomes the index), then ours.
 _DISTANCES_COLUMNS = [
     "method",
@@ -211,7 +220,7 @@ def select_layers(layers: list[Layer], filters) -> list[Layer]:
     if not filters:
         return layers
     ids = [int(f) for f in filters if isinstance(f, numbers.Integral)]
-    types = {f for f in filters if isinstance(f, str) and f in ("dense", "conv1d", "conv2d", "embedding", "lm_head")}
+    types = {f for f in filters if isinstance(f, str) and f in _LAYER_TYPE_FILTERS}
     names = [f for f in filters if isinstance(f, str) and f not in types]
     if ids and min(ids) < 0 < max(ids):
         raise ValueError(f"layers={ids}: layer ids must be all >= 0 (keep) or all < 0 (skip)")
@@ -230,6 +239,22 @@ def select_layers(layers: list[Layer], filters) -> list[Layer]:
         return not names or bool(aliases & set(names))
 
     return [layer for layer in layers if keep(layer)]
+
+
+def _layer_named(layers: list[Layer], layer: int | str) -> Layer | None:
+    """The layer that get_ESD / get_Weights read for ``layer=``, resolved as weightwatcher 0.7.7 resolves it; None
+    when it names no layer.
+
+    An int is a layer id (a negative one names none: to ``layers=`` it means "all but"). A str must first be a
+    layer's name (ours also takes its longname or tensor name), as 0.7.7 checks it against describe()'s names before
+    filtering; a layer type passes that check only when some layer is named after it (BERT's ``output.dense``), and
+    then, as in 0.7.7, it selects the first layer of that type rather than the layer of that name."""
+    if isinstance(layer, numbers.Integral):
+        return next((x for x in layers if x.layer_id == layer), None)
+    named = [x for x in layers if layer in (x.name, x.longname, x.tensor)]
+    if named and layer in _WW_LAYER_TYPES:
+        return next(iter(select_layers(layers, [layer])), None)
+    return named[0] if named else None
 
 
 def _options(kwargs: dict) -> dict:
@@ -598,20 +623,19 @@ class WeightWatcher:
             records.append(row)
         return pd.DataFrame(records)
 
-    def _one_layer(self, model, layer) -> tuple[Layer, object]:
-        """The layer ``layer`` names (an id >= 0 or a name, as ``layers=`` reads one) and its weight tensor."""
+    def _one_layer(self, model, layer) -> tuple[Layer, object] | None:
+        """The layer ``layer`` names (:func:`_layer_named`) and its weight tensor; None, with the reason logged as an
+        error, when it names no layer (0.7.7 logs one and returns ``[]``)."""
         # 0.7.7 drops a filter it cannot read (a list, None) and returns the first layer's: here it is an error.
         if not isinstance(layer, numbers.Integral | str):
             raise TypeError(
                 f"layer={layer!r}: pass one layer's id (an int) or its name (a str), not a {type(layer).__name__}"
             )
         opened = _open(self._model(model), 0)
-        # To layers=, a negative id or a '-name' means "all but that one": here it names no layer.
-        names_one = layer >= 0 if isinstance(layer, numbers.Integral) else not layer.startswith("-")
-        matches = select_layers(opened.layers, [layer]) if names_one else []
-        if not matches:
-            raise _not_a_layer(layer, opened.layers)
-        target = matches[0]
+        target = _layer_named(opened.layers, layer)
+        if target is None:
+            logger.error("%s", _not_a_layer_message(layer, opened.layers))
+            return None
         tensor = None
         if _why_no_matrix(target) is None:
             tensor = next((t for name, t in opened.tensors({target.tensor}) if name == target.tensor), None)
@@ -620,9 +644,13 @@ class WeightWatcher:
         return target, tensor
 
     def get_ESD(self, model=None, layer=None, random=False, params=None):
-        """The eigenvalues (ascending) of one layer, by id or name; ``random=True``: of its randomized copy. Conv2D
-        kernels are not normalized here (weightwatcher's get_ESD skips its conv2d_norm)."""
-        target, tensor = self._one_layer(model, layer)
+        """The eigenvalues (ascending) of one layer, by id or name (:func:`_layer_named`; ``[]`` when it names none,
+        as 0.7.7); ``random=True``: of its randomized copy. Conv2D kernels are not normalized here (weightwatcher's
+        get_ESD skips its conv2d_norm)."""
+        found = self._one_layer(model, layer)
+        if found is None:
+            return []
+        target, tensor = found
         # weightwatcher's get_ESD skips its Conv2D normalization.
         options = AnalysisOptions(
             keep_evals=True, randomize=bool(random), min_evals=2, max_evals=None, conv2d_norm=False
@@ -635,8 +663,11 @@ class WeightWatcher:
 
     def get_Weights(self, model=None, layer=None, params=None) -> list[np.ndarray]:
         """The weight matrices of one layer: the 2-D weight as stored, or a Conv2D's kernel slices (each with its
-        longer side first, as weightwatcher returns them)."""
-        target, tensor = self._one_layer(model, layer)
+        longer side first, as weightwatcher returns them); ``[]`` when ``layer`` names none, as 0.7.7."""
+        found = self._one_layer(model, layer)
+        if found is None:
+            return []
+        target, tensor = found
         try:
             array = _as_float(tensor)
         except NotAWeightMatrix as err:  # an integer tensor: quantized codes or an index buffer
@@ -856,18 +887,19 @@ def _no_matrix(layer: Layer) -> str:
     return f"the analysis {'skips' if status == FIT_SKIPPED else 'fails'} it: {reason}"
 
 
-def _not_a_layer(layer, layers: list[Layer]) -> ValueError:
-    """What get_ESD / get_Weights say of a ``layer=`` that names no layer: the ids there are."""
+def _not_a_layer_message(layer, layers: list[Layer]) -> str:
+    """What get_ESD / get_Weights log for a ``layer=`` that names no layer: the ids there are, and for a layer type
+    (which names a layer only when a layer is named after it, :func:`_layer_named`) where types are selected."""
+    head = f"layer={layer!r} is not a layer of the model"
+    if isinstance(layer, str) and layer in _WW_LAYER_TYPES:
+        head += f" ({layer!r} is a layer type: analyze(layers=[{layer!r}]) selects by type)"
     if not layers:
-        return ValueError(f"layer={layer!r} is not a layer of the model: it has no layers")
+        return f"{head}: it has no layers"
     shown = ", ".join(f"{x.layer_id} {x.name!r}" for x in layers[:10]) + (", ..." if len(layers) > 10 else "")
     if len(layers) == 1:
-        return ValueError(f"layer={layer!r} is not a layer of the model: its one layer has id {shown}")
+        return f"{head}: its one layer has id {shown}"
     ids = [x.layer_id for x in layers]
-    return ValueError(
-        f"layer={layer!r} is not a layer of the model: its {len(layers)} layers have ids {min(ids)} to {max(ids)} "
-        f"({shown})"
-    )
+    return f"{head}: its {len(layers)} layers have ids {min(ids)} to {max(ids)} ({shown})"
 
 
 def _difference(tensor, base) -> np.ndarray | None:

@@ -20,7 +20,7 @@ from ww_core import FIT_FAILED, FIT_SKIPPED
 from ww_core.distances import LayerDistance, layer_distance, not_compared_note
 
 from ..sources import HubError
-from ..weights import MatrixSpec, MatrixStream, WeightsError, open_shard
+from ..weights import MatrixSpec, MatrixStream, UndecodableWeights, WeightsError, open_shard
 from .describe import plan_layers, reveal_local
 from .named_model import OpenedModel, ShardFiles
 from .selection import LayerSelection, SelectionError
@@ -185,6 +185,8 @@ class BaseComparison:
         try:
             matrix = spec.decode(self.stream.arrays(spec, reader))
             base_matrix = self._base_matrix(base_spec)
+        except UndecodableWeights as err:  # what the plan could not see: skipped, as a skip_reason is
+            return self._row(spec.name, FIT_SKIPPED, str(err))
         except (WeightsError, HubError, OSError, ValueError, KeyError, MemoryError) as err:
             return self._row(spec.name, FIT_FAILED, f"cannot decode {spec.name}: {err}")
         self.done.add(spec.name)

@@ -23,6 +23,7 @@ from ..weights import (
     MatrixSpec,
     MatrixStream,
     ModelPlan,
+    UndecodableWeights,
     WeightsError,
     open_shard,
     plan_local,
@@ -86,6 +87,7 @@ class ModelAnalysis:
         self.stream = MatrixStream(plan)
         self.rows: list[LayerMetrics] = []
         self.decoded: set[str] = set()  # quantized matrices whose dequantization succeeded
+        self.undecodable: list[str] = []  # reasons of the matrices skipped when their stored values were read
         self.unselected: set[str] = set()
         self._drop_unselected()
 
@@ -161,6 +163,10 @@ class ModelAnalysis:
                 try:
                     matrix = spec.decode(self.stream.arrays(spec, reader))
                     _check_matrix(spec, matrix)
+                except UndecodableWeights as err:  # what the plan could not see: skipped, as a skip_reason is
+                    self.undecodable.append(str(err))
+                    self._emit(rows, self._row(spec, FIT_SKIPPED, str(err)))
+                    continue
                 except Exception as err:  # noqa: BLE001 - one matrix that cannot be decoded fails alone
                     failures.append(self._row(spec, FIT_FAILED, self._reason(err, f"cannot decode {spec.name}")))
                     continue
@@ -241,7 +247,7 @@ class ModelAnalysis:
 
     def decoding_reasons(self) -> list[str]:
         """Why matrices were skipped by decoding (formats that cannot be analyzed), as 'N layers skipped: why'."""
-        reasons = [spec.skip_reason for spec in self.decoding.specs if spec.skip_reason]
+        reasons = [spec.skip_reason for spec in self.decoding.specs if spec.skip_reason] + self.undecodable
         counts: dict[str, int] = {}
         for reason in reasons:
             counts[reason] = counts.get(reason, 0) + 1

@@ -12,7 +12,7 @@
 """
 
 from .decoders.contract import Claim, Decoder, MatrixSpec, ModelConfig
-from .errors import UnsupportedWeights, WeightsError
+from .errors import UndecodableWeights, UnsupportedWeights, WeightsError
 from .layout import PICKLE_INDEX, SAFETENSORS_INDEX, WeightLayout, weight_layout
 from .matrices import MatrixStream, plan_matrices, plan_model, skip_counts, spec_columns
 from .plan import (
@@ -44,6 +44,7 @@ __all__ = [
     "Shard",
     "ShardReader",
     "TensorInfo",
+    "UndecodableWeights",
     "UnsupportedWeights",
     "WeightLayout",
     "WeightsError",

@@ -9,3 +9,9 @@ class WeightsError(Exception):
 
 class UnsupportedWeights(WeightsError):
     """The model has weights, but none that may be analyzed as asked (e.g. only pickles and --no-pickle)."""
+
+
+class UndecodableWeights(WeightsError):
+    """The stored values of a matrix show what its plan could not: it cannot be decoded honestly (packed codes that
+    do not fit the width its config implies). The matrix is a ``skipped`` row with this message as its reason, as a
+    spec's ``skip_reason`` makes one; where no row is made, it is a WeightsError like any other."""

@@ -228,17 +228,54 @@ def test_start_ids_and_layers_follow_weightwatcher_numbering():
     assert list(ww_core.WeightWatcher(model).analyze(layers=[-3]).layer_id) == [1]
 
 
-def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are():
-    """A ReLU's id, an id past the last and a negative id (layers= reads it as "all but") name no layer."""
+def test_get_esd_of_an_id_or_name_no_layer_has_is_empty_and_logs_the_ids_there_are(caplog):
+    """A ReLU's id, an id past the last, a negative id (layers= reads it as "all but") and names no layer has name no
+    layer: 0.7.7 logs an error and returns [] (a notebook tests ``len(esd)``); ours raised ValueError."""
     model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
     watcher = ww_core.WeightWatcher(model)
-    for layer in (2, 4, -1):
+    for layer in (2, 4, -1, "nope", "-0", "query"):
         for call in (watcher.get_ESD, watcher.get_Weights):
-            with pytest.raises(ValueError) as raised:
-                call(layer=layer)
-            expected = f"layer={layer} is not a layer of the model: its 2 layers have ids 1 to 3 (1 '0', 3 '2')"
-            assert str(raised.value) == expected
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="ww_core.watcher"):
+                assert call(layer=layer) == []
+            expected = f"layer={layer!r} is not a layer of the model: its 2 layers have ids 1 to 3 (1 '0', 3 '2')"
+            assert [r.getMessage() for r in caplog.records] == [expected]
     assert watcher.get_ESD(layer=3).size == 20
+
+
+def test_get_esd_of_a_layer_type_no_layer_is_named_is_empty_as_in_weightwatcher(caplog):
+    """0.7.7 first checks a string against the layers' names, so a layer type that no layer is named after names
+    no layer and gives []; ours gave the first Linear's eigenvalues for 'dense'."""
+    model = torch.nn.Sequential(torch.nn.Linear(40, 30), torch.nn.ReLU(), torch.nn.Linear(30, 20))
+    watcher = ww_core.WeightWatcher(model)
+    for layer in ("dense", "conv1d", "conv2d", "embedding"):
+        for call in (watcher.get_ESD, watcher.get_Weights):
+            caplog.clear()
+            with caplog.at_level(logging.ERROR, logger="ww_core.watcher"):
+                assert call(layer=layer) == []
+            assert [r.getMessage() for r in caplog.records] == [
+                f"layer={layer!r} is not a layer of the model ({layer!r} is a layer type: analyze(layers=[{layer!r}]) "
+                "selects by type): its 2 layers have ids 1 to 3 (1 '0', 3 '2')"
+            ]
+
+
+def test_get_esd_of_a_layer_type_a_layer_is_named_is_the_first_layer_of_that_type_as_in_weightwatcher():
+    """Once a layer has that name (BERT's ``attention.output.dense``), 0.7.7 filters by the type, not the name: its
+    get_ESD(layer='dense') is the first Linear's ESD (a query here, 30 eigenvalues, checked with 0.7.7 itself), not
+    the ESD of the layer named 'dense' (20)."""
+
+    class Block(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.query = torch.nn.Linear(40, 30)
+            self.dense = torch.nn.Linear(30, 20)
+
+    watcher = ww_core.WeightWatcher(Block())
+    by_type = watcher.get_ESD(layer="dense")
+    # The same tensor through the same eigensolver: equal to the last bit.
+    np.testing.assert_array_equal(by_type, watcher.get_ESD(layer="query"))
+    assert by_type.size == 30 and watcher.get_ESD(layer=2).size == 20
+    assert [w.shape for w in watcher.get_Weights(layer="dense")] == [(30, 40)]
 
 
 def test_get_esd_of_a_list_or_none_asks_for_one_layer_id_or_name():

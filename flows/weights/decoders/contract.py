@@ -12,7 +12,8 @@ A spec's ``decode`` receives the stored arrays it named in ``sources`` (numpy, i
 bf16/fp8, possibly memory-mapped) and returns the logical matrix as float32 or float64 (or, when the matrix is the
 stored tensor or a slice of it, that float view itself: exact, and ww_core upcasts it); it never rounds through
 the checkpoint's compute dtype. A spec that cannot be decoded honestly carries ``skip_reason`` instead and becomes
-a ``skipped`` row naming the scheme.
+a ``skipped`` row naming the scheme; when only the stored values show it (a side tensor such as ``weight_shape``),
+``decode`` raises :class:`~flows.weights.errors.UndecodableWeights` with that reason, and the row is skipped too.
 """
 
 from __future__ import annotations

@@ -3,6 +3,7 @@ point) gives
 ``wwhub analyze``'s rows, numbered in depth order from ``start_ids``; the whole-model options read its matrices."""
 
 import json
+import logging
 import math
 
 import numpy as np
@@ -144,15 +145,20 @@ def test_get_esd_and_get_weights_of_a_layer_without_a_matrix_say_why(tmp_path):
         )
 
 
-def test_get_esd_of_an_id_no_layer_has_lists_the_ids_there_are(folder):
+def test_get_esd_of_an_id_or_name_no_layer_has_is_empty_and_logs_the_ids_there_are(folder, caplog):
+    """As weightwatcher 0.7.7 answers a layer= it cannot find: [] and an error in the log (ours raised ValueError;
+    'dense', a layer type no layer is named after, gave layers.0.down's eigenvalues)."""
     watcher = ww_core.WeightWatcher(str(folder))
-    for layer in (3, -1):
-        with pytest.raises(ValueError) as raised:
-            watcher.get_ESD(layer=layer)
-        assert str(raised.value) == (
-            f"layer={layer} is not a layer of the model: its 3 layers have ids 0 to 2 "
-            "(0 'embed', 1 'layers.0.down', 2 'layers.0.up')"
-        )
+    ids = "its 3 layers have ids 0 to 2 (0 'embed', 1 'layers.0.down', 2 'layers.0.up')"
+    for layer, why in (
+        (3, ""),
+        (-1, ""),
+        ("dense", " ('dense' is a layer type: analyze(layers=['dense']) selects by type)"),
+    ):
+        caplog.clear()
+        with caplog.at_level(logging.ERROR, logger="ww_core.watcher"):
+            assert watcher.get_ESD(layer=layer) == []
+        assert [r.getMessage() for r in caplog.records] == [f"layer={layer!r} is not a layer of the model{why}: {ids}"]
 
 
 def test_distances_from_a_base_whose_shard_lacks_a_promised_tensor_name_it(tmp_path):

@@ -66,7 +66,12 @@ def packed_int4():
         "m.weight_shape": np.array([N, N], np.int64),
         "m.weight_scale": np.ones((N, N // 128), np.float32),
     }
-    return CompressedTensorsDecoder(), arrays, {}
+    # The width is the config's: without num_bits, compressed-tensors' default is 8 bits, not these 4.
+    weights = {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 128}
+    config = {
+        "quantization_config": {"quant_method": "compressed-tensors", "config_groups": {"g": {"weights": weights}}}
+    }
+    return CompressedTensorsDecoder(), arrays, config
 
 
 @pytest.mark.parametrize("case", [fp8_block, gptq, awq, bnb_nf4, bnb_int8, packed_int4])

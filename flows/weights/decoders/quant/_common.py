@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ...errors import WeightsError
+from ...errors import UndecodableWeights, WeightsError
 from ...tensors import TensorInfo
 from ..contract import Claim, MatrixSpec, ModelConfig
 
@@ -184,6 +184,12 @@ def check_shape(name: str, array: np.ndarray, expected: tuple[int, ...], what: s
 def skipped(name: str, sources: tuple[str, ...], shape: tuple[int, ...], scheme: str, why: str) -> MatrixSpec:
     """A matrix that cannot be decoded honestly: a ``skipped`` row whose reason names the scheme."""
     return MatrixSpec(name=name, sources=sources, shape=shape, quantization=scheme, skip_reason=f"{scheme}: {why}")
+
+
+def undecodable(scheme: str, why: str) -> UndecodableWeights:
+    """What a spec's ``decode`` raises when the values it reads show that the matrix cannot be decoded honestly: its
+    row is ``skipped`` with this reason, worded as :func:`skipped` words a reason the plan already sees."""
+    return UndecodableWeights(f"{scheme}: {why}")
 
 
 def config_value(config: Mapping[str, Any], *keys: str, default: Any = None) -> Any:

@@ -13,8 +13,16 @@ Tensors of a module ``X`` (float8 ``X.weight`` is :mod:`.fp8`'s):
 packed codes are unpacked from a dense little-endian bit stream and offset by ``2^(b−1)``
 (``compressors/pack_quantized/helpers.py: unpack_from_int32``).
 
+The code width is the config groups' ``num_bits``; a group without one packs 8-bit codes, the default of
+compressed-tensors' ``QuantizationArgs`` (``quantization/quant_args.py``), with which its ``decompress`` unpacks them.
+The width is never inferred from the shapes: packed codes that do not fit the default width skip the module, as do
+groups that give different widths (which group's ``targets`` match a module is not read) and a width outside the
+1–8 bits ``pack_to_int32`` packs. The plan sees a misfit when group scales fix the columns; otherwise ``weight_shape``
+says it, read with the layer, and decode raises UndecodableWeights (a skipped row all the same).
+
 A ``weight_shape`` whose header gives other than 2 values skips the module; values (read with the layer) that are
-not whole, negative, or not what ``weight_packed`` holds fail it with a reason naming ``weight_shape``.
+not whole, negative, or not what ``weight_packed`` holds at a configured ``num_bits`` fail it with a reason naming
+``weight_shape``.
 """
 
 from __future__ import annotations
@@ -38,10 +46,13 @@ from ._common import (
     module_tensors,
     scale_layout,
     skipped,
+    undecodable,
     unpack_bitstream,
 )
 
 SCHEME = "compressed-tensors"
+# compressed-tensors' QuantizationArgs.num_bits default: what a config group without num_bits packs.
+DEFAULT_NUM_BITS = 8
 
 
 class CompressedTensorsDecoder:
@@ -52,11 +63,12 @@ class CompressedTensorsDecoder:
     def claim(self, tensors: Mapping[str, TensorInfo], config: ModelConfig) -> Claim:
         claim = Claim()
         weights_args = compressed_tensors_weights(config.quantization_config) or {}
+        width = _packing_width(config.quantization_config)
         block = configured_block(config)
         for name, info in tensors.items():
             if name.endswith(".weight_packed"):
                 prefix = name[: -len(".weight_packed")]
-                spec = _packed_spec(prefix, tensors, weights_args, block)
+                spec = _packed_spec(prefix, tensors, weights_args, width, block)
             elif name.endswith(".weight") and info.dtype == "I8" and name + "_scale" in tensors:
                 prefix = name[: -len(".weight")]
                 spec = _int8_spec(prefix, tensors, block)
@@ -90,7 +102,11 @@ def _int8_spec(prefix: str, tensors: Mapping[str, TensorInfo], block: tuple[int,
 
 
 def _packed_spec(
-    prefix: str, tensors: Mapping[str, TensorInfo], weights_args: Mapping, block: tuple[int, int] | None
+    prefix: str,
+    tensors: Mapping[str, TensorInfo],
+    weights_args: Mapping,
+    width: tuple[int, bool] | str,
+    block: tuple[int, int] | None,
 ) -> MatrixSpec:
     packed_name, shape_name = prefix + ".weight_packed", prefix + ".weight_shape"
     scale_name, zero_name = prefix + ".weight_scale", prefix + ".weight_zero_point"
@@ -106,14 +122,23 @@ def _packed_spec(
     if is_known(stored_shape) and math.prod(stored_shape.shape) != 2:
         why = f"weight_shape has shape {tuple(stored_shape.shape)}, expected 2 values [rows, columns]"
         return skipped(name, (packed_name, shape_name), tuple(packed.shape), SCHEME, why)
-    bits = int(weights_args.get("num_bits") or 0) or None
-    shape = _planned_shape(packed, tensors[scale_name], bits, weights_args.get("group_size"))
+    if isinstance(width, str):
+        return skipped(name, (packed_name,), tuple(packed.shape), SCHEME, width)
+    nbits, defaulted = width
+    group_size = weights_args.get("group_size")
+    grouped = _grouped_columns(tensors[scale_name], group_size)
+    if defaulted and grouped is not None and is_known(packed) and len(packed.shape) == 2:
+        if packed.shape[1] != -(-grouped * nbits // 32):
+            whose = f"the scales' {grouped // group_size} groups of {group_size} cover"
+            why = _not_default_width(tuple(packed.shape), grouped, whose)
+            return skipped(name, (packed_name, scale_name), tuple(packed.shape), SCHEME, why)
+    shape = _planned_shape(packed, grouped, nbits)
     sources = tuple(n for n in (packed_name, shape_name, scale_name, zero_name, g_idx_name) if n in tensors)
 
     def decode(arrays: Mapping[str, np.ndarray]) -> np.ndarray:
         words = arrays[packed_name]
         rows, cols = _weight_shape(shape_name, arrays[shape_name])
-        nbits = _code_width(packed_name, words.shape, shape_name, rows, cols, bits)
+        _check_packed_width(packed_name, words.shape, shape_name, rows, cols, nbits, defaulted)
         scale = np.asarray(arrays[scale_name])
         found = _layout_or_error(name, scale, (rows, cols), block)
         g_idx = np.asarray(arrays[g_idx_name]).astype(np.int64) if g_idx_name in arrays else None
@@ -127,21 +152,64 @@ def _packed_spec(
 
         return dequantize_scaled(codes_of_rows, (rows, cols), scale, found, block, zero, g_idx)
 
-    label = f"int{bits}" if bits else "int"
     layout = scale_layout(tuple(tensors[scale_name].shape), shape, block) if is_known(tensors[scale_name]) else None
     return MatrixSpec(
-        name=name, sources=sources, shape=shape, decode=decode, quantization=f"{label}-{layout or 'group'}"
+        name=name, sources=sources, shape=shape, decode=decode, quantization=f"int{nbits}-{layout or 'group'}"
     )
 
 
-def _planned_shape(packed: TensorInfo, scale: TensorInfo, bits: int | None, group_size) -> tuple[int, ...]:
+def _packing_width(quantization_config: Mapping) -> tuple[int, bool] | str:
+    """``(bits, defaulted)``: the bits per packed code of every module, and whether no config group that packs
+    gives ``num_bits`` (compressed-tensors' default, :data:`DEFAULT_NUM_BITS`); or why the config gives no one
+    width. A group packs int codes (PackedQuantizationCompressor.can_compress) stored as pack-quantized (its own
+    ``format``, else the config's); groups of float codes or of another format are not counted."""
+    groups = quantization_config.get("config_groups") or {}
+    declared = []
+    for group in groups.values():
+        if not (isinstance(group, Mapping) and isinstance(group.get("weights"), Mapping)):
+            continue
+        packs = (group.get("format") or quantization_config.get("format")) in (
+            None,
+            "pack-quantized",
+            "mixed-precision",
+        )
+        if packs and group["weights"].get("type", "int") == "int":
+            declared.append(group["weights"].get("num_bits"))
+    widths = sorted({DEFAULT_NUM_BITS if bits is None else int(bits) for bits in declared} or {DEFAULT_NUM_BITS})
+    if len(widths) > 1:
+        named = [f"{w} (the default)" if w == DEFAULT_NUM_BITS and None in declared else str(w) for w in widths]
+        listed = f"{', '.join(named[:-1])} and {named[-1]}"
+        return (
+            f"pack-quantized config groups give num_bits {listed}: which group's targets match this module is not read"
+        )
+    if not 1 <= widths[0] <= 8:
+        return f"num_bits {widths[0]}: pack-quantized codes are 1 to 8 bits"
+    return widths[0], not declared or None in declared
+
+
+def _grouped_columns(scale: TensorInfo, group_size) -> int | None:
+    """The columns that group scales of ``group_size`` cover (compressed-tensors reads them so for group
+    strategies), None when the scales are not grouped or their shape is unknown."""
+    if group_size and is_known(scale) and len(scale.shape) == 2 and scale.shape[1] > 1:
+        return int(scale.shape[1]) * int(group_size)
+    return None
+
+
+def _planned_shape(packed: TensorInfo, grouped: int | None, bits: int) -> tuple[int, ...]:
     """The logical shape as far as the plan tells (the exact one is in ``weight_shape``, read at decode time)."""
     if not is_known(packed) or len(packed.shape) != 2:
         return tuple(packed.shape)
     rows, words = packed.shape
-    if group_size and is_known(scale) and len(scale.shape) == 2 and scale.shape[1] > 1:
-        return rows, int(scale.shape[1]) * int(group_size)
-    return rows, words * 32 // (bits or 4)
+    return rows, grouped if grouped is not None else words * 32 // bits
+
+
+def _not_default_width(packed: tuple[int, ...], cols: int, whose: str) -> str:
+    """Why a module whose config gives no num_bits is skipped: its packed codes are not of the default width."""
+    needed = -(-cols * DEFAULT_NUM_BITS // 32)
+    return (
+        f"no pack-quantized config group gives num_bits, and weight_packed {packed} does not hold the {cols} columns "
+        f"{whose} as {DEFAULT_NUM_BITS}-bit codes, compressed-tensors' default (they take {needed} int32 words per row)"
+    )
 
 
 def _weight_shape(shape_name: str, stored: np.ndarray) -> tuple[int, int]:
@@ -158,34 +226,22 @@ def _weight_shape(shape_name: str, stored: np.ndarray) -> tuple[int, int]:
     return rows, cols
 
 
-def _code_width(
-    packed_name: str, packed: tuple[int, ...], shape_name: str, rows: int, cols: int, bits: int | None
-) -> int:
-    """The bits per code of ``packed_name`` (shape ``packed``) holding a ``rows``×``cols`` weight: the config's
-    ``num_bits`` or, without one, the width whose dense packing fits; WeightsError saying which side disagrees."""
+def _check_packed_width(
+    packed_name: str, packed: tuple[int, ...], shape_name: str, rows: int, cols: int, bits: int, defaulted: bool
+) -> None:
+    """That ``packed_name`` (shape ``packed``) holds a ``rows``×``cols`` weight of ``bits``-bit codes: WeightsError
+    saying which side disagrees, or, for the default width (no ``num_bits`` in the config), UndecodableWeights."""
     if len(packed) != 2 or packed[0] != rows:
         raise WeightsError(f"{shape_name} says {rows} rows, but {packed_name} has shape {packed}")
-    if bits is None:
-        found = _infer_bits(packed[1], cols)
-        if found is None:
-            raise WeightsError(
-                f"{shape_name} says {cols} columns, but no code width of 1 to 8 bits packs them into the "
-                f"{packed[1]} int32 words per row of {packed_name} {packed}"
-            )
-        return found
     needed = -(-cols * bits // 32)
-    if packed[1] != needed:
-        raise WeightsError(
-            f"{shape_name} says {cols} columns, which take {needed} int32 words of {bits}-bit codes per row, "
-            f"but {packed_name} has shape {packed}"
-        )
-    return bits
-
-
-def _infer_bits(words: int, cols: int) -> int | None:
-    """The code width whose dense packing of ``cols`` values takes ``words`` int32 words."""
-    fits = [b for b in range(8, 0, -1) if -(-cols * b // 32) == words]
-    return fits[0] if fits else None
+    if packed[1] == needed:
+        return
+    if defaulted:
+        raise undecodable(SCHEME, _not_default_width(packed, cols, "weight_shape says"))
+    raise WeightsError(
+        f"{shape_name} says {cols} columns, which take {needed} int32 words of {bits}-bit codes per row, "
+        f"but {packed_name} has shape {packed}"
+    )
 
 
 def _zero_point(stored: np.ndarray | None, bits: int, rows: int, scale_shape: tuple[int, ...]) -> np.ndarray | None:
