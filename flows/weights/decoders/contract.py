@@ -59,8 +59,10 @@ def validate_model_config(config: dict, label: str) -> dict:
         _checked(qc, key, is_whole, "an integer", label, qc_)
     _checked(qc, "weight_block_size", _is_block, "[rows, columns] of positive integers", label, qc_)
     groups = _checked(qc, "config_groups", _is_mapping, "a JSON object", label, qc_) or {}
+    _checked(qc, "ignore", _is_text_list, "a list of text", label, qc_)
     for name in groups:
         group = _checked(groups, name, _is_mapping, "a JSON object", label, f"{qc_}config_groups.") or {}
+        _checked(group, "targets", _is_text_list, "a list of text", label, f"{qc_}config_groups.{name}.")
         weights = _checked(group, "weights", _is_mapping, "a JSON object", label, f"{qc_}config_groups.{name}.") or {}
         where = f"{qc_}config_groups.{name}.weights."
         for key in ("num_bits", "group_size"):
@@ -81,6 +83,10 @@ def _checked(
 
 def _is_mapping(value: Any) -> bool:
     return isinstance(value, Mapping)
+
+
+def _is_text_list(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
 
 
 def _is_block(value: Any) -> bool:

@@ -34,6 +34,14 @@ LABEL = "acme/m/config.json"
             {"quantization_config": {"config_groups": {"group_0": {"weights": {"num_bits": 4.5}}}}},
             "quantization_config.config_groups.group_0.weights.num_bits is 4.5, expected an integer",
         ),
+        (
+            {"quantization_config": {"config_groups": {"group_0": {"targets": "Linear"}}}},
+            "quantization_config.config_groups.group_0.targets is 'Linear', expected a list of text",
+        ),
+        (
+            {"quantization_config": {"ignore": ["lm_head", 3]}},
+            "quantization_config.ignore is ['lm_head', 3], expected a list of text",
+        ),
     ],
 )
 def test_a_wrongly_typed_field_is_one_line_naming_the_file_and_the_field(config, message):

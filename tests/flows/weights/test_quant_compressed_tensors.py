@@ -21,6 +21,7 @@ from tests.flows.weights.helpers import (
     analyze_rows,
     assert_same_spectrum,
     claim_and_decode,
+    decoded,
     heavy,
     plan_of,
     write_checkpoint,
@@ -29,7 +30,12 @@ from ww_core.matrices import empty_tensor_reason
 
 ct = pytest.importorskip("compressed_tensors")
 from compressed_tensors.compressors.pack_quantized.base import PackedQuantizationCompressor  # noqa: E402
-from compressed_tensors.quantization import QuantizationArgs, QuantizationScheme  # noqa: E402
+from compressed_tensors.quantization import (  # noqa: E402
+    QuantizationArgs,
+    QuantizationConfig,
+    QuantizationScheme,
+    apply_quantization_config,
+)
 
 PREFIX = "model.layers.0.mlp.up_proj"
 
@@ -60,12 +66,14 @@ def packed_checkpoint(w: np.ndarray, args: QuantizationArgs):
     return arrays, reference.numpy(), scheme
 
 
-def config_of(*weights) -> dict:
-    """config.json of a pack-quantized model, one config group per ``weights`` (QuantizationArgs or a dict)."""
-    groups = {
-        f"group_{i}": {"targets": ["Linear"], "weights": w if isinstance(w, dict) else w.model_dump(mode="json")}
-        for i, w in enumerate(weights)
-    }
+def config_of(*weights, targets: tuple[str, ...] | None = ("Linear",)) -> dict:
+    """config.json of a pack-quantized model, one config group per ``weights`` (QuantizationArgs or a dict), each
+    with ``targets`` (None: none, which the decoder reads as one width for every module)."""
+    groups = {}
+    for i, w in enumerate(weights):
+        groups[f"group_{i}"] = {"weights": w if isinstance(w, dict) else w.model_dump(mode="json")}
+        if targets is not None:
+            groups[f"group_{i}"]["targets"] = list(targets)
     qc = {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": groups}
     return {"quantization_config": qc}
 
@@ -212,17 +220,19 @@ def pack_codes(codes: np.ndarray, bits: int) -> np.ndarray:
     return packed.astype(np.uint32).view(np.int32)
 
 
-def synthetic_module(bits: int, rows: int, cols: int, strategy: str, group_size: int = 32, seed: int = 0):
-    """A symmetric pack-quantized module built here (random codes, scales per channel or per group) and the matrix it
-    stands for, (q · s) in float32 as compressed-tensors' ``_dequantize`` computes it."""
+def synthetic_module(
+    bits: int, rows: int, cols: int, strategy: str, group_size: int = 32, seed: int = 0, prefix: str = PREFIX
+):
+    """A symmetric pack-quantized module ``prefix`` built here (random codes, scales per channel or per group) and
+    the matrix it stands for, (q · s) in float32 as compressed-tensors' ``_dequantize`` computes it."""
     rng = np.random.default_rng(seed)
     codes = rng.integers(-(1 << (bits - 1)), 1 << (bits - 1), size=(rows, cols))
     groups = cols // group_size if strategy == "group" else 1
     scale = rng.uniform(0.001, 0.01, size=(rows, groups)).astype(np.float32)
     arrays = {
-        PACKED: pack_codes(codes, bits),
-        WEIGHT_SHAPE: np.array([rows, cols], dtype=np.int64),
-        f"{PREFIX}.weight_scale": scale,
+        f"{prefix}.weight_packed": pack_codes(codes, bits),
+        f"{prefix}.weight_shape": np.array([rows, cols], dtype=np.int64),
+        f"{prefix}.weight_scale": scale,
     }
     matrix = codes.astype(np.float32) * np.repeat(scale, cols // groups, axis=1)
     return arrays, matrix
@@ -302,32 +312,36 @@ def test_distance_of_a_module_packed_at_another_width_than_the_default_is_a_skip
 
 
 @pytest.mark.parametrize(
-    ("groups", "reason"),
+    ("groups", "targets", "reason"),
     [
         (
             [dict(NO_NUM_BITS, num_bits=4), dict(NO_NUM_BITS, num_bits=8, strategy="group", group_size=32)],
-            "pack-quantized config groups give num_bits 4 and 8: which group's targets match this module is not read",
+            None,
+            "pack-quantized config groups give num_bits 4 and 8 and no targets to tell which module packs which",
         ),
-        ([dict(NO_NUM_BITS, num_bits=4), NO_NUM_BITS], "pack-quantized config groups give num_bits 4 and 8 (the "
-         "default): which group's targets match this module is not read"),
-        ([dict(NO_NUM_BITS, num_bits=16)], "num_bits 16: pack-quantized codes are 1 to 8 bits"),
-        ([dict(NO_NUM_BITS, num_bits=0)], "num_bits 0: pack-quantized codes are 1 to 8 bits"),
+        ([dict(NO_NUM_BITS, num_bits=4), NO_NUM_BITS], None, "pack-quantized config groups give num_bits 4 and 8 "
+         "(the default) and no targets to tell which module packs which"),
+        ([dict(NO_NUM_BITS, num_bits=16)], ("Linear",), "num_bits 16: pack-quantized codes are 1 to 8 bits"),
+        ([dict(NO_NUM_BITS, num_bits=0)], ("Linear",), "num_bits 0: pack-quantized codes are 1 to 8 bits"),
+        ([dict(NO_NUM_BITS, num_bits=16)], None, "num_bits 16: pack-quantized codes are 1 to 8 bits"),
     ],
-    ids=["mixed", "mixed-default", "16", "0"],
+    ids=["mixed-without-targets", "mixed-default-without-targets", "16", "0", "16-without-targets"],
 )  # fmt: skip
-def test_a_config_without_one_packing_width_is_a_skipped_row(tmp_path, groups, reason):
-    """Config groups with different num_bits (this decoder does not match a group's targets to modules), or a width
-    compressed-tensors does not pack: skipped (they were inferred from the shapes, or a num_bits of 0 as none)."""
+def test_a_config_without_one_packing_width_is_a_skipped_row(tmp_path, groups, targets, reason):
+    """Config groups with different num_bits and no targets to match modules by, or a width compressed-tensors does
+    not pack: skipped (they were inferred from the shapes, or a num_bits of 0 as none)."""
     arrays, _ = synthetic_module(4, 24, 96, "channel")
-    (spec,) = CompressedTensorsDecoder().claim(plan_of(arrays), ModelConfig(config_of(*groups))).matrices
+    config = config_of(*groups, targets=targets)
+    (spec,) = CompressedTensorsDecoder().claim(plan_of(arrays), ModelConfig(config)).matrices
     assert spec.skip_reason == f"compressed-tensors: {reason}"
-    rows = analyze_rows(write_checkpoint(tmp_path / "m", arrays, config_of(*groups)))
+    rows = analyze_rows(write_checkpoint(tmp_path / "m", arrays, config))
     assert (rows[f"{PREFIX}.weight"]["fit_status"], rows[f"{PREFIX}.weight"]["reason"]) == ("skipped", spec.skip_reason)
 
 
 def test_groups_that_pack_no_int_codes_do_not_count_toward_the_width():
     """An fp8 group (float codes are never packed) and an int8 group stored int-quantized beside a 4-bit
-    pack-quantized one: the packed module's width is the one packing group's 4 bits."""
+    pack-quantized one, all targeting Linear: the packed module takes the last group's scheme, as compressed-tensors
+    gives it (one scheme per target), and its 4 bits are the only packing width."""
     arrays, matrix = synthetic_module(4, 24, 96, "channel")
     config = config_of(
         dict(NO_NUM_BITS, num_bits=8, type="float"), dict(NO_NUM_BITS, num_bits=8), dict(NO_NUM_BITS, num_bits=4)
@@ -338,3 +352,185 @@ def test_groups_that_pack_no_int_codes_do_not_count_toward_the_width():
     (spec,) = claim.matrices
     assert (spec.quantization, spec.skip_reason) == ("int4-channel", None)
     np.testing.assert_array_equal(decoded[f"{PREFIX}.weight"], matrix)
+
+
+ATTENTION = "model.layers.0.self_attn.q_proj"
+MLP = "model.layers.0.mlp.down_proj"
+INT8_CHANNEL = {"num_bits": 8, "type": "int", "symmetric": True, "strategy": "channel"}
+INT4_GROUP = {"num_bits": 4, "type": "int", "symmetric": True, "strategy": "group", "group_size": 32}
+FP8 = {"num_bits": 8, "type": "float", "symmetric": True, "strategy": "channel"}
+# Attention at 8 bits, the MLP at 4, as llm-compressor's mixed-precision recipes select them: by re: targets.
+ATTENTION_8_MLP_4 = {"attention": (["re:.*self_attn\\."], INT8_CHANNEL), "mlp": (["re:.*mlp\\."], INT4_GROUP)}
+
+
+def mixed_precision_config(groups: dict[str, tuple[list[str], dict | None]], ignore: list[str] | None = None) -> dict:
+    """config.json of a pack-quantized model whose config groups are ``{name: (targets, weights)}`` (None: the group
+    quantizes no weights)."""
+    config_groups = {name: {"targets": targets, "weights": weights} for name, (targets, weights) in groups.items()}
+    qc = {"quant_method": "compressed-tensors", "format": "pack-quantized", "config_groups": config_groups}
+    return {"quantization_config": dict(qc, ignore=ignore or [])}
+
+
+def reference_widths(modules: list[str], config: dict) -> dict[str, int | None]:
+    """The num_bits compressed-tensors' apply_quantization_config gives each of ``modules`` (torch Linear modules at
+    those names in an otherwise empty model), None for a module it leaves unquantized."""
+    root = torch.nn.Module()
+    for name in modules:
+        *path, leaf = name.split(".")
+        parent = root
+        for part in path:
+            if part not in parent._modules:
+                parent.add_module(part, torch.nn.Module())
+            parent = parent.get_submodule(part)
+        parent.add_module(leaf, torch.nn.Linear(4, 4, bias=False))
+    qc = QuantizationConfig.model_validate(config["quantization_config"])
+    apply_quantization_config(root, qc, show_progress=False)
+    schemes = {name: getattr(root.get_submodule(name), "quantization_scheme", None) for name in modules}
+    return {name: scheme.weights.num_bits if scheme else None for name, scheme in schemes.items()}
+
+
+def test_mixed_precision_modules_unpack_at_the_width_of_the_group_their_targets_match():
+    """Attention packed at 8 bits and the MLP at 4, each group chosen by a re: target (compressed-tensors'
+    match_name: re.match on the module's name), lm_head ignored and stored in float32. Each packed module is exactly
+    (q · s) of its own codes (integer codes times float32 scales), lm_head exactly what it stores: the plain path, as
+    compressed-tensors leaves an ignored module unquantized. (Every packed module was skipped: "config groups give
+    num_bits 4 and 8".)"""
+    attention, attention_matrix = synthetic_module(8, 48, 64, "channel", seed=1, prefix=ATTENTION)
+    mlp, mlp_matrix = synthetic_module(4, 64, 96, "group", seed=2, prefix=MLP)
+    lm_head = np.random.default_rng(3).standard_normal((40, 64)).astype(np.float32)
+    arrays = {**attention, **mlp, "lm_head.weight": lm_head}
+    config = mixed_precision_config(ATTENTION_8_MLP_4, ignore=["lm_head"])
+    assert reference_widths([ATTENTION, MLP, "lm_head"], config) == {ATTENTION: 8, MLP: 4, "lm_head": None}
+    matrices = decoded(arrays, config)
+    assert set(matrices) == {f"{ATTENTION}.weight", f"{MLP}.weight", "lm_head.weight"}  # side tensors make no rows
+    attention_spec, attention_decoded = matrices[f"{ATTENTION}.weight"]
+    mlp_spec, mlp_decoded = matrices[f"{MLP}.weight"]
+    assert (attention_spec.quantization, mlp_spec.quantization) == ("int8-channel", "int4-group")
+    np.testing.assert_array_equal(attention_decoded, attention_matrix)
+    np.testing.assert_array_equal(mlp_decoded, mlp_matrix)
+    lm_head_spec, lm_head_decoded = matrices["lm_head.weight"]
+    assert lm_head_spec.sources == ("lm_head.weight",) and not lm_head_spec.quantization
+    np.testing.assert_array_equal(lm_head_decoded, lm_head)
+
+
+def test_a_module_that_no_group_targets_is_a_skipped_row(tmp_path):
+    """A packed module that neither re: target matches: compressed-tensors gives it no scheme, so no width is
+    known. Its row (named for the module) is skipped with a reason naming the cause, its side tensors make no rows,
+    and its neighbour decodes."""
+    unmatched = "model.vision_tower.proj"
+    attention, _ = synthetic_module(8, 48, 64, "channel", prefix=ATTENTION)
+    stray, _ = synthetic_module(4, 24, 96, "channel", prefix=unmatched)
+    config = mixed_precision_config(ATTENTION_8_MLP_4)
+    rows = analyze_rows(write_checkpoint(tmp_path / "m", {**attention, **stray}, config))
+    assert set(rows) == {f"{ATTENTION}.weight", f"{unmatched}.weight"}
+    stray_row, attention_row = rows[f"{unmatched}.weight"], rows[f"{ATTENTION}.weight"]
+    reason = "compressed-tensors: no config group's targets match the module"
+    assert (stray_row["fit_status"], stray_row["reason"]) == ("skipped", reason)
+    assert (attention_row["fit_status"], attention_row["quantization"]) == ("ok", "int8-channel")
+
+
+def test_of_several_matching_targets_exact_names_then_sorted_regexes_then_classes_win():
+    """compressed-tensors' match_targets order, whatever the order of the groups in the config: the exact name of
+    o_proj (3 bits) over the regexes; of two regexes matching q_proj the first sorted, ".*self_attn" (8 bits) before
+    "model\\.layers" (2 bits); the regex over the class Linear for up_proj; Linear (4 bits) for lm_head alone. Each
+    module decodes exactly at its group's width (a wrong width fails against weight_shape), the width
+    compressed-tensors' own apply_quantization_config gives it."""
+    channel = dict(INT8_CHANNEL)
+    groups = {
+        "linear": (["Linear"], dict(channel, num_bits=4)),
+        "layers": (["re:model\\.layers\\."], dict(channel, num_bits=2)),
+        "attention": (["re:.*self_attn\\."], channel),
+        "output": (["model.layers.0.self_attn.o_proj"], dict(channel, num_bits=3)),
+    }
+    widths = {"model.layers.0.self_attn.o_proj": 3, ATTENTION: 8, "model.layers.0.mlp.up_proj": 2, "lm_head": 4}
+    arrays, expected = {}, {}
+    for seed, (module, bits) in enumerate(widths.items()):
+        stored, expected[f"{module}.weight"] = synthetic_module(bits, 16, 64, "channel", seed=seed, prefix=module)
+        arrays.update(stored)
+    config = mixed_precision_config(groups)
+    assert reference_widths(list(widths), config) == widths
+    claim, matrices = claim_and_decode(CompressedTensorsDecoder(), arrays, config)
+    assert {spec.name: spec.quantization for spec in claim.matrices} == {
+        f"{module}.weight": f"int{bits}-channel" for module, bits in widths.items()
+    }
+    for name, matrix in expected.items():
+        np.testing.assert_array_equal(matrices[name], matrix, err_msg=name)
+
+
+SKIP_4_BIT_AS_GROUP_1_DEFAULT = (
+    "compressed-tensors: config group group_1 gives no num_bits, and weight_packed (24, 12) does not hold the 96 "
+    "columns weight_shape says as 8-bit codes, compressed-tensors' default (they take 24 int32 words per row)"
+)
+
+
+@pytest.mark.parametrize(
+    ("bits", "groups", "status", "reason"),
+    [
+        (8, [dict(NO_NUM_BITS, num_bits=4), dict(NO_NUM_BITS, num_bits=8)], "ok", ""),
+        (4, [dict(NO_NUM_BITS, num_bits=4), NO_NUM_BITS], "skipped", SKIP_4_BIT_AS_GROUP_1_DEFAULT),
+    ],
+    ids=["later-8", "later-default"],
+)
+def test_a_target_that_two_groups_name_is_the_later_groups(tmp_path, bits, groups, status, reason):
+    """compressed-tensors maps each target to one scheme, the last group's that names it: with two groups targeting
+    Linear, a module packs at the second group's width (8 bits, decoded exactly), or at its default when it gives no
+    num_bits (these 4-bit codes do not fit it: skipped, the reason naming the group)."""
+    arrays, matrix = synthetic_module(bits, 24, 96, "channel")
+    config = config_of(*groups)
+    assert reference_widths([PREFIX], config) == {PREFIX: 8}
+    row = analyze_rows(write_checkpoint(tmp_path / "m", arrays, config))[f"{PREFIX}.weight"]
+    assert (row["fit_status"], row["reason"]) == (status, reason)
+    if status == "ok":
+        _, decoded_matrices = claim_and_decode(CompressedTensorsDecoder(), arrays, config)
+        np.testing.assert_array_equal(decoded_matrices[f"{PREFIX}.weight"], matrix)
+
+
+UNSURE_OF_EMBEDDING = (
+    "no config group's target names the module, and a checkpoint does not say whether its class is Embedding "
+    "(config group embedding)"
+)
+
+
+@pytest.mark.parametrize(
+    ("groups", "ignore", "reason"),
+    [
+        ({"embedding": (["Embedding"], INT8_CHANNEL), "linear": (["Linear"], INT4_GROUP)}, None, UNSURE_OF_EMBEDDING),
+        ({"embedding": (["Embedding"], INT8_CHANNEL)}, None, UNSURE_OF_EMBEDDING),
+        ({"embedding": (["re:.*embed_tokens"], INT8_CHANNEL)}, None, "no config group's targets match the module"),
+        (ATTENTION_8_MLP_4, ["re:.*up_proj"], "the module is in the config's ignore list ('re:.*up_proj') yet stores "
+         "packed codes: compressed-tensors gives an ignored module no scheme to unpack them with"),
+        ({"fp8": (["re:.*mlp\\."], FP8), "linear": (["Linear"], INT4_GROUP)}, None, "the module takes config group "
+         "fp8's scheme (target 're:.*mlp\\\\.'), which stores no pack-quantized int weights"),
+        ({"mlp": (["re:.*mlp\\.(up"], INT4_GROUP)}, None, "config target 're:.*mlp\\\\.(up' is not a regular "
+         "expression: missing ), unterminated subpattern at position 7"),
+    ],
+    ids=["class-before-linear", "class-only", "no-match", "ignored", "float-group", "bad-regex"],
+)  # fmt: skip
+def test_a_module_whose_scheme_the_checkpoint_cannot_tell_is_a_skipped_row_naming_why(groups, ignore, reason):
+    """Never a guessed width: a class target other than Linear that sorts before it (and so would decide, were it
+    this module's class, which a checkpoint does not store) with another width, only such class targets, no target
+    that matches, an ignored module that stores packed codes anyway, a group that packs no int codes, a target that
+    is no regex. The reason names the cause, the row the module (the summary counts identical reasons)."""
+    arrays, _ = synthetic_module(4, 64, 96, "group")
+    claim, decoded_matrices = claim_and_decode(
+        CompressedTensorsDecoder(), arrays, mixed_precision_config(groups, ignore)
+    )
+    (spec,) = claim.matrices
+    assert spec.skip_reason == f"compressed-tensors: {reason}"
+    assert decoded_matrices == {} and claim.consumed == set(arrays)
+
+
+def test_a_class_target_that_cannot_decide_the_width_does_not_make_the_module_unsure():
+    """match_targets orders class matches by name: "MoE" after "Linear" cannot decide for a module Linear matches;
+    "Embedding" before it can, but its group packs as Linear's does, so the width is the same either way; and
+    "LlamaAttention" before it belongs to a group that quantizes no weights, which gave no module packed codes."""
+    arrays, matrix = synthetic_module(4, 64, 96, "group")
+    groups = {
+        "moe": (["MoE"], INT8_CHANNEL),
+        "embedding": (["Embedding"], INT4_GROUP),
+        "attention": (["LlamaAttention"], None),
+        "linear": (["Linear"], INT4_GROUP),
+    }
+    claim, decoded_matrices = claim_and_decode(CompressedTensorsDecoder(), arrays, mixed_precision_config(groups))
+    assert claim.matrices[0].skip_reason is None
+    np.testing.assert_array_equal(decoded_matrices[f"{PREFIX}.weight"], matrix)
