@@ -77,17 +77,17 @@ def _beta_fraction(h: float, y):
     fraction needs ~O(√h) steps near r = 0) goes through plain float arithmetic, ~20 times faster per step than
     numpy on a one-element array."""
     if isinstance(y, float):
-        c, d = 1.0, 1 / _off_zero(1 - (2 * h) * y / (h + 1))
+        c, d = 1.0, _first_d(h, y)
         fraction = d
         for m in range(1, _MAX_STEPS):
             c, d, step = _fraction_steps(h, m, y, c, d)
             fraction *= step
             if abs(step - 1) < _CONVERGED:
                 return fraction
-        raise ArithmeticError(f"the incomplete beta fraction did not converge (h = {h})")
+        raise _not_converged(h)
     value = np.empty_like(y)
     active = np.arange(y.size)
-    c, d = np.ones_like(y), 1 / _off_zero(1 - (2 * h) * y / (h + 1))
+    c, d = np.ones_like(y), _first_d(h, y)
     fraction = d.copy()
     for m in range(1, _MAX_STEPS):
         c, d, step = _fraction_steps(h, m, y[active], c, d)
@@ -99,7 +99,16 @@ def _beta_fraction(h: float, y):
             active, c, d, fraction = active[keep], c[keep], d[keep], fraction[keep]
             if not active.size:
                 return value
-    raise ArithmeticError(f"the incomplete beta fraction did not converge (h = {h})")
+    raise _not_converged(h)
+
+
+def _first_d(h: float, y):
+    """Lentz's d before the first step: 1 / (1 − (a + b) y / (a + 1)) with a = b = h. A float or an array alike."""
+    return 1 / _off_zero(1 - (2 * h) * y / (h + 1))
+
+
+def _not_converged(h: float) -> ArithmeticError:
+    return ArithmeticError(f"the incomplete beta fraction did not converge (h = {h})")
 
 
 def _fraction_steps(h: float, m: int, y, c, d):
