@@ -316,7 +316,7 @@ class Lake:
         if not keys:
             return
         current = schema_fingerprint(table)
-        emptied = []
+        emptied: dict[str, Segment] = {}  # by file: a segment's file names it
         for segment in snapshot.tables[table]:
             hidden = {_key_tuple(h) for h in segment.hidden}
             by_columns: dict[tuple[str, ...], list[dict]] = {}
@@ -339,11 +339,11 @@ class Lake:
                 segment.hidden += [k for k in candidates if tuple(k[c] for c in columns) in held]
                 if present.num_rows == segment.rows and stored is None:  # every row of the segment was read
                     hidden_now = {tuple(h.get(c) for c in columns) for h in segment.hidden if set(h) == set(columns)}
-                    if held <= hidden_now and all(segment is not e for e in emptied):
-                        emptied.append(segment)
+                    if held <= hidden_now:
+                        emptied[segment.file] = segment
         if emptied:
-            self.retire(snapshot, emptied)
-            snapshot.tables[table] = [s for s in snapshot.tables[table] if all(s is not e for e in emptied)]
+            self.retire(snapshot, list(emptied.values()))
+            snapshot.tables[table] = [s for s in snapshot.tables[table] if s.file not in emptied]
 
     def _writable_snapshot(self) -> Snapshot:
         if not (self.root / MANIFEST).exists():
