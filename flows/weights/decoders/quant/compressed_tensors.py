@@ -201,11 +201,14 @@ class _ModuleSchemes:
         self._targets = sorted(self._group_of, key=lambda target: ("re:" in target, target))
         self._ignore = list(quantization_config.get("ignore") or ())
         self._patterns, self._bad_pattern = _compiled_patterns(self._targets, self._ignore)
-        self._model_wide = None if self._group_of else _model_wide_packing(quantization_config)
-        self._any_num_bits = any(
-            _packs_int_codes(group, quantization_config) and group["weights"].get("num_bits") is not None
+        # The num_bits of each group that packs int codes (None where it gives none).
+        declared = [
+            group["weights"].get("num_bits")
             for group in self._groups.values()
-        )
+            if _packs_int_codes(group, quantization_config)
+        ]
+        self._model_wide = None if self._group_of else _model_wide_packing(declared, quantization_config)
+        self._any_num_bits = any(bits is not None for bits in declared)
         self._tensors = tensors
 
     @cached_property
@@ -304,14 +307,10 @@ def _group_packing(group: Mapping, quantization_config: Mapping, default_why: st
     return _Packing(width, group["weights"], default_why if bits is None else "")
 
 
-def _model_wide_packing(quantization_config: Mapping) -> _Packing | str:
+def _model_wide_packing(declared: list, quantization_config: Mapping) -> _Packing | str:
     """The packing of every module when no config group gives targets to match modules by: the one width of the
-    groups that pack int codes (:data:`DEFAULT_NUM_BITS` when none gives ``num_bits``), the default when one of them
-    gives none; or why the groups give no one width."""
-    groups = [
-        group for group in (quantization_config.get("config_groups") or {}).values() if isinstance(group, Mapping)
-    ]
-    declared = [group["weights"].get("num_bits") for group in groups if _packs_int_codes(group, quantization_config)]
+    groups that pack int codes, whose ``num_bits`` are ``declared`` (:data:`DEFAULT_NUM_BITS` when none gives one),
+    the default when one of them gives none; or why the groups give no one width."""
     widths = sorted({DEFAULT_NUM_BITS if bits is None else int(bits) for bits in declared} or {DEFAULT_NUM_BITS})
     if len(widths) > 1:
         named = [f"{w} (the default)" if w == DEFAULT_NUM_BITS and None in declared else str(w) for w in widths]
