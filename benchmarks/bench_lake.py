@@ -6,16 +6,17 @@ next to the floor: the same SQL in a bare DuckDB process over one Parquet file p
 
 Prints: `wwhub lake import` of the generated files (rows in shuffled order) and of an export written by `wwhub query
 "SELECT * FROM layers" --format parquet` (whether that export is clustered by repo is printed: a clustered file is
-adopted by a copy, any other sorted by repo range), time and disk, next to the floor of any import that rewrites
-the rows (a bare DuckDB COPY of the shuffled file, unsorted); `wwhub query "SELECT count(*) FROM layers"`,
-`wwhub leaderboard --family F`, the `correlations` table recomputed in full and after one model changed (from the
-cache of points and rank states, in-process) and read back by `wwhub query correlations`, and what recomputing the
-pooled rows from the lake would cost instead (reading every point, scipy's Spearman and Kendall over them);
-`wwhub scan` of one small model with a reported value (its card alternating between two accuracies, so that every
-rescan moves its point) and of one without (whole processes, big and small lake in turn, --scan-repeat times)
-into the big lake and into a small lake in the same run: the best of each and the median paired difference;
-the lake work of --rescans successive `--force` rescans of models inside the big imported segment
-(Lake.commit_model of 200 layer rows, folding included): median and the slowest single commit.
+adopted by a copy, any other sorted by repo range), time and disk, next to the floor of any import that rewrites the
+rows (a bare DuckDB COPY of the shuffled file, unsorted), and the CPU seconds both spent (the shuffled import is
+bound by CPU: its CPU seconds over the cores bound any schedule of the same work); `wwhub query "SELECT count(*)
+FROM layers"`, `wwhub leaderboard --family F`, the `correlations` table recomputed in full and after one model
+changed (from the cache of points and rank states, in-process) and read back by `wwhub query correlations`, and what
+recomputing the pooled rows from the lake would cost instead (reading every point, scipy's Spearman and Kendall over
+them); `wwhub scan` of one small model with a reported value (its card alternating between two accuracies, so that
+every rescan moves its point) and of one without (whole processes, big and small lake in turn, --scan-repeat times)
+into the big lake and into a small lake in the same run: the best of each and the median paired difference; the lake
+work of --rescans successive `--force` rescans of models inside the big imported segment (Lake.commit_model of 200
+layer rows, folding included): median and the slowest single commit.
 
 Targets (2 cores): import of 20M rows <= 60 s; one-model scan <= 100 ms over the small-lake scan; count <= 0.75 s,
 leaderboard <= 1 s, correlations <= 2 s; the slowest commit bounded (no rewrite of the big segment). Needs ~6 GB of
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from flows.analysis.model_analysis import usable_cores  # noqa: E402
 from flows.lake import Lake, transfer  # noqa: E402
 from flows.lake.compaction import rewrite_memory  # noqa: E402
 from flows.lake.schema import SCHEMAS, quoted  # noqa: E402
@@ -153,20 +156,26 @@ def generate(floor: Path, models: int, layers: int, families: int) -> None:
     con.close()
 
 
+def run_once(command: list[str], timeout: float = 600) -> tuple[float, float]:
+    """(wall seconds, CPU seconds) of one run of a command as its own process (start-up included); the CPU seconds
+    are the user + system time of the process and its children, what the cores spent on it. (inf, inf) when it runs
+    past ``timeout``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    start = time.perf_counter()
+    try:
+        result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return float("inf"), float("inf")
+    elapsed = time.perf_counter() - start
+    if result.returncode != 0:
+        raise SystemExit(f"{' '.join(command[:6])} failed: {result.stderr[-2000:]}")
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return elapsed, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
 def timed(command: list[str], repeat: int, timeout: float = 600) -> float:
     """Best wall time of ``repeat`` runs of a command as its own process (start-up included)."""
-    best = float("inf")
-    for _ in range(repeat):
-        start = time.perf_counter()
-        try:
-            result = subprocess.run(command, cwd=ROOT, env=ENV, capture_output=True, text=True, timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return float("inf")
-        elapsed = time.perf_counter() - start
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(command[:6])} failed: {result.stderr[-2000:]}")
-        best = min(best, elapsed)
-    return best
+    return min(run_once(command, timeout)[0] for _ in range(repeat))
 
 
 def floor_command(floor: Path, sql: str, family: str | None = None) -> list[str]:
@@ -331,17 +340,17 @@ def commands(args, floor: Path, lake_root: Path) -> None:
     print(f"{'query correlations (stored table)':34} {stored:7.2f}s {'':>8} {'':>6} {2.0:6.2f}s")
 
 
-def rewrite_floor(source: Path, target: Path) -> float:
-    """Seconds a bare DuckDB process takes to read ``source`` and write its rows unsorted to one zstd file, within
-    the memory an import's rewrite may use: what any import that rewrites the rows (sorted or not) cannot go
-    below."""
+def rewrite_floor(source: Path, target: Path) -> tuple[float, float]:
+    """(wall, CPU) seconds a bare DuckDB process takes to read ``source`` and write its rows unsorted to one zstd
+    file, within the memory an import's rewrite may use: what any import that rewrites the rows (sorted or not)
+    cannot go below."""
     code = (
         f"import duckdb\ncon = duckdb.connect(config={{'memory_limit': {rewrite_memory()!r}}})\n"
         f'con.execute("COPY (SELECT * FROM read_parquet({sql_literal(str(source))})) TO {sql_literal(str(target))} '
         '(FORMAT parquet, COMPRESSION zstd)")\n'
     )
     try:
-        return timed([sys.executable, "-c", code], 1, timeout=3600)
+        return run_once([sys.executable, "-c", code], timeout=3600)
     finally:
         target.unlink(missing_ok=True)
 
@@ -395,8 +404,8 @@ def main() -> None:
         )
         for path in (first, exported, lake_root):
             shutil.rmtree(path, ignore_errors=True)
-        shuffled = timed([*WWHUB, "lake", "import", str(floor), "--lake", str(first)], 1, timeout=3600)
-        rewrite = rewrite_floor(floor / "layers.parquet", work / "rewrite-floor.parquet")
+        shuffled, shuffled_cpu = run_once([*WWHUB, "lake", "import", str(floor), "--lake", str(first)], timeout=3600)
+        rewrite, rewrite_cpu = rewrite_floor(floor / "layers.parquet", work / "rewrite-floor.parquet")
         export(first, exported)
         clustered = transfer._clustered_by_repo(exported / "layers.parquet") is not None
         import_seconds = timed([*WWHUB, "lake", "import", str(exported), "--lake", str(lake_root)], 1, timeout=3600)
@@ -412,6 +421,14 @@ def main() -> None:
             f"floor of any import that rewrites the shuffled rows: a bare DuckDB COPY of layers.parquet to one zstd "
             f"file, unsorted, same memory limit ({rewrite_memory()}): {rewrite:.1f} s "
             f"(shuffled import / floor: {shuffled / rewrite:.2f}x)"
+        )
+        cores = usable_cores()
+        # The shuffled import is bound by CPU, not by waiting: what its cores spent says what any schedule of the
+        # same work could reach on this machine.
+        print(
+            f"CPU (user + system): shuffled import {shuffled_cpu:.0f} CPU-s ({shuffled_cpu / shuffled:.2f} of "
+            f"{cores} cores busy on average), floor {rewrite_cpu:.0f} CPU-s; {cores} cores give {60 * cores} CPU-s in "
+            f"60 s, so the same work on all of them cannot take less than {shuffled_cpu / cores:.0f} s"
         )
         commands(args, floor, lake_root)
         pooled_floor(lake_root)
