@@ -6,6 +6,8 @@ card expands a few hundred bytes into billions of nodes once walked), so nothing
 
 from __future__ import annotations
 
+import re
+
 import yaml
 
 from ..evals.vocabulary import EvalValueError, normalize_metric, single_value
@@ -19,6 +21,11 @@ MAX_CARD_YAML_BYTES = 512_000
 MAX_CARD_YAML_DEPTH = 64
 # The card's metadata the lake keeps, as text, in each models row.
 TEXT_FACTS = ("library_name", "pipeline_tag", "base_model")
+# The metadata block where huggingface_hub's RepoCard finds it (a test holds the two to the same matches): at the
+# start, after blank space, between a line "---" and a line "---" that may end in blanks. Matched here rather than
+# through huggingface_hub.repocard, whose import brings the hub client (hf_api, file_download: ~0.1 s of a local
+# scan's start-up) that reading a card does not need.
+METADATA_BLOCK = re.compile(r"^\s*---(?:\r\n|\r|\n)(.*?)(?:\r\n|\r|\n)---[ \t]*(?:\r\n|\n|$)", re.DOTALL)
 
 
 def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
@@ -28,11 +35,8 @@ def parse_card(text: str | None) -> tuple[str, dict, list[EvalResult]]:
     unsafe = card_yaml_problem(text)
     if unsafe:
         return f"malformed: {unsafe}", {}, []
-    from huggingface_hub import ModelCard
-
     try:
-        card = ModelCard(text, ignore_metadata_errors=False)
-        data = card.data
+        data = card_data(text)
     except Exception as err:  # noqa: BLE001 - any parse failure of user-written YAML is "malformed"
         return f"malformed: {err.__class__.__name__}: {str(err).splitlines()[0][:200]}", {}, []
     facts, ignored = {}, []
@@ -86,17 +90,31 @@ def _n_shot(args) -> int | None:
     return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
+def card_data(text: str):
+    """The card's metadata as huggingface_hub's ``ModelCard(text, ignore_metadata_errors=False).data`` reads it (a
+    ``ModelCardData``: its ``eval_results`` are the Hub's reading of ``model-index``), and with its errors: a
+    metadata block that is not a mapping is a ValueError. No block: empty metadata. Check ``card_yaml_problem``
+    first: this builds the YAML document."""
+    from huggingface_hub.repocard_data import ModelCardData
+
+    match = METADATA_BLOCK.search(text)
+    metadata = yaml.safe_load(match.group(1)) if match else None
+    if metadata is None:
+        metadata = {}
+    elif not isinstance(metadata, dict):
+        raise ValueError("repo card metadata block should be a dict")
+    return ModelCardData(**metadata, ignore_metadata_errors=False)
+
+
 def card_yaml_problem(text: str) -> str | None:
     """Why a card's metadata may not be parsed (too large, aliases, anchors, nested too deep), or None. Reads YAML
     events only: nothing is built from the document."""
-    from huggingface_hub.repocard import REGEX_YAML_BLOCK
-
     if len(text) > MAX_CARD_BYTES:
         return f"card of {len(text)} characters, more than {MAX_CARD_BYTES}"
-    match = REGEX_YAML_BLOCK.search(text)
+    match = METADATA_BLOCK.search(text)
     if match is None:
         return None
-    block = match.group(2)
+    block = match.group(1)
     if len(block) > MAX_CARD_YAML_BYTES:
         return f"metadata block of {len(block)} characters, more than {MAX_CARD_YAML_BYTES}"
     depth = 0

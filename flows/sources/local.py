@@ -8,7 +8,7 @@ from pathlib import Path
 
 from ..weights import Shard, plan_local
 from .base import HUB_INVALID, HUB_NOT_FOUND, HubError, ModelDescription, ModelRef, _as_list, infer_family
-from .cards import parse_card
+from .cards import card_data, parse_card
 
 
 class LocalSource:
@@ -54,10 +54,7 @@ class LocalSource:
         status, facts, _ = parse_card(readme.read_text() if readme.exists() else None)
         tags = []
         if status == "ok":
-            from huggingface_hub import ModelCard
-
-            data = ModelCard(readme.read_text()).data
-            tags = list(getattr(data, "tags", None) or [])
+            tags = list(getattr(card_data(readme.read_text()), "tags", None) or [])
             if facts.get("base_model"):
                 tags.append(f"base_model:{facts['base_model']}")
         return tags
