@@ -9,11 +9,11 @@ Commands, on a small lake of four models (three with a reported accuracy):
 - `wwhub scan` of one model without a reported value (no correlation can change);
 - `wwhub leaderboard` (stored correlations) and `wwhub leaderboard --prefer-import` (computed on the spot);
 - `wwhub query "SELECT count(*) FROM layers"`.
-The floor is a process that imports numpy, pyarrow.parquet, duckdb and the model-card parser
-(huggingface_hub.repocard): what a scan's work needs (a correlations refresh no longer needs scipy.special). Each
-command's optional heavy imports (pandas, scipy.stats, scipy.special) are listed from one `python -X importtime`
-run. Runs alternate between the commits, command by command,
-so that both see the same machine.
+The floor is a process that imports numpy, pyarrow.parquet, duckdb and the model-card reader
+(huggingface_hub.repocard_data): what a scan's work needs (a correlations refresh no longer needs scipy.special,
+reading a card no longer the hub client). Each command's optional heavy imports (pandas, scipy.stats,
+scipy.special, the hub client huggingface_hub.hf_api) are listed from one `python -X importtime` run. Runs
+alternate between the commits, command by command, so that both see the same machine.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ sys.path.insert(0, str(ROOT))
 from benchmarks.bench_lake import family_peers, small_model  # noqa: E402
 
 ENV = dict(os.environ, OPENBLAS_NUM_THREADS="1", OMP_NUM_THREADS="1", MKL_NUM_THREADS="1")
-FLOOR = "import numpy, pyarrow.parquet, duckdb, huggingface_hub.repocard"
-WATCHED = ("pandas", "scipy.stats", "scipy.special")
+FLOOR = "import numpy, pyarrow.parquet, duckdb, huggingface_hub.repocard_data"
+WATCHED = ("pandas", "scipy.stats", "scipy.special", "huggingface_hub.hf_api")
 
 
 def seconds(command: list[str], cwd: Path) -> float:

@@ -130,6 +130,9 @@ def test_scan_and_leaderboard_processes_never_load_pandas(tmp_path):
     code, modules = wwhub_process(tmp_path, "scan", "org/m0", "org/m1", "org/m2", "--source", "local",
                                   str(tmp_path / "src"), "--lake", lake)  # fmt: skip
     assert code == 0 and "pyarrow" in modules and "pandas" not in modules
+    # A local scan reads cards and checks repo ids without the hub client (hf_api, its HTTP library: ~0.13 s).
+    assert "huggingface_hub.repocard_data" in modules
+    assert sorted(m for m in modules if m in ("huggingface_hub.hf_api", "httpx2")) == []
     code, modules = wwhub_process(tmp_path, "leaderboard", "--lake", lake)  # the stored correlations, read by DuckDB
     assert code == 0 and "pandas" not in modules
     code, modules = wwhub_process(tmp_path, "leaderboard", "--prefer-import", "--lake", lake)  # computed anew
