@@ -35,6 +35,15 @@ class SourceLayer:
     fail_reason: str | None = None
 
 
+@dataclass(frozen=True)
+class SkippedMatrix:
+    """What :meth:`ModelSource.tensors` gives for a layer whose stored values show, only as they are decoded, that it
+    cannot be decoded honestly: the analysis skips it with ``reason``, as it skips a layer with a ``skip_reason``.
+    (Yielded rather than raised, so that the layers after it are still read.)"""
+
+    reason: str
+
+
 class ModelSource(Protocol):
     """A model read from a path or a hub repo (what an entry point of :data:`SOURCES_GROUP` returns)."""
 
@@ -45,7 +54,8 @@ class ModelSource(Protocol):
 
     def tensors(self, names: Collection[str] | None = None) -> Iterator[tuple[str, object]]:
         """The decoded matrices (``names``: only these), lazily, in depth order, one shard at a time; a layer with a
-        ``skip_reason`` or a ``fail_reason`` has none."""
+        ``skip_reason`` or a ``fail_reason`` has none, and one whose stored values show only as they are decoded that
+        it has none gives a :class:`SkippedMatrix` in its place. A file that cannot be read raises."""
 
     def analyze(self, options: dict, names: Collection[str] | None = None, workers: int = 1) -> list[LayerMetrics]:
         """Every (selected) layer analyzed with ww_core's ``options``, as ``wwhub analyze`` does it."""

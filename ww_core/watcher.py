@@ -44,7 +44,7 @@ from .matrices import (
     tensor_dims,
 )
 from .records import FIT_FAILED, FIT_OK, FIT_SKIPPED, LayerDistance, LayerMetrics, summarize
-from .sources import ModelSource, open_source, plotter
+from .sources import ModelSource, SkippedMatrix, open_source, plotter
 from .vectors import vector_metric_rows
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,14 @@ class _FromFiles:
         ]
 
     def tensors(self, names) -> Iterator[tuple[str, object]]:
-        return self.source.tensors(names)
+        """The source's matrices. A layer it finds it cannot decode only as it reads it (a SkippedMatrix) gets its
+        ``skip_reason`` here, so that every caller treats it as a layer the plan skips."""
+        by_tensor = {layer.tensor: layer for layer in self.layers}
+        for name, tensor in self.source.tensors(names):
+            if isinstance(tensor, SkippedMatrix):
+                by_tensor[name].skip_reason = tensor.reason
+            else:
+                yield name, tensor
 
 
 def _open(model, start_ids: int):
@@ -703,21 +710,16 @@ class WeightWatcher:
         for names, where in unpaired:
             if names:
                 logger.warning("distances: %s", not_compared_note(names, where))
-        rows: dict[str, LayerDistance] = {}
-        for layer in paired:
-            no_matrix = _reader_gave_none(layer)
-            if no_matrix is not None:
-                status, reason = no_matrix
-                rows[layer.tensor] = LayerDistance(layer.layer_id, layer.tensor, fit_status=status, reason=reason)
-        # 0.7.7 leaves out a layer too small for min_evals; one its reader gives no matrix for has its row above. A
+        # 0.7.7 leaves out a layer too small for min_evals; one its reader gives no matrix for has its row below. A
         # 0-size tensor is empty, not small: layer_distance skips it, as it does in `wwhub distance`.
         by_tensor = {
             layer.tensor: layer
             for layer in paired
-            if layer.tensor not in rows
+            if _reader_gave_none(layer) is None
             and (_analyzable(layer, supported) or empty_tensor_reason(layer.shape) is not None)
         }
         twins = dict(second.tensors(set(by_tensor)))
+        rows: dict[str, LayerDistance] = {}
         for name, tensor in first.tensors(set(by_tensor)):
             layer = by_tensor[name]
             if name not in twins:
@@ -725,6 +727,12 @@ class WeightWatcher:
                     f"model_2 has no weight matrix for layer {layer.layer_id} ({name!r}): {_no_matrix(others[name])}"
                 )
             rows[name] = layer_distance(tensor, twins.pop(name), name, layer.layer_id, method, spectrum=False)
+        # After the reading: a layer can turn out undecodable only as it is read (_FromFiles.tensors).
+        for layer in paired:
+            no_matrix = _reader_gave_none(layer)
+            if no_matrix is not None:
+                status, reason = no_matrix
+                rows[layer.tensor] = LayerDistance(layer.layer_id, layer.tensor, fit_status=status, reason=reason)
         records = []
         for layer in paired:
             row = rows.get(layer.tensor)
@@ -778,7 +786,11 @@ class WeightWatcher:
             raise ValueError("SVDSmoothing supports pool=True only (as weightwatcher)")
         solver = "exact" if svd_method == "exact" else "randomized"
         return self._transform(
-            model, layers, start_ids, lambda t, n: smooth_tensor(t, n, method=method, percent=percent, solver=solver)
+            "SVDSmoothing",
+            model,
+            layers,
+            start_ids,
+            lambda t, n: smooth_tensor(t, n, method=method, percent=percent, solver=solver),
         )
 
     def SVDSharpness(self, model=None, pool=True, layers=(), plot=False, start_ids=0):
@@ -787,13 +799,15 @@ class WeightWatcher:
 
         if not pool:
             raise ValueError("SVDSharpness supports pool=True only (as weightwatcher)")
-        return self._transform(model, layers, start_ids, lambda t, n: sharpen_tensor(t, n))
+        return self._transform("SVDSharpness", model, layers, start_ids, lambda t, n: sharpen_tensor(t, n))
 
-    def _transform(self, model, layers, start_ids, transform):
+    def _transform(self, caller: str, model, layers, start_ids, transform):
+        """``transform`` applied to each selected layer; one the reader gives no matrix for is left unchanged, with
+        a warning saying why."""
         opened = _open(self._model(model), start_ids)
-        chosen = {layer.tensor for layer in select_layers(opened.layers, layers)}
+        chosen = select_layers(opened.layers, layers)
         changed = {}
-        for name, tensor in list(opened.tensors(chosen)):
+        for name, tensor in list(opened.tensors({layer.tensor for layer in chosen})):
             array, _ = transform(tensor, name)
             if array is None:
                 continue
@@ -801,6 +815,11 @@ class WeightWatcher:
                 opened.replace(name, array)
             else:
                 changed[name] = array
+        for layer in chosen:
+            if _reader_gave_none(layer) is not None:
+                logger.warning(
+                    "%s: layer %d (%r) left unchanged, %s", caller, layer.layer_id, layer.tensor, _no_matrix(layer)
+                )
         return opened.model if isinstance(opened, _InMemory) else changed
 
     def analyze_vectors(
@@ -857,7 +876,7 @@ def _analyzable(layer: Layer, opts: AnalysisOptions) -> bool:
 
 def _reader_gave_none(layer: Layer) -> tuple[str, str] | None:
     """``(fit status, reason)`` of a layer a file-read model's reader gives no matrix for, because its analysis skips
-    or fails it (ww_core.sources.SourceLayer's reasons); None otherwise."""
+    or fails it (ww_core.sources.SourceLayer's reasons, or a SkippedMatrix once it was read); None otherwise."""
     if layer.skip_reason is not None:
         return FIT_SKIPPED, layer.skip_reason
     if layer.fail_reason is not None:

@@ -13,9 +13,9 @@ from collections.abc import Collection, Iterator
 from pathlib import Path
 
 from ww_core.records import LayerMetrics
-from ww_core.sources import SourceLayer
+from ww_core.sources import SkippedMatrix, SourceLayer
 
-from ..weights import MatrixStream, open_shard
+from ..weights import MatrixSpec, MatrixStream, UndecodableWeights, open_shard
 from .describe import plan_layers, reveal_local
 from .model_analysis import ModelAnalysis
 from .named_model import ShardFiles, open_model
@@ -66,7 +66,7 @@ class FileSource:
                         # Like a skipped layer, a failing one (a stored tensor its file lacks) has no matrix to give.
                         readable = spec.skip_reason is None and plan.missing_tensor(spec.sources) is None
                         if readable and (names is None or spec.name in names):
-                            yield spec.name, spec.decode(stream.arrays(spec, reader))
+                            yield spec.name, _decoded(spec, stream.arrays(spec, reader))
                     stream.end_shard(index, reader)
                 finally:
                     reader.close()
@@ -84,6 +84,15 @@ class FileSource:
                 analysis.analyze_shard(index, path)
         analysis.finish()
         return sorted(analysis.rows, key=lambda row: (row.layer_id, row.slice_id))
+
+
+def _decoded(spec: MatrixSpec, arrays) -> object:
+    """The matrix of ``spec``, or a SkippedMatrix when its stored values show that it cannot be decoded honestly, as
+    ModelAnalysis skips it; any other error (a corrupt or truncated file) is raised."""
+    try:
+        return spec.decode(arrays)
+    except UndecodableWeights as err:
+        return SkippedMatrix(str(err))
 
 
 def open_source(text: str, endpoint: str | None = None) -> FileSource:

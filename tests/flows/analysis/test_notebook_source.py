@@ -5,6 +5,7 @@ point) gives
 import json
 import logging
 import math
+import os
 
 import numpy as np
 import pytest
@@ -73,6 +74,21 @@ def _tensors(folder):
 def test_a_missing_path_is_one_clear_error(tmp_path):
     with pytest.raises(WeightsError, match="no such file or folder"):
         ww_core.WeightWatcher(str(tmp_path / "nowhere")).analyze()
+
+
+def test_a_truncated_shard_is_an_error_of_every_call_that_reads_it_not_a_skipped_layer(folder):
+    """Only a matrix whose stored values show it cannot be decoded honestly is skipped in the notebook: a file that
+    cannot be read raises."""
+    shard = folder / "model.safetensors"
+    os.truncate(shard, shard.stat().st_size - 100)
+    watcher = ww_core.WeightWatcher(str(folder))
+    for call in (
+        lambda: watcher.get_ESD(layer=0),
+        watcher.SVDSmoothing,
+        lambda: watcher.distances(str(folder), str(folder)),
+    ):
+        with pytest.raises(WeightsError, match="truncated"):
+            call()
 
 
 PROMISED = ["layers.0.up.weight", "layers.1.up.weight", "layers.9.up.weight"]  # the last one not in the shard

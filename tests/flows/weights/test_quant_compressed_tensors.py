@@ -6,11 +6,13 @@ float8 one (same ``_dequantize``)."""
 from __future__ import annotations
 
 import json
+import logging
 
 import numpy as np
 import pytest
 import torch
 
+import ww_core
 from flows.analysis.model_analysis import analyze_path
 from flows.cli import main
 from flows.weights.decoders.contract import ModelConfig
@@ -309,6 +311,81 @@ def test_distance_of_a_module_packed_at_another_width_than_the_default_is_a_skip
     assert main(["distance", *folders, "--format", "json"]) == 0
     (row,) = json.loads(capsys.readouterr().out)
     assert (row["name"], row["fit_status"], row["reason"]) == (f"{PREFIX}.weight", "skipped", SKIP_4_BIT_CHANNEL)
+
+
+PLAIN = "lm_head.weight"
+
+
+def beside_a_plain_layer(folder, arrays: dict[str, np.ndarray], config: dict) -> str:
+    """The folder of a model of the module ``arrays`` (layer 0) and a float layer PLAIN (layer 1)."""
+    return str(write_checkpoint(folder, dict(arrays, **{PLAIN: heavy(96, 48, seed=1)}), config))
+
+
+@pytest.fixture
+def undecodable(tmp_path):
+    """Layer 0 packed at 4 bits in a model whose config gives no num_bits: only its weight_shape, read as it is
+    decoded, shows that it is undecodable (SKIP_4_BIT_CHANNEL)."""
+    arrays, _ = synthetic_module(4, 24, 96, "channel")
+    return beside_a_plain_layer(tmp_path / "m", arrays, config_of(NO_NUM_BITS))
+
+
+def test_get_esd_of_a_module_found_undecodable_as_it_is_read_says_the_analysis_skips_it(undecodable):
+    """An UndecodableWeights escaped, where a layer the plan skips raises ValueError with its reason."""
+    watcher = ww_core.WeightWatcher(undecodable)
+    for call in (watcher.get_ESD, watcher.get_Weights):
+        with pytest.raises(ValueError) as raised:
+            call(layer=0)
+        assert str(raised.value) == (
+            f"layer=0 ('{PREFIX}.weight') has no weight matrix: the analysis skips it: {SKIP_4_BIT_CHANNEL}"
+        )
+    (plain,) = watcher.get_Weights(layer=1)
+    np.testing.assert_array_equal(plain, heavy(96, 48, seed=1))
+    esd = watcher.get_ESD(layer=1)
+    assert esd.size == 48 and esd[-1] == pytest.approx(np.linalg.svd(plain, compute_uv=False)[0] ** 2)
+
+
+def test_distances_give_a_module_found_undecodable_as_it_is_read_a_skipped_row(undecodable, tmp_path):
+    """As `wwhub distance` skips it; as model_2's, it raises the error a layer model_2 has no matrix for raises."""
+    avg_dW, _, frame = ww_core.WeightWatcher().distances(undecodable, undecodable)
+    assert list(zip(frame.tensor, frame.fit_status, frame.reason, strict=True)) == [
+        (f"{PREFIX}.weight", "skipped", SKIP_4_BIT_CHANNEL),
+        (PLAIN, "ok", ""),
+    ]
+    assert avg_dW == 0.0
+    dense = write_checkpoint(tmp_path / "dense", {f"{PREFIX}.weight": heavy(24, 96), PLAIN: heavy(96, 48, seed=1)})
+    with pytest.raises(ValueError) as raised:
+        ww_core.WeightWatcher().distances(str(dense), undecodable)
+    assert str(raised.value) == (
+        f"model_2 has no weight matrix for layer 0 ('{PREFIX}.weight'): the analysis skips it: {SKIP_4_BIT_CHANNEL}"
+    )
+
+
+def test_svd_smoothing_leaves_a_module_found_undecodable_as_it_is_read_unchanged_saying_why(undecodable, caplog):
+    """One such module made SVDSmoothing and SVDSharpness raise for the whole model."""
+    watcher = ww_core.WeightWatcher(undecodable)
+    with caplog.at_level(logging.WARNING, logger="ww_core.watcher"):
+        smoothed = watcher.SVDSmoothing(method="svd", percent=0.5, svd_method="exact")
+        sharpened = watcher.SVDSharpness()
+    assert list(smoothed) == [PLAIN] and np.linalg.matrix_rank(smoothed[PLAIN]) == 24
+    assert set(sharpened) <= {PLAIN}
+    unchanged = f"layer 0 ('{PREFIX}.weight') left unchanged, the analysis skips it: {SKIP_4_BIT_CHANNEL}"
+    assert [r.getMessage() for r in caplog.records] == [
+        f"{call}: {unchanged}" for call in ("SVDSmoothing", "SVDSharpness")
+    ]
+
+
+def test_a_module_whose_decoding_fails_is_an_error_in_the_notebook_not_a_skipped_layer(tmp_path):
+    """Only an undecodable module is skipped: a weight_shape that contradicts the packed codes (a failed row in the
+    analysis) raises from every call that reads the module."""
+    arrays, config = group_packed(config_bits=True)
+    arrays[WEIGHT_SHAPE] = np.array([32, 128], dtype=np.int64)
+    folder = beside_a_plain_layer(tmp_path / "m", arrays, config)
+    watcher = ww_core.WeightWatcher(folder)
+    reason = f"{WEIGHT_SHAPE} says 32 rows, but {PACKED} has shape (64, 16)"
+    for call in (lambda: watcher.get_ESD(layer=0), watcher.SVDSmoothing, lambda: watcher.distances(folder, folder)):
+        with pytest.raises(WeightsError) as raised:
+            call()
+        assert str(raised.value) == reason
 
 
 @pytest.mark.parametrize(
