@@ -47,7 +47,7 @@ _REPO_ID = re.compile(rf"(?:{_REPO_ID_PART}/)?{_REPO_ID_PART}")
 def check_repo_id(repo_id: object, what: str = "repo id") -> str:
     """``repo_id`` if it is a Hub repo id (``org/name`` or ``name``: letters, digits, ``-_.``, no ``--``/``..``,
     at most 96 characters each, huggingface_hub's own rule), else ValueError naming it."""
-    if not repo_id:
+    if repo_id is None:
         raise ValueError(f"{what} is empty: expected org/name")
     if not (
         isinstance(repo_id, str)

@@ -1,6 +1,9 @@
 """A card's metadata is read as huggingface_hub's ModelCard reads it, without importing the hub client for it."""
 
+import json
 import random
+import subprocess
+import sys
 
 import pytest
 from huggingface_hub import ModelCard
@@ -8,7 +11,6 @@ from huggingface_hub.repocard import REGEX_YAML_BLOCK
 
 from flows.sources import parse_card
 from flows.sources.cards import METADATA_BLOCK, card_data
-from tests.flows.cli.test_cli_startup import imported_after
 
 MODEL_INDEX = """model-index:
 - name: m
@@ -85,6 +87,9 @@ def test_the_eval_results_are_the_hubs_reading_of_model_index():
 
 
 def test_reading_a_card_does_not_import_the_hub_client():
-    modules = imported_after(f"from flows.sources import parse_card\nparse_card({CARDS[0]!r})")
+    script = f"import sys, json\nfrom flows.sources import parse_card\nparse_card({CARDS[0]!r})\n"
+    script += "print(json.dumps(sorted(sys.modules)))"
+    ran = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+    modules = set(json.loads(ran.stdout))
     assert "huggingface_hub.repocard_data" in modules
     assert sorted(m for m in modules if m in ("huggingface_hub.hf_api", "huggingface_hub.file_download")) == []
