@@ -57,7 +57,7 @@ def check_repo_id(repo_id: object, what: str = "repo id") -> str:
         and not repo_id.endswith(".git")
     ):
         raise ValueError(f"{what} {repo_id!r} is not a Hub repo id: expected org/name (letters, digits, '-', '_', '.')")
-    return repo_id
+    return str(repo_id)
 
 
 def check_revision(revision: str, what: str = "revision") -> str:
