@@ -6,10 +6,12 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
 
 from ..lake import IMPORTABLE_TABLES, LakeError, lake_path
 from ._errors import CliError
 from ._output import render_table
+from ._progress import progress_bar
 
 LAKE_HELP = "lake folder (default: WWHUB_LAKE or ./wwhub-lake)"
 
@@ -75,6 +77,24 @@ def _refresh_derived(lake: str | None) -> None:
     refresh_correlations(lake_path(lake))
 
 
+def _add_rows(args: argparse.Namespace, desc: str, add: Callable[[Callable[[str], None]], dict[str, int]]):
+    """``add(on_step)``'s rows (an import's, a merge's), then ``_refresh_derived``, each step named on a progress
+    bar (an import of 20M shuffled rows takes a minute or more)."""
+    with progress_bar(total=None, desc=desc, unit="step") as bar:
+
+        def on_step(description: str) -> None:
+            bar.set_postfix_str(description, refresh=False)
+            bar.update(1)
+
+        try:
+            rows = add(on_step)
+        except LakeError as err:
+            raise CliError(str(err)) from err
+        on_step("recomputing the correlations")
+        _refresh_derived(args.lake)
+    return rows
+
+
 def _counts(rows: dict[str, int], unit: str = "") -> str:
     """``layers 12, models 3`` then ``unit``, or ``nothing`` (never "nothing rows")."""
     counts = ", ".join(f"{table} {n}" for table, n in rows.items())
@@ -84,11 +104,7 @@ def _counts(rows: dict[str, int], unit: str = "") -> str:
 def run_import(args: argparse.Namespace) -> int:
     from ..lake.transfer import import_paths
 
-    try:
-        rows = import_paths(args.lake, args.paths, args.table)
-    except LakeError as err:
-        raise CliError(str(err)) from err
-    _refresh_derived(args.lake)
+    rows = _add_rows(args, "lake import", lambda on_step: import_paths(args.lake, args.paths, args.table, on_step))
     print(f"imported {_counts(rows, ' rows')}")
     return 0
 
@@ -96,11 +112,7 @@ def run_import(args: argparse.Namespace) -> int:
 def run_merge(args: argparse.Namespace) -> int:
     from ..lake.transfer import merge
 
-    try:
-        rows = merge(args.lake, args.other)
-    except LakeError as err:
-        raise CliError(str(err)) from err
-    _refresh_derived(args.lake)
+    rows = _add_rows(args, "lake merge", lambda on_step: merge(args.lake, args.other, on_step))
     print(f"merged {_counts(rows, ' rows')} from {args.other}")
     return 0
 

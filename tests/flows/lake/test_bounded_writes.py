@@ -35,7 +35,10 @@ def shuffled_export(folder, repos=12, layers=5):
 def test_an_unsorted_import_is_split_by_repo_range_and_sorted(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "RANGE_ROWS", 20)
     table = shuffled_export(tmp_path / "export")
-    transfer.import_paths(tmp_path / "lake", [tmp_path / "export"])
+    steps = []
+    transfer.import_paths(tmp_path / "lake", [tmp_path / "export"], on_step=steps.append)
+    ranges = [f"sorting layers, repo range {k} of 3" for k in (1, 2, 3)]
+    assert steps == ["checking layers.parquet", *ranges, "committing"]  # what `wwhub lake import` shows on its bar
     root = Lake(tmp_path / "lake").root
     written = segments(root, "layers")
     assert len(written) == 3 and sum(s["rows"] for s in written) == table.num_rows  # 12 repos x 5 rows, 4 per range
@@ -46,6 +49,23 @@ def test_an_unsorted_import_is_split_by_repo_range_and_sorted(tmp_path, monkeypa
     assert all(a["repo_max"] < b["repo_min"] for a, b in zip(written, written[1:], strict=False))
     expected = sorted((r["repo_id"], r["revision"], r["layer_id"], r["alpha"]) for r in table.to_pylist())
     assert [tuple(r.values()) for r in run_query(root, LAYERS)] == expected
+
+
+def test_an_import_and_a_merge_name_their_steps(tmp_path, monkeypatch):
+    monkeypatch.setattr(transfer, "RANGE_ROWS", 20)
+    shuffled_export(tmp_path / "export")
+    transfer.import_paths(tmp_path / "lake", [tmp_path / "export"])
+    # A file clustered by repo (one segment of the lake) is copied, not sorted.
+    segment = segments(Lake(tmp_path / "lake").root, "layers")[0]
+    clustered = tmp_path / "clustered" / "layers.parquet"
+    clustered.parent.mkdir()
+    clustered.write_bytes((Lake(tmp_path / "lake").root / segment["file"]).read_bytes())
+    steps = []
+    transfer.import_paths(tmp_path / "copy", [clustered], on_step=steps.append)
+    assert steps == ["checking layers.parquet", "copying layers (clustered by repo)", "committing"]
+    steps = []
+    transfer.merge(tmp_path / "merged", tmp_path / "lake", on_step=steps.append)
+    assert steps == [f"sorting layers, repo range {k} of 3" for k in (1, 2, 3)] + ["committing"]
 
 
 def test_a_commit_leaves_a_large_segment_with_many_hidden_keys_to_compaction(tmp_path, monkeypatch):
