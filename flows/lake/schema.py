@@ -210,7 +210,7 @@ KEYS: dict[str, tuple[str, ...]] = {
 IMPORTED_EVALS_KEY = ("import_id",)
 
 # The columns one row is identified by: a batch (an import, a merge, a scan's commit) never holds two rows with the
-# same values there. Distances have no such declaration yet (a layer may be compared several ways).
+# same values there. A layer's distance to a base is one row per method (a layer may be compared several ways).
 ROW_KEYS: dict[str, tuple[str, ...]] = {
     "layers": ("repo_id", "revision", "layer_id", "name", "expert", "slice_id"),
     "esd": ("repo_id", "revision", "layer_id", "name", "slice_id"),
@@ -219,6 +219,7 @@ ROW_KEYS: dict[str, tuple[str, ...]] = {
     "scans": ("scan_id",),
     "attempts": ("scan_id", "repo_id"),
     "memberships": ("scan_id", "family", "repo_id"),
+    "distances": ("repo_id", "revision", "base_repo_id", "base_revision", "layer_id", "name", "method"),
 }
 
 

@@ -192,6 +192,14 @@ def _layer_twice(folder):
     return "layers", pa.concat_tables([layers, layers.slice(0, 1)]), "a layers file holds each row once"
 
 
+def _distance_twice(folder):
+    """One layer's distance by two methods is two rows; by one method twice, a repeated row."""
+    key = dict(repo_id="org/m0001", revision="r1", family="fam", base_repo_id="org/m0000", base_revision="r0")
+    rows = [dict(key, layer_id=0, name="layers.0.weight", method=m) for m in ("euclidean", "cka", "euclidean")]
+    expected = "2 rows with the same key (repo_id='org/m0001'"
+    return "distances", to_arrow("distances", rows), expected
+
+
 def _repo_id(table_name: str, column: str, value: str):
     def spoil(folder):
         if table_name == "distances":
@@ -234,6 +242,7 @@ def _eval_value(value, stderr=None, expected=""):
         _pooled_family,
         _model_twice,
         _layer_twice,
+        _distance_twice,
         _not_whole,
         _eval_value(float("nan"), expected="accuracy nan: not a finite number"),
         _eval_value(float("inf"), expected="accuracy inf: not a finite number"),
@@ -252,6 +261,7 @@ def _eval_value(value, stderr=None, expected=""):
         "family (all)",
         "model twice",
         "layer twice",
+        "distance twice",
         "3.5 as BIGINT",
         "nan",
         "inf",
@@ -420,3 +430,15 @@ def test_repeated_rows_are_found_through_key_hashes_and_checked_on_the_keys(tmp_
     bad.parent.mkdir()
     pq.write_table(pa.concat_tables([layers, layers.slice(2, 1)]), bad)
     assert "2 rows with the same key" in _refused_leaving_the_lake_as_it_was(tmp_path, capsys, bad)
+
+
+def test_a_layers_distance_by_two_methods_is_two_rows(tmp_path):
+    key = dict(repo_id="org/m0001", revision="r1", family="fam", base_repo_id="org/m0000", base_revision="r0")
+    rows_in = [
+        dict(key, layer_id=0, name="layers.0.weight", method=m, delta_W=d) for m, d in (("raw", 1.0), ("cka", 0.2))
+    ]
+    (tmp_path / "in").mkdir()
+    pq.write_table(to_arrow("distances", rows_in), tmp_path / "in" / "distances.parquet")
+    assert main(["lake", "import", str(tmp_path / "in" / "distances.parquet"), "--lake", str(tmp_path / "lake")]) == 0
+    stored = run_query(tmp_path / "lake", "SELECT method, delta_W FROM distances ORDER BY method")
+    assert stored == [{"method": "cka", "delta_W": 0.2}, {"method": "raw", "delta_W": 1.0}]
