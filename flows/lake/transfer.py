@@ -397,9 +397,9 @@ def import_paths(
     folder of them, in the columns ``wwhub query … --format parquet`` exports. All paths are validated before
     anything is written; each path is then one commit (a later path replaces keys an earlier one brought).
     ``on_step``: told what is being done, step by step (a file checked, a table sorted, a commit)."""
-    step = on_step or _no_step
     import duckdb
 
+    step = on_step or _no_step
     plans: list[dict[str, Path]] = []
     for raw in paths:
         path = Path(raw)
