@@ -77,15 +77,21 @@ def _refresh_derived(lake: str | None) -> None:
     refresh_correlations(lake_path(lake))
 
 
+def _shown_on(bar) -> Callable[[str], None]:
+    """A step callback that counts each step on ``bar`` and shows its description."""
+
+    def on_step(description: str) -> None:
+        bar.set_postfix_str(description, refresh=False)
+        bar.update(1)
+
+    return on_step
+
+
 def _add_rows(args: argparse.Namespace, desc: str, add: Callable[[Callable[[str], None]], dict[str, int]]):
     """``add(on_step)``'s rows (an import's, a merge's), then ``_refresh_derived``, each step named on a progress
     bar (an import of 20M shuffled rows takes a minute or more)."""
     with progress_bar(total=None, desc=desc, unit="step") as bar:
-
-        def on_step(description: str) -> None:
-            bar.set_postfix_str(description, refresh=False)
-            bar.update(1)
-
+        on_step = _shown_on(bar)
         try:
             rows = add(on_step)
         except LakeError as err:
@@ -121,11 +127,12 @@ def run_compact(args: argparse.Namespace) -> int:
     from ..lake import Lake
     from ..lake.compaction import compact
 
-    try:
-        Lake.open(args.lake)
-        segments = compact(Lake.for_writing(args.lake))
-    except LakeError as err:
-        raise CliError(str(err)) from err
+    with progress_bar(total=None, desc="lake compact", unit="step") as bar:
+        try:
+            Lake.open(args.lake)
+            segments = compact(Lake.for_writing(args.lake), on_step=_shown_on(bar))
+        except LakeError as err:
+            raise CliError(str(err)) from err
     print("segments per table: " + _counts(segments))
     return 0
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -92,9 +93,10 @@ def fold_small_segments(lake: Lake, tables: tuple[str, ...]) -> int:
     return done
 
 
-def compact(lake: Lake, target_rows: int = 4_000_000) -> dict[str, int]:
+def compact(lake: Lake, target_rows: int = 4_000_000, on_step: Callable[[str], None] | None = None) -> dict[str, int]:
     """``wwhub lake compact``: every table rewritten into sorted segments of up to ``target_rows`` rows with no
-    hidden rows, then files no manifest references (left by killed writers) removed. Returns segments per table."""
+    hidden rows, then files no manifest references (left by killed writers) removed. Returns segments per table.
+    ``on_step``: told of each rewrite (a progress bar's text)."""
     result = {}
     with lake.compaction_lock():
         for table in SCHEMAS:
@@ -105,8 +107,11 @@ def compact(lake: Lake, target_rows: int = 4_000_000) -> dict[str, int]:
                     if batches[-1] and sum(s.rows for s in batches[-1]) + segment.rows > target_rows:
                         batches.append([])
                     batches[-1].append(segment)
-                for batch in batches:
+                for number, batch in enumerate(batches, 1):
                     if len(batch) > 1 or any(s.hidden for s in batch) or _outdated(table, batch):
+                        if on_step:
+                            rows = sum(s.rows for s in batch)
+                            on_step(f"rewriting {table}, part {number} of {len(batches)} ({rows:,} rows)")
                         rewrite(lake, table, batch)
             result[table] = len(lake.snapshot().tables[table])
         remove_orphans(lake)

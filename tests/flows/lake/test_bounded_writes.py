@@ -81,7 +81,9 @@ def test_a_commit_leaves_a_large_segment_with_many_hidden_keys_to_compaction(tmp
     assert big["file"] in after and len(after[big["file"]]["hidden"]) == 4  # not rewritten by any commit
     counts = run_query(lake.root, "SELECT repo_id, count(*) AS n FROM layers GROUP BY 1 ORDER BY 1")
     assert [r["n"] for r in counts] == [2] * 4 + [4] * 6
-    compact(lake)
+    steps = []
+    compact(lake, on_step=steps.append)
+    assert "rewriting layers, part 1 of 1 (48 rows)" in steps  # what `wwhub lake compact` shows on its bar
     assert all(not s["hidden"] for s in segments(lake.root, "layers"))
     assert run_query(lake.root, "SELECT repo_id, count(*) AS n FROM layers GROUP BY 1 ORDER BY 1") == counts
 
