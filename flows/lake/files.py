@@ -41,12 +41,24 @@ def durable_replace(tmp: str | os.PathLike, path: str | os.PathLike) -> None:
 
 def durable_write_bytes(path: str | os.PathLike, data: bytes) -> None:
     """Write ``data`` to ``path`` through a temporary file and :func:`durable_replace`."""
+    _write_through_temporary(path, data, durable_replace)
+
+
+def replace_bytes(path: str | os.PathLike, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and a rename, without flushing either to the disk: a
+    reader sees the old file or the whole new one, and after a power cut either may be there. For caches whose
+    contents name what they were computed from, so that a stale one is recognised and ignored: an ``fsync`` there
+    would only make the caller wait for every write before it (10-16 ms after the 20 MB correlations cache)."""
+    _write_through_temporary(path, data, os.replace)
+
+
+def _write_through_temporary(path: str | os.PathLike, data: bytes, replace) -> None:
     path = Path(path)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with open(tmp, "wb") as handle:
             handle.write(data)
-        durable_replace(tmp, path)
+        replace(tmp, path)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

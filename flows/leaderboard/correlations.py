@@ -41,7 +41,7 @@ from pathlib import Path
 import numpy as np
 
 from ..lake import Lake
-from ..lake.files import durable_write_bytes
+from ..lake.files import replace_bytes
 from ..lake.sql import query_arrow, run_query
 from . import stats
 
@@ -565,8 +565,10 @@ def _refresh(lake: Lake, repos: list[str] | None) -> int:
         only, kept, changed_metrics = None, None, None  # nothing stored to keep: every family's rows are computed
     table, states = compute_rows(points, only, kept, states, states is None, changed_metrics)
     table_file = lake.replace_derived(TABLE, table)
-    _write_cache(lake, table_file, points, states)
+    # The record first: renamed after the 20 MB cache, its rename waited 10-16 ms for the cache's pages to be
+    # written out (ext4 flushes a file renamed over another). Either order is safe: each names the table it goes with.
     _write_seen(lake, table_file, snapshot)
+    _write_cache(lake, table_file, points, states)
     return table.num_rows
 
 
@@ -590,10 +592,13 @@ def _read_seen(lake: Lake, table_file: str) -> set[str] | None:
 
 
 def _write_seen(lake: Lake, table_file: str, snapshot) -> None:
+    """Which source segments the cache reflects, tagged, like the cache, with the table they go with. Not flushed
+    to the disk: after a power cut, a cache and a record that do not name the same table (or a record of fewer
+    segments) only make the next refresh read more points, never a wrong table."""
     path = lake.root / SEEN
     path.parent.mkdir(parents=True, exist_ok=True)
     seen = sorted(s.file for table in SOURCES for s in snapshot.tables[table])
-    durable_write_bytes(path, json.dumps({"segment": table_file, "seen": seen}).encode())
+    replace_bytes(path, json.dumps({"segment": table_file, "seen": seen}).encode())
 
 
 def _repos_committed_since(lake: Lake, snapshot, seen: set[str]) -> set[str]:

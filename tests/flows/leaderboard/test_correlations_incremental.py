@@ -9,7 +9,7 @@ import numpy as np
 from flows.cli import main
 from flows.lake import Lake
 from flows.lake.sql import run_query
-from flows.leaderboard.correlations import CACHE, cache_facts, refresh_correlations
+from flows.leaderboard.correlations import CACHE, SEEN, cache_facts, refresh_correlations
 from tests.flows.lakes import add_model, write_lake
 
 
@@ -206,6 +206,33 @@ def test_a_cache_that_does_not_match_the_table_is_not_used(tmp_path):
     (root / CACHE).write_bytes((root / CACHE).read_bytes()[:1000])
     refresh_correlations(root, {"org/fam3-new"})
     assert _table(root) == _full_table_of_a_copy(root, tmp_path, "full-cut")
+
+
+def test_any_mix_of_old_and_new_cache_and_seen_record_gives_the_full_table(tmp_path):
+    """The cache and its record of the segments it has seen are renamed into place without an fsync: after a power
+    cut either may be an older version, or gone. Every such mix makes the next refresh read more points, never
+    store another table than a full recomputation."""
+    root = write_lake(tmp_path / "lake", _models(13))
+    refresh_correlations(root)
+    old = {name: (root / name).read_bytes() for name in (CACHE, SEEN)}
+    add_model(Lake(root), "fam1", "org/fam1-new", 9.0, 0.95, 10**9)
+    refresh_correlations(root, {"org/fam1-new"})
+    new = {name: (root / name).read_bytes() for name in (CACHE, SEEN)}
+    mixes = [
+        (old[CACHE], new[SEEN]),
+        (new[CACHE], old[SEEN]),
+        (old[CACHE], old[SEEN]),
+        (new[CACHE], None),
+        (None, new[SEEN]),
+    ]
+    for k, (cache, seen) in enumerate(mixes):
+        for name, content in ((CACHE, cache), (SEEN, seen)):
+            (root / name).unlink(missing_ok=True)
+            if content is not None:
+                (root / name).write_bytes(content)
+        add_model(Lake(root), "fam2", f"org/fam2-new{k}", 1.0 + k, 0.15 + k / 10, 10**9)
+        refresh_correlations(root, {f"org/fam2-new{k}"})
+        assert _table(root) == _full_table_of_a_copy(root, tmp_path, f"full-mix{k}")
 
 
 def test_lake_info_says_whether_the_cache_is_current(tmp_path, capsys):
