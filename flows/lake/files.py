@@ -4,6 +4,7 @@ A new file is written under a temporary name, flushed to the disk (``fsync``), r
 folder is flushed, so that the rename itself survives a power cut. The order matters: a manifest must never reach
 the disk before the segments it lists, and a rename must never reach it before the data it names. Every new
 segment, every manifest and views.sql go through :func:`durable_replace`; nothing else here knows about the lake.
+A cache that names what it was computed from needs no flush, only atomicity: :func:`replace_bytes`.
 """
 
 from __future__ import annotations
