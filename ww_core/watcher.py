@@ -462,8 +462,8 @@ class WeightWatcher:
     def _deltas(self, opened, base, chosen: list[Layer], options: dict) -> list[LayerMetrics]:
         """``base_model``: every layer's analysis of ``dW = W - W_base`` (the base's layer of the same tensor name)."""
         opts = AnalysisOptions.from_kwargs(**options)
-        base_tensors = {layer.tensor for layer in base.layers}
-        wanted = {layer.tensor for layer in chosen if layer.tensor in base_tensors}
+        base_layers = {layer.tensor: layer for layer in base.layers}
+        wanted = {layer.tensor for layer in chosen if layer.tensor in base_layers}
         base_arrays = dict(base.tensors(wanted))
         rows = []
         by_tensor = {layer.tensor: layer for layer in chosen}
@@ -471,6 +471,10 @@ class WeightWatcher:
             for name, tensor in opened.tensors(set(by_tensor)):
                 layer = by_tensor[name]
                 if name not in base_arrays:
+                    # A layer the base has but gives no matrix for (skipped, failed, undecodable) says why.
+                    reason = "not in base_model"
+                    if name in base_layers:
+                        reason = f"base_model has no weight matrix for it: {_no_matrix(base_layers[name])}"
                     rows.append(
                         LayerMetrics(
                             layer.layer_id,
@@ -478,7 +482,7 @@ class WeightWatcher:
                             layer.layer_type,
                             longname=layer.longname,
                             fit_status=FIT_SKIPPED,
-                            reason="not in base_model",
+                            reason=reason,
                         )
                     )
                     continue

@@ -374,6 +374,15 @@ def test_svd_smoothing_leaves_a_module_found_undecodable_as_it_is_read_unchanged
     ]
 
 
+def test_a_base_model_whose_module_is_found_undecodable_names_why_its_delta_is_skipped(undecodable, tmp_path):
+    """analyze(base_model=…) said "not in base_model" for a layer the base has but gives no matrix for."""
+    tuned = write_checkpoint(tmp_path / "tuned", {f"{PREFIX}.weight": heavy(24, 96), PLAIN: heavy(96, 48, seed=2)})
+    frame = ww_core.WeightWatcher(str(tuned)).analyze(base_model=undecodable, min_evals=2)
+    reason = f"base_model has no weight matrix for it: the analysis skips it: {SKIP_4_BIT_CHANNEL}"
+    rows = list(zip(frame.layer_id, frame.status, frame.reason, strict=True))
+    assert rows == [(0, "skipped", reason), (1, "success", "")]
+
+
 def test_a_module_whose_decoding_fails_is_an_error_in_the_notebook_not_a_skipped_layer(tmp_path):
     """Only an undecodable module is skipped: a weight_shape that contradicts the packed codes (a failed row in the
     analysis) raises from every call that reads the module."""
