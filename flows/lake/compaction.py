@@ -93,7 +93,11 @@ def fold_small_segments(lake: Lake, tables: tuple[str, ...]) -> int:
     return done
 
 
-def compact(lake: Lake, target_rows: int = 4_000_000, on_step: Callable[[str], None] | None = None) -> dict[str, int]:
+def no_step(description: str) -> None:
+    """The ``on_step`` of a caller that shows no progress (compact, import, merge tell theirs each step)."""
+
+
+def compact(lake: Lake, target_rows: int = 4_000_000, on_step: Callable[[str], None] = no_step) -> dict[str, int]:
     """``wwhub lake compact``: every table rewritten into sorted segments of up to ``target_rows`` rows with no
     hidden rows, then files no manifest references (left by killed writers) removed. Returns segments per table.
     ``on_step``: told of each rewrite (a progress bar's text)."""
@@ -109,9 +113,8 @@ def compact(lake: Lake, target_rows: int = 4_000_000, on_step: Callable[[str], N
                     batches[-1].append(segment)
                 for number, batch in enumerate(batches, 1):
                     if len(batch) > 1 or any(s.hidden for s in batch) or _outdated(table, batch):
-                        if on_step:
-                            rows = sum(s.rows for s in batch)
-                            on_step(f"rewriting {table}, part {number} of {len(batches)} ({rows:,} rows)")
+                        rows = sum(s.rows for s in batch)
+                        on_step(f"rewriting {table}, part {number} of {len(batches)} ({rows:,} rows)")
                         rewrite(lake, table, batch)
             result[table] = len(lake.snapshot().tables[table])
         remove_orphans(lake)

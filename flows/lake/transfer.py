@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..evals.vocabulary import EvalValueError, check_row
-from .compaction import remove_orphans, write_segment
+from .compaction import no_step, remove_orphans, write_segment
 from .files import durable_mkdir, durable_replace
 from .layout1 import V1_TABLES, migrate_v1, v1_snapshot, v1_source
 from .manifest import MANIFEST, LakeError, Segment, new_segment_file, schema_fingerprint
@@ -235,13 +235,13 @@ def _clustered_by_repo(path: Path) -> tuple[int, str | None, str | None] | None:
     return (metadata.num_rows, bounds[0][0], bounds[-1][1])
 
 
-def _adopt_file(lake: Lake, con, table: str, path: Path, step: Callable[[str], None]) -> Segment | None:
+def _adopt_file(lake: Lake, con, table: str, path: Path, on_step: Callable[[str], None]) -> Segment | None:
     """The file itself as a segment (copied into the lake, not rewritten), when it is in today's columns and
     clustered by repo; None when it must be rewritten."""
     clustered = _clustered_by_repo(path)
     if clustered is None:
         return None
-    step(f"copying {table} (clustered by repo)")
+    on_step(f"copying {table} (clustered by repo)")
     # Every page decoded once (a hash of all columns), as a rewrite would: a valid footer over corrupt pages passes
     # validation, which reads only some columns, and a copied file is never decoded before a query hits it.
     every_column = ", ".join(map(quoted, column_names(table)))
@@ -313,23 +313,22 @@ def _repo_ranges(grouped: Grouped) -> list[tuple[str, str]]:
 
 
 def write_sorted_segments(
-    lake: Lake, table: str, source_sql: str, grouped: Grouped, on_step: Callable[[str], None] | None = None
+    lake: Lake, table: str, source_sql: str, grouped: Grouped, on_step: Callable[[str], None] = no_step
 ) -> list[Segment]:
     """The rows of ``source_sql`` as segments sorted by the table's keys, however they arrive, in bounded memory:
     up to RANGE_ROWS rows, one sort; above, one sorted segment per repo_id range of at most RANGE_ROWS rows, each
     read from the source by a filter on repo_id (Parquet skips what is outside the range cheaply: the filter column
     is read first) and sorted alone within DuckDB's memory limit, so nothing spills and no temporary copy is
     written. Segments with no rows are dropped. ``on_step`` is told of each sort."""
-    step = on_step or _no_step
     ranges = _repo_ranges(grouped) if "repo_id" in grouped.columns else []
     if len(ranges) <= 1:
-        step(f"sorting {table}")
+        on_step(f"sorting {table}")
         segments = [write_segment(lake, table, source_sql)]
     else:
         segments = []
         try:
             for number, (first, last) in enumerate(ranges, 1):
-                step(f"sorting {table}, repo range {number} of {len(ranges)}")
+                on_step(f"sorting {table}, repo range {number} of {len(ranges)}")
                 bounds = f"repo_id BETWEEN {sql_literal(first)} AND {sql_literal(last)}"
                 segments.append(write_segment(lake, table, f"SELECT * FROM ({source_sql}) WHERE {bounds}"))
         except BaseException:
@@ -342,16 +341,12 @@ def write_sorted_segments(
     return [s for s in segments if s.rows]
 
 
-def _no_step(description: str) -> None:
-    pass
-
-
 def _adopt(
     lake: Lake,
     sources: dict[str, str | Path],
     files: dict[str, Path] | None = None,
     grouped: dict[str, Grouped] | None = None,
-    on_step: Callable[[str], None] | None = None,
+    on_step: Callable[[str], None] = no_step,
 ) -> dict[str, int]:
     """Stage each table's rows (a SELECT, or a file already in today's columns) and commit them all at once;
     the rows per table. ``files``: the imported file each table's rows are read from, named when it cannot be
@@ -360,7 +355,6 @@ def _adopt(
     is being done, step by step (a progress bar's text)."""
     import duckdb
 
-    step = on_step or _no_step
     staged: dict[str, list[Segment]] = {}
     keys: dict[str, list[dict]] = {}
     con = duckdb.connect(":memory:")
@@ -370,8 +364,8 @@ def _adopt(
             try:
                 groups = grouped[table] if grouped and table in grouped else _grouped(con, table, select)
                 keys[table] = _keys(table, groups)
-                segment = _adopt_file(lake, con, table, source, step) if isinstance(source, Path) else None
-                staged[table] = [segment] if segment else write_sorted_segments(lake, table, select, groups, step)
+                segment = _adopt_file(lake, con, table, source, on_step) if isinstance(source, Path) else None
+                staged[table] = [segment] if segment else write_sorted_segments(lake, table, select, groups, on_step)
             except (duckdb.OutOfMemoryException, duckdb.InterruptException):
                 raise
             except duckdb.Error as err:
@@ -385,13 +379,13 @@ def _adopt(
         raise
     finally:
         con.close()
-    step("committing")
+    on_step("committing")
     lake.commit_staged(staged, keys)
     return {t: sum(s.rows for s in segs) for t, segs in staged.items()}
 
 
 def import_paths(
-    root, paths: list[str | Path], table: str | None = None, on_step: Callable[[str], None] | None = None
+    root, paths: list[str | Path], table: str | None = None, on_step: Callable[[str], None] = no_step
 ) -> dict[str, int]:
     """``wwhub lake import PATH…``: each PATH a Parquet file (TABLE.parquet, or any name with ``table``) or a
     folder of them, in the columns ``wwhub query … --format parquet`` exports. All paths are validated before
@@ -399,7 +393,6 @@ def import_paths(
     ``on_step``: told what is being done, step by step (a file checked, a table sorted, a commit)."""
     import duckdb
 
-    step = on_step or _no_step
     plans: list[dict[str, Path]] = []
     for raw in paths:
         path = Path(raw)
@@ -419,7 +412,7 @@ def import_paths(
         for plan in plans:
             for name, file in plan.items():
                 _table_of(file, name)
-                step(f"checking {file.name}")
+                on_step(f"checking {file.name}")
                 try:
                     exact[file], grouped[file] = _validate(con, file, name)
                 except (duckdb.OutOfMemoryException, duckdb.InterruptException):
@@ -437,13 +430,13 @@ def import_paths(
             for name, file in plan.items()
         }
         grouped_here = {name: grouped[file] for name, file in plan.items()}
-        added = _adopt(lake, sources, files=dict(plan), grouped=grouped_here, on_step=step)
+        added = _adopt(lake, sources, files=dict(plan), grouped=grouped_here, on_step=on_step)
         for name, rows in added.items():
             totals[name] = totals.get(name, 0) + rows
     return totals
 
 
-def merge(root, other, on_step: Callable[[str], None] | None = None) -> dict[str, int]:
+def merge(root, other, on_step: Callable[[str], None] = no_step) -> dict[str, int]:
     """``wwhub lake merge OTHER``: every visible row of another lake (either layout), in one commit; models both
     lakes hold end up once, as OTHER has them. Derived tables are recomputed by their producer, not copied.
     ``on_step``: as for ``import_paths``."""
