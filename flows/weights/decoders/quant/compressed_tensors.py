@@ -157,7 +157,7 @@ def _packed_spec(
     group_size = packing.weights.get("group_size")
     grouped = _grouped_columns(tensors[scale_name], group_size)
     if default_why and grouped is not None and is_known(packed) and len(packed.shape) == 2:
-        if packed.shape[1] != -(-grouped * nbits // 32):
+        if packed.shape[1] != _packed_words(grouped, nbits):
             whose = f"the scales' {grouped // group_size} groups of {group_size} cover"
             why = _not_default_width(tuple(packed.shape), grouped, whose, default_why)
             return skipped(name, (packed_name, scale_name), tuple(packed.shape), SCHEME, why)
@@ -347,10 +347,15 @@ def _planned_shape(packed: TensorInfo, grouped: int | None, bits: int) -> tuple[
     return rows, grouped if grouped is not None else words * 32 // bits
 
 
+def _packed_words(cols: int, bits: int) -> int:
+    """The int32 words one row of ``cols`` codes of ``bits`` bits takes, densely packed (``pack_to_int32``)."""
+    return -(-cols * bits // 32)
+
+
 def _not_default_width(packed: tuple[int, ...], cols: int, whose: str, default_why: str) -> str:
     """Why a module whose config gives it no num_bits (``default_why``) is skipped: its packed codes are not of the
     default width."""
-    needed = -(-cols * DEFAULT_NUM_BITS // 32)
+    needed = _packed_words(cols, DEFAULT_NUM_BITS)
     return (
         f"{default_why}, and weight_packed {packed} does not hold the {cols} columns "
         f"{whose} as {DEFAULT_NUM_BITS}-bit codes, compressed-tensors' default (they take {needed} int32 words per row)"
@@ -378,7 +383,7 @@ def _check_packed_width(
     saying which side disagrees, or, for the default width (``default_why`` says why), UndecodableWeights."""
     if len(packed) != 2 or packed[0] != rows:
         raise WeightsError(f"{shape_name} says {rows} rows, but {packed_name} has shape {packed}")
-    needed = -(-cols * bits // 32)
+    needed = _packed_words(cols, bits)
     if packed[1] == needed:
         return
     if default_why:
