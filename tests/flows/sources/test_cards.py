@@ -43,16 +43,10 @@ CARDS = [
 ]
 
 
-def read_by_huggingface_hub(text: str):
+def metadata_or_error(read, text: str):
+    """``read(text)``'s metadata as a dict, or its failure as (type, message)."""
     try:
-        return ModelCard(text, ignore_metadata_errors=False).data.to_dict()
-    except Exception as err:  # noqa: BLE001 - the failure itself is what is compared
-        return (type(err), str(err))
-
-
-def read_here(text: str):
-    try:
-        return card_data(text).to_dict()
+        return read(text).to_dict()
     except Exception as err:  # noqa: BLE001 - the failure itself is what is compared
         return (type(err), str(err))
 
@@ -65,7 +59,8 @@ def matched(pattern, text: str, block_group: int):
 @pytest.mark.parametrize("text", CARDS)
 def test_the_metadata_and_its_errors_are_modelcards(text):
     assert matched(METADATA_BLOCK, text, 1) == matched(REGEX_YAML_BLOCK, text, 2)
-    assert read_here(text) == read_by_huggingface_hub(text)
+    by_huggingface_hub = metadata_or_error(lambda t: ModelCard(t, ignore_metadata_errors=False).data, text)
+    assert metadata_or_error(card_data, text) == by_huggingface_hub
 
 
 def test_the_block_is_found_where_huggingface_hub_finds_it_in_random_texts():
