@@ -262,7 +262,7 @@ class Lake:
                     (self.root / segment.file).unlink(missing_ok=True)
             raise
         if fold:
-            fold_small_segments(self, tuple(set(staged) | set(keys)))
+            fold_small_segments(self, tuple(set(staged) | set(keys)), snapshot)
         return snapshot.version
 
     def commit_model(self, repo_id: str, revision: str, tables: dict[str, list[dict]]) -> int:

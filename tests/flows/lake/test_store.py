@@ -14,7 +14,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-from flows.lake import MANIFEST, Lake, store
+from flows.lake import MANIFEST, Lake, compaction, store
 from flows.lake.compaction import compact
 from flows.lake.schema import to_arrow
 from flows.lake.sql import run_query
@@ -180,6 +180,27 @@ def test_small_segments_fold_and_compaction_keeps_every_row(tmp_path, monkeypatc
     referenced = {s.file for segments in after.tables.values() for s in segments}
     on_disk = {p.relative_to(lake.root).as_posix() for p in (lake.root / "data").glob("*/*")}
     assert on_disk == referenced  # retired inputs deleted once the grace period is over
+
+
+def test_a_commit_reads_the_manifest_once_and_folds_from_what_it_published(tmp_path, monkeypatch):
+    lake = Lake.for_writing(tmp_path / "lake")
+    fill(lake, 14, layers=3)
+    reads = []
+    monkeypatch.setattr(Lake, "snapshot", lambda self, read=Lake.snapshot: reads.append(1) or read(self))
+    lake.commit_model("org/m9000", "r1", model_tables("org/m9000", layers=3, seed=7))
+    assert len(reads) == 1  # nothing to fold: the commit's own read, under the writer lock, is the only one
+    assert len(lake.snapshot().tables["layers"]) == 15
+    reads.clear()
+    rewrites = []
+    monkeypatch.setattr(compaction, "rewrite", lambda *a, done=compaction.rewrite: rewrites.append(a[1]) or done(*a))
+    # The sixteenth segment of each model table fills a tier: it is folded, found in what the commit published.
+    lake.commit_model("org/m9001", "r1", model_tables("org/m9001", layers=3, seed=8))
+    # Besides the commit's read: per fold, the rewrite's read under the writer lock and one to look again.
+    assert len(reads) - 1 == 2 * len(rewrites)
+    assert {"layers", "models"} <= set(rewrites)
+    after = lake.snapshot()
+    assert len(after.tables["layers"]) == len(after.tables["models"]) == 1
+    assert rows(lake.root, "SELECT count(*), count(DISTINCT repo_id) FROM layers") == [(16 * 3, 16)]
 
 
 def test_replaced_segments_stay_readable_for_the_grace_period(tmp_path):
