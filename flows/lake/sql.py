@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 from . import QUERIES_DIR, Lake, connect
+from .views import with_views
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _READ_ONLY = ("SELECT", "EXPLAIN")
@@ -116,11 +117,13 @@ def _execute(
         sql = resolve(sql_or_name)
         if user:
             check_read_only(sql)
-        con = connect(lake, snapshot, reading=sql, repos=repos)
+        # wwhub's own SQL carries the views it reads (``with_views``); a user's runs over created views.
+        con = connect(lake, snapshot, reading=sql, repos=repos, views=user)
         try:
             for name, value in (variables or {}).items():
                 con.execute(f"SET VARIABLE {name} = ?", [value])
-            return fetch(con, sql, parameters)
+            statement = sql if user else with_views(snapshot, sql, str(lake.root) + "/", repos)
+            return fetch(con, statement, parameters)
         except duckdb.IOException as err:
             if attempt + 1 == _RETRIES:
                 raise QueryError(f"query failed: {first_line(err)}") from None
