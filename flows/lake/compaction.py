@@ -131,16 +131,22 @@ def _outdated(table: str, segments: list[Segment]) -> bool:
     return any(s.schema != current for s in segments)
 
 
-def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
+def write_segment(lake: Lake, table: str, source_sql: str, constants: dict[str, object] | None = None) -> Segment:
     """Write the rows of ``source_sql`` (in today's columns of ``table``, sorted) as a new segment file, not yet
-    part of the lake. DuckDB reads, casts and sorts within ``rewrite_memory()``; the shared writer encodes."""
+    part of the lake. DuckDB reads, casts and sorts within ``rewrite_memory()``; the shared writer encodes.
+    ``constants``: columns known to hold one value in every row (see ``transfer.constant_columns``), left out of the
+    sort and written as that value."""
     import duckdb
 
     relative = new_segment_file(table)
     path = lake.root / relative
     durable_mkdir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp")
-    columns = ", ".join(f"CAST({quoted(name)} AS {kind}) AS {quoted(name)}" for name, kind in SCHEMAS[table])
+    columns = ", ".join(
+        f"CAST({quoted(name)} AS {kind}) AS {quoted(name)}"
+        for name, kind in SCHEMAS[table]
+        if name not in (constants or {})
+    )
     con = duckdb.connect(":memory:", config={"memory_limit": rewrite_memory()})
     try:
         (lake.root / ".tmp").mkdir(exist_ok=True)
@@ -149,7 +155,7 @@ def write_segment(lake: Lake, table: str, source_sql: str) -> Segment:
             f"SELECT {columns} FROM ({empty_table_sql(table)} UNION ALL BY NAME SELECT * FROM ({source_sql})) "
             f"{sort_clause(table)}"
         )
-        rows, low, high = write_segment_file(tmp, table, sorted_rows.to_arrow_reader(ROW_GROUP_ROWS))
+        rows, low, high = write_segment_file(tmp, table, sorted_rows.to_arrow_reader(ROW_GROUP_ROWS), constants)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

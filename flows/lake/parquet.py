@@ -15,12 +15,15 @@ from .manifest import ROW_GROUP_ROWS
 from .schema import SCHEMAS, arrow_schema
 
 
-def write_segment_file(path: Path, table: str, batches: Iterable) -> tuple[int, str | None, str | None]:
+def write_segment_file(
+    path: Path, table: str, batches: Iterable, constants: dict[str, object] | None = None
+) -> tuple[int, str | None, str | None]:
     """Write ``batches`` (Arrow record batches of ``table``'s rows, in the order they are to be stored) to the
     Parquet file ``path``: zstd, row groups of ``ROW_GROUP_ROWS`` rows whatever the batch sizes, statistics on every
     column (lookups by repo skip row groups by them), dictionaries for text columns only (the numbers are measured
-    values: a dictionary of them is tried, found too large and dropped, page after page). Returns (rows, smallest
-    repo_id, largest repo_id); the bounds are None for a table without repo_id or with no rows."""
+    values: a dictionary of them is tried, found too large and dropped, page after page). ``constants``: columns the
+    batches leave out, written with this value (None: NULL) in every row. Returns (rows, smallest repo_id, largest
+    repo_id); the bounds are None for a table without repo_id or with no rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
@@ -32,6 +35,8 @@ def write_segment_file(path: Path, table: str, batches: Iterable) -> tuple[int, 
     buffered = 0
     with pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=text or False) as writer:
         for batch in batches:
+            if constants:
+                batch = _completed(batch, schema, constants)
             batch = batch.cast(schema) if batch.schema != schema else batch
             if not batch.num_rows:
                 continue
@@ -49,3 +54,16 @@ def write_segment_file(path: Path, table: str, batches: Iterable) -> tuple[int, 
             writer.write_table(pa.Table.from_batches(pending, schema=schema), row_group_size=ROW_GROUP_ROWS)
     known = [b for b in bounds if b is not None]
     return rows, (min(known) if known else None), (max(known) if known else None)
+
+
+def _completed(batch, schema, constants: dict[str, object]):
+    """``batch`` with the ``constants`` columns added, each its one value repeated, in ``schema``'s order."""
+    import pyarrow as pa
+
+    arrays = [
+        pa.repeat(pa.scalar(constants[field.name], field.type), batch.num_rows)
+        if field.name in constants
+        else batch.column(field.name)
+        for field in schema
+    ]
+    return pa.RecordBatch.from_arrays(arrays, names=schema.names)

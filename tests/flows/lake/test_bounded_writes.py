@@ -4,7 +4,9 @@ size; a commit never rewrites a segment larger than the fold bound, however many
 from __future__ import annotations
 
 import json
+import math
 
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -34,6 +36,7 @@ def shuffled_export(folder, repos=12, layers=5):
 
 def test_an_unsorted_import_is_split_by_repo_range_and_sorted(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "RANGE_ROWS", 20)
+    monkeypatch.setattr(transfer, "constant_columns", lambda table, path: {})  # every column sorted: 20 rows a range
     table = shuffled_export(tmp_path / "export")
     steps = []
     transfer.import_paths(tmp_path / "lake", [tmp_path / "export"], on_step=steps.append)
@@ -51,8 +54,68 @@ def test_an_unsorted_import_is_split_by_repo_range_and_sorted(tmp_path, monkeypa
     assert [tuple(r.values()) for r in run_query(root, LAYERS)] == expected
 
 
+def test_columns_of_one_value_are_written_as_it_and_widen_the_ranges(tmp_path, monkeypatch):
+    """A shuffled import leaves the columns that hold one value in every row (NULL, NaN, a text or a number) out of
+    its sorts and writes them as that value; the sorted rows are narrower, so each repo range holds more of them.
+    Two values that compare equal (0.0 and -0.0), NaN beside a number, or one NULL beside a value are not one value."""
+    monkeypatch.setattr(transfer, "RANGE_ROWS", 10)
+    table = shuffled_export(tmp_path / "export")
+    rows = table.num_rows
+    nan = float("nan")
+    columns = {
+        "sigma_mp": [nan] * rows,
+        "quantization": ["int8"] * rows,
+        "N": [64] * rows,
+        "W_scale": [0.0 if i % 2 else -0.0 for i in range(rows)],
+        "bulk_max": [nan] * (rows - 1) + [5.0],
+        "rf": [1] * (rows - 1) + [None],
+    }
+    for name, values in columns.items():
+        at = table.schema.get_field_index(name)
+        table = table.set_column(at, table.schema.field(at), pa.array(values, table.schema.field(at).type))
+    order = [(i % 12) * 5 + i // 12 for i in range(rows)]
+    pq.write_table(table.take(order), tmp_path / "export" / "layers.parquet", row_group_size=7)
+    found = transfer.constant_columns("layers", tmp_path / "export" / "layers.parquet")
+    assert found["quantization"] == "int8" and found["N"] == 64 and found["Lambda"] is None
+    assert math.isnan(found["sigma_mp"])
+    assert not {"W_scale", "bulk_max", "rf", "alpha", "repo_id", "layer_id"} & set(found)
+    steps = {}
+    for name, constants in (("lake", transfer.constant_columns), ("every column sorted", lambda t, p: {})):
+        monkeypatch.setattr(transfer, "constant_columns", constants)
+        steps[name] = []
+        transfer.import_paths(tmp_path / name, [tmp_path / "export"], on_step=steps[name].append)
+    assert len(steps["every column sorted"]) == 2 + 6  # 10 rows a range: 2 repos each
+    assert len(steps["lake"]) < len(steps["every column sorted"])
+    check = ", ".join(f'"{name}"' for name in ["repo_id", "layer_id", "alpha", *columns, "Lambda", "name"])
+    signs = 'signbit("W_scale")'
+
+    def stored(root):
+        return sorted(map(repr, run_query(root, f"SELECT {check}, {signs} AS sign FROM layers")))
+
+    source = f"SELECT {check}, {signs} AS sign FROM read_parquet('{tmp_path / 'export' / 'layers.parquet'}')"
+    with duckdb.connect() as con:
+        cursor = con.execute(source)
+        names = [d[0] for d in cursor.description]
+        expected = sorted(repr(dict(zip(names, row, strict=True))) for row in cursor.fetchall())
+    assert stored(Lake(tmp_path / "lake").root) == expected == stored(Lake(tmp_path / "every column sorted").root)
+    assert any("'sign': True" in row for row in expected)  # -0.0 kept its sign
+
+
+def test_repo_ranges_are_as_few_as_the_bound_allows_and_of_even_sizes():
+    def sizes(rows_per_repo, most):
+        grouped = transfer.Grouped(("repo_id",), [(f"r{i:06d}", n) for i, n in enumerate(rows_per_repo)])
+        index = {f"r{i:06d}": i for i in range(len(rows_per_repo))}
+        return [sum(rows_per_repo[index[a] : index[b] + 1]) for a, b in transfer._repo_ranges(grouped, most)]
+
+    assert sizes([5] * 20, 40) == [35, 35, 30]  # not 40 + 40 + 20: three filtered reads either way, evener sorts
+    assert sizes([5] * 20, 100) == [100]
+    assert sizes([5, 50, 5, 5], 20) == [5, 50, 10]  # a repo larger than the bound alone
+    assert sizes([200] * 100_000, 8_137_931) == [6_666_800, 6_666_600, 6_666_600]
+
+
 def test_an_import_and_a_merge_name_their_steps(tmp_path, monkeypatch):
     monkeypatch.setattr(transfer, "RANGE_ROWS", 20)
+    monkeypatch.setattr(transfer, "constant_columns", lambda table, path: {})
     shuffled_export(tmp_path / "export")
     transfer.import_paths(tmp_path / "lake", [tmp_path / "export"])
     # A file clustered by repo (one segment of the lake) is copied, not sorted.
