@@ -82,7 +82,8 @@ LAYER_VALUES = {
     "has_esd": "true",
 }
 # What a default scan leaves empty (no MP fit, no randomization, no detX, ERG or eigenvector metrics; no fingers
-# fixed, no PEFT): NULL here too, so the files compress as a real lake's do.
+# fixed, no PEFT) as a default scan writes it: NaN in a DOUBLE column, NULL in the others, so the files compress, and
+# an import finds the columns of one value (``transfer.constant_columns``), as in a real lake's export.
 EMPTY_IN_A_DEFAULT_SCAN = (
     "expert Lambda raw_alpha num_spikes sigma_mp mp_softrank bulk_min bulk_max W_scale rand_lambda_max rand_distance "
     "rand_num_spikes num_traps rand_sigma_mp rand_mp_softrank rand_W_scale rand_bulk_min rand_bulk_max "
@@ -91,7 +92,13 @@ EMPTY_IN_A_DEFAULT_SCAN = (
     "bulk_mean_loc_ratio bulk_var_loc_ratio tail_mean_loc_ratio tail_var_loc_ratio bulk_mean_part_ratio "
     "bulk_var_part_ratio tail_mean_part_ratio tail_var_part_ratio Xflag peft"
 ).split()
-LAYER_VALUES.update(dict.fromkeys(EMPTY_IN_A_DEFAULT_SCAN, "NULL"))
+LAYER_VALUES.update(
+    {
+        name: "'NaN'::DOUBLE" if kind == "DOUBLE" else "NULL"
+        for name, kind in SCHEMAS["layers"]
+        if name in EMPTY_IN_A_DEFAULT_SCAN
+    }
+)
 
 
 def column_exprs(table: str, values: dict, families: int, models: int) -> str:
