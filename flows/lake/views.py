@@ -1,8 +1,9 @@
 """DuckDB views over one snapshot of the lake, built from the manifest in microseconds: no catalog file to rebuild.
 
-The same statements serve twice: in-process, with absolute paths, in a sandboxed in-memory connection (reads
-inside the lake only, configuration locked); and as ``LAKE/views.sql`` with paths relative to the lake, which any
-``duckdb`` command-line version runs from the lake folder (``cd LAKE && duckdb -init views.sql``).
+The same view bodies serve three ways: as common table expressions of wwhub's own SQL (``with_views``), and as
+views created in a sandboxed in-memory connection for a user's SQL (reads inside the lake only, configuration
+locked), both with absolute paths; and as ``LAKE/views.sql`` with paths relative to the lake, which any ``duckdb``
+command-line version runs from the lake folder (``cd LAKE && duckdb -init views.sql``).
 """
 
 from __future__ import annotations
