@@ -189,9 +189,9 @@ def with_views(
     """``sql`` (one SELECT, or WITH … SELECT, of wwhub's own) with the views it reads as its first common table
     expressions, each NOT MATERIALIZED: expanded where it is read, as a view is, so filters still reach the files.
     The same rows as over ``connect``'s views, without creating them: DuckDB binds a view once when it is created
-    and again in each query, and a one-model query over a 100 000-model lake took 96 ms with views against 60 ms
-    inlined (docs/lake.md). A user's SQL keeps the views: it may be an EXPLAIN, or name its own expression after a
-    table."""
+    and again in each query: one model's correlation points in a 100 000-model lake took 105-108 ms over created
+    views, 66-77 ms inlined (docs/lake.md). A user's SQL keeps the views: it may be an EXPLAIN, or name its own
+    expression after a table."""
     needed = _needed_views(snapshot, prefix, queries_dir, reading=sql, repos=repos)
     if not needed:
         return sql
