@@ -51,10 +51,11 @@ class LocalSource:
 
     def _tags(self, repo_id: str) -> list[str]:
         readme = self._repo_dir(repo_id) / "README.md"
-        status, facts, _ = parse_card(readme.read_text() if readme.exists() else None)
+        text = readme.read_text() if readme.exists() else None
+        status, facts, _ = parse_card(text)
         tags = []
         if status == "ok":
-            tags = list(getattr(card_data(readme.read_text()), "tags", None) or [])
+            tags = list(getattr(card_data(text), "tags", None) or [])
             if facts.get("base_model"):
                 tags.append(f"base_model:{facts['base_model']}")
         return tags
